@@ -1,0 +1,19 @@
+//! The Ringfence domain: the data map, calls and visitor sessions, phone numbers and
+//! jurisdiction, roles and the rules of who may see what.
+//!
+//! This crate is pure. It never does IO, never knows about the wire format or a database,
+//! and cannot fail on either. Types that hold personal data print masked in `Debug`.
+
+pub mod access;
+pub mod call;
+pub mod datamap;
+pub mod ids;
+pub mod jurisdiction;
+pub mod personal;
+pub mod phone;
+pub mod timestamp;
+
+pub use datamap::{DataCategory, RedactionEffect};
+pub use ids::{AccountId, AgencyId, CallId, SessionId, TokenId};
+pub use personal::Personal;
+pub use phone::E164;

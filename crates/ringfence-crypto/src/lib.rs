@@ -1,0 +1,18 @@
+//! Ringfence's cryptography: per-record data keys, envelope encryption under the master key,
+//! blind indexes of phone numbers, chunked sealing of recordings, and the vault that holds
+//! the wrapped data keys apart from the data.
+//!
+//! Every personal field is sealed with XChaCha20-Poly1305 under a random 192-bit nonce and
+//! associated data that binds the ciphertext to its record and column, so a ciphertext moved
+//! to another row does not open. Key material is zeroized when dropped and never printed.
+//! This crate never does IO itself: the vault's storage is a trait implemented elsewhere.
+
+mod aead;
+mod keys;
+mod recording;
+mod vault;
+
+pub use aead::{open, seal, CryptoError, NONCE_LEN, SEAL_OVERHEAD, TAG_LEN};
+pub use keys::{hash_api_token, new_api_token, random_bytes, BlindIndex, BlindIndexKey, DataKey, MasterKey, MasterKeyError};
+pub use recording::{RecordingLayout, RecordingSealer, open_recording_chunk, RECORDING_CHUNK, RECORDING_HEADER_LEN};
+pub use vault::{KeyPurpose, KeyRecord, Vault, VaultError, VaultStore};

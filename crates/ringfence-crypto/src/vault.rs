@@ -1,0 +1,126 @@
+//! The vault: wrapped data keys, kept apart from the data they open.
+//!
+//! Destroying a key in the vault is what makes a record unreadable for good, wherever copies
+//! of its ciphertext may lie (backups of the call log, a lagging replica, a recording file).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::keys::{DataKey, MasterKey};
+
+/// What a key opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPurpose {
+    Call,
+    Session,
+    BlindIndex,
+}
+
+impl KeyPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyPurpose::Call => "call",
+            KeyPurpose::Session => "session",
+            KeyPurpose::BlindIndex => "blind_index",
+        }
+    }
+    pub fn parse(text: &str) -> Option<Self> {
+        [KeyPurpose::Call, KeyPurpose::Session, KeyPurpose::BlindIndex].into_iter().find(|p| p.as_str() == text)
+    }
+}
+
+/// A data key wrapped by the master key, as the vault stores it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: String,
+    pub account_id: String,
+    pub purpose: KeyPurpose,
+    pub wrapped: Vec<u8>,
+}
+
+impl std::fmt::Debug for KeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRecord").field("id", &self.id).field("account_id", &self.account_id).field("purpose", &self.purpose).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("vault storage failed: {0}")]
+    Storage(String),
+    #[error("key {0} does not open with this master key (wrong master key file?)")]
+    WrongMasterKey(String),
+}
+
+/// Where wrapped keys are kept. Inserts must be durable when they return.
+#[async_trait::async_trait]
+pub trait VaultStore: Send + Sync + 'static {
+    /// Inserts keys; an id that already exists keeps its old key.
+    async fn insert(&self, records: Vec<KeyRecord>) -> Result<(), VaultError>;
+    /// The records of those ids that exist.
+    async fn fetch(&self, ids: Vec<String>) -> Result<Vec<KeyRecord>, VaultError>;
+    /// Deletes keys so that no copy remains in the store's files; returns how many existed.
+    async fn destroy(&self, ids: Vec<String>) -> Result<u64, VaultError>;
+    /// Checks the store answers.
+    async fn ping(&self) -> Result<(), VaultError>;
+}
+
+/// Issues, opens and destroys data keys.
+#[derive(Clone)]
+pub struct Vault {
+    master: Arc<MasterKey>,
+    store: Arc<dyn VaultStore>,
+}
+
+impl Vault {
+    pub fn new(master: MasterKey, store: Arc<dyn VaultStore>) -> Self {
+        Self { master: Arc::new(master), store }
+    }
+
+    pub fn master_fingerprint(&self) -> String {
+        self.master.fingerprint()
+    }
+
+    /// A fresh key and its wrapped record (nothing stored yet).
+    pub fn issue(&self, id: String, account_id: String, purpose: KeyPurpose) -> (DataKey, KeyRecord) {
+        let key = DataKey::generate();
+        let wrapped = self.master.wrap(&id, &key);
+        (key, KeyRecord { id, account_id, purpose, wrapped })
+    }
+
+    pub async fn insert(&self, records: Vec<KeyRecord>) -> Result<(), VaultError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.store.insert(records).await
+    }
+
+    /// Opens the keys of `ids` that exist; destroyed keys are simply absent.
+    pub async fn open_keys(&self, ids: Vec<String>) -> Result<HashMap<String, DataKey>, VaultError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let records = self.store.fetch(ids).await?;
+        let mut keys = HashMap::with_capacity(records.len());
+        for record in records {
+            let key = self.master.unwrap(&record.id, &record.wrapped).map_err(|_| VaultError::WrongMasterKey(record.id.clone()))?;
+            keys.insert(record.id, key);
+        }
+        Ok(keys)
+    }
+
+    pub async fn open_key(&self, id: &str) -> Result<Option<DataKey>, VaultError> {
+        Ok(self.open_keys(vec![id.to_owned()]).await?.remove(id))
+    }
+
+    pub async fn destroy(&self, ids: Vec<String>) -> Result<u64, VaultError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.store.destroy(ids).await
+    }
+
+    pub async fn ping(&self) -> Result<(), VaultError> {
+        self.store.ping().await
+    }
+}

@@ -1,0 +1,467 @@
+//! The wire format: request and response bodies, and their conversion to and from the
+//! domain. Only this module knows JSON names.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use ringfence_core::call::{
+    checked_country, checked_ip, checked_personal, checked_tags, checked_text, limits, Call, CallStatus, CallerIdentity, CallerLocation, Direction, FieldError,
+    InteractionContent, NewCall, NewSession, Utm, VisitorDetails,
+};
+use ringfence_core::phone::{parse_caller_number, parse_e164, E164};
+use ringfence_core::timestamp::Timestamp;
+use ringfence_core::SessionId;
+
+/// A call as a telephony system or script sends it. Only `started_at` and
+/// `tracking_number` are required; unknown fields are rejected.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallInput {
+    /// The sender's id of the call: makes ingest idempotent per account.
+    pub external_id: Option<String>,
+    /// RFC 3339 with a time zone.
+    #[schema(example = "2026-11-28T10:00:00Z")]
+    pub started_at: String,
+    pub duration_s: Option<u32>,
+    /// `inbound` or `outbound` (Twilio's `outbound-api` and `outbound-dial` are accepted).
+    pub direction: Option<String>,
+    /// Twilio's call statuses: queued, initiated, ringing, in-progress, completed, busy, no-answer, canceled, failed.
+    pub status: Option<String>,
+    /// The business's tracking number, E.164.
+    #[schema(example = "+14155550100")]
+    pub tracking_number: String,
+    pub source: Option<String>,
+    pub campaign: Option<String>,
+    /// E.164; empty, `anonymous` and the usual withheld markers mean no number.
+    pub caller_number: Option<String>,
+    pub caller_name: Option<String>,
+    pub forwarded_from: Option<String>,
+    pub caller_city: Option<String>,
+    pub caller_region: Option<String>,
+    pub caller_postal_code: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    pub caller_country: Option<String>,
+    pub transcript: Option<String>,
+    pub notes: Option<String>,
+    pub tags: Option<Vec<String>>,
+    /// A visitor session of the same account to link.
+    pub session_id: Option<String>,
+    /// The visit that led to the call, sent inline: stored as a session and linked.
+    pub visitor: Option<VisitorInput>,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VisitorInput {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub referrer: Option<String>,
+    pub landing_url: Option<String>,
+    pub gclid: Option<String>,
+    pub fbclid: Option<String>,
+    pub msclkid: Option<String>,
+    pub visitor_id: Option<String>,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+}
+
+/// A visitor session (web visit) sent by a website or the tracking snippet.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionInput {
+    pub external_id: Option<String>,
+    pub started_at: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub referrer: Option<String>,
+    pub landing_url: Option<String>,
+    pub gclid: Option<String>,
+    pub fbclid: Option<String>,
+    pub msclkid: Option<String>,
+    pub visitor_id: Option<String>,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchInput {
+    pub calls: Vec<CallInput>,
+}
+
+/// Collects field errors with a common prefix (`calls[3].`).
+struct Checker {
+    prefix: String,
+    errors: Vec<FieldError>,
+}
+
+impl Checker {
+    fn field(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+    fn take<T>(&mut self, r: Result<T, FieldError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.errors.push(e);
+                None
+            }
+        }
+    }
+    fn text(&mut self, name: &str, v: Option<String>, max: usize) -> Option<String> {
+        let f = self.field(name);
+        self.take(checked_text(&f, v, max, false)).flatten()
+    }
+    fn personal(&mut self, name: &str, v: Option<String>, max: usize, multiline: bool) -> Option<ringfence_core::Personal<String>> {
+        let f = self.field(name);
+        self.take(checked_personal(&f, v, max, multiline)).flatten()
+    }
+    fn timestamp(&mut self, name: &str, v: &str) -> Option<Timestamp> {
+        let f = self.field(name);
+        self.take(Timestamp::parse_rfc3339(v).map_err(|e| FieldError::new(f, "invalid_field", e.to_string())))
+    }
+    fn number(&mut self, name: &str, v: &str) -> Option<E164> {
+        let f = self.field(name);
+        self.take(parse_e164(v).map_err(|e| FieldError::new(f, "invalid_phone_number", format!("not a valid E.164 number ({e})"))))
+    }
+    fn caller_number(&mut self, name: &str, v: Option<&str>) -> Option<E164> {
+        let v = v?;
+        let f = self.field(name);
+        self.take(parse_caller_number(v).map_err(|e| FieldError::new(f, "invalid_phone_number", format!("not a valid E.164 number ({e})")))).flatten()
+    }
+    fn visitor(&mut self, prefix: &str, v: VisitorFields) -> VisitorDetails {
+        let ip_field = self.field(&format!("{prefix}ip"));
+        VisitorDetails {
+            ip: self.take(checked_ip(&ip_field, v.ip)).flatten(),
+            user_agent: self.personal(&format!("{prefix}user_agent"), v.user_agent, limits::USER_AGENT, false),
+            referrer: self.personal(&format!("{prefix}referrer"), v.referrer, limits::URL, false),
+            landing_url: self.personal(&format!("{prefix}landing_url"), v.landing_url, limits::URL, false),
+            gclid: self.personal(&format!("{prefix}gclid"), v.gclid, limits::CLICK_ID, false),
+            fbclid: self.personal(&format!("{prefix}fbclid"), v.fbclid, limits::CLICK_ID, false),
+            msclkid: self.personal(&format!("{prefix}msclkid"), v.msclkid, limits::CLICK_ID, false),
+            visitor_id: self.personal(&format!("{prefix}visitor_id"), v.visitor_id, limits::EXTERNAL_ID, false),
+        }
+    }
+    fn utm(&mut self, prefix: &str, source: Option<String>, medium: Option<String>, campaign: Option<String>) -> Utm {
+        Utm {
+            source: self.text(&format!("{prefix}utm_source"), source, limits::LABEL),
+            medium: self.text(&format!("{prefix}utm_medium"), medium, limits::LABEL),
+            campaign: self.text(&format!("{prefix}utm_campaign"), campaign, limits::LABEL),
+        }
+    }
+}
+
+struct VisitorFields {
+    ip: Option<String>,
+    user_agent: Option<String>,
+    referrer: Option<String>,
+    landing_url: Option<String>,
+    gclid: Option<String>,
+    fbclid: Option<String>,
+    msclkid: Option<String>,
+    visitor_id: Option<String>,
+}
+
+impl CallInput {
+    /// Validates the input; `prefix` names its place in a batch (`calls[3].`).
+    pub fn into_domain(self, prefix: &str) -> Result<NewCall, Vec<FieldError>> {
+        let mut c = Checker { prefix: prefix.to_owned(), errors: Vec::new() };
+        let external_id = c.text("external_id", self.external_id, limits::EXTERNAL_ID);
+        let started_at = c.timestamp("started_at", &self.started_at);
+        if let Some(d) = self.duration_s {
+            if d > limits::DURATION_S {
+                let f = c.field("duration_s");
+                c.errors.push(FieldError::new(f, "invalid_field", format!("longer than {} seconds", limits::DURATION_S)));
+            }
+        }
+        let direction = match self.direction.as_deref() {
+            None | Some("") => None,
+            Some(d) => {
+                let f = c.field("direction");
+                c.take(Direction::parse(d).ok_or_else(|| FieldError::new(f, "invalid_field", "must be inbound or outbound")))
+            }
+        };
+        let status = match self.status.as_deref() {
+            None | Some("") => None,
+            Some(s) => {
+                let f = c.field("status");
+                let allowed: Vec<&str> = CallStatus::ALL.iter().map(|s| s.as_str()).collect();
+                c.take(CallStatus::parse(s).ok_or_else(|| FieldError::new(f, "invalid_field", format!("must be one of {}", allowed.join(", ")))))
+            }
+        };
+        let tracking_number = c.number("tracking_number", &self.tracking_number);
+        let source = c.text("source", self.source, limits::LABEL);
+        let campaign = c.text("campaign", self.campaign, limits::LABEL);
+        let number = c.caller_number("caller_number", self.caller_number.as_deref());
+        let forwarded_from = c.caller_number("forwarded_from", self.forwarded_from.as_deref());
+        let caller = CallerIdentity { number, name: c.personal("caller_name", self.caller_name, limits::NAME, false), forwarded_from };
+        let country_field = c.field("caller_country");
+        let location = CallerLocation {
+            city: c.personal("caller_city", self.caller_city, limits::LOCATION_PART, false),
+            region: c.personal("caller_region", self.caller_region, limits::LOCATION_PART, false),
+            postal_code: c.personal("caller_postal_code", self.caller_postal_code, limits::LOCATION_PART, false),
+            country: c.take(checked_country(&country_field, self.caller_country)).flatten(),
+        };
+        let transcript = c.personal("transcript", self.transcript, limits::TRANSCRIPT, true);
+        let notes = c.personal("notes", self.notes, limits::NOTES, true);
+        let tags_field = c.field("tags");
+        let tags = c.take(checked_tags(&tags_field, self.tags.unwrap_or_default())).unwrap_or_default();
+        let session_id = match self.session_id.as_deref() {
+            None | Some("") => None,
+            Some(s) => {
+                let f = c.field("session_id");
+                c.take(s.parse::<SessionId>().map_err(|_| FieldError::new(f, "invalid_field", "not a session id")))
+            }
+        };
+        let mut utm = c.utm("", self.utm_source, self.utm_medium, self.utm_campaign);
+        let visitor = self.visitor.map(|v| {
+            let visit_utm = c.utm("visitor.", v.utm_source, v.utm_medium, v.utm_campaign);
+            utm.source = utm.source.take().or(visit_utm.source);
+            utm.medium = utm.medium.take().or(visit_utm.medium);
+            utm.campaign = utm.campaign.take().or(visit_utm.campaign);
+            c.visitor(
+                "visitor.",
+                VisitorFields {
+                    ip: v.ip,
+                    user_agent: v.user_agent,
+                    referrer: v.referrer,
+                    landing_url: v.landing_url,
+                    gclid: v.gclid,
+                    fbclid: v.fbclid,
+                    msclkid: v.msclkid,
+                    visitor_id: v.visitor_id,
+                },
+            )
+        });
+        if visitor.is_some() && session_id.is_some() {
+            let f = c.field("visitor");
+            c.errors.push(FieldError::new(f, "invalid_field", "send either session_id or visitor, not both"));
+        }
+        match (started_at, tracking_number, c.errors.is_empty()) {
+            (Some(started_at), Some(tracking_number), true) => Ok(NewCall {
+                external_id,
+                started_at,
+                duration_s: self.duration_s,
+                direction,
+                status,
+                tracking_number,
+                source,
+                campaign,
+                utm,
+                caller,
+                location,
+                transcript,
+                interaction: InteractionContent { notes, tags },
+                session_id,
+                visitor: visitor.filter(|v| !v.is_empty()),
+            }),
+            _ => Err(c.errors),
+        }
+    }
+}
+
+impl SessionInput {
+    pub fn into_domain(self) -> Result<NewSession, Vec<FieldError>> {
+        let mut c = Checker { prefix: String::new(), errors: Vec::new() };
+        let external_id = c.text("external_id", self.external_id, limits::EXTERNAL_ID);
+        let started_at = c.timestamp("started_at", &self.started_at);
+        let utm = c.utm("", self.utm_source, self.utm_medium, self.utm_campaign);
+        let visitor = c.visitor(
+            "",
+            VisitorFields {
+                ip: self.ip,
+                user_agent: self.user_agent,
+                referrer: self.referrer,
+                landing_url: self.landing_url,
+                gclid: self.gclid,
+                fbclid: self.fbclid,
+                msclkid: self.msclkid,
+                visitor_id: self.visitor_id,
+            },
+        );
+        match (started_at, c.errors.is_empty()) {
+            (Some(started_at), true) => Ok(NewSession { external_id, started_at, utm, visitor }),
+            _ => Err(c.errors),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UtmOutput {
+    pub source: Option<String>,
+    pub medium: Option<String>,
+    pub campaign: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallerOutput {
+    pub number: Option<String>,
+    pub name: Option<String>,
+    pub forwarded_from: Option<String>,
+    pub city: Option<String>,
+    pub region: Option<String>,
+    pub postal_code: Option<String>,
+    pub country: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordingOutput {
+    pub content_type: String,
+    pub bytes: u64,
+    /// Where signed-in users play it (bearer token required).
+    pub url: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VisitorOutput {
+    pub session_id: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub referrer: Option<String>,
+    pub landing_url: Option<String>,
+    pub gclid: Option<String>,
+    pub fbclid: Option<String>,
+    pub msclkid: Option<String>,
+    pub visitor_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RedactionOutput {
+    pub at: String,
+    /// manual, caller, retention, consent_withdrawn or forget_list
+    pub reason: String,
+    pub by: String,
+}
+
+/// A call as the API shows it. After redaction `caller`, `recording`, `transcript`,
+/// `notes`, `visitor` and `gdpr_scope` are null and `tags` is empty; facts and `utm` stay.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallOutput {
+    pub id: String,
+    pub account_id: String,
+    pub external_id: Option<String>,
+    pub started_at: String,
+    pub created_at: String,
+    pub duration_s: Option<u32>,
+    pub direction: Option<String>,
+    pub status: Option<String>,
+    pub tracking_number: String,
+    pub source: Option<String>,
+    pub campaign: Option<String>,
+    pub utm: UtmOutput,
+    pub gdpr_scope: Option<bool>,
+    pub caller: Option<CallerOutput>,
+    pub recording: Option<RecordingOutput>,
+    pub transcript: Option<String>,
+    pub notes: Option<String>,
+    pub tags: Vec<String>,
+    pub visitor: Option<VisitorOutput>,
+    pub redaction: Option<RedactionOutput>,
+    /// True when personal data is masked for this token.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub masked: bool,
+}
+
+fn reveal(p: &Option<ringfence_core::Personal<String>>) -> Option<String> {
+    p.as_ref().map(|v| v.expose().clone())
+}
+
+impl CallOutput {
+    /// `personal_data = false` masks numbers and leaves out every other personal field.
+    pub fn from_call(call: &Call, personal_data: bool) -> Self {
+        let id = call.id.to_string();
+        let caller = match (&call.caller, &call.location) {
+            (Some(identity), location) => {
+                let location = location.clone().unwrap_or_default();
+                if personal_data {
+                    Some(CallerOutput {
+                        number: identity.number.as_ref().map(|n| n.as_str().to_owned()),
+                        name: reveal(&identity.name),
+                        forwarded_from: identity.forwarded_from.as_ref().map(|n| n.as_str().to_owned()),
+                        city: reveal(&location.city),
+                        region: reveal(&location.region),
+                        postal_code: reveal(&location.postal_code),
+                        country: reveal(&location.country),
+                    })
+                } else {
+                    Some(CallerOutput {
+                        number: identity.number.as_ref().map(E164::masked),
+                        name: None,
+                        forwarded_from: identity.forwarded_from.as_ref().map(E164::masked),
+                        city: None,
+                        region: None,
+                        postal_code: None,
+                        country: None,
+                    })
+                }
+            }
+            _ => None,
+        };
+        let interaction = call.interaction.as_ref().filter(|_| personal_data);
+        CallOutput {
+            account_id: call.account_id.to_string(),
+            external_id: call.external_id.clone(),
+            started_at: call.started_at.to_rfc3339(),
+            created_at: call.created_at.to_rfc3339(),
+            duration_s: call.duration_s,
+            direction: call.direction.map(|d| d.as_str().to_owned()),
+            status: call.status.map(|s| s.as_str().to_owned()),
+            tracking_number: call.tracking_number.clone(),
+            source: call.source.clone(),
+            campaign: call.campaign.clone(),
+            utm: UtmOutput { source: call.utm.source.clone(), medium: call.utm.medium.clone(), campaign: call.utm.campaign.clone() },
+            gdpr_scope: call.gdpr_scope,
+            caller,
+            recording: call
+                .recording
+                .as_ref()
+                .filter(|_| personal_data)
+                .map(|r| RecordingOutput { content_type: r.content_type.clone(), bytes: r.bytes, url: format!("/api/v1/calls/{id}/recording") }),
+            transcript: if personal_data { reveal(&call.transcript) } else { None },
+            notes: interaction.and_then(|i| reveal(&i.notes)),
+            tags: interaction.map(|i| i.tags.expose().clone()).unwrap_or_default(),
+            visitor: call.visitor.as_ref().filter(|_| personal_data).map(|(session, v)| VisitorOutput {
+                session_id: session.to_string(),
+                ip: reveal(&v.ip),
+                user_agent: reveal(&v.user_agent),
+                referrer: reveal(&v.referrer),
+                landing_url: reveal(&v.landing_url),
+                gclid: reveal(&v.gclid),
+                fbclid: reveal(&v.fbclid),
+                msclkid: reveal(&v.msclkid),
+                visitor_id: reveal(&v.visitor_id),
+            }),
+            redaction: call.redaction.as_ref().map(|r| RedactionOutput { at: r.at.to_rfc3339(), reason: r.reason.as_str().to_owned(), by: r.by.clone() }),
+            masked: !personal_data && call.redaction.is_none(),
+            id,
+        }
+    }
+}
+
+/// A page of calls.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallList {
+    pub items: Vec<CallOutput>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchOutput {
+    /// One id per input call, in input order (the existing id for a re-delivered external_id).
+    pub ids: Vec<String>,
+    /// How many of them were new.
+    pub created: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IdOutput {
+    pub id: String,
+    /// False when the external_id was already known and nothing was stored.
+    pub created: bool,
+}

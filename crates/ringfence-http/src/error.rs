@@ -1,0 +1,230 @@
+//! The one error type at the HTTP edge. Every failure a client can see has a stable `code`
+//! and its HTTP status; internal causes are logged by id and never sent.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use ringfence_core::access::Denied;
+use ringfence_core::call::FieldError;
+use ringfence_store::{LogError, StoreError};
+
+/// The stable error codes, each with its status. Clients match on the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    InvalidJson,
+    InvalidQuery,
+    InvalidCursor,
+    InvalidPhoneNumber,
+    InvalidField,
+    MissingField,
+    UnknownField,
+    TooLong,
+    DuplicateExternalId,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Redacted,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    RangeNotSatisfiable,
+    EmptyRecording,
+    Conflict,
+    Unavailable,
+    Internal,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::InvalidJson => "invalid_json",
+            Code::InvalidQuery => "invalid_query",
+            Code::InvalidCursor => "invalid_cursor",
+            Code::InvalidPhoneNumber => "invalid_phone_number",
+            Code::InvalidField => "invalid_field",
+            Code::MissingField => "missing_field",
+            Code::UnknownField => "unknown_field",
+            Code::TooLong => "too_long",
+            Code::DuplicateExternalId => "duplicate_external_id",
+            Code::Unauthorized => "unauthorized",
+            Code::Forbidden => "forbidden",
+            Code::NotFound => "not_found",
+            Code::Redacted => "redacted",
+            Code::PayloadTooLarge => "payload_too_large",
+            Code::UnsupportedMediaType => "unsupported_media_type",
+            Code::RangeNotSatisfiable => "range_not_satisfiable",
+            Code::EmptyRecording => "empty_recording",
+            Code::Conflict => "conflict",
+            Code::Unavailable => "unavailable",
+            Code::Internal => "internal",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::InvalidJson | Code::InvalidQuery | Code::InvalidCursor => StatusCode::BAD_REQUEST,
+            Code::InvalidPhoneNumber
+            | Code::InvalidField
+            | Code::MissingField
+            | Code::UnknownField
+            | Code::TooLong
+            | Code::DuplicateExternalId
+            | Code::EmptyRecording => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::Unauthorized => StatusCode::UNAUTHORIZED,
+            Code::Forbidden => StatusCode::FORBIDDEN,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::Redacted => StatusCode::GONE,
+            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+            Code::Conflict => StatusCode::CONFLICT,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn from_field_code(code: &str) -> Code {
+        match code {
+            "invalid_phone_number" => Code::InvalidPhoneNumber,
+            "missing_field" => Code::MissingField,
+            "unknown_field" => Code::UnknownField,
+            "too_long" => Code::TooLong,
+            _ => Code::InvalidField,
+        }
+    }
+}
+
+/// One problem with one field of the input.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub field: String,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<ErrorDetail>,
+}
+
+/// `{"error": {...}}`
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+    pub details: Vec<ErrorDetail>,
+    /// Extra headers (e.g. `Content-Range` on 416).
+    pub headers: Vec<(axum::http::HeaderName, String)>,
+    /// A status other than the code's usual one (a bad number in a query string is a 400).
+    pub status: Option<StatusCode>,
+}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), details: Vec::new(), headers: Vec::new(), status: None }
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(Code::NotFound, format!("{what} not found"))
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(Code::Unauthorized, "missing, unknown, expired or revoked bearer token; send `Authorization: Bearer <token>`")
+    }
+
+    /// An internal failure: logged with an incident id, answered without its cause.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        let incident = uuid::Uuid::new_v4();
+        tracing::error!(%incident, cause = %cause, "internal error");
+        Self::new(Code::Internal, format!("internal error (incident {incident}); the operator's logs have the cause"))
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// The same error answered as 400 (for query strings rather than bodies).
+    pub fn with_status_400(mut self) -> Self {
+        self.status = Some(StatusCode::BAD_REQUEST);
+        self
+    }
+
+    /// Field errors with their paths; the first one gives the code.
+    pub fn fields(errors: Vec<FieldError>) -> Self {
+        let code = errors.first().map(|e| Code::from_field_code(e.code)).unwrap_or(Code::InvalidField);
+        let message = match errors.as_slice() {
+            [one] => one.to_string(),
+            [first, ..] => format!("{first} (and {} more problems, see details)", errors.len() - 1),
+            [] => "invalid input".to_owned(),
+        };
+        let details = errors.into_iter().map(|e| ErrorDetail { field: e.field, code: e.code.to_owned(), message: e.message }).collect();
+        Self { code, message, details, headers: Vec::new(), status: None }
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::NotFound => ApiError::not_found("resource"),
+            Denied::Forbidden => ApiError::new(Code::Forbidden, "this token's role may not do this"),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => ApiError::not_found(what),
+            StoreError::AlreadyExists(what) => ApiError::new(Code::Conflict, format!("{what} already exists")),
+            StoreError::SessionNotFound { index } => ApiError::fields(vec![FieldError::new(
+                format!("calls[{index}].session_id"),
+                "invalid_field",
+                "no such session in this account",
+            )]),
+            StoreError::DuplicateInBatch { index } => {
+                let mut err = ApiError::fields(vec![FieldError::new(format!("calls[{index}].external_id"), "duplicate_external_id", "the same external_id appears twice in the batch")]);
+                err.code = Code::DuplicateExternalId;
+                err
+            }
+            StoreError::Backend(_) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<LogError> for ApiError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::Store(s) => s.into(),
+            LogError::Redacted => ApiError::new(Code::Redacted, "the call was redacted: its personal data and recording are gone"),
+            LogError::RecordingTooLarge { limit } => ApiError::new(Code::PayloadTooLarge, format!("recording larger than the limit of {limit} bytes")),
+            LogError::EmptyRecording => ApiError::new(Code::EmptyRecording, "the recording is empty"),
+            LogError::BodyRead => ApiError::new(Code::InvalidField, "the request body could not be read to its end"),
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorEnvelope { error: ErrorBody { code: self.code.as_str().to_owned(), message: self.message, details: self.details } };
+        let mut response = (self.status.unwrap_or(self.code.status()), Json(body)).into_response();
+        for (name, value) in self.headers {
+            if let Ok(v) = value.parse() {
+                response.headers_mut().insert(name, v);
+            }
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,33 @@
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+
+use ringfence_core::access::Permission;
+use ringfence_core::AccountId;
+
+use super::path_id;
+use crate::auth::Auth;
+use crate::body::JsonBody;
+use crate::dto::{IdOutput, SessionInput};
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::state::AppState;
+
+/// Record a visitor session (a web visit), to be linked to calls by `session_id`.
+#[utoipa::path(post, path = "/api/v1/accounts/{account_id}/sessions", tag = "sessions",
+    params(("account_id" = String, Path, description = "account id")),
+    request_body = SessionInput,
+    responses(
+        (status = 201, body = IdOutput), (status = 200, description = "already stored under this external_id", body = IdOutput),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+    ),
+    security(("bearer" = [])))]
+pub async fn create_session(State(state): State<AppState>, Auth(principal): Auth, Path(account): Path<String>, JsonBody(input): JsonBody<SessionInput>) -> ApiResult<(StatusCode, Json<IdOutput>)> {
+    let account: AccountId = path_id(&account, "account")?;
+    let tenant = state.tenant(account).await?;
+    principal.check(Permission::Ingest, &tenant)?;
+    let session = input.into_domain().map_err(ApiError::fields)?;
+    let outcome = state.log.ingest_session(account, session).await?;
+    let status = if outcome.is_created() { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(IdOutput { id: outcome.id().to_string(), created: outcome.is_created() })))
+}

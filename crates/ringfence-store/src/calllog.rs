@@ -1,0 +1,532 @@
+//! The encrypted call log: seals every personal field with the record's own data key before
+//! a store sees it, keeps the keys in the vault, and opens records for authorised reads.
+//!
+//! Write order: the data keys are made durable in the vault first, then the rows in the
+//! call log. A crash in between leaves keys without rows (harmless), never rows without keys.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use zeroize::Zeroizing;
+
+use ringfence_core::call::{Call, NewCall, NewSession, RecordingMeta, Redaction, Session, Utm, VisitorDetails};
+use ringfence_core::jurisdiction::gdpr_scope_of_number;
+use ringfence_core::timestamp::Timestamp;
+use ringfence_core::{AccountId, CallId, SessionId, E164};
+use ringfence_crypto::{
+    open, open_recording_chunk, seal, BlindIndex, BlindIndexKey, DataKey, KeyPurpose, KeyRecord, RecordingLayout, RecordingSealer, Vault, VaultError,
+    RECORDING_CHUNK, RECORDING_HEADER_LEN,
+};
+
+use crate::blobs::{BlobError, Blobs};
+use crate::payload::{self, PayloadError};
+use crate::records::*;
+use crate::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error("stored data of {0} does not open: {1}")]
+    Corrupt(String, &'static str),
+    #[error("the call was redacted")]
+    Redacted,
+    #[error("recording larger than the limit of {limit} bytes")]
+    RecordingTooLarge { limit: u64 },
+    #[error("recording is empty")]
+    EmptyRecording,
+    #[error("reading the request body failed")]
+    BodyRead,
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+impl From<PayloadError> for LogError {
+    fn from(_: PayloadError) -> Self {
+        LogError::Corrupt("a sealed payload".into(), "malformed")
+    }
+}
+
+/// One page of the call log.
+#[derive(Debug)]
+pub struct CallPage {
+    pub calls: Vec<Call>,
+    /// Where the next page starts, if there may be one.
+    pub next: Option<(Timestamp, CallId)>,
+}
+
+/// Result of ingesting one call.
+pub type IngestOutcome = Inserted<CallId>;
+
+/// A recording opened for reading.
+pub struct RecordingRead {
+    pub meta: RecordingMeta,
+    object: String,
+    key: DataKey,
+}
+
+impl std::fmt::Debug for RecordingRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordingRead").field("meta", &self.meta).finish_non_exhaustive()
+    }
+}
+
+fn aad(table: &str, id: &str, column: &str) -> Vec<u8> {
+    format!("{table}|{id}|{column}").into_bytes()
+}
+
+fn seal_opt(key: &DataKey, aad: &[u8], plain: Option<Zeroizing<Vec<u8>>>) -> Option<Vec<u8>> {
+    plain.map(|p| seal(key, aad, &p))
+}
+
+fn blind_key_id(account: AccountId) -> String {
+    format!("blind-index:{account}")
+}
+
+/// The encrypted call log.
+pub struct CallLog {
+    store: Arc<dyn Store>,
+    vault: Vault,
+    blobs: Blobs,
+    blind_keys: Mutex<HashMap<AccountId, BlindIndexKey>>,
+}
+
+struct SealedSession {
+    row: SessionRow,
+    key: KeyRecord,
+}
+
+impl CallLog {
+    pub fn new(store: Arc<dyn Store>, vault: Vault, blobs: Blobs) -> Self {
+        Self { store, vault, blobs, blind_keys: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    pub fn blobs(&self) -> &Blobs {
+        &self.blobs
+    }
+
+    /// The account's blind-index key, created on first use. Concurrent creators converge on
+    /// the key that reached the vault first.
+    pub async fn blind_key(&self, account: AccountId) -> Result<BlindIndexKey, LogError> {
+        if let Some(k) = self.blind_keys.lock().ok().and_then(|m| m.get(&account).cloned()) {
+            return Ok(k);
+        }
+        let id = blind_key_id(account);
+        let key = match self.vault.open_key(&id).await? {
+            Some(k) => k,
+            None => {
+                let (_, record) = self.vault.issue(id.clone(), account.to_string(), KeyPurpose::BlindIndex);
+                self.vault.insert(vec![record]).await?;
+                self.vault.open_key(&id).await?.ok_or_else(|| LogError::Corrupt(id.clone(), "blind-index key vanished"))?
+            }
+        };
+        let key = BlindIndexKey::from_data_key(&key);
+        if let Ok(mut m) = self.blind_keys.lock() {
+            m.insert(account, key.clone());
+        }
+        Ok(key)
+    }
+
+    /// The blind index of `number` in `account`.
+    pub async fn blind_index(&self, account: AccountId, number: &E164) -> Result<BlindIndex, LogError> {
+        Ok(self.blind_key(account).await?.index(number.as_str()))
+    }
+
+    fn seal_session(&self, account: AccountId, s: &NewSession, now: Timestamp) -> SealedSession {
+        let id = SessionId::generate();
+        let (key, record) = self.vault.issue(id.to_string(), account.to_string(), KeyPurpose::Session);
+        let visitor = seal_opt(&key, &aad("session", &id.to_string(), "visitor"), payload::encode_visitor(&s.visitor));
+        SealedSession {
+            row: SessionRow {
+                id,
+                account_id: account,
+                external_id: s.external_id.clone(),
+                started_at: s.started_at,
+                created_at: now,
+                utm_source: s.utm.source.clone(),
+                utm_medium: s.utm.medium.clone(),
+                utm_campaign: s.utm.campaign.clone(),
+                visitor,
+                redacted_at: None,
+                redaction_reason: None,
+            },
+            key: record,
+        }
+    }
+
+    fn seal_call(&self, account: AccountId, blind: &BlindIndexKey, c: &NewCall, now: Timestamp) -> (NewCallRow, Vec<KeyRecord>) {
+        let id = CallId::generate();
+        let ids = id.to_string();
+        let (key, record) = self.vault.issue(ids.clone(), account.to_string(), KeyPurpose::Call);
+        let mut keys = vec![record];
+        let inline_session = c.visitor.as_ref().map(|v| {
+            let session = NewSession { external_id: None, started_at: c.started_at, utm: c.utm.clone(), visitor: v.clone() };
+            let sealed = self.seal_session(account, &session, now);
+            keys.push(sealed.key);
+            sealed.row
+        });
+        let row = CallRow {
+            id,
+            account_id: account,
+            external_id: c.external_id.clone(),
+            started_at: c.started_at,
+            created_at: now,
+            duration_s: c.duration_s,
+            direction: c.direction,
+            status: c.status,
+            tracking_number: c.tracking_number.as_str().to_owned(),
+            source: c.source.clone(),
+            campaign: c.campaign.clone(),
+            utm_source: c.utm.source.clone(),
+            utm_medium: c.utm.medium.clone(),
+            utm_campaign: c.utm.campaign.clone(),
+            gdpr_scope: c.caller.number.as_ref().and_then(gdpr_scope_of_number),
+            caller_bidx: c.caller.number.as_ref().map(|n| blind.index(n.as_str())),
+            session_id: c.session_id,
+            caller_identity: seal_opt(&key, &aad("call", &ids, "caller_identity"), payload::encode_identity(&c.caller)),
+            caller_location: seal_opt(&key, &aad("call", &ids, "caller_location"), payload::encode_location(&c.location)),
+            transcript: seal_opt(&key, &aad("call", &ids, "transcript"), payload::encode_transcript(c.transcript.as_ref())),
+            interaction: seal_opt(&key, &aad("call", &ids, "interaction"), payload::encode_interaction(&c.interaction)),
+            recording: None,
+            redacted_at: None,
+            redaction_reason: None,
+            redacted_by: None,
+        };
+        (NewCallRow { call: row, inline_session }, keys)
+    }
+
+    /// Stores calls atomically: all or none. Idempotent per `(account, external_id)`.
+    /// Returns once the calls are durable.
+    pub async fn ingest_calls(self: &Arc<Self>, account: AccountId, calls: Vec<NewCall>) -> Result<Vec<IngestOutcome>, LogError> {
+        let blind = self.blind_key(account).await?;
+        let now = Timestamp::now();
+        // Sealing costs microseconds per call: a large batch goes off the async runtime.
+        let (rows, keys) = if calls.len() > 8 {
+            let this = Arc::clone(self);
+            tokio::task::spawn_blocking(move || this.seal_calls(account, &blind, &calls, now))
+                .await
+                .map_err(|e| LogError::Task(e.to_string()))?
+        } else {
+            self.seal_calls(account, &blind, &calls, now)
+        };
+        let key_ids_by_call: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                let mut ids = vec![r.call.id.to_string()];
+                ids.extend(r.inline_session.as_ref().map(|s| s.id.to_string()));
+                ids
+            })
+            .collect();
+        self.vault.insert(keys).await?;
+        let outcomes = match self.store.insert_calls(rows).await {
+            Ok(o) => o,
+            Err(e) => {
+                // Nothing was stored: the keys issued for it open nothing.
+                let _ = self.vault.destroy(key_ids_by_call.into_iter().flatten().collect()).await;
+                return Err(e.into());
+            }
+        };
+        let unused: Vec<String> = outcomes
+            .iter()
+            .zip(key_ids_by_call)
+            .filter(|(o, _)| !o.is_created())
+            .flat_map(|(_, ids)| ids)
+            .collect();
+        if !unused.is_empty() {
+            let _ = self.vault.destroy(unused).await;
+        }
+        Ok(outcomes)
+    }
+
+    fn seal_calls(&self, account: AccountId, blind: &BlindIndexKey, calls: &[NewCall], now: Timestamp) -> (Vec<NewCallRow>, Vec<KeyRecord>) {
+        let mut rows = Vec::with_capacity(calls.len());
+        let mut keys = Vec::with_capacity(calls.len());
+        for c in calls {
+            let (row, k) = self.seal_call(account, blind, c, now);
+            rows.push(row);
+            keys.extend(k);
+        }
+        (rows, keys)
+    }
+
+    /// Stores a visitor session, idempotent per `(account, external_id)`.
+    pub async fn ingest_session(&self, account: AccountId, session: NewSession) -> Result<Inserted<SessionId>, LogError> {
+        let sealed = self.seal_session(account, &session, Timestamp::now());
+        let key_id = sealed.key.id.clone();
+        self.vault.insert(vec![sealed.key]).await?;
+        let outcome = match self.store.insert_session(sealed.row).await {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = self.vault.destroy(vec![key_id]).await;
+                return Err(e.into());
+            }
+        };
+        if !outcome.is_created() {
+            let _ = self.vault.destroy(vec![key_id]).await;
+        }
+        Ok(outcome)
+    }
+
+    /// The stored row of a call, for access checks (no personal data opened).
+    pub async fn call_row(&self, id: CallId) -> Result<Option<CallRow>, LogError> {
+        Ok(self.store.call(id).await?)
+    }
+
+    /// A call, opened.
+    pub async fn call(&self, id: CallId) -> Result<Option<Call>, LogError> {
+        let Some(row) = self.store.call(id).await? else { return Ok(None) };
+        Ok(self.open_calls(vec![row]).await?.pop())
+    }
+
+    /// A page of an account's calls, newest first, opened.
+    pub async fn calls(&self, query: CallQuery) -> Result<CallPage, LogError> {
+        let limit = query.limit as usize;
+        let mut q = query;
+        q.limit += 1;
+        let mut rows = self.store.calls(q).await?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = if more { rows.last().map(|r| (r.started_at, r.id)) } else { None };
+        Ok(CallPage { calls: self.open_calls(rows).await?, next })
+    }
+
+    async fn open_calls(&self, rows: Vec<CallRow>) -> Result<Vec<Call>, LogError> {
+        let session_ids: Vec<SessionId> = rows.iter().filter(|r| r.redacted_at.is_none()).filter_map(|r| r.session_id).collect();
+        let sessions: HashMap<SessionId, SessionRow> = self.store.sessions(session_ids).await?.into_iter().map(|s| (s.id, s)).collect();
+        let mut key_ids: Vec<String> = rows.iter().filter(|r| r.redacted_at.is_none()).map(|r| r.id.to_string()).collect();
+        key_ids.extend(sessions.keys().map(|s| s.to_string()));
+        let keys = self.vault.open_keys(key_ids).await?;
+        rows.into_iter().map(|row| open_call(row, &keys, &sessions)).collect()
+    }
+
+    /// Opens sessions by id (for exports and the caller page).
+    pub async fn sessions(&self, ids: Vec<SessionId>) -> Result<Vec<Session>, LogError> {
+        let rows = self.store.sessions(ids).await?;
+        let keys = self.vault.open_keys(rows.iter().map(|r| r.id.to_string()).collect()).await?;
+        rows.into_iter()
+            .map(|row| {
+                let visitor = open_visitor(&row, keys.get(&row.id.to_string()))?;
+                Ok(Session {
+                    id: row.id,
+                    account_id: row.account_id,
+                    external_id: row.external_id,
+                    started_at: row.started_at,
+                    utm: Utm { source: row.utm_source, medium: row.utm_medium, campaign: row.utm_campaign },
+                    visitor,
+                    redaction: row.redacted_at.zip(row.redaction_reason).map(|(at, reason)| Redaction { at, reason, by: String::new() }),
+                })
+            })
+            .collect()
+    }
+
+    /// Streams a recording into the blob store, sealed, and attaches it to the call
+    /// (replacing any earlier one). Stops at `limit` bytes.
+    pub async fn put_recording<S, E>(&self, call: &CallRow, content_type: String, mut body: S, limit: u64) -> Result<RecordingMeta, LogError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+    {
+        if call.redacted_at.is_some() {
+            return Err(LogError::Redacted);
+        }
+        let key = self.vault.open_key(&call.id.to_string()).await?.ok_or(LogError::Redacted)?;
+        let object = format!("recordings/{}/{}/{}.rfrec", call.account_id, call.id, uuid::Uuid::now_v7());
+        let mut upload = self.blobs.upload(&object).await?;
+        let mut sealer = RecordingSealer::new(key, object.clone());
+        let mut failure: Option<LogError> = None;
+        if let Err(e) = upload.write(&RecordingSealer::header()).await {
+            failure = Some(e.into());
+        }
+        while failure.is_none() {
+            let Some(part) = body.next().await else { break };
+            let part = match part {
+                Ok(p) => p,
+                Err(_) => {
+                    failure = Some(LogError::BodyRead);
+                    break;
+                }
+            };
+            if sealer.bytes_so_far() + part.len() as u64 > limit {
+                failure = Some(LogError::RecordingTooLarge { limit });
+                break;
+            }
+            for chunk in sealer.push(&part) {
+                if let Err(e) = upload.write(&chunk).await {
+                    failure = Some(e.into());
+                    break;
+                }
+            }
+        }
+        if failure.is_none() && sealer.bytes_so_far() == 0 {
+            failure = Some(LogError::EmptyRecording);
+        }
+        if let Some(e) = failure {
+            upload.abort().await;
+            return Err(e);
+        }
+        let (last, bytes) = sealer.finish();
+        upload.write(&last).await?;
+        upload.finish().await?;
+        let row = RecordingRow { object: object.clone(), content_type: content_type.clone(), bytes };
+        match self.store.set_recording(call.id, Some(row)).await {
+            Ok(Some(previous)) => {
+                let _ = self.blobs.delete(&previous.object).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = self.blobs.delete(&object).await;
+                return Err(match e {
+                    StoreError::AlreadyExists(_) => LogError::Redacted,
+                    other => other.into(),
+                });
+            }
+        }
+        Ok(RecordingMeta { content_type, bytes })
+    }
+
+    /// The call's recording, ready to read, or `None` when it has none.
+    pub async fn recording(&self, call: &CallRow) -> Result<Option<RecordingRead>, LogError> {
+        if call.redacted_at.is_some() {
+            return Err(LogError::Redacted);
+        }
+        let Some(rec) = &call.recording else { return Ok(None) };
+        let key = self.vault.open_key(&call.id.to_string()).await?.ok_or(LogError::Redacted)?;
+        Ok(Some(RecordingRead { meta: RecordingMeta { content_type: rec.content_type.clone(), bytes: rec.bytes }, object: rec.object.clone(), key }))
+    }
+
+    /// Plaintext bytes `start..end` of a recording, as a stream of pieces.
+    pub fn read_recording(&self, rec: RecordingRead, start: u64, end: u64) -> impl Stream<Item = Result<Bytes, LogError>> + Send + 'static {
+        let blobs = self.blobs.clone();
+        let layout = RecordingLayout { plaintext_len: rec.meta.bytes };
+        let end = end.min(rec.meta.bytes);
+        let (first, last, _) = layout.chunks_for(start, end.max(start + 1));
+        // Fetch up to 16 chunks (1 MiB) per request to the blob store.
+        const GROUP: u64 = 16;
+        futures::stream::unfold(first, move |index| {
+            let blobs = blobs.clone();
+            let object = rec.object.clone();
+            let key = rec.key.clone();
+            async move {
+                if index > last || start >= end {
+                    return None;
+                }
+                let group_last = (index + GROUP - 1).min(last);
+                let from = layout.sealed_offset(index);
+                let to = layout.sealed_offset(group_last) + layout.sealed_chunk_len(group_last);
+                let result = async {
+                    let sealed = blobs.read_range(&object, from..to).await?;
+                    let mut out = Vec::with_capacity(((group_last - index + 1) as usize) * RECORDING_CHUNK);
+                    let mut at = 0usize;
+                    for i in index..=group_last {
+                        let n = layout.sealed_chunk_len(i) as usize;
+                        let piece = sealed.get(at..at + n).ok_or_else(|| LogError::Corrupt("a recording".into(), "truncated"))?;
+                        let plain = open_recording_chunk(&key, &object, i, layout.is_last(i), piece)
+                            .map_err(|_| LogError::Corrupt("a recording".into(), "chunk does not open"))?;
+                        let chunk_start = i * RECORDING_CHUNK as u64;
+                        let lo = start.saturating_sub(chunk_start).min(plain.len() as u64) as usize;
+                        let hi = (end - chunk_start).min(plain.len() as u64) as usize;
+                        if lo < hi {
+                            out.extend_from_slice(&plain[lo..hi]);
+                        }
+                        at += n;
+                    }
+                    Ok::<Bytes, LogError>(Bytes::from(out))
+                }
+                .await;
+                Some((result, group_last + 1))
+            }
+        })
+    }
+
+    /// Size of a sealed recording object, for tests and checks.
+    pub fn sealed_size(bytes: u64) -> u64 {
+        let _ = RECORDING_HEADER_LEN;
+        RecordingLayout { plaintext_len: bytes }.sealed_len()
+    }
+
+    pub async fn ping(&self) -> Result<(), LogError> {
+        self.store.ping().await?;
+        self.vault.ping().await?;
+        Ok(())
+    }
+}
+
+fn open_category<T>(key: &DataKey, id: &str, column: &str, sealed: &Option<Vec<u8>>, decode: impl Fn(&[u8]) -> Result<T, PayloadError>) -> Result<Option<T>, LogError> {
+    let Some(sealed) = sealed else { return Ok(None) };
+    let plain = open(key, &aad("call", id, column), sealed).map_err(|_| LogError::Corrupt(format!("call {id}"), "a sealed field does not open"))?;
+    Ok(Some(decode(&plain)?))
+}
+
+fn open_visitor(row: &SessionRow, key: Option<&DataKey>) -> Result<Option<VisitorDetails>, LogError> {
+    if row.redacted_at.is_some() {
+        return Ok(None);
+    }
+    let (Some(key), Some(sealed)) = (key, &row.visitor) else {
+        return Ok(if row.visitor.is_none() { Some(VisitorDetails::default()) } else { None });
+    };
+    let id = row.id.to_string();
+    let plain = open(key, &aad("session", &id, "visitor"), sealed).map_err(|_| LogError::Corrupt(format!("session {id}"), "visitor does not open"))?;
+    Ok(Some(payload::decode_visitor(&plain)?))
+}
+
+fn open_call(row: CallRow, keys: &HashMap<String, DataKey>, sessions: &HashMap<SessionId, SessionRow>) -> Result<Call, LogError> {
+    let id = row.id.to_string();
+    let redaction = match (row.redacted_at, row.redaction_reason) {
+        (Some(at), Some(reason)) => Some(Redaction { at, reason, by: row.redacted_by.clone().unwrap_or_default() }),
+        _ => None,
+    };
+    let utm = Utm { source: row.utm_source.clone(), medium: row.utm_medium.clone(), campaign: row.utm_campaign.clone() };
+    let mut call = Call {
+        id: row.id,
+        account_id: row.account_id,
+        external_id: row.external_id.clone(),
+        started_at: row.started_at,
+        created_at: row.created_at,
+        duration_s: row.duration_s,
+        direction: row.direction,
+        status: row.status,
+        tracking_number: row.tracking_number.clone(),
+        source: row.source.clone(),
+        campaign: row.campaign.clone(),
+        utm,
+        gdpr_scope: None,
+        caller: None,
+        location: None,
+        recording: None,
+        transcript: None,
+        interaction: None,
+        visitor: None,
+        redaction,
+    };
+    // A redacted call, or one whose key is already destroyed (a redaction under way),
+    // shows its facts only.
+    let key = match (&call.redaction, keys.get(&id)) {
+        (None, Some(key)) => key,
+        _ => return Ok(call),
+    };
+    call.gdpr_scope = row.gdpr_scope;
+    call.caller = Some(open_category(key, &id, "caller_identity", &row.caller_identity, payload::decode_identity)?.unwrap_or_default());
+    call.location = Some(open_category(key, &id, "caller_location", &row.caller_location, payload::decode_location)?.unwrap_or_default());
+    call.transcript = open_category(key, &id, "transcript", &row.transcript, payload::decode_transcript)?.flatten();
+    call.interaction = Some(open_category(key, &id, "interaction", &row.interaction, payload::decode_interaction)?.unwrap_or_default());
+    call.recording = row.recording.as_ref().map(|r| RecordingMeta { content_type: r.content_type.clone(), bytes: r.bytes });
+    if let Some(session) = row.session_id.and_then(|s| sessions.get(&s)) {
+        if let Some(visitor) = open_visitor(session, keys.get(&session.id.to_string()))? {
+            call.visitor = Some((session.id, visitor));
+        }
+    }
+    Ok(call)
+}

@@ -1,0 +1,76 @@
+//! Ringfence's storage: the call-log store and vault traits with their SQLite implementations,
+//! the blob store for recordings, and [`CallLog`], the encrypted call log that seals every
+//! personal field before it reaches a store and opens it only for an authorised read.
+//!
+//! Nothing personal is ever handed to a store in the clear: the store traits take and return
+//! sealed blobs, blind indexes and call facts only. Store errors never carry row contents.
+
+pub mod blobs;
+pub mod calllog;
+pub mod payload;
+pub mod records;
+pub mod sqlite;
+
+pub use blobs::{BlobError, Blobs};
+pub use calllog::{CallLog, CallPage, IngestOutcome, LogError, RecordingRead};
+pub use records::*;
+
+use async_trait::async_trait;
+use ringfence_core::{AccountId, AgencyId, CallId, SessionId};
+
+/// A storage failure. User-caused ones carry what the user must fix; `Backend` is internal
+/// and its text is logged, never sent to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0} already exists")]
+    AlreadyExists(&'static str),
+    #[error("calls[{index}].session_id: no such session in this account")]
+    SessionNotFound { index: usize },
+    #[error("calls[{index}].external_id: the same external_id appears twice in the batch")]
+    DuplicateInBatch { index: usize },
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// The call log's records: tenants, tokens, calls and sessions (sealed), settings.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn create_agency(&self, agency: AgencyRecord) -> Result<(), StoreError>;
+    async fn agency(&self, id: AgencyId) -> Result<Option<AgencyRecord>, StoreError>;
+    async fn update_agency(&self, agency: AgencyRecord) -> Result<(), StoreError>;
+    async fn list_agencies(&self) -> Result<Vec<AgencyRecord>, StoreError>;
+
+    async fn create_account(&self, account: AccountRecord) -> Result<(), StoreError>;
+    async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>, StoreError>;
+    async fn update_account(&self, account: AccountRecord) -> Result<(), StoreError>;
+    async fn list_accounts(&self, agency: Option<AgencyId>) -> Result<Vec<AccountRecord>, StoreError>;
+
+    async fn create_token(&self, token: TokenRecord) -> Result<(), StoreError>;
+    async fn token_by_hash(&self, hash: [u8; 32]) -> Result<Option<TokenRecord>, StoreError>;
+    async fn token_count(&self) -> Result<u64, StoreError>;
+
+    /// Inserts a batch of calls and the sessions sent inline with them, atomically: either
+    /// all are stored or none. A call whose `(account, external_id)` exists is not stored
+    /// again; its outcome names the existing call, and its inline session is skipped.
+    async fn insert_calls(&self, calls: Vec<NewCallRow>) -> Result<Vec<Inserted<CallId>>, StoreError>;
+    /// Inserts a session, idempotent on `(account, external_id)`.
+    async fn insert_session(&self, session: SessionRow) -> Result<Inserted<SessionId>, StoreError>;
+
+    async fn call(&self, id: CallId) -> Result<Option<CallRow>, StoreError>;
+    /// Calls of one account, newest first, after the cursor.
+    async fn calls(&self, query: CallQuery) -> Result<Vec<CallRow>, StoreError>;
+    async fn sessions(&self, ids: Vec<SessionId>) -> Result<Vec<SessionRow>, StoreError>;
+
+    /// Sets (or clears) a call's recording; returns the recording it replaced.
+    async fn set_recording(&self, call: CallId, recording: Option<RecordingRow>) -> Result<Option<RecordingRow>, StoreError>;
+
+    async fn ping(&self) -> Result<(), StoreError>;
+}

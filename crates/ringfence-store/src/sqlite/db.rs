@@ -1,0 +1,247 @@
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::StoreError;
+
+/// Most write jobs committed in one transaction.
+const MAX_GROUP: usize = 1024;
+const READERS: usize = 4;
+
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+type WriteJob = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+
+enum Job {
+    /// Runs inside the group's transaction; completes after the commit.
+    Write(WriteJob),
+    /// Runs alone, outside any transaction.
+    Maintenance(Box<dyn FnOnce(&Connection) + Send>),
+}
+
+/// One SQLite database file: a writer thread and a pool of readers.
+pub struct SqliteDb {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    reader_slots: Arc<Semaphore>,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+impl SqliteDb {
+    /// Opens (creating if needed) the database at `path` and applies `migrations` in order.
+    pub fn open(path: &Path, migrations: &[&str]) -> Result<Arc<Self>, StoreError> {
+        let mut writer = Connection::open(path)?;
+        configure(&writer)?;
+        migrate(&mut writer, migrations)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+            configure(&reader)?;
+            reader.pragma_update(None, "query_only", "ON")?;
+            readers.push(reader);
+        }
+        let (tx, rx) = mpsc::channel::<Job>();
+        let name = format!("sqlite-writer-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("db"));
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || write_loop(writer, rx))
+            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+        Ok(Arc::new(Self {
+            path: path.to_owned(),
+            writer: Mutex::new(Some(tx)),
+            writer_thread: Mutex::new(Some(thread)),
+            readers: Arc::new(Mutex::new(readers)),
+            reader_slots: Arc::new(Semaphore::new(READERS)),
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in the writer's current transaction, inside a savepoint of its own: if `f`
+    /// fails, only its own changes are undone. Returns once the transaction is committed.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
+        let job = Job::Write(Box::new(move |conn: &Connection| {
+            let result = run_in_savepoint(conn, f);
+            Box::new(move |commit: Result<(), String>| {
+                let _ = tx.send(match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(StoreError::Backend(format!("commit failed: {e}"))),
+                });
+            })
+        }));
+        self.send(job)?;
+        rx.await.map_err(|_| StoreError::Backend("the writer thread stopped".into()))?
+    }
+
+    /// Runs `f` on a read-only connection, off the async runtime.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let _permit = self.reader_slots.clone().acquire_owned().await.map_err(|_| StoreError::Backend("database is closed".into()))?;
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.lock().ok().and_then(|mut r| r.pop()).ok_or_else(|| StoreError::Backend("no reader available".into()))?;
+            let result = catch_unwind(AssertUnwindSafe(|| f(&conn))).unwrap_or_else(|_| Err(StoreError::Backend("a read panicked".into())));
+            if let Ok(mut r) = readers.lock() {
+                r.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+
+    /// Runs `f` on the writer connection outside any transaction, after the jobs queued
+    /// before it are committed (WAL checkpoints, which cannot run inside a transaction).
+    pub async fn maintenance<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
+        let job = Job::Maintenance(Box::new(move |conn: &Connection| {
+            let result = catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|_| Err(StoreError::Backend("maintenance panicked".into())));
+            let _ = tx.send(result);
+        }));
+        self.send(job)?;
+        rx.await.map_err(|_| StoreError::Backend("the writer thread stopped".into()))?
+    }
+
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        let sender = self.writer.lock().map_err(|_| StoreError::Backend("writer lock poisoned".into()))?;
+        let sender = sender.as_ref().ok_or_else(|| StoreError::Backend("database is closed".into()))?;
+        sender.send(job).map_err(|_| StoreError::Backend("the writer thread stopped".into()))
+    }
+
+    /// Stops the writer thread after the jobs already queued are committed.
+    pub fn close(&self) {
+        if let Ok(mut w) = self.writer.lock() {
+            w.take();
+        }
+        if let Ok(mut t) = self.writer_thread.lock() {
+            if let Some(t) = t.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for SqliteDb {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    conn.execute_batch("SAVEPOINT job")?;
+    let result = catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|_| Err(StoreError::Backend("a write panicked".into())));
+    match &result {
+        Ok(_) => conn.execute_batch("RELEASE job")?,
+        Err(_) => conn.execute_batch("ROLLBACK TO job; RELEASE job")?,
+    }
+    result
+}
+
+fn write_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    let mut next: Option<Job> = None;
+    loop {
+        let first = match next.take() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        let first = match first {
+            Job::Maintenance(run) => {
+                run(&conn);
+                continue;
+            }
+            Job::Write(job) => job,
+        };
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(Job::Write(job)) => jobs.push(job),
+                Ok(maintenance) => {
+                    next = Some(maintenance);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(&conn, jobs);
+    }
+}
+
+fn commit_group(conn: &Connection, jobs: Vec<WriteJob>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let message = e.to_string();
+        for job in jobs {
+            // Nothing may autocommit: run the job in a transaction that is rolled back.
+            let _ = conn.execute_batch("BEGIN");
+            let completion = job(conn);
+            let _ = conn.execute_batch("ROLLBACK");
+            completion(Err(message.clone()));
+        }
+        return;
+    }
+    let completions: Vec<Completion> = jobs.into_iter().map(|job| job(conn)).collect();
+    let commit = conn.execute_batch("COMMIT").map_err(|e| {
+        let _ = conn.execute_batch("ROLLBACK");
+        e.to_string()
+    });
+    for completion in completions {
+        completion(commit.clone());
+    }
+}
+
+fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")?;
+    let applied: i64 = conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+    for (i, sql) in migrations.iter().enumerate() {
+        let version = i as i64 + 1;
+        if version <= applied {
+            continue;
+        }
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            rusqlite::params![version, ringfence_core::timestamp::Timestamp::now().millis()],
+        )?;
+        tx.commit()?;
+    }
+    if applied > migrations.len() as i64 {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {applied}, newer than this binary knows ({}); upgrade ringfence",
+            migrations.len()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! Embedded migrations, applied in order on open. Never edit one that has shipped: add another.
+
+/// The call log.
+pub const CALL_LOG: &[&str] = &[r#"
+CREATE TABLE agencies (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    redaction_enabled INTEGER NOT NULL DEFAULT 0,
+    max_retention_days INTEGER,
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE accounts (
+    id TEXT PRIMARY KEY,
+    agency_id TEXT NOT NULL REFERENCES agencies(id),
+    name TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX accounts_agency ON accounts (agency_id);
+
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    agency_id TEXT REFERENCES agencies(id),
+    account_id TEXT REFERENCES accounts(id),
+    personal_data INTEGER NOT NULL,
+    label TEXT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER
+);
+
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    external_id TEXT,
+    started_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    utm_source TEXT,
+    utm_medium TEXT,
+    utm_campaign TEXT,
+    visitor BLOB,
+    redacted_at INTEGER,
+    redaction_reason TEXT
+);
+CREATE UNIQUE INDEX sessions_external ON sessions (account_id, external_id);
+
+CREATE TABLE calls (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    external_id TEXT,
+    started_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    duration_s INTEGER,
+    direction TEXT,
+    status TEXT,
+    tracking_number TEXT NOT NULL,
+    source TEXT,
+    campaign TEXT,
+    utm_source TEXT,
+    utm_medium TEXT,
+    utm_campaign TEXT,
+    gdpr_scope INTEGER,
+    caller_bidx BLOB,
+    session_id TEXT REFERENCES sessions(id),
+    caller_identity BLOB,
+    caller_location BLOB,
+    transcript BLOB,
+    interaction BLOB,
+    recording_object TEXT,
+    recording_content_type TEXT,
+    recording_bytes INTEGER,
+    redacted_at INTEGER,
+    redaction_reason TEXT,
+    redacted_by TEXT
+);
+CREATE UNIQUE INDEX calls_external ON calls (account_id, external_id);
+CREATE INDEX calls_log ON calls (account_id, started_at, id);
+CREATE INDEX calls_caller ON calls (account_id, caller_bidx) WHERE caller_bidx IS NOT NULL;
+CREATE INDEX calls_tracking ON calls (account_id, tracking_number, started_at);
+CREATE INDEX calls_source ON calls (account_id, source, started_at);
+"#];
+
+/// The vault: wrapped data keys only.
+pub const VAULT: &[&str] = &[r#"
+CREATE TABLE data_keys (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    wrapped BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#];

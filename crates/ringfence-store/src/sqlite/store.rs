@@ -1,0 +1,542 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use ringfence_core::access::{Role, Scope};
+use ringfence_core::call::{CallStatus, Direction, RedactionReason};
+use ringfence_core::timestamp::Timestamp;
+use ringfence_core::{AccountId, AgencyId, CallId, SessionId};
+
+use super::db::SqliteDb;
+use super::schema;
+use crate::records::*;
+use crate::{Store, StoreError};
+
+/// The call log in SQLite.
+#[derive(Clone)]
+pub struct SqliteStore {
+    db: Arc<SqliteDb>,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self { db: SqliteDb::open(path, schema::CALL_LOG)? })
+    }
+
+    pub fn db(&self) -> &Arc<SqliteDb> {
+        &self.db
+    }
+}
+
+fn parse_id<T: std::str::FromStr>(text: String) -> rusqlite::Result<T> {
+    text.parse().map_err(|_| rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Text))
+}
+
+fn opt_id<T: std::str::FromStr>(text: Option<String>) -> rusqlite::Result<Option<T>> {
+    text.map(parse_id).transpose()
+}
+
+fn ts(millis: i64) -> Timestamp {
+    Timestamp::from_millis(millis)
+}
+
+fn opt_ts(millis: Option<i64>) -> Option<Timestamp> {
+    millis.map(Timestamp::from_millis)
+}
+
+fn bidx(blob: Option<Vec<u8>>) -> Option<[u8; 16]> {
+    blob.and_then(|b| b.try_into().ok())
+}
+
+fn agency_from(row: &Row<'_>) -> rusqlite::Result<AgencyRecord> {
+    Ok(AgencyRecord {
+        id: parse_id(row.get(0)?)?,
+        name: row.get(1)?,
+        redaction_enabled: row.get(2)?,
+        max_retention_days: row.get(3)?,
+        created_at: ts(row.get(4)?),
+    })
+}
+
+fn account_from(row: &Row<'_>) -> rusqlite::Result<AccountRecord> {
+    Ok(AccountRecord {
+        id: parse_id(row.get(0)?)?,
+        agency_id: parse_id(row.get(1)?)?,
+        name: row.get(2)?,
+        settings: row.get(3)?,
+        created_at: ts(row.get(4)?),
+    })
+}
+
+fn token_from(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
+    let role_text: String = row.get(2)?;
+    let role = Role::parse(&role_text).ok_or_else(|| rusqlite::Error::InvalidColumnType(2, "role".into(), rusqlite::types::Type::Text))?;
+    let agency: Option<AgencyId> = opt_id(row.get(3)?)?;
+    let account: Option<AccountId> = opt_id(row.get(4)?)?;
+    let scope = match (agency, account) {
+        (Some(agency), Some(account)) => Scope::Account { agency, account },
+        (Some(agency), None) => Scope::Agency(agency),
+        _ => Scope::Installation,
+    };
+    let hash: Vec<u8> = row.get(1)?;
+    Ok(TokenRecord {
+        id: parse_id(row.get(0)?)?,
+        hash: hash.try_into().map_err(|_| rusqlite::Error::InvalidColumnType(1, "hash".into(), rusqlite::types::Type::Blob))?,
+        role,
+        scope,
+        personal_data: row.get(5)?,
+        label: row.get(6)?,
+        created_at: ts(row.get(7)?),
+        expires_at: opt_ts(row.get(8)?),
+        revoked_at: opt_ts(row.get(9)?),
+    })
+}
+
+const CALL_COLUMNS: &str = "id, account_id, external_id, started_at, created_at, duration_s, direction, status, tracking_number, source, campaign, utm_source, utm_medium, utm_campaign, gdpr_scope, caller_bidx, session_id, caller_identity, caller_location, transcript, interaction, recording_object, recording_content_type, recording_bytes, redacted_at, redaction_reason, redacted_by";
+
+fn call_from(row: &Row<'_>) -> rusqlite::Result<CallRow> {
+    let direction: Option<String> = row.get(6)?;
+    let status: Option<String> = row.get(7)?;
+    let recording_object: Option<String> = row.get(21)?;
+    let reason: Option<String> = row.get(25)?;
+    Ok(CallRow {
+        id: parse_id(row.get(0)?)?,
+        account_id: parse_id(row.get(1)?)?,
+        external_id: row.get(2)?,
+        started_at: ts(row.get(3)?),
+        created_at: ts(row.get(4)?),
+        duration_s: row.get(5)?,
+        direction: direction.as_deref().and_then(Direction::parse),
+        status: status.as_deref().and_then(CallStatus::parse),
+        tracking_number: row.get(8)?,
+        source: row.get(9)?,
+        campaign: row.get(10)?,
+        utm_source: row.get(11)?,
+        utm_medium: row.get(12)?,
+        utm_campaign: row.get(13)?,
+        gdpr_scope: row.get(14)?,
+        caller_bidx: bidx(row.get(15)?),
+        session_id: opt_id(row.get(16)?)?,
+        caller_identity: row.get(17)?,
+        caller_location: row.get(18)?,
+        transcript: row.get(19)?,
+        interaction: row.get(20)?,
+        recording: match recording_object {
+            Some(object) => Some(RecordingRow {
+                object,
+                content_type: row.get::<_, Option<String>>(22)?.unwrap_or_default(),
+                bytes: row.get::<_, Option<i64>>(23)?.unwrap_or(0) as u64,
+            }),
+            None => None,
+        },
+        redacted_at: opt_ts(row.get(24)?),
+        redaction_reason: reason.as_deref().and_then(RedactionReason::parse),
+        redacted_by: row.get(26)?,
+    })
+}
+
+const SESSION_COLUMNS: &str = "id, account_id, external_id, started_at, created_at, utm_source, utm_medium, utm_campaign, visitor, redacted_at, redaction_reason";
+
+fn session_from(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
+    let reason: Option<String> = row.get(10)?;
+    Ok(SessionRow {
+        id: parse_id(row.get(0)?)?,
+        account_id: parse_id(row.get(1)?)?,
+        external_id: row.get(2)?,
+        started_at: ts(row.get(3)?),
+        created_at: ts(row.get(4)?),
+        utm_source: row.get(5)?,
+        utm_medium: row.get(6)?,
+        utm_campaign: row.get(7)?,
+        visitor: row.get(8)?,
+        redacted_at: opt_ts(row.get(9)?),
+        redaction_reason: reason.as_deref().and_then(RedactionReason::parse),
+    })
+}
+
+/// Inserts a session unless its external id is known; returns the outcome.
+fn insert_session_row(conn: &Connection, s: &SessionRow) -> Result<Inserted<SessionId>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO sessions (id, account_id, external_id, started_at, created_at, utm_source, utm_medium, utm_campaign, visitor, redacted_at, redaction_reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL) ON CONFLICT (account_id, external_id) DO NOTHING",
+    )?;
+    let n = stmt.execute(params![
+        s.id.to_string(),
+        s.account_id.to_string(),
+        s.external_id,
+        s.started_at.millis(),
+        s.created_at.millis(),
+        s.utm_source,
+        s.utm_medium,
+        s.utm_campaign,
+        s.visitor,
+    ])?;
+    if n == 1 {
+        return Ok(Inserted::Created(s.id));
+    }
+    let existing: String = conn
+        .prepare_cached("SELECT id FROM sessions WHERE account_id = ?1 AND external_id = ?2")?
+        .query_row(params![s.account_id.to_string(), s.external_id], |r| r.get(0))?;
+    Ok(Inserted::Existing(parse_id(existing)?))
+}
+
+fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<Vec<Inserted<CallId>>, StoreError> {
+    // Two calls of one batch with the same external id are a sender's bug, not a re-delivery.
+    for (i, a) in calls.iter().enumerate() {
+        if let Some(ext) = &a.call.external_id {
+            if calls[..i].iter().any(|b| b.call.account_id == a.call.account_id && b.call.external_id.as_ref() == Some(ext)) {
+                return Err(StoreError::DuplicateInBatch { index: i });
+            }
+        }
+    }
+    let mut outcomes = Vec::with_capacity(calls.len());
+    for (index, new) in calls.iter().enumerate() {
+        let c = &new.call;
+        if let Some(ext) = &c.external_id {
+            let existing: Option<String> = conn
+                .prepare_cached("SELECT id FROM calls WHERE account_id = ?1 AND external_id = ?2")?
+                .query_row(params![c.account_id.to_string(), ext], |r| r.get(0))
+                .optional()?;
+            if let Some(existing) = existing {
+                outcomes.push(Inserted::Existing(parse_id(existing)?));
+                continue;
+            }
+        }
+        let mut session_id = c.session_id;
+        if let Some(session) = &new.inline_session {
+            session_id = Some(insert_session_row(conn, session)?.id());
+        } else if let Some(linked) = c.session_id {
+            let found: Option<i64> = conn
+                .prepare_cached("SELECT 1 FROM sessions WHERE id = ?1 AND account_id = ?2")?
+                .query_row(params![linked.to_string(), c.account_id.to_string()], |r| r.get(0))
+                .optional()?;
+            if found.is_none() {
+                return Err(StoreError::SessionNotFound { index });
+            }
+        }
+        let (rec_object, rec_type, rec_bytes) = match &c.recording {
+            Some(r) => (Some(r.object.as_str()), Some(r.content_type.as_str()), Some(r.bytes as i64)),
+            None => (None, None, None),
+        };
+        conn.prepare_cached(
+            "INSERT INTO calls (id, account_id, external_id, started_at, created_at, duration_s, direction, status, tracking_number, source, campaign, utm_source, utm_medium, utm_campaign, gdpr_scope, caller_bidx, session_id, caller_identity, caller_location, transcript, interaction, recording_object, recording_content_type, recording_bytes, redacted_at, redaction_reason, redacted_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+        )?
+        .execute(params![
+            c.id.to_string(),
+            c.account_id.to_string(),
+            c.external_id,
+            c.started_at.millis(),
+            c.created_at.millis(),
+            c.duration_s,
+            c.direction.map(Direction::as_str),
+            c.status.map(CallStatus::as_str),
+            c.tracking_number,
+            c.source,
+            c.campaign,
+            c.utm_source,
+            c.utm_medium,
+            c.utm_campaign,
+            c.gdpr_scope,
+            c.caller_bidx.as_ref().map(|b| b.as_slice()),
+            session_id.map(|s| s.to_string()),
+            c.caller_identity,
+            c.caller_location,
+            c.transcript,
+            c.interaction,
+            rec_object,
+            rec_type,
+            rec_bytes,
+            c.redacted_at.map(Timestamp::millis),
+            c.redaction_reason.map(RedactionReason::as_str),
+            c.redacted_by,
+        ])?;
+        outcomes.push(Inserted::Created(c.id));
+    }
+    Ok(outcomes)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_agency(&self, a: AgencyRecord) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO agencies (id, name, redaction_enabled, max_retention_days, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![a.id.to_string(), a.name, a.redaction_enabled, a.max_retention_days, a.created_at.millis()],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn agency(&self, id: AgencyId) -> Result<Option<AgencyRecord>, StoreError> {
+        self.db
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached("SELECT id, name, redaction_enabled, max_retention_days, created_at FROM agencies WHERE id = ?1")?
+                    .query_row([id.to_string()], agency_from)
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn update_agency(&self, a: AgencyRecord) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| {
+                let n = conn.execute(
+                    "UPDATE agencies SET name = ?2, redaction_enabled = ?3, max_retention_days = ?4 WHERE id = ?1",
+                    params![a.id.to_string(), a.name, a.redaction_enabled, a.max_retention_days],
+                )?;
+                if n == 0 { Err(StoreError::NotFound("agency")) } else { Ok(()) }
+            })
+            .await
+    }
+
+    async fn list_agencies(&self) -> Result<Vec<AgencyRecord>, StoreError> {
+        self.db
+            .read(|conn| {
+                let mut stmt = conn.prepare_cached("SELECT id, name, redaction_enabled, max_retention_days, created_at FROM agencies ORDER BY created_at, id")?;
+                let rows = stmt.query_map([], agency_from)?.collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+
+    async fn create_account(&self, a: AccountRecord) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| {
+                let agency: Option<i64> = conn.query_row("SELECT 1 FROM agencies WHERE id = ?1", [a.agency_id.to_string()], |r| r.get(0)).optional()?;
+                if agency.is_none() {
+                    return Err(StoreError::NotFound("agency"));
+                }
+                conn.execute(
+                    "INSERT INTO accounts (id, agency_id, name, settings, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![a.id.to_string(), a.agency_id.to_string(), a.name, a.settings, a.created_at.millis()],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>, StoreError> {
+        self.db
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached("SELECT id, agency_id, name, settings, created_at FROM accounts WHERE id = ?1")?
+                    .query_row([id.to_string()], account_from)
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn update_account(&self, a: AccountRecord) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| {
+                let n = conn.execute("UPDATE accounts SET name = ?2, settings = ?3 WHERE id = ?1", params![a.id.to_string(), a.name, a.settings])?;
+                if n == 0 { Err(StoreError::NotFound("account")) } else { Ok(()) }
+            })
+            .await
+    }
+
+    async fn list_accounts(&self, agency: Option<AgencyId>) -> Result<Vec<AccountRecord>, StoreError> {
+        self.db
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, agency_id, name, settings, created_at FROM accounts WHERE ?1 IS NULL OR agency_id = ?1 ORDER BY created_at, id",
+                )?;
+                let rows = stmt.query_map([agency.map(|a| a.to_string())], account_from)?.collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+
+    async fn create_token(&self, t: TokenRecord) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| {
+                let (agency, account) = match t.scope {
+                    Scope::Installation => (None, None),
+                    Scope::Agency(a) => (Some(a.to_string()), None),
+                    Scope::Account { agency, account } => (Some(agency.to_string()), Some(account.to_string())),
+                };
+                conn.execute(
+                    "INSERT INTO tokens (id, hash, role, agency_id, account_id, personal_data, label, created_at, expires_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![
+                        t.id.to_string(),
+                        t.hash.as_slice(),
+                        t.role.as_str(),
+                        agency,
+                        account,
+                        t.personal_data,
+                        t.label,
+                        t.created_at.millis(),
+                        t.expires_at.map(Timestamp::millis),
+                        t.revoked_at.map(Timestamp::millis),
+                    ],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn token_by_hash(&self, hash: [u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
+        self.db
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached("SELECT id, hash, role, agency_id, account_id, personal_data, label, created_at, expires_at, revoked_at FROM tokens WHERE hash = ?1")?
+                    .query_row([hash.as_slice()], token_from)
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn token_count(&self) -> Result<u64, StoreError> {
+        self.db.read(|conn| Ok(conn.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0))? as u64)).await
+    }
+
+    async fn insert_calls(&self, calls: Vec<NewCallRow>) -> Result<Vec<Inserted<CallId>>, StoreError> {
+        self.db.write(move |conn| insert_call_rows(conn, &calls)).await
+    }
+
+    async fn insert_session(&self, session: SessionRow) -> Result<Inserted<SessionId>, StoreError> {
+        self.db.write(move |conn| insert_session_row(conn, &session)).await
+    }
+
+    async fn call(&self, id: CallId) -> Result<Option<CallRow>, StoreError> {
+        self.db
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = ?1"))?
+                    .query_row([id.to_string()], call_from)
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn calls(&self, q: CallQuery) -> Result<Vec<CallRow>, StoreError> {
+        self.db
+            .read(move |conn| {
+                let mut sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE account_id = ?");
+                let mut args: Vec<Value> = vec![Value::Text(q.account_id.to_string())];
+                if let Some(from) = q.from {
+                    sql.push_str(" AND started_at >= ?");
+                    args.push(Value::Integer(from.millis()));
+                }
+                if let Some(to) = q.to {
+                    sql.push_str(" AND started_at < ?");
+                    args.push(Value::Integer(to.millis()));
+                }
+                if let Some(t) = &q.tracking_number {
+                    sql.push_str(" AND tracking_number = ?");
+                    args.push(Value::Text(t.clone()));
+                }
+                if let Some(s) = &q.source {
+                    sql.push_str(" AND source = ?");
+                    args.push(Value::Text(s.clone()));
+                }
+                if let Some(s) = q.status {
+                    sql.push_str(" AND status = ?");
+                    args.push(Value::Text(s.as_str().to_owned()));
+                }
+                match q.redacted {
+                    Some(true) => sql.push_str(" AND redacted_at IS NOT NULL"),
+                    Some(false) => sql.push_str(" AND redacted_at IS NULL"),
+                    None => {}
+                }
+                if let Some(b) = q.caller_bidx {
+                    sql.push_str(" AND caller_bidx = ?");
+                    args.push(Value::Blob(b.to_vec()));
+                }
+                if let Some((at, id)) = q.after {
+                    sql.push_str(" AND (started_at, id) < (?, ?)");
+                    args.push(Value::Integer(at.millis()));
+                    args.push(Value::Text(id.to_string()));
+                }
+                sql.push_str(" ORDER BY started_at DESC, id DESC LIMIT ?");
+                args.push(Value::Integer(i64::from(q.limit)));
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(args), call_from)?.collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+
+    async fn sessions(&self, ids: Vec<SessionId>) -> Result<Vec<SessionRow>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.db
+            .read(move |conn| {
+                let mut out = Vec::with_capacity(ids.len());
+                let mut stmt = conn.prepare_cached(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"))?;
+                for id in ids {
+                    if let Some(row) = stmt.query_row([id.to_string()], session_from).optional()? {
+                        out.push(row);
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn set_recording(&self, call: CallId, recording: Option<RecordingRow>) -> Result<Option<RecordingRow>, StoreError> {
+        self.db
+            .write(move |conn| {
+                let previous: Option<(Option<String>, Option<String>, Option<i64>, Option<i64>)> = conn
+                    .query_row(
+                        "SELECT recording_object, recording_content_type, recording_bytes, redacted_at FROM calls WHERE id = ?1",
+                        [call.to_string()],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )
+                    .optional()?;
+                let Some((object, content_type, bytes, redacted_at)) = previous else {
+                    return Err(StoreError::NotFound("call"));
+                };
+                if redacted_at.is_some() && recording.is_some() {
+                    return Err(StoreError::AlreadyExists("redaction of this call"));
+                }
+                let (o, t, b) = match &recording {
+                    Some(r) => (Some(r.object.clone()), Some(r.content_type.clone()), Some(r.bytes as i64)),
+                    None => (None, None, None),
+                };
+                conn.execute(
+                    "UPDATE calls SET recording_object = ?2, recording_content_type = ?3, recording_bytes = ?4 WHERE id = ?1",
+                    params![call.to_string(), o, t, b],
+                )?;
+                Ok(object.map(|object| RecordingRow { object, content_type: content_type.unwrap_or_default(), bytes: bytes.unwrap_or(0) as u64 }))
+            })
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.db.read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(|_| ())?)).await
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn table_columns(conn: &Connection, table: &str) -> Vec<String> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})")).expect("pragma");
+    stmt.query_map([], |r| r.get::<_, String>(1)).expect("query").collect::<Result<Vec<_>, _>>().expect("rows")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringfence_core::datamap::{Entity, DATA_MAP};
+
+    #[test]
+    fn every_column_of_calls_and_sessions_is_declared_in_the_data_map() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = Connection::open(dir.path().join("t.db")).expect("open");
+        conn.execute_batch(schema::CALL_LOG[0]).expect("schema");
+        for (table, entity) in [("calls", Entity::Call), ("sessions", Entity::VisitorSession)] {
+            for column in table_columns(&conn, table) {
+                let declared = DATA_MAP.iter().any(|f| f.entity == entity && f.storage.column() == column);
+                assert!(declared, "column {table}.{column} is not declared in ringfence_core::datamap::DATA_MAP");
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rusqlite::{params, OptionalExtension};
+
+use ringfence_core::timestamp::Timestamp;
+use ringfence_crypto::{KeyPurpose, KeyRecord, VaultError, VaultStore};
+
+use super::db::SqliteDb;
+use super::schema;
+use crate::StoreError;
+
+/// The vault in its own SQLite file, apart from the call log.
+#[derive(Clone)]
+pub struct SqliteVault {
+    db: Arc<SqliteDb>,
+}
+
+impl SqliteVault {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self { db: SqliteDb::open(path, schema::VAULT)? })
+    }
+
+    pub fn db(&self) -> &Arc<SqliteDb> {
+        &self.db
+    }
+}
+
+fn backend(e: StoreError) -> VaultError {
+    VaultError::Storage(e.to_string())
+}
+
+#[async_trait]
+impl VaultStore for SqliteVault {
+    async fn insert(&self, records: Vec<KeyRecord>) -> Result<(), VaultError> {
+        self.db
+            .write(move |conn| {
+                let now = Timestamp::now().millis();
+                let mut stmt = conn.prepare_cached(
+                    "INSERT INTO data_keys (id, account_id, purpose, wrapped, created_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+                )?;
+                for r in &records {
+                    stmt.execute(params![r.id, r.account_id, r.purpose.as_str(), r.wrapped, now])?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(backend)
+    }
+
+    async fn fetch(&self, ids: Vec<String>) -> Result<Vec<KeyRecord>, VaultError> {
+        self.db
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached("SELECT id, account_id, purpose, wrapped FROM data_keys WHERE id = ?1")?;
+                let mut out = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let row = stmt
+                        .query_row([&id], |r| {
+                            let purpose: String = r.get(2)?;
+                            Ok(KeyRecord {
+                                id: r.get(0)?,
+                                account_id: r.get(1)?,
+                                purpose: KeyPurpose::parse(&purpose).unwrap_or(KeyPurpose::Call),
+                                wrapped: r.get(3)?,
+                            })
+                        })
+                        .optional()?;
+                    out.extend(row);
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(backend)
+    }
+
+    async fn destroy(&self, ids: Vec<String>) -> Result<u64, VaultError> {
+        self.db
+            .write(move |conn| {
+                let mut stmt = conn.prepare_cached("DELETE FROM data_keys WHERE id = ?1")?;
+                let mut n = 0u64;
+                for id in &ids {
+                    n += stmt.execute([id])? as u64;
+                }
+                Ok(n)
+            })
+            .await
+            .map_err(backend)
+    }
+
+    async fn ping(&self) -> Result<(), VaultError> {
+        self.db
+            .read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(|_| ())?))
+            .await
+            .map_err(backend)
+    }
+}

@@ -1,0 +1,116 @@
+//! Opening the data folder and serving it.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use ringfence_crypto::{MasterKey, Vault};
+use ringfence_http::{AppState, Limits};
+use ringfence_store::sqlite::{SqliteStore, SqliteVault};
+use ringfence_store::{Blobs, CallLog, Store};
+
+use crate::config::{BlobLocation, Config, DatabaseLocation};
+
+/// Everything opened from the configuration.
+pub struct Resources {
+    pub config: Config,
+    pub log: Arc<CallLog>,
+    pub store: SqliteStore,
+    pub vault: SqliteVault,
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data folder {}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(|| format!("cannot restrict {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the master key, or creates it (mode 0600, never overwriting) on first start.
+pub fn load_or_create_master_key(path: &Path) -> anyhow::Result<MasterKey> {
+    match std::fs::read(path) {
+        Ok(contents) => MasterKey::from_file_contents(&contents).with_context(|| format!("master key file {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                create_private_dir(parent)?;
+            }
+            let (key, contents) = MasterKey::generate();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let mut file = options.open(path).with_context(|| format!("cannot create the master key file {}", path.display()))?;
+            file.write_all(contents.as_bytes())?;
+            file.sync_all()?;
+            tracing::info!(fingerprint = %key.fingerprint(), "created a new master key");
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read the master key file {}", path.display())),
+    }
+}
+
+impl Resources {
+    /// Opens (creating on first use) the data folder, the master key, the call log, the vault
+    /// and the recordings store, applying migrations.
+    pub fn open(config: &Config) -> anyhow::Result<Resources> {
+        create_private_dir(&config.data)?;
+        let master = load_or_create_master_key(&config.master_key_file)?;
+        let DatabaseLocation::Sqlite(db_path) = &config.database;
+        let DatabaseLocation::Sqlite(vault_path) = &config.vault;
+        let store = SqliteStore::open(db_path).with_context(|| format!("cannot open the call log {}", db_path.display()))?;
+        let vault = SqliteVault::open(vault_path).with_context(|| format!("cannot open the vault {}", vault_path.display()))?;
+        let BlobLocation::Folder(folder) = &config.blobs;
+        let blobs = Blobs::local(folder).with_context(|| format!("cannot open the recordings folder {}", folder.display()))?;
+        let log = Arc::new(CallLog::new(Arc::new(store.clone()) as Arc<dyn Store>, Vault::new(master, Arc::new(vault.clone())), blobs));
+        Ok(Resources { config: config.clone(), log, store, vault })
+    }
+
+    /// Waits for queued writes and closes the databases.
+    pub fn close(&self) {
+        self.store.db().close();
+        self.vault.db().close();
+    }
+}
+
+/// The HTTP server, bound but not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    address: SocketAddr,
+}
+
+impl Application {
+    /// Binds `config.listen` (port 0 picks a free port) over opened resources.
+    pub async fn build(resources: &Resources) -> anyhow::Result<Application> {
+        let limits = Limits { max_recording_bytes: resources.config.max_recording_bytes, ..Limits::STANDARD };
+        let state = AppState::new(resources.log.clone(), limits, Some(crate::telemetry::metrics_handle()));
+        let listener = TcpListener::bind(resources.config.listen).await.with_context(|| format!("cannot listen on {}", resources.config.listen))?;
+        let address = listener.local_addr()?;
+        Ok(Application { listener, router: ringfence_http::router(state), address })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the requests under way.
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await.context("server failed")
+    }
+}

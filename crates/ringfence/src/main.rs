@@ -1,0 +1,120 @@
+//! `ringfence`: wires configuration, telemetry and commands. Nothing else lives here.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use ringfence::commands::{self, AccountCommand, AgencyCommand, TokenArgs, TokenCommand};
+use ringfence::config::{Config, GlobalArgs};
+use ringfence::{telemetry, Application, Resources};
+
+#[derive(Debug, Parser)]
+#[command(name = "ringfence", version, about = "Privacy-first call-tracking data platform")]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    /// Print exactly one JSON document on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (creates --data on first start).
+    Serve,
+    /// Fill --data with realistic synthetic agencies, accounts, calls and recordings.
+    Demo {
+        #[arg(long, default_value_t = 5000)]
+        calls: usize,
+    },
+    /// Agencies.
+    #[command(subcommand)]
+    Agency(AgencyCommand),
+    /// Accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::resolve(&cli.global) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init_logs(&config.log, config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config, cli.json)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()> {
+    let resources = Resources::open(&config)?;
+    let result = match command {
+        Command::Serve => serve(&resources).await,
+        Command::Demo { calls } => {
+            let summary = ringfence::demo::run_demo(&resources, calls, !json).await?;
+            commands::print(json, summary.clone(), &serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+        Command::Agency(c) => commands::agency(&resources, c, json).await,
+        Command::Account(c) => commands::account(&resources, c, json).await,
+        Command::Token(c) => commands::token(&resources, c, json).await,
+    };
+    resources.close();
+    result
+}
+
+async fn serve(resources: &Resources) -> anyhow::Result<()> {
+    if resources.log.store().token_count().await? == 0 {
+        let args = TokenArgs { role: "admin".into(), agency: None, account: None, label: Some("bootstrap".into()), no_personal_data: false, expires_in_days: None };
+        let (id, token) = commands::create_token(resources, &args).await?;
+        println!("Bootstrap admin token (shown once, keep it safe): {token}");
+        tracing::info!(token_id = %id, "created the bootstrap admin token");
+    }
+    let app = Application::build(resources).await?;
+    tracing::info!(address = %app.address(), "serving");
+    println!("Ringfence listening on http://{}", app.address());
+    app.run_until(shutdown_signal()).await?;
+    tracing::info!("stopped; every acknowledged write is committed");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
