@@ -1,1 +1,361 @@
-fn main() {}
+//! Ringfence's benchmarks: ingest over HTTP measured in one run against a raw-SQLite baseline
+//! (the same rows, schema, indexes and pragmas, with no encryption and no HTTP) and against
+//! one commit per request, plus a few micro-measurements of the per-call CPU work.
+//!
+//! A benchmark, not a test: it reports figures and whether they meet their targets, and it
+//! fails only when the server answers wrongly or loses a call.
+
+mod baseline;
+mod client;
+mod micro;
+mod report;
+mod server;
+mod synthetic;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+use report::{RateTarget, RatioSpec, Results, Sample};
+use server::{Commit, Server};
+use synthetic::Calls;
+
+#[derive(Parser)]
+#[command(
+    name = "ringfence-bench",
+    about = "Ringfence benchmarks against the raw-database baseline"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ingest throughput: baselines, batches over HTTP, single calls over HTTP, one commit per request.
+    Ingest(IngestArgs),
+    /// Per-call CPU costs: validation, phone parsing, sealing.
+    Micro(micro::MicroArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+enum Figure {
+    /// Plain rusqlite: call and session rows in transactions of --baseline-transaction calls.
+    BaselineBatch,
+    /// The same, also writing the data-key rows into a second (vault) database.
+    BaselineBatchVault,
+    /// Ringfence over HTTP, batches of --batch calls from --batch-clients connections.
+    HttpBatch,
+    /// Ringfence over HTTP, single calls from --clients connections.
+    HttpSingle,
+    /// The same load on Ringfence with one commit per request (group commit out of play).
+    HttpSingleOneCommit,
+    /// Plain rusqlite, --clients threads each committing one call per transaction.
+    SqliteOneCommit,
+}
+
+impl Figure {
+    fn name(self) -> &'static str {
+        match self {
+            Figure::BaselineBatch => "baseline-batch",
+            Figure::BaselineBatchVault => "baseline-batch+vault",
+            Figure::HttpBatch => "http-batch",
+            Figure::HttpSingle => "http-single",
+            Figure::HttpSingleOneCommit => "http-single-one-commit",
+            Figure::SqliteOneCommit => "sqlite-one-commit",
+        }
+    }
+
+    const ALL: [Figure; 6] = [
+        Figure::BaselineBatch,
+        Figure::BaselineBatchVault,
+        Figure::HttpBatch,
+        Figure::HttpSingle,
+        Figure::HttpSingleOneCommit,
+        Figure::SqliteOneCommit,
+    ];
+}
+
+#[derive(clap::Args)]
+struct IngestArgs {
+    /// Calls per batch run (baselines and http-batch).
+    #[arg(long, default_value_t = 200_000)]
+    calls: u64,
+    /// Calls per HTTP batch (the server takes at most 5000).
+    #[arg(long, default_value_t = 1000)]
+    batch: u64,
+    /// Concurrent connections sending batches.
+    #[arg(long, default_value_t = 4)]
+    batch_clients: usize,
+    /// Concurrent connections (or threads, for sqlite-one-commit) sending single calls.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Seconds each single-call run lasts.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Calls per transaction in the baselines.
+    #[arg(long, default_value_t = 10_000)]
+    baseline_transaction: u64,
+    /// Repetitions of every figure; the table shows medians.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Share of calls sent with an inline visitor (stored as a session).
+    #[arg(long, default_value_t = 0.3)]
+    visitor_share: f64,
+    /// Worker threads of the client's runtime (the server's has 2).
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Worker threads of the server's runtime.
+    #[arg(long, default_value_t = 2)]
+    server_threads: usize,
+    /// Run only these figures (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Figure>,
+    /// Folder for the databases (default: the system's temporary folder); must be on the disk measured.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Print the results as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+const RATIOS: &[RatioSpec] = &[
+    RatioSpec {
+        name: "http-batch / baseline-batch",
+        numerator: "http-batch",
+        denominator: "baseline-batch",
+        at_least: Some(0.4),
+    },
+    RatioSpec {
+        name: "http-batch / baseline-batch+vault",
+        numerator: "http-batch",
+        denominator: "baseline-batch+vault",
+        at_least: None,
+    },
+    RatioSpec {
+        name: "http-single / http-single-one-commit",
+        numerator: "http-single",
+        denominator: "http-single-one-commit",
+        at_least: Some(3.0),
+    },
+    RatioSpec {
+        name: "http-single / sqlite-one-commit",
+        numerator: "http-single",
+        denominator: "sqlite-one-commit",
+        at_least: None,
+    },
+];
+
+const TARGETS: &[RateTarget] = &[
+    RateTarget {
+        figure: "http-batch",
+        at_least: 30_000.0,
+    },
+    RateTarget {
+        figure: "http-single",
+        at_least: 10_000.0,
+    },
+];
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Ingest(args) => ingest(args),
+        Command::Micro(args) => micro::run(args),
+    }
+}
+
+fn runtime(name: &str, threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .context("cannot start a runtime")
+}
+
+/// The server and the client share the process (and the machine's cores) but not a runtime,
+/// so that neither's tasks run on the other's workers.
+struct Runtimes {
+    server: tokio::runtime::Runtime,
+    client: tokio::runtime::Runtime,
+}
+
+fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=5000).contains(&args.batch),
+        "--batch must be between 1 and 5000 (the server's limit)"
+    );
+    anyhow::ensure!(
+        args.repeat > 0 && args.clients > 0 && args.batch_clients > 0,
+        "--repeat, --clients and --batch-clients must be positive"
+    );
+    let figures: Vec<Figure> = if args.only.is_empty() {
+        Figure::ALL.to_vec()
+    } else {
+        Figure::ALL
+            .into_iter()
+            .filter(|f| args.only.contains(f))
+            .collect()
+    };
+    let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let calls = Arc::new(Calls::new(1024, args.visitor_share, 0x5EED));
+    let (mean_bytes, share) = calls.describe();
+    eprintln!(
+        "ringfence-bench ingest: {} cores, {} calls per batch run, batches of {} from {} clients, {} single-call clients for {} s, {} repetitions; {} B per call JSON, {:.0}% with a visitor; data in {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        args.calls,
+        args.batch,
+        args.batch_clients,
+        args.clients,
+        args.seconds,
+        args.repeat,
+        mean_bytes,
+        share * 100.0,
+        dir.display()
+    );
+    let rt = Runtimes {
+        server: runtime("server", args.server_threads)?,
+        client: runtime("client", args.client_threads)?,
+    };
+    let mut results = Results::default();
+    // Figures interleave within each repetition so that a noisy spell hits all of them.
+    for rep in 1..=args.repeat {
+        for &figure in &figures {
+            let sample = run_figure(figure, &args, &rt, &calls, &dir)
+                .with_context(|| format!("{} (repetition {rep})", figure.name()))?;
+            eprintln!(
+                "  [{rep}/{}] {:<24} {:>9.0} calls/s  ({} calls in {:.2} s{})",
+                args.repeat,
+                figure.name(),
+                sample.rate(),
+                sample.calls,
+                sample.seconds,
+                match (sample.p50_ms, sample.p99_ms) {
+                    (Some(p50), Some(p99)) => format!(", p50 {p50:.2} ms, p99 {p99:.2} ms"),
+                    _ => String::new(),
+                }
+            );
+            results.add(figure.name(), sample);
+        }
+    }
+    if args.json {
+        let mut out = results.to_json(RATIOS, TARGETS);
+        out["settings"] = json!({
+            "calls": args.calls, "batch": args.batch, "batch_clients": args.batch_clients, "clients": args.clients,
+            "seconds": args.seconds, "baseline_transaction": args.baseline_transaction, "repeat": args.repeat,
+            "visitor_share": share, "mean_call_json_bytes": mean_bytes, "client_threads": args.client_threads,
+            "server_threads": args.server_threads,
+            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "date": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", results.table(RATIOS, TARGETS));
+    }
+    Ok(())
+}
+
+fn run_figure(
+    figure: Figure,
+    args: &IngestArgs,
+    rt: &Runtimes,
+    calls: &Arc<Calls>,
+    dir: &std::path::Path,
+) -> anyhow::Result<Sample> {
+    match figure {
+        Figure::BaselineBatch | Figure::BaselineBatchVault => {
+            let folder = tempfile::Builder::new()
+                .prefix("ringfence-baseline-")
+                .tempdir_in(dir)?;
+            let b = baseline::Baseline::create(
+                folder.path(),
+                calls,
+                figure == Figure::BaselineBatchVault,
+            )?;
+            let elapsed = b.insert_batches(calls, args.calls, args.baseline_transaction)?;
+            let stored = b.count_calls()?;
+            anyhow::ensure!(
+                stored == args.calls,
+                "the baseline stored {stored} of {} calls",
+                args.calls
+            );
+            Ok(Sample::new(
+                args.calls,
+                args.calls.div_ceil(args.baseline_transaction),
+                elapsed.as_secs_f64(),
+                &mut [],
+            ))
+        }
+        Figure::SqliteOneCommit => {
+            let folder = tempfile::Builder::new()
+                .prefix("ringfence-baseline-")
+                .tempdir_in(dir)?;
+            let b = baseline::Baseline::create(folder.path(), calls, false)?;
+            let mut m = baseline::commit_per_call(b, calls.clone(), args.clients, args.seconds)?;
+            Ok(Sample::new(
+                m.calls,
+                m.calls,
+                m.elapsed.as_secs_f64(),
+                &mut m.latencies_us,
+            ))
+        }
+        Figure::HttpBatch | Figure::HttpSingle | Figure::HttpSingleOneCommit => {
+            let commit = if figure == Figure::HttpSingleOneCommit {
+                Commit::OnePerRequest
+            } else {
+                Commit::Grouped
+            };
+            let server = rt.server.block_on(Server::start(dir, commit))?;
+            let target =
+                client::Target::new(server.address, &server.token, &server.account.to_string());
+            // Call numbers start above the warm-up call's.
+            let load = rt.client.block_on(async {
+                client::warm_up(&target, calls, 0).await?;
+                match figure {
+                    Figure::HttpBatch => {
+                        client::batches(
+                            &target,
+                            calls.clone(),
+                            args.batch_clients,
+                            args.calls,
+                            args.batch,
+                            1,
+                        )
+                        .await
+                    }
+                    _ => {
+                        client::single_calls(
+                            &target,
+                            calls.clone(),
+                            args.clients,
+                            Duration::from_secs_f64(args.seconds),
+                            1,
+                        )
+                        .await
+                    }
+                }
+            });
+            let (stored, _keys) = rt.server.block_on(server.stop())?;
+            let mut load = load?;
+            // Every 201 must be a call in the file after shutdown.
+            anyhow::ensure!(
+                stored == load.calls + 1,
+                "the server answered 201 for {} calls but its file holds {}",
+                load.calls + 1,
+                stored
+            );
+            Ok(Sample::new(
+                load.calls,
+                load.requests,
+                load.elapsed.as_secs_f64(),
+                &mut load.latencies_us,
+            ))
+        }
+    }
+}

@@ -23,7 +23,13 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [Role::Admin, Role::AgencyAdmin, Role::AccountAdmin, Role::Analyst, Role::Ingest];
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::AgencyAdmin,
+        Role::AccountAdmin,
+        Role::Analyst,
+        Role::Ingest,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -79,7 +85,10 @@ pub enum Permission {
 pub enum Scope {
     Installation,
     Agency(AgencyId),
-    Account { agency: AgencyId, account: AccountId },
+    Account {
+        agency: AgencyId,
+        account: AccountId,
+    },
 }
 
 /// An account together with the agency it belongs to.
@@ -120,7 +129,12 @@ pub struct InvalidScope {
 impl Principal {
     /// The command line acts with the installation's full authority.
     pub fn operator() -> Self {
-        Principal { token_id: None, role: Role::Admin, scope: Scope::Installation, personal_data: true }
+        Principal {
+            token_id: None,
+            role: Role::Admin,
+            scope: Scope::Installation,
+            personal_data: true,
+        }
     }
 
     /// Checks that `role` may be given `scope`.
@@ -190,7 +204,12 @@ mod tests {
     use Permission::*;
 
     fn principal(role: Role, scope: Scope) -> Principal {
-        Principal { token_id: None, role, scope, personal_data: true }
+        Principal {
+            token_id: None,
+            role,
+            scope,
+            personal_data: true,
+        }
     }
 
     #[test]
@@ -204,17 +223,55 @@ mod tests {
             _ => Scope::Account { agency, account },
         };
         let table: [(Role, &[Permission]); 5] = [
-            (Role::Admin, &[Ingest, ReadCalls, ReadRecording, ManageAccount, Redact, ManageAgency]),
-            (Role::AgencyAdmin, &[Ingest, ReadCalls, ReadRecording, ManageAccount, Redact, ManageAgency]),
-            (Role::AccountAdmin, &[Ingest, ReadCalls, ReadRecording, ManageAccount, Redact]),
+            (
+                Role::Admin,
+                &[
+                    Ingest,
+                    ReadCalls,
+                    ReadRecording,
+                    ManageAccount,
+                    Redact,
+                    ManageAgency,
+                ],
+            ),
+            (
+                Role::AgencyAdmin,
+                &[
+                    Ingest,
+                    ReadCalls,
+                    ReadRecording,
+                    ManageAccount,
+                    Redact,
+                    ManageAgency,
+                ],
+            ),
+            (
+                Role::AccountAdmin,
+                &[Ingest, ReadCalls, ReadRecording, ManageAccount, Redact],
+            ),
             (Role::Analyst, &[ReadCalls, ReadRecording]),
             (Role::Ingest, &[Ingest]),
         ];
         for (role, allowed) in table {
             let p = principal(role, own(role));
-            for permission in [Ingest, ReadCalls, ReadRecording, ManageAccount, Redact, ManageAgency] {
-                let expected = if allowed.contains(&permission) { Ok(()) } else { Err(Denied::Forbidden) };
-                assert_eq!(p.check(permission, &tenant), expected, "{role} {permission:?}");
+            for permission in [
+                Ingest,
+                ReadCalls,
+                ReadRecording,
+                ManageAccount,
+                Redact,
+                ManageAgency,
+            ] {
+                let expected = if allowed.contains(&permission) {
+                    Ok(())
+                } else {
+                    Err(Denied::Forbidden)
+                };
+                assert_eq!(
+                    p.check(permission, &tenant),
+                    expected,
+                    "{role} {permission:?}"
+                );
             }
         }
     }
@@ -222,23 +279,64 @@ mod tests {
     #[test]
     fn other_tenants_are_not_found_whatever_the_role() {
         let (agency, other_agency) = (AgencyId::generate(), AgencyId::generate());
-        let (account, sibling, foreign) = (AccountId::generate(), AccountId::generate(), AccountId::generate());
+        let (account, sibling, foreign) = (
+            AccountId::generate(),
+            AccountId::generate(),
+            AccountId::generate(),
+        );
         let cases = [
-            (principal(Role::AgencyAdmin, Scope::Agency(agency)), Tenant { agency: other_agency, account: foreign }),
-            (principal(Role::AccountAdmin, Scope::Account { agency, account }), Tenant { agency, account: sibling }),
-            (principal(Role::Analyst, Scope::Agency(agency)), Tenant { agency: other_agency, account: foreign }),
-            (principal(Role::Ingest, Scope::Account { agency, account }), Tenant { agency, account: sibling }),
+            (
+                principal(Role::AgencyAdmin, Scope::Agency(agency)),
+                Tenant {
+                    agency: other_agency,
+                    account: foreign,
+                },
+            ),
+            (
+                principal(Role::AccountAdmin, Scope::Account { agency, account }),
+                Tenant {
+                    agency,
+                    account: sibling,
+                },
+            ),
+            (
+                principal(Role::Analyst, Scope::Agency(agency)),
+                Tenant {
+                    agency: other_agency,
+                    account: foreign,
+                },
+            ),
+            (
+                principal(Role::Ingest, Scope::Account { agency, account }),
+                Tenant {
+                    agency,
+                    account: sibling,
+                },
+            ),
         ];
         for (p, tenant) in cases {
-            assert_eq!(p.check(ReadCalls, &tenant), Err(Denied::NotFound), "{:?}", p.role);
-            assert_eq!(p.check(Ingest, &tenant), Err(Denied::NotFound), "{:?}", p.role);
+            assert_eq!(
+                p.check(ReadCalls, &tenant),
+                Err(Denied::NotFound),
+                "{:?}",
+                p.role
+            );
+            assert_eq!(
+                p.check(Ingest, &tenant),
+                Err(Denied::NotFound),
+                "{:?}",
+                p.role
+            );
         }
     }
 
     #[test]
     fn roles_accept_only_the_scopes_that_fit_them() {
         let agency = AgencyId::generate();
-        let account = Scope::Account { agency, account: AccountId::generate() };
+        let account = Scope::Account {
+            agency,
+            account: AccountId::generate(),
+        };
         let cases = [
             (Role::Admin, Scope::Installation, true),
             (Role::Admin, Scope::Agency(agency), false),
@@ -251,7 +349,11 @@ mod tests {
             (Role::Ingest, account, true),
         ];
         for (role, scope, ok) in cases {
-            assert_eq!(Principal::validate_scope(role, &scope).is_ok(), ok, "{role} {scope:?}");
+            assert_eq!(
+                Principal::validate_scope(role, &scope).is_ok(),
+                ok,
+                "{role} {scope:?}"
+            );
         }
     }
 }

@@ -128,7 +128,10 @@ pub struct CallerLocation {
 
 impl CallerLocation {
     pub fn is_empty(&self) -> bool {
-        self.city.is_none() && self.region.is_none() && self.postal_code.is_none() && self.country.is_none()
+        self.city.is_none()
+            && self.region.is_none()
+            && self.postal_code.is_none()
+            && self.country.is_none()
     }
 }
 
@@ -294,20 +297,37 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
-        Self { field: field.into(), code, message: message.into() }
+        Self {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
     }
 }
 
 /// Checks a free-text field: length in bytes, no control characters except (when
 /// `multiline`) newlines and tabs. Empty strings count as absent.
-pub fn checked_text(field: &str, value: Option<String>, max: usize, multiline: bool) -> Result<Option<String>, FieldError> {
+pub fn checked_text(
+    field: &str,
+    value: Option<String>,
+    max: usize,
+    multiline: bool,
+) -> Result<Option<String>, FieldError> {
     let Some(value) = value else { return Ok(None) };
     if value.len() > max {
-        return Err(FieldError::new(field, "too_long", format!("longer than {max} bytes")));
+        return Err(FieldError::new(
+            field,
+            "too_long",
+            format!("longer than {max} bytes"),
+        ));
     }
     let bad = |c: char| c.is_control() && !(multiline && (c == '\n' || c == '\t' || c == '\r'));
     if value.chars().any(bad) {
-        return Err(FieldError::new(field, "invalid_field", "contains control characters"));
+        return Err(FieldError::new(
+            field,
+            "invalid_field",
+            "contains control characters",
+        ));
     }
     if value.trim().is_empty() {
         return Ok(None);
@@ -316,12 +336,20 @@ pub fn checked_text(field: &str, value: Option<String>, max: usize, multiline: b
 }
 
 /// Like [`checked_text`], wrapped as personal data.
-pub fn checked_personal(field: &str, value: Option<String>, max: usize, multiline: bool) -> Result<Option<Personal<String>>, FieldError> {
+pub fn checked_personal(
+    field: &str,
+    value: Option<String>,
+    max: usize,
+    multiline: bool,
+) -> Result<Option<Personal<String>>, FieldError> {
     checked_text(field, value, max, multiline).map(|v| v.map(Personal::new))
 }
 
 /// Checks an IP address and returns its canonical text.
-pub fn checked_ip(field: &str, value: Option<String>) -> Result<Option<Personal<String>>, FieldError> {
+pub fn checked_ip(
+    field: &str,
+    value: Option<String>,
+) -> Result<Option<Personal<String>>, FieldError> {
     let Some(value) = value else { return Ok(None) };
     if value.trim().is_empty() {
         return Ok(None);
@@ -334,13 +362,20 @@ pub fn checked_ip(field: &str, value: Option<String>) -> Result<Option<Personal<
 }
 
 /// Checks an ISO 3166-1 alpha-2 country code and returns it in upper case.
-pub fn checked_country(field: &str, value: Option<String>) -> Result<Option<Personal<String>>, FieldError> {
+pub fn checked_country(
+    field: &str,
+    value: Option<String>,
+) -> Result<Option<Personal<String>>, FieldError> {
     let Some(value) = value else { return Ok(None) };
     if value.is_empty() {
         return Ok(None);
     }
     if value.len() != 2 || !value.chars().all(|c| c.is_ascii_alphabetic()) {
-        return Err(FieldError::new(field, "invalid_field", "not an ISO 3166-1 alpha-2 country code"));
+        return Err(FieldError::new(
+            field,
+            "invalid_field",
+            "not an ISO 3166-1 alpha-2 country code",
+        ));
     }
     Ok(Some(Personal::new(value.to_ascii_uppercase())))
 }
@@ -348,7 +383,11 @@ pub fn checked_country(field: &str, value: Option<String>) -> Result<Option<Pers
 /// Checks tags: at most [`limits::TAGS`], each a non-empty single line of at most [`limits::TAG`] bytes.
 pub fn checked_tags(field: &str, tags: Vec<String>) -> Result<Personal<Vec<String>>, FieldError> {
     if tags.len() > limits::TAGS {
-        return Err(FieldError::new(field, "too_long", format!("more than {} tags", limits::TAGS)));
+        return Err(FieldError::new(
+            field,
+            "too_long",
+            format!("more than {} tags", limits::TAGS),
+        ));
     }
     let mut out = Vec::with_capacity(tags.len());
     for (i, tag) in tags.into_iter().enumerate() {
@@ -367,7 +406,8 @@ mod tests {
 
     #[test]
     fn text_fields_enforce_length_and_control_characters() {
-        let cases: [(Option<&str>, usize, bool, Result<Option<&str>, &str>); 7] = [
+        type Case<'a> = (Option<&'a str>, usize, bool, Result<Option<&'a str>, &'a str>);
+        let cases: [Case; 7] = [
             (None, 10, false, Ok(None)),
             (Some(""), 10, false, Ok(None)),
             (Some("  "), 10, false, Ok(None)),
@@ -395,7 +435,11 @@ mod tests {
 
     #[test]
     fn ip_addresses_are_canonicalised() {
-        let cases = [("203.0.113.7", "203.0.113.7"), ("2001:DB8:0:0:0:0:0:1", "2001:db8::1"), (" 198.51.100.1 ", "198.51.100.1")];
+        let cases = [
+            ("203.0.113.7", "203.0.113.7"),
+            ("2001:DB8:0:0:0:0:0:1", "2001:db8::1"),
+            (" 198.51.100.1 ", "198.51.100.1"),
+        ];
         for (input, expected) in cases {
             let got = checked_ip("ip", Some(input.into())).unwrap().unwrap();
             assert_eq!(got.expose(), expected);
@@ -405,7 +449,13 @@ mod tests {
 
     #[test]
     fn countries_are_two_letters_upper_cased() {
-        assert_eq!(checked_country("c", Some("de".into())).unwrap().unwrap().expose(), "DE");
+        assert_eq!(
+            checked_country("c", Some("de".into()))
+                .unwrap()
+                .unwrap()
+                .expose(),
+            "DE"
+        );
         for bad in ["DEU", "D", "1A", "ÄÖ"] {
             assert!(checked_country("c", Some(bad.into())).is_err(), "{bad}");
         }
@@ -414,8 +464,14 @@ mod tests {
     #[test]
     fn tags_are_bounded() {
         assert!(checked_tags("tags", vec!["lead".into(), "vip".into()]).is_ok());
-        assert_eq!(checked_tags("tags", vec!["x".into(); 51]).unwrap_err().code, "too_long");
-        assert_eq!(checked_tags("tags", vec!["".into()]).unwrap_err().field, "tags[0]");
+        assert_eq!(
+            checked_tags("tags", vec!["x".into(); 51]).unwrap_err().code,
+            "too_long"
+        );
+        assert_eq!(
+            checked_tags("tags", vec!["".into()]).unwrap_err().field,
+            "tags[0]"
+        );
     }
 
     #[test]

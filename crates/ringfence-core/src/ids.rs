@@ -90,7 +90,13 @@ mod tests {
 
     #[test]
     fn non_canonical_spellings_are_not_ids() {
-        for bad in ["", "x", "0190c0a0c0a07000800000000000000", "{0190c0a0-c0a0-7000-8000-000000000000}", "0190C0A0C0A070008000000000000000"] {
+        for bad in [
+            "",
+            "x",
+            "0190c0a0c0a07000800000000000000",
+            "{0190c0a0-c0a0-7000-8000-000000000000}",
+            "0190C0A0C0A070008000000000000000",
+        ] {
             assert_eq!(bad.parse::<CallId>(), Err(InvalidId), "{bad}");
         }
     }

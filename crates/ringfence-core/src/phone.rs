@@ -51,7 +51,9 @@ impl E164 {
     /// ever written. Skips the ~10 µs validation; a malformed value yields `None`.
     pub fn from_stored(text: &str) -> Option<E164> {
         let digits = text.strip_prefix('+')?;
-        let plausible = (2..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
+        let plausible = (2..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
         plausible.then(|| E164(text.to_owned()))
     }
 

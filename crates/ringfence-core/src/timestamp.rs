@@ -76,7 +76,11 @@ mod tests {
             ("2026-11-28T10:00:00.123456Z", "2026-11-28T10:00:00.123Z"),
         ];
         for (input, expected) in cases {
-            assert_eq!(Timestamp::parse_rfc3339(input).map(Timestamp::to_rfc3339), Ok(expected.to_owned()), "{input}");
+            assert_eq!(
+                Timestamp::parse_rfc3339(input).map(Timestamp::to_rfc3339),
+                Ok(expected.to_owned()),
+                "{input}"
+            );
         }
     }
 

@@ -4,7 +4,7 @@ use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
 
-use crate::keys::{random_bytes, DataKey};
+use crate::keys::{DataKey, random_bytes};
 
 pub const NONCE_LEN: usize = 24;
 pub const TAG_LEN: usize = 16;
@@ -54,7 +54,12 @@ pub fn open(key: &DataKey, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8
     let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| CryptoError::Truncated)?;
     let mut plaintext = Zeroizing::new(ciphertext.to_vec());
     cipher(key)
-        .decrypt_inout_detached(&XNonce::from(nonce), aad, (&mut plaintext[..]).into(), &Tag::from(tag))
+        .decrypt_inout_detached(
+            &XNonce::from(nonce),
+            aad,
+            (&mut plaintext[..]).into(),
+            &Tag::from(tag),
+        )
         .map_err(|_| CryptoError::Unauthentic)?;
     Ok(plaintext)
 }
@@ -68,12 +73,24 @@ mod tests {
         let key = DataKey::generate();
         let sealed = seal(&key, b"call:1|caller_identity", b"+442079460123");
         assert_eq!(sealed.len(), 13 + SEAL_OVERHEAD);
-        assert_eq!(&open(&key, b"call:1|caller_identity", &sealed).unwrap()[..], b"+442079460123");
-        assert_eq!(open(&key, b"call:2|caller_identity", &sealed), Err(CryptoError::Unauthentic));
-        assert_eq!(open(&DataKey::generate(), b"call:1|caller_identity", &sealed), Err(CryptoError::Unauthentic));
+        assert_eq!(
+            &open(&key, b"call:1|caller_identity", &sealed).unwrap()[..],
+            b"+442079460123"
+        );
+        assert_eq!(
+            open(&key, b"call:2|caller_identity", &sealed),
+            Err(CryptoError::Unauthentic)
+        );
+        assert_eq!(
+            open(&DataKey::generate(), b"call:1|caller_identity", &sealed),
+            Err(CryptoError::Unauthentic)
+        );
         let mut altered = sealed.clone();
         altered[30] ^= 1;
-        assert_eq!(open(&key, b"call:1|caller_identity", &altered), Err(CryptoError::Unauthentic));
+        assert_eq!(
+            open(&key, b"call:1|caller_identity", &altered),
+            Err(CryptoError::Unauthentic)
+        );
         assert_eq!(open(&key, b"", &sealed[..10]), Err(CryptoError::Truncated));
     }
 

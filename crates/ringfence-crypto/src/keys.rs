@@ -7,7 +7,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::aead::{open, seal, CryptoError};
+use crate::aead::{CryptoError, open, seal};
 
 /// Random bytes from the operating system.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
@@ -71,15 +71,22 @@ impl MasterKey {
 
     /// Reads a master key file's contents.
     pub fn from_file_contents(contents: &[u8]) -> Result<Self, MasterKeyError> {
-        let text = std::str::from_utf8(contents).map_err(|_| MasterKeyError::Malformed)?.trim();
-        let hex = text.strip_prefix(MASTER_PREFIX).ok_or(MasterKeyError::Malformed)?;
+        let text = std::str::from_utf8(contents)
+            .map_err(|_| MasterKeyError::Malformed)?
+            .trim();
+        let hex = text
+            .strip_prefix(MASTER_PREFIX)
+            .ok_or(MasterKeyError::Malformed)?;
         if hex.len() != 64 {
             return Err(MasterKeyError::Malformed);
         }
         let mut raw = Zeroizing::new([0u8; 32]);
         for (i, byte) in raw.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or(MasterKeyError::Malformed)?, 16)
-                .map_err(|_| MasterKeyError::Malformed)?;
+            *byte = u8::from_str_radix(
+                hex.get(2 * i..2 * i + 2).ok_or(MasterKeyError::Malformed)?,
+                16,
+            )
+            .map_err(|_| MasterKeyError::Malformed)?;
         }
         Ok(Self::derive(&raw))
     }
@@ -89,14 +96,19 @@ impl MasterKey {
         let mut wrap = [0u8; 32];
         let mut fingerprint = [0u8; 8];
         // 40 bytes is far below HKDF-SHA256's limit of 8160.
-        hk.expand(b"wrap data keys", &mut wrap).unwrap_or_else(|_| unreachable!());
-        hk.expand(b"fingerprint", &mut fingerprint).unwrap_or_else(|_| unreachable!());
+        hk.expand(b"wrap data keys", &mut wrap)
+            .unwrap_or_else(|_| unreachable!());
+        hk.expand(b"fingerprint", &mut fingerprint)
+            .unwrap_or_else(|_| unreachable!());
         Self { wrap, fingerprint }
     }
 
     /// A short public identifier of the key (not secret), to tell keys apart.
     pub fn fingerprint(&self) -> String {
-        self.fingerprint.iter().map(|b| format!("{b:02x}")).collect()
+        self.fingerprint
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     fn wrapping_key(&self) -> DataKey {
@@ -111,7 +123,10 @@ impl MasterKey {
     /// Unwraps what [`MasterKey::wrap`] made for the same key id.
     pub fn unwrap(&self, key_id: &str, wrapped: &[u8]) -> Result<DataKey, CryptoError> {
         let plain = open(&self.wrapping_key(), &wrap_aad(key_id), wrapped)?;
-        let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| CryptoError::Truncated)?;
+        let bytes: [u8; 32] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::Truncated)?;
         Ok(DataKey::from_bytes(bytes))
     }
 }
@@ -142,7 +157,8 @@ impl BlindIndexKey {
 
     /// HMAC-SHA256 of the E.164 number under this key, truncated to 128 bits.
     pub fn index(&self, e164: &str) -> BlindIndex {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
         mac.update(b"caller-number|");
         mac.update(e164.as_bytes());
         let digest = mac.finalize().into_bytes();
@@ -155,48 +171,6 @@ impl BlindIndexKey {
 impl fmt::Debug for BlindIndexKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("BlindIndexKey(‹secret›)")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_master_key_file_round_trips_and_wraps_keys() {
-        let (master, contents) = MasterKey::generate();
-        let again = MasterKey::from_file_contents(contents.as_bytes()).unwrap();
-        assert_eq!(master.fingerprint(), again.fingerprint());
-        let key = DataKey::generate();
-        let wrapped = master.wrap("call-1", &key);
-        assert_eq!(again.unwrap("call-1", &wrapped).unwrap(), key);
-        assert_eq!(again.unwrap("call-2", &wrapped), Err(CryptoError::Unauthentic));
-        let (other, _) = MasterKey::generate();
-        assert_eq!(other.unwrap("call-1", &wrapped), Err(CryptoError::Unauthentic));
-    }
-
-    #[test]
-    fn malformed_master_key_files_are_rejected() {
-        for bad in ["", "rfmk1:", "rfmk1:zz", &format!("rfmk2:{}", "0".repeat(64)), &format!("rfmk1:{}", "g".repeat(64))] {
-            assert_eq!(MasterKey::from_file_contents(bad.as_bytes()).err(), Some(MasterKeyError::Malformed), "{bad}");
-        }
-    }
-
-    #[test]
-    fn key_material_never_prints() {
-        let (master, contents) = MasterKey::generate();
-        let hex = &contents[6..20];
-        let shown = format!("{master:?} {:?} {:?}", DataKey::from_bytes([0xab; 32]), BlindIndexKey::from_data_key(&DataKey::from_bytes([0xab; 32])));
-        assert!(!shown.contains(hex) && !shown.contains("abab") && !shown.contains("171"), "{shown}");
-    }
-
-    #[test]
-    fn blind_indexes_depend_on_number_and_key() {
-        let k1 = BlindIndexKey::from_data_key(&DataKey::generate());
-        let k2 = BlindIndexKey::from_data_key(&DataKey::generate());
-        assert_eq!(k1.index("+442079460123"), k1.index("+442079460123"));
-        assert_ne!(k1.index("+442079460123"), k1.index("+442079460124"));
-        assert_ne!(k1.index("+442079460123"), k2.index("+442079460123"));
     }
 }
 
@@ -219,4 +193,69 @@ pub fn hash_api_token(token: &str) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(token.as_bytes());
     h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_master_key_file_round_trips_and_wraps_keys() {
+        let (master, contents) = MasterKey::generate();
+        let again = MasterKey::from_file_contents(contents.as_bytes()).unwrap();
+        assert_eq!(master.fingerprint(), again.fingerprint());
+        let key = DataKey::generate();
+        let wrapped = master.wrap("call-1", &key);
+        assert_eq!(again.unwrap("call-1", &wrapped).unwrap(), key);
+        assert_eq!(
+            again.unwrap("call-2", &wrapped),
+            Err(CryptoError::Unauthentic)
+        );
+        let (other, _) = MasterKey::generate();
+        assert_eq!(
+            other.unwrap("call-1", &wrapped),
+            Err(CryptoError::Unauthentic)
+        );
+    }
+
+    #[test]
+    fn malformed_master_key_files_are_rejected() {
+        for bad in [
+            "",
+            "rfmk1:",
+            "rfmk1:zz",
+            &format!("rfmk2:{}", "0".repeat(64)),
+            &format!("rfmk1:{}", "g".repeat(64)),
+        ] {
+            assert_eq!(
+                MasterKey::from_file_contents(bad.as_bytes()).err(),
+                Some(MasterKeyError::Malformed),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_material_never_prints() {
+        let (master, contents) = MasterKey::generate();
+        let hex = &contents[6..20];
+        let shown = format!(
+            "{master:?} {:?} {:?}",
+            DataKey::from_bytes([0xab; 32]),
+            BlindIndexKey::from_data_key(&DataKey::from_bytes([0xab; 32]))
+        );
+        assert!(
+            !shown.contains(hex) && !shown.contains("abab") && !shown.contains("171"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn blind_indexes_depend_on_number_and_key() {
+        let k1 = BlindIndexKey::from_data_key(&DataKey::generate());
+        let k2 = BlindIndexKey::from_data_key(&DataKey::generate());
+        assert_eq!(k1.index("+442079460123"), k1.index("+442079460123"));
+        assert_ne!(k1.index("+442079460123"), k1.index("+442079460124"));
+        assert_ne!(k1.index("+442079460123"), k2.index("+442079460123"));
+    }
 }

@@ -12,7 +12,12 @@ mod keys;
 mod recording;
 mod vault;
 
-pub use aead::{open, seal, CryptoError, NONCE_LEN, SEAL_OVERHEAD, TAG_LEN};
-pub use keys::{hash_api_token, new_api_token, random_bytes, BlindIndex, BlindIndexKey, DataKey, MasterKey, MasterKeyError};
-pub use recording::{RecordingLayout, RecordingSealer, open_recording_chunk, RECORDING_CHUNK, RECORDING_HEADER_LEN};
+pub use aead::{CryptoError, NONCE_LEN, SEAL_OVERHEAD, TAG_LEN, open, seal};
+pub use keys::{
+    BlindIndex, BlindIndexKey, DataKey, MasterKey, MasterKeyError, hash_api_token, new_api_token,
+    random_bytes,
+};
+pub use recording::{
+    RECORDING_CHUNK, RECORDING_HEADER_LEN, RecordingLayout, RecordingSealer, open_recording_chunk,
+};
 pub use vault::{KeyPurpose, KeyRecord, Vault, VaultError, VaultStore};

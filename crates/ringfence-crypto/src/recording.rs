@@ -4,7 +4,7 @@
 
 use zeroize::Zeroizing;
 
-use crate::aead::{open, seal, CryptoError, SEAL_OVERHEAD};
+use crate::aead::{CryptoError, SEAL_OVERHEAD, open, seal};
 use crate::keys::DataKey;
 
 /// Plaintext bytes per chunk.
@@ -33,7 +33,13 @@ pub struct RecordingSealer {
 
 impl RecordingSealer {
     pub fn new(key: DataKey, object_id: impl Into<String>) -> Self {
-        Self { key, object_id: object_id.into(), next_index: 0, pending: Zeroizing::new(Vec::with_capacity(2 * RECORDING_CHUNK)), total: 0 }
+        Self {
+            key,
+            object_id: object_id.into(),
+            next_index: 0,
+            pending: Zeroizing::new(Vec::with_capacity(2 * RECORDING_CHUNK)),
+            total: 0,
+        }
     }
 
     /// The object's header, written before the first chunk.
@@ -51,7 +57,11 @@ impl RecordingSealer {
         let mut out = Vec::new();
         // Keep at least one byte back: the last chunk must be sealed as last.
         while self.pending.len() > RECORDING_CHUNK {
-            let sealed = seal(&self.key, &chunk_aad(&self.object_id, self.next_index, false), &self.pending[..RECORDING_CHUNK]);
+            let sealed = seal(
+                &self.key,
+                &chunk_aad(&self.object_id, self.next_index, false),
+                &self.pending[..RECORDING_CHUNK],
+            );
             self.pending.drain(..RECORDING_CHUNK);
             self.next_index += 1;
             out.push(sealed);
@@ -61,7 +71,11 @@ impl RecordingSealer {
 
     /// Seals the last chunk. Returns it and the recording's plaintext length.
     pub fn finish(self) -> (Vec<u8>, u64) {
-        let sealed = seal(&self.key, &chunk_aad(&self.object_id, self.next_index, true), &self.pending);
+        let sealed = seal(
+            &self.key,
+            &chunk_aad(&self.object_id, self.next_index, true),
+            &self.pending,
+        );
         (sealed, self.total)
     }
 
@@ -78,7 +92,11 @@ pub struct RecordingLayout {
 
 impl RecordingLayout {
     pub fn chunk_count(&self) -> u64 {
-        if self.plaintext_len == 0 { 1 } else { self.plaintext_len.div_ceil(RECORDING_CHUNK as u64) }
+        if self.plaintext_len == 0 {
+            1
+        } else {
+            self.plaintext_len.div_ceil(RECORDING_CHUNK as u64)
+        }
     }
 
     /// Byte offset of chunk `index` in the object.
@@ -118,7 +136,13 @@ impl RecordingLayout {
 }
 
 /// Opens one chunk of a recording.
-pub fn open_recording_chunk(key: &DataKey, object_id: &str, index: u64, last: bool, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+pub fn open_recording_chunk(
+    key: &DataKey,
+    object_id: &str,
+    index: u64,
+    last: bool,
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     open(key, &chunk_aad(object_id, index, last), sealed)
 }
 
@@ -148,7 +172,9 @@ mod tests {
         for index in first..=last {
             let n = layout.sealed_chunk_len(index);
             let chunk = &object[at as usize..(at + n) as usize];
-            plain.extend_from_slice(&open_recording_chunk(key, "obj", index, layout.is_last(index), chunk).unwrap());
+            plain.extend_from_slice(
+                &open_recording_chunk(key, "obj", index, layout.is_last(index), chunk).unwrap(),
+            );
             at += n;
         }
         let skip = (start - first * RECORDING_CHUNK as u64) as usize;
@@ -158,14 +184,34 @@ mod tests {
     #[test]
     fn any_range_of_any_length_reads_back_exactly() {
         let key = DataKey::generate();
-        for len in [1usize, 100, RECORDING_CHUNK - 1, RECORDING_CHUNK, RECORDING_CHUNK + 1, 3 * RECORDING_CHUNK, 3 * RECORDING_CHUNK + 17] {
+        for len in [
+            1usize,
+            100,
+            RECORDING_CHUNK - 1,
+            RECORDING_CHUNK,
+            RECORDING_CHUNK + 1,
+            3 * RECORDING_CHUNK,
+            3 * RECORDING_CHUNK + 17,
+        ] {
             let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
             for piece in [1000, RECORDING_CHUNK, 200_000] {
                 let object = seal_all(&key, &data, piece);
-                let layout = RecordingLayout { plaintext_len: len as u64 };
+                let layout = RecordingLayout {
+                    plaintext_len: len as u64,
+                };
                 assert_eq!(object.len() as u64, layout.sealed_len(), "len {len}");
-                for (s, e) in [(0, len), (0, 1), (len - 1, len), (len / 2, len), (len / 3, 2 * len / 3 + 1)] {
-                    assert_eq!(read_range(&key, &object, len as u64, s as u64, e as u64), data[s..e], "len {len} range {s}..{e}");
+                for (s, e) in [
+                    (0, len),
+                    (0, 1),
+                    (len - 1, len),
+                    (len / 2, len),
+                    (len / 3, 2 * len / 3 + 1),
+                ] {
+                    assert_eq!(
+                        read_range(&key, &object, len as u64, s as u64, e as u64),
+                        data[s..e],
+                        "len {len} range {s}..{e}"
+                    );
                 }
             }
         }
@@ -177,8 +223,11 @@ mod tests {
         let data = vec![7u8; 2 * RECORDING_CHUNK + 5];
         let object = seal_all(&key, &data, RECORDING_CHUNK);
         // Claim the recording ends after the first chunk: that chunk was not sealed as last.
-        let layout = RecordingLayout { plaintext_len: RECORDING_CHUNK as u64 };
-        let chunk = &object[RECORDING_HEADER_LEN..RECORDING_HEADER_LEN + layout.sealed_chunk_len(0) as usize];
+        let layout = RecordingLayout {
+            plaintext_len: RECORDING_CHUNK as u64,
+        };
+        let chunk = &object
+            [RECORDING_HEADER_LEN..RECORDING_HEADER_LEN + layout.sealed_chunk_len(0) as usize];
         assert!(open_recording_chunk(&key, "obj", 0, true, chunk).is_err());
         assert!(open_recording_chunk(&key, "other", 0, false, chunk).is_err());
         assert!(open_recording_chunk(&key, "obj", 1, false, chunk).is_err());

@@ -25,7 +25,13 @@ impl KeyPurpose {
         }
     }
     pub fn parse(text: &str) -> Option<Self> {
-        [KeyPurpose::Call, KeyPurpose::Session, KeyPurpose::BlindIndex].into_iter().find(|p| p.as_str() == text)
+        [
+            KeyPurpose::Call,
+            KeyPurpose::Session,
+            KeyPurpose::BlindIndex,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == text)
     }
 }
 
@@ -40,7 +46,11 @@ pub struct KeyRecord {
 
 impl std::fmt::Debug for KeyRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRecord").field("id", &self.id).field("account_id", &self.account_id).field("purpose", &self.purpose).finish_non_exhaustive()
+        f.debug_struct("KeyRecord")
+            .field("id", &self.id)
+            .field("account_id", &self.account_id)
+            .field("purpose", &self.purpose)
+            .finish_non_exhaustive()
     }
 }
 
@@ -61,6 +71,9 @@ pub trait VaultStore: Send + Sync + 'static {
     async fn fetch(&self, ids: Vec<String>) -> Result<Vec<KeyRecord>, VaultError>;
     /// Deletes keys so that no copy remains in the store's files; returns how many existed.
     async fn destroy(&self, ids: Vec<String>) -> Result<u64, VaultError>;
+    /// Ids of keys of `purpose` created before `created_before_millis`, in id order after
+    /// `after`, at most `limit` (to sweep the vault page by page).
+    async fn list(&self, purpose: KeyPurpose, created_before_millis: i64, after: Option<String>, limit: u32) -> Result<Vec<String>, VaultError>;
     /// Checks the store answers.
     async fn ping(&self) -> Result<(), VaultError>;
 }
@@ -74,7 +87,10 @@ pub struct Vault {
 
 impl Vault {
     pub fn new(master: MasterKey, store: Arc<dyn VaultStore>) -> Self {
-        Self { master: Arc::new(master), store }
+        Self {
+            master: Arc::new(master),
+            store,
+        }
     }
 
     pub fn master_fingerprint(&self) -> String {
@@ -82,10 +98,23 @@ impl Vault {
     }
 
     /// A fresh key and its wrapped record (nothing stored yet).
-    pub fn issue(&self, id: String, account_id: String, purpose: KeyPurpose) -> (DataKey, KeyRecord) {
+    pub fn issue(
+        &self,
+        id: String,
+        account_id: String,
+        purpose: KeyPurpose,
+    ) -> (DataKey, KeyRecord) {
         let key = DataKey::generate();
         let wrapped = self.master.wrap(&id, &key);
-        (key, KeyRecord { id, account_id, purpose, wrapped })
+        (
+            key,
+            KeyRecord {
+                id,
+                account_id,
+                purpose,
+                wrapped,
+            },
+        )
     }
 
     pub async fn insert(&self, records: Vec<KeyRecord>) -> Result<(), VaultError> {
@@ -96,14 +125,20 @@ impl Vault {
     }
 
     /// Opens the keys of `ids` that exist; destroyed keys are simply absent.
-    pub async fn open_keys(&self, ids: Vec<String>) -> Result<HashMap<String, DataKey>, VaultError> {
+    pub async fn open_keys(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<HashMap<String, DataKey>, VaultError> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
         let records = self.store.fetch(ids).await?;
         let mut keys = HashMap::with_capacity(records.len());
         for record in records {
-            let key = self.master.unwrap(&record.id, &record.wrapped).map_err(|_| VaultError::WrongMasterKey(record.id.clone()))?;
+            let key = self
+                .master
+                .unwrap(&record.id, &record.wrapped)
+                .map_err(|_| VaultError::WrongMasterKey(record.id.clone()))?;
             keys.insert(record.id, key);
         }
         Ok(keys)
@@ -122,5 +157,10 @@ impl Vault {
 
     pub async fn ping(&self) -> Result<(), VaultError> {
         self.store.ping().await
+    }
+
+    /// See [`VaultStore::list`].
+    pub async fn list(&self, purpose: KeyPurpose, created_before_millis: i64, after: Option<String>, limit: u32) -> Result<Vec<String>, VaultError> {
+        self.store.list(purpose, created_before_millis, after, limit).await
     }
 }

@@ -18,16 +18,33 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(ApiError::unauthorized)?;
-        let (scheme, token) = header.trim().split_once(' ').ok_or_else(ApiError::unauthorized)?;
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(ApiError::unauthorized)?;
+        let (scheme, token) = header
+            .trim()
+            .split_once(' ')
+            .ok_or_else(ApiError::unauthorized)?;
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() || token.len() > 256 {
             return Err(ApiError::unauthorized());
         }
-        let record = state.token(hash_api_token(token.trim())).await?.ok_or_else(ApiError::unauthorized)?;
+        let record = state
+            .token(hash_api_token(token.trim()))
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
         let now = Timestamp::now();
-        if record.revoked_at.is_some_and(|at| at <= now) || record.expires_at.is_some_and(|at| at <= now) {
+        if record.revoked_at.is_some_and(|at| at <= now)
+            || record.expires_at.is_some_and(|at| at <= now)
+        {
             return Err(ApiError::unauthorized());
         }
-        Ok(Auth(Principal { token_id: Some(record.id), role: record.role, scope: record.scope, personal_data: record.personal_data }))
+        Ok(Auth(Principal {
+            token_id: Some(record.id),
+            role: record.role,
+            scope: record.scope,
+            personal_data: record.personal_data,
+        }))
     }
 }

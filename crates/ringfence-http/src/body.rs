@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, Code, ErrorDetail};
@@ -13,21 +13,37 @@ pub struct JsonBody<T>(pub T);
 
 pub fn is_json(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return false };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         if !is_json(content_type.as_deref()) {
-            return Err(ApiError::new(Code::UnsupportedMediaType, "send the body as JSON with `Content-Type: application/json`"));
+            return Err(ApiError::new(
+                Code::UnsupportedMediaType,
+                "send the body as JSON with `Content-Type: application/json`",
+            ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(Code::PayloadTooLarge, "request body larger than this route accepts")
+                ApiError::new(
+                    Code::PayloadTooLarge,
+                    "request body larger than this route accepts",
+                )
             } else {
                 ApiError::new(Code::InvalidJson, "the request body could not be read")
             }
@@ -44,7 +60,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         Ok(v) => v,
         Err(e) => return Err(describe(e)),
     };
-    de.end().map_err(|e| ApiError::new(Code::InvalidJson, format!("malformed JSON: trailing characters at line {} column {}", e.line(), e.column())))?;
+    de.end().map_err(|e| {
+        ApiError::new(
+            Code::InvalidJson,
+            format!(
+                "malformed JSON: trailing characters at line {} column {}",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
     Ok(value)
 }
 
@@ -52,32 +77,69 @@ fn describe(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let path = e.path().to_string();
     let inner = e.into_inner();
     if inner.is_syntax() || inner.is_eof() || inner.is_io() {
-        return ApiError::new(Code::InvalidJson, format!("malformed JSON at line {} column {}", inner.line(), inner.column()));
+        return ApiError::new(
+            Code::InvalidJson,
+            format!(
+                "malformed JSON at line {} column {}",
+                inner.line(),
+                inner.column()
+            ),
+        );
     }
     let raw = inner.to_string();
     let raw = raw.split(" at line ").next().unwrap_or("").to_owned();
     let (code, message, field) = classify(&raw, &path);
     let mut err = ApiError::new(code, format!("{field}: {message}"));
-    err.details.push(ErrorDetail { field, code: code.as_str().to_owned(), message });
+    err.details.push(ErrorDetail {
+        field,
+        code: code.as_str().to_owned(),
+        message,
+    });
     err
 }
 
 /// Serde's own messages quote the offending value; keep only the rule.
 fn classify(raw: &str, path: &str) -> (Code, String, String) {
-    let named = |prefix: &str| raw.strip_prefix(prefix).and_then(|r| r.split('`').nth(1)).map(str::to_owned);
-    let join = |name: &str| if path == "." || path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
+    let named = |prefix: &str| {
+        raw.strip_prefix(prefix)
+            .and_then(|r| r.split('`').nth(1))
+            .map(str::to_owned)
+    };
+    let join = |name: &str| {
+        if path == "." || path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
     if let Some(name) = named("unknown field") {
-        return (Code::UnknownField, "unknown field (check the spelling against /openapi.json)".into(), join(&name));
+        return (
+            Code::UnknownField,
+            "unknown field (check the spelling against /openapi.json)".into(),
+            join(&name),
+        );
     }
     if let Some(name) = named("missing field") {
-        return (Code::MissingField, "required field is missing".into(), join(&name));
+        return (
+            Code::MissingField,
+            "required field is missing".into(),
+            join(&name),
+        );
     }
-    let field = if path == "." { "body".to_owned() } else { path.to_owned() };
+    let field = if path == "." {
+        "body".to_owned()
+    } else {
+        path.to_owned()
+    };
     for prefix in ["invalid type: ", "invalid value: "] {
         if raw.starts_with(prefix) {
             let expected = raw.split(", expected ").nth(1).unwrap_or("another value");
             let kind = prefix.trim_end_matches(": ");
-            return (Code::InvalidField, format!("{kind}, expected {expected}"), field);
+            return (
+                Code::InvalidField,
+                format!("{kind}, expected {expected}"),
+                field,
+            );
         }
     }
     if raw.starts_with("invalid length") {
@@ -109,31 +171,61 @@ mod tests {
     #[test]
     fn errors_name_the_field_and_never_the_value() {
         let cases: [(&str, Code, &str); 6] = [
-            (r#"{"number": "+442079460123", "count": "SECRET-VALUE"}"#, Code::InvalidField, "count"),
+            (
+                r#"{"number": "+442079460123", "count": "SECRET-VALUE"}"#,
+                Code::InvalidField,
+                "count",
+            ),
             (r#"{"number": 442079460123}"#, Code::InvalidField, "number"),
             (r#"{"count": 3}"#, Code::MissingField, "number"),
-            (r#"{"number": "x", "SECRET-KEY-NAME": 1}"#, Code::UnknownField, "SECRET-KEY-NAME"),
-            (r#"{"number": "x", "inner": [{"ip": "a"}, {"ip": 5}]}"#, Code::InvalidField, "inner[1].ip"),
-            (r#"{"number": "x", "count": -5}"#, Code::InvalidField, "count"),
+            (
+                r#"{"number": "x", "SECRET-KEY-NAME": 1}"#,
+                Code::UnknownField,
+                "SECRET-KEY-NAME",
+            ),
+            (
+                r#"{"number": "x", "inner": [{"ip": "a"}, {"ip": 5}]}"#,
+                Code::InvalidField,
+                "inner[1].ip",
+            ),
+            (
+                r#"{"number": "x", "count": -5}"#,
+                Code::InvalidField,
+                "count",
+            ),
         ];
         for (body, code, field) in cases {
             let err = parse_json::<Probe>(body.as_bytes()).unwrap_err();
             assert_eq!(err.code, code, "{body}");
             assert_eq!(err.details[0].field, field, "{body}");
-            assert!(!err.message.contains("SECRET-VALUE") && !err.message.contains("442079460123"), "{}", err.message);
+            assert!(
+                !err.message.contains("SECRET-VALUE") && !err.message.contains("442079460123"),
+                "{}",
+                err.message
+            );
         }
     }
 
     #[test]
     fn malformed_json_is_a_400() {
         for body in ["", "{", "{\"number\": \"x\"} trailing", "nul", "[1,2"] {
-            assert_eq!(parse_json::<Probe>(body.as_bytes()).unwrap_err().code, Code::InvalidJson, "{body}");
+            assert_eq!(
+                parse_json::<Probe>(body.as_bytes()).unwrap_err().code,
+                Code::InvalidJson,
+                "{body}"
+            );
         }
     }
 
     #[test]
     fn json_content_types_are_recognised() {
-        for (ct, ok) in [(Some("application/json"), true), (Some("application/json; charset=utf-8"), true), (Some("application/vnd.x+json"), true), (Some("text/plain"), false), (None, false)] {
+        for (ct, ok) in [
+            (Some("application/json"), true),
+            (Some("application/json; charset=utf-8"), true),
+            (Some("application/vnd.x+json"), true),
+            (Some("text/plain"), false),
+            (None, false),
+        ] {
             assert_eq!(is_json(ct), ok, "{ct:?}");
         }
     }

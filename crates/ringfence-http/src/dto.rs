@@ -4,13 +4,14 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use ringfence_core::call::{
-    checked_country, checked_ip, checked_personal, checked_tags, checked_text, limits, Call, CallStatus, CallerIdentity, CallerLocation, Direction, FieldError,
-    InteractionContent, NewCall, NewSession, Utm, VisitorDetails,
-};
-use ringfence_core::phone::{parse_caller_number, parse_e164, E164};
-use ringfence_core::timestamp::Timestamp;
 use ringfence_core::SessionId;
+use ringfence_core::call::{
+    Call, CallStatus, CallerIdentity, CallerLocation, Direction, FieldError, InteractionContent,
+    NewCall, NewSession, Utm, VisitorDetails, checked_country, checked_ip, checked_personal,
+    checked_tags, checked_text, limits,
+};
+use ringfence_core::phone::{E164, parse_caller_number, parse_e164};
+use ringfence_core::timestamp::Timestamp;
 
 /// A call as a telephony system or script sends it. Only `started_at` and
 /// `tracking_number` are required; unknown fields are rejected.
@@ -117,37 +118,90 @@ impl Checker {
         let f = self.field(name);
         self.take(checked_text(&f, v, max, false)).flatten()
     }
-    fn personal(&mut self, name: &str, v: Option<String>, max: usize, multiline: bool) -> Option<ringfence_core::Personal<String>> {
+    fn personal(
+        &mut self,
+        name: &str,
+        v: Option<String>,
+        max: usize,
+        multiline: bool,
+    ) -> Option<ringfence_core::Personal<String>> {
         let f = self.field(name);
         self.take(checked_personal(&f, v, max, multiline)).flatten()
     }
     fn timestamp(&mut self, name: &str, v: &str) -> Option<Timestamp> {
         let f = self.field(name);
-        self.take(Timestamp::parse_rfc3339(v).map_err(|e| FieldError::new(f, "invalid_field", e.to_string())))
+        self.take(
+            Timestamp::parse_rfc3339(v)
+                .map_err(|e| FieldError::new(f, "invalid_field", e.to_string())),
+        )
     }
     fn number(&mut self, name: &str, v: &str) -> Option<E164> {
         let f = self.field(name);
-        self.take(parse_e164(v).map_err(|e| FieldError::new(f, "invalid_phone_number", format!("not a valid E.164 number ({e})"))))
+        self.take(parse_e164(v).map_err(|e| {
+            FieldError::new(
+                f,
+                "invalid_phone_number",
+                format!("not a valid E.164 number ({e})"),
+            )
+        }))
     }
     fn caller_number(&mut self, name: &str, v: Option<&str>) -> Option<E164> {
         let v = v?;
         let f = self.field(name);
-        self.take(parse_caller_number(v).map_err(|e| FieldError::new(f, "invalid_phone_number", format!("not a valid E.164 number ({e})")))).flatten()
+        self.take(parse_caller_number(v).map_err(|e| {
+            FieldError::new(
+                f,
+                "invalid_phone_number",
+                format!("not a valid E.164 number ({e})"),
+            )
+        }))
+        .flatten()
     }
     fn visitor(&mut self, prefix: &str, v: VisitorFields) -> VisitorDetails {
         let ip_field = self.field(&format!("{prefix}ip"));
         VisitorDetails {
             ip: self.take(checked_ip(&ip_field, v.ip)).flatten(),
-            user_agent: self.personal(&format!("{prefix}user_agent"), v.user_agent, limits::USER_AGENT, false),
+            user_agent: self.personal(
+                &format!("{prefix}user_agent"),
+                v.user_agent,
+                limits::USER_AGENT,
+                false,
+            ),
             referrer: self.personal(&format!("{prefix}referrer"), v.referrer, limits::URL, false),
-            landing_url: self.personal(&format!("{prefix}landing_url"), v.landing_url, limits::URL, false),
+            landing_url: self.personal(
+                &format!("{prefix}landing_url"),
+                v.landing_url,
+                limits::URL,
+                false,
+            ),
             gclid: self.personal(&format!("{prefix}gclid"), v.gclid, limits::CLICK_ID, false),
-            fbclid: self.personal(&format!("{prefix}fbclid"), v.fbclid, limits::CLICK_ID, false),
-            msclkid: self.personal(&format!("{prefix}msclkid"), v.msclkid, limits::CLICK_ID, false),
-            visitor_id: self.personal(&format!("{prefix}visitor_id"), v.visitor_id, limits::EXTERNAL_ID, false),
+            fbclid: self.personal(
+                &format!("{prefix}fbclid"),
+                v.fbclid,
+                limits::CLICK_ID,
+                false,
+            ),
+            msclkid: self.personal(
+                &format!("{prefix}msclkid"),
+                v.msclkid,
+                limits::CLICK_ID,
+                false,
+            ),
+            visitor_id: self.personal(
+                &format!("{prefix}visitor_id"),
+                v.visitor_id,
+                limits::EXTERNAL_ID,
+                false,
+            ),
         }
     }
-    fn utm(&mut self, prefix: &str, source: Option<String>, medium: Option<String>, campaign: Option<String>) -> Utm {
+    fn utm(
+        &mut self,
+        prefix: &str,
+        source: Option<String>,
+        medium: Option<String>,
+        campaign: Option<String>,
+    ) -> Utm {
         Utm {
             source: self.text(&format!("{prefix}utm_source"), source, limits::LABEL),
             medium: self.text(&format!("{prefix}utm_medium"), medium, limits::LABEL),
@@ -170,20 +224,28 @@ struct VisitorFields {
 impl CallInput {
     /// Validates the input; `prefix` names its place in a batch (`calls[3].`).
     pub fn into_domain(self, prefix: &str) -> Result<NewCall, Vec<FieldError>> {
-        let mut c = Checker { prefix: prefix.to_owned(), errors: Vec::new() };
+        let mut c = Checker {
+            prefix: prefix.to_owned(),
+            errors: Vec::new(),
+        };
         let external_id = c.text("external_id", self.external_id, limits::EXTERNAL_ID);
         let started_at = c.timestamp("started_at", &self.started_at);
-        if let Some(d) = self.duration_s {
-            if d > limits::DURATION_S {
+        if let Some(d) = self.duration_s
+            && d > limits::DURATION_S {
                 let f = c.field("duration_s");
-                c.errors.push(FieldError::new(f, "invalid_field", format!("longer than {} seconds", limits::DURATION_S)));
+                c.errors.push(FieldError::new(
+                    f,
+                    "invalid_field",
+                    format!("longer than {} seconds", limits::DURATION_S),
+                ));
             }
-        }
         let direction = match self.direction.as_deref() {
             None | Some("") => None,
             Some(d) => {
                 let f = c.field("direction");
-                c.take(Direction::parse(d).ok_or_else(|| FieldError::new(f, "invalid_field", "must be inbound or outbound")))
+                c.take(Direction::parse(d).ok_or_else(|| {
+                    FieldError::new(f, "invalid_field", "must be inbound or outbound")
+                }))
             }
         };
         let status = match self.status.as_deref() {
@@ -191,7 +253,13 @@ impl CallInput {
             Some(s) => {
                 let f = c.field("status");
                 let allowed: Vec<&str> = CallStatus::ALL.iter().map(|s| s.as_str()).collect();
-                c.take(CallStatus::parse(s).ok_or_else(|| FieldError::new(f, "invalid_field", format!("must be one of {}", allowed.join(", ")))))
+                c.take(CallStatus::parse(s).ok_or_else(|| {
+                    FieldError::new(
+                        f,
+                        "invalid_field",
+                        format!("must be one of {}", allowed.join(", ")),
+                    )
+                }))
             }
         };
         let tracking_number = c.number("tracking_number", &self.tracking_number);
@@ -199,23 +267,49 @@ impl CallInput {
         let campaign = c.text("campaign", self.campaign, limits::LABEL);
         let number = c.caller_number("caller_number", self.caller_number.as_deref());
         let forwarded_from = c.caller_number("forwarded_from", self.forwarded_from.as_deref());
-        let caller = CallerIdentity { number, name: c.personal("caller_name", self.caller_name, limits::NAME, false), forwarded_from };
+        let caller = CallerIdentity {
+            number,
+            name: c.personal("caller_name", self.caller_name, limits::NAME, false),
+            forwarded_from,
+        };
         let country_field = c.field("caller_country");
         let location = CallerLocation {
-            city: c.personal("caller_city", self.caller_city, limits::LOCATION_PART, false),
-            region: c.personal("caller_region", self.caller_region, limits::LOCATION_PART, false),
-            postal_code: c.personal("caller_postal_code", self.caller_postal_code, limits::LOCATION_PART, false),
-            country: c.take(checked_country(&country_field, self.caller_country)).flatten(),
+            city: c.personal(
+                "caller_city",
+                self.caller_city,
+                limits::LOCATION_PART,
+                false,
+            ),
+            region: c.personal(
+                "caller_region",
+                self.caller_region,
+                limits::LOCATION_PART,
+                false,
+            ),
+            postal_code: c.personal(
+                "caller_postal_code",
+                self.caller_postal_code,
+                limits::LOCATION_PART,
+                false,
+            ),
+            country: c
+                .take(checked_country(&country_field, self.caller_country))
+                .flatten(),
         };
         let transcript = c.personal("transcript", self.transcript, limits::TRANSCRIPT, true);
         let notes = c.personal("notes", self.notes, limits::NOTES, true);
         let tags_field = c.field("tags");
-        let tags = c.take(checked_tags(&tags_field, self.tags.unwrap_or_default())).unwrap_or_default();
+        let tags = c
+            .take(checked_tags(&tags_field, self.tags.unwrap_or_default()))
+            .unwrap_or_default();
         let session_id = match self.session_id.as_deref() {
             None | Some("") => None,
             Some(s) => {
                 let f = c.field("session_id");
-                c.take(s.parse::<SessionId>().map_err(|_| FieldError::new(f, "invalid_field", "not a session id")))
+                c.take(
+                    s.parse::<SessionId>()
+                        .map_err(|_| FieldError::new(f, "invalid_field", "not a session id")),
+                )
             }
         };
         let mut utm = c.utm("", self.utm_source, self.utm_medium, self.utm_campaign);
@@ -240,7 +334,11 @@ impl CallInput {
         });
         if visitor.is_some() && session_id.is_some() {
             let f = c.field("visitor");
-            c.errors.push(FieldError::new(f, "invalid_field", "send either session_id or visitor, not both"));
+            c.errors.push(FieldError::new(
+                f,
+                "invalid_field",
+                "send either session_id or visitor, not both",
+            ));
         }
         match (started_at, tracking_number, c.errors.is_empty()) {
             (Some(started_at), Some(tracking_number), true) => Ok(NewCall {
@@ -267,7 +365,10 @@ impl CallInput {
 
 impl SessionInput {
     pub fn into_domain(self) -> Result<NewSession, Vec<FieldError>> {
-        let mut c = Checker { prefix: String::new(), errors: Vec::new() };
+        let mut c = Checker {
+            prefix: String::new(),
+            errors: Vec::new(),
+        };
         let external_id = c.text("external_id", self.external_id, limits::EXTERNAL_ID);
         let started_at = c.timestamp("started_at", &self.started_at);
         let utm = c.utm("", self.utm_source, self.utm_medium, self.utm_campaign);
@@ -285,7 +386,12 @@ impl SessionInput {
             },
         );
         match (started_at, c.errors.is_empty()) {
-            (Some(started_at), true) => Ok(NewSession { external_id, started_at, utm, visitor }),
+            (Some(started_at), true) => Ok(NewSession {
+                external_id,
+                started_at,
+                utm,
+                visitor,
+            }),
             _ => Err(c.errors),
         }
     }
@@ -382,7 +488,10 @@ impl CallOutput {
                     Some(CallerOutput {
                         number: identity.number.as_ref().map(|n| n.as_str().to_owned()),
                         name: reveal(&identity.name),
-                        forwarded_from: identity.forwarded_from.as_ref().map(|n| n.as_str().to_owned()),
+                        forwarded_from: identity
+                            .forwarded_from
+                            .as_ref()
+                            .map(|n| n.as_str().to_owned()),
                         city: reveal(&location.city),
                         region: reveal(&location.region),
                         postal_code: reveal(&location.postal_code),
@@ -414,29 +523,51 @@ impl CallOutput {
             tracking_number: call.tracking_number.clone(),
             source: call.source.clone(),
             campaign: call.campaign.clone(),
-            utm: UtmOutput { source: call.utm.source.clone(), medium: call.utm.medium.clone(), campaign: call.utm.campaign.clone() },
+            utm: UtmOutput {
+                source: call.utm.source.clone(),
+                medium: call.utm.medium.clone(),
+                campaign: call.utm.campaign.clone(),
+            },
             gdpr_scope: call.gdpr_scope,
             caller,
             recording: call
                 .recording
                 .as_ref()
                 .filter(|_| personal_data)
-                .map(|r| RecordingOutput { content_type: r.content_type.clone(), bytes: r.bytes, url: format!("/api/v1/calls/{id}/recording") }),
-            transcript: if personal_data { reveal(&call.transcript) } else { None },
+                .map(|r| RecordingOutput {
+                    content_type: r.content_type.clone(),
+                    bytes: r.bytes,
+                    url: format!("/api/v1/calls/{id}/recording"),
+                }),
+            transcript: if personal_data {
+                reveal(&call.transcript)
+            } else {
+                None
+            },
             notes: interaction.and_then(|i| reveal(&i.notes)),
-            tags: interaction.map(|i| i.tags.expose().clone()).unwrap_or_default(),
-            visitor: call.visitor.as_ref().filter(|_| personal_data).map(|(session, v)| VisitorOutput {
-                session_id: session.to_string(),
-                ip: reveal(&v.ip),
-                user_agent: reveal(&v.user_agent),
-                referrer: reveal(&v.referrer),
-                landing_url: reveal(&v.landing_url),
-                gclid: reveal(&v.gclid),
-                fbclid: reveal(&v.fbclid),
-                msclkid: reveal(&v.msclkid),
-                visitor_id: reveal(&v.visitor_id),
+            tags: interaction
+                .map(|i| i.tags.expose().clone())
+                .unwrap_or_default(),
+            visitor: call
+                .visitor
+                .as_ref()
+                .filter(|_| personal_data)
+                .map(|(session, v)| VisitorOutput {
+                    session_id: session.to_string(),
+                    ip: reveal(&v.ip),
+                    user_agent: reveal(&v.user_agent),
+                    referrer: reveal(&v.referrer),
+                    landing_url: reveal(&v.landing_url),
+                    gclid: reveal(&v.gclid),
+                    fbclid: reveal(&v.fbclid),
+                    msclkid: reveal(&v.msclkid),
+                    visitor_id: reveal(&v.visitor_id),
+                }),
+            redaction: call.redaction.as_ref().map(|r| RedactionOutput {
+                at: r.at.to_rfc3339(),
+                reason: r.reason.as_str().to_owned(),
+                by: r.by.clone(),
             }),
-            redaction: call.redaction.as_ref().map(|r| RedactionOutput { at: r.at.to_rfc3339(), reason: r.reason.as_str().to_owned(), by: r.by.clone() }),
             masked: !personal_data && call.redaction.is_none(),
             id,
         }

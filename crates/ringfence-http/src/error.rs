@@ -1,9 +1,9 @@
 //! The one error type at the HTTP edge. Every failure a client can see has a stable `code`
 //! and its HTTP status; internal causes are logged by id and never sent.
 
+use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Serialize;
 
 use ringfence_core::access::Denied;
@@ -130,7 +130,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), details: Vec::new(), headers: Vec::new(), status: None }
+        Self {
+            code,
+            message: message.into(),
+            details: Vec::new(),
+            headers: Vec::new(),
+            status: None,
+        }
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -138,14 +144,20 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(Code::Unauthorized, "missing, unknown, expired or revoked bearer token; send `Authorization: Bearer <token>`")
+        Self::new(
+            Code::Unauthorized,
+            "missing, unknown, expired or revoked bearer token; send `Authorization: Bearer <token>`",
+        )
     }
 
     /// An internal failure: logged with an incident id, answered without its cause.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         let incident = uuid::Uuid::new_v4();
         tracing::error!(%incident, cause = %cause, "internal error");
-        Self::new(Code::Internal, format!("internal error (incident {incident}); the operator's logs have the cause"))
+        Self::new(
+            Code::Internal,
+            format!("internal error (incident {incident}); the operator's logs have the cause"),
+        )
     }
 
     pub fn with_status(mut self, status: StatusCode) -> Self {
@@ -161,14 +173,33 @@ impl ApiError {
 
     /// Field errors with their paths; the first one gives the code.
     pub fn fields(errors: Vec<FieldError>) -> Self {
-        let code = errors.first().map(|e| Code::from_field_code(e.code)).unwrap_or(Code::InvalidField);
+        let code = errors
+            .first()
+            .map(|e| Code::from_field_code(e.code))
+            .unwrap_or(Code::InvalidField);
         let message = match errors.as_slice() {
             [one] => one.to_string(),
-            [first, ..] => format!("{first} (and {} more problems, see details)", errors.len() - 1),
+            [first, ..] => format!(
+                "{first} (and {} more problems, see details)",
+                errors.len() - 1
+            ),
             [] => "invalid input".to_owned(),
         };
-        let details = errors.into_iter().map(|e| ErrorDetail { field: e.field, code: e.code.to_owned(), message: e.message }).collect();
-        Self { code, message, details, headers: Vec::new(), status: None }
+        let details = errors
+            .into_iter()
+            .map(|e| ErrorDetail {
+                field: e.field,
+                code: e.code.to_owned(),
+                message: e.message,
+            })
+            .collect();
+        Self {
+            code,
+            message,
+            details,
+            headers: Vec::new(),
+            status: None,
+        }
     }
 }
 
@@ -176,7 +207,9 @@ impl From<Denied> for ApiError {
     fn from(d: Denied) -> Self {
         match d {
             Denied::NotFound => ApiError::not_found("resource"),
-            Denied::Forbidden => ApiError::new(Code::Forbidden, "this token's role may not do this"),
+            Denied::Forbidden => {
+                ApiError::new(Code::Forbidden, "this token's role may not do this")
+            }
         }
     }
 }
@@ -185,14 +218,20 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => ApiError::not_found(what),
-            StoreError::AlreadyExists(what) => ApiError::new(Code::Conflict, format!("{what} already exists")),
+            StoreError::AlreadyExists(what) => {
+                ApiError::new(Code::Conflict, format!("{what} already exists"))
+            }
             StoreError::SessionNotFound { index } => ApiError::fields(vec![FieldError::new(
                 format!("calls[{index}].session_id"),
                 "invalid_field",
                 "no such session in this account",
             )]),
             StoreError::DuplicateInBatch { index } => {
-                let mut err = ApiError::fields(vec![FieldError::new(format!("calls[{index}].external_id"), "duplicate_external_id", "the same external_id appears twice in the batch")]);
+                let mut err = ApiError::fields(vec![FieldError::new(
+                    format!("calls[{index}].external_id"),
+                    "duplicate_external_id",
+                    "the same external_id appears twice in the batch",
+                )]);
                 err.code = Code::DuplicateExternalId;
                 err
             }
@@ -205,10 +244,21 @@ impl From<LogError> for ApiError {
     fn from(e: LogError) -> Self {
         match e {
             LogError::Store(s) => s.into(),
-            LogError::Redacted => ApiError::new(Code::Redacted, "the call was redacted: its personal data and recording are gone"),
-            LogError::RecordingTooLarge { limit } => ApiError::new(Code::PayloadTooLarge, format!("recording larger than the limit of {limit} bytes")),
-            LogError::EmptyRecording => ApiError::new(Code::EmptyRecording, "the recording is empty"),
-            LogError::BodyRead => ApiError::new(Code::InvalidField, "the request body could not be read to its end"),
+            LogError::Redacted => ApiError::new(
+                Code::Redacted,
+                "the call was redacted: its personal data and recording are gone",
+            ),
+            LogError::RecordingTooLarge { limit } => ApiError::new(
+                Code::PayloadTooLarge,
+                format!("recording larger than the limit of {limit} bytes"),
+            ),
+            LogError::EmptyRecording => {
+                ApiError::new(Code::EmptyRecording, "the recording is empty")
+            }
+            LogError::BodyRead => ApiError::new(
+                Code::InvalidField,
+                "the request body could not be read to its end",
+            ),
             other => ApiError::internal(&other),
         }
     }
@@ -216,7 +266,13 @@ impl From<LogError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorEnvelope { error: ErrorBody { code: self.code.as_str().to_owned(), message: self.message, details: self.details } };
+        let body = ErrorEnvelope {
+            error: ErrorBody {
+                code: self.code.as_str().to_owned(),
+                message: self.message,
+                details: self.details,
+            },
+        };
         let mut response = (self.status.unwrap_or(self.code.status()), Json(body)).into_response();
         for (name, value) in self.headers {
             if let Ok(v) = value.parse() {

@@ -14,11 +14,11 @@ pub mod state;
 
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -34,7 +34,10 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         if let Some(components) = openapi.components.as_mut() {
-            components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
         }
     }
 }
@@ -58,13 +61,24 @@ pub struct ApiDoc;
 pub fn router(state: AppState) -> Router {
     let limits = state.limits;
     let api = Router::new()
-        .route("/api/v1/accounts/{account_id}/calls", post(calls::create_call).get(calls::list_calls))
-        .route("/api/v1/accounts/{account_id}/calls/batch", post(calls::create_batch).layer(DefaultBodyLimit::max(limits.max_batch_bytes)))
-        .route("/api/v1/accounts/{account_id}/sessions", post(sessions::create_session))
+        .route(
+            "/api/v1/accounts/{account_id}/calls",
+            post(calls::create_call).get(calls::list_calls),
+        )
+        .route(
+            "/api/v1/accounts/{account_id}/calls/batch",
+            post(calls::create_batch).layer(DefaultBodyLimit::max(limits.max_batch_bytes)),
+        )
+        .route(
+            "/api/v1/accounts/{account_id}/sessions",
+            post(sessions::create_session),
+        )
         .route("/api/v1/calls/{call_id}", get(calls::get_call))
         .route(
             "/api/v1/calls/{call_id}/recording",
-            get(recordings::get_recording).put(recordings::put_recording).layer(DefaultBodyLimit::disable()),
+            get(recordings::get_recording)
+                .put(recordings::put_recording)
+                .layer(DefaultBodyLimit::disable()),
         )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -77,7 +91,11 @@ pub fn router(state: AppState) -> Router {
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .merge(api)
         .layer(middleware::from_fn(observe))
-        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| ApiError::internal(&"a handler panicked").into_response()))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::internal(&"a handler panicked").into_response()
+            },
+        ))
 }
 
 async fn not_found() -> ApiError {
@@ -85,20 +103,30 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(Code::NotFound, "this route does not take that method").with_status(axum::http::StatusCode::METHOD_NOT_ALLOWED)
+    ApiError::new(Code::NotFound, "this route does not take that method")
+        .with_status(axum::http::StatusCode::METHOD_NOT_ALLOWED)
 }
 
 /// Logs and counts each request by its route template, never its URI.
 async fn observe(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().clone();
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     tracing::info!(target: "ringfence::http", %method, route = %route, status, micros = elapsed.as_micros() as u64, "request");
-    let labels = [("method", method.to_string()), ("route", route), ("status", status.to_string())];
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route),
+        ("status", status.to_string()),
+    ];
     metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
+    metrics::histogram!("http_request_duration_seconds", &labels[..2])
+        .record(elapsed.as_secs_f64());
     response
 }

@@ -54,15 +54,20 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(log: Arc<CallLog>, limits: Limits, metrics: Option<PrometheusHandle>) -> Self {
-        Self(Arc::new(Inner { log, limits, metrics, tokens: Mutex::new(HashMap::new()), agencies: Mutex::new(HashMap::new()) }))
+        Self(Arc::new(Inner {
+            log,
+            limits,
+            metrics,
+            tokens: Mutex::new(HashMap::new()),
+            agencies: Mutex::new(HashMap::new()),
+        }))
     }
 
     pub(crate) async fn token(&self, hash: [u8; 32]) -> ApiResult<Option<TokenRecord>> {
-        if let Some((record, at)) = self.tokens.lock().ok().and_then(|m| m.get(&hash).cloned()) {
-            if at.elapsed() < TOKEN_CACHE_TTL {
+        if let Some((record, at)) = self.tokens.lock().ok().and_then(|m| m.get(&hash).cloned())
+            && at.elapsed() < TOKEN_CACHE_TTL {
                 return Ok(Some(record));
             }
-        }
         let record = self.log.store().token_by_hash(hash).await?;
         if let (Some(r), Ok(mut m)) = (&record, self.tokens.lock()) {
             if m.len() > 10_000 {
@@ -75,13 +80,26 @@ impl AppState {
 
     /// The tenant of an account, or 404 when it does not exist.
     pub async fn tenant(&self, account: AccountId) -> ApiResult<Tenant> {
-        if let Some(agency) = self.agencies.lock().ok().and_then(|m| m.get(&account).copied()) {
+        if let Some(agency) = self
+            .agencies
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&account).copied())
+        {
             return Ok(Tenant { agency, account });
         }
-        let record = self.log.store().account(account).await?.ok_or_else(|| ApiError::not_found("account"))?;
+        let record = self
+            .log
+            .store()
+            .account(account)
+            .await?
+            .ok_or_else(|| ApiError::not_found("account"))?;
         if let Ok(mut m) = self.agencies.lock() {
             m.insert(account, record.agency_id);
         }
-        Ok(Tenant { agency: record.agency_id, account })
+        Ok(Tenant {
+            agency: record.agency_id,
+            account,
+        })
     }
 }

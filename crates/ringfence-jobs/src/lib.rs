@@ -1,1 +1,10 @@
-//! placeholder
+//! Ringfence's background jobs. Each job is one step, one function: the server's scheduler
+//! calls it on an interval, tests call it directly, and it is safe to run again after a crash
+//! at any point (every step re-derives its work from the stores).
+//!
+//! Jobs never log personal data: ids and counts only.
+
+pub mod orphan_keys;
+pub mod scheduler;
+
+pub use orphan_keys::{collect_orphan_keys, OrphanKeyReport};

@@ -37,14 +37,21 @@ pub struct Blobs {
 impl Blobs {
     /// A store in a local folder (created if missing).
     pub fn local(root: &FsPath) -> Result<Self, BlobError> {
-        std::fs::create_dir_all(root).map_err(|e| BlobError::Backend(format!("cannot create the recordings folder: {e}")))?;
+        std::fs::create_dir_all(root)
+            .map_err(|e| BlobError::Backend(format!("cannot create the recordings folder: {e}")))?;
         let store = LocalFileSystem::new_with_prefix(root)?.with_automatic_cleanup(true);
-        Ok(Self { store: Arc::new(store), local_root: Some(root.to_owned()) })
+        Ok(Self {
+            store: Arc::new(store),
+            local_root: Some(root.to_owned()),
+        })
     }
 
     /// Any object store (S3-compatible and others).
     pub fn remote(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store, local_root: None }
+        Self {
+            store,
+            local_root: None,
+        }
     }
 
     pub fn local_root(&self) -> Option<&FsPath> {
@@ -54,7 +61,10 @@ impl Blobs {
     pub async fn upload(&self, path: &str) -> Result<BlobUpload, BlobError> {
         let location = Path::parse(path).map_err(|e| BlobError::Backend(e.to_string()))?;
         let upload = self.store.put_multipart(&location).await?;
-        Ok(BlobUpload { writer: WriteMultipart::new_with_chunk_size(upload, 8 << 20), local_file: self.local_root.as_ref().map(|r| r.join(path)) })
+        Ok(BlobUpload {
+            writer: WriteMultipart::new_with_chunk_size(upload, 8 << 20),
+            local_file: self.local_root.as_ref().map(|r| r.join(path)),
+        })
     }
 
     pub async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, BlobError> {
@@ -101,7 +111,9 @@ impl BlobUpload {
             tokio::task::spawn_blocking(move || sync_file_and_parents(&file))
                 .await
                 .map_err(|e| BlobError::Backend(e.to_string()))?
-                .map_err(|e| BlobError::Backend(format!("cannot make the recording durable: {e}")))?;
+                .map_err(|e| {
+                    BlobError::Backend(format!("cannot make the recording durable: {e}"))
+                })?;
         }
         Ok(())
     }

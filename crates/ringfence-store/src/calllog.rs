@@ -11,13 +11,16 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use zeroize::Zeroizing;
 
-use ringfence_core::call::{Call, NewCall, NewSession, RecordingMeta, Redaction, Session, Utm, VisitorDetails};
+use ringfence_core::call::{
+    Call, NewCall, NewSession, RecordingMeta, Redaction, Session, Utm, VisitorDetails,
+};
 use ringfence_core::jurisdiction::gdpr_scope_of_number;
 use ringfence_core::timestamp::Timestamp;
-use ringfence_core::{AccountId, CallId, SessionId, E164};
+use ringfence_core::{AccountId, CallId, E164, SessionId};
 use ringfence_crypto::{
-    open, open_recording_chunk, seal, BlindIndex, BlindIndexKey, DataKey, KeyPurpose, KeyRecord, RecordingLayout, RecordingSealer, Vault, VaultError,
-    RECORDING_CHUNK, RECORDING_HEADER_LEN,
+    BlindIndex, BlindIndexKey, DataKey, KeyPurpose, KeyRecord, RECORDING_CHUNK,
+    RECORDING_HEADER_LEN, RecordingLayout, RecordingSealer, Vault, VaultError, open,
+    open_recording_chunk, seal,
 };
 
 use crate::blobs::{BlobError, Blobs};
@@ -73,7 +76,9 @@ pub struct RecordingRead {
 
 impl std::fmt::Debug for RecordingRead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecordingRead").field("meta", &self.meta).finish_non_exhaustive()
+        f.debug_struct("RecordingRead")
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
     }
 }
 
@@ -104,7 +109,12 @@ struct SealedSession {
 
 impl CallLog {
     pub fn new(store: Arc<dyn Store>, vault: Vault, blobs: Blobs) -> Self {
-        Self { store, vault, blobs, blind_keys: Mutex::new(HashMap::new()) }
+        Self {
+            store,
+            vault,
+            blobs,
+            blind_keys: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -122,16 +132,26 @@ impl CallLog {
     /// The account's blind-index key, created on first use. Concurrent creators converge on
     /// the key that reached the vault first.
     pub async fn blind_key(&self, account: AccountId) -> Result<BlindIndexKey, LogError> {
-        if let Some(k) = self.blind_keys.lock().ok().and_then(|m| m.get(&account).cloned()) {
+        if let Some(k) = self
+            .blind_keys
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&account).cloned())
+        {
             return Ok(k);
         }
         let id = blind_key_id(account);
         let key = match self.vault.open_key(&id).await? {
             Some(k) => k,
             None => {
-                let (_, record) = self.vault.issue(id.clone(), account.to_string(), KeyPurpose::BlindIndex);
+                let (_, record) =
+                    self.vault
+                        .issue(id.clone(), account.to_string(), KeyPurpose::BlindIndex);
                 self.vault.insert(vec![record]).await?;
-                self.vault.open_key(&id).await?.ok_or_else(|| LogError::Corrupt(id.clone(), "blind-index key vanished"))?
+                self.vault
+                    .open_key(&id)
+                    .await?
+                    .ok_or_else(|| LogError::Corrupt(id.clone(), "blind-index key vanished"))?
             }
         };
         let key = BlindIndexKey::from_data_key(&key);
@@ -142,14 +162,24 @@ impl CallLog {
     }
 
     /// The blind index of `number` in `account`.
-    pub async fn blind_index(&self, account: AccountId, number: &E164) -> Result<BlindIndex, LogError> {
+    pub async fn blind_index(
+        &self,
+        account: AccountId,
+        number: &E164,
+    ) -> Result<BlindIndex, LogError> {
         Ok(self.blind_key(account).await?.index(number.as_str()))
     }
 
     fn seal_session(&self, account: AccountId, s: &NewSession, now: Timestamp) -> SealedSession {
         let id = SessionId::generate();
-        let (key, record) = self.vault.issue(id.to_string(), account.to_string(), KeyPurpose::Session);
-        let visitor = seal_opt(&key, &aad("session", &id.to_string(), "visitor"), payload::encode_visitor(&s.visitor));
+        let (key, record) =
+            self.vault
+                .issue(id.to_string(), account.to_string(), KeyPurpose::Session);
+        let visitor = seal_opt(
+            &key,
+            &aad("session", &id.to_string(), "visitor"),
+            payload::encode_visitor(&s.visitor),
+        );
         SealedSession {
             row: SessionRow {
                 id,
@@ -168,13 +198,26 @@ impl CallLog {
         }
     }
 
-    fn seal_call(&self, account: AccountId, blind: &BlindIndexKey, c: &NewCall, now: Timestamp) -> (NewCallRow, Vec<KeyRecord>) {
+    fn seal_call(
+        &self,
+        account: AccountId,
+        blind: &BlindIndexKey,
+        c: &NewCall,
+        now: Timestamp,
+    ) -> (NewCallRow, Vec<KeyRecord>) {
         let id = CallId::generate();
         let ids = id.to_string();
-        let (key, record) = self.vault.issue(ids.clone(), account.to_string(), KeyPurpose::Call);
+        let (key, record) = self
+            .vault
+            .issue(ids.clone(), account.to_string(), KeyPurpose::Call);
         let mut keys = vec![record];
         let inline_session = c.visitor.as_ref().map(|v| {
-            let session = NewSession { external_id: None, started_at: c.started_at, utm: c.utm.clone(), visitor: v.clone() };
+            let session = NewSession {
+                external_id: None,
+                started_at: c.started_at,
+                utm: c.utm.clone(),
+                visitor: v.clone(),
+            };
             let sealed = self.seal_session(account, &session, now);
             keys.push(sealed.key);
             sealed.row
@@ -197,21 +240,47 @@ impl CallLog {
             gdpr_scope: c.caller.number.as_ref().and_then(gdpr_scope_of_number),
             caller_bidx: c.caller.number.as_ref().map(|n| blind.index(n.as_str())),
             session_id: c.session_id,
-            caller_identity: seal_opt(&key, &aad("call", &ids, "caller_identity"), payload::encode_identity(&c.caller)),
-            caller_location: seal_opt(&key, &aad("call", &ids, "caller_location"), payload::encode_location(&c.location)),
-            transcript: seal_opt(&key, &aad("call", &ids, "transcript"), payload::encode_transcript(c.transcript.as_ref())),
-            interaction: seal_opt(&key, &aad("call", &ids, "interaction"), payload::encode_interaction(&c.interaction)),
+            caller_identity: seal_opt(
+                &key,
+                &aad("call", &ids, "caller_identity"),
+                payload::encode_identity(&c.caller),
+            ),
+            caller_location: seal_opt(
+                &key,
+                &aad("call", &ids, "caller_location"),
+                payload::encode_location(&c.location),
+            ),
+            transcript: seal_opt(
+                &key,
+                &aad("call", &ids, "transcript"),
+                payload::encode_transcript(c.transcript.as_ref()),
+            ),
+            interaction: seal_opt(
+                &key,
+                &aad("call", &ids, "interaction"),
+                payload::encode_interaction(&c.interaction),
+            ),
             recording: None,
             redacted_at: None,
             redaction_reason: None,
             redacted_by: None,
         };
-        (NewCallRow { call: row, inline_session }, keys)
+        (
+            NewCallRow {
+                call: row,
+                inline_session,
+            },
+            keys,
+        )
     }
 
     /// Stores calls atomically: all or none. Idempotent per `(account, external_id)`.
     /// Returns once the calls are durable.
-    pub async fn ingest_calls(self: &Arc<Self>, account: AccountId, calls: Vec<NewCall>) -> Result<Vec<IngestOutcome>, LogError> {
+    pub async fn ingest_calls(
+        self: &Arc<Self>,
+        account: AccountId,
+        calls: Vec<NewCall>,
+    ) -> Result<Vec<IngestOutcome>, LogError> {
         let blind = self.blind_key(account).await?;
         let now = Timestamp::now();
         // Sealing costs microseconds per call: a large batch goes off the async runtime.
@@ -236,7 +305,10 @@ impl CallLog {
             Ok(o) => o,
             Err(e) => {
                 // Nothing was stored: the keys issued for it open nothing.
-                let _ = self.vault.destroy(key_ids_by_call.into_iter().flatten().collect()).await;
+                let _ = self
+                    .vault
+                    .destroy(key_ids_by_call.into_iter().flatten().collect())
+                    .await;
                 return Err(e.into());
             }
         };
@@ -252,7 +324,13 @@ impl CallLog {
         Ok(outcomes)
     }
 
-    fn seal_calls(&self, account: AccountId, blind: &BlindIndexKey, calls: &[NewCall], now: Timestamp) -> (Vec<NewCallRow>, Vec<KeyRecord>) {
+    fn seal_calls(
+        &self,
+        account: AccountId,
+        blind: &BlindIndexKey,
+        calls: &[NewCall],
+        now: Timestamp,
+    ) -> (Vec<NewCallRow>, Vec<KeyRecord>) {
         let mut rows = Vec::with_capacity(calls.len());
         let mut keys = Vec::with_capacity(calls.len());
         for c in calls {
@@ -264,7 +342,11 @@ impl CallLog {
     }
 
     /// Stores a visitor session, idempotent per `(account, external_id)`.
-    pub async fn ingest_session(&self, account: AccountId, session: NewSession) -> Result<Inserted<SessionId>, LogError> {
+    pub async fn ingest_session(
+        &self,
+        account: AccountId,
+        session: NewSession,
+    ) -> Result<Inserted<SessionId>, LogError> {
         let sealed = self.seal_session(account, &session, Timestamp::now());
         let key_id = sealed.key.id.clone();
         self.vault.insert(vec![sealed.key]).await?;
@@ -288,7 +370,9 @@ impl CallLog {
 
     /// A call, opened.
     pub async fn call(&self, id: CallId) -> Result<Option<Call>, LogError> {
-        let Some(row) = self.store.call(id).await? else { return Ok(None) };
+        let Some(row) = self.store.call(id).await? else {
+            return Ok(None);
+        };
         Ok(self.open_calls(vec![row]).await?.pop())
     }
 
@@ -300,23 +384,49 @@ impl CallLog {
         let mut rows = self.store.calls(q).await?;
         let more = rows.len() > limit;
         rows.truncate(limit);
-        let next = if more { rows.last().map(|r| (r.started_at, r.id)) } else { None };
-        Ok(CallPage { calls: self.open_calls(rows).await?, next })
+        let next = if more {
+            rows.last().map(|r| (r.started_at, r.id))
+        } else {
+            None
+        };
+        Ok(CallPage {
+            calls: self.open_calls(rows).await?,
+            next,
+        })
     }
 
     async fn open_calls(&self, rows: Vec<CallRow>) -> Result<Vec<Call>, LogError> {
-        let session_ids: Vec<SessionId> = rows.iter().filter(|r| r.redacted_at.is_none()).filter_map(|r| r.session_id).collect();
-        let sessions: HashMap<SessionId, SessionRow> = self.store.sessions(session_ids).await?.into_iter().map(|s| (s.id, s)).collect();
-        let mut key_ids: Vec<String> = rows.iter().filter(|r| r.redacted_at.is_none()).map(|r| r.id.to_string()).collect();
+        let session_ids: Vec<SessionId> = rows
+            .iter()
+            .filter(|r| r.redacted_at.is_none())
+            .filter_map(|r| r.session_id)
+            .collect();
+        let sessions: HashMap<SessionId, SessionRow> = self
+            .store
+            .sessions(session_ids)
+            .await?
+            .into_iter()
+            .map(|s| (s.id, s))
+            .collect();
+        let mut key_ids: Vec<String> = rows
+            .iter()
+            .filter(|r| r.redacted_at.is_none())
+            .map(|r| r.id.to_string())
+            .collect();
         key_ids.extend(sessions.keys().map(|s| s.to_string()));
         let keys = self.vault.open_keys(key_ids).await?;
-        rows.into_iter().map(|row| open_call(row, &keys, &sessions)).collect()
+        rows.into_iter()
+            .map(|row| open_call(row, &keys, &sessions))
+            .collect()
     }
 
     /// Opens sessions by id (for exports and the caller page).
     pub async fn sessions(&self, ids: Vec<SessionId>) -> Result<Vec<Session>, LogError> {
         let rows = self.store.sessions(ids).await?;
-        let keys = self.vault.open_keys(rows.iter().map(|r| r.id.to_string()).collect()).await?;
+        let keys = self
+            .vault
+            .open_keys(rows.iter().map(|r| r.id.to_string()).collect())
+            .await?;
         rows.into_iter()
             .map(|row| {
                 let visitor = open_visitor(&row, keys.get(&row.id.to_string()))?;
@@ -325,9 +435,20 @@ impl CallLog {
                     account_id: row.account_id,
                     external_id: row.external_id,
                     started_at: row.started_at,
-                    utm: Utm { source: row.utm_source, medium: row.utm_medium, campaign: row.utm_campaign },
+                    utm: Utm {
+                        source: row.utm_source,
+                        medium: row.utm_medium,
+                        campaign: row.utm_campaign,
+                    },
                     visitor,
-                    redaction: row.redacted_at.zip(row.redaction_reason).map(|(at, reason)| Redaction { at, reason, by: String::new() }),
+                    redaction: row
+                        .redacted_at
+                        .zip(row.redaction_reason)
+                        .map(|(at, reason)| Redaction {
+                            at,
+                            reason,
+                            by: String::new(),
+                        }),
                 })
             })
             .collect()
@@ -335,15 +456,30 @@ impl CallLog {
 
     /// Streams a recording into the blob store, sealed, and attaches it to the call
     /// (replacing any earlier one). Stops at `limit` bytes.
-    pub async fn put_recording<S, E>(&self, call: &CallRow, content_type: String, mut body: S, limit: u64) -> Result<RecordingMeta, LogError>
+    pub async fn put_recording<S, E>(
+        &self,
+        call: &CallRow,
+        content_type: String,
+        mut body: S,
+        limit: u64,
+    ) -> Result<RecordingMeta, LogError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
     {
         if call.redacted_at.is_some() {
             return Err(LogError::Redacted);
         }
-        let key = self.vault.open_key(&call.id.to_string()).await?.ok_or(LogError::Redacted)?;
-        let object = format!("recordings/{}/{}/{}.rfrec", call.account_id, call.id, uuid::Uuid::now_v7());
+        let key = self
+            .vault
+            .open_key(&call.id.to_string())
+            .await?
+            .ok_or(LogError::Redacted)?;
+        let object = format!(
+            "recordings/{}/{}/{}.rfrec",
+            call.account_id,
+            call.id,
+            uuid::Uuid::now_v7()
+        );
         let mut upload = self.blobs.upload(&object).await?;
         let mut sealer = RecordingSealer::new(key, object.clone());
         let mut failure: Option<LogError> = None;
@@ -380,7 +516,11 @@ impl CallLog {
         let (last, bytes) = sealer.finish();
         upload.write(&last).await?;
         upload.finish().await?;
-        let row = RecordingRow { object: object.clone(), content_type: content_type.clone(), bytes };
+        let row = RecordingRow {
+            object: object.clone(),
+            content_type: content_type.clone(),
+            bytes,
+        };
         match self.store.set_recording(call.id, Some(row)).await {
             Ok(Some(previous)) => {
                 let _ = self.blobs.delete(&previous.object).await;
@@ -394,7 +534,10 @@ impl CallLog {
                 });
             }
         }
-        Ok(RecordingMeta { content_type, bytes })
+        Ok(RecordingMeta {
+            content_type,
+            bytes,
+        })
     }
 
     /// The call's recording, ready to read, or `None` when it has none.
@@ -402,15 +545,35 @@ impl CallLog {
         if call.redacted_at.is_some() {
             return Err(LogError::Redacted);
         }
-        let Some(rec) = &call.recording else { return Ok(None) };
-        let key = self.vault.open_key(&call.id.to_string()).await?.ok_or(LogError::Redacted)?;
-        Ok(Some(RecordingRead { meta: RecordingMeta { content_type: rec.content_type.clone(), bytes: rec.bytes }, object: rec.object.clone(), key }))
+        let Some(rec) = &call.recording else {
+            return Ok(None);
+        };
+        let key = self
+            .vault
+            .open_key(&call.id.to_string())
+            .await?
+            .ok_or(LogError::Redacted)?;
+        Ok(Some(RecordingRead {
+            meta: RecordingMeta {
+                content_type: rec.content_type.clone(),
+                bytes: rec.bytes,
+            },
+            object: rec.object.clone(),
+            key,
+        }))
     }
 
     /// Plaintext bytes `start..end` of a recording, as a stream of pieces.
-    pub fn read_recording(&self, rec: RecordingRead, start: u64, end: u64) -> impl Stream<Item = Result<Bytes, LogError>> + Send + 'static {
+    pub fn read_recording(
+        &self,
+        rec: RecordingRead,
+        start: u64,
+        end: u64,
+    ) -> impl Stream<Item = Result<Bytes, LogError>> + Send + 'static {
         let blobs = self.blobs.clone();
-        let layout = RecordingLayout { plaintext_len: rec.meta.bytes };
+        let layout = RecordingLayout {
+            plaintext_len: rec.meta.bytes,
+        };
         let end = end.min(rec.meta.bytes);
         let (first, last, _) = layout.chunks_for(start, end.max(start + 1));
         // Fetch up to 16 chunks (1 MiB) per request to the blob store.
@@ -428,13 +591,19 @@ impl CallLog {
                 let to = layout.sealed_offset(group_last) + layout.sealed_chunk_len(group_last);
                 let result = async {
                     let sealed = blobs.read_range(&object, from..to).await?;
-                    let mut out = Vec::with_capacity(((group_last - index + 1) as usize) * RECORDING_CHUNK);
+                    let mut out =
+                        Vec::with_capacity(((group_last - index + 1) as usize) * RECORDING_CHUNK);
                     let mut at = 0usize;
                     for i in index..=group_last {
                         let n = layout.sealed_chunk_len(i) as usize;
-                        let piece = sealed.get(at..at + n).ok_or_else(|| LogError::Corrupt("a recording".into(), "truncated"))?;
-                        let plain = open_recording_chunk(&key, &object, i, layout.is_last(i), piece)
-                            .map_err(|_| LogError::Corrupt("a recording".into(), "chunk does not open"))?;
+                        let piece = sealed
+                            .get(at..at + n)
+                            .ok_or_else(|| LogError::Corrupt("a recording".into(), "truncated"))?;
+                        let plain =
+                            open_recording_chunk(&key, &object, i, layout.is_last(i), piece)
+                                .map_err(|_| {
+                                    LogError::Corrupt("a recording".into(), "chunk does not open")
+                                })?;
                         let chunk_start = i * RECORDING_CHUNK as u64;
                         let lo = start.saturating_sub(chunk_start).min(plain.len() as u64) as usize;
                         let hi = (end - chunk_start).min(plain.len() as u64) as usize;
@@ -454,7 +623,10 @@ impl CallLog {
     /// Size of a sealed recording object, for tests and checks.
     pub fn sealed_size(bytes: u64) -> u64 {
         let _ = RECORDING_HEADER_LEN;
-        RecordingLayout { plaintext_len: bytes }.sealed_len()
+        RecordingLayout {
+            plaintext_len: bytes,
+        }
+        .sealed_len()
     }
 
     pub async fn ping(&self) -> Result<(), LogError> {
@@ -464,31 +636,60 @@ impl CallLog {
     }
 }
 
-fn open_category<T>(key: &DataKey, id: &str, column: &str, sealed: &Option<Vec<u8>>, decode: impl Fn(&[u8]) -> Result<T, PayloadError>) -> Result<Option<T>, LogError> {
-    let Some(sealed) = sealed else { return Ok(None) };
-    let plain = open(key, &aad("call", id, column), sealed).map_err(|_| LogError::Corrupt(format!("call {id}"), "a sealed field does not open"))?;
+fn open_category<T>(
+    key: &DataKey,
+    id: &str,
+    column: &str,
+    sealed: &Option<Vec<u8>>,
+    decode: impl Fn(&[u8]) -> Result<T, PayloadError>,
+) -> Result<Option<T>, LogError> {
+    let Some(sealed) = sealed else {
+        return Ok(None);
+    };
+    let plain = open(key, &aad("call", id, column), sealed)
+        .map_err(|_| LogError::Corrupt(format!("call {id}"), "a sealed field does not open"))?;
     Ok(Some(decode(&plain)?))
 }
 
-fn open_visitor(row: &SessionRow, key: Option<&DataKey>) -> Result<Option<VisitorDetails>, LogError> {
+fn open_visitor(
+    row: &SessionRow,
+    key: Option<&DataKey>,
+) -> Result<Option<VisitorDetails>, LogError> {
     if row.redacted_at.is_some() {
         return Ok(None);
     }
     let (Some(key), Some(sealed)) = (key, &row.visitor) else {
-        return Ok(if row.visitor.is_none() { Some(VisitorDetails::default()) } else { None });
+        return Ok(if row.visitor.is_none() {
+            Some(VisitorDetails::default())
+        } else {
+            None
+        });
     };
     let id = row.id.to_string();
-    let plain = open(key, &aad("session", &id, "visitor"), sealed).map_err(|_| LogError::Corrupt(format!("session {id}"), "visitor does not open"))?;
+    let plain = open(key, &aad("session", &id, "visitor"), sealed)
+        .map_err(|_| LogError::Corrupt(format!("session {id}"), "visitor does not open"))?;
     Ok(Some(payload::decode_visitor(&plain)?))
 }
 
-fn open_call(row: CallRow, keys: &HashMap<String, DataKey>, sessions: &HashMap<SessionId, SessionRow>) -> Result<Call, LogError> {
+fn open_call(
+    row: CallRow,
+    keys: &HashMap<String, DataKey>,
+    sessions: &HashMap<SessionId, SessionRow>,
+) -> Result<Call, LogError> {
     let id = row.id.to_string();
     let redaction = match (row.redacted_at, row.redaction_reason) {
-        (Some(at), Some(reason)) => Some(Redaction { at, reason, by: row.redacted_by.clone().unwrap_or_default() }),
+        (Some(at), Some(reason)) => Some(Redaction {
+            at,
+            reason,
+            by: row.redacted_by.clone().unwrap_or_default(),
+        }),
         _ => None,
     };
-    let utm = Utm { source: row.utm_source.clone(), medium: row.utm_medium.clone(), campaign: row.utm_campaign.clone() };
+    let utm = Utm {
+        source: row.utm_source.clone(),
+        medium: row.utm_medium.clone(),
+        campaign: row.utm_campaign.clone(),
+    };
     let mut call = Call {
         id: row.id,
         account_id: row.account_id,
@@ -518,15 +719,52 @@ fn open_call(row: CallRow, keys: &HashMap<String, DataKey>, sessions: &HashMap<S
         _ => return Ok(call),
     };
     call.gdpr_scope = row.gdpr_scope;
-    call.caller = Some(open_category(key, &id, "caller_identity", &row.caller_identity, payload::decode_identity)?.unwrap_or_default());
-    call.location = Some(open_category(key, &id, "caller_location", &row.caller_location, payload::decode_location)?.unwrap_or_default());
-    call.transcript = open_category(key, &id, "transcript", &row.transcript, payload::decode_transcript)?.flatten();
-    call.interaction = Some(open_category(key, &id, "interaction", &row.interaction, payload::decode_interaction)?.unwrap_or_default());
-    call.recording = row.recording.as_ref().map(|r| RecordingMeta { content_type: r.content_type.clone(), bytes: r.bytes });
-    if let Some(session) = row.session_id.and_then(|s| sessions.get(&s)) {
-        if let Some(visitor) = open_visitor(session, keys.get(&session.id.to_string()))? {
-            call.visitor = Some((session.id, visitor));
-        }
+    call.caller = Some(
+        open_category(
+            key,
+            &id,
+            "caller_identity",
+            &row.caller_identity,
+            payload::decode_identity,
+        )?
+        .unwrap_or_default(),
+    );
+    call.location = Some(
+        open_category(
+            key,
+            &id,
+            "caller_location",
+            &row.caller_location,
+            payload::decode_location,
+        )?
+        .unwrap_or_default(),
+    );
+    call.transcript = open_category(
+        key,
+        &id,
+        "transcript",
+        &row.transcript,
+        payload::decode_transcript,
+    )?
+    .flatten();
+    call.interaction = Some(
+        open_category(
+            key,
+            &id,
+            "interaction",
+            &row.interaction,
+            payload::decode_interaction,
+        )?
+        .unwrap_or_default(),
+    );
+    call.recording = row.recording.as_ref().map(|r| RecordingMeta {
+        content_type: r.content_type.clone(),
+        bytes: r.bytes,
+    });
+    if let Some(session) = row.session_id.and_then(|s| sessions.get(&s))
+        && let Some(visitor) = open_visitor(session, keys.get(&session.id.to_string()))?
+    {
+        call.visitor = Some((session.id, visitor));
     }
     Ok(call)
 }

@@ -51,7 +51,10 @@ pub trait Store: Send + Sync + 'static {
     async fn create_account(&self, account: AccountRecord) -> Result<(), StoreError>;
     async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>, StoreError>;
     async fn update_account(&self, account: AccountRecord) -> Result<(), StoreError>;
-    async fn list_accounts(&self, agency: Option<AgencyId>) -> Result<Vec<AccountRecord>, StoreError>;
+    async fn list_accounts(
+        &self,
+        agency: Option<AgencyId>,
+    ) -> Result<Vec<AccountRecord>, StoreError>;
 
     async fn create_token(&self, token: TokenRecord) -> Result<(), StoreError>;
     async fn token_by_hash(&self, hash: [u8; 32]) -> Result<Option<TokenRecord>, StoreError>;
@@ -60,7 +63,10 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts a batch of calls and the sessions sent inline with them, atomically: either
     /// all are stored or none. A call whose `(account, external_id)` exists is not stored
     /// again; its outcome names the existing call, and its inline session is skipped.
-    async fn insert_calls(&self, calls: Vec<NewCallRow>) -> Result<Vec<Inserted<CallId>>, StoreError>;
+    async fn insert_calls(
+        &self,
+        calls: Vec<NewCallRow>,
+    ) -> Result<Vec<Inserted<CallId>>, StoreError>;
     /// Inserts a session, idempotent on `(account, external_id)`.
     async fn insert_session(&self, session: SessionRow) -> Result<Inserted<SessionId>, StoreError>;
 
@@ -70,7 +76,16 @@ pub trait Store: Send + Sync + 'static {
     async fn sessions(&self, ids: Vec<SessionId>) -> Result<Vec<SessionRow>, StoreError>;
 
     /// Sets (or clears) a call's recording; returns the recording it replaced.
-    async fn set_recording(&self, call: CallId, recording: Option<RecordingRow>) -> Result<Option<RecordingRow>, StoreError>;
+    async fn set_recording(
+        &self,
+        call: CallId,
+        recording: Option<RecordingRow>,
+    ) -> Result<Option<RecordingRow>, StoreError>;
+
+    /// Which of these calls exist (redacted ones included).
+    async fn existing_calls(&self, ids: Vec<CallId>) -> Result<Vec<CallId>, StoreError>;
+    /// Which of these sessions exist (redacted ones included).
+    async fn existing_sessions(&self, ids: Vec<SessionId>) -> Result<Vec<SessionId>, StoreError>;
 
     async fn ping(&self) -> Result<(), StoreError>;
 }

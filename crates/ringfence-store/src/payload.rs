@@ -28,7 +28,11 @@ impl Encoder {
         }
     }
     fn finish(self) -> Option<Zeroizing<Vec<u8>>> {
-        if self.0.is_empty() { None } else { Some(self.0) }
+        if self.0.is_empty() {
+            None
+        } else {
+            Some(self.0)
+        }
     }
 }
 
@@ -142,13 +146,25 @@ pub fn decode_interaction(bytes: &[u8]) -> Result<InteractionContent, PayloadErr
             _ => return Err(PayloadError),
         }
     }
-    Ok(InteractionContent { notes, tags: Personal::new(tags) })
+    Ok(InteractionContent {
+        notes,
+        tags: Personal::new(tags),
+    })
 }
 
 pub fn encode_visitor(v: &VisitorDetails) -> Option<Zeroizing<Vec<u8>>> {
     let mut e = Encoder::new();
     let s = |f: &Option<Personal<String>>| f.as_ref().map(|v| v.expose().clone());
-    let values = [s(&v.ip), s(&v.user_agent), s(&v.referrer), s(&v.landing_url), s(&v.gclid), s(&v.fbclid), s(&v.msclkid), s(&v.visitor_id)];
+    let values = [
+        s(&v.ip),
+        s(&v.user_agent),
+        s(&v.referrer),
+        s(&v.landing_url),
+        s(&v.gclid),
+        s(&v.fbclid),
+        s(&v.msclkid),
+        s(&v.visitor_id),
+    ];
     for (i, value) in values.iter().enumerate() {
         e.put(i as u8 + 1, value.as_deref());
     }
@@ -186,15 +202,43 @@ mod tests {
             name: personal("Erika Mustermann"),
             forwarded_from: None,
         };
-        assert_eq!(decode_identity(&encode_identity(&identity).unwrap()).unwrap(), identity);
-        let location = CallerLocation { city: personal("Berlin"), region: None, postal_code: personal("10115"), country: personal("DE") };
-        assert_eq!(decode_location(&encode_location(&location).unwrap()).unwrap(), location);
-        let interaction = InteractionContent { notes: personal("called back"), tags: Personal::new(vec!["lead".into(), "vip".into()]) };
-        assert_eq!(decode_interaction(&encode_interaction(&interaction).unwrap()).unwrap(), interaction);
-        let visitor = VisitorDetails { ip: personal("203.0.113.7"), gclid: personal("abc"), visitor_id: personal("v1"), ..Default::default() };
-        assert_eq!(decode_visitor(&encode_visitor(&visitor).unwrap()).unwrap(), visitor);
+        assert_eq!(
+            decode_identity(&encode_identity(&identity).unwrap()).unwrap(),
+            identity
+        );
+        let location = CallerLocation {
+            city: personal("Berlin"),
+            region: None,
+            postal_code: personal("10115"),
+            country: personal("DE"),
+        };
+        assert_eq!(
+            decode_location(&encode_location(&location).unwrap()).unwrap(),
+            location
+        );
+        let interaction = InteractionContent {
+            notes: personal("called back"),
+            tags: Personal::new(vec!["lead".into(), "vip".into()]),
+        };
+        assert_eq!(
+            decode_interaction(&encode_interaction(&interaction).unwrap()).unwrap(),
+            interaction
+        );
+        let visitor = VisitorDetails {
+            ip: personal("203.0.113.7"),
+            gclid: personal("abc"),
+            visitor_id: personal("v1"),
+            ..Default::default()
+        };
+        assert_eq!(
+            decode_visitor(&encode_visitor(&visitor).unwrap()).unwrap(),
+            visitor
+        );
         let t = personal("hello\nworld");
-        assert_eq!(decode_transcript(&encode_transcript(t.as_ref()).unwrap()).unwrap(), t);
+        assert_eq!(
+            decode_transcript(&encode_transcript(t.as_ref()).unwrap()).unwrap(),
+            t
+        );
     }
 
     #[test]
@@ -206,7 +250,12 @@ mod tests {
 
     #[test]
     fn malformed_payloads_are_errors_not_panics() {
-        for bad in [&[1u8][..], &[1, 9, 0, 0, 0, b'a'], &[99, 1, 0, 0, 0, b'a'], &[2, 2, 0, 0, 0, 0xff, 0xfe]] {
+        for bad in [
+            &[1u8][..],
+            &[1, 9, 0, 0, 0, b'a'],
+            &[99, 1, 0, 0, 0, b'a'],
+            &[2, 2, 0, 0, 0, 0xff, 0xfe],
+        ] {
             assert!(decode_location(bad).is_err());
         }
     }

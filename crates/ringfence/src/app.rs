@@ -25,11 +25,13 @@ pub struct Resources {
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.exists() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data folder {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the data folder {}", dir.display()))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(|| format!("cannot restrict {}", dir.display()))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("cannot restrict {}", dir.display()))?;
         }
     }
     Ok(())
@@ -38,7 +40,8 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 /// Reads the master key, or creates it (mode 0600, never overwriting) on first start.
 pub fn load_or_create_master_key(path: &Path) -> anyhow::Result<MasterKey> {
     match std::fs::read(path) {
-        Ok(contents) => MasterKey::from_file_contents(&contents).with_context(|| format!("master key file {}", path.display())),
+        Ok(contents) => MasterKey::from_file_contents(&contents)
+            .with_context(|| format!("master key file {}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 create_private_dir(parent)?;
@@ -51,13 +54,17 @@ pub fn load_or_create_master_key(path: &Path) -> anyhow::Result<MasterKey> {
                 use std::os::unix::fs::OpenOptionsExt;
                 options.mode(0o600);
             }
-            let mut file = options.open(path).with_context(|| format!("cannot create the master key file {}", path.display()))?;
+            let mut file = options
+                .open(path)
+                .with_context(|| format!("cannot create the master key file {}", path.display()))?;
             file.write_all(contents.as_bytes())?;
             file.sync_all()?;
             tracing::info!(fingerprint = %key.fingerprint(), "created a new master key");
             Ok(key)
         }
-        Err(e) => Err(e).with_context(|| format!("cannot read the master key file {}", path.display())),
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot read the master key file {}", path.display()))
+        }
     }
 }
 
@@ -69,12 +76,24 @@ impl Resources {
         let master = load_or_create_master_key(&config.master_key_file)?;
         let DatabaseLocation::Sqlite(db_path) = &config.database;
         let DatabaseLocation::Sqlite(vault_path) = &config.vault;
-        let store = SqliteStore::open(db_path).with_context(|| format!("cannot open the call log {}", db_path.display()))?;
-        let vault = SqliteVault::open(vault_path).with_context(|| format!("cannot open the vault {}", vault_path.display()))?;
+        let store = SqliteStore::open(db_path)
+            .with_context(|| format!("cannot open the call log {}", db_path.display()))?;
+        let vault = SqliteVault::open(vault_path)
+            .with_context(|| format!("cannot open the vault {}", vault_path.display()))?;
         let BlobLocation::Folder(folder) = &config.blobs;
-        let blobs = Blobs::local(folder).with_context(|| format!("cannot open the recordings folder {}", folder.display()))?;
-        let log = Arc::new(CallLog::new(Arc::new(store.clone()) as Arc<dyn Store>, Vault::new(master, Arc::new(vault.clone())), blobs));
-        Ok(Resources { config: config.clone(), log, store, vault })
+        let blobs = Blobs::local(folder)
+            .with_context(|| format!("cannot open the recordings folder {}", folder.display()))?;
+        let log = Arc::new(CallLog::new(
+            Arc::new(store.clone()) as Arc<dyn Store>,
+            Vault::new(master, Arc::new(vault.clone())),
+            blobs,
+        ));
+        Ok(Resources {
+            config: config.clone(),
+            log,
+            store,
+            vault,
+        })
     }
 
     /// Waits for queued writes and closes the databases.
@@ -94,11 +113,24 @@ pub struct Application {
 impl Application {
     /// Binds `config.listen` (port 0 picks a free port) over opened resources.
     pub async fn build(resources: &Resources) -> anyhow::Result<Application> {
-        let limits = Limits { max_recording_bytes: resources.config.max_recording_bytes, ..Limits::STANDARD };
-        let state = AppState::new(resources.log.clone(), limits, Some(crate::telemetry::metrics_handle()));
-        let listener = TcpListener::bind(resources.config.listen).await.with_context(|| format!("cannot listen on {}", resources.config.listen))?;
+        let limits = Limits {
+            max_recording_bytes: resources.config.max_recording_bytes,
+            ..Limits::STANDARD
+        };
+        let state = AppState::new(
+            resources.log.clone(),
+            limits,
+            Some(crate::telemetry::metrics_handle()),
+        );
+        let listener = TcpListener::bind(resources.config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", resources.config.listen))?;
         let address = listener.local_addr()?;
-        Ok(Application { listener, router: ringfence_http::router(state), address })
+        Ok(Application {
+            listener,
+            router: ringfence_http::router(state),
+            address,
+        })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -110,7 +142,13 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then finishes the requests under way.
-    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await.context("server failed")
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("server failed")
     }
 }

@@ -1,7 +1,7 @@
 //! The command-line commands. Each prints a human line, or exactly one JSON document with
 //! `--json`. Errors go to stderr with exit code 1; usage errors exit 2 (clap).
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -72,7 +72,11 @@ pub struct TokenArgs {
 }
 
 fn parse_id<T: std::str::FromStr>(text: &str, what: &str) -> anyhow::Result<T> {
-    text.parse().map_err(|_| anyhow::anyhow!("{what} is not a valid id (expected a UUID like 0190c0a0-c0a0-7000-8000-000000000000)"))
+    text.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "{what} is not a valid id (expected a UUID like 0190c0a0-c0a0-7000-8000-000000000000)"
+        )
+    })
 }
 
 fn label(name: &str, what: &str) -> anyhow::Result<String> {
@@ -83,17 +87,41 @@ fn label(name: &str, what: &str) -> anyhow::Result<String> {
     Ok(name.to_owned())
 }
 
-pub async fn agency(resources: &Resources, command: AgencyCommand, as_json: bool) -> anyhow::Result<()> {
+pub async fn agency(
+    resources: &Resources,
+    command: AgencyCommand,
+    as_json: bool,
+) -> anyhow::Result<()> {
     let store = resources.log.store();
     match command {
-        AgencyCommand::Create { name, redaction_enabled } => {
-            let record = AgencyRecord { id: AgencyId::generate(), name: label(&name, "--name")?, redaction_enabled, max_retention_days: None, created_at: Timestamp::now() };
+        AgencyCommand::Create {
+            name,
+            redaction_enabled,
+        } => {
+            let record = AgencyRecord {
+                id: AgencyId::generate(),
+                name: label(&name, "--name")?,
+                redaction_enabled,
+                max_retention_days: None,
+                created_at: Timestamp::now(),
+            };
             store.create_agency(record.clone()).await?;
-            print(as_json, json!({"id": record.id.to_string()}), &format!("created agency {}", record.id));
+            print(
+                as_json,
+                json!({"id": record.id.to_string()}),
+                &format!("created agency {}", record.id),
+            );
         }
-        AgencyCommand::Set { id, redaction_enabled, max_retention_days } => {
+        AgencyCommand::Set {
+            id,
+            redaction_enabled,
+            max_retention_days,
+        } => {
             let id: AgencyId = parse_id(&id, "agency id")?;
-            let mut record = store.agency(id).await?.with_context(|| format!("no agency {id}"))?;
+            let mut record = store
+                .agency(id)
+                .await?
+                .with_context(|| format!("no agency {id}"))?;
             if redaction_enabled.is_none() && max_retention_days.is_none() {
                 bail!("nothing to change: give --redaction-enabled and/or --max-retention-days");
             }
@@ -117,42 +145,76 @@ pub async fn agency(resources: &Resources, command: AgencyCommand, as_json: bool
     Ok(())
 }
 
-pub async fn account(resources: &Resources, command: AccountCommand, as_json: bool) -> anyhow::Result<()> {
+pub async fn account(
+    resources: &Resources,
+    command: AccountCommand,
+    as_json: bool,
+) -> anyhow::Result<()> {
     let AccountCommand::Create { agency, name } = command;
     let agency: AgencyId = parse_id(&agency, "--agency")?;
     let store = resources.log.store();
-    store.agency(agency).await?.with_context(|| format!("no agency {agency}"))?;
-    let record = AccountRecord { id: AccountId::generate(), agency_id: agency, name: label(&name, "--name")?, settings: "{}".to_owned(), created_at: Timestamp::now() };
+    store
+        .agency(agency)
+        .await?
+        .with_context(|| format!("no agency {agency}"))?;
+    let record = AccountRecord {
+        id: AccountId::generate(),
+        agency_id: agency,
+        name: label(&name, "--name")?,
+        settings: "{}".to_owned(),
+        created_at: Timestamp::now(),
+    };
     store.create_account(record.clone()).await?;
     // The blind-index key is made now, so the first call does not wait for it.
     resources.log.blind_key(record.id).await?;
-    print(as_json, json!({"id": record.id.to_string()}), &format!("created account {}", record.id));
+    print(
+        as_json,
+        json!({"id": record.id.to_string()}),
+        &format!("created account {}", record.id),
+    );
     Ok(())
 }
 
 /// Creates a token and returns `(id, token)`.
-pub async fn create_token(resources: &Resources, args: &TokenArgs) -> anyhow::Result<(TokenId, String)> {
-    let role = Role::parse(&args.role).with_context(|| format!("--role must be one of {}", Role::ALL.map(Role::as_str).join(", ")))?;
+pub async fn create_token(
+    resources: &Resources,
+    args: &TokenArgs,
+) -> anyhow::Result<(TokenId, String)> {
+    let role = Role::parse(&args.role).with_context(|| {
+        format!(
+            "--role must be one of {}",
+            Role::ALL.map(Role::as_str).join(", ")
+        )
+    })?;
     let store = resources.log.store();
     let scope = match (&args.agency, &args.account) {
         (None, None) => Scope::Installation,
         (Some(agency), None) => {
             let agency: AgencyId = parse_id(agency, "--agency")?;
-            store.agency(agency).await?.with_context(|| format!("no agency {agency}"))?;
+            store
+                .agency(agency)
+                .await?
+                .with_context(|| format!("no agency {agency}"))?;
             Scope::Agency(agency)
         }
         (agency, Some(account)) => {
             let account: AccountId = parse_id(account, "--account")?;
-            let record = store.account(account).await?.with_context(|| format!("no account {account}"))?;
-            if let Some(agency) = agency {
-                if parse_id::<AgencyId>(agency, "--agency")? != record.agency_id {
+            let record = store
+                .account(account)
+                .await?
+                .with_context(|| format!("no account {account}"))?;
+            if let Some(agency) = agency
+                && parse_id::<AgencyId>(agency, "--agency")? != record.agency_id {
                     bail!("account {account} does not belong to agency {agency}");
                 }
+            Scope::Account {
+                agency: record.agency_id,
+                account,
             }
-            Scope::Account { agency: record.agency_id, account }
         }
     };
-    Principal::validate_scope(role, &scope).map_err(|e| anyhow::anyhow!("{e}: use --agency or --account accordingly"))?;
+    Principal::validate_scope(role, &scope)
+        .map_err(|e| anyhow::anyhow!("{e}: use --agency or --account accordingly"))?;
     if args.no_personal_data && role != Role::Analyst {
         bail!("--no-personal-data applies to analysts only");
     }
@@ -164,16 +226,26 @@ pub async fn create_token(resources: &Resources, args: &TokenArgs) -> anyhow::Re
         role,
         scope,
         personal_data: !args.no_personal_data,
-        label: args.label.as_deref().map(|l| label(l, "--label")).transpose()?,
+        label: args
+            .label
+            .as_deref()
+            .map(|l| label(l, "--label"))
+            .transpose()?,
         created_at: now,
-        expires_at: args.expires_in_days.map(|d| Timestamp::from_millis(now.millis() + i64::from(d) * 86_400_000)),
+        expires_at: args
+            .expires_in_days
+            .map(|d| Timestamp::from_millis(now.millis() + i64::from(d) * 86_400_000)),
         revoked_at: None,
     };
     store.create_token(record.clone()).await?;
     Ok((record.id, token))
 }
 
-pub async fn token(resources: &Resources, command: TokenCommand, as_json: bool) -> anyhow::Result<()> {
+pub async fn token(
+    resources: &Resources,
+    command: TokenCommand,
+    as_json: bool,
+) -> anyhow::Result<()> {
     let TokenCommand::Create(args) = command;
     let (id, token) = create_token(resources, &args).await?;
     if as_json {

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
 
@@ -21,7 +21,12 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "RINGFENCE_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
     /// Call-log database. Default: SQLite file inside --data (sqlite://PATH also accepted)
-    #[arg(long, global = true, env = "RINGFENCE_DATABASE_URL", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "RINGFENCE_DATABASE_URL",
+        value_name = "URL"
+    )]
     pub database_url: Option<String>,
     /// Vault database. Default: its own SQLite file inside --data
     #[arg(long, global = true, env = "RINGFENCE_VAULT_URL", value_name = "URL")]
@@ -30,16 +35,31 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "RINGFENCE_BLOB_URL", value_name = "URL")]
     pub blob_url: Option<String>,
     /// Master key file; created with mode 0600 if missing. Default master.key inside --data
-    #[arg(long, global = true, env = "RINGFENCE_MASTER_KEY_FILE", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "RINGFENCE_MASTER_KEY_FILE",
+        value_name = "PATH"
+    )]
     pub master_key_file: Option<PathBuf>,
     /// Log filter (tracing syntax), e.g. info or ringfence=debug. Default info
     #[arg(long, global = true, env = "RINGFENCE_LOG", value_name = "FILTER")]
     pub log: Option<String>,
     /// Log format: text or json. Default text
-    #[arg(long, global = true, env = "RINGFENCE_LOG_FORMAT", value_name = "FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        env = "RINGFENCE_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
     pub log_format: Option<String>,
     /// Largest recording accepted, in bytes. Default 268435456 (256 MiB)
-    #[arg(long, global = true, env = "RINGFENCE_MAX_RECORDING_BYTES", value_name = "BYTES")]
+    #[arg(
+        long,
+        global = true,
+        env = "RINGFENCE_MAX_RECORDING_BYTES",
+        value_name = "BYTES"
+    )]
     pub max_recording_bytes: Option<u64>,
 }
 
@@ -88,7 +108,10 @@ pub struct Config {
 }
 
 fn sqlite_location(url: &str, what: &str) -> anyhow::Result<DatabaseLocation> {
-    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
         if path.is_empty() {
             bail!("{what}: sqlite URL has no path (expected sqlite:///path/to/file.db)");
         }
@@ -105,14 +128,26 @@ impl Config {
     pub fn resolve(args: &GlobalArgs) -> anyhow::Result<Config> {
         let file = match &args.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-                toml::from_str::<FileConfig>(&text).with_context(|| format!("config file {}", path.display()))?
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("config file {}", path.display()))?
             }
             None => FileConfig::default(),
         };
-        let data = args.data.clone().or(file.data).unwrap_or_else(|| PathBuf::from("./ringfence-data"));
-        let listen_text = args.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-        let listen: SocketAddr = listen_text.parse().with_context(|| "--listen must be an address like 127.0.0.1:8080".to_owned())?;
+        let data = args
+            .data
+            .clone()
+            .or(file.data)
+            .unwrap_or_else(|| PathBuf::from("./ringfence-data"));
+        let listen_text = args
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .with_context(|| "--listen must be an address like 127.0.0.1:8080".to_owned())?;
         let database = match args.database_url.clone().or(file.database_url) {
             Some(url) => sqlite_location(&url, "--database-url")?,
             None => DatabaseLocation::Sqlite(data.join("ringfence.db")),
@@ -122,28 +157,53 @@ impl Config {
             None => DatabaseLocation::Sqlite(data.join("vault.db")),
         };
         if vault == database {
-            bail!("--vault-url must not be the call-log database: keys are kept apart from the data they open");
+            bail!(
+                "--vault-url must not be the call-log database: keys are kept apart from the data they open"
+            );
         }
         let blobs = match args.blob_url.clone().or(file.blob_url) {
             Some(url) => match url.strip_prefix("file://") {
                 Some(path) if !path.is_empty() => BlobLocation::Folder(PathBuf::from(path)),
-                _ if url.starts_with("s3://") => bail!("--blob-url: S3 is not supported by this version yet; use a folder (file:///path)"),
+                _ if url.starts_with("s3://") => bail!(
+                    "--blob-url: S3 is not supported by this version yet; use a folder (file:///path)"
+                ),
                 _ => bail!("--blob-url: expected file:///path"),
             },
             None => BlobLocation::Folder(data.join("recordings")),
         };
-        let master_key_file = args.master_key_file.clone().or(file.master_key_file).unwrap_or_else(|| data.join("master.key"));
-        let log = args.log.clone().or(file.log).unwrap_or_else(|| "info".to_owned());
+        let master_key_file = args
+            .master_key_file
+            .clone()
+            .or(file.master_key_file)
+            .unwrap_or_else(|| data.join("master.key"));
+        let log = args
+            .log
+            .clone()
+            .or(file.log)
+            .unwrap_or_else(|| "info".to_owned());
         let log_format = match args.log_format.clone().or(file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(_) => bail!("--log-format must be text or json"),
         };
-        let max_recording_bytes = args.max_recording_bytes.or(file.max_recording_bytes).unwrap_or(256 << 20);
+        let max_recording_bytes = args
+            .max_recording_bytes
+            .or(file.max_recording_bytes)
+            .unwrap_or(256 << 20);
         if max_recording_bytes == 0 {
             bail!("--max-recording-bytes must be positive");
         }
-        Ok(Config { data, listen, database, vault, blobs, master_key_file, log, log_format, max_recording_bytes })
+        Ok(Config {
+            data,
+            listen,
+            database,
+            vault,
+            blobs,
+            master_key_file,
+            log,
+            log_format,
+            max_recording_bytes,
+        })
     }
 
     /// A configuration with everything inside `data`, listening on port 0 (tests, benches).
@@ -170,14 +230,31 @@ mod tests {
     fn flags_and_environment_override_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("rf.toml");
-        std::fs::write(&file, "data = \"/from/file\"\nlisten = \"127.0.0.1:9000\"\n").unwrap();
-        let args = GlobalArgs { config: Some(file.clone()), ..Default::default() };
+        std::fs::write(
+            &file,
+            "data = \"/from/file\"\nlisten = \"127.0.0.1:9000\"\n",
+        )
+        .unwrap();
+        let args = GlobalArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
         let c = Config::resolve(&args).unwrap();
         assert_eq!(c.data, PathBuf::from("/from/file"));
         assert_eq!(c.listen.port(), 9000);
-        assert_eq!(c.database, DatabaseLocation::Sqlite(PathBuf::from("/from/file/ringfence.db")));
-        let args = GlobalArgs { config: Some(file), data: Some("/from/flag".into()), ..Default::default() };
-        assert_eq!(Config::resolve(&args).unwrap().data, PathBuf::from("/from/flag"));
+        assert_eq!(
+            c.database,
+            DatabaseLocation::Sqlite(PathBuf::from("/from/file/ringfence.db"))
+        );
+        let args = GlobalArgs {
+            config: Some(file),
+            data: Some("/from/flag".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(&args).unwrap().data,
+            PathBuf::from("/from/flag")
+        );
     }
 
     #[test]
@@ -185,12 +262,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("rf.toml");
         std::fs::write(&file, "dta = \"/typo\"\n").unwrap();
-        assert!(Config::resolve(&GlobalArgs { config: Some(file), ..Default::default() }).is_err());
+        assert!(
+            Config::resolve(&GlobalArgs {
+                config: Some(file),
+                ..Default::default()
+            })
+            .is_err()
+        );
         for args in [
-            GlobalArgs { listen: Some("localhost".into()), ..Default::default() },
-            GlobalArgs { database_url: Some("mysql://x".into()), ..Default::default() },
-            GlobalArgs { log_format: Some("xml".into()), ..Default::default() },
-            GlobalArgs { database_url: Some("sqlite:///same.db".into()), vault_url: Some("sqlite:///same.db".into()), ..Default::default() },
+            GlobalArgs {
+                listen: Some("localhost".into()),
+                ..Default::default()
+            },
+            GlobalArgs {
+                database_url: Some("mysql://x".into()),
+                ..Default::default()
+            },
+            GlobalArgs {
+                log_format: Some("xml".into()),
+                ..Default::default()
+            },
+            GlobalArgs {
+                database_url: Some("sqlite:///same.db".into()),
+                vault_url: Some("sqlite:///same.db".into()),
+                ..Default::default()
+            },
         ] {
             assert!(Config::resolve(&args).is_err(), "{args:?}");
         }

@@ -6,10 +6,14 @@ use clap::{Parser, Subcommand};
 
 use ringfence::commands::{self, AccountCommand, AgencyCommand, TokenArgs, TokenCommand};
 use ringfence::config::{Config, GlobalArgs};
-use ringfence::{telemetry, Application, Resources};
+use ringfence::{Application, Resources, telemetry};
 
 #[derive(Debug, Parser)]
-#[command(name = "ringfence", version, about = "Privacy-first call-tracking data platform")]
+#[command(
+    name = "ringfence",
+    version,
+    about = "Privacy-first call-tracking data platform"
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -50,7 +54,10 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init_logs(&config.log, config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -72,7 +79,11 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
         Command::Serve => serve(&resources).await,
         Command::Demo { calls } => {
             let summary = ringfence::demo::run_demo(&resources, calls, !json).await?;
-            commands::print(json, summary.clone(), &serde_json::to_string_pretty(&summary)?);
+            commands::print(
+                json,
+                summary.clone(),
+                &serde_json::to_string_pretty(&summary)?,
+            );
             Ok(())
         }
         Command::Agency(c) => commands::agency(&resources, c, json).await,
@@ -85,36 +96,54 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
 
 async fn serve(resources: &Resources) -> anyhow::Result<()> {
     if resources.log.store().token_count().await? == 0 {
-        let args = TokenArgs { role: "admin".into(), agency: None, account: None, label: Some("bootstrap".into()), no_personal_data: false, expires_in_days: None };
+        let args = TokenArgs {
+            role: "admin".into(),
+            agency: None,
+            account: None,
+            label: Some("bootstrap".into()),
+            no_personal_data: false,
+            expires_in_days: None,
+        };
         let (id, token) = commands::create_token(resources, &args).await?;
         println!("Bootstrap admin token (shown once, keep it safe): {token}");
         tracing::info!(token_id = %id, "created the bootstrap admin token");
     }
+    let shutdown = shutdown_signal()?;
     let app = Application::build(resources).await?;
     tracing::info!(address = %app.address(), "serving");
     println!("Ringfence listening on http://{}", app.address());
-    app.run_until(shutdown_signal()).await?;
+    let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
+    let log = resources.log.clone();
+    let jobs = tokio::spawn(ringfence_jobs::scheduler::run_every("orphan_keys", std::time::Duration::from_secs(3600), jobs_stopped, move || {
+        let log = log.clone();
+        async move { ringfence_jobs::collect_orphan_keys(&log, ringfence_jobs::orphan_keys::GRACE).await.map(|_| ()) }
+    }));
+    app.run_until(shutdown).await?;
+    let _ = stop_jobs.send(true);
+    let _ = jobs.await;
     tracing::info!("stopped; every acknowledged write is committed");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGINT or SIGTERM. The handlers are installed before this returns, so a
+/// signal that arrives as soon as the server says it is listening is not missed.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => tracing::info!("interrupted (SIGINT): shutting down"),
+                _ = terminate.recv() => tracing::info!("terminated (SIGTERM): shutting down"),
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+    {
+        Ok(async move {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

@@ -1,17 +1,17 @@
+use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::Json;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use ringfence_core::access::Permission;
 use ringfence_core::call::{CallStatus, FieldError};
-use ringfence_core::phone::{parse_e164, parse_caller_number};
+use ringfence_core::phone::{parse_caller_number, parse_e164};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, CallId};
 use ringfence_store::CallQuery;
 
-use super::path_id;
+use super::{check_account, path_id};
 use crate::auth::Auth;
 use crate::body::JsonBody;
 use crate::dto::{BatchInput, BatchOutput, CallInput, CallList, CallOutput};
@@ -35,18 +35,37 @@ const MAX_LIMIT: u32 = 500;
         (status = 422, description = "invalid field (codes invalid_phone_number, invalid_field, missing_field, unknown_field, too_long)", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub async fn create_call(State(state): State<AppState>, Auth(principal): Auth, Path(account): Path<String>, JsonBody(input): JsonBody<CallInput>) -> ApiResult<(StatusCode, Json<CallOutput>)> {
+pub async fn create_call(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(account): Path<String>,
+    JsonBody(input): JsonBody<CallInput>,
+) -> ApiResult<(StatusCode, Json<CallOutput>)> {
     let account: AccountId = path_id(&account, "account")?;
     let tenant = state.tenant(account).await?;
-    principal.check(Permission::Ingest, &tenant)?;
+    check_account(&principal, Permission::Ingest, &tenant)?;
     let call = input.into_domain("").map_err(ApiError::fields)?;
     let outcome = state.log.ingest_calls(account, vec![call]).await?;
-    let outcome = outcome.first().copied().ok_or_else(|| ApiError::internal(&"ingest returned no outcome"))?;
+    let outcome = outcome
+        .first()
+        .copied()
+        .ok_or_else(|| ApiError::internal(&"ingest returned no outcome"))?;
     metrics::counter!("ringfence_calls_ingested_total").increment(u64::from(outcome.is_created()));
-    let stored = state.log.call(outcome.id()).await?.ok_or_else(|| ApiError::internal(&"stored call not found"))?;
-    let status = if outcome.is_created() { StatusCode::CREATED } else { StatusCode::OK };
+    let stored = state
+        .log
+        .call(outcome.id())
+        .await?
+        .ok_or_else(|| ApiError::internal(&"stored call not found"))?;
+    let status = if outcome.is_created() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     // An ingest-only token sent the data; it may read back what it sent, not the log.
-    Ok((status, Json(CallOutput::from_call(&stored, principal.personal_data))))
+    Ok((
+        status,
+        Json(CallOutput::from_call(&stored, principal.personal_data)),
+    ))
 }
 
 /// Ingest a batch of calls, atomically.
@@ -66,15 +85,30 @@ pub async fn create_call(State(state): State<AppState>, Auth(principal): Auth, P
         (status = 422, description = "one or more invalid calls; nothing stored", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub async fn create_batch(State(state): State<AppState>, Auth(principal): Auth, Path(account): Path<String>, JsonBody(input): JsonBody<BatchInput>) -> ApiResult<(StatusCode, Json<BatchOutput>)> {
+pub async fn create_batch(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(account): Path<String>,
+    JsonBody(input): JsonBody<BatchInput>,
+) -> ApiResult<(StatusCode, Json<BatchOutput>)> {
     let account: AccountId = path_id(&account, "account")?;
     let tenant = state.tenant(account).await?;
-    principal.check(Permission::Ingest, &tenant)?;
+    check_account(&principal, Permission::Ingest, &tenant)?;
     if input.calls.is_empty() {
-        return Err(ApiError::fields(vec![FieldError::new("calls", "invalid_field", "the batch is empty")]));
+        return Err(ApiError::fields(vec![FieldError::new(
+            "calls",
+            "invalid_field",
+            "the batch is empty",
+        )]));
     }
     if input.calls.len() > state.limits.max_batch_calls {
-        return Err(ApiError::new(Code::PayloadTooLarge, format!("a batch holds at most {} calls", state.limits.max_batch_calls)));
+        return Err(ApiError::new(
+            Code::PayloadTooLarge,
+            format!(
+                "a batch holds at most {} calls",
+                state.limits.max_batch_calls
+            ),
+        ));
     }
     // Validation costs ~10 µs a call (phone numbers): a large batch goes off the runtime.
     let validated = tokio::task::spawn_blocking(move || {
@@ -86,7 +120,11 @@ pub async fn create_batch(State(state): State<AppState>, Auth(principal): Auth, 
                 Err(e) => errors.extend(e),
             }
         }
-        if errors.is_empty() { Ok(calls) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(calls)
+        } else {
+            Err(errors)
+        }
     })
     .await
     .map_err(|e| ApiError::internal(&e))?;
@@ -94,8 +132,18 @@ pub async fn create_batch(State(state): State<AppState>, Auth(principal): Auth, 
     let outcomes = state.log.ingest_calls(account, calls).await?;
     let created = outcomes.iter().filter(|o| o.is_created()).count();
     metrics::counter!("ringfence_calls_ingested_total").increment(created as u64);
-    let status = if created > 0 { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(BatchOutput { ids: outcomes.iter().map(|o| o.id().to_string()).collect(), created })))
+    let status = if created > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(BatchOutput {
+            ids: outcomes.iter().map(|o| o.id().to_string()).collect(),
+            created,
+        }),
+    ))
 }
 
 /// Filters of the call log.
@@ -126,11 +174,19 @@ fn encode_cursor(at: Timestamp, id: CallId) -> String {
 }
 
 fn decode_cursor(text: &str) -> ApiResult<(Timestamp, CallId)> {
-    let bad = || ApiError::new(Code::InvalidCursor, "cursor is not one this server gave out; start again without it");
+    let bad = || {
+        ApiError::new(
+            Code::InvalidCursor,
+            "cursor is not one this server gave out; start again without it",
+        )
+    };
     let raw = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
     let (millis, id) = raw.split_once('.').ok_or_else(bad)?;
-    Ok((Timestamp::from_millis(millis.parse().map_err(|_| bad())?), id.parse().map_err(|_| bad())?))
+    Ok((
+        Timestamp::from_millis(millis.parse().map_err(|_| bad())?),
+        id.parse().map_err(|_| bad())?,
+    ))
 }
 
 fn query_error(message: impl Into<String>) -> ApiError {
@@ -146,11 +202,17 @@ fn query_error(message: impl Into<String>) -> ApiError {
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub async fn list_calls(State(state): State<AppState>, Auth(principal): Auth, Path(account): Path<String>, RawQuery(raw): RawQuery) -> ApiResult<Json<CallList>> {
+pub async fn list_calls(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(account): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<CallList>> {
     let account: AccountId = path_id(&account, "account")?;
     let tenant = state.tenant(account).await?;
-    principal.check(Permission::ReadCalls, &tenant)?;
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).map_err(|_| query_error("query string is not valid URL encoding"))?;
+    check_account(&principal, Permission::ReadCalls, &tenant)?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+        .map_err(|_| query_error("query string is not valid URL encoding"))?;
     let mut query = CallQuery {
         account_id: account,
         from: None,
@@ -173,14 +235,35 @@ pub async fn list_calls(State(state): State<AppState>, Auth(principal): Auth, Pa
             continue;
         }
         match key.as_str() {
-            "from" => query.from = Some(Timestamp::parse_rfc3339(&value).map_err(|e| query_error(format!("from: {e}")))?),
-            "to" => query.to = Some(Timestamp::parse_rfc3339(&value).map_err(|e| query_error(format!("to: {e}")))?),
+            "from" => {
+                query.from = Some(
+                    Timestamp::parse_rfc3339(&value)
+                        .map_err(|e| query_error(format!("from: {e}")))?,
+                )
+            }
+            "to" => {
+                query.to = Some(
+                    Timestamp::parse_rfc3339(&value)
+                        .map_err(|e| query_error(format!("to: {e}")))?,
+                )
+            }
             "tracking_number" => {
-                let n = parse_e164(&value).map_err(|e| ApiError::new(Code::InvalidPhoneNumber, format!("tracking_number is not a valid E.164 number ({e})")).with_status_400())?;
+                let n = parse_e164(&value).map_err(|e| {
+                    ApiError::new(
+                        Code::InvalidPhoneNumber,
+                        format!("tracking_number is not a valid E.164 number ({e})"),
+                    )
+                    .with_status_400()
+                })?;
                 query.tracking_number = Some(n.as_str().to_owned());
             }
             "source" => query.source = Some(value),
-            "status" => query.status = Some(CallStatus::parse(&value).ok_or_else(|| query_error("status: not a call status"))?),
+            "status" => {
+                query.status = Some(
+                    CallStatus::parse(&value)
+                        .ok_or_else(|| query_error("status: not a call status"))?,
+                )
+            }
             "redacted" => {
                 query.redacted = Some(match value.as_str() {
                     "true" => true,
@@ -189,16 +272,23 @@ pub async fn list_calls(State(state): State<AppState>, Auth(principal): Auth, Pa
                 })
             }
             "caller_number" => {
-                let number = parse_caller_number(&value)
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| ApiError::new(Code::InvalidPhoneNumber, "caller_number is not a valid E.164 number").with_status_400())?;
+                let number = parse_caller_number(&value).ok().flatten().ok_or_else(|| {
+                    ApiError::new(
+                        Code::InvalidPhoneNumber,
+                        "caller_number is not a valid E.164 number",
+                    )
+                    .with_status_400()
+                })?;
                 query.caller_bidx = Some(state.log.blind_index(account, &number).await?);
             }
             "limit" => {
-                let limit: u32 = value.parse().map_err(|_| query_error("limit: not a whole number"))?;
+                let limit: u32 = value
+                    .parse()
+                    .map_err(|_| query_error("limit: not a whole number"))?;
                 if !(1..=MAX_LIMIT).contains(&limit) {
-                    return Err(query_error(format!("limit: must be between 1 and {MAX_LIMIT}")));
+                    return Err(query_error(format!(
+                        "limit: must be between 1 and {MAX_LIMIT}"
+                    )));
                 }
                 query.limit = limit;
             }
@@ -208,7 +298,11 @@ pub async fn list_calls(State(state): State<AppState>, Auth(principal): Auth, Pa
     }
     let page = state.log.calls(query).await?;
     Ok(Json(CallList {
-        items: page.calls.iter().map(|c| CallOutput::from_call(c, principal.personal_data)).collect(),
+        items: page
+            .calls
+            .iter()
+            .map(|c| CallOutput::from_call(c, principal.personal_data))
+            .collect(),
         next_cursor: page.next.map(|(at, id)| encode_cursor(at, id)),
     }))
 }
@@ -218,15 +312,29 @@ pub async fn list_calls(State(state): State<AppState>, Auth(principal): Auth, Pa
     params(("call_id" = String, Path, description = "call id")),
     responses((status = 200, body = CallOutput), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-pub async fn get_call(State(state): State<AppState>, Auth(principal): Auth, Path(call): Path<String>) -> ApiResult<Json<CallOutput>> {
+pub async fn get_call(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(call): Path<String>,
+) -> ApiResult<Json<CallOutput>> {
     let id: CallId = path_id(&call, "call")?;
-    let row = state.log.call_row(id).await?.ok_or_else(|| ApiError::not_found("call"))?;
+    let row = state
+        .log
+        .call_row(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("call"))?;
     let tenant = state.tenant(row.account_id).await?;
-    principal.check(Permission::ReadCalls, &tenant).map_err(|d| match d {
-        ringfence_core::access::Denied::NotFound => ApiError::not_found("call"),
-        other => other.into(),
-    })?;
-    let call = state.log.call(id).await?.ok_or_else(|| ApiError::not_found("call"))?;
+    principal
+        .check(Permission::ReadCalls, &tenant)
+        .map_err(|d| match d {
+            ringfence_core::access::Denied::NotFound => ApiError::not_found("call"),
+            other => other.into(),
+        })?;
+    let call = state
+        .log
+        .call(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("call"))?;
     Ok(Json(CallOutput::from_call(&call, principal.personal_data)))
 }
 
@@ -239,8 +347,17 @@ mod tests {
         let id = CallId::generate();
         let at = Timestamp::from_millis(1_764_000_000_123);
         assert_eq!(decode_cursor(&encode_cursor(at, id)).unwrap(), (at, id));
-        for bad in ["", "!!", "bm90LWEtY3Vyc29y", &URL_SAFE_NO_PAD.encode("12.not-a-uuid")] {
-            assert_eq!(decode_cursor(bad).unwrap_err().code, Code::InvalidCursor, "{bad}");
+        for bad in [
+            "",
+            "!!",
+            "bm90LWEtY3Vyc29y",
+            &URL_SAFE_NO_PAD.encode("12.not-a-uuid"),
+        ] {
+            assert_eq!(
+                decode_cursor(bad).unwrap_err().code,
+                Code::InvalidCursor,
+                "{bad}"
+            );
         }
     }
 }

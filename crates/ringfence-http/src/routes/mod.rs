@@ -7,9 +7,23 @@ pub mod sessions;
 
 use ringfence_core::ids::InvalidId;
 
+use ringfence_core::access::{Denied, Permission, Principal, Tenant};
+
 use crate::error::{ApiError, ApiResult};
 
 /// Parses an id from a path: an id that does not parse cannot exist.
-pub(crate) fn path_id<T: std::str::FromStr<Err = InvalidId>>(text: &str, what: &str) -> ApiResult<T> {
+pub(crate) fn path_id<T: std::str::FromStr<Err = InvalidId>>(
+    text: &str,
+    what: &str,
+) -> ApiResult<T> {
     text.parse().map_err(|_| ApiError::not_found(what))
+}
+
+/// Checks a principal on an account's route. An account it cannot see is answered exactly
+/// like an account that does not exist.
+pub(crate) fn check_account(principal: &Principal, permission: Permission, tenant: &Tenant) -> ApiResult<()> {
+    principal.check(permission, tenant).map_err(|d| match d {
+        Denied::NotFound => ApiError::not_found("account"),
+        other => other.into(),
+    })
 }

@@ -1,12 +1,12 @@
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use futures::StreamExt;
 
-use ringfence_core::access::{Denied, Permission};
 use ringfence_core::CallId;
+use ringfence_core::access::{Denied, Permission};
 use ringfence_store::CallRow;
 
 use super::path_id;
@@ -15,9 +15,18 @@ use crate::dto::RecordingOutput;
 use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
 use crate::state::AppState;
 
-async fn call_for(state: &AppState, principal: &ringfence_core::access::Principal, call: &str, permission: Permission) -> ApiResult<CallRow> {
+async fn call_for(
+    state: &AppState,
+    principal: &ringfence_core::access::Principal,
+    call: &str,
+    permission: Permission,
+) -> ApiResult<CallRow> {
     let id: CallId = path_id(call, "call")?;
-    let row = state.log.call_row(id).await?.ok_or_else(|| ApiError::not_found("call"))?;
+    let row = state
+        .log
+        .call_row(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("call"))?;
     let tenant = state.tenant(row.account_id).await?;
     principal.check(permission, &tenant).map_err(|d| match d {
         Denied::NotFound => ApiError::not_found("call"),
@@ -37,26 +46,64 @@ async fn call_for(state: &AppState, principal: &ringfence_core::access::Principa
         (status = 422, description = "empty recording", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub async fn put_recording(State(state): State<AppState>, Auth(principal): Auth, Path(call): Path<String>, request: Request) -> ApiResult<(StatusCode, Json<RecordingOutput>)> {
+pub async fn put_recording(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(call): Path<String>,
+    request: Request,
+) -> ApiResult<(StatusCode, Json<RecordingOutput>)> {
     let row = call_for(&state, &principal, &call, Permission::Ingest).await?;
     let content_type = audio_content_type(request.headers())?;
     let limit = state.limits.max_recording_bytes;
-    if let Some(len) = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
-        if len > limit {
-            return Err(ApiError::new(Code::PayloadTooLarge, format!("recording larger than the limit of {limit} bytes")));
+    if let Some(len) = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > limit {
+            return Err(ApiError::new(
+                Code::PayloadTooLarge,
+                format!("recording larger than the limit of {limit} bytes"),
+            ));
         }
-    }
     let body = request.into_body().into_data_stream();
-    let meta = state.log.put_recording(&row, content_type, body, limit).await?;
-    Ok((StatusCode::CREATED, Json(RecordingOutput { content_type: meta.content_type, bytes: meta.bytes, url: format!("/api/v1/calls/{}/recording", row.id) })))
+    let meta = state
+        .log
+        .put_recording(&row, content_type, body, limit)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(RecordingOutput {
+            content_type: meta.content_type,
+            bytes: meta.bytes,
+            url: format!("/api/v1/calls/{}/recording", row.id),
+        }),
+    ))
 }
 
 fn audio_content_type(headers: &HeaderMap) -> ApiResult<String> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let valid = essence.strip_prefix("audio/").is_some_and(|sub| !sub.is_empty() && sub.len() <= 64 && sub.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)));
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let valid = essence.strip_prefix("audio/").is_some_and(|sub| {
+        !sub.is_empty()
+            && sub.len() <= 64
+            && sub
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
     if !valid {
-        return Err(ApiError::new(Code::UnsupportedMediaType, "send the recording with an audio Content-Type, e.g. audio/wav or audio/mpeg"));
+        return Err(ApiError::new(
+            Code::UnsupportedMediaType,
+            "send the recording with an audio Content-Type, e.g. audio/wav or audio/mpeg",
+        ));
     }
     Ok(essence)
 }
@@ -72,12 +119,18 @@ enum RangeRequest {
 /// Parses a single `bytes=` range. Several ranges are answered with the whole file, which
 /// RFC 9110 allows.
 fn parse_range(value: Option<&str>, len: u64) -> RangeRequest {
-    let Some(value) = value else { return RangeRequest::Full };
-    let Some(spec) = value.trim().strip_prefix("bytes=") else { return RangeRequest::Full };
+    let Some(value) = value else {
+        return RangeRequest::Full;
+    };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeRequest::Full;
+    };
     if spec.contains(',') {
         return RangeRequest::Full;
     }
-    let Some((a, b)) = spec.split_once('-') else { return RangeRequest::Full };
+    let Some((a, b)) = spec.split_once('-') else {
+        return RangeRequest::Full;
+    };
     let (a, b) = (a.trim(), b.trim());
     let range = match (a.is_empty(), b.is_empty()) {
         (true, false) => match b.parse::<u64>() {
@@ -86,7 +139,9 @@ fn parse_range(value: Option<&str>, len: u64) -> RangeRequest {
             Err(_) => return RangeRequest::Full,
         },
         (false, _) => {
-            let Ok(start) = a.parse::<u64>() else { return RangeRequest::Full };
+            let Ok(start) = a.parse::<u64>() else {
+                return RangeRequest::Full;
+            };
             let end = if b.is_empty() {
                 len
             } else {
@@ -99,7 +154,11 @@ fn parse_range(value: Option<&str>, len: u64) -> RangeRequest {
         }
         (true, true) => return RangeRequest::Full,
     };
-    if range.0 >= len { RangeRequest::Unsatisfiable } else { RangeRequest::Partial(range.0, range.1) }
+    if range.0 >= len {
+        RangeRequest::Unsatisfiable
+    } else {
+        RangeRequest::Partial(range.0, range.1)
+    }
 }
 
 /// Play a call's recording. Supports single `Range` requests.
@@ -114,38 +173,63 @@ fn parse_range(value: Option<&str>, len: u64) -> RangeRequest {
         (status = 416, body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub async fn get_recording(State(state): State<AppState>, Auth(principal): Auth, Path(call): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn get_recording(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(call): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let row = call_for(&state, &principal, &call, Permission::ReadRecording).await?;
     if !principal.personal_data {
-        return Err(ApiError::new(Code::Forbidden, "this token may not see personal data, recordings included"));
+        return Err(ApiError::new(
+            Code::Forbidden,
+            "this token may not see personal data, recordings included",
+        ));
     }
-    let rec = state.log.recording(&row).await?.ok_or_else(|| ApiError::not_found("recording"))?;
+    let rec = state
+        .log
+        .recording(&row)
+        .await?
+        .ok_or_else(|| ApiError::not_found("recording"))?;
     let len = rec.meta.bytes;
     let content_type = rec.meta.content_type.clone();
-    let range = parse_range(headers.get(header::RANGE).and_then(|v| v.to_str().ok()), len);
+    let range = parse_range(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        len,
+    );
     let (status, start, end) = match range {
         RangeRequest::Full => (StatusCode::OK, 0, len),
         RangeRequest::Partial(s, e) => (StatusCode::PARTIAL_CONTENT, s, e),
         RangeRequest::Unsatisfiable => {
-            let mut err = ApiError::new(Code::RangeNotSatisfiable, format!("the recording has {len} bytes"));
-            err.headers.push((header::CONTENT_RANGE, format!("bytes */{len}")));
+            let mut err = ApiError::new(
+                Code::RangeNotSatisfiable,
+                format!("the recording has {len} bytes"),
+            );
+            err.headers
+                .push((header::CONTENT_RANGE, format!("bytes */{len}")));
             return Err(err);
         }
     };
-    let stream = state.log.read_recording(rec, start, end).map(|r| r.map_err(std::io::Error::other));
+    let stream = state
+        .log
+        .read_recording(rec, start, end)
+        .map(|r| r.map_err(std::io::Error::other));
     let mut response = Body::from_stream(stream).into_response();
     *response.status_mut() = status;
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&content_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     // Personal data: never cached by a browser or proxy.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if status == StatusCode::PARTIAL_CONTENT {
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", end - 1)) {
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", end - 1)) {
             h.insert(header::CONTENT_RANGE, v);
         }
-    }
     Ok(response)
 }
 
@@ -178,7 +262,14 @@ mod tests {
     #[test]
     fn only_audio_content_types_are_accepted() {
         let mut h = HeaderMap::new();
-        for (ct, ok) in [("audio/wav", true), ("audio/mpeg; rate=8000", true), ("AUDIO/X-WAV", true), ("video/mp4", false), ("audio/", false), ("text/plain", false)] {
+        for (ct, ok) in [
+            ("audio/wav", true),
+            ("audio/mpeg; rate=8000", true),
+            ("AUDIO/X-WAV", true),
+            ("video/mp4", false),
+            ("audio/", false),
+            ("text/plain", false),
+        ] {
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
             assert_eq!(audio_content_type(&h).is_ok(), ok, "{ct}");
         }

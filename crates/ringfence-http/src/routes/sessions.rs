@@ -1,11 +1,11 @@
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 
-use ringfence_core::access::Permission;
 use ringfence_core::AccountId;
+use ringfence_core::access::Permission;
 
-use super::path_id;
+use super::{check_account, path_id};
 use crate::auth::Auth;
 use crate::body::JsonBody;
 use crate::dto::{IdOutput, SessionInput};
@@ -22,12 +22,27 @@ use crate::state::AppState;
         (status = 404, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-pub async fn create_session(State(state): State<AppState>, Auth(principal): Auth, Path(account): Path<String>, JsonBody(input): JsonBody<SessionInput>) -> ApiResult<(StatusCode, Json<IdOutput>)> {
+pub async fn create_session(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(account): Path<String>,
+    JsonBody(input): JsonBody<SessionInput>,
+) -> ApiResult<(StatusCode, Json<IdOutput>)> {
     let account: AccountId = path_id(&account, "account")?;
     let tenant = state.tenant(account).await?;
-    principal.check(Permission::Ingest, &tenant)?;
+    check_account(&principal, Permission::Ingest, &tenant)?;
     let session = input.into_domain().map_err(ApiError::fields)?;
     let outcome = state.log.ingest_session(account, session).await?;
-    let status = if outcome.is_created() { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(IdOutput { id: outcome.id().to_string(), created: outcome.is_created() })))
+    let status = if outcome.is_created() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(IdOutput {
+            id: outcome.id().to_string(),
+            created: outcome.is_created(),
+        }),
+    ))
 }

@@ -1,11 +1,11 @@
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::StoreError;
 
@@ -51,13 +51,19 @@ impl SqliteDb {
         migrate(&mut writer, migrations)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
-            let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+            let reader = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
             configure(&reader)?;
             reader.pragma_update(None, "query_only", "ON")?;
             readers.push(reader);
         }
         let (tx, rx) = mpsc::channel::<Job>();
-        let name = format!("sqlite-writer-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("db"));
+        let name = format!(
+            "sqlite-writer-{}",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("db")
+        );
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || write_loop(writer, rx))
@@ -93,7 +99,8 @@ impl SqliteDb {
             })
         }));
         self.send(job)?;
-        rx.await.map_err(|_| StoreError::Backend("the writer thread stopped".into()))?
+        rx.await
+            .map_err(|_| StoreError::Backend("the writer thread stopped".into()))?
     }
 
     /// Runs `f` on a read-only connection, off the async runtime.
@@ -102,11 +109,21 @@ impl SqliteDb {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let _permit = self.reader_slots.clone().acquire_owned().await.map_err(|_| StoreError::Backend("database is closed".into()))?;
+        let _permit = self
+            .reader_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Backend("database is closed".into()))?;
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = readers.lock().ok().and_then(|mut r| r.pop()).ok_or_else(|| StoreError::Backend("no reader available".into()))?;
-            let result = catch_unwind(AssertUnwindSafe(|| f(&conn))).unwrap_or_else(|_| Err(StoreError::Backend("a read panicked".into())));
+            let conn = readers
+                .lock()
+                .ok()
+                .and_then(|mut r| r.pop())
+                .ok_or_else(|| StoreError::Backend("no reader available".into()))?;
+            let result = catch_unwind(AssertUnwindSafe(|| f(&conn)))
+                .unwrap_or_else(|_| Err(StoreError::Backend("a read panicked".into())));
             if let Ok(mut r) = readers.lock() {
                 r.push(conn);
             }
@@ -125,17 +142,26 @@ impl SqliteDb {
     {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
         let job = Job::Maintenance(Box::new(move |conn: &Connection| {
-            let result = catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|_| Err(StoreError::Backend("maintenance panicked".into())));
+            let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
+                .unwrap_or_else(|_| Err(StoreError::Backend("maintenance panicked".into())));
             let _ = tx.send(result);
         }));
         self.send(job)?;
-        rx.await.map_err(|_| StoreError::Backend("the writer thread stopped".into()))?
+        rx.await
+            .map_err(|_| StoreError::Backend("the writer thread stopped".into()))?
     }
 
     fn send(&self, job: Job) -> Result<(), StoreError> {
-        let sender = self.writer.lock().map_err(|_| StoreError::Backend("writer lock poisoned".into()))?;
-        let sender = sender.as_ref().ok_or_else(|| StoreError::Backend("database is closed".into()))?;
-        sender.send(job).map_err(|_| StoreError::Backend("the writer thread stopped".into()))
+        let sender = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Backend("writer lock poisoned".into()))?;
+        let sender = sender
+            .as_ref()
+            .ok_or_else(|| StoreError::Backend("database is closed".into()))?;
+        sender
+            .send(job)
+            .map_err(|_| StoreError::Backend("the writer thread stopped".into()))
     }
 
     /// Stops the writer thread after the jobs already queued are committed.
@@ -143,10 +169,10 @@ impl SqliteDb {
         if let Ok(mut w) = self.writer.lock() {
             w.take();
         }
-        if let Ok(mut t) = self.writer_thread.lock() {
-            if let Some(t) = t.take() {
-                let _ = t.join();
-            }
+        if let Ok(mut t) = self.writer_thread.lock()
+            && let Some(t) = t.take()
+        {
+            let _ = t.join();
         }
     }
 }
@@ -157,9 +183,13 @@ impl Drop for SqliteDb {
     }
 }
 
-fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+fn run_in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
     conn.execute_batch("SAVEPOINT job")?;
-    let result = catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|_| Err(StoreError::Backend("a write panicked".into())));
+    let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
+        .unwrap_or_else(|_| Err(StoreError::Backend("a write panicked".into())));
     match &result {
         Ok(_) => conn.execute_batch("RELEASE job")?,
         Err(_) => conn.execute_batch("ROLLBACK TO job; RELEASE job")?,
@@ -223,7 +253,11 @@ fn commit_group(conn: &Connection, jobs: Vec<WriteJob>) {
 
 fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")?;
-    let applied: i64 = conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+    let applied: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
     for (i, sql) in migrations.iter().enumerate() {
         let version = i as i64 + 1;
         if version <= applied {
@@ -233,7 +267,10 @@ fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError>
         tx.execute_batch(sql)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-            rusqlite::params![version, ringfence_core::timestamp::Timestamp::now().millis()],
+            rusqlite::params![
+                version,
+                ringfence_core::timestamp::Timestamp::now().millis()
+            ],
         )?;
         tx.commit()?;
     }

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::types::Value;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use ringfence_core::access::{Role, Scope};
 use ringfence_core::call::{CallStatus, Direction, RedactionReason};
@@ -23,7 +23,9 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self { db: SqliteDb::open(path, schema::CALL_LOG)? })
+        Ok(Self {
+            db: SqliteDb::open(path, schema::CALL_LOG)?,
+        })
     }
 
     pub fn db(&self) -> &Arc<SqliteDb> {
@@ -32,7 +34,9 @@ impl SqliteStore {
 }
 
 fn parse_id<T: std::str::FromStr>(text: String) -> rusqlite::Result<T> {
-    text.parse().map_err(|_| rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Text))
+    text.parse().map_err(|_| {
+        rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Text)
+    })
 }
 
 fn opt_id<T: std::str::FromStr>(text: Option<String>) -> rusqlite::Result<Option<T>> {
@@ -73,7 +77,9 @@ fn account_from(row: &Row<'_>) -> rusqlite::Result<AccountRecord> {
 
 fn token_from(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
     let role_text: String = row.get(2)?;
-    let role = Role::parse(&role_text).ok_or_else(|| rusqlite::Error::InvalidColumnType(2, "role".into(), rusqlite::types::Type::Text))?;
+    let role = Role::parse(&role_text).ok_or_else(|| {
+        rusqlite::Error::InvalidColumnType(2, "role".into(), rusqlite::types::Type::Text)
+    })?;
     let agency: Option<AgencyId> = opt_id(row.get(3)?)?;
     let account: Option<AccountId> = opt_id(row.get(4)?)?;
     let scope = match (agency, account) {
@@ -84,7 +90,9 @@ fn token_from(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
     let hash: Vec<u8> = row.get(1)?;
     Ok(TokenRecord {
         id: parse_id(row.get(0)?)?,
-        hash: hash.try_into().map_err(|_| rusqlite::Error::InvalidColumnType(1, "hash".into(), rusqlite::types::Type::Blob))?,
+        hash: hash.try_into().map_err(|_| {
+            rusqlite::Error::InvalidColumnType(1, "hash".into(), rusqlite::types::Type::Blob)
+        })?,
         role,
         scope,
         personal_data: row.get(5)?,
@@ -158,7 +166,10 @@ fn session_from(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
 }
 
 /// Inserts a session unless its external id is known; returns the outcome.
-fn insert_session_row(conn: &Connection, s: &SessionRow) -> Result<Inserted<SessionId>, StoreError> {
+fn insert_session_row(
+    conn: &Connection,
+    s: &SessionRow,
+) -> Result<Inserted<SessionId>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO sessions (id, account_id, external_id, started_at, created_at, utm_source, utm_medium, utm_campaign, visitor, redacted_at, redaction_reason)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL) ON CONFLICT (account_id, external_id) DO NOTHING",
@@ -179,17 +190,23 @@ fn insert_session_row(conn: &Connection, s: &SessionRow) -> Result<Inserted<Sess
     }
     let existing: String = conn
         .prepare_cached("SELECT id FROM sessions WHERE account_id = ?1 AND external_id = ?2")?
-        .query_row(params![s.account_id.to_string(), s.external_id], |r| r.get(0))?;
+        .query_row(params![s.account_id.to_string(), s.external_id], |r| {
+            r.get(0)
+        })?;
     Ok(Inserted::Existing(parse_id(existing)?))
 }
 
-fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<Vec<Inserted<CallId>>, StoreError> {
+fn insert_call_rows(
+    conn: &Connection,
+    calls: &[NewCallRow],
+) -> Result<Vec<Inserted<CallId>>, StoreError> {
     // Two calls of one batch with the same external id are a sender's bug, not a re-delivery.
+    let mut seen = std::collections::HashSet::with_capacity(calls.len());
     for (i, a) in calls.iter().enumerate() {
-        if let Some(ext) = &a.call.external_id {
-            if calls[..i].iter().any(|b| b.call.account_id == a.call.account_id && b.call.external_id.as_ref() == Some(ext)) {
-                return Err(StoreError::DuplicateInBatch { index: i });
-            }
+        if let Some(ext) = &a.call.external_id
+            && !seen.insert((a.call.account_id, ext))
+        {
+            return Err(StoreError::DuplicateInBatch { index: i });
         }
     }
     let mut outcomes = Vec::with_capacity(calls.len());
@@ -211,14 +228,20 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<Vec<Inser
         } else if let Some(linked) = c.session_id {
             let found: Option<i64> = conn
                 .prepare_cached("SELECT 1 FROM sessions WHERE id = ?1 AND account_id = ?2")?
-                .query_row(params![linked.to_string(), c.account_id.to_string()], |r| r.get(0))
+                .query_row(params![linked.to_string(), c.account_id.to_string()], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             if found.is_none() {
                 return Err(StoreError::SessionNotFound { index });
             }
         }
         let (rec_object, rec_type, rec_bytes) = match &c.recording {
-            Some(r) => (Some(r.object.as_str()), Some(r.content_type.as_str()), Some(r.bytes as i64)),
+            Some(r) => (
+                Some(r.object.as_str()),
+                Some(r.content_type.as_str()),
+                Some(r.bytes as i64),
+            ),
             None => (None, None, None),
         };
         conn.prepare_cached(
@@ -336,13 +359,23 @@ impl Store for SqliteStore {
     async fn update_account(&self, a: AccountRecord) -> Result<(), StoreError> {
         self.db
             .write(move |conn| {
-                let n = conn.execute("UPDATE accounts SET name = ?2, settings = ?3 WHERE id = ?1", params![a.id.to_string(), a.name, a.settings])?;
-                if n == 0 { Err(StoreError::NotFound("account")) } else { Ok(()) }
+                let n = conn.execute(
+                    "UPDATE accounts SET name = ?2, settings = ?3 WHERE id = ?1",
+                    params![a.id.to_string(), a.name, a.settings],
+                )?;
+                if n == 0 {
+                    Err(StoreError::NotFound("account"))
+                } else {
+                    Ok(())
+                }
             })
             .await
     }
 
-    async fn list_accounts(&self, agency: Option<AgencyId>) -> Result<Vec<AccountRecord>, StoreError> {
+    async fn list_accounts(
+        &self,
+        agency: Option<AgencyId>,
+    ) -> Result<Vec<AccountRecord>, StoreError> {
         self.db
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
@@ -394,15 +427,29 @@ impl Store for SqliteStore {
     }
 
     async fn token_count(&self) -> Result<u64, StoreError> {
-        self.db.read(|conn| Ok(conn.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0))? as u64)).await
+        self.db
+            .read(|conn| {
+                Ok(
+                    conn.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0))?
+                        as u64,
+                )
+            })
+            .await
     }
 
-    async fn insert_calls(&self, calls: Vec<NewCallRow>) -> Result<Vec<Inserted<CallId>>, StoreError> {
-        self.db.write(move |conn| insert_call_rows(conn, &calls)).await
+    async fn insert_calls(
+        &self,
+        calls: Vec<NewCallRow>,
+    ) -> Result<Vec<Inserted<CallId>>, StoreError> {
+        self.db
+            .write(move |conn| insert_call_rows(conn, &calls))
+            .await
     }
 
     async fn insert_session(&self, session: SessionRow) -> Result<Inserted<SessionId>, StoreError> {
-        self.db.write(move |conn| insert_session_row(conn, &session)).await
+        self.db
+            .write(move |conn| insert_session_row(conn, &session))
+            .await
     }
 
     async fn call(&self, id: CallId) -> Result<Option<CallRow>, StoreError> {
@@ -458,7 +505,9 @@ impl Store for SqliteStore {
                 sql.push_str(" ORDER BY started_at DESC, id DESC LIMIT ?");
                 args.push(Value::Integer(i64::from(q.limit)));
                 let mut stmt = conn.prepare_cached(&sql)?;
-                let rows = stmt.query_map(rusqlite::params_from_iter(args), call_from)?.collect::<Result<Vec<_>, _>>()?;
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(args), call_from)?
+                    .collect::<Result<Vec<_>, _>>()?;
                 Ok(rows)
             })
             .await
@@ -471,7 +520,9 @@ impl Store for SqliteStore {
         self.db
             .read(move |conn| {
                 let mut out = Vec::with_capacity(ids.len());
-                let mut stmt = conn.prepare_cached(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"))?;
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"
+                ))?;
                 for id in ids {
                     if let Some(row) = stmt.query_row([id.to_string()], session_from).optional()? {
                         out.push(row);
@@ -482,7 +533,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn set_recording(&self, call: CallId, recording: Option<RecordingRow>) -> Result<Option<RecordingRow>, StoreError> {
+    async fn set_recording(
+        &self,
+        call: CallId,
+        recording: Option<RecordingRow>,
+    ) -> Result<Option<RecordingRow>, StoreError> {
         self.db
             .write(move |conn| {
                 let previous: Option<(Option<String>, Option<String>, Option<i64>, Option<i64>)> = conn
@@ -511,31 +566,80 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn existing_calls(&self, ids: Vec<CallId>) -> Result<Vec<CallId>, StoreError> {
+        self.db
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached("SELECT 1 FROM calls WHERE id = ?1")?;
+                let mut out = Vec::new();
+                for id in ids {
+                    if stmt.exists([id.to_string()])? {
+                        out.push(id);
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn existing_sessions(&self, ids: Vec<SessionId>) -> Result<Vec<SessionId>, StoreError> {
+        self.db
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")?;
+                let mut out = Vec::new();
+                for id in ids {
+                    if stmt.exists([id.to_string()])? {
+                        out.push(id);
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
-        self.db.read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(|_| ())?)).await
+        self.db
+            .read(|conn| {
+                Ok(conn
+                    .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                    .map(|_| ())?)
+            })
+            .await
     }
 }
 
 #[cfg(test)]
 pub(crate) fn table_columns(conn: &Connection, table: &str) -> Vec<String> {
-    let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})")).expect("pragma");
-    stmt.query_map([], |r| r.get::<_, String>(1)).expect("query").collect::<Result<Vec<_>, _>>().expect("rows")
+    let mut stmt = conn
+        .prepare(&format!("PRAGMA table_info({table})"))
+        .expect("pragma");
+    stmt.query_map([], |r| r.get::<_, String>(1))
+        .expect("query")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("rows")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringfence_core::datamap::{Entity, DATA_MAP};
+    use ringfence_core::datamap::{DATA_MAP, Entity};
 
     #[test]
     fn every_column_of_calls_and_sessions_is_declared_in_the_data_map() {
         let dir = tempfile::tempdir().expect("tempdir");
         let conn = Connection::open(dir.path().join("t.db")).expect("open");
         conn.execute_batch(schema::CALL_LOG[0]).expect("schema");
-        for (table, entity) in [("calls", Entity::Call), ("sessions", Entity::VisitorSession)] {
+        for (table, entity) in [
+            ("calls", Entity::Call),
+            ("sessions", Entity::VisitorSession),
+        ] {
             for column in table_columns(&conn, table) {
-                let declared = DATA_MAP.iter().any(|f| f.entity == entity && f.storage.column() == column);
-                assert!(declared, "column {table}.{column} is not declared in ringfence_core::datamap::DATA_MAP");
+                let declared = DATA_MAP
+                    .iter()
+                    .any(|f| f.entity == entity && f.storage.column() == column);
+                assert!(
+                    declared,
+                    "column {table}.{column} is not declared in ringfence_core::datamap::DATA_MAP"
+                );
             }
         }
     }

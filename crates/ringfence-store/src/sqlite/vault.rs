@@ -2,7 +2,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{OptionalExtension, params};
 
 use ringfence_core::timestamp::Timestamp;
 use ringfence_crypto::{KeyPurpose, KeyRecord, VaultError, VaultStore};
@@ -19,7 +19,9 @@ pub struct SqliteVault {
 
 impl SqliteVault {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self { db: SqliteDb::open(path, schema::VAULT)? })
+        Ok(Self {
+            db: SqliteDb::open(path, schema::VAULT)?,
+        })
     }
 
     pub fn db(&self) -> &Arc<SqliteDb> {
@@ -52,7 +54,9 @@ impl VaultStore for SqliteVault {
     async fn fetch(&self, ids: Vec<String>) -> Result<Vec<KeyRecord>, VaultError> {
         self.db
             .read(move |conn| {
-                let mut stmt = conn.prepare_cached("SELECT id, account_id, purpose, wrapped FROM data_keys WHERE id = ?1")?;
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, account_id, purpose, wrapped FROM data_keys WHERE id = ?1",
+                )?;
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {
                     let row = stmt
@@ -88,9 +92,28 @@ impl VaultStore for SqliteVault {
             .map_err(backend)
     }
 
+    async fn list(&self, purpose: KeyPurpose, created_before_millis: i64, after: Option<String>, limit: u32) -> Result<Vec<String>, VaultError> {
+        self.db
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id FROM data_keys WHERE purpose = ?1 AND created_at < ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+                )?;
+                let ids = stmt
+                    .query_map(params![purpose.as_str(), created_before_millis, after.unwrap_or_default(), limit], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(ids)
+            })
+            .await
+            .map_err(backend)
+    }
+
     async fn ping(&self) -> Result<(), VaultError> {
         self.db
-            .read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(|_| ())?))
+            .read(|conn| {
+                Ok(conn
+                    .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                    .map(|_| ())?)
+            })
             .await
             .map_err(backend)
     }

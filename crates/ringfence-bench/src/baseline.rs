@@ -1,0 +1,322 @@
+//! The raw-database baselines: the same call rows written with plain prepared SQL into SQLite
+//! files made by the same migrations and opened with the same pragmas as Ringfence's, with no
+//! encryption, no validation, no idempotency look-up and no HTTP.
+//!
+//! The rows are Ringfence's own: each template goes through the API's validation once, and
+//! its personal categories are encoded by the store's payload encoder. Each blob is then
+//! padded by [`SEAL_OVERHEAD`] bytes, so the baseline writes exactly as many bytes per row as
+//! the encrypted path does.
+
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rusqlite::{Connection, params};
+
+use ringfence_core::call::{CallStatus, Direction};
+use ringfence_core::jurisdiction::gdpr_scope_of_number;
+use ringfence_core::timestamp::Timestamp;
+use ringfence_core::{AccountId, AgencyId, CallId, SessionId};
+use ringfence_crypto::SEAL_OVERHEAD;
+use ringfence_store::payload;
+use ringfence_store::sqlite::{SqliteStore, SqliteVault};
+
+use crate::synthetic::Calls;
+
+/// The bytes of a wrapped data key as the vault stores it: a 32-byte key, sealed.
+const WRAPPED_KEY_LEN: usize = 32 + SEAL_OVERHEAD;
+
+const INSERT_SESSION: &str = "INSERT INTO sessions (id, account_id, external_id, started_at, created_at, utm_source, utm_medium, utm_campaign, visitor, redacted_at, redaction_reason)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL) ON CONFLICT (account_id, external_id) DO NOTHING";
+const INSERT_CALL: &str = "INSERT INTO calls (id, account_id, external_id, started_at, created_at, duration_s, direction, status, tracking_number, source, campaign, utm_source, utm_medium, utm_campaign, gdpr_scope, caller_bidx, session_id, caller_identity, caller_location, transcript, interaction, recording_object, recording_content_type, recording_bytes, redacted_at, redaction_reason, redacted_by)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, NULL, NULL, NULL, NULL, NULL, NULL)";
+const INSERT_KEY: &str = "INSERT INTO data_keys (id, account_id, purpose, wrapped, created_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING";
+
+/// One template's column values; only the ids and the external id differ between calls.
+struct RowTemplate {
+    started_at: i64,
+    duration_s: Option<u32>,
+    direction: Option<&'static str>,
+    status: Option<&'static str>,
+    tracking_number: String,
+    source: Option<String>,
+    campaign: Option<String>,
+    utm: [Option<String>; 3],
+    gdpr_scope: Option<bool>,
+    caller_bidx: Option<[u8; 16]>,
+    caller_identity: Option<Vec<u8>>,
+    caller_location: Option<Vec<u8>>,
+    transcript: Option<Vec<u8>>,
+    interaction: Option<Vec<u8>>,
+    /// The inline visitor's blob, if the call has one.
+    visitor: Option<Option<Vec<u8>>>,
+}
+
+/// A plaintext blob the size of its sealed form.
+fn padded(plain: Option<impl std::ops::Deref<Target = Vec<u8>>>) -> Option<Vec<u8>> {
+    plain.map(|p| {
+        let mut v = Vec::with_capacity(p.len() + SEAL_OVERHEAD);
+        v.extend_from_slice(&p);
+        v.resize(p.len() + SEAL_OVERHEAD, 0);
+        v
+    })
+}
+
+/// Sixteen bytes standing in for the keyed blind index: same size, one value per number.
+fn plain_index(number: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, chunk) in out.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (i, number).hash(&mut h);
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    out
+}
+
+impl RowTemplate {
+    fn from_json(value: &serde_json::Value) -> anyhow::Result<RowTemplate> {
+        let input: ringfence_http::dto::CallInput =
+            serde_json::from_value(value.clone()).context("template is not a CallInput")?;
+        let c = input
+            .into_domain("")
+            .map_err(|e| anyhow::anyhow!("template rejected by validation: {} errors", e.len()))?;
+        Ok(RowTemplate {
+            started_at: c.started_at.millis(),
+            duration_s: c.duration_s,
+            direction: c.direction.map(Direction::as_str),
+            status: c.status.map(CallStatus::as_str),
+            tracking_number: c.tracking_number.as_str().to_owned(),
+            source: c.source.clone(),
+            campaign: c.campaign.clone(),
+            utm: [
+                c.utm.source.clone(),
+                c.utm.medium.clone(),
+                c.utm.campaign.clone(),
+            ],
+            gdpr_scope: c.caller.number.as_ref().and_then(gdpr_scope_of_number),
+            caller_bidx: c.caller.number.as_ref().map(|n| plain_index(n.as_str())),
+            caller_identity: padded(payload::encode_identity(&c.caller)),
+            caller_location: padded(payload::encode_location(&c.location)),
+            transcript: padded(payload::encode_transcript(c.transcript.as_ref())),
+            interaction: padded(payload::encode_interaction(&c.interaction)),
+            visitor: c
+                .visitor
+                .as_ref()
+                .map(|v| padded(payload::encode_visitor(v))),
+        })
+    }
+}
+
+/// Applies Ringfence's pragmas (`ringfence_store::sqlite::db::configure`).
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// A fresh call-log database (and optionally a vault) with the schema, an agency and an
+/// account, and the row templates.
+pub struct Baseline {
+    calls: Connection,
+    vault: Option<Connection>,
+    account: String,
+    rows: Vec<RowTemplate>,
+}
+
+impl Baseline {
+    pub fn create(dir: &Path, templates: &Calls, with_vault: bool) -> anyhow::Result<Baseline> {
+        let calls_path = dir.join("baseline.db");
+        // Ringfence's own migrations make the schema; its writer is closed before we write.
+        SqliteStore::open(&calls_path)
+            .context("cannot create the baseline call log")?
+            .db()
+            .close();
+        let calls = Connection::open(&calls_path)?;
+        configure(&calls)?;
+        let vault = if with_vault {
+            let path = dir.join("baseline-vault.db");
+            SqliteVault::open(&path)
+                .context("cannot create the baseline vault")?
+                .db()
+                .close();
+            let conn = Connection::open(&path)?;
+            configure(&conn)?;
+            Some(conn)
+        } else {
+            None
+        };
+        let agency = AgencyId::generate().to_string();
+        let account = AccountId::generate().to_string();
+        let now = Timestamp::now().millis();
+        calls.execute("INSERT INTO agencies (id, name, redaction_enabled, max_retention_days, created_at) VALUES (?1, 'Bench Agency', 1, NULL, ?2)", params![agency, now])?;
+        calls.execute("INSERT INTO accounts (id, agency_id, name, settings, created_at) VALUES (?1, ?2, 'Bench Account', '{}', ?3)", params![account, agency, now])?;
+        let rows = (0..templates.len())
+            .map(|i| RowTemplate::from_json(templates.template(i)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Baseline {
+            calls,
+            vault,
+            account,
+            rows,
+        })
+    }
+
+    /// Inserts call `n` (its session and, with a vault, its keys) in the open transaction.
+    fn insert(&self, n: u64, templates: &Calls, now: i64) -> rusqlite::Result<()> {
+        let t = &self.rows[templates.template_of(n)];
+        let call_id = CallId::generate().to_string();
+        let external_id = Calls::external_id(n);
+        let session_id = match &t.visitor {
+            Some(visitor) => {
+                let id = SessionId::generate().to_string();
+                self.calls.prepare_cached(INSERT_SESSION)?.execute(params![
+                    id,
+                    self.account,
+                    None::<String>,
+                    t.started_at,
+                    now,
+                    t.utm[0],
+                    t.utm[1],
+                    t.utm[2],
+                    visitor
+                ])?;
+                Some(id)
+            }
+            None => None,
+        };
+        self.calls.prepare_cached(INSERT_CALL)?.execute(params![
+            call_id,
+            self.account,
+            external_id,
+            t.started_at,
+            now,
+            t.duration_s,
+            t.direction,
+            t.status,
+            t.tracking_number,
+            t.source,
+            t.campaign,
+            t.utm[0],
+            t.utm[1],
+            t.utm[2],
+            t.gdpr_scope,
+            t.caller_bidx.as_ref().map(|b| b.as_slice()),
+            session_id,
+            t.caller_identity,
+            t.caller_location,
+            t.transcript,
+            t.interaction,
+        ])?;
+        if let Some(vault) = &self.vault {
+            let wrapped = [0u8; WRAPPED_KEY_LEN];
+            let mut stmt = vault.prepare_cached(INSERT_KEY)?;
+            stmt.execute(params![call_id, self.account, "call", &wrapped[..], now])?;
+            if let Some(session) = &session_id {
+                stmt.execute(params![session, self.account, "session", &wrapped[..], now])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts calls `0..count` in transactions of `per_transaction` calls; returns the
+    /// time taken. With a vault, each transaction's keys commit first, as Ringfence does.
+    pub fn insert_batches(
+        &self,
+        templates: &Calls,
+        count: u64,
+        per_transaction: u64,
+    ) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let mut n = 0;
+        while n < count {
+            let end = (n + per_transaction).min(count);
+            let now = Timestamp::now().millis();
+            if let Some(vault) = &self.vault {
+                vault.execute_batch("BEGIN IMMEDIATE")?;
+            }
+            self.calls.execute_batch("BEGIN IMMEDIATE")?;
+            for i in n..end {
+                self.insert(i, templates, now)?;
+            }
+            if let Some(vault) = &self.vault {
+                vault.execute_batch("COMMIT")?;
+            }
+            self.calls.execute_batch("COMMIT")?;
+            n = end;
+        }
+        Ok(started.elapsed())
+    }
+
+    pub fn count_calls(&self) -> anyhow::Result<u64> {
+        Ok(self
+            .calls
+            .query_row("SELECT COUNT(*) FROM calls", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+}
+
+/// What the one-commit-per-call load measured.
+pub struct CommitPerCall {
+    pub calls: u64,
+    pub elapsed: Duration,
+    pub latencies_us: Vec<u32>,
+}
+
+/// `clients` threads, each sending one call at a time to a writer thread that commits every
+/// call in a transaction of its own (`BEGIN IMMEDIATE`, the session and call rows, `COMMIT`
+/// with `synchronous=FULL`), first come first served, for `seconds`. This is Ringfence's
+/// writer with a group of one, and no HTTP, validation or encryption: the fastest that one
+/// commit per request can go on this disk, an upper bound for a server without group commit.
+pub fn commit_per_call(baseline: Baseline, templates: Arc<Calls>, clients: usize, seconds: f64) -> anyhow::Result<CommitPerCall> {
+    type Reply = std::sync::mpsc::SyncSender<rusqlite::Result<()>>;
+    let (jobs, queue) = std::sync::mpsc::channel::<(u64, Reply)>();
+    let writer = std::thread::spawn(move || -> anyhow::Result<u64> {
+        for (n, reply) in queue {
+            let result = baseline
+                .calls
+                .execute_batch("BEGIN IMMEDIATE")
+                .and_then(|()| baseline.insert(n, &templates, Timestamp::now().millis()))
+                .and_then(|()| baseline.calls.execute_batch("COMMIT"));
+            let _ = reply.send(result);
+        }
+        baseline.count_calls()
+    });
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let barrier = Arc::new(std::sync::Barrier::new(clients + 1));
+    let run_for = Duration::from_secs_f64(seconds);
+    let mut threads = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let (jobs, next, barrier) = (jobs.clone(), next.clone(), barrier.clone());
+        threads.push(std::thread::spawn(move || -> anyhow::Result<Vec<u32>> {
+            let mut latencies = Vec::new();
+            let (reply, answer) = std::sync::mpsc::sync_channel(1);
+            barrier.wait();
+            let started = Instant::now();
+            while started.elapsed() < run_for {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let t0 = Instant::now();
+                jobs.send((n, reply.clone())).map_err(|_| anyhow::anyhow!("the writer thread stopped"))?;
+                answer.recv()??;
+                latencies.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            }
+            Ok(latencies)
+        }));
+    }
+    drop(jobs);
+    barrier.wait();
+    let started = Instant::now();
+    let mut latencies_us = Vec::new();
+    for t in threads {
+        latencies_us.extend(t.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))??);
+    }
+    let elapsed = started.elapsed();
+    let stored = writer.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))??;
+    anyhow::ensure!(stored == latencies_us.len() as u64, "commit-per-call stored {stored} calls for {} commits", latencies_us.len());
+    Ok(CommitPerCall { calls: latencies_us.len() as u64, elapsed, latencies_us })
+}

@@ -1,0 +1,219 @@
+//! The canary: personal data sent with unique markers must never appear in plaintext in any
+//! file Ringfence writes — call log, WAL, vault, recordings, logs.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn no_personal_data_reaches_any_file_in_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let logs = data.join("logs");
+    // Debug logging everywhere: the logs must still hold ids only.
+    let served = Served::start(&data, &logs, &[("RINGFENCE_LOG", "debug")]);
+    let admin = served.bootstrap_token.clone().unwrap();
+    let (_, out, _) = run_cli(
+        &data,
+        &["agency", "create", "--name", "Canary Agency", "--json"],
+    );
+    let agency = serde_json::from_str::<Value>(out.trim()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, out, _) = run_cli(
+        &data,
+        &[
+            "account",
+            "create",
+            "--agency",
+            &agency,
+            "--name",
+            "Canary Account",
+            "--json",
+        ],
+    );
+    let account = serde_json::from_str::<Value>(out.trim()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let tag = ringfence_core::CallId::generate()
+        .to_string()
+        .replace('-', "");
+    let marker = |what: &str| format!("CANARY{what}{tag}");
+    // Numbers and addresses must be valid, so they are unique picks from the fiction ranges.
+    let seed = u16::from_str_radix(&tag[tag.len() - 3..], 16).unwrap() % 1000;
+    let number = uk_number(seed);
+    let forwarded = uk_number((seed + 500) % 1000);
+    let ip = format!("203.0.113.{}", 1 + seed % 250);
+    let ipv6 = format!("2001:db8::{:x}", 0x1000 + seed);
+    let call = json!({
+        "external_id": "canary-1", "started_at": "2026-11-28T10:00:00Z", "tracking_number": us_number(0),
+        "caller_number": number, "forwarded_from": forwarded, "caller_name": marker("NAME"),
+        "caller_city": marker("CITY"), "caller_region": marker("REGION"), "caller_postal_code": marker("POSTAL"), "caller_country": "GB",
+        "transcript": marker("TRANSCRIPT"), "notes": marker("NOTES"), "tags": [marker("TAG")],
+        "visitor": {"ip": ip, "user_agent": marker("UA"), "referrer": format!("https://ref.example/{}", marker("REF")),
+                    "landing_url": format!("https://land.example/{}", marker("LAND")), "gclid": marker("GCLID"), "fbclid": marker("FBCLID"),
+                    "msclkid": marker("MSCLKID"), "visitor_id": marker("VISITORID")}
+    });
+    let client = reqwest::Client::new();
+    let base = served.address.clone();
+    let created: Value = client
+        .post(format!("{base}/api/v1/accounts/{account}/calls"))
+        .bearer_auth(&admin)
+        .json(&call)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().expect("created").to_owned();
+    let session = json!({"external_id": "canary-session", "started_at": "2026-11-28T09:00:00Z", "ip": ipv6, "user_agent": marker("SESSIONUA")});
+    let status = client
+        .post(format!("{base}/api/v1/accounts/{account}/sessions"))
+        .bearer_auth(&admin)
+        .json(&session)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::CREATED);
+    let mut audio = b"RIFF".to_vec();
+    for _ in 0..2000 {
+        audio.extend_from_slice(marker("AUDIO").as_bytes());
+    }
+    let status = client
+        .put(format!("{base}/api/v1/calls/{id}/recording"))
+        .bearer_auth(&admin)
+        .header("content-type", "audio/wav")
+        .body(audio.clone())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::CREATED);
+    // Reads, filters and a failing request go through the logs too.
+    let read: Value = client
+        .get(format!("{base}/api/v1/calls/{id}"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        read["caller"]["name"],
+        marker("NAME"),
+        "the markers are stored and readable through the API"
+    );
+    let played = client
+        .get(format!("{base}/api/v1/calls/{id}/recording"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(played.to_vec(), audio);
+    let listed: Value = client
+        .get(format!(
+            "{base}/api/v1/accounts/{account}/calls?caller_number=%2B{}",
+            &number[1..]
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    let mut bad = call.clone();
+    bad["caller_number"] = json!(format!("{number}999"));
+    let status = client
+        .post(format!("{base}/api/v1/accounts/{account}/calls"))
+        .bearer_auth(&admin)
+        .json(&bad)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let digits = number.trim_start_matches('+').to_owned();
+    let needles: Vec<String> = [
+        "NAME",
+        "CITY",
+        "REGION",
+        "POSTAL",
+        "TRANSCRIPT",
+        "NOTES",
+        "TAG",
+        "UA",
+        "REF",
+        "LAND",
+        "GCLID",
+        "FBCLID",
+        "MSCLKID",
+        "VISITORID",
+        "SESSIONUA",
+        "AUDIO",
+    ]
+    .iter()
+    .map(|w| marker(w))
+    .chain([
+        number.clone(),
+        digits,
+        forwarded.clone(),
+        ip.clone(),
+        ipv6.clone(),
+    ])
+    .collect();
+    let scan = |when: &str| {
+        let files = files_below(dir.path());
+        if when == "while serving" {
+            assert!(
+                files.iter().any(|f| f.ends_with("ringfence.db-wal")),
+                "the scan covers the WAL: {files:?}"
+            );
+        }
+        assert!(
+            files
+                .iter()
+                .any(|f| f.extension().is_some_and(|e| e == "rfrec")),
+            "the scan covers recordings"
+        );
+        assert!(
+            files
+                .iter()
+                .any(|f| f.to_string_lossy().contains("stderr-")),
+            "the scan covers the logs"
+        );
+        for needle in &needles {
+            let hits = files_containing(dir.path(), needle.as_bytes());
+            assert!(
+                hits.is_empty(),
+                "{when}: a personal value was found in plaintext in {hits:?}"
+            );
+        }
+    };
+    scan("while serving");
+    assert!(served.stop().success());
+    scan("after shutdown");
+    let log = std::fs::read_to_string(
+        files_below(&logs)
+            .into_iter()
+            .find(|f| f.to_string_lossy().contains("stderr-"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        log.contains(&id) || log.contains("route="),
+        "the logs do say what happened, by id and route"
+    );
+}

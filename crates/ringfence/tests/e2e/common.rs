@@ -1,0 +1,362 @@
+//! The test harness: a server per test, helpers to create tenants and tokens, and synthetic
+//! data from ranges reserved for fiction.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+use ringfence::commands::{TokenArgs, create_token};
+use ringfence::{Application, Config, Resources};
+use ringfence_core::access::Role;
+use ringfence_core::timestamp::Timestamp;
+use ringfence_core::{AccountId, AgencyId};
+use ringfence_store::{AccountRecord, AgencyRecord};
+
+/// A UK number in Ofcom's drama range, valid to libphonenumber: +44 20 7946 0000..0999.
+pub fn uk_number(n: u16) -> String {
+    format!("+44207946{:04}", n % 1000)
+}
+
+/// A US number in the 555-01xx fiction range.
+pub fn us_number(n: u16) -> String {
+    format!("+1415555{:04}", 100 + n % 100)
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub dir: TempDir,
+    pub resources: Resources,
+    pub admin: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// A server whose configuration `adjust` changes first.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::in_folder(&dir.path().join("data"));
+        adjust(&mut config);
+        let resources = Resources::open(&config).expect("open resources");
+        let app = Application::build(&resources).await.expect("build app");
+        let address = format!("http://{}", app.address());
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            app.run_until(async move {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server");
+        });
+        let mut this = TestApp {
+            address,
+            client: reqwest::Client::new(),
+            dir,
+            resources,
+            admin: String::new(),
+            shutdown: Some(tx),
+            server: Some(server),
+        };
+        this.admin = this.token(Role::Admin, None, None, true).await;
+        this
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Stops the server, waiting for requests under way, and closes the databases.
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        self.resources.close();
+        let TestApp { dir, .. } = self;
+        dir
+    }
+
+    pub async fn agency(&self, redaction_enabled: bool) -> AgencyId {
+        let record = AgencyRecord {
+            id: AgencyId::generate(),
+            name: "Test Agency".into(),
+            redaction_enabled,
+            max_retention_days: None,
+            created_at: Timestamp::now(),
+        };
+        self.resources
+            .log
+            .store()
+            .create_agency(record.clone())
+            .await
+            .expect("agency");
+        record.id
+    }
+
+    pub async fn account(&self, agency: AgencyId) -> AccountId {
+        let record = AccountRecord {
+            id: AccountId::generate(),
+            agency_id: agency,
+            name: "Test Account".into(),
+            settings: "{}".into(),
+            created_at: Timestamp::now(),
+        };
+        self.resources
+            .log
+            .store()
+            .create_account(record.clone())
+            .await
+            .expect("account");
+        record.id
+    }
+
+    /// A fresh agency with one account.
+    pub async fn tenant(&self) -> (AgencyId, AccountId) {
+        let agency = self.agency(true).await;
+        (agency, self.account(agency).await)
+    }
+
+    pub async fn token(
+        &self,
+        role: Role,
+        agency: Option<AgencyId>,
+        account: Option<AccountId>,
+        personal_data: bool,
+    ) -> String {
+        let args = TokenArgs {
+            role: role.as_str().into(),
+            agency: agency.map(|a| a.to_string()),
+            account: account.map(|a| a.to_string()),
+            label: None,
+            no_personal_data: !personal_data,
+            expires_in_days: None,
+        };
+        create_token(&self.resources, &args).await.expect("token").1
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, token, path, Some(body))
+            .await
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, token, path, None).await
+    }
+
+    /// Ingests one call and returns its id.
+    pub async fn ingest(&self, account: AccountId, call: Value) -> String {
+        let (status, body) = self
+            .post(
+                &self.admin,
+                &format!("/api/v1/accounts/{account}/calls"),
+                call,
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().expect("id").to_owned()
+    }
+}
+
+/// A complete call with every field set, from fiction ranges.
+pub fn full_call(n: u16) -> Value {
+    json!({
+        "external_id": format!("CA{n:032}"),
+        "started_at": "2026-11-28T10:00:00Z",
+        "duration_s": 95,
+        "direction": "inbound",
+        "status": "completed",
+        "tracking_number": us_number(n),
+        "source": "google_ads",
+        "campaign": "winter-sale",
+        "caller_number": uk_number(n),
+        "caller_name": "Erika Mustermann",
+        "caller_city": "London",
+        "caller_region": "ENG",
+        "caller_postal_code": "EC1A 1BB",
+        "caller_country": "GB",
+        "transcript": "Hello, I would like a quote.",
+        "notes": "call back tomorrow",
+        "tags": ["lead"],
+        "visitor": {"ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11; Linux x86_64)", "referrer": "https://search.example/",
+                    "landing_url": "https://shop.example/winter", "gclid": "EAIaIQobChMI", "utm_source": "google", "utm_medium": "cpc", "utm_campaign": "winter"}
+    })
+}
+
+/// Every file below `dir`, recursively.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// The files below `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    files_below(dir)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(p)
+                .map(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// The real `ringfence` binary.
+pub fn binary() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ringfence"));
+    command
+        .env_remove("RINGFENCE_DATA")
+        .env_remove("RINGFENCE_CONFIG")
+        .env_remove("RINGFENCE_LISTEN");
+    command
+}
+
+/// Runs a CLI command on `data`; returns (exit code, stdout, stderr).
+pub fn run_cli(data: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = binary()
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("run ringfence");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `ringfence serve` as a child process, its stdout and stderr copied into `log_dir`.
+pub struct Served {
+    pub child: std::process::Child,
+    pub address: String,
+    pub bootstrap_token: Option<String>,
+    pub stdout_file: PathBuf,
+}
+
+impl Served {
+    pub fn start(data: &Path, log_dir: &Path, extra_env: &[(&str, &str)]) -> Served {
+        use std::io::{BufRead, BufReader, Write};
+        std::fs::create_dir_all(log_dir).expect("log dir");
+        let stderr_file =
+            std::fs::File::create(log_dir.join(format!("stderr-{}.log", uuid_like())))
+                .expect("stderr file");
+        let mut command = binary();
+        command
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0", "serve"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr_file);
+        for (k, v) in extra_env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let stdout_file = log_dir.join(format!("stdout-{}.log", uuid_like()));
+        let mut copy = std::fs::File::create(&stdout_file).expect("stdout file");
+        let mut reader = BufReader::new(stdout);
+        let mut bootstrap_token = None;
+        let address = loop {
+            let mut line = String::new();
+            let n = reader.read_line(&mut line).expect("read stdout");
+            assert!(n > 0, "ringfence serve exited before listening");
+            copy.write_all(line.as_bytes()).expect("copy");
+            if let Some(token) = line
+                .trim()
+                .strip_prefix("Bootstrap admin token (shown once, keep it safe): ")
+            {
+                bootstrap_token = Some(token.to_owned());
+            }
+            if let Some(address) = line.trim().strip_prefix("Ringfence listening on ") {
+                break address.to_owned();
+            }
+        };
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            while reader.read_line(&mut rest).unwrap_or(0) > 0 {
+                let _ = copy.write_all(rest.as_bytes());
+                rest.clear();
+            }
+        });
+        Served {
+            child,
+            address,
+            bootstrap_token,
+            stdout_file,
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().expect("wait")
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn uuid_like() -> String {
+    format!("{}", ringfence_core::CallId::generate())
+}

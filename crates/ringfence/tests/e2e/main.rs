@@ -1,0 +1,13 @@
+#![allow(clippy::unwrap_used, clippy::type_complexity, clippy::too_many_arguments)]
+
+//! End-to-end tests: each test runs its own server (`Application::build` on port 0) over
+//! its own temporary data folder, or the real binary where the process matters.
+
+mod common;
+
+mod calls;
+mod canary;
+mod cli;
+mod demo;
+mod matrix;
+mod recordings;
