@@ -121,80 +121,78 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// A fresh call-log database (and optionally a vault) with the schema, an agency and an
-/// account, and the row templates.
-pub struct Baseline {
-    calls: Connection,
-    vault: Option<Connection>,
+/// A fresh call-log database with the schema, an agency and an account, and the row templates.
+pub struct CallLogDb {
+    conn: Connection,
     account: String,
     rows: Vec<RowTemplate>,
 }
 
-impl Baseline {
-    pub fn create(dir: &Path, templates: &Calls, with_vault: bool) -> anyhow::Result<Baseline> {
-        let calls_path = dir.join("baseline.db");
+/// A fresh vault database with its schema.
+pub struct VaultDb {
+    conn: Connection,
+    account: String,
+}
+
+/// The ids Ringfence would give call `n`: the call's, and its inline session's if it has one.
+pub struct RowIds {
+    call: String,
+    session: Option<String>,
+}
+
+impl CallLogDb {
+    pub fn create(dir: &Path, templates: &Calls) -> anyhow::Result<CallLogDb> {
+        let path = dir.join("baseline.db");
         // Ringfence's own migrations make the schema; its writer is closed before we write.
-        SqliteStore::open(&calls_path)
+        SqliteStore::open(&path)
             .context("cannot create the baseline call log")?
             .db()
             .close();
-        let calls = Connection::open(&calls_path)?;
-        configure(&calls)?;
-        let vault = if with_vault {
-            let path = dir.join("baseline-vault.db");
-            SqliteVault::open(&path)
-                .context("cannot create the baseline vault")?
-                .db()
-                .close();
-            let conn = Connection::open(&path)?;
-            configure(&conn)?;
-            Some(conn)
-        } else {
-            None
-        };
+        let conn = Connection::open(&path)?;
+        configure(&conn)?;
         let agency = AgencyId::generate().to_string();
         let account = AccountId::generate().to_string();
         let now = Timestamp::now().millis();
-        calls.execute("INSERT INTO agencies (id, name, redaction_enabled, max_retention_days, created_at) VALUES (?1, 'Bench Agency', 1, NULL, ?2)", params![agency, now])?;
-        calls.execute("INSERT INTO accounts (id, agency_id, name, settings, created_at) VALUES (?1, ?2, 'Bench Account', '{}', ?3)", params![account, agency, now])?;
+        conn.execute("INSERT INTO agencies (id, name, redaction_enabled, max_retention_days, created_at) VALUES (?1, 'Bench Agency', 1, NULL, ?2)", params![agency, now])?;
+        conn.execute("INSERT INTO accounts (id, agency_id, name, settings, created_at) VALUES (?1, ?2, 'Bench Account', '{}', ?3)", params![account, agency, now])?;
         let rows = (0..templates.len())
             .map(|i| RowTemplate::from_json(templates.template(i)))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Baseline {
-            calls,
-            vault,
+        Ok(CallLogDb {
+            conn,
             account,
             rows,
         })
     }
 
-    /// Inserts call `n` (its session and, with a vault, its keys) in the open transaction.
-    fn insert(&self, n: u64, templates: &Calls, now: i64) -> rusqlite::Result<()> {
+    pub fn ids(&self, n: u64, templates: &Calls) -> RowIds {
+        let has_session = self.rows[templates.template_of(n)].visitor.is_some();
+        RowIds {
+            call: CallId::generate().to_string(),
+            session: has_session.then(|| SessionId::generate().to_string()),
+        }
+    }
+
+    /// Inserts call `n` and its session in the open transaction.
+    fn insert(&self, n: u64, templates: &Calls, ids: &RowIds, now: i64) -> rusqlite::Result<()> {
         let t = &self.rows[templates.template_of(n)];
-        let call_id = CallId::generate().to_string();
-        let external_id = Calls::external_id(n);
-        let session_id = match &t.visitor {
-            Some(visitor) => {
-                let id = SessionId::generate().to_string();
-                self.calls.prepare_cached(INSERT_SESSION)?.execute(params![
-                    id,
-                    self.account,
-                    None::<String>,
-                    t.started_at,
-                    now,
-                    t.utm[0],
-                    t.utm[1],
-                    t.utm[2],
-                    visitor
-                ])?;
-                Some(id)
-            }
-            None => None,
-        };
-        self.calls.prepare_cached(INSERT_CALL)?.execute(params![
-            call_id,
+        if let (Some(id), Some(visitor)) = (&ids.session, &t.visitor) {
+            self.conn.prepare_cached(INSERT_SESSION)?.execute(params![
+                id,
+                self.account,
+                None::<String>,
+                t.started_at,
+                now,
+                t.utm[0],
+                t.utm[1],
+                t.utm[2],
+                visitor
+            ])?;
+        }
+        self.conn.prepare_cached(INSERT_CALL)?.execute(params![
+            ids.call,
             self.account,
-            external_id,
+            Calls::external_id(n),
             t.started_at,
             now,
             t.duration_s,
@@ -208,57 +206,79 @@ impl Baseline {
             t.utm[2],
             t.gdpr_scope,
             t.caller_bidx.as_ref().map(|b| b.as_slice()),
-            session_id,
+            ids.session,
             t.caller_identity,
             t.caller_location,
             t.transcript,
             t.interaction,
         ])?;
-        if let Some(vault) = &self.vault {
-            let wrapped = [0u8; WRAPPED_KEY_LEN];
-            let mut stmt = vault.prepare_cached(INSERT_KEY)?;
-            stmt.execute(params![call_id, self.account, "call", &wrapped[..], now])?;
-            if let Some(session) = &session_id {
-                stmt.execute(params![session, self.account, "session", &wrapped[..], now])?;
-            }
-        }
         Ok(())
-    }
-
-    /// Inserts calls `0..count` in transactions of `per_transaction` calls; returns the
-    /// time taken. With a vault, each transaction's keys commit first, as Ringfence does.
-    pub fn insert_batches(
-        &self,
-        templates: &Calls,
-        count: u64,
-        per_transaction: u64,
-    ) -> anyhow::Result<Duration> {
-        let started = Instant::now();
-        let mut n = 0;
-        while n < count {
-            let end = (n + per_transaction).min(count);
-            let now = Timestamp::now().millis();
-            if let Some(vault) = &self.vault {
-                vault.execute_batch("BEGIN IMMEDIATE")?;
-            }
-            self.calls.execute_batch("BEGIN IMMEDIATE")?;
-            for i in n..end {
-                self.insert(i, templates, now)?;
-            }
-            if let Some(vault) = &self.vault {
-                vault.execute_batch("COMMIT")?;
-            }
-            self.calls.execute_batch("COMMIT")?;
-            n = end;
-        }
-        Ok(started.elapsed())
     }
 
     pub fn count_calls(&self) -> anyhow::Result<u64> {
         Ok(self
-            .calls
+            .conn
             .query_row("SELECT COUNT(*) FROM calls", [], |r| r.get::<_, i64>(0))? as u64)
     }
+}
+
+impl VaultDb {
+    pub fn create(dir: &Path, calls: &CallLogDb) -> anyhow::Result<VaultDb> {
+        let path = dir.join("baseline-vault.db");
+        SqliteVault::open(&path)
+            .context("cannot create the baseline vault")?
+            .db()
+            .close();
+        let conn = Connection::open(&path)?;
+        configure(&conn)?;
+        Ok(VaultDb {
+            conn,
+            account: calls.account.clone(),
+        })
+    }
+
+    /// Inserts the data-key rows of one call (and its session) in the open transaction.
+    fn insert(&self, ids: &RowIds, now: i64) -> rusqlite::Result<()> {
+        let wrapped = [0u8; WRAPPED_KEY_LEN];
+        let mut stmt = self.conn.prepare_cached(INSERT_KEY)?;
+        stmt.execute(params![ids.call, self.account, "call", &wrapped[..], now])?;
+        if let Some(session) = &ids.session {
+            stmt.execute(params![session, self.account, "session", &wrapped[..], now])?;
+        }
+        Ok(())
+    }
+}
+
+/// Inserts calls `0..count` in transactions of `per_transaction` calls; returns the time
+/// taken. With a vault, each transaction's keys commit first, as Ringfence does.
+pub fn insert_batches(
+    calls: &CallLogDb,
+    vault: Option<&VaultDb>,
+    templates: &Calls,
+    count: u64,
+    per_transaction: u64,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut n = 0;
+    while n < count {
+        let end = (n + per_transaction).min(count);
+        let now = Timestamp::now().millis();
+        let ids: Vec<RowIds> = (n..end).map(|i| calls.ids(i, templates)).collect();
+        if let Some(vault) = vault {
+            vault.conn.execute_batch("BEGIN IMMEDIATE")?;
+            for id in &ids {
+                vault.insert(id, now)?;
+            }
+            vault.conn.execute_batch("COMMIT")?;
+        }
+        calls.conn.execute_batch("BEGIN IMMEDIATE")?;
+        for (i, id) in (n..end).zip(&ids) {
+            calls.insert(i, templates, id, now)?;
+        }
+        calls.conn.execute_batch("COMMIT")?;
+        n = end;
+    }
+    Ok(started.elapsed())
 }
 
 /// What the one-commit-per-call load measured.
@@ -268,55 +288,134 @@ pub struct CommitPerCall {
     pub latencies_us: Vec<u32>,
 }
 
-/// `clients` threads, each sending one call at a time to a writer thread that commits every
-/// call in a transaction of its own (`BEGIN IMMEDIATE`, the session and call rows, `COMMIT`
-/// with `synchronous=FULL`), first come first served, for `seconds`. This is Ringfence's
-/// writer with a group of one, and no HTTP, validation or encryption: the fastest that one
-/// commit per request can go on this disk, an upper bound for a server without group commit.
-pub fn commit_per_call(baseline: Baseline, templates: Arc<Calls>, clients: usize, seconds: f64) -> anyhow::Result<CommitPerCall> {
-    type Reply = std::sync::mpsc::SyncSender<rusqlite::Result<()>>;
-    let (jobs, queue) = std::sync::mpsc::channel::<(u64, Reply)>();
-    let writer = std::thread::spawn(move || -> anyhow::Result<u64> {
-        for (n, reply) in queue {
-            let result = baseline
-                .calls
+type Reply = std::sync::mpsc::SyncSender<rusqlite::Result<()>>;
+type Job = (u64, Arc<RowIds>, Reply);
+
+/// A thread that commits each job it receives in a transaction of its own, first come
+/// first served: Ringfence's writer thread with groups of one.
+fn one_commit_writer<D: Send + 'static>(
+    db: D,
+    write: impl Fn(&D, u64, &RowIds) -> rusqlite::Result<()> + Send + 'static,
+    conn: fn(&D) -> &Connection,
+) -> (std::sync::mpsc::Sender<Job>, std::thread::JoinHandle<D>) {
+    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+    let thread = std::thread::spawn(move || {
+        for (n, ids, reply) in queue {
+            let c = conn(&db);
+            let result = c
                 .execute_batch("BEGIN IMMEDIATE")
-                .and_then(|()| baseline.insert(n, &templates, Timestamp::now().millis()))
-                .and_then(|()| baseline.calls.execute_batch("COMMIT"));
+                .and_then(|()| write(&db, n, &ids))
+                .and_then(|()| c.execute_batch("COMMIT"));
             let _ = reply.send(result);
         }
-        baseline.count_calls()
+        db
     });
+    (jobs, thread)
+}
+
+/// `clients` threads, each storing one call at a time for `seconds`, every call committed in
+/// a transaction of its own with `synchronous=FULL` — with a vault, its keys first in the
+/// vault's own transaction, then its rows, each database with its own writer thread, as
+/// Ringfence writes. No HTTP, validation or encryption: the fastest that one commit per
+/// request can go on this disk, an upper bound for Ringfence without group commit.
+pub fn commit_per_call(
+    calls: CallLogDb,
+    vault: Option<VaultDb>,
+    templates: Arc<Calls>,
+    clients: usize,
+    seconds: f64,
+) -> anyhow::Result<CommitPerCall> {
+    let t = templates.clone();
+    let (call_jobs, call_writer) = one_commit_writer(
+        calls,
+        move |db: &CallLogDb, n, ids| db.insert(n, &t, ids, Timestamp::now().millis()),
+        |db| &db.conn,
+    );
+    let vault_writer = vault.map(|v| {
+        one_commit_writer(
+            v,
+            |db: &VaultDb, _, ids| db.insert(ids, Timestamp::now().millis()),
+            |db| &db.conn,
+        )
+    });
+    let sessions: Arc<Vec<bool>> = Arc::new(
+        (0..templates.len())
+            .map(|i| templates.template(i).get("visitor").is_some())
+            .collect(),
+    );
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let barrier = Arc::new(std::sync::Barrier::new(clients + 1));
     let run_for = Duration::from_secs_f64(seconds);
     let mut threads = Vec::with_capacity(clients);
     for _ in 0..clients {
-        let (jobs, next, barrier) = (jobs.clone(), next.clone(), barrier.clone());
+        let (call_jobs, next, barrier, templates, sessions) = (
+            call_jobs.clone(),
+            next.clone(),
+            barrier.clone(),
+            templates.clone(),
+            sessions.clone(),
+        );
+        let vault_jobs = vault_writer.as_ref().map(|(jobs, _)| jobs.clone());
         threads.push(std::thread::spawn(move || -> anyhow::Result<Vec<u32>> {
             let mut latencies = Vec::new();
             let (reply, answer) = std::sync::mpsc::sync_channel(1);
+            let stopped = || anyhow::anyhow!("a writer thread stopped");
             barrier.wait();
             let started = Instant::now();
             while started.elapsed() < run_for {
                 let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let t0 = Instant::now();
-                jobs.send((n, reply.clone())).map_err(|_| anyhow::anyhow!("the writer thread stopped"))?;
-                answer.recv()??;
+                let ids = Arc::new(RowIds {
+                    call: CallId::generate().to_string(),
+                    session: sessions[templates.template_of(n)]
+                        .then(|| SessionId::generate().to_string()),
+                });
+                if let Some(vault_jobs) = &vault_jobs {
+                    vault_jobs
+                        .send((n, ids.clone(), reply.clone()))
+                        .map_err(|_| stopped())?;
+                    answer.recv().map_err(|_| stopped())??;
+                }
+                call_jobs
+                    .send((n, ids, reply.clone()))
+                    .map_err(|_| stopped())?;
+                answer.recv().map_err(|_| stopped())??;
                 latencies.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
             }
             Ok(latencies)
         }));
     }
-    drop(jobs);
+    drop(call_jobs);
+    let vault_thread = vault_writer.map(|(jobs, thread)| {
+        drop(jobs);
+        thread
+    });
     barrier.wait();
     let started = Instant::now();
     let mut latencies_us = Vec::new();
     for t in threads {
-        latencies_us.extend(t.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))??);
+        latencies_us.extend(
+            t.join()
+                .map_err(|_| anyhow::anyhow!("a client thread panicked"))??,
+        );
     }
     let elapsed = started.elapsed();
-    let stored = writer.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))??;
-    anyhow::ensure!(stored == latencies_us.len() as u64, "commit-per-call stored {stored} calls for {} commits", latencies_us.len());
-    Ok(CommitPerCall { calls: latencies_us.len() as u64, elapsed, latencies_us })
+    let calls = call_writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    if let Some(t) = vault_thread {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("the vault writer thread panicked"))?;
+    }
+    let stored = calls.count_calls()?;
+    anyhow::ensure!(
+        stored == latencies_us.len() as u64,
+        "commit-per-call stored {stored} calls for {} commits",
+        latencies_us.len()
+    );
+    Ok(CommitPerCall {
+        calls: latencies_us.len() as u64,
+        elapsed,
+        latencies_us,
+    })
 }

@@ -7,6 +7,7 @@
 
 mod baseline;
 mod client;
+mod layers;
 mod micro;
 mod report;
 mod server;
@@ -21,7 +22,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
 use report::{RateTarget, RatioSpec, Results, Sample};
-use server::{Commit, Server};
+use server::Server;
 use synthetic::Calls;
 
 #[derive(Parser)]
@@ -40,6 +41,8 @@ enum Command {
     Ingest(IngestArgs),
     /// Per-call CPU costs: validation, phone parsing, sealing.
     Micro(micro::MicroArgs),
+    /// The single-call load sent to the layers below HTTP, to see where a request's time goes.
+    Layers(layers::LayersArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
@@ -52,9 +55,10 @@ enum Figure {
     HttpBatch,
     /// Ringfence over HTTP, single calls from --clients connections.
     HttpSingle,
-    /// The same load on Ringfence with one commit per request (group commit out of play).
-    HttpSingleOneCommit,
-    /// Plain rusqlite, --clients threads each committing one call per transaction.
+    /// Plain rusqlite, --clients threads, every call's keys and rows each committed in a
+    /// transaction of their own (vault then call log), one writer thread per database.
+    SqliteOneCommitVault,
+    /// The same with the call log only.
     SqliteOneCommit,
 }
 
@@ -65,7 +69,7 @@ impl Figure {
             Figure::BaselineBatchVault => "baseline-batch+vault",
             Figure::HttpBatch => "http-batch",
             Figure::HttpSingle => "http-single",
-            Figure::HttpSingleOneCommit => "http-single-one-commit",
+            Figure::SqliteOneCommitVault => "sqlite-one-commit+vault",
             Figure::SqliteOneCommit => "sqlite-one-commit",
         }
     }
@@ -75,7 +79,7 @@ impl Figure {
         Figure::BaselineBatchVault,
         Figure::HttpBatch,
         Figure::HttpSingle,
-        Figure::HttpSingleOneCommit,
+        Figure::SqliteOneCommitVault,
         Figure::SqliteOneCommit,
     ];
 }
@@ -137,9 +141,9 @@ const RATIOS: &[RatioSpec] = &[
         at_least: None,
     },
     RatioSpec {
-        name: "http-single / http-single-one-commit",
+        name: "http-single / sqlite-one-commit+vault",
         numerator: "http-single",
-        denominator: "http-single-one-commit",
+        denominator: "sqlite-one-commit+vault",
         at_least: Some(3.0),
     },
     RatioSpec {
@@ -165,6 +169,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ingest(args) => ingest(args),
         Command::Micro(args) => micro::run(args),
+        Command::Layers(args) => layers::run(args),
     }
 }
 
@@ -261,6 +266,13 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Lets the disk finish writing back what the previous figure left, so that each figure
+/// starts from a quiet disk.
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+    std::thread::sleep(Duration::from_millis(500));
+}
+
 fn run_figure(
     figure: Figure,
     args: &IngestArgs,
@@ -268,18 +280,26 @@ fn run_figure(
     calls: &Arc<Calls>,
     dir: &std::path::Path,
 ) -> anyhow::Result<Sample> {
+    settle();
     match figure {
         Figure::BaselineBatch | Figure::BaselineBatchVault => {
             let folder = tempfile::Builder::new()
                 .prefix("ringfence-baseline-")
                 .tempdir_in(dir)?;
-            let b = baseline::Baseline::create(
-                folder.path(),
+            let log = baseline::CallLogDb::create(folder.path(), calls)?;
+            let vault = if figure == Figure::BaselineBatchVault {
+                Some(baseline::VaultDb::create(folder.path(), &log)?)
+            } else {
+                None
+            };
+            let elapsed = baseline::insert_batches(
+                &log,
+                vault.as_ref(),
                 calls,
-                figure == Figure::BaselineBatchVault,
+                args.calls,
+                args.baseline_transaction,
             )?;
-            let elapsed = b.insert_batches(calls, args.calls, args.baseline_transaction)?;
-            let stored = b.count_calls()?;
+            let stored = log.count_calls()?;
             anyhow::ensure!(
                 stored == args.calls,
                 "the baseline stored {stored} of {} calls",
@@ -292,12 +312,18 @@ fn run_figure(
                 &mut [],
             ))
         }
-        Figure::SqliteOneCommit => {
+        Figure::SqliteOneCommit | Figure::SqliteOneCommitVault => {
             let folder = tempfile::Builder::new()
                 .prefix("ringfence-baseline-")
                 .tempdir_in(dir)?;
-            let b = baseline::Baseline::create(folder.path(), calls, false)?;
-            let mut m = baseline::commit_per_call(b, calls.clone(), args.clients, args.seconds)?;
+            let log = baseline::CallLogDb::create(folder.path(), calls)?;
+            let vault = if figure == Figure::SqliteOneCommitVault {
+                Some(baseline::VaultDb::create(folder.path(), &log)?)
+            } else {
+                None
+            };
+            let mut m =
+                baseline::commit_per_call(log, vault, calls.clone(), args.clients, args.seconds)?;
             Ok(Sample::new(
                 m.calls,
                 m.calls,
@@ -305,13 +331,8 @@ fn run_figure(
                 &mut m.latencies_us,
             ))
         }
-        Figure::HttpBatch | Figure::HttpSingle | Figure::HttpSingleOneCommit => {
-            let commit = if figure == Figure::HttpSingleOneCommit {
-                Commit::OnePerRequest
-            } else {
-                Commit::Grouped
-            };
-            let server = rt.server.block_on(Server::start(dir, commit))?;
+        Figure::HttpBatch | Figure::HttpSingle => {
+            let server = rt.server.block_on(Server::start(dir))?;
             let target =
                 client::Target::new(server.address, &server.token, &server.account.to_string());
             // Call numbers start above the warm-up call's.
@@ -341,7 +362,7 @@ fn run_figure(
                     }
                 }
             });
-            let (stored, _keys) = rt.server.block_on(server.stop())?;
+            let stored = rt.server.block_on(server.stop())?;
             let mut load = load?;
             // Every 201 must be a call in the file after shutdown.
             anyhow::ensure!(

@@ -406,7 +406,12 @@ mod tests {
 
     #[test]
     fn text_fields_enforce_length_and_control_characters() {
-        type Case<'a> = (Option<&'a str>, usize, bool, Result<Option<&'a str>, &'a str>);
+        type Case<'a> = (
+            Option<&'a str>,
+            usize,
+            bool,
+            Result<Option<&'a str>, &'a str>,
+        );
         let cases: [Case; 7] = [
             (None, 10, false, Ok(None)),
             (Some(""), 10, false, Ok(None)),

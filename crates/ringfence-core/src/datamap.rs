@@ -570,13 +570,14 @@ mod tests {
         ];
         for f in DATA_MAP {
             if f.category.is_personal()
-                && let Storage::Column(c) = f.storage {
-                    assert!(
-                        allowed_plain_personal.contains(&c),
-                        "personal field {} stored in clear column {c}",
-                        f.name
-                    );
-                }
+                && let Storage::Column(c) = f.storage
+            {
+                assert!(
+                    allowed_plain_personal.contains(&c),
+                    "personal field {} stored in clear column {c}",
+                    f.name
+                );
+            }
         }
     }
 

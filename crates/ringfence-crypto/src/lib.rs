@@ -8,6 +8,7 @@
 //! This crate never does IO itself: the vault's storage is a trait implemented elsewhere.
 
 mod aead;
+pub mod audit;
 mod keys;
 mod recording;
 mod vault;

@@ -73,7 +73,15 @@ pub trait VaultStore: Send + Sync + 'static {
     async fn destroy(&self, ids: Vec<String>) -> Result<u64, VaultError>;
     /// Ids of keys of `purpose` created before `created_before_millis`, in id order after
     /// `after`, at most `limit` (to sweep the vault page by page).
-    async fn list(&self, purpose: KeyPurpose, created_before_millis: i64, after: Option<String>, limit: u32) -> Result<Vec<String>, VaultError>;
+    async fn list(
+        &self,
+        purpose: KeyPurpose,
+        created_before_millis: i64,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<String>, VaultError>;
+    /// Makes sure destroyed keys leave no copy in the store's files (journals, free pages).
+    async fn compact(&self) -> Result<(), VaultError>;
     /// Checks the store answers.
     async fn ping(&self) -> Result<(), VaultError>;
 }
@@ -159,8 +167,20 @@ impl Vault {
         self.store.ping().await
     }
 
+    pub async fn compact(&self) -> Result<(), VaultError> {
+        self.store.compact().await
+    }
+
     /// See [`VaultStore::list`].
-    pub async fn list(&self, purpose: KeyPurpose, created_before_millis: i64, after: Option<String>, limit: u32) -> Result<Vec<String>, VaultError> {
-        self.store.list(purpose, created_before_millis, after, limit).await
+    pub async fn list(
+        &self,
+        purpose: KeyPurpose,
+        created_before_millis: i64,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<String>, VaultError> {
+        self.store
+            .list(purpose, created_before_millis, after, limit)
+            .await
     }
 }

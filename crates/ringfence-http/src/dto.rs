@@ -231,14 +231,15 @@ impl CallInput {
         let external_id = c.text("external_id", self.external_id, limits::EXTERNAL_ID);
         let started_at = c.timestamp("started_at", &self.started_at);
         if let Some(d) = self.duration_s
-            && d > limits::DURATION_S {
-                let f = c.field("duration_s");
-                c.errors.push(FieldError::new(
-                    f,
-                    "invalid_field",
-                    format!("longer than {} seconds", limits::DURATION_S),
-                ));
-            }
+            && d > limits::DURATION_S
+        {
+            let f = c.field("duration_s");
+            c.errors.push(FieldError::new(
+                f,
+                "invalid_field",
+                format!("longer than {} seconds", limits::DURATION_S),
+            ));
+        }
         let direction = match self.direction.as_deref() {
             None | Some("") => None,
             Some(d) => {

@@ -27,7 +27,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use error::{ApiError, Code};
 pub use state::{AppState, Limits};
 
-use routes::{calls, ops, recordings, sessions};
+use routes::{agencies, audit, calls, ops, recordings, redaction, sessions};
 
 struct BearerAuth;
 
@@ -49,11 +49,14 @@ impl Modify for BearerAuth {
         calls::create_call, calls::create_batch, calls::list_calls, calls::get_call,
         sessions::create_session,
         recordings::put_recording, recordings::get_recording,
+        redaction::redact_call, redaction::redact_caller,
+        agencies::get_settings, agencies::put_settings,
+        audit::list,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(error::ErrorEnvelope, error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
-    tags((name = "calls"), (name = "sessions"), (name = "recordings"), (name = "operations")),
+    tags((name = "calls"), (name = "sessions"), (name = "recordings"), (name = "redaction"), (name = "agencies"), (name = "audit"), (name = "operations")),
 )]
 pub struct ApiDoc;
 
@@ -80,6 +83,19 @@ pub fn router(state: AppState) -> Router {
                 .put(recordings::put_recording)
                 .layer(DefaultBodyLimit::disable()),
         )
+        .route(
+            "/api/v1/calls/{call_id}/redact",
+            post(redaction::redact_call),
+        )
+        .route(
+            "/api/v1/accounts/{account_id}/callers/redact",
+            post(redaction::redact_caller),
+        )
+        .route(
+            "/api/v1/agencies/{agency_id}/settings",
+            get(agencies::get_settings).put(agencies::put_settings),
+        )
+        .route("/api/v1/audit", get(audit::list))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -65,9 +65,10 @@ impl AppState {
 
     pub(crate) async fn token(&self, hash: [u8; 32]) -> ApiResult<Option<TokenRecord>> {
         if let Some((record, at)) = self.tokens.lock().ok().and_then(|m| m.get(&hash).cloned())
-            && at.elapsed() < TOKEN_CACHE_TTL {
-                return Ok(Some(record));
-            }
+            && at.elapsed() < TOKEN_CACHE_TTL
+        {
+            return Ok(Some(record));
+        }
         let record = self.log.store().token_by_hash(hash).await?;
         if let (Some(r), Ok(mut m)) = (&record, self.tokens.lock()) {
             if m.len() > 10_000 {

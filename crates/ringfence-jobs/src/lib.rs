@@ -7,4 +7,4 @@
 pub mod orphan_keys;
 pub mod scheduler;
 
-pub use orphan_keys::{collect_orphan_keys, OrphanKeyReport};
+pub use orphan_keys::{OrphanKeyReport, collect_orphan_keys};

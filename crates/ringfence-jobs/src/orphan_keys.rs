@@ -23,25 +23,40 @@ pub struct OrphanKeyReport {
 }
 
 /// One pass over the vault's call and session keys older than `grace`.
-pub async fn collect_orphan_keys(log: &CallLog, grace: Duration) -> Result<OrphanKeyReport, LogError> {
+pub async fn collect_orphan_keys(
+    log: &CallLog,
+    grace: Duration,
+) -> Result<OrphanKeyReport, LogError> {
     let cutoff = Timestamp::now().millis() - grace.as_millis() as i64;
     let mut report = OrphanKeyReport::default();
     for purpose in [KeyPurpose::Call, KeyPurpose::Session] {
         let mut after: Option<String> = None;
         loop {
-            let ids = log.vault().list(purpose, cutoff, after.clone(), PAGE).await?;
-            let Some(last) = ids.last().cloned() else { break };
+            let ids = log
+                .vault()
+                .list(purpose, cutoff, after.clone(), PAGE)
+                .await?;
+            let Some(last) = ids.last().cloned() else {
+                break;
+            };
             report.examined += ids.len() as u64;
             let orphans: Vec<String> = match purpose {
                 KeyPurpose::Call => {
                     let parsed: Vec<CallId> = ids.iter().filter_map(|id| id.parse().ok()).collect();
-                    let existing = log.store().existing_calls(parsed).await?;
-                    ids.iter().filter(|id| !existing.iter().any(|e| &e.to_string() == *id)).cloned().collect()
+                    let existing = log.store().live_calls(parsed).await?;
+                    ids.iter()
+                        .filter(|id| !existing.iter().any(|e| &e.to_string() == *id))
+                        .cloned()
+                        .collect()
                 }
                 _ => {
-                    let parsed: Vec<SessionId> = ids.iter().filter_map(|id| id.parse().ok()).collect();
-                    let existing = log.store().existing_sessions(parsed).await?;
-                    ids.iter().filter(|id| !existing.iter().any(|e| &e.to_string() == *id)).cloned().collect()
+                    let parsed: Vec<SessionId> =
+                        ids.iter().filter_map(|id| id.parse().ok()).collect();
+                    let existing = log.store().live_sessions(parsed).await?;
+                    ids.iter()
+                        .filter(|id| !existing.iter().any(|e| &e.to_string() == *id))
+                        .cloned()
+                        .collect()
                 }
             };
             if !orphans.is_empty() {
@@ -51,7 +66,11 @@ pub async fn collect_orphan_keys(log: &CallLog, grace: Duration) -> Result<Orpha
         }
     }
     if report.destroyed > 0 {
-        tracing::info!(examined = report.examined, destroyed = report.destroyed, "destroyed data keys without records");
+        tracing::info!(
+            examined = report.examined,
+            destroyed = report.destroyed,
+            "destroyed data keys without records"
+        );
     }
     Ok(report)
 }
@@ -73,10 +92,26 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("log.db")).unwrap();
         let vault_store = SqliteVault::open(&dir.path().join("vault.db")).unwrap();
         let (master, _) = MasterKey::generate();
-        let log = Arc::new(CallLog::new(Arc::new(store.clone()), Vault::new(master, Arc::new(vault_store)), Blobs::local(&dir.path().join("rec")).unwrap()));
-        let agency = AgencyRecord { id: ringfence_core::AgencyId::generate(), name: "a".into(), redaction_enabled: true, max_retention_days: None, created_at: Timestamp::now() };
+        let log = Arc::new(CallLog::new(
+            Arc::new(store.clone()),
+            Vault::new(master, Arc::new(vault_store)),
+            Blobs::local(&dir.path().join("rec")).unwrap(),
+        ));
+        let agency = AgencyRecord {
+            id: ringfence_core::AgencyId::generate(),
+            name: "a".into(),
+            redaction_enabled: true,
+            max_retention_days: None,
+            created_at: Timestamp::now(),
+        };
         store.create_agency(agency.clone()).await.unwrap();
-        let account = AccountRecord { id: ringfence_core::AccountId::generate(), agency_id: agency.id, name: "b".into(), settings: "{}".into(), created_at: Timestamp::now() };
+        let account = AccountRecord {
+            id: ringfence_core::AccountId::generate(),
+            agency_id: agency.id,
+            name: "b".into(),
+            settings: "{}".into(),
+            created_at: Timestamp::now(),
+        };
         store.create_account(account.clone()).await.unwrap();
         let call = NewCall {
             external_id: None,
@@ -97,16 +132,36 @@ mod tests {
         };
         let stored = log.ingest_calls(account.id, vec![call]).await.unwrap()[0].id();
         // A key whose record never arrived, as after a crash between the two writes.
-        let (_, orphan) = log.vault().issue(CallId::generate().to_string(), account.id.to_string(), KeyPurpose::Call);
+        let (_, orphan) = log.vault().issue(
+            CallId::generate().to_string(),
+            account.id.to_string(),
+            KeyPurpose::Call,
+        );
         let orphan_id = orphan.id.clone();
         log.vault().insert(vec![orphan]).await.unwrap();
 
         let young = collect_orphan_keys(&log, GRACE).await.unwrap();
-        assert_eq!(young.destroyed, 0, "keys within the grace period are left alone");
+        assert_eq!(
+            young.destroyed, 0,
+            "keys within the grace period are left alone"
+        );
         let report = collect_orphan_keys(&log, Duration::ZERO).await.unwrap();
-        assert_eq!(report, OrphanKeyReport { examined: 2, destroyed: 1 });
+        assert_eq!(
+            report,
+            OrphanKeyReport {
+                examined: 2,
+                destroyed: 1
+            }
+        );
         assert!(log.vault().open_key(&orphan_id).await.unwrap().is_none());
-        assert!(log.vault().open_key(&stored.to_string()).await.unwrap().is_some(), "the stored call's key is kept");
+        assert!(
+            log.vault()
+                .open_key(&stored.to_string())
+                .await
+                .unwrap()
+                .is_some(),
+            "the stored call's key is kept"
+        );
         assert!(log.call(stored).await.unwrap().is_some());
         let again = collect_orphan_keys(&log, Duration::ZERO).await.unwrap();
         assert_eq!(again.destroyed, 0, "idempotent");

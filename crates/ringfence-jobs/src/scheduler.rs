@@ -7,8 +7,12 @@ use tokio::sync::watch;
 
 /// Runs `step` now and then every `every`, until `stop` turns true. A failing step is
 /// logged by name and retried at the next tick; it never stops the server.
-pub async fn run_every<F, Fut, E>(name: &'static str, every: Duration, mut stop: watch::Receiver<bool>, mut step: F)
-where
+pub async fn run_every<F, Fut, E>(
+    name: &'static str,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+    mut step: F,
+) where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: std::fmt::Display,

@@ -12,7 +12,8 @@ use futures::{Stream, StreamExt};
 use zeroize::Zeroizing;
 
 use ringfence_core::call::{
-    Call, NewCall, NewSession, RecordingMeta, Redaction, Session, Utm, VisitorDetails,
+    Call, NewCall, NewSession, RecordingMeta, Redaction, RedactionReason, Session, Utm,
+    VisitorDetails,
 };
 use ringfence_core::jurisdiction::gdpr_scope_of_number;
 use ringfence_core::timestamp::Timestamp;
@@ -66,6 +67,19 @@ pub struct CallPage {
 
 /// Result of ingesting one call.
 pub type IngestOutcome = Inserted<CallId>;
+
+/// What a redaction did, as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedactionReceipt {
+    pub redacted_calls: u64,
+    pub redacted_sessions: u64,
+    /// The calls the request covered that were not redacted before it.
+    pub call_ids: Vec<CallId>,
+    pub at: Timestamp,
+    pub audit_seq: i64,
+    /// The number was put on the forget list.
+    pub forgotten: bool,
+}
 
 /// A recording opened for reading.
 pub struct RecordingRead {
@@ -301,8 +315,8 @@ impl CallLog {
             })
             .collect();
         self.vault.insert(keys).await?;
-        let outcomes = match self.store.insert_calls(rows).await {
-            Ok(o) => o,
+        let report = match self.store.insert_calls(rows).await {
+            Ok(r) => r,
             Err(e) => {
                 // Nothing was stored: the keys issued for it open nothing.
                 let _ = self
@@ -312,15 +326,19 @@ impl CallLog {
                 return Err(e.into());
             }
         };
-        let unused: Vec<String> = outcomes
+        // Keys that open nothing: duplicates, and calls of forgotten callers (stored
+        // without personal data).
+        let unused: Vec<String> = report
+            .outcomes
             .iter()
             .zip(key_ids_by_call)
-            .filter(|(o, _)| !o.is_created())
+            .filter(|(o, _)| !o.is_created() || report.forgotten.contains(&o.id()))
             .flat_map(|(_, ids)| ids)
             .collect();
         if !unused.is_empty() {
             let _ = self.vault.destroy(unused).await;
         }
+        let outcomes = report.outcomes;
         Ok(outcomes)
     }
 
@@ -627,6 +645,110 @@ impl CallLog {
             plaintext_len: bytes,
         }
         .sealed_len()
+    }
+
+    /// Redacts these calls (and the visitor sessions linked to them): the keys are destroyed
+    /// first, then the personal columns cleared and journaled, then the recording files
+    /// deleted. Calls already redacted are left as they are and not counted.
+    pub async fn redact_calls(
+        &self,
+        rows: Vec<CallRow>,
+        reason: RedactionReason,
+        audit: AuditEvent,
+    ) -> Result<RedactionReceipt, LogError> {
+        self.redact(rows, Vec::new(), reason, audit).await
+    }
+
+    /// Redacts every call of `number` in each of `accounts` (found through each account's
+    /// blind index) and their sessions; with `forget`, later calls from the number are
+    /// redacted on arrival.
+    pub async fn redact_caller(
+        &self,
+        accounts: &[AccountId],
+        number: &E164,
+        forget: bool,
+        audit: AuditEvent,
+    ) -> Result<RedactionReceipt, LogError> {
+        let mut rows = Vec::new();
+        let mut forget_entries = Vec::new();
+        for account in accounts {
+            let bidx = self.blind_index(*account, number).await?;
+            rows.extend(self.store.calls_by_caller(*account, bidx).await?);
+            if forget {
+                forget_entries.push((*account, bidx));
+            }
+        }
+        self.redact(rows, forget_entries, RedactionReason::Caller, audit)
+            .await
+    }
+
+    async fn redact(
+        &self,
+        rows: Vec<CallRow>,
+        forget: Vec<(AccountId, BlindIndex)>,
+        reason: RedactionReason,
+        audit: AuditEvent,
+    ) -> Result<RedactionReceipt, LogError> {
+        let live: Vec<&CallRow> = rows.iter().filter(|r| r.redacted_at.is_none()).collect();
+        let mut session_ids: Vec<SessionId> = live.iter().filter_map(|r| r.session_id).collect();
+        session_ids.sort();
+        session_ids.dedup();
+        let job = RedactionJob {
+            id: uuid::Uuid::now_v7().to_string(),
+            created_at: Timestamp::now(),
+            reason,
+            call_ids: live.iter().map(|r| r.id).collect(),
+            session_ids,
+            objects: live
+                .iter()
+                .filter_map(|r| r.recording.as_ref().map(|rec| rec.object.clone()))
+                .collect(),
+            forget: forget.clone(),
+            audit,
+        };
+        self.store.begin_redaction(job.clone()).await?;
+        let applied = self.finish_redaction(job.clone()).await?;
+        Ok(RedactionReceipt {
+            redacted_calls: applied.calls,
+            redacted_sessions: applied.sessions,
+            call_ids: job.call_ids,
+            at: applied.at,
+            audit_seq: applied.audit_seq,
+            forgotten: !forget.is_empty(),
+        })
+    }
+
+    /// The steps after the job is recorded; each is safe to repeat.
+    async fn finish_redaction(&self, job: RedactionJob) -> Result<RedactionApplied, LogError> {
+        let mut keys: Vec<String> = job.call_ids.iter().map(ToString::to_string).collect();
+        keys.extend(job.session_ids.iter().map(ToString::to_string));
+        // 1. The keys: from here on the ciphertext is unreadable wherever it lies.
+        self.vault.destroy(keys).await?;
+        self.vault.compact().await?;
+        // 2. The ciphertext, the marks and the journal entry, in one transaction.
+        let applied = self
+            .store
+            .apply_redaction(job.clone(), job.audit.actor.clone())
+            .await?;
+        // 3. The files.
+        for object in &applied.objects {
+            self.blobs.delete(object).await?;
+        }
+        self.store.end_redaction(job.id.clone()).await?;
+        self.store.compact().await?;
+        Ok(applied)
+    }
+
+    /// Finishes every redaction a crash interrupted. Run on start and in the background.
+    pub async fn resume_redactions(&self) -> Result<usize, LogError> {
+        let pending = self.store.pending_redactions().await?;
+        let n = pending.len();
+        for job in pending {
+            let id = job.id.clone();
+            self.finish_redaction(job).await?;
+            tracing::info!(job = %id, "finished an interrupted redaction");
+        }
+        Ok(n)
     }
 
     pub async fn ping(&self) -> Result<(), LogError> {

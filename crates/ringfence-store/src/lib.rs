@@ -7,12 +7,13 @@
 
 pub mod blobs;
 pub mod calllog;
+pub mod journal;
 pub mod payload;
 pub mod records;
 pub mod sqlite;
 
 pub use blobs::{BlobError, Blobs};
-pub use calllog::{CallLog, CallPage, IngestOutcome, LogError, RecordingRead};
+pub use calllog::{CallLog, CallPage, IngestOutcome, LogError, RecordingRead, RedactionReceipt};
 pub use records::*;
 
 use async_trait::async_trait;
@@ -63,10 +64,7 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts a batch of calls and the sessions sent inline with them, atomically: either
     /// all are stored or none. A call whose `(account, external_id)` exists is not stored
     /// again; its outcome names the existing call, and its inline session is skipped.
-    async fn insert_calls(
-        &self,
-        calls: Vec<NewCallRow>,
-    ) -> Result<Vec<Inserted<CallId>>, StoreError>;
+    async fn insert_calls(&self, calls: Vec<NewCallRow>) -> Result<InsertReport, StoreError>;
     /// Inserts a session, idempotent on `(account, external_id)`.
     async fn insert_session(&self, session: SessionRow) -> Result<Inserted<SessionId>, StoreError>;
 
@@ -82,10 +80,38 @@ pub trait Store: Send + Sync + 'static {
         recording: Option<RecordingRow>,
     ) -> Result<Option<RecordingRow>, StoreError>;
 
-    /// Which of these calls exist (redacted ones included).
-    async fn existing_calls(&self, ids: Vec<CallId>) -> Result<Vec<CallId>, StoreError>;
-    /// Which of these sessions exist (redacted ones included).
-    async fn existing_sessions(&self, ids: Vec<SessionId>) -> Result<Vec<SessionId>, StoreError>;
+    /// Which of these calls exist and are not redacted.
+    async fn live_calls(&self, ids: Vec<CallId>) -> Result<Vec<CallId>, StoreError>;
+    /// Which of these sessions exist and are not redacted.
+    async fn live_sessions(&self, ids: Vec<SessionId>) -> Result<Vec<SessionId>, StoreError>;
+    async fn calls_by_ids(&self, ids: Vec<CallId>) -> Result<Vec<CallRow>, StoreError>;
+    /// Every call of the account whose caller has this blind index, redacted or not.
+    async fn calls_by_caller(
+        &self,
+        account: AccountId,
+        bidx: ringfence_crypto::BlindIndex,
+    ) -> Result<Vec<CallRow>, StoreError>;
+
+    /// Records a redaction before any of its steps (durably).
+    async fn begin_redaction(&self, job: RedactionJob) -> Result<(), StoreError>;
+    /// Clears the personal columns of the job's calls and sessions that are not redacted yet,
+    /// marks them redacted, adds the forget-list entries and journals the event: one
+    /// transaction. Safe to repeat.
+    async fn apply_redaction(
+        &self,
+        job: RedactionJob,
+        by: String,
+    ) -> Result<RedactionApplied, StoreError>;
+    /// Forgets a finished job.
+    async fn end_redaction(&self, job_id: String) -> Result<(), StoreError>;
+    async fn pending_redactions(&self) -> Result<Vec<RedactionJob>, StoreError>;
+
+    /// Appends to the audit journal; returns the entry's sequence number.
+    async fn append_audit(&self, event: AuditEvent) -> Result<i64, StoreError>;
+    async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Writes the WAL back into the database and truncates it, so that deleted data leaves
+    /// no copy in the WAL file.
+    async fn compact(&self) -> Result<(), StoreError>;
 
     async fn ping(&self) -> Result<(), StoreError>;
 }

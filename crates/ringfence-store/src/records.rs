@@ -58,6 +58,14 @@ impl<Id: Copy> Inserted<Id> {
     }
 }
 
+/// What inserting a batch did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InsertReport {
+    pub outcomes: Vec<Inserted<CallId>>,
+    /// Calls stored redacted because their caller is on the forget list.
+    pub forgotten: Vec<CallId>,
+}
+
 /// A stored recording's location and metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordingRow {
@@ -136,4 +144,97 @@ pub struct CallQuery {
     /// Continue after this `(started_at, id)`.
     pub after: Option<(Timestamp, CallId)>,
     pub limit: u32,
+}
+
+/// A privacy-relevant action, as the audit journal records it. Ids, roles, counts and
+/// reasons only: never a number, a name or any other personal value.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditEvent {
+    /// A token id, `cli`, or a job's name.
+    pub actor: String,
+    /// What happened, e.g. `call.redacted`, `caller.redacted`, `agency.settings_changed`.
+    pub action: String,
+    pub agency_id: Option<AgencyId>,
+    pub account_id: Option<AccountId>,
+    /// Ids the action was about (comma-separated), never personal data.
+    pub subject: Option<String>,
+    pub count: Option<u64>,
+    pub reason: Option<String>,
+    /// Further non-personal facts, as JSON text.
+    pub details: String,
+}
+
+/// A journal entry: the event, its place in the chain and its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub at: Timestamp,
+    pub event: AuditEvent,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+}
+
+impl AuditEntry {
+    /// The hash this entry should have, given its predecessor's.
+    pub fn expected_hash(&self, prev: &[u8; 32]) -> [u8; 32] {
+        let e = &self.event;
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        let agency = e.agency_id.map(|a| a.to_string()).unwrap_or_default();
+        let account = e.account_id.map(|a| a.to_string()).unwrap_or_default();
+        let count = e.count.map(|c| c.to_string()).unwrap_or_default();
+        ringfence_crypto::audit::chain_hash(
+            prev,
+            self.seq,
+            &[
+                self.at.millis().to_string().as_bytes(),
+                e.actor.as_bytes(),
+                e.action.as_bytes(),
+                agency.as_bytes(),
+                account.as_bytes(),
+                opt(&e.subject).as_bytes(),
+                count.as_bytes(),
+                opt(&e.reason).as_bytes(),
+                e.details.as_bytes(),
+            ],
+        )
+    }
+}
+
+/// Which journal entries a reader may see, and where to continue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only entries of this agency (its own and its accounts').
+    pub agency_id: Option<AgencyId>,
+    /// Only entries of this account.
+    pub account_id: Option<AccountId>,
+    pub after_seq: Option<i64>,
+    pub limit: u32,
+}
+
+/// A redaction under way: written before any key is destroyed, removed when every step is
+/// done, so that a crash at any point is finished by `CallLog::resume_redactions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedactionJob {
+    pub id: String,
+    pub created_at: Timestamp,
+    pub reason: RedactionReason,
+    pub call_ids: Vec<CallId>,
+    pub session_ids: Vec<SessionId>,
+    /// Recording objects to delete.
+    pub objects: Vec<String>,
+    /// Blind indexes to add to accounts' forget lists.
+    pub forget: Vec<(AccountId, ringfence_crypto::BlindIndex)>,
+    /// The journal entry written when the rows are cleared.
+    pub audit: AuditEvent,
+}
+
+/// What clearing the rows did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedactionApplied {
+    pub calls: u64,
+    pub sessions: u64,
+    pub at: Timestamp,
+    pub audit_seq: i64,
+    /// Every recording object the cleared calls pointed at.
+    pub objects: Vec<String>,
 }

@@ -5,11 +5,16 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use ringfence_core::CallId;
 use ringfence_core::access::{Principal, Role, Scope};
+use ringfence_core::call::RedactionReason;
+use ringfence_core::phone::parse_e164;
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, TokenId};
 use ringfence_crypto::new_api_token;
+use ringfence_store::journal::verify_journal;
 use ringfence_store::{AccountRecord, AgencyRecord, TokenRecord};
+use ringfence_store::{AuditEvent, RedactionReceipt};
 
 use crate::app::Resources;
 
@@ -43,6 +48,36 @@ pub enum AccountCommand {
         #[arg(long)]
         name: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RedactCommand {
+    /// Redact one call; prints the receipt.
+    Call {
+        call_id: String,
+        /// A short reference for the journal (ticket id); no personal data.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Redact every call and visitor session of a caller in an account; prints the receipt.
+    Caller {
+        #[arg(long)]
+        account: String,
+        /// The caller's number, E.164.
+        number: String,
+        /// Redact the number's future calls on arrival too.
+        #[arg(long)]
+        forget: bool,
+        /// Every account of the account's agency.
+        #[arg(long)]
+        agency_wide: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the whole hash chain; exit 1 and name the first broken entry on any alteration.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +170,18 @@ pub async fn agency(
                 record.max_retention_days = (days > 0).then_some(days);
             }
             store.update_agency(record.clone()).await?;
+            store
+                .append_audit(AuditEvent {
+                    actor: "cli".into(),
+                    action: "agency.settings_changed".into(),
+                    agency_id: Some(record.id),
+                    account_id: None,
+                    subject: Some(record.id.to_string()),
+                    count: None,
+                    reason: None,
+                    details: json!({"role": "admin", "after": {"redaction_enabled": record.redaction_enabled, "max_retention_days": record.max_retention_days}}).to_string(),
+                })
+                .await?;
             print(
                 as_json,
                 json!({"id": record.id.to_string(), "redaction_enabled": record.redaction_enabled, "max_retention_days": record.max_retention_days}),
@@ -204,9 +251,10 @@ pub async fn create_token(
                 .await?
                 .with_context(|| format!("no account {account}"))?;
             if let Some(agency) = agency
-                && parse_id::<AgencyId>(agency, "--agency")? != record.agency_id {
-                    bail!("account {account} does not belong to agency {agency}");
-                }
+                && parse_id::<AgencyId>(agency, "--agency")? != record.agency_id
+            {
+                bail!("account {account} does not belong to agency {agency}");
+            }
             Scope::Account {
                 agency: record.agency_id,
                 account,
@@ -238,6 +286,23 @@ pub async fn create_token(
         revoked_at: None,
     };
     store.create_token(record.clone()).await?;
+    let (agency_id, account_id) = match scope {
+        Scope::Installation => (None, None),
+        Scope::Agency(a) => (Some(a), None),
+        Scope::Account { agency, account } => (Some(agency), Some(account)),
+    };
+    store
+        .append_audit(AuditEvent {
+            actor: "cli".into(),
+            action: "token.created".into(),
+            agency_id,
+            account_id,
+            subject: Some(format!("token:{}", record.id)),
+            count: None,
+            reason: None,
+            details: json!({"role": role.as_str(), "personal_data": record.personal_data, "expires_at": record.expires_at.map(|t| t.to_rfc3339())}).to_string(),
+        })
+        .await?;
     Ok((record.id, token))
 }
 
@@ -262,5 +327,158 @@ pub fn print(as_json: bool, value: serde_json::Value, human: &str) {
         println!("{value}");
     } else {
         println!("{human}");
+    }
+}
+
+async fn redaction_enabled(resources: &Resources, agency: AgencyId) -> anyhow::Result<()> {
+    let record = resources
+        .log
+        .store()
+        .agency(agency)
+        .await?
+        .with_context(|| format!("no agency {agency}"))?;
+    if !record.redaction_enabled {
+        bail!(
+            "redaction is not enabled for agency {agency}; enable it with `ringfence agency set {agency} --redaction-enabled true`"
+        );
+    }
+    Ok(())
+}
+
+fn receipt_json(r: &RedactionReceipt) -> serde_json::Value {
+    json!({
+        "redacted_calls": r.redacted_calls,
+        "redacted_sessions": r.redacted_sessions,
+        "call_ids": r.call_ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "at": r.at.to_rfc3339(),
+        "audit_seq": r.audit_seq,
+        "forgotten": r.forgotten,
+    })
+}
+
+pub async fn redact(
+    resources: &Resources,
+    command: RedactCommand,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    // A redaction a crash interrupted is finished before anything else.
+    resources.log.resume_redactions().await?;
+    let store = resources.log.store();
+    let receipt = match command {
+        RedactCommand::Call { call_id, reason } => {
+            let id: CallId = parse_id(&call_id, "call id")?;
+            let row = store
+                .call(id)
+                .await?
+                .with_context(|| format!("no call {id}"))?;
+            let account = store
+                .account(row.account_id)
+                .await?
+                .with_context(|| format!("no account {}", row.account_id))?;
+            redaction_enabled(resources, account.agency_id).await?;
+            let note = reason.map(|r| label(&r, "--reason")).transpose()?;
+            let audit = AuditEvent {
+                actor: "cli".into(),
+                action: "call.redacted".into(),
+                agency_id: Some(account.agency_id),
+                account_id: Some(account.id),
+                subject: Some(id.to_string()),
+                count: None,
+                reason: Some(RedactionReason::Manual.as_str().into()),
+                details: match note {
+                    Some(n) if n.chars().filter(char::is_ascii_digit).count() < 7 => {
+                        json!({"role": "admin", "note": n}).to_string()
+                    }
+                    Some(_) => bail!(
+                        "--reason is journaled: use a short reference without personal data (no phone numbers)"
+                    ),
+                    None => json!({"role": "admin"}).to_string(),
+                },
+            };
+            resources
+                .log
+                .redact_calls(vec![row], RedactionReason::Manual, audit)
+                .await?
+        }
+        RedactCommand::Caller {
+            account,
+            number,
+            forget,
+            agency_wide,
+        } => {
+            let account: AccountId = parse_id(&account, "--account")?;
+            let record = store
+                .account(account)
+                .await?
+                .with_context(|| format!("no account {account}"))?;
+            redaction_enabled(resources, record.agency_id).await?;
+            let number = parse_e164(&number)
+                .map_err(|e| anyhow::anyhow!("NUMBER is not a valid E.164 number ({e})"))?;
+            let accounts: Vec<AccountId> = if agency_wide {
+                store
+                    .list_accounts(Some(record.agency_id))
+                    .await?
+                    .into_iter()
+                    .map(|a| a.id)
+                    .collect()
+            } else {
+                vec![account]
+            };
+            let audit = AuditEvent {
+                actor: "cli".into(),
+                action: "caller.redacted".into(),
+                agency_id: Some(record.agency_id),
+                account_id: Some(account),
+                subject: None,
+                count: None,
+                reason: Some(RedactionReason::Caller.as_str().into()),
+                details: json!({"role": "admin", "scope": if agency_wide { "agency" } else { "account" }, "forget": forget, "accounts": accounts.len()}).to_string(),
+            };
+            resources
+                .log
+                .redact_caller(&accounts, &number, forget, audit)
+                .await?
+        }
+    };
+    print(
+        as_json,
+        receipt_json(&receipt),
+        &format!(
+            "redacted {} calls and {} sessions (journal entry {}){}",
+            receipt.redacted_calls,
+            receipt.redacted_sessions,
+            receipt.audit_seq,
+            if receipt.forgotten {
+                "; the number is on the forget list"
+            } else {
+                ""
+            }
+        ),
+    );
+    Ok(())
+}
+
+pub async fn audit(
+    resources: &Resources,
+    command: AuditCommand,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let AuditCommand::Verify = command;
+    match verify_journal(resources.log.store().as_ref()).await? {
+        Ok(v) => {
+            let head: String = v.head.iter().map(|b| format!("{b:02x}")).collect();
+            print(
+                as_json,
+                json!({"ok": true, "entries": v.entries, "last_seq": v.last_seq, "head": head}),
+                &format!("audit journal intact: {} entries, head {head}", v.entries),
+            );
+            Ok(())
+        }
+        Err(broken) => {
+            if as_json {
+                println!("{}", json!({"ok": false, "error": broken.to_string()}));
+            }
+            bail!("audit journal broken: {broken}")
+        }
     }
 }

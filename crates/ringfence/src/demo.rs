@@ -37,7 +37,7 @@ const DAYS: i64 = 120;
 /// Calls per `ingest_calls` transaction.
 const BATCH: usize = 500;
 /// At most this many recordings, so a large demo stays fast and small on disk.
-const MAX_RECORDINGS: usize = 250;
+const MAX_RECORDINGS: usize = 600;
 /// Share of completed calls that get a recording (below the cap).
 const RECORDING_SHARE: f64 = 0.15;
 /// Recordings uploaded at the same time.
@@ -452,7 +452,8 @@ impl Channel {
         !matches!(self, Channel::Direct | Channel::Print)
     }
 
-    /// Paid search and social share the website's dynamic number; the others have their own.
+    /// Paid search, social and the other channels each have a number while there are enough;
+    /// the last number serves whatever is left.
     fn tracking_slot(self, slots: usize) -> usize {
         let slot = match self {
             Channel::GoogleAds | Channel::BingAds => 0,
@@ -460,7 +461,7 @@ impl Channel {
             Channel::Organic | Channel::Email | Channel::Referral => 2,
             Channel::Direct | Channel::Print => 3,
         };
-        slot % slots
+        slot.min(slots - 1)
     }
 
     /// Campaign and `utm_source`/`utm_medium`/`utm_campaign`.
@@ -538,9 +539,10 @@ impl CallClock {
             .cumulative
             .partition_point(|c| *c <= x)
             .min(self.cumulative.len().saturating_sub(1));
-        let ms = (self.first_hour + index as i64) * 3_600_000 + rng.below(3_600_000) as i64;
+        let hour_start = (self.first_hour + index as i64) * 3_600_000;
         // The current hour is only partly over.
-        Timestamp::from_millis(ms.min(self.now_ms - 1_000))
+        let hour_len = (self.now_ms - hour_start).clamp(1, 3_600_000);
+        Timestamp::from_millis(hour_start + rng.below(hour_len as u64) as i64)
     }
 }
 
@@ -562,7 +564,7 @@ fn place(key: &str) -> anyhow::Result<&'static Place> {
         .with_context(|| format!("demo place {key} is not defined"))
 }
 
-/// The account's callers: distinct numbers where the ranges allow, early ones calling more.
+/// The account's callers, each number once; early ones in the pool call more often.
 fn caller_pool(spec: &AccountSpec, size: usize, rng: &mut Rng) -> anyhow::Result<Vec<Caller>> {
     let places = spec
         .callers
@@ -573,13 +575,13 @@ fn caller_pool(spec: &AccountSpec, size: usize, rng: &mut Rng) -> anyhow::Result
     let mut pool = Vec::with_capacity(size);
     for _ in 0..size {
         let place = rng.weighted(&places);
-        let mut text = place.numbers.draw(rng);
-        for _ in 0..8 {
-            if !seen.contains(&text) {
-                break;
-            }
-            text = place.numbers.draw(rng);
-        }
+        // A small range may run out: then the pool simply holds fewer callers from it.
+        let Some(text) = (0..8)
+            .map(|_| place.numbers.draw(rng))
+            .find(|t| !seen.contains(t))
+        else {
+            continue;
+        };
         seen.insert(text.clone());
         let number = parse_e164(&text)
             .with_context(|| format!("a demo number of {} does not validate", place.key))?;

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use ringfence::commands::{self, AccountCommand, AgencyCommand, TokenArgs, TokenCommand};
+use ringfence::commands::{
+    self, AccountCommand, AgencyCommand, AuditCommand, RedactCommand, TokenArgs, TokenCommand,
+};
 use ringfence::config::{Config, GlobalArgs};
 use ringfence::{Application, Resources, telemetry};
 
@@ -42,6 +44,12 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Redact a call or a caller (irreversible).
+    #[command(subcommand)]
+    Redact(RedactCommand),
+    /// The audit journal.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +97,8 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
         Command::Agency(c) => commands::agency(&resources, c, json).await,
         Command::Account(c) => commands::account(&resources, c, json).await,
         Command::Token(c) => commands::token(&resources, c, json).await,
+        Command::Redact(c) => commands::redact(&resources, c, json).await,
+        Command::Audit(c) => commands::audit(&resources, c, json).await,
     };
     resources.close();
     result
@@ -108,19 +118,43 @@ async fn serve(resources: &Resources) -> anyhow::Result<()> {
         println!("Bootstrap admin token (shown once, keep it safe): {token}");
         tracing::info!(token_id = %id, "created the bootstrap admin token");
     }
+    let resumed = resources.log.resume_redactions().await?;
+    if resumed > 0 {
+        tracing::info!(jobs = resumed, "finished redactions interrupted by a crash");
+    }
     let shutdown = shutdown_signal()?;
     let app = Application::build(resources).await?;
     tracing::info!(address = %app.address(), "serving");
     println!("Ringfence listening on http://{}", app.address());
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
     let log = resources.log.clone();
-    let jobs = tokio::spawn(ringfence_jobs::scheduler::run_every("orphan_keys", std::time::Duration::from_secs(3600), jobs_stopped, move || {
-        let log = log.clone();
-        async move { ringfence_jobs::collect_orphan_keys(&log, ringfence_jobs::orphan_keys::GRACE).await.map(|_| ()) }
-    }));
+    let jobs = tokio::spawn(ringfence_jobs::scheduler::run_every(
+        "orphan_keys",
+        std::time::Duration::from_secs(3600),
+        jobs_stopped,
+        move || {
+            let log = log.clone();
+            async move {
+                ringfence_jobs::collect_orphan_keys(&log, ringfence_jobs::orphan_keys::GRACE)
+                    .await
+                    .map(|_| ())
+            }
+        },
+    ));
+    let log = resources.log.clone();
+    let repair = tokio::spawn(ringfence_jobs::scheduler::run_every(
+        "resume_redactions",
+        std::time::Duration::from_secs(60),
+        stop_jobs.subscribe(),
+        move || {
+            let log = log.clone();
+            async move { log.resume_redactions().await.map(|_| ()) }
+        },
+    ));
     app.run_until(shutdown).await?;
     let _ = stop_jobs.send(true);
     let _ = jobs.await;
+    let _ = repair.await;
     tracing::info!("stopped; every acknowledged write is committed");
     Ok(())
 }

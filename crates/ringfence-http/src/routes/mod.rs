@@ -1,8 +1,11 @@
 //! Handlers, one module per resource.
 
+pub mod agencies;
+pub mod audit;
 pub mod calls;
 pub mod ops;
 pub mod recordings;
+pub mod redaction;
 pub mod sessions;
 
 use ringfence_core::ids::InvalidId;
@@ -21,7 +24,11 @@ pub(crate) fn path_id<T: std::str::FromStr<Err = InvalidId>>(
 
 /// Checks a principal on an account's route. An account it cannot see is answered exactly
 /// like an account that does not exist.
-pub(crate) fn check_account(principal: &Principal, permission: Permission, tenant: &Tenant) -> ApiResult<()> {
+pub(crate) fn check_account(
+    principal: &Principal,
+    permission: Permission,
+    tenant: &Tenant,
+) -> ApiResult<()> {
     principal.check(permission, tenant).map_err(|d| match d {
         Denied::NotFound => ApiError::not_found("account"),
         other => other.into(),

@@ -60,12 +60,13 @@ pub async fn put_recording(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
-        && len > limit {
-            return Err(ApiError::new(
-                Code::PayloadTooLarge,
-                format!("recording larger than the limit of {limit} bytes"),
-            ));
-        }
+        && len > limit
+    {
+        return Err(ApiError::new(
+            Code::PayloadTooLarge,
+            format!("recording larger than the limit of {limit} bytes"),
+        ));
+    }
     let body = request.into_body().into_data_stream();
     let meta = state
         .log
@@ -227,9 +228,10 @@ pub async fn get_recording(
     // Personal data: never cached by a browser or proxy.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if status == StatusCode::PARTIAL_CONTENT
-        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", end - 1)) {
-            h.insert(header::CONTENT_RANGE, v);
-        }
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", end - 1))
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
     Ok(response)
 }
 

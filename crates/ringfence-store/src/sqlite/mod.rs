@@ -3,7 +3,9 @@
 //! before it is acknowledged), `secure_delete=ON` (deleted cells are overwritten), foreign
 //! keys and a busy timeout.
 
+mod audit;
 mod db;
+mod redaction;
 mod schema;
 mod store;
 mod vault;

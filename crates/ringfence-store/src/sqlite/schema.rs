@@ -1,7 +1,8 @@
 //! Embedded migrations, applied in order on open. Never edit one that has shipped: add another.
 
 /// The call log.
-pub const CALL_LOG: &[&str] = &[r#"
+pub const CALL_LOG: &[&str] = &[
+    r#"
 CREATE TABLE agencies (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -81,7 +82,51 @@ CREATE INDEX calls_log ON calls (account_id, started_at, id);
 CREATE INDEX calls_caller ON calls (account_id, caller_bidx) WHERE caller_bidx IS NOT NULL;
 CREATE INDEX calls_tracking ON calls (account_id, tracking_number, started_at);
 CREATE INDEX calls_source ON calls (account_id, source, started_at);
-"#];
+"#,
+    r#"
+CREATE TABLE audit_log (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    agency_id TEXT,
+    account_id TEXT,
+    subject TEXT,
+    count INTEGER,
+    reason TEXT,
+    details TEXT NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hash BLOB NOT NULL
+);
+CREATE INDEX audit_account ON audit_log (account_id, seq);
+CREATE INDEX audit_agency ON audit_log (agency_id, seq);
+
+CREATE TABLE forget_list (
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    caller_bidx BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (account_id, caller_bidx)
+) WITHOUT ROWID;
+
+CREATE TABLE redaction_jobs (
+    id TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    call_ids TEXT NOT NULL,
+    session_ids TEXT NOT NULL,
+    objects TEXT NOT NULL,
+    forget TEXT NOT NULL,
+    audit_actor TEXT NOT NULL,
+    audit_action TEXT NOT NULL,
+    audit_agency TEXT,
+    audit_account TEXT,
+    audit_subject TEXT,
+    audit_reason TEXT,
+    audit_details TEXT NOT NULL
+);
+CREATE INDEX calls_redacted ON calls (account_id, redacted_at);
+"#,
+];
 
 /// The vault: wrapped data keys only.
 pub const VAULT: &[&str] = &[r#"

@@ -11,7 +11,7 @@ use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, CallId, SessionId};
 
 use super::db::SqliteDb;
-use super::schema;
+use super::{audit, redaction, schema};
 use crate::records::*;
 use crate::{Store, StoreError};
 
@@ -196,10 +196,7 @@ fn insert_session_row(
     Ok(Inserted::Existing(parse_id(existing)?))
 }
 
-fn insert_call_rows(
-    conn: &Connection,
-    calls: &[NewCallRow],
-) -> Result<Vec<Inserted<CallId>>, StoreError> {
+fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertReport, StoreError> {
     // Two calls of one batch with the same external id are a sender's bug, not a re-delivery.
     let mut seen = std::collections::HashSet::with_capacity(calls.len());
     for (i, a) in calls.iter().enumerate() {
@@ -210,8 +207,33 @@ fn insert_call_rows(
         }
     }
     let mut outcomes = Vec::with_capacity(calls.len());
+    let mut forgotten: Vec<(AccountId, CallId)> = Vec::new();
     for (index, new) in calls.iter().enumerate() {
-        let c = &new.call;
+        let mut c = &new.call;
+        let stripped;
+        let mut inline_session = new.inline_session.as_ref();
+        if let Some(bidx) = c.caller_bidx
+            && !redaction::forgotten(conn, c.account_id, &[bidx])?.is_empty()
+        {
+            // The caller asked to be forgotten: keep the fact of the call, nothing of them.
+            stripped = CallRow {
+                gdpr_scope: None,
+                caller_bidx: None,
+                session_id: None,
+                caller_identity: None,
+                caller_location: None,
+                transcript: None,
+                interaction: None,
+                recording: None,
+                redacted_at: Some(c.created_at),
+                redaction_reason: Some(RedactionReason::ForgetList),
+                redacted_by: Some("forget_list".to_owned()),
+                ..c.clone()
+            };
+            c = &stripped;
+            inline_session = None;
+            forgotten.push((c.account_id, c.id));
+        }
         if let Some(ext) = &c.external_id {
             let existing: Option<String> = conn
                 .prepare_cached("SELECT id FROM calls WHERE account_id = ?1 AND external_id = ?2")?
@@ -223,7 +245,7 @@ fn insert_call_rows(
             }
         }
         let mut session_id = c.session_id;
-        if let Some(session) = &new.inline_session {
+        if let Some(session) = inline_session {
             session_id = Some(insert_session_row(conn, session)?.id());
         } else if let Some(linked) = c.session_id {
             let found: Option<i64> = conn
@@ -279,7 +301,39 @@ fn insert_call_rows(
         ])?;
         outcomes.push(Inserted::Created(c.id));
     }
-    Ok(outcomes)
+    let mut by_account: std::collections::BTreeMap<AccountId, Vec<CallId>> =
+        std::collections::BTreeMap::new();
+    for (account, call) in &forgotten {
+        by_account.entry(*account).or_default().push(*call);
+    }
+    for (account, ids) in by_account {
+        let agency: Option<String> = conn
+            .prepare_cached("SELECT agency_id FROM accounts WHERE id = ?1")?
+            .query_row([account.to_string()], |r| r.get(0))
+            .optional()?;
+        super::audit::append(
+            conn,
+            &AuditEvent {
+                actor: "forget_list".into(),
+                action: "call.redacted_on_arrival".into(),
+                agency_id: agency.and_then(|a| a.parse().ok()),
+                account_id: Some(account),
+                subject: Some(
+                    ids.iter()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                count: Some(ids.len() as u64),
+                reason: Some(RedactionReason::ForgetList.as_str().into()),
+                details: "{}".into(),
+            },
+        )?;
+    }
+    Ok(InsertReport {
+        outcomes,
+        forgotten: forgotten.into_iter().map(|(_, c)| c).collect(),
+    })
 }
 
 #[async_trait]
@@ -437,10 +491,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn insert_calls(
-        &self,
-        calls: Vec<NewCallRow>,
-    ) -> Result<Vec<Inserted<CallId>>, StoreError> {
+    async fn insert_calls(&self, calls: Vec<NewCallRow>) -> Result<InsertReport, StoreError> {
         self.db
             .write(move |conn| insert_call_rows(conn, &calls))
             .await
@@ -566,10 +617,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn existing_calls(&self, ids: Vec<CallId>) -> Result<Vec<CallId>, StoreError> {
+    async fn live_calls(&self, ids: Vec<CallId>) -> Result<Vec<CallId>, StoreError> {
         self.db
             .read(move |conn| {
-                let mut stmt = conn.prepare_cached("SELECT 1 FROM calls WHERE id = ?1")?;
+                let mut stmt = conn
+                    .prepare_cached("SELECT 1 FROM calls WHERE id = ?1 AND redacted_at IS NULL")?;
                 let mut out = Vec::new();
                 for id in ids {
                     if stmt.exists([id.to_string()])? {
@@ -581,10 +633,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn existing_sessions(&self, ids: Vec<SessionId>) -> Result<Vec<SessionId>, StoreError> {
+    async fn live_sessions(&self, ids: Vec<SessionId>) -> Result<Vec<SessionId>, StoreError> {
         self.db
             .read(move |conn| {
-                let mut stmt = conn.prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")?;
+                let mut stmt = conn.prepare_cached(
+                    "SELECT 1 FROM sessions WHERE id = ?1 AND redacted_at IS NULL",
+                )?;
                 let mut out = Vec::new();
                 for id in ids {
                     if stmt.exists([id.to_string()])? {
@@ -594,6 +648,76 @@ impl Store for SqliteStore {
                 Ok(out)
             })
             .await
+    }
+
+    async fn calls_by_ids(&self, ids: Vec<CallId>) -> Result<Vec<CallRow>, StoreError> {
+        self.db
+            .read(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = ?1"))?;
+                let mut out = Vec::with_capacity(ids.len());
+                for id in ids {
+                    out.extend(stmt.query_row([id.to_string()], call_from).optional()?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn calls_by_caller(
+        &self,
+        account: AccountId,
+        bidx: ringfence_crypto::BlindIndex,
+    ) -> Result<Vec<CallRow>, StoreError> {
+        self.db
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {CALL_COLUMNS} FROM calls WHERE account_id = ?1 AND caller_bidx = ?2"
+                ))?;
+                let rows = stmt
+                    .query_map(params![account.to_string(), bidx.as_slice()], call_from)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+
+    async fn begin_redaction(&self, job: RedactionJob) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| redaction::begin(conn, &job))
+            .await
+    }
+
+    async fn apply_redaction(
+        &self,
+        job: RedactionJob,
+        by: String,
+    ) -> Result<RedactionApplied, StoreError> {
+        self.db
+            .write(move |conn| redaction::apply(conn, &job, &by))
+            .await
+    }
+
+    async fn end_redaction(&self, job_id: String) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| redaction::end(conn, &job_id))
+            .await
+    }
+
+    async fn pending_redactions(&self) -> Result<Vec<RedactionJob>, StoreError> {
+        self.db.read(|conn| redaction::pending(conn)).await
+    }
+
+    async fn append_audit(&self, event: AuditEvent) -> Result<i64, StoreError> {
+        self.db.write(move |conn| audit::append(conn, &event)).await
+    }
+
+    async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.db.read(move |conn| audit::query(conn, &query)).await
+    }
+
+    async fn compact(&self) -> Result<(), StoreError> {
+        self.db.maintenance(checkpoint_truncate).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -605,6 +729,20 @@ impl Store for SqliteStore {
             })
             .await
     }
+}
+
+/// `wal_checkpoint(TRUNCATE)`, retried while readers hold old snapshots.
+pub(crate) fn checkpoint_truncate(conn: &Connection) -> Result<(), StoreError> {
+    for _ in 0..50 {
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err(StoreError::Backend(
+        "the WAL could not be truncated: readers kept it busy".into(),
+    ))
 }
 
 #[cfg(test)]

@@ -92,7 +92,13 @@ impl VaultStore for SqliteVault {
             .map_err(backend)
     }
 
-    async fn list(&self, purpose: KeyPurpose, created_before_millis: i64, after: Option<String>, limit: u32) -> Result<Vec<String>, VaultError> {
+    async fn list(
+        &self,
+        purpose: KeyPurpose,
+        created_before_millis: i64,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<String>, VaultError> {
         self.db
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
@@ -103,6 +109,13 @@ impl VaultStore for SqliteVault {
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(ids)
             })
+            .await
+            .map_err(backend)
+    }
+
+    async fn compact(&self) -> Result<(), VaultError> {
+        self.db
+            .maintenance(super::store::checkpoint_truncate)
             .await
             .map_err(backend)
     }

@@ -1,4 +1,8 @@
-#![allow(clippy::unwrap_used, clippy::type_complexity, clippy::too_many_arguments)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::type_complexity,
+    clippy::too_many_arguments
+)]
 
 //! End-to-end tests: each test runs its own server (`Application::build` on port 0) over
 //! its own temporary data folder, or the real binary where the process matters.
@@ -11,3 +15,4 @@ mod cli;
 mod demo;
 mod matrix;
 mod recordings;
+mod redaction;

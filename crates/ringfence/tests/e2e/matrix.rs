@@ -910,9 +910,13 @@ async fn every_role_reaches_exactly_its_own_tenants_on_every_route() {
                 };
                 if answer.status == StatusCode::NOT_FOUND
                     && answer.json["error"]["message"] != expected_message
-                    && !(route.method == Method::GET && answer.json["error"]["message"] == "recording not found")
+                    && !(route.method == Method::GET
+                        && answer.json["error"]["message"] == "recording not found")
                 {
-                    failures.push(format!("{case}: a 404 that differs from the unknown-id answer: {}", answer.json));
+                    failures.push(format!(
+                        "{case}: a 404 that differs from the unknown-id answer: {}",
+                        answer.json
+                    ));
                 }
                 if !matches {
                     failures.push(format!(

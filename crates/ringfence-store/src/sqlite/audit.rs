@@ -1,0 +1,98 @@
+//! The audit journal in SQLite: appended inside the writer's transaction, so an entry is
+//! committed together with the change it records.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use ringfence_core::timestamp::Timestamp;
+use ringfence_crypto::audit::GENESIS;
+
+use crate::StoreError;
+use crate::records::{AuditEntry, AuditEvent, AuditQuery};
+
+pub(crate) fn append(conn: &Connection, event: &AuditEvent) -> Result<i64, StoreError> {
+    let last: Option<(i64, Vec<u8>, i64)> = conn
+        .prepare_cached("SELECT seq, hash, at FROM audit_log ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let (seq, prev, last_at) = match last {
+        Some((seq, hash, at)) => (
+            seq + 1,
+            hash.try_into()
+                .map_err(|_| StoreError::Backend("audit hash of the wrong size".into()))?,
+            at,
+        ),
+        None => (1, GENESIS, 0),
+    };
+    // Entries never go back in time, even if the clock does.
+    let at = Timestamp::from_millis(Timestamp::now().millis().max(last_at));
+    let mut entry = AuditEntry {
+        seq,
+        at,
+        event: event.clone(),
+        prev_hash: prev,
+        hash: [0; 32],
+    };
+    entry.hash = entry.expected_hash(&prev);
+    conn.prepare_cached(
+        "INSERT INTO audit_log (seq, at, actor, action, agency_id, account_id, subject, count, reason, details, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        seq,
+        at.millis(),
+        event.actor,
+        event.action,
+        event.agency_id.map(|a| a.to_string()),
+        event.account_id.map(|a| a.to_string()),
+        event.subject,
+        event.count.map(|c| c as i64),
+        event.reason,
+        event.details,
+        prev.as_slice(),
+        entry.hash.as_slice(),
+    ])?;
+    Ok(seq)
+}
+
+fn entry_from(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
+    let hash = |v: Vec<u8>| v.try_into().unwrap_or([0u8; 32]);
+    let agency: Option<String> = row.get(4)?;
+    let account: Option<String> = row.get(5)?;
+    Ok(AuditEntry {
+        seq: row.get(0)?,
+        at: Timestamp::from_millis(row.get(1)?),
+        event: AuditEvent {
+            actor: row.get(2)?,
+            action: row.get(3)?,
+            agency_id: agency.and_then(|a| a.parse().ok()),
+            account_id: account.and_then(|a| a.parse().ok()),
+            subject: row.get(6)?,
+            count: row.get::<_, Option<i64>>(7)?.map(|c| c as u64),
+            reason: row.get(8)?,
+            details: row.get(9)?,
+        },
+        prev_hash: hash(row.get(10)?),
+        hash: hash(row.get(11)?),
+    })
+}
+
+pub(crate) fn query(conn: &Connection, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+    let columns = "seq, at, actor, action, agency_id, account_id, subject, count, reason, details, prev_hash, hash";
+    let after = q.after_seq.unwrap_or(0);
+    let limit = i64::from(q.limit);
+    let rows = match (q.agency_id, q.account_id) {
+        (_, Some(account)) => conn
+            .prepare_cached(&format!("SELECT {columns} FROM audit_log WHERE account_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"))?
+            .query_map(params![account.to_string(), after, limit], entry_from)?
+            .collect::<Result<Vec<_>, _>>()?,
+        (Some(agency), None) => conn
+            .prepare_cached(&format!("SELECT {columns} FROM audit_log WHERE agency_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"))?
+            .query_map(params![agency.to_string(), after, limit], entry_from)?
+            .collect::<Result<Vec<_>, _>>()?,
+        (None, None) => conn
+            .prepare_cached(&format!("SELECT {columns} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"))?
+            .query_map(params![after, limit], entry_from)?
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    Ok(rows)
+}

@@ -1,0 +1,230 @@
+//! Redaction in SQLite: the job table, clearing the personal columns (named by the data
+//! map, not by hand), and the forget list.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use ringfence_core::AccountId;
+use ringfence_core::call::RedactionReason;
+use ringfence_core::datamap::{DataCategory, Entity, columns_of};
+use ringfence_core::timestamp::Timestamp;
+use ringfence_crypto::BlindIndex;
+
+use super::audit;
+use crate::StoreError;
+use crate::records::{AuditEvent, RedactionApplied, RedactionJob};
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<BlindIndex> {
+    if text.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn join<T: ToString>(items: &[T]) -> String {
+    items.iter().map(T::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn split<T: std::str::FromStr>(text: &str) -> Vec<T> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+pub(crate) fn begin(conn: &Connection, job: &RedactionJob) -> Result<(), StoreError> {
+    let forget = job
+        .forget
+        .iter()
+        .map(|(a, b)| format!("{a}:{}", hex(b)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let a = &job.audit;
+    conn.prepare_cached(
+        "INSERT INTO redaction_jobs (id, created_at, reason, call_ids, session_ids, objects, forget, audit_actor, audit_action, audit_agency, audit_account, audit_subject, audit_reason, audit_details)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?
+    .execute(params![
+        job.id,
+        job.created_at.millis(),
+        job.reason.as_str(),
+        join(&job.call_ids),
+        join(&job.session_ids),
+        job.objects.join(","),
+        forget,
+        a.actor,
+        a.action,
+        a.agency_id.map(|x| x.to_string()),
+        a.account_id.map(|x| x.to_string()),
+        a.subject,
+        a.reason,
+        a.details,
+    ])?;
+    Ok(())
+}
+
+pub(crate) fn pending(conn: &Connection) -> Result<Vec<RedactionJob>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, created_at, reason, call_ids, session_ids, objects, forget, audit_actor, audit_action, audit_agency, audit_account, audit_subject, audit_reason, audit_details
+         FROM redaction_jobs ORDER BY created_at, id",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            let reason: String = r.get(2)?;
+            let forget: String = r.get(6)?;
+            let objects: String = r.get(5)?;
+            let agency: Option<String> = r.get(9)?;
+            let account: Option<String> = r.get(10)?;
+            Ok(RedactionJob {
+                id: r.get(0)?,
+                created_at: Timestamp::from_millis(r.get(1)?),
+                reason: RedactionReason::parse(&reason).unwrap_or(RedactionReason::Manual),
+                call_ids: split(&r.get::<_, String>(3)?),
+                session_ids: split(&r.get::<_, String>(4)?),
+                objects: objects
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                forget: forget
+                    .split(',')
+                    .filter_map(|pair| {
+                        let (a, b) = pair.split_once(':')?;
+                        Some((a.parse::<AccountId>().ok()?, unhex(b)?))
+                    })
+                    .collect(),
+                audit: AuditEvent {
+                    actor: r.get(7)?,
+                    action: r.get(8)?,
+                    agency_id: agency.and_then(|a| a.parse().ok()),
+                    account_id: account.and_then(|a| a.parse().ok()),
+                    subject: r.get(11)?,
+                    count: None,
+                    reason: r.get(12)?,
+                    details: r.get(13)?,
+                },
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// `col = NULL, …` for every personal column of `entity`, from the data map.
+fn personal_assignments(entity: Entity) -> String {
+    let mut columns = Vec::new();
+    for category in DataCategory::PERSONAL {
+        columns.extend(columns_of(entity, category));
+    }
+    columns
+        .iter()
+        .map(|c| format!("{c} = NULL"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) fn apply(
+    conn: &Connection,
+    job: &RedactionJob,
+    by: &str,
+) -> Result<RedactionApplied, StoreError> {
+    let at = Timestamp::now();
+    let mut objects: Vec<String> = job.objects.clone();
+    let mut calls = 0u64;
+    let mut sessions = 0u64;
+    let call_sql = format!(
+        "UPDATE calls SET {}, redacted_at = ?2, redaction_reason = ?3, redacted_by = ?4 WHERE id = ?1 AND redacted_at IS NULL",
+        personal_assignments(Entity::Call)
+    );
+    let mut object_of = conn.prepare_cached(
+        "SELECT recording_object FROM calls WHERE id = ?1 AND redacted_at IS NULL",
+    )?;
+    let mut update_call = conn.prepare_cached(&call_sql)?;
+    for id in &job.call_ids {
+        let object: Option<Option<String>> = object_of
+            .query_row([id.to_string()], |r| r.get(0))
+            .optional()?;
+        if let Some(Some(object)) = object
+            && !objects.contains(&object)
+        {
+            objects.push(object);
+        }
+        calls += update_call.execute(params![
+            id.to_string(),
+            at.millis(),
+            job.reason.as_str(),
+            by
+        ])? as u64;
+    }
+    let session_sql = format!(
+        "UPDATE sessions SET {}, redacted_at = ?2, redaction_reason = ?3 WHERE id = ?1 AND redacted_at IS NULL",
+        personal_assignments(Entity::VisitorSession)
+    );
+    let mut update_session = conn.prepare_cached(&session_sql)?;
+    for id in &job.session_ids {
+        sessions +=
+            update_session.execute(params![id.to_string(), at.millis(), job.reason.as_str()])?
+                as u64;
+    }
+    let mut forget = conn.prepare_cached("INSERT INTO forget_list (account_id, caller_bidx, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")?;
+    for (account, bidx) in &job.forget {
+        forget.execute(params![account.to_string(), bidx.as_slice(), at.millis()])?;
+    }
+    // Objects found now (a recording that arrived after the job began) must be deleted too.
+    conn.prepare_cached("UPDATE redaction_jobs SET objects = ?2 WHERE id = ?1")?
+        .execute(params![job.id, objects.join(",")])?;
+    let mut event = job.audit.clone();
+    event.count = Some(calls);
+    let mut details: Vec<String> = Vec::new();
+    if !job.audit.details.is_empty() && job.audit.details != "{}" {
+        details.push(
+            job.audit
+                .details
+                .trim_start_matches('{')
+                .trim_end_matches('}')
+                .to_owned(),
+        );
+    }
+    details.push(format!(
+        "\"redacted_calls\":{calls},\"redacted_sessions\":{sessions},\"job\":\"{}\"",
+        job.id
+    ));
+    event.details = format!("{{{}}}", details.join(","));
+    let audit_seq = audit::append(conn, &event)?;
+    Ok(RedactionApplied {
+        calls,
+        sessions,
+        at,
+        audit_seq,
+        objects,
+    })
+}
+
+pub(crate) fn end(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM redaction_jobs WHERE id = ?1")?
+        .execute([id])?;
+    Ok(())
+}
+
+/// The blind indexes among `bidxs` that are on the account's forget list.
+pub(crate) fn forgotten(
+    conn: &Connection,
+    account: AccountId,
+    bidxs: &[BlindIndex],
+) -> Result<Vec<BlindIndex>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT 1 FROM forget_list WHERE account_id = ?1 AND caller_bidx = ?2")?;
+    let mut out = Vec::new();
+    for b in bidxs {
+        if stmt.exists(params![account.to_string(), b.as_slice()])? {
+            out.push(*b);
+        }
+    }
+    Ok(out)
+}
