@@ -11,6 +11,7 @@ mod common;
 
 mod calls;
 mod canary;
+mod crash;
 mod cli;
 mod demo;
 mod matrix;
