@@ -76,9 +76,9 @@ fn plain_index(number: &str) -> [u8; 16] {
 }
 
 impl RowTemplate {
-    fn from_json(value: &serde_json::Value) -> anyhow::Result<RowTemplate> {
+    fn from_body(body: &[u8]) -> anyhow::Result<RowTemplate> {
         let input: ringfence_http::dto::CallInput =
-            serde_json::from_value(value.clone()).context("template is not a CallInput")?;
+            serde_json::from_slice(body).context("template is not a CallInput")?;
         let c = input
             .into_domain("")
             .map_err(|e| anyhow::anyhow!("template rejected by validation: {} errors", e.len()))?;
@@ -156,7 +156,7 @@ impl CallLogDb {
         conn.execute("INSERT INTO agencies (id, name, redaction_enabled, max_retention_days, created_at) VALUES (?1, 'Bench Agency', 1, NULL, ?2)", params![agency, now])?;
         conn.execute("INSERT INTO accounts (id, agency_id, name, settings, created_at) VALUES (?1, ?2, 'Bench Account', '{}', ?3)", params![account, agency, now])?;
         let rows = (0..templates.len())
-            .map(|i| RowTemplate::from_json(templates.template(i)))
+            .map(|i| RowTemplate::from_body(&templates.body(i as u64)))
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(CallLogDb {
             conn,
@@ -176,12 +176,13 @@ impl CallLogDb {
     /// Inserts call `n` and its session in the open transaction.
     fn insert(&self, n: u64, templates: &Calls, ids: &RowIds, now: i64) -> rusqlite::Result<()> {
         let t = &self.rows[templates.template_of(n)];
+        let started_at = templates.started_at_millis(n).unwrap_or(t.started_at);
         if let (Some(id), Some(visitor)) = (&ids.session, &t.visitor) {
             self.conn.prepare_cached(INSERT_SESSION)?.execute(params![
                 id,
                 self.account,
                 None::<String>,
-                t.started_at,
+                started_at,
                 now,
                 t.utm[0],
                 t.utm[1],
@@ -193,7 +194,7 @@ impl CallLogDb {
             ids.call,
             self.account,
             Calls::external_id(n),
-            t.started_at,
+            started_at,
             now,
             t.duration_s,
             t.direction,

@@ -61,7 +61,12 @@ impl Layer {
 
 pub fn run(args: LayersArgs) -> anyhow::Result<()> {
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let calls = Calls::new(1024, 0.3, 0x5EED);
+    let calls = Arc::new(Calls::new(
+        1024,
+        0.3,
+        0x5EED,
+        crate::synthetic::StartTimes::Live,
+    ));
     let templates: Arc<Vec<NewCall>> = Arc::new(
         (0..calls.len())
             .map(|i| {
@@ -81,14 +86,15 @@ pub fn run(args: LayersArgs) -> anyhow::Result<()> {
     let mut results = Results::default();
     for rep in 1..=args.repeat {
         for layer in [Layer::VaultInsert, Layer::Ingest, Layer::IngestReadBack] {
-            let (calls, elapsed, mut latencies) = rt.block_on(run_layer(
+            let (stored, elapsed, mut latencies) = rt.block_on(run_layer(
                 layer,
                 &dir,
                 templates.clone(),
+                calls.clone(),
                 args.clients,
                 Duration::from_secs_f64(args.seconds),
             ))?;
-            let sample = Sample::new(calls, calls, elapsed.as_secs_f64(), &mut latencies);
+            let sample = Sample::new(stored, stored, elapsed.as_secs_f64(), &mut latencies);
             eprintln!(
                 "  [{rep}/{}] {:<18} {:>9.0} calls/s  p50 {:.2} ms  p99 {:.2} ms",
                 args.repeat,
@@ -108,6 +114,7 @@ async fn run_layer(
     layer: Layer,
     dir: &std::path::Path,
     templates: Arc<Vec<NewCall>>,
+    starts: Arc<Calls>,
     clients: usize,
     run_for: Duration,
 ) -> anyhow::Result<(u64, Duration, Vec<u32>)> {
@@ -121,13 +128,17 @@ async fn run_layer(
     let deadline = started + run_for;
     let mut tasks = Vec::with_capacity(clients);
     for _ in 0..clients {
-        let (log, next, templates) = (log.clone(), next.clone(), templates.clone());
+        let (log, next, templates, starts) =
+            (log.clone(), next.clone(), templates.clone(), starts.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 let mut call = templates[n as usize % templates.len()].clone();
                 call.external_id = Some(Calls::external_id(n));
+                if let Some(at) = starts.started_at_millis(n) {
+                    call.started_at = ringfence_core::timestamp::Timestamp::from_millis(at);
+                }
                 let t0 = Instant::now();
                 match layer {
                     Layer::VaultInsert => {

@@ -110,6 +110,9 @@ struct IngestArgs {
     /// Share of calls sent with an inline visitor (stored as a session).
     #[arg(long, default_value_t = 0.3)]
     visitor_share: f64,
+    /// When the calls started: in arrival order (a live feed) or at random times of one day.
+    #[arg(long, value_enum, default_value_t = synthetic::StartTimes::Live)]
+    start_times: synthetic::StartTimes,
     /// Worker threads of the client's runtime (the server's has 2).
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
@@ -207,7 +210,12 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             .collect()
     };
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let calls = Arc::new(Calls::new(1024, args.visitor_share, 0x5EED));
+    let calls = Arc::new(Calls::new(
+        1024,
+        args.visitor_share,
+        0x5EED,
+        args.start_times,
+    ));
     let (mean_bytes, share) = calls.describe();
     eprintln!(
         "ringfence-bench ingest: {} cores, {} calls per batch run, batches of {} from {} clients, {} single-call clients for {} s, {} repetitions; {} B per call JSON, {:.0}% with a visitor; data in {}",
@@ -231,6 +239,22 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let mut results = Results::default();
     // Figures interleave within each repetition so that a noisy spell hits all of them.
     for rep in 1..=args.repeat {
+        settle();
+        let probe = fsync_probe(&dir, 300)?;
+        eprintln!(
+            "  [{rep}/{}] {:<24} {:>9.0} fsyncs/s (p50 {:.2} ms, p99 {:.2} ms, load average {})",
+            args.repeat,
+            "disk: write 4 KiB + fsync",
+            probe.rate(),
+            probe.p50_ms.unwrap_or(f64::NAN),
+            probe.p99_ms.unwrap_or(f64::NAN),
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .split_whitespace()
+                .next()
+                .unwrap_or("?")
+        );
+        results.add("disk: 4 KiB write+fsync", probe);
         for &figure in &figures {
             let sample = run_figure(figure, &args, &rt, &calls, &dir)
                 .with_context(|| format!("{} (repetition {rep})", figure.name()))?;
@@ -264,6 +288,28 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         print!("{}", results.table(RATIOS, TARGETS));
     }
     Ok(())
+}
+
+/// The disk's durable-write latency right now: `count` 4 KiB writes, each followed by
+/// `fdatasync`, as a WAL commit does. One commit per request can go no faster than this.
+fn fsync_probe(dir: &std::path::Path, count: u32) -> anyhow::Result<Sample> {
+    use std::io::Write as _;
+    let mut file = tempfile::tempfile_in(dir)?;
+    let page = [0x5Au8; 4096];
+    let mut latencies = Vec::with_capacity(count as usize);
+    let started = std::time::Instant::now();
+    for _ in 0..count {
+        let t0 = std::time::Instant::now();
+        file.write_all(&page)?;
+        file.sync_data()?;
+        latencies.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+    }
+    Ok(Sample::new(
+        u64::from(count),
+        u64::from(count),
+        started.elapsed().as_secs_f64(),
+        &mut latencies,
+    ))
 }
 
 /// Lets the disk finish writing back what the previous figure left, so that each figure

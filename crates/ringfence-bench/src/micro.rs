@@ -39,7 +39,7 @@ fn measure(args: &MicroArgs, mut op: impl FnMut(u64)) -> f64 {
 }
 
 pub fn run(args: MicroArgs) -> anyhow::Result<()> {
-    let calls = Calls::new(1024, 0.3, 0x5EED);
+    let calls = Calls::new(1024, 0.3, 0x5EED, crate::synthetic::StartTimes::Live);
     let bodies: Vec<Vec<u8>> = (0..calls.len() as u64).map(|n| calls.body(n)).collect();
     let inputs = |n: u64| -> CallInput {
         serde_json::from_slice(&bodies[n as usize % bodies.len()]).unwrap_or_default()

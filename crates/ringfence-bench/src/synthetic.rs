@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 
 /// Marks where the external id goes in a serialised template.
 const EXTERNAL_ID_SLOT: &str = "@@EXTERNAL_ID@@";
+/// Marks where the start time goes, in live mode.
+const STARTED_AT_SLOT: &str = "@@STARTED_AT@@";
 
 /// A small, fast, deterministic generator (SplitMix64): the same seed gives the same calls.
 pub struct SplitMix(u64);
@@ -178,17 +180,52 @@ fn template(rng: &mut SplitMix, with_visitor: bool) -> Value {
     call
 }
 
+/// When calls start: in arrival order, as a live feed sends them, or spread at random over
+/// a day, as a back-fill might.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum StartTimes {
+    /// Call `n` started `n / CALLS_PER_SECOND` seconds after the first, less its duration
+    /// (a call is posted when it ends).
+    Live,
+    /// Each template's own random time of day (08:00 to 18:00).
+    Shuffled,
+}
+
+/// Calls per second of the live feed the start times imitate.
+const CALLS_PER_SECOND: u64 = 20;
+/// 2026-11-28T08:00:00Z, when the live feed starts.
+const FEED_START: i64 = 1_795_852_800;
+
+/// One serialised template: the JSON text around the two slots.
+struct Body {
+    head: Vec<u8>,
+    /// Between the external id and the start time (empty in shuffled mode).
+    middle: Vec<u8>,
+    tail: Vec<u8>,
+    duration_s: i64,
+}
+
 /// The pool of serialised templates.
 pub struct Calls {
-    /// Each template's JSON, split around the external id slot.
-    bodies: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Each template as JSON, with the slot still in it (for the baseline's rows).
+    bodies: Vec<Body>,
+    /// Each template as JSON, with the slots still in it.
     templates: Vec<Value>,
+    start_times: StartTimes,
+}
+
+fn split_at_slot(text: &str, slot: &str) -> (Vec<u8>, Vec<u8>) {
+    match text.find(slot) {
+        Some(at) => (
+            text.as_bytes()[..at].to_vec(),
+            text.as_bytes()[at + slot.len()..].to_vec(),
+        ),
+        None => (text.as_bytes().to_vec(), Vec::new()),
+    }
 }
 
 impl Calls {
     /// `count` templates, a `visitor_share` of them with an inline visitor.
-    pub fn new(count: usize, visitor_share: f64, seed: u64) -> Calls {
+    pub fn new(count: usize, visitor_share: f64, seed: u64, start_times: StartTimes) -> Calls {
         let mut rng = SplitMix::new(seed);
         let mut bodies = Vec::with_capacity(count);
         let mut templates = Vec::with_capacity(count);
@@ -196,19 +233,35 @@ impl Calls {
             // Spread visitors evenly so that any run of calls has the same share.
             let with_visitor =
                 ((i + 1) as f64 * visitor_share).floor() > (i as f64 * visitor_share).floor();
-            let value = template(&mut rng, with_visitor);
+            let mut value = template(&mut rng, with_visitor);
+            if start_times == StartTimes::Live {
+                value["started_at"] = Value::String(STARTED_AT_SLOT.to_owned());
+            }
+            let duration_s = value["duration_s"].as_i64().unwrap_or(0);
+            // serde_json writes keys in order: external_id comes before started_at.
             let text = value.to_string();
-            let slot = text.find(EXTERNAL_ID_SLOT).unwrap_or(text.len());
-            let (head, tail) = text.split_at(slot);
-            bodies.push((
-                head.as_bytes().to_vec(),
-                tail[EXTERNAL_ID_SLOT.len().min(tail.len())..]
-                    .as_bytes()
-                    .to_vec(),
-            ));
+            let (head, rest) = split_at_slot(&text, EXTERNAL_ID_SLOT);
+            let (middle, tail) = if start_times == StartTimes::Live {
+                split_at_slot(
+                    std::str::from_utf8(&rest).unwrap_or_default(),
+                    STARTED_AT_SLOT,
+                )
+            } else {
+                (Vec::new(), rest)
+            };
+            bodies.push(Body {
+                head,
+                middle,
+                tail,
+                duration_s,
+            });
             templates.push(value);
         }
-        Calls { bodies, templates }
+        Calls {
+            bodies,
+            templates,
+            start_times,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -219,7 +272,7 @@ impl Calls {
         (n % self.bodies.len() as u64) as usize
     }
 
-    /// The JSON template of call `n`, external id slot unfilled.
+    /// The JSON template of call `n`, slots unfilled.
     pub fn template(&self, index: usize) -> &Value {
         &self.templates[index]
     }
@@ -229,12 +282,31 @@ impl Calls {
         format!("CA{n:032x}")
     }
 
+    /// Call `n`'s start in Unix seconds, in live mode.
+    fn live_start(&self, n: u64) -> i64 {
+        FEED_START + (n / CALLS_PER_SECOND) as i64 - self.bodies[self.template_of(n)].duration_s
+    }
+
+    /// Call `n`'s start in Unix milliseconds, as the server will store it.
+    pub fn started_at_millis(&self, n: u64) -> Option<i64> {
+        (self.start_times == StartTimes::Live).then(|| self.live_start(n) * 1000)
+    }
+
     /// Appends the JSON of call `n` to `out`.
     pub fn write_body(&self, n: u64, out: &mut Vec<u8>) {
-        let (head, tail) = &self.bodies[self.template_of(n)];
-        out.extend_from_slice(head);
+        let body = &self.bodies[self.template_of(n)];
+        out.extend_from_slice(&body.head);
         out.extend_from_slice(Self::external_id(n).as_bytes());
-        out.extend_from_slice(tail);
+        out.extend_from_slice(&body.middle);
+        if self.start_times == StartTimes::Live {
+            let at = time::OffsetDateTime::from_unix_timestamp(self.live_start(n))
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            let text = at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            out.extend_from_slice(text.as_bytes());
+        }
+        out.extend_from_slice(&body.tail);
     }
 
     /// The JSON of call `n`.
@@ -260,11 +332,7 @@ impl Calls {
 
     /// Mean body size in bytes and the share of calls with a visitor.
     pub fn describe(&self) -> (usize, f64) {
-        let bytes: usize = self
-            .bodies
-            .iter()
-            .map(|(h, t)| h.len() + t.len() + 34)
-            .sum();
+        let bytes: usize = (0..self.len() as u64).map(|n| self.body(n).len()).sum();
         let visitors = self
             .templates
             .iter()
@@ -283,7 +351,7 @@ mod tests {
 
     #[test]
     fn every_template_is_a_valid_call_for_the_api() {
-        let calls = Calls::new(64, 0.3, 7);
+        let calls = Calls::new(64, 0.3, 7, StartTimes::Live);
         for n in 0..64 {
             let value: Value = serde_json::from_slice(&calls.body(n)).expect("json");
             let input: ringfence_http::dto::CallInput =
@@ -296,7 +364,7 @@ mod tests {
 
     #[test]
     fn a_batch_body_holds_each_call_once() {
-        let calls = Calls::new(8, 0.5, 1);
+        let calls = Calls::new(8, 0.5, 1, StartTimes::Live);
         let value: Value = serde_json::from_slice(&calls.batch_body(10, 5)).expect("json");
         let ids: Vec<&str> = value["calls"]
             .as_array()
@@ -305,5 +373,21 @@ mod tests {
             .map(|c| c["external_id"].as_str().expect("id"))
             .collect();
         assert_eq!(ids, (10..15).map(Calls::external_id).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn live_start_times_are_in_the_body_as_the_server_will_store_them() {
+        let calls = Calls::new(16, 0.3, 3, StartTimes::Live);
+        for n in [0, 1, 19, 20, 1000, 123_456] {
+            let value: Value = serde_json::from_slice(&calls.body(n)).expect("json");
+            let text = value["started_at"].as_str().expect("started_at");
+            let parsed =
+                ringfence_core::timestamp::Timestamp::parse_rfc3339(text).expect("rfc 3339");
+            assert_eq!(Some(parsed.millis()), calls.started_at_millis(n), "{text}");
+        }
+        assert_eq!(
+            Calls::new(16, 0.3, 3, StartTimes::Shuffled).started_at_millis(5),
+            None
+        );
     }
 }

@@ -105,9 +105,12 @@ fn classify(raw: &str, path: &str) -> (Code, String, String) {
             .and_then(|r| r.split('`').nth(1))
             .map(str::to_owned)
     };
+    // The path of an unknown field already ends with it; that of a missing one does not.
     let join = |name: &str| {
         if path == "." || path.is_empty() {
             name.to_owned()
+        } else if path == name || path.ends_with(&format!(".{name}")) {
+            path.to_owned()
         } else {
             format!("{path}.{name}")
         }
@@ -208,7 +211,13 @@ mod tests {
 
     #[test]
     fn malformed_json_is_a_400() {
-        for body in ["", "{", "{\"number\": \"x\"} trailing", "nul", "[1,2"] {
+        for body in [
+            "",
+            "{",
+            "{\"number\": \"x\"} trailing",
+            "nul",
+            "{\"number\": \"x",
+        ] {
             assert_eq!(
                 parse_json::<Probe>(body.as_bytes()).unwrap_err().code,
                 Code::InvalidJson,

@@ -682,6 +682,19 @@ impl CallLog {
             .await
     }
 
+    /// Redacts calls by id and puts blind indexes on forget lists (a restore re-applying the
+    /// journal). Ids of calls that do not exist are skipped.
+    pub async fn redact_by_ids(
+        &self,
+        ids: Vec<CallId>,
+        forget: Vec<(AccountId, BlindIndex)>,
+        reason: RedactionReason,
+        audit: AuditEvent,
+    ) -> Result<RedactionReceipt, LogError> {
+        let rows = self.store.calls_by_ids(ids).await?;
+        self.redact(rows, forget, reason, audit).await
+    }
+
     async fn redact(
         &self,
         rows: Vec<CallRow>,

@@ -37,6 +37,14 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads an existing master key; never creates one.
+pub fn load_existing_master_key(path: &Path) -> anyhow::Result<MasterKey> {
+    let contents = std::fs::read(path)
+        .with_context(|| format!("cannot read the master key file {}", path.display()))?;
+    MasterKey::from_file_contents(&contents)
+        .with_context(|| format!("master key file {}", path.display()))
+}
+
 /// Reads the master key, or creates it (mode 0600, never overwriting) on first start.
 pub fn load_or_create_master_key(path: &Path) -> anyhow::Result<MasterKey> {
     match std::fs::read(path) {

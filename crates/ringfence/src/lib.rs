@@ -3,6 +3,7 @@
 //! parses arguments and calls in here. This is the one crate that uses `anyhow`.
 
 pub mod app;
+pub mod backup;
 pub mod commands;
 pub mod config;
 pub mod demo;

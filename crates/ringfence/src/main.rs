@@ -50,6 +50,22 @@ enum Command {
     /// The audit journal.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Take a consistent backup while the server runs (never includes the master key).
+    Backup {
+        #[arg(long, value_name = "DIR")]
+        out: std::path::PathBuf,
+    },
+    /// Restore a backup into an empty --data folder, re-applying every redaction journaled since.
+    Restore {
+        #[arg(long, value_name = "DIR")]
+        from: std::path::PathBuf,
+        /// The live data folder (or its ringfence.db) whose journal holds the redactions since the backup.
+        #[arg(long, value_name = "PATH")]
+        journal_from: Option<std::path::PathBuf>,
+        /// Restore without re-applying later redactions (only when no journal survives).
+        #[arg(long)]
+        no_journal: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -82,6 +98,22 @@ fn main() -> ExitCode {
 }
 
 async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()> {
+    // Restore must not create a data folder or a master key before it has checked them.
+    if let Command::Restore {
+        from,
+        journal_from,
+        no_journal,
+    } = &command
+    {
+        let summary =
+            ringfence::backup::restore(&config, from, journal_from.as_deref(), *no_journal).await?;
+        commands::print(
+            json,
+            summary.clone(),
+            &serde_json::to_string_pretty(&summary)?,
+        );
+        return Ok(());
+    }
     let resources = Resources::open(&config)?;
     let result = match command {
         Command::Serve => serve(&resources).await,
@@ -99,6 +131,18 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
         Command::Token(c) => commands::token(&resources, c, json).await,
         Command::Redact(c) => commands::redact(&resources, c, json).await,
         Command::Audit(c) => commands::audit(&resources, c, json).await,
+        Command::Backup { out } => match ringfence::backup::backup(&resources, &out).await {
+            Ok(summary) => {
+                commands::print(
+                    json,
+                    summary.clone(),
+                    &serde_json::to_string_pretty(&summary)?,
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+        Command::Restore { .. } => unreachable!("handled above"),
     };
     resources.close();
     result

@@ -17,7 +17,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(text: &str) -> Option<BlindIndex> {
+pub fn unhex(text: &str) -> Option<BlindIndex> {
     if text.len() != 32 {
         return None;
     }
@@ -146,6 +146,7 @@ pub(crate) fn apply(
         "SELECT recording_object FROM calls WHERE id = ?1 AND redacted_at IS NULL",
     )?;
     let mut update_call = conn.prepare_cached(&call_sql)?;
+    let mut redacted_ids: Vec<String> = Vec::new();
     for id in &job.call_ids {
         let object: Option<Option<String>> = object_of
             .query_row([id.to_string()], |r| r.get(0))
@@ -155,12 +156,16 @@ pub(crate) fn apply(
         {
             objects.push(object);
         }
-        calls += update_call.execute(params![
+        let n = update_call.execute(params![
             id.to_string(),
             at.millis(),
             job.reason.as_str(),
             by
         ])? as u64;
+        if n > 0 {
+            redacted_ids.push(id.to_string());
+        }
+        calls += n;
     }
     let session_sql = format!(
         "UPDATE sessions SET {}, redacted_at = ?2, redaction_reason = ?3 WHERE id = ?1 AND redacted_at IS NULL",
@@ -181,6 +186,8 @@ pub(crate) fn apply(
         .execute(params![job.id, objects.join(",")])?;
     let mut event = job.audit.clone();
     event.count = Some(calls);
+    // The ids of the calls redacted (never the caller): what a restore re-applies.
+    event.subject = Some(redacted_ids.join(","));
     let mut details: Vec<String> = Vec::new();
     if !job.audit.details.is_empty() && job.audit.details != "{}" {
         details.push(
@@ -195,6 +202,16 @@ pub(crate) fn apply(
         "\"redacted_calls\":{calls},\"redacted_sessions\":{sessions},\"job\":\"{}\"",
         job.id
     ));
+    if !job.forget.is_empty() {
+        // Blind indexes (keyed hashes, useless without the vault's key), so that a restore
+        // can put the forget-list entries back.
+        let entries: Vec<String> = job
+            .forget
+            .iter()
+            .map(|(a, b)| format!("{{\"account\":\"{a}\",\"blind_index\":\"{}\"}}", hex(b)))
+            .collect();
+        details.push(format!("\"forget\":[{}]", entries.join(",")));
+    }
     event.details = format!("{{{}}}", details.join(","));
     let audit_seq = audit::append(conn, &event)?;
     Ok(RedactionApplied {

@@ -705,7 +705,7 @@ impl Store for SqliteStore {
     }
 
     async fn pending_redactions(&self) -> Result<Vec<RedactionJob>, StoreError> {
-        self.db.read(|conn| redaction::pending(conn)).await
+        self.db.read(redaction::pending).await
     }
 
     async fn append_audit(&self, event: AuditEvent) -> Result<i64, StoreError> {

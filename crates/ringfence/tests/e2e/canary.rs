@@ -222,7 +222,9 @@ async fn no_personal_data_reaches_any_file_in_plaintext() {
 async fn after_redaction_no_trace_of_the_caller_or_their_keys_remains_on_disk() {
     let app = TestApp::spawn().await;
     let (_, account) = app.tenant().await;
-    let tag = ringfence_core::CallId::generate().to_string().replace('-', "");
+    let tag = ringfence_core::CallId::generate()
+        .to_string()
+        .replace('-', "");
     let marker = |what: &str| format!("REDACTED{what}{tag}");
     let number = uk_number(321);
     let mut ids = Vec::new();
@@ -238,44 +240,103 @@ async fn after_redaction_no_trace_of_the_caller_or_their_keys_remains_on_disk() 
         for _ in 0..3000 {
             audio.extend_from_slice(marker("AUDIO").as_bytes());
         }
-        let status = app.client.put(app.url(&format!("/api/v1/calls/{id}/recording"))).bearer_auth(&app.admin).header("content-type", "audio/wav").body(audio).send().await.unwrap().status();
+        let status = app
+            .client
+            .put(app.url(&format!("/api/v1/calls/{id}/recording")))
+            .bearer_auth(&app.admin)
+            .header("content-type", "audio/wav")
+            .body(audio)
+            .send()
+            .await
+            .unwrap()
+            .status();
         assert_eq!(status, StatusCode::CREATED);
         ids.push(id);
     }
     // The wrapped keys as the vault holds them, to look for them afterwards.
-    let vault = rusqlite::Connection::open_with_flags(app.data_dir().join("vault.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let vault = rusqlite::Connection::open_with_flags(
+        app.data_dir().join("vault.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
     let mut wrapped: Vec<Vec<u8>> = Vec::new();
     for id in &ids {
-        wrapped.push(vault.query_row("SELECT wrapped FROM data_keys WHERE id = ?1", [id], |r| r.get(0)).unwrap());
+        wrapped.push(
+            vault
+                .query_row("SELECT wrapped FROM data_keys WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .unwrap(),
+        );
     }
-    let (_, call) = app.get(&app.admin, &format!("/api/v1/calls/{}", ids[0])).await;
+    let (_, call) = app
+        .get(&app.admin, &format!("/api/v1/calls/{}", ids[0]))
+        .await;
     let session = call["visitor"]["session_id"].as_str().unwrap().to_owned();
-    wrapped.push(vault.query_row("SELECT wrapped FROM data_keys WHERE id = ?1", [&session], |r| r.get(0)).unwrap());
+    wrapped.push(
+        vault
+            .query_row(
+                "SELECT wrapped FROM data_keys WHERE id = ?1",
+                [&session],
+                |r| r.get(0),
+            )
+            .unwrap(),
+    );
     drop(vault);
     for key in &wrapped {
-        assert!(!files_containing(&app.data_dir(), key).is_empty(), "the scan can see a key while it exists");
+        assert!(
+            !files_containing(&app.data_dir(), key).is_empty(),
+            "the scan can see a key while it exists"
+        );
     }
 
-    let (status, receipt) = app.post(&app.admin, &format!("/api/v1/accounts/{account}/callers/redact"), json!({"number": number})).await;
+    let (status, receipt) = app
+        .post(
+            &app.admin,
+            &format!("/api/v1/accounts/{account}/callers/redact"),
+            json!({"number": number}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{receipt}");
     assert_eq!(receipt["redacted_calls"], 3);
     assert_eq!(receipt["redacted_sessions"], 3);
 
     let data = app.data_dir();
     let scan = |when: &str| {
-        for w in ["NAME", "CITY", "TRANSCRIPT", "NOTES", "TAG", "UA", "GCLID", "AUDIO"] {
+        for w in [
+            "NAME",
+            "CITY",
+            "TRANSCRIPT",
+            "NOTES",
+            "TAG",
+            "UA",
+            "GCLID",
+            "AUDIO",
+        ] {
             let hits = files_containing(&data, marker(w).as_bytes());
             assert!(hits.is_empty(), "{when}: {w} found in {hits:?}");
         }
         for (i, key) in wrapped.iter().enumerate() {
             let hits = files_containing(&data, key);
-            assert!(hits.is_empty(), "{when}: destroyed key {i} still in {hits:?}");
+            assert!(
+                hits.is_empty(),
+                "{when}: destroyed key {i} still in {hits:?}"
+            );
             let hits = files_containing(&data, &key[..24]);
-            assert!(hits.is_empty(), "{when}: part of destroyed key {i} still in {hits:?}");
+            assert!(
+                hits.is_empty(),
+                "{when}: part of destroyed key {i} still in {hits:?}"
+            );
         }
         for id in &ids {
-            let files: Vec<_> = files_below(&data.join("recordings")).into_iter().filter(|p| p.to_string_lossy().contains(id.as_str())).collect();
-            assert!(files.is_empty(), "{when}: a recording of a redacted call remains: {files:?}");
+            let files: Vec<_> = files_below(&data.join("recordings"))
+                .into_iter()
+                .filter(|p| p.to_string_lossy().contains(id.as_str()))
+                .collect();
+            assert!(
+                files.is_empty(),
+                "{when}: a recording of a redacted call remains: {files:?}"
+            );
         }
     };
     scan("while serving");

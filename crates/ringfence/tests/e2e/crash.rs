@@ -5,24 +5,56 @@ use std::path::Path;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::common::*;
 
 fn json_id(out: &str) -> String {
-    serde_json::from_str::<Value>(out.trim()).unwrap()["id"].as_str().unwrap().to_owned()
+    serde_json::from_str::<Value>(out.trim()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn setup(data: &Path) -> String {
-    let (code, out, err) = run_cli(data, &["agency", "create", "--name", "Crash Agency", "--redaction-enabled", "--json"]);
+    let (code, out, err) = run_cli(
+        data,
+        &[
+            "agency",
+            "create",
+            "--name",
+            "Crash Agency",
+            "--redaction-enabled",
+            "--json",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     let agency = json_id(&out);
-    let (_, out, _) = run_cli(data, &["account", "create", "--agency", &agency, "--name", "Crash Account", "--json"]);
+    let (_, out, _) = run_cli(
+        data,
+        &[
+            "account",
+            "create",
+            "--agency",
+            &agency,
+            "--name",
+            "Crash Account",
+            "--json",
+        ],
+    );
     json_id(&out)
 }
 
 /// Ingests `calls` calls of caller `caller` (external ids `prefix-i`), a recording on every tenth.
-async fn ingest_caller(client: &reqwest::Client, base: &str, admin: &str, account: &str, prefix: &str, caller: &str, calls: usize) {
+async fn ingest_caller(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    account: &str,
+    prefix: &str,
+    caller: &str,
+    calls: usize,
+) {
     let batch: Vec<Value> = (0..calls)
         .map(|i| {
             let mut c = full_call(i as u16);
@@ -31,12 +63,21 @@ async fn ingest_caller(client: &reqwest::Client, base: &str, admin: &str, accoun
             c
         })
         .collect();
-    let response = client.post(format!("{base}/api/v1/accounts/{account}/calls/batch")).bearer_auth(admin).json(&json!({"calls": batch})).send().await.unwrap();
+    let response = client
+        .post(format!("{base}/api/v1/accounts/{account}/calls/batch"))
+        .bearer_auth(admin)
+        .json(&json!({"calls": batch}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     let ids: Value = response.json().await.unwrap();
     for id in ids["ids"].as_array().unwrap().iter().step_by(10) {
         let status = client
-            .put(format!("{base}/api/v1/calls/{}/recording", id.as_str().unwrap()))
+            .put(format!(
+                "{base}/api/v1/calls/{}/recording",
+                id.as_str().unwrap()
+            ))
             .bearer_auth(admin)
             .header("content-type", "audio/wav")
             .body(vec![7u8; 70_000])
@@ -52,7 +93,17 @@ async fn all_calls(client: &reqwest::Client, base: &str, admin: &str, account: &
     let mut out = Vec::new();
     let mut cursor = String::new();
     loop {
-        let page: Value = client.get(format!("{base}/api/v1/accounts/{account}/calls?limit=500{cursor}")).bearer_auth(admin).send().await.unwrap().json().await.unwrap();
+        let page: Value = client
+            .get(format!(
+                "{base}/api/v1/accounts/{account}/calls?limit=500{cursor}"
+            ))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         out.extend(page["items"].as_array().unwrap().iter().cloned());
         match page["next_cursor"].as_str() {
             Some(c) => cursor = format!("&cursor={c}"),
@@ -63,14 +114,32 @@ async fn all_calls(client: &reqwest::Client, base: &str, admin: &str, account: &
 
 /// Every call is intact (its caller and recording readable) or fully redacted (nothing
 /// personal, recording gone, file deleted). Returns (intact, redacted).
-async fn check_each_call(client: &reqwest::Client, base: &str, admin: &str, data: &Path, calls: &[Value]) -> (usize, usize) {
+async fn check_each_call(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    data: &Path,
+    calls: &[Value],
+) -> (usize, usize) {
     let (mut intact, mut redacted) = (0, 0);
     for call in calls {
         let id = call["id"].as_str().unwrap();
-        let recording = client.get(format!("{base}/api/v1/calls/{id}/recording")).bearer_auth(admin).send().await.unwrap().status();
-        let files = files_below(&data.join("recordings")).into_iter().filter(|p| p.to_string_lossy().contains(id)).count();
+        let recording = client
+            .get(format!("{base}/api/v1/calls/{id}/recording"))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        let files = files_below(&data.join("recordings"))
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains(id))
+            .count();
         if call["redaction"].is_null() {
-            assert!(call["caller"]["number"].is_string(), "an unredacted call must be readable: {call}");
+            assert!(
+                call["caller"]["number"].is_string(),
+                "an unredacted call must be readable: {call}"
+            );
             assert!(call["transcript"].is_string(), "{call}");
             if call["recording"].is_object() {
                 assert_eq!(recording, StatusCode::OK, "{id}");
@@ -79,10 +148,16 @@ async fn check_each_call(client: &reqwest::Client, base: &str, admin: &str, data
             intact += 1;
         } else {
             for gone in ["caller", "transcript", "visitor", "recording", "notes"] {
-                assert!(call[gone].is_null(), "a redacted call keeps nothing personal: {call}");
+                assert!(
+                    call[gone].is_null(),
+                    "a redacted call keeps nothing personal: {call}"
+                );
             }
             assert_eq!(recording, StatusCode::GONE, "{id}");
-            assert_eq!(files, 0, "no recording file of a redacted call may remain: {id}");
+            assert_eq!(
+                files, 0,
+                "no recording file of a redacted call may remain: {id}"
+            );
             redacted += 1;
         }
     }
@@ -90,8 +165,13 @@ async fn check_each_call(client: &reqwest::Client, base: &str, admin: &str, data
 }
 
 fn pending_jobs(data: &Path) -> i64 {
-    let conn = rusqlite::Connection::open_with_flags(data.join("ringfence.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    conn.query_row("SELECT COUNT(*) FROM redaction_jobs", [], |r| r.get(0)).unwrap()
+    let conn = rusqlite::Connection::open_with_flags(
+        data.join("ringfence.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    conn.query_row("SELECT COUNT(*) FROM redaction_jobs", [], |r| r.get(0))
+        .unwrap()
 }
 
 #[tokio::test]
@@ -105,20 +185,51 @@ async fn a_caller_redaction_killed_at_any_point_leaves_each_call_intact_or_fully
     let admin = served.bootstrap_token.clone().unwrap();
     const KILLS: usize = 14;
     for k in 0..=KILLS {
-        ingest_caller(&client, &served.address, &admin, &account, &format!("c{k}"), &uk_number(100 + k as u16), 150).await;
+        ingest_caller(
+            &client,
+            &served.address,
+            &admin,
+            &account,
+            &format!("c{k}"),
+            &uk_number(100 + k as u16),
+            150,
+        )
+        .await;
     }
     assert!(served.stop().success());
 
     // How long a whole redaction takes here, so the kills spread over all of it.
     let started = std::time::Instant::now();
-    let (code, _, err) = run_cli(&data, &["redact", "caller", "--account", &account, &uk_number(100 + KILLS as u16)]);
+    let (code, _, err) = run_cli(
+        &data,
+        &[
+            "redact",
+            "caller",
+            "--account",
+            &account,
+            &uk_number(100 + KILLS as u16),
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     let whole = started.elapsed().as_millis() as u64;
-    let delays_ms: Vec<u64> = (0..KILLS as u64).map(|i| i * whole * 12 / 10 / KILLS as u64).collect();
+    let delays_ms: Vec<u64> = (0..KILLS as u64)
+        .map(|i| i * whole * 12 / 10 / KILLS as u64)
+        .collect();
 
     // One killed redaction per caller, each at a different moment.
     for (k, delay) in delays_ms.iter().enumerate() {
-        let mut child = binary().arg("--data").arg(&data).args(["redact", "caller", "--account", &account, &uk_number(100 + k as u16)]).spawn().unwrap();
+        let mut child = binary()
+            .arg("--data")
+            .arg(&data)
+            .args([
+                "redact",
+                "caller",
+                "--account",
+                &account,
+                &uk_number(100 + k as u16),
+            ])
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(*delay));
         let _ = child.kill();
         let _ = child.wait();
@@ -126,22 +237,48 @@ async fn a_caller_redaction_killed_at_any_point_leaves_each_call_intact_or_fully
 
     // On restart the server finishes what was interrupted before it serves.
     let served = Served::start(&data, &logs, &[]);
-    assert_eq!(pending_jobs(&data), 0, "every interrupted redaction was finished on start");
+    assert_eq!(
+        pending_jobs(&data),
+        0,
+        "every interrupted redaction was finished on start"
+    );
     let calls = all_calls(&client, &served.address, &admin, &account).await;
     assert_eq!(calls.len(), 150 * (KILLS + 1));
     let (intact, redacted) = check_each_call(&client, &served.address, &admin, &data, &calls).await;
     // A caller's redaction is one job: all of a caller's calls share one fate.
     for k in 0..delays_ms.len() {
         let prefix = format!("c{k}-");
-        let states: std::collections::BTreeSet<bool> =
-            calls.iter().filter(|c| c["external_id"].as_str().unwrap().starts_with(&prefix)).map(|c| c["redaction"].is_null()).collect();
+        let states: std::collections::BTreeSet<bool> = calls
+            .iter()
+            .filter(|c| c["external_id"].as_str().unwrap().starts_with(&prefix))
+            .map(|c| c["redaction"].is_null())
+            .collect();
         assert_eq!(states.len(), 1, "caller {k}: some calls redacted, some not");
     }
-    assert!(redacted > 150, "some kills came late enough to redact (intact {intact}, redacted {redacted}, kills over {whole} ms)");
-    assert!(intact > 0, "some kills came early enough to leave calls intact (intact {intact}, redacted {redacted}, kills over {whole} ms)");
+    assert!(
+        redacted > 150,
+        "some kills came late enough to redact (intact {intact}, redacted {redacted}, kills over {whole} ms)"
+    );
+    assert!(
+        intact > 0,
+        "some kills came early enough to leave calls intact (intact {intact}, redacted {redacted}, kills over {whole} ms)"
+    );
     // Each redaction was journaled once, however often it was resumed.
-    let journal: Value = client.get(format!("{}/api/v1/audit?limit=500", served.address)).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
-    let caller_entries = journal["items"].as_array().unwrap().iter().filter(|e| e["action"] == "caller.redacted" && e["count"].as_u64().unwrap_or(0) > 0).count();
+    let journal: Value = client
+        .get(format!("{}/api/v1/audit?limit=500", served.address))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let caller_entries = journal["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "caller.redacted" && e["count"].as_u64().unwrap_or(0) > 0)
+        .count();
     assert_eq!(caller_entries * 150, redacted, "{journal}");
     assert!(served.stop().success());
     let (code, _, err) = run_cli(&data, &["audit", "verify"]);
@@ -149,7 +286,8 @@ async fn a_caller_redaction_killed_at_any_point_leaves_each_call_intact_or_fully
 }
 
 #[tokio::test]
-async fn a_server_killed_during_many_call_redactions_restarts_with_each_call_intact_or_fully_redacted() {
+async fn a_server_killed_during_many_call_redactions_restarts_with_each_call_intact_or_fully_redacted()
+ {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let logs = dir.path().join("logs");
@@ -162,19 +300,43 @@ async fn a_server_killed_during_many_call_redactions_restarts_with_each_call_int
         if let Some(t) = served.bootstrap_token.clone() {
             admin = t;
         }
-        ingest_caller(&client, &served.address, &admin, &account, &format!("r{round}"), &uk_number(round as u16), 200).await;
+        ingest_caller(
+            &client,
+            &served.address,
+            &admin,
+            &account,
+            &format!("r{round}"),
+            &uk_number(round as u16),
+            200,
+        )
+        .await;
         total += 200;
         let calls = all_calls(&client, &served.address, &admin, &account).await;
-        let targets: Vec<String> = calls.iter().filter(|c| c["external_id"].as_str().unwrap().starts_with(&format!("r{round}-"))).map(|c| c["id"].as_str().unwrap().to_owned()).collect();
+        let targets: Vec<String> = calls
+            .iter()
+            .filter(|c| {
+                c["external_id"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("r{round}-"))
+            })
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect();
         let mut tasks = Vec::new();
         for id in targets {
             let (client, base, admin) = (client.clone(), served.address.clone(), admin.clone());
             tasks.push(tokio::spawn(async move {
-                let _ = client.post(format!("{base}/api/v1/calls/{id}/redact")).bearer_auth(admin).send().await;
+                let _ = client
+                    .post(format!("{base}/api/v1/calls/{id}/redact"))
+                    .bearer_auth(admin)
+                    .send()
+                    .await;
             }));
         }
         tokio::time::sleep(Duration::from_millis(delay)).await;
-        tokio::task::spawn_blocking(move || served.kill()).await.unwrap();
+        tokio::task::spawn_blocking(move || served.kill())
+            .await
+            .unwrap();
         for t in tasks {
             let _ = t.await;
         }

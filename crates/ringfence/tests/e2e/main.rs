@@ -9,10 +9,11 @@
 
 mod common;
 
+mod backup;
 mod calls;
 mod canary;
-mod crash;
 mod cli;
+mod crash;
 mod demo;
 mod matrix;
 mod recordings;

@@ -1,0 +1,291 @@
+//! Backups that do not resurrect redacted data.
+//!
+//! A backup is a consistent online snapshot of the call log, then the vault, then the
+//! recordings (in that order, so that anything written in between can only be a key without
+//! a row or a file without a row, never a row without its key), plus a manifest naming the
+//! journal position it was taken at. It never contains the master key.
+//!
+//! A restore copies a backup into an empty data folder and, before anything can be served,
+//! re-applies every redaction journaled after that position in the journal of the live
+//! system (`--journal-from`): the calls are redacted again, their keys destroyed, their
+//! files deleted, their callers put back on forget lists.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use ringfence_core::call::RedactionReason;
+use ringfence_core::timestamp::Timestamp;
+use ringfence_core::{AccountId, CallId};
+use ringfence_store::AuditEvent;
+use ringfence_store::sqlite::{blind_index_from_hex, last_journal_seq, read_journal, snapshot};
+
+use crate::app::{Resources, load_existing_master_key};
+use crate::config::{BlobLocation, Config, DatabaseLocation};
+
+const MANIFEST: &str = "manifest.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    format: u32,
+    taken_at: String,
+    /// The last journal entry the backup contains.
+    audit_seq: i64,
+    master_key_fingerprint: String,
+    recordings: u64,
+}
+
+fn paths(config: &Config) -> (PathBuf, PathBuf, PathBuf) {
+    let DatabaseLocation::Sqlite(db) = &config.database;
+    let DatabaseLocation::Sqlite(vault) = &config.vault;
+    let BlobLocation::Folder(folder) = &config.blobs;
+    (db.clone(), vault.clone(), folder.clone())
+}
+
+fn is_empty_dir(dir: &Path) -> anyhow::Result<bool> {
+    Ok(!dir.exists() || std::fs::read_dir(dir)?.next().is_none())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<u64> {
+    let mut copied = 0;
+    if !from.exists() {
+        return Ok(0);
+    }
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copied += copy_tree(&entry.path(), &target)?;
+        } else {
+            // A recording deleted by a redaction while we copy is simply not in the backup.
+            match std::fs::copy(entry.path(), &target) {
+                Ok(_) => copied += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot copy {}", entry.path().display()));
+                }
+            }
+        }
+    }
+    Ok(copied)
+}
+
+/// `ringfence backup --out DIR`, safe while the server runs.
+pub async fn backup(resources: &Resources, out: &Path) -> anyhow::Result<serde_json::Value> {
+    if !is_empty_dir(out)? {
+        bail!(
+            "{} is not empty: give a new folder for the backup",
+            out.display()
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let (db, vault, folder) = paths(&resources.config);
+    // Order matters: call log, then vault, then files (see the module's comment).
+    let audit_seq = {
+        let out_db = out.join("ringfence.db");
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || snapshot(&db, &out_db)).await??;
+        last_journal_seq(&out.join("ringfence.db"))?
+    };
+    {
+        let out_vault = out.join("vault.db");
+        tokio::task::spawn_blocking(move || snapshot(&vault, &out_vault)).await??;
+    }
+    let recordings = {
+        let to = out.join("recordings");
+        tokio::task::spawn_blocking(move || copy_tree(&folder, &to)).await??
+    };
+    let manifest = Manifest {
+        format: 1,
+        taken_at: Timestamp::now().to_rfc3339(),
+        audit_seq,
+        master_key_fingerprint: resources.log.vault().master_fingerprint(),
+        recordings,
+    };
+    std::fs::write(out.join(MANIFEST), serde_json::to_vec_pretty(&manifest)?)?;
+    resources
+        .log
+        .store()
+        .append_audit(AuditEvent {
+            actor: "cli".into(),
+            action: "backup.taken".into(),
+            count: Some(recordings),
+            details: json!({"audit_seq": audit_seq, "recordings": recordings}).to_string(),
+            ..Default::default()
+        })
+        .await?;
+    Ok(
+        json!({"out": out.display().to_string(), "audit_seq": audit_seq, "recordings": recordings, "taken_at": manifest.taken_at}),
+    )
+}
+
+/// Redactions journaled after a backup: call ids grouped by reason, forget-list entries,
+/// and the last journal position read.
+type JournalSince = (
+    Vec<(RedactionReason, Vec<CallId>)>,
+    Vec<(AccountId, [u8; 16])>,
+    i64,
+);
+
+/// Redactions journaled after the backup, grouped by reason: (call ids, forget entries).
+fn redactions_since(journal: &Path, after_seq: i64) -> anyhow::Result<JournalSince> {
+    let entries = read_journal(journal, after_seq)
+        .with_context(|| format!("cannot read the journal in {}", journal.display()))?;
+    let mut by_reason: Vec<(RedactionReason, Vec<CallId>)> = Vec::new();
+    let mut forget = Vec::new();
+    let mut last = after_seq;
+    for entry in entries {
+        last = entry.seq;
+        let Some(reason) = entry
+            .event
+            .reason
+            .as_deref()
+            .and_then(RedactionReason::parse)
+        else {
+            continue;
+        };
+        let ids: Vec<CallId> = entry
+            .event
+            .subject
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        if !ids.is_empty() {
+            match by_reason.iter_mut().find(|(r, _)| *r == reason) {
+                Some((_, list)) => list.extend(ids),
+                None => by_reason.push((reason, ids)),
+            }
+        }
+        if let Ok(details) = serde_json::from_str::<serde_json::Value>(&entry.event.details) {
+            for f in details["forget"].as_array().into_iter().flatten() {
+                let account = f["account"]
+                    .as_str()
+                    .and_then(|a| a.parse::<AccountId>().ok());
+                let bidx = f["blind_index"].as_str().and_then(blind_index_from_hex);
+                if let (Some(a), Some(b)) = (account, bidx) {
+                    forget.push((a, b));
+                }
+            }
+        }
+    }
+    Ok((by_reason, forget, last))
+}
+
+/// `ringfence restore --from DIR --journal-from LIVE` into the (empty) `--data` folder.
+pub async fn restore(
+    config: &Config,
+    from: &Path,
+    journal_from: Option<&Path>,
+    no_journal: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(from.join(MANIFEST)).with_context(|| {
+            format!(
+                "{} has no {MANIFEST}: not a ringfence backup",
+                from.display()
+            )
+        })?)
+        .context("the backup's manifest is not readable")?;
+    let (db, vault, folder) = paths(config);
+    if db.exists() || vault.exists() {
+        bail!(
+            "{} already holds a call log: restore into an empty data folder",
+            config.data.display()
+        );
+    }
+    let master = load_existing_master_key(&config.master_key_file).with_context(|| {
+        format!("backups never contain the master key: put the key of the backed-up installation at {} (or give --master-key-file)", config.master_key_file.display())
+    })?;
+    if master.fingerprint() != manifest.master_key_fingerprint {
+        bail!(
+            "the master key at {} is not the one the backup was taken with",
+            config.master_key_file.display()
+        );
+    }
+    let journal = match (journal_from, no_journal) {
+        (Some(path), _) => {
+            let path = if path.is_dir() {
+                path.join("ringfence.db")
+            } else {
+                path.to_owned()
+            };
+            Some(redactions_since(&path, manifest.audit_seq)?)
+        }
+        (None, true) => None,
+        (None, false) => bail!(
+            "give --journal-from with the live data folder (or its ringfence.db) so that redactions made since the backup are applied again; --no-journal restores without them"
+        ),
+    };
+    std::fs::create_dir_all(&config.data)?;
+    std::fs::copy(from.join("ringfence.db"), &db)?;
+    std::fs::copy(from.join("vault.db"), &vault)?;
+    copy_tree(&from.join("recordings"), &folder)?;
+
+    // Nothing is served before this finishes: restore is an offline command.
+    let resources = Resources::open(config)?;
+    let mut reapplied = 0u64;
+    let mut entries = 0usize;
+    if let Some((by_reason, forget, last)) = journal {
+        let mut forget = Some(forget);
+        for (reason, ids) in by_reason {
+            entries += 1;
+            let receipt = resources
+                .log
+                .redact_by_ids(
+                    ids,
+                    forget.take().unwrap_or_default(),
+                    reason,
+                    AuditEvent {
+                        actor: "restore".into(),
+                        action: "restore.redaction_reapplied".into(),
+                        reason: Some(reason.as_str().into()),
+                        details:
+                            json!({"journal_after": manifest.audit_seq, "journal_until": last})
+                                .to_string(),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            reapplied += receipt.redacted_calls;
+        }
+        if let Some(forget) = forget.filter(|f| !f.is_empty()) {
+            resources
+                .log
+                .redact_by_ids(
+                    Vec::new(),
+                    forget,
+                    RedactionReason::ForgetList,
+                    AuditEvent {
+                        actor: "restore".into(),
+                        action: "restore.forget_list_reapplied".into(),
+                        reason: Some(RedactionReason::ForgetList.as_str().into()),
+                        details: "{}".into(),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+        }
+    }
+    resources
+        .log
+        .store()
+        .append_audit(AuditEvent {
+            actor: "restore".into(),
+            action: "restore.completed".into(),
+            count: Some(reapplied),
+            details: json!({"backup_taken_at": manifest.taken_at, "backup_audit_seq": manifest.audit_seq, "journal": !no_journal}).to_string(),
+            ..Default::default()
+        })
+        .await?;
+    resources.close();
+    Ok(
+        json!({"restored_from": from.display().to_string(), "backup_audit_seq": manifest.audit_seq, "redactions_reapplied": reapplied, "journal_groups": entries}),
+    )
+}
