@@ -51,6 +51,7 @@ impl Server {
             name: "Bench Account".into(),
             settings: "{}".into(),
             created_at: now,
+            retention: Default::default(),
         };
         resources
             .log

@@ -239,6 +239,15 @@ pub struct Redaction {
     pub by: String,
 }
 
+/// A legal hold: exempts a call from automatic redaction and from redaction on request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegalHold {
+    pub at: Timestamp,
+    /// A reference (no personal data).
+    pub reason: String,
+    pub by: String,
+}
+
 /// Metadata of a stored recording (category `recording`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordingMeta {
@@ -270,6 +279,7 @@ pub struct Call {
     pub interaction: Option<InteractionContent>,
     pub visitor: Option<(SessionId, VisitorDetails)>,
     pub redaction: Option<Redaction>,
+    pub legal_hold: Option<LegalHold>,
 }
 
 /// A stored visitor session, opened.

@@ -267,6 +267,27 @@ pub const DATA_MAP: &[FieldSpec] = &[
     ),
     field(
         Call,
+        "legal_hold.at",
+        C::CallFacts,
+        Column("legal_hold_at"),
+        "when the call was put on legal hold",
+    ),
+    field(
+        Call,
+        "legal_hold.reason",
+        C::CallFacts,
+        Column("legal_hold_reason"),
+        "why it is held (a reference, no personal data)",
+    ),
+    field(
+        Call,
+        "legal_hold.by",
+        C::CallFacts,
+        Column("legal_hold_by"),
+        "who put it on hold",
+    ),
+    field(
+        Call,
         "gdpr_scope",
         C::CallerIdentity,
         Column("gdpr_scope"),

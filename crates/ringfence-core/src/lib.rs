@@ -11,6 +11,7 @@ pub mod ids;
 pub mod jurisdiction;
 pub mod personal;
 pub mod phone;
+pub mod retention;
 pub mod timestamp;
 
 pub use datamap::{DataCategory, RedactionEffect};

@@ -445,6 +445,13 @@ pub struct RedactionOutput {
     pub by: String,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LegalHoldOutput {
+    pub at: String,
+    pub reason: String,
+    pub by: String,
+}
+
 /// A call as the API shows it. After redaction `caller`, `recording`, `transcript`,
 /// `notes`, `visitor` and `gdpr_scope` are null and `tags` is empty; facts and `utm` stay.
 #[derive(Debug, Serialize, ToSchema)]
@@ -469,6 +476,8 @@ pub struct CallOutput {
     pub tags: Vec<String>,
     pub visitor: Option<VisitorOutput>,
     pub redaction: Option<RedactionOutput>,
+    /// Set while the call is on legal hold (exempt from redaction).
+    pub legal_hold: Option<LegalHoldOutput>,
     /// True when personal data is masked for this token.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub masked: bool,
@@ -568,6 +577,11 @@ impl CallOutput {
                 at: r.at.to_rfc3339(),
                 reason: r.reason.as_str().to_owned(),
                 by: r.by.clone(),
+            }),
+            legal_hold: call.legal_hold.as_ref().map(|h| LegalHoldOutput {
+                at: h.at.to_rfc3339(),
+                reason: h.reason.clone(),
+                by: h.by.clone(),
             }),
             masked: !personal_data && call.redaction.is_none(),
             id,

@@ -32,6 +32,9 @@ pub enum Code {
     RangeNotSatisfiable,
     EmptyRecording,
     Conflict,
+    ConfirmationRequired,
+    LegalHold,
+    ExceedsAgencyMaximum,
     Unavailable,
     Internal,
 }
@@ -58,6 +61,9 @@ impl Code {
             Code::RangeNotSatisfiable => "range_not_satisfiable",
             Code::EmptyRecording => "empty_recording",
             Code::Conflict => "conflict",
+            Code::ConfirmationRequired => "confirmation_required",
+            Code::LegalHold => "legal_hold",
+            Code::ExceedsAgencyMaximum => "exceeds_agency_maximum",
             Code::Unavailable => "unavailable",
             Code::Internal => "internal",
         }
@@ -80,7 +86,8 @@ impl Code {
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
-            Code::Conflict => StatusCode::CONFLICT,
+            Code::Conflict | Code::ConfirmationRequired | Code::LegalHold => StatusCode::CONFLICT,
+            Code::ExceedsAgencyMaximum => StatusCode::UNPROCESSABLE_ENTITY,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -27,7 +27,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use error::{ApiError, Code};
 pub use state::{AppState, Limits};
 
-use routes::{agencies, audit, calls, ops, recordings, redaction, sessions};
+use routes::{accounts, agencies, audit, calls, legal_hold, ops, recordings, redaction, sessions};
 
 struct BearerAuth;
 
@@ -51,12 +51,14 @@ impl Modify for BearerAuth {
         recordings::put_recording, recordings::get_recording,
         redaction::redact_call, redaction::redact_caller,
         agencies::get_settings, agencies::put_settings,
+        accounts::get_settings, accounts::put_settings,
+        legal_hold::put_hold, legal_hold::delete_hold,
         audit::list,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(error::ErrorEnvelope, error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
-    tags((name = "calls"), (name = "sessions"), (name = "recordings"), (name = "redaction"), (name = "agencies"), (name = "audit"), (name = "operations")),
+    tags((name = "calls"), (name = "sessions"), (name = "recordings"), (name = "redaction"), (name = "agencies"), (name = "accounts"), (name = "audit"), (name = "operations")),
 )]
 pub struct ApiDoc;
 
@@ -96,6 +98,14 @@ pub fn router(state: AppState) -> Router {
             get(agencies::get_settings).put(agencies::put_settings),
         )
         .route("/api/v1/audit", get(audit::list))
+        .route(
+            "/api/v1/accounts/{account_id}/settings",
+            get(accounts::get_settings).put(accounts::put_settings),
+        )
+        .route(
+            "/api/v1/calls/{call_id}/legal-hold",
+            axum::routing::put(legal_hold::put_hold).delete(legal_hold::delete_hold),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

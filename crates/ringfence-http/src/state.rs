@@ -19,6 +19,8 @@ pub struct Limits {
     pub max_batch_bytes: usize,
     pub max_batch_calls: usize,
     pub max_recording_bytes: u64,
+    /// A settings change that would redact more calls than this at once needs `confirm`.
+    pub confirm_threshold: u64,
 }
 
 impl Limits {
@@ -27,6 +29,7 @@ impl Limits {
         max_batch_bytes: 32 << 20,
         max_batch_calls: 5_000,
         max_recording_bytes: 256 << 20,
+        confirm_threshold: 100,
     };
 }
 

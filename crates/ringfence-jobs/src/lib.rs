@@ -5,6 +5,7 @@
 //! Jobs never log personal data: ids and counts only.
 
 pub mod orphan_keys;
+pub mod retention;
 pub mod scheduler;
 
 pub use orphan_keys::{OrphanKeyReport, collect_orphan_keys};

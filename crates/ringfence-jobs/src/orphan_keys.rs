@@ -111,6 +111,7 @@ mod tests {
             name: "b".into(),
             settings: "{}".into(),
             created_at: Timestamp::now(),
+            retention: Default::default(),
         };
         store.create_account(account.clone()).await.unwrap();
         let call = NewCall {

@@ -17,7 +17,7 @@ use ringfence_core::call::{
 };
 use ringfence_core::jurisdiction::gdpr_scope_of_number;
 use ringfence_core::timestamp::Timestamp;
-use ringfence_core::{AccountId, CallId, E164, SessionId};
+use ringfence_core::{AccountId, CallId, DataCategory, E164, SessionId};
 use ringfence_crypto::{
     BlindIndex, BlindIndexKey, DataKey, KeyPurpose, KeyRecord, RECORDING_CHUNK,
     RECORDING_HEADER_LEN, RecordingLayout, RecordingSealer, Vault, VaultError, open,
@@ -79,6 +79,8 @@ pub struct RedactionReceipt {
     pub audit_seq: i64,
     /// The number was put on the forget list.
     pub forgotten: bool,
+    /// Calls left as they are because they are on legal hold.
+    pub skipped_legal_hold: u64,
 }
 
 /// A recording opened for reading.
@@ -278,6 +280,7 @@ impl CallLog {
             redacted_at: None,
             redaction_reason: None,
             redacted_by: None,
+            legal_hold: None,
         };
         (
             NewCallRow {
@@ -695,6 +698,53 @@ impl CallLog {
         self.redact(rows, forget, reason, audit).await
     }
 
+    /// Removes `categories` from these calls, which otherwise stay as they are (automatic
+    /// redaction by category). Same crash-safe order as a redaction.
+    pub async fn remove_categories(
+        &self,
+        rows: Vec<CallRow>,
+        categories: Vec<DataCategory>,
+        reason: RedactionReason,
+        audit: AuditEvent,
+    ) -> Result<RedactionReceipt, LogError> {
+        let live: Vec<&CallRow> = rows.iter().filter(|r| r.redacted_at.is_none()).collect();
+        let mut session_ids: Vec<SessionId> = if categories.contains(&DataCategory::Visitor) {
+            live.iter().filter_map(|r| r.session_id).collect()
+        } else {
+            Vec::new()
+        };
+        session_ids.sort();
+        session_ids.dedup();
+        let job = RedactionJob {
+            id: uuid::Uuid::now_v7().to_string(),
+            created_at: Timestamp::now(),
+            reason,
+            call_ids: live.iter().map(|r| r.id).collect(),
+            session_ids,
+            objects: if categories.contains(&DataCategory::Recording) {
+                live.iter()
+                    .filter_map(|r| r.recording.as_ref().map(|rec| rec.object.clone()))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            forget: Vec::new(),
+            audit,
+            categories,
+        };
+        self.store.begin_redaction(job.clone()).await?;
+        let applied = self.finish_redaction(job.clone()).await?;
+        Ok(RedactionReceipt {
+            redacted_calls: applied.calls,
+            redacted_sessions: applied.sessions,
+            call_ids: job.call_ids,
+            at: applied.at,
+            audit_seq: applied.audit_seq,
+            forgotten: false,
+            skipped_legal_hold: 0,
+        })
+    }
+
     async fn redact(
         &self,
         rows: Vec<CallRow>,
@@ -702,7 +752,15 @@ impl CallLog {
         reason: RedactionReason,
         audit: AuditEvent,
     ) -> Result<RedactionReceipt, LogError> {
-        let live: Vec<&CallRow> = rows.iter().filter(|r| r.redacted_at.is_none()).collect();
+        // Calls on legal hold are exempt (GDPR Art. 17(3)(e)); the receipt counts them.
+        let skipped_legal_hold = rows
+            .iter()
+            .filter(|r| r.redacted_at.is_none() && r.legal_hold.is_some())
+            .count() as u64;
+        let live: Vec<&CallRow> = rows
+            .iter()
+            .filter(|r| r.redacted_at.is_none() && r.legal_hold.is_none())
+            .collect();
         let mut session_ids: Vec<SessionId> = live.iter().filter_map(|r| r.session_id).collect();
         session_ids.sort();
         session_ids.dedup();
@@ -718,6 +776,7 @@ impl CallLog {
                 .collect(),
             forget: forget.clone(),
             audit,
+            categories: Vec::new(),
         };
         self.store.begin_redaction(job.clone()).await?;
         let applied = self.finish_redaction(job.clone()).await?;
@@ -728,13 +787,21 @@ impl CallLog {
             at: applied.at,
             audit_seq: applied.audit_seq,
             forgotten: !forget.is_empty(),
+            skipped_legal_hold,
         })
     }
 
     /// The steps after the job is recorded; each is safe to repeat.
     async fn finish_redaction(&self, job: RedactionJob) -> Result<RedactionApplied, LogError> {
-        let mut keys: Vec<String> = job.call_ids.iter().map(ToString::to_string).collect();
-        keys.extend(job.session_ids.iter().map(ToString::to_string));
+        // A whole redaction destroys the calls' and sessions' keys; removing categories only
+        // the keys of the visitor sessions it redacts.
+        let mut keys: Vec<String> = Vec::new();
+        if job.categories.is_empty() {
+            keys.extend(job.call_ids.iter().map(ToString::to_string));
+        }
+        if job.categories.is_empty() || job.categories.contains(&DataCategory::Visitor) {
+            keys.extend(job.session_ids.iter().map(ToString::to_string));
+        }
         // 1. The keys: from here on the ciphertext is unreadable wherever it lies.
         self.vault.destroy(keys).await?;
         self.vault.compact().await?;
@@ -846,6 +913,7 @@ fn open_call(
         interaction: None,
         visitor: None,
         redaction,
+        legal_hold: row.legal_hold.clone(),
     };
     // A redacted call, or one whose key is already destroyed (a redaction under way),
     // shows its facts only.

@@ -80,6 +80,19 @@ pub trait Store: Send + Sync + 'static {
         recording: Option<RecordingRow>,
     ) -> Result<Option<RecordingRow>, StoreError>;
 
+    /// Calls due for automatic redaction (oldest first), through the `calls_live` index.
+    async fn due_calls(&self, query: DueQuery) -> Result<Vec<CallRow>, StoreError>;
+    /// How many calls `due_calls` would return without a limit.
+    async fn count_due(&self, query: DueQuery) -> Result<u64, StoreError>;
+    /// Puts a call on legal hold (`Some`) or releases it (`None`); journals it. Returns the
+    /// journal entry's sequence number.
+    async fn set_legal_hold(
+        &self,
+        call: CallId,
+        hold: Option<LegalHold>,
+        audit: AuditEvent,
+    ) -> Result<i64, StoreError>;
+
     /// Which of these calls exist and are not redacted.
     async fn live_calls(&self, ids: Vec<CallId>) -> Result<Vec<CallId>, StoreError>;
     /// Which of these sessions exist and are not redacted.

@@ -22,6 +22,8 @@ pub struct AccountRecord {
     pub name: String,
     /// The account's settings document (JSON text owned by the HTTP layer); no personal data.
     pub settings: String,
+    /// Automatic redaction.
+    pub retention: ringfence_core::retention::RetentionPolicy,
     pub created_at: Timestamp,
 }
 
@@ -103,7 +105,10 @@ pub struct CallRow {
     pub redacted_at: Option<Timestamp>,
     pub redaction_reason: Option<RedactionReason>,
     pub redacted_by: Option<String>,
+    pub legal_hold: Option<LegalHold>,
 }
+
+pub use ringfence_core::call::LegalHold;
 
 /// A call to insert, with the session sent inline with it (if any).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,6 +231,9 @@ pub struct RedactionJob {
     pub forget: Vec<(AccountId, ringfence_crypto::BlindIndex)>,
     /// The journal entry written when the rows are cleared.
     pub audit: AuditEvent,
+    /// Empty: redact the calls whole. Otherwise remove only these categories (the calls'
+    /// keys stay; they are not marked redacted).
+    pub categories: Vec<ringfence_core::DataCategory>,
 }
 
 /// What clearing the rows did.
@@ -237,4 +245,16 @@ pub struct RedactionApplied {
     pub audit_seq: i64,
     /// Every recording object the cleared calls pointed at.
     pub objects: Vec<String>,
+}
+
+/// Calls automatic redaction may take: not redacted, not held, started before `before`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueQuery {
+    pub account_id: AccountId,
+    pub before: Timestamp,
+    /// Only calls in GDPR scope or of unknown scope.
+    pub gdpr_only: bool,
+    /// Only calls that still hold this category (`None`: whole calls).
+    pub category: Option<ringfence_core::DataCategory>,
+    pub limit: u32,
 }

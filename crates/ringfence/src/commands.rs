@@ -5,12 +5,13 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use ringfence_core::CallId;
 use ringfence_core::access::{Principal, Role, Scope};
 use ringfence_core::call::RedactionReason;
 use ringfence_core::phone::parse_e164;
+use ringfence_core::retention::{RetentionPolicy, RetentionScope};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, TokenId};
+use ringfence_core::{CallId, DataCategory};
 use ringfence_crypto::new_api_token;
 use ringfence_store::journal::verify_journal;
 use ringfence_store::{AccountRecord, AgencyRecord, TokenRecord};
@@ -48,7 +49,29 @@ pub enum AccountCommand {
         #[arg(long)]
         name: String,
     },
+    /// Set an account's automatic redaction.
+    Set {
+        id: String,
+        /// off, 1, 30, 60, 90, or any number of days up to 3650.
+        #[arg(long, value_name = "off|1|30|60|90|DAYS")]
+        auto_redact: Option<String>,
+        /// everyone, or gdpr: only callers in GDPR scope.
+        #[arg(long, value_name = "everyone|gdpr")]
+        scope: Option<String>,
+        /// Earlier removal of one category, e.g. recording=30 or visitor=1 (repeatable).
+        #[arg(long = "category", value_name = "CATEGORY=DAYS")]
+        categories: Vec<String>,
+        /// Remove the per-category schedule.
+        #[arg(long)]
+        clear_categories: bool,
+        /// Confirm a change that would redact many calls at once.
+        #[arg(long)]
+        yes: bool,
+    },
 }
+
+/// More calls than this redacted at once by a policy change need `--yes`.
+const CONFIRM_THRESHOLD: u64 = 100;
 
 #[derive(Debug, Subcommand)]
 pub enum RedactCommand {
@@ -197,27 +220,229 @@ pub async fn account(
     command: AccountCommand,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let AccountCommand::Create { agency, name } = command;
-    let agency: AgencyId = parse_id(&agency, "--agency")?;
     let store = resources.log.store();
-    store
-        .agency(agency)
+    match command {
+        AccountCommand::Create { agency, name } => {
+            let agency: AgencyId = parse_id(&agency, "--agency")?;
+            store
+                .agency(agency)
+                .await?
+                .with_context(|| format!("no agency {agency}"))?;
+            let record = AccountRecord {
+                id: AccountId::generate(),
+                agency_id: agency,
+                name: label(&name, "--name")?,
+                settings: "{}".to_owned(),
+                created_at: Timestamp::now(),
+                retention: RetentionPolicy::default(),
+            };
+            store.create_account(record.clone()).await?;
+            // The blind-index key is made now, so the first call does not wait for it.
+            resources.log.blind_key(record.id).await?;
+            print(
+                as_json,
+                json!({"id": record.id.to_string()}),
+                &format!("created account {}", record.id),
+            );
+        }
+        AccountCommand::Set {
+            id,
+            auto_redact,
+            scope,
+            categories,
+            clear_categories,
+            yes,
+        } => {
+            let id: AccountId = parse_id(&id, "account id")?;
+            let mut record = store
+                .account(id)
+                .await?
+                .with_context(|| format!("no account {id}"))?;
+            let agency = store
+                .agency(record.agency_id)
+                .await?
+                .with_context(|| format!("no agency {}", record.agency_id))?;
+            let before = record.retention.clone();
+            let mut policy = before.clone();
+            if let Some(value) = auto_redact {
+                policy.after_days = match value.as_str() {
+                    "off" => None,
+                    days => Some(days.parse().map_err(|_| {
+                        anyhow::anyhow!(
+                            "--auto-redact must be off, 1, 30, 60, 90 or a number of days"
+                        )
+                    })?),
+                };
+            }
+            if let Some(scope) = scope {
+                policy.scope =
+                    RetentionScope::parse(&scope).context("--scope must be everyone or gdpr")?;
+            }
+            if clear_categories {
+                policy.categories.clear();
+            }
+            for pair in categories {
+                let (name, days) = pair
+                    .split_once('=')
+                    .context("--category takes CATEGORY=DAYS, e.g. recording=30")?;
+                let category = DataCategory::parse(name)
+                    .filter(|c| c.is_personal())
+                    .with_context(|| {
+                        format!("--category: {name} is not a personal data category")
+                    })?;
+                policy.categories.insert(
+                    category,
+                    days.parse()
+                        .context("--category: days must be a whole number")?,
+                );
+            }
+            policy
+                .validate(agency.max_retention_days)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let newly = {
+                let now = Timestamp::now();
+                let was = ringfence_jobs::retention::preview(
+                    &resources.log,
+                    &record,
+                    agency.max_retention_days,
+                    now,
+                )
+                .await?;
+                let will = ringfence_jobs::retention::preview(
+                    &resources.log,
+                    &AccountRecord {
+                        retention: policy.clone(),
+                        ..record.clone()
+                    },
+                    agency.max_retention_days,
+                    now,
+                )
+                .await?;
+                let total = |p: &ringfence_jobs::retention::AccountSweep| {
+                    p.calls + p.categories.values().sum::<u64>()
+                };
+                total(&will).saturating_sub(total(&was))
+            };
+            if newly > CONFIRM_THRESHOLD && !yes {
+                bail!(
+                    "this change would redact {newly} calls at once; run it again with --yes to confirm"
+                );
+            }
+            record.retention = policy;
+            store.update_account(record.clone()).await?;
+            let describe = |p: &RetentionPolicy| json!({"after_days": p.after_days, "scope": p.scope.as_str(), "categories": p.categories_text()});
+            store
+                .append_audit(AuditEvent {
+                    actor: "cli".into(),
+                    action: "account.retention_changed".into(),
+                    agency_id: Some(record.agency_id),
+                    account_id: Some(record.id),
+                    subject: Some(record.id.to_string()),
+                    count: Some(newly),
+                    reason: None,
+                    details: json!({"role": "admin", "before": describe(&before), "after": describe(&record.retention), "confirmed": yes}).to_string(),
+                })
+                .await?;
+            let p = &record.retention;
+            print(
+                as_json,
+                json!({"id": record.id.to_string(), "auto_redact": {"after_days": p.after_days, "scope": p.scope.as_str(),
+                       "categories": p.categories.iter().map(|(c, d)| (c.as_str().to_owned(), *d)).collect::<std::collections::BTreeMap<_, _>>(),
+                       "effective_after_days": p.effective_after_days(agency.max_retention_days)}, "would_redact_now": newly}),
+                &format!(
+                    "account {} updated; {newly} calls are due for redaction now",
+                    record.id
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `ringfence sweep [--dry-run]`: automatic redaction now, with a progress bar.
+pub async fn sweep(resources: &Resources, dry_run: bool, as_json: bool) -> anyhow::Result<()> {
+    use ringfence_jobs::retention::{SweepOptions, sweep};
+    resources.log.resume_redactions().await?;
+    let now = Timestamp::now();
+    // The total first, so the bar knows its end.
+    let mut total = 0u64;
+    let agencies: std::collections::BTreeMap<_, _> = resources
+        .log
+        .store()
+        .list_agencies()
         .await?
-        .with_context(|| format!("no agency {agency}"))?;
-    let record = AccountRecord {
-        id: AccountId::generate(),
-        agency_id: agency,
-        name: label(&name, "--name")?,
-        settings: "{}".to_owned(),
-        created_at: Timestamp::now(),
+        .into_iter()
+        .map(|a| (a.id, a.max_retention_days))
+        .collect();
+    for account in resources.log.store().list_accounts(None).await? {
+        let p = ringfence_jobs::retention::preview(
+            &resources.log,
+            &account,
+            agencies.get(&account.agency_id).copied().flatten(),
+            now,
+        )
+        .await?;
+        total += p.calls + p.categories.values().sum::<u64>();
+    }
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && !dry_run {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} redacting [{bar:40}] {pos}/{len} calls {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
     };
-    store.create_account(record.clone()).await?;
-    // The blind-index key is made now, so the first call does not wait for it.
-    resources.log.blind_key(record.id).await?;
+    let mut done = 0u64;
+    let mut last_line = std::time::Instant::now();
+    let mut progress = |n: u64| {
+        done += n;
+        match &bar {
+            Some(bar) => bar.inc(n),
+            None if !dry_run && last_line.elapsed().as_secs() >= 2 => {
+                eprintln!("redacted {done} of {total}");
+                last_line = std::time::Instant::now();
+            }
+            None => {}
+        }
+    };
+    let report = sweep(
+        &resources.log,
+        SweepOptions {
+            now,
+            batch: 2000,
+            dry_run,
+        },
+        &mut progress,
+    )
+    .await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let accounts: serde_json::Map<String, serde_json::Value> = report
+        .accounts
+        .iter()
+        .map(|(id, a)| (id.to_string(), json!({"calls": a.calls, "categories": a.categories.iter().map(|(c, n)| (c.as_str().to_owned(), *n)).collect::<std::collections::BTreeMap<_, _>>()})))
+        .collect();
+    let verb = if dry_run { "would redact" } else { "redacted" };
+    let mut human = format!(
+        "{verb} {} calls and removed {} categories",
+        report.total_calls(),
+        report.total_category_removals()
+    );
+    for (id, a) in &report.accounts {
+        human.push_str(&format!("\n  account {id}: {} calls", a.calls));
+        for (c, n) in &a.categories {
+            human.push_str(&format!(", {c} {n}"));
+        }
+    }
     print(
         as_json,
-        json!({"id": record.id.to_string()}),
-        &format!("created account {}", record.id),
+        json!({"dry_run": dry_run, "calls": report.total_calls(), "category_removals": report.total_category_removals(), "accounts": accounts}),
+        &human,
     );
     Ok(())
 }

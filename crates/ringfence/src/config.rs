@@ -61,6 +61,14 @@ pub struct GlobalArgs {
         value_name = "BYTES"
     )]
     pub max_recording_bytes: Option<u64>,
+    /// How often `serve` runs automatic redaction, in seconds. Default 60
+    #[arg(
+        long,
+        global = true,
+        env = "RINGFENCE_SWEEP_INTERVAL_SECS",
+        value_name = "SECONDS"
+    )]
+    pub sweep_interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +83,7 @@ struct FileConfig {
     log: Option<String>,
     log_format: Option<String>,
     max_recording_bytes: Option<u64>,
+    sweep_interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +114,7 @@ pub struct Config {
     pub log: String,
     pub log_format: LogFormat,
     pub max_recording_bytes: u64,
+    pub sweep_interval_secs: u64,
 }
 
 fn sqlite_location(url: &str, what: &str) -> anyhow::Result<DatabaseLocation> {
@@ -193,6 +203,13 @@ impl Config {
         if max_recording_bytes == 0 {
             bail!("--max-recording-bytes must be positive");
         }
+        let sweep_interval_secs = args
+            .sweep_interval_secs
+            .or(file.sweep_interval_secs)
+            .unwrap_or(60);
+        if sweep_interval_secs == 0 {
+            bail!("--sweep-interval-secs must be positive");
+        }
         Ok(Config {
             data,
             listen,
@@ -203,6 +220,7 @@ impl Config {
             log,
             log_format,
             max_recording_bytes,
+            sweep_interval_secs,
         })
     }
 
@@ -218,6 +236,7 @@ impl Config {
             log: "info".to_owned(),
             log_format: LogFormat::Text,
             max_recording_bytes: 256 << 20,
+            sweep_interval_secs: 60,
         }
     }
 }

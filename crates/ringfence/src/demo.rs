@@ -982,6 +982,7 @@ async fn ensure_tenants(
                         name: account_spec.name.to_owned(),
                         settings: "{}".to_owned(),
                         created_at: Timestamp::now(),
+                        retention: Default::default(),
                     };
                     store
                         .create_account(record.clone())

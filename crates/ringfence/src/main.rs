@@ -50,6 +50,12 @@ enum Command {
     /// The audit journal.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Run automatic redaction now, with a progress bar; prints counts per account and category.
+    Sweep {
+        /// Count what is due, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Take a consistent backup while the server runs (never includes the master key).
     Backup {
         #[arg(long, value_name = "DIR")]
@@ -131,6 +137,7 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
         Command::Token(c) => commands::token(&resources, c, json).await,
         Command::Redact(c) => commands::redact(&resources, c, json).await,
         Command::Audit(c) => commands::audit(&resources, c, json).await,
+        Command::Sweep { dry_run } => commands::sweep(&resources, dry_run, json).await,
         Command::Backup { out } => match ringfence::backup::backup(&resources, &out).await {
             Ok(summary) => {
                 commands::print(
@@ -195,8 +202,27 @@ async fn serve(resources: &Resources) -> anyhow::Result<()> {
             async move { log.resume_redactions().await.map(|_| ()) }
         },
     ));
+    let log = resources.log.clone();
+    let sweeper = tokio::spawn(ringfence_jobs::scheduler::run_every(
+        "retention",
+        std::time::Duration::from_secs(resources.config.sweep_interval_secs),
+        stop_jobs.subscribe(),
+        move || {
+            let log = log.clone();
+            async move {
+                ringfence_jobs::retention::sweep(
+                    &log,
+                    ringfence_jobs::retention::SweepOptions::now(),
+                    &mut |_| {},
+                )
+                .await
+                .map(|_| ())
+            }
+        },
+    ));
     app.run_until(shutdown).await?;
     let _ = stop_jobs.send(true);
+    let _ = sweeper.await;
     let _ = jobs.await;
     let _ = repair.await;
     tracing::info!("stopped; every acknowledged write is committed");

@@ -1,8 +1,10 @@
 //! Handlers, one module per resource.
 
+pub mod accounts;
 pub mod agencies;
 pub mod audit;
 pub mod calls;
+pub mod legal_hold;
 pub mod ops;
 pub mod recordings;
 pub mod redaction;

@@ -29,6 +29,8 @@ pub struct Receipt {
     pub audit_seq: i64,
     /// True when the number was put on the forget list: its later calls arrive redacted.
     pub forgotten: bool,
+    /// Calls left untouched because they are on legal hold.
+    pub skipped_legal_hold: u64,
 }
 
 impl From<RedactionReceipt> for Receipt {
@@ -40,6 +42,7 @@ impl From<RedactionReceipt> for Receipt {
             at: r.at.to_rfc3339(),
             audit_seq: r.audit_seq,
             forgotten: r.forgotten,
+            skipped_legal_hold: r.skipped_legal_hold,
         }
     }
 }
@@ -170,6 +173,15 @@ pub async fn redact_call(
             other => other.into(),
         })?;
     check_redaction_enabled(&state, &tenant).await?;
+    if let Some(hold) = &row.legal_hold {
+        return Err(ApiError::new(
+            Code::LegalHold,
+            format!(
+                "the call is on legal hold ({}); release the hold first (DELETE /api/v1/calls/{id}/legal-hold)",
+                hold.reason
+            ),
+        ));
+    }
     let input: RedactCallInput = optional_json(&headers, &body)?;
     let note = checked_note("reason", input.reason)?;
     let audit = AuditEvent {

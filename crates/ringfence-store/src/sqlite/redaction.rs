@@ -48,8 +48,8 @@ pub(crate) fn begin(conn: &Connection, job: &RedactionJob) -> Result<(), StoreEr
         .join(",");
     let a = &job.audit;
     conn.prepare_cached(
-        "INSERT INTO redaction_jobs (id, created_at, reason, call_ids, session_ids, objects, forget, audit_actor, audit_action, audit_agency, audit_account, audit_subject, audit_reason, audit_details)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        "INSERT INTO redaction_jobs (id, created_at, reason, call_ids, session_ids, objects, forget, audit_actor, audit_action, audit_agency, audit_account, audit_subject, audit_reason, audit_details, categories)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         job.id,
@@ -66,13 +66,14 @@ pub(crate) fn begin(conn: &Connection, job: &RedactionJob) -> Result<(), StoreEr
         a.subject,
         a.reason,
         a.details,
+        job.categories.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","),
     ])?;
     Ok(())
 }
 
 pub(crate) fn pending(conn: &Connection) -> Result<Vec<RedactionJob>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, created_at, reason, call_ids, session_ids, objects, forget, audit_actor, audit_action, audit_agency, audit_account, audit_subject, audit_reason, audit_details
+        "SELECT id, created_at, reason, call_ids, session_ids, objects, forget, audit_actor, audit_action, audit_agency, audit_account, audit_subject, audit_reason, audit_details, categories
          FROM redaction_jobs ORDER BY created_at, id",
     )?;
     let rows = stmt
@@ -82,7 +83,12 @@ pub(crate) fn pending(conn: &Connection) -> Result<Vec<RedactionJob>, StoreError
             let objects: String = r.get(5)?;
             let agency: Option<String> = r.get(9)?;
             let account: Option<String> = r.get(10)?;
+            let categories: String = r.get(14)?;
             Ok(RedactionJob {
+                categories: categories
+                    .split(',')
+                    .filter_map(DataCategory::parse)
+                    .collect(),
                 id: r.get(0)?,
                 created_at: Timestamp::from_millis(r.get(1)?),
                 reason: RedactionReason::parse(&reason).unwrap_or(RedactionReason::Manual),

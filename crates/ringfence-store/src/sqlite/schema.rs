@@ -122,9 +122,21 @@ CREATE TABLE redaction_jobs (
     audit_account TEXT,
     audit_subject TEXT,
     audit_reason TEXT,
-    audit_details TEXT NOT NULL
+    audit_details TEXT NOT NULL,
+    categories TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX calls_redacted ON calls (account_id, redacted_at);
+
+ALTER TABLE accounts ADD COLUMN retention_days INTEGER;
+ALTER TABLE accounts ADD COLUMN retention_scope TEXT NOT NULL DEFAULT 'everyone';
+ALTER TABLE accounts ADD COLUMN retention_categories TEXT NOT NULL DEFAULT '';
+
+ALTER TABLE calls ADD COLUMN legal_hold_at INTEGER;
+ALTER TABLE calls ADD COLUMN legal_hold_reason TEXT;
+ALTER TABLE calls ADD COLUMN legal_hold_by TEXT;
+
+-- The calls automatic redaction may still touch, by age: the sweep reads due calls from
+-- this index instead of scanning the table, and redacted or held calls leave it.
+CREATE INDEX calls_live ON calls (account_id, started_at) WHERE redacted_at IS NULL AND legal_hold_at IS NULL;
 "#,
 ];
 

@@ -7,6 +7,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use ringfence_core::access::{Role, Scope};
 use ringfence_core::call::{CallStatus, Direction, RedactionReason};
+use ringfence_core::datamap::{DataCategory, Entity, columns_of};
+use ringfence_core::retention::{RetentionPolicy, RetentionScope};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, CallId, SessionId};
 
@@ -65,13 +67,22 @@ fn agency_from(row: &Row<'_>) -> rusqlite::Result<AgencyRecord> {
     })
 }
 
+const ACCOUNT_COLUMNS: &str = "id, agency_id, name, settings, created_at, retention_days, retention_scope, retention_categories";
+
 fn account_from(row: &Row<'_>) -> rusqlite::Result<AccountRecord> {
+    let scope: String = row.get(6)?;
+    let categories: String = row.get(7)?;
     Ok(AccountRecord {
         id: parse_id(row.get(0)?)?,
         agency_id: parse_id(row.get(1)?)?,
         name: row.get(2)?,
         settings: row.get(3)?,
         created_at: ts(row.get(4)?),
+        retention: RetentionPolicy {
+            after_days: row.get(5)?,
+            scope: RetentionScope::parse(&scope).unwrap_or_default(),
+            categories: RetentionPolicy::parse_categories(&categories),
+        },
     })
 }
 
@@ -103,7 +114,7 @@ fn token_from(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
     })
 }
 
-const CALL_COLUMNS: &str = "id, account_id, external_id, started_at, created_at, duration_s, direction, status, tracking_number, source, campaign, utm_source, utm_medium, utm_campaign, gdpr_scope, caller_bidx, session_id, caller_identity, caller_location, transcript, interaction, recording_object, recording_content_type, recording_bytes, redacted_at, redaction_reason, redacted_by";
+const CALL_COLUMNS: &str = "id, account_id, external_id, started_at, created_at, duration_s, direction, status, tracking_number, source, campaign, utm_source, utm_medium, utm_campaign, gdpr_scope, caller_bidx, session_id, caller_identity, caller_location, transcript, interaction, recording_object, recording_content_type, recording_bytes, redacted_at, redaction_reason, redacted_by, legal_hold_at, legal_hold_reason, legal_hold_by";
 
 fn call_from(row: &Row<'_>) -> rusqlite::Result<CallRow> {
     let direction: Option<String> = row.get(6)?;
@@ -143,6 +154,14 @@ fn call_from(row: &Row<'_>) -> rusqlite::Result<CallRow> {
         redacted_at: opt_ts(row.get(24)?),
         redaction_reason: reason.as_deref().and_then(RedactionReason::parse),
         redacted_by: row.get(26)?,
+        legal_hold: match row.get::<_, Option<i64>>(27)? {
+            Some(at) => Some(LegalHold {
+                at: ts(at),
+                reason: row.get::<_, Option<String>>(28)?.unwrap_or_default(),
+                by: row.get::<_, Option<String>>(29)?.unwrap_or_default(),
+            }),
+            None => None,
+        },
     })
 }
 
@@ -391,8 +410,17 @@ impl Store for SqliteStore {
                     return Err(StoreError::NotFound("agency"));
                 }
                 conn.execute(
-                    "INSERT INTO accounts (id, agency_id, name, settings, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![a.id.to_string(), a.agency_id.to_string(), a.name, a.settings, a.created_at.millis()],
+                    "INSERT INTO accounts (id, agency_id, name, settings, created_at, retention_days, retention_scope, retention_categories) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        a.id.to_string(),
+                        a.agency_id.to_string(),
+                        a.name,
+                        a.settings,
+                        a.created_at.millis(),
+                        a.retention.after_days,
+                        a.retention.scope.as_str(),
+                        a.retention.categories_text()
+                    ],
                 )?;
                 Ok(())
             })
@@ -403,7 +431,9 @@ impl Store for SqliteStore {
         self.db
             .read(move |conn| {
                 Ok(conn
-                    .prepare_cached("SELECT id, agency_id, name, settings, created_at FROM accounts WHERE id = ?1")?
+                    .prepare_cached(&format!(
+                        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
+                    ))?
                     .query_row([id.to_string()], account_from)
                     .optional()?)
             })
@@ -414,8 +444,8 @@ impl Store for SqliteStore {
         self.db
             .write(move |conn| {
                 let n = conn.execute(
-                    "UPDATE accounts SET name = ?2, settings = ?3 WHERE id = ?1",
-                    params![a.id.to_string(), a.name, a.settings],
+                    "UPDATE accounts SET name = ?2, settings = ?3, retention_days = ?4, retention_scope = ?5, retention_categories = ?6 WHERE id = ?1",
+                    params![a.id.to_string(), a.name, a.settings, a.retention.after_days, a.retention.scope.as_str(), a.retention.categories_text()],
                 )?;
                 if n == 0 {
                     Err(StoreError::NotFound("account"))
@@ -433,7 +463,7 @@ impl Store for SqliteStore {
         self.db
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT id, agency_id, name, settings, created_at FROM accounts WHERE ?1 IS NULL OR agency_id = ?1 ORDER BY created_at, id",
+                    &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE ?1 IS NULL OR agency_id = ?1 ORDER BY created_at, id"),
                 )?;
                 let rows = stmt.query_map([agency.map(|a| a.to_string())], account_from)?.collect::<Result<Vec<_>, _>>()?;
                 Ok(rows)
@@ -617,6 +647,69 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn due_calls(&self, q: DueQuery) -> Result<Vec<CallRow>, StoreError> {
+        self.db
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT {CALL_COLUMNS} FROM calls {} ORDER BY started_at LIMIT ?4",
+                    due_predicate(&q)
+                );
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt
+                    .query_map(
+                        params![
+                            q.account_id.to_string(),
+                            q.before.millis(),
+                            q.gdpr_only,
+                            i64::from(q.limit)
+                        ],
+                        call_from,
+                    )?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+
+    async fn count_due(&self, q: DueQuery) -> Result<u64, StoreError> {
+        self.db
+            .read(move |conn| {
+                let sql = format!("SELECT COUNT(*) FROM calls {}", due_predicate(&q));
+                let n: i64 = conn.prepare_cached(&sql)?.query_row(
+                    params![q.account_id.to_string(), q.before.millis(), q.gdpr_only],
+                    |r| r.get(0),
+                )?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    async fn set_legal_hold(
+        &self,
+        call: CallId,
+        hold: Option<LegalHold>,
+        event: AuditEvent,
+    ) -> Result<i64, StoreError> {
+        self.db
+            .write(move |conn| {
+                let n = match &hold {
+                    Some(h) => conn.execute(
+                        "UPDATE calls SET legal_hold_at = ?2, legal_hold_reason = ?3, legal_hold_by = ?4 WHERE id = ?1 AND redacted_at IS NULL",
+                        params![call.to_string(), h.at.millis(), h.reason, h.by],
+                    )?,
+                    None => conn.execute(
+                        "UPDATE calls SET legal_hold_at = NULL, legal_hold_reason = NULL, legal_hold_by = NULL WHERE id = ?1",
+                        params![call.to_string()],
+                    )?,
+                };
+                if n == 0 {
+                    return Err(StoreError::NotFound("unredacted call"));
+                }
+                audit::append(conn, &event)
+            })
+            .await
+    }
+
     async fn live_calls(&self, ids: Vec<CallId>) -> Result<Vec<CallId>, StoreError> {
         self.db
             .read(move |conn| {
@@ -731,6 +824,23 @@ impl Store for SqliteStore {
     }
 }
 
+/// The `WHERE` of a due-calls query; parameters ?1 account, ?2 before, ?3 gdpr_only.
+/// Its first terms match the partial index `calls_live`.
+fn due_predicate(q: &DueQuery) -> String {
+    let mut sql = String::from(
+        "WHERE account_id = ?1 AND redacted_at IS NULL AND legal_hold_at IS NULL AND started_at < ?2 AND (?3 = 0 OR gdpr_scope IS NULL OR gdpr_scope = 1)",
+    );
+    if let Some(category) = q.category {
+        let columns = columns_of(Entity::Call, category);
+        let holds: Vec<String> = columns.iter().map(|c| format!("{c} IS NOT NULL")).collect();
+        if !holds.is_empty() {
+            sql.push_str(&format!(" AND ({})", holds.join(" OR ")));
+        }
+    }
+    let _ = DataCategory::ALL;
+    sql
+}
+
 /// `wal_checkpoint(TRUNCATE)`, retried while readers hold old snapshots.
 pub(crate) fn checkpoint_truncate(conn: &Connection) -> Result<(), StoreError> {
     for _ in 0..50 {
@@ -765,7 +875,9 @@ mod tests {
     fn every_column_of_calls_and_sessions_is_declared_in_the_data_map() {
         let dir = tempfile::tempdir().expect("tempdir");
         let conn = Connection::open(dir.path().join("t.db")).expect("open");
-        conn.execute_batch(schema::CALL_LOG[0]).expect("schema");
+        for migration in schema::CALL_LOG {
+            conn.execute_batch(migration).expect("schema");
+        }
         for (table, entity) in [
             ("calls", Entity::Call),
             ("sessions", Entity::VisitorSession),

@@ -112,6 +112,7 @@ impl TestApp {
             name: "Test Account".into(),
             settings: "{}".into(),
             created_at: Timestamp::now(),
+            retention: Default::default(),
         };
         self.resources
             .log

@@ -1,0 +1,293 @@
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use ringfence_core::access::Permission;
+use ringfence_core::call::FieldError;
+use ringfence_core::retention::{PolicyError, RetentionPolicy, RetentionScope};
+use ringfence_core::timestamp::Timestamp;
+use ringfence_core::{AccountId, DataCategory};
+use ringfence_store::{AccountRecord, AuditEvent};
+
+use super::{check_account, path_id};
+use crate::auth::Auth;
+use crate::body::JsonBody;
+use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
+use crate::state::AppState;
+
+/// How many calls automatic redaction would handle right now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetentionPreview {
+    /// Calls that would be redacted whole.
+    pub calls: u64,
+    /// Calls that would lose a category, per category.
+    pub categories: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AutoRedact {
+    /// Days after which calls are redacted whole; null is off.
+    pub after_days: Option<u32>,
+    /// `everyone`, or `gdpr`: only callers in GDPR scope (unknown scope counts as in scope).
+    pub scope: String,
+    /// Earlier removal of single categories, in days.
+    pub categories: BTreeMap<String, u32>,
+    /// What applies after the agency's maximum.
+    pub effective_after_days: Option<u32>,
+    pub agency_max_days: Option<u32>,
+    /// Dry run of the policy at this moment.
+    pub preview: RetentionPreview,
+}
+
+/// The account's settings document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountSettings {
+    pub auto_redact: AutoRedact,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AutoRedactUpdate {
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    pub after_days: Option<Option<u32>>,
+    pub scope: Option<String>,
+    /// Replaces the per-category schedule; `{}` removes it.
+    pub categories: Option<BTreeMap<String, u32>>,
+}
+
+/// Any subset of the settings document.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSettingsUpdate {
+    pub auto_redact: Option<AutoRedactUpdate>,
+    /// Required when the change would redact more calls at once than the safety threshold.
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    Option::<u32>::deserialize(d).map(Some)
+}
+
+async fn account_and_max(
+    state: &AppState,
+    account: AccountId,
+) -> ApiResult<(AccountRecord, Option<u32>)> {
+    let record = state
+        .log
+        .store()
+        .account(account)
+        .await?
+        .ok_or_else(|| ApiError::not_found("account"))?;
+    let agency = state
+        .log
+        .store()
+        .agency(record.agency_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("account"))?;
+    Ok((record, agency.max_retention_days))
+}
+
+async fn document(
+    state: &AppState,
+    record: &AccountRecord,
+    agency_max: Option<u32>,
+) -> ApiResult<AccountSettings> {
+    let preview = ringfence_jobs_preview(state, record, agency_max).await?;
+    let p = &record.retention;
+    Ok(AccountSettings {
+        auto_redact: AutoRedact {
+            after_days: p.after_days,
+            scope: p.scope.as_str().to_owned(),
+            categories: p
+                .categories
+                .iter()
+                .map(|(c, d)| (c.as_str().to_owned(), *d))
+                .collect(),
+            effective_after_days: p.effective_after_days(agency_max),
+            agency_max_days: agency_max,
+            preview,
+        },
+    })
+}
+
+/// The same count the sweep's dry run makes.
+async fn ringfence_jobs_preview(
+    state: &AppState,
+    record: &AccountRecord,
+    agency_max: Option<u32>,
+) -> ApiResult<RetentionPreview> {
+    use ringfence_store::DueQuery;
+    let schedule = record.retention.schedule(agency_max, Timestamp::now());
+    let gdpr_only = schedule.scope == RetentionScope::Gdpr;
+    let store = state.log.store();
+    let calls = match schedule.whole_before {
+        Some(before) => {
+            store
+                .count_due(DueQuery {
+                    account_id: record.id,
+                    before,
+                    gdpr_only,
+                    category: None,
+                    limit: 0,
+                })
+                .await?
+        }
+        None => 0,
+    };
+    let mut categories = BTreeMap::new();
+    for (category, before) in schedule.categories {
+        let n = store
+            .count_due(DueQuery {
+                account_id: record.id,
+                before,
+                gdpr_only,
+                category: Some(category),
+                limit: 0,
+            })
+            .await?;
+        categories.insert(category.as_str().to_owned(), n);
+    }
+    Ok(RetentionPreview { calls, categories })
+}
+
+/// An account's settings, with a dry run of its automatic redaction.
+#[utoipa::path(get, path = "/api/v1/accounts/{account_id}/settings", tag = "accounts",
+    params(("account_id" = String, Path, description = "account id")),
+    responses((status = 200, body = AccountSettings), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn get_settings(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(account): Path<String>,
+) -> ApiResult<Json<AccountSettings>> {
+    let account: AccountId = path_id(&account, "account")?;
+    let tenant = state.tenant(account).await?;
+    check_account(&principal, Permission::ManageAccount, &tenant)?;
+    let (record, max) = account_and_max(&state, account).await?;
+    Ok(Json(document(&state, &record, max).await?))
+}
+
+/// Change an account's settings (any subset); answers the whole document. A change that
+/// would redact more calls at once than the safety threshold answers 409
+/// `confirmation_required` with the count, unless it carries `"confirm": true`.
+#[utoipa::path(put, path = "/api/v1/accounts/{account_id}/settings", tag = "accounts",
+    params(("account_id" = String, Path, description = "account id")),
+    request_body = AccountSettingsUpdate,
+    responses(
+        (status = 200, body = AccountSettings), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "confirmation_required", body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
+        (status = 422, description = "invalid_field, exceeds_agency_maximum", body = ErrorEnvelope),
+    ),
+    security(("bearer" = [])))]
+pub async fn put_settings(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(account): Path<String>,
+    JsonBody(update): JsonBody<AccountSettingsUpdate>,
+) -> ApiResult<Json<AccountSettings>> {
+    let account: AccountId = path_id(&account, "account")?;
+    let tenant = state.tenant(account).await?;
+    check_account(&principal, Permission::ManageAccount, &tenant)?;
+    let (mut record, max) = account_and_max(&state, account).await?;
+    let before = record.retention.clone();
+    if let Some(auto) = update.auto_redact {
+        let mut policy = record.retention.clone();
+        if let Some(days) = auto.after_days {
+            policy.after_days = days;
+        }
+        if let Some(scope) = auto.scope {
+            policy.scope = RetentionScope::parse(&scope).ok_or_else(|| {
+                ApiError::fields(vec![FieldError::new(
+                    "auto_redact.scope",
+                    "invalid_field",
+                    "must be everyone or gdpr",
+                )])
+            })?;
+        }
+        if let Some(categories) = auto.categories {
+            let mut parsed = BTreeMap::new();
+            for (name, days) in categories {
+                let category = DataCategory::parse(&name)
+                    .filter(|c| c.is_personal())
+                    .ok_or_else(|| ApiError::fields(vec![FieldError::new(format!("auto_redact.categories.{name}"), "invalid_field", "not a personal data category (caller_identity, caller_location, recording, transcript, visitor, interaction_content)")]))?;
+                parsed.insert(category, days);
+            }
+            policy.categories = parsed;
+        }
+        policy.validate(max).map_err(|e| {
+            let message = e.to_string();
+            match e {
+                PolicyError::ExceedsAgencyMaximum { field, .. } => {
+                    let mut err = ApiError::fields(vec![FieldError::new(
+                        field,
+                        "exceeds_agency_maximum",
+                        message,
+                    )]);
+                    err.code = Code::ExceedsAgencyMaximum;
+                    err
+                }
+                PolicyError::DaysOutOfRange { field } => {
+                    ApiError::fields(vec![FieldError::new(field, "invalid_field", message)])
+                }
+                PolicyError::CallFacts(c) => ApiError::fields(vec![FieldError::new(
+                    format!("auto_redact.categories.{c}"),
+                    "invalid_field",
+                    message,
+                )]),
+            }
+        })?;
+        record.retention = policy;
+    }
+    if record.retention != before {
+        let now_due = ringfence_jobs_preview(
+            &state,
+            &AccountRecord {
+                retention: before.clone(),
+                ..record.clone()
+            },
+            max,
+        )
+        .await?;
+        let then_due = ringfence_jobs_preview(&state, &record, max).await?;
+        let total = |p: &RetentionPreview| p.calls + p.categories.values().sum::<u64>();
+        let newly = total(&then_due).saturating_sub(total(&now_due));
+        if newly > state.limits.confirm_threshold && !update.confirm {
+            let mut err = ApiError::new(
+                Code::ConfirmationRequired,
+                format!(
+                    "this change would redact {newly} calls at once (threshold {}); send it again with \"confirm\": true",
+                    state.limits.confirm_threshold
+                ),
+            );
+            err.details.push(crate::error::ErrorDetail {
+                field: "confirm".into(),
+                code: "confirmation_required".into(),
+                message: format!("{newly}"),
+            });
+            return Err(err);
+        }
+        state.log.store().update_account(record.clone()).await?;
+        let describe = |p: &RetentionPolicy| serde_json::json!({"after_days": p.after_days, "scope": p.scope.as_str(), "categories": p.categories_text()});
+        state
+            .log
+            .store()
+            .append_audit(AuditEvent {
+                actor: principal.token_id.map(|t| format!("token:{t}")).unwrap_or_else(|| "cli".into()),
+                action: "account.retention_changed".into(),
+                agency_id: Some(tenant.agency),
+                account_id: Some(account),
+                subject: Some(account.to_string()),
+                count: Some(newly),
+                reason: None,
+                details: serde_json::json!({"role": principal.role.as_str(), "before": describe(&before), "after": describe(&record.retention), "confirmed": update.confirm}).to_string(),
+            })
+            .await?;
+    }
+    Ok(Json(document(&state, &record, max).await?))
+}
