@@ -24,6 +24,7 @@ use ringfence_store::payload;
 use ringfence_store::sqlite::{SqliteStore, SqliteVault};
 
 use crate::synthetic::Calls;
+use crate::whatif::{Checkpointer, WhatIf};
 
 /// The bytes of a wrapped data key as the vault stores it: a 32-byte key, sealed.
 const WRAPPED_KEY_LEN: usize = 32 + SEAL_OVERHEAD;
@@ -124,6 +125,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 /// A fresh call-log database with the schema, an agency and an account, and the row templates.
 pub struct CallLogDb {
     conn: Connection,
+    _checkpointer: Option<Checkpointer>,
     account: String,
     rows: Vec<RowTemplate>,
 }
@@ -131,6 +133,7 @@ pub struct CallLogDb {
 /// A fresh vault database with its schema.
 pub struct VaultDb {
     conn: Connection,
+    _checkpointer: Option<Checkpointer>,
     account: String,
 }
 
@@ -141,7 +144,7 @@ pub struct RowIds {
 }
 
 impl CallLogDb {
-    pub fn create(dir: &Path, templates: &Calls) -> anyhow::Result<CallLogDb> {
+    pub fn create(dir: &Path, templates: &Calls, what_if: &WhatIf) -> anyhow::Result<CallLogDb> {
         let path = dir.join("baseline.db");
         // Ringfence's own migrations make the schema; its writer is closed before we write.
         SqliteStore::open(&path)
@@ -150,6 +153,8 @@ impl CallLogDb {
             .close();
         let conn = Connection::open(&path)?;
         configure(&conn)?;
+        what_if.apply(&conn)?;
+        let checkpointer = what_if.checkpointer(&path)?;
         let agency = AgencyId::generate().to_string();
         let account = AccountId::generate().to_string();
         let now = Timestamp::now().millis();
@@ -160,6 +165,7 @@ impl CallLogDb {
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(CallLogDb {
             conn,
+            _checkpointer: checkpointer,
             account,
             rows,
         })
@@ -224,7 +230,7 @@ impl CallLogDb {
 }
 
 impl VaultDb {
-    pub fn create(dir: &Path, calls: &CallLogDb) -> anyhow::Result<VaultDb> {
+    pub fn create(dir: &Path, calls: &CallLogDb, what_if: &WhatIf) -> anyhow::Result<VaultDb> {
         let path = dir.join("baseline-vault.db");
         SqliteVault::open(&path)
             .context("cannot create the baseline vault")?
@@ -232,8 +238,10 @@ impl VaultDb {
             .close();
         let conn = Connection::open(&path)?;
         configure(&conn)?;
+        what_if.apply(&conn)?;
         Ok(VaultDb {
             conn,
+            _checkpointer: what_if.checkpointer(&path)?,
             account: calls.account.clone(),
         })
     }

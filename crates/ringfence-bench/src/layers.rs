@@ -37,6 +37,8 @@ pub struct LayersArgs {
     /// Worker threads of the server's runtime.
     #[arg(long, default_value_t = 2)]
     server_threads: usize,
+    #[command(flatten)]
+    what_if: crate::whatif::WhatIf,
     /// Folder for the databases (default: the system's temporary folder).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
@@ -91,6 +93,7 @@ pub fn run(args: LayersArgs) -> anyhow::Result<()> {
                 &dir,
                 templates.clone(),
                 calls.clone(),
+                &args.what_if,
                 args.clients,
                 Duration::from_secs_f64(args.seconds),
             ))?;
@@ -106,6 +109,12 @@ pub fn run(args: LayersArgs) -> anyhow::Result<()> {
             results.add(layer.name(), sample);
         }
     }
+    if args.what_if.is_active() {
+        println!(
+            "EXPERIMENT, not the shipped configuration: {}",
+            args.what_if.describe()
+        );
+    }
     print!("{}", results.table(&[], &[]));
     Ok(())
 }
@@ -115,10 +124,11 @@ async fn run_layer(
     dir: &std::path::Path,
     templates: Arc<Vec<NewCall>>,
     starts: Arc<Calls>,
+    what_if: &crate::whatif::WhatIf,
     clients: usize,
     run_for: Duration,
 ) -> anyhow::Result<(u64, Duration, Vec<u32>)> {
-    let server = Server::start(dir).await?;
+    let server = Server::start(dir, what_if).await?;
     let log = server.log().clone();
     let account = server.account;
     // The account's blind-index key, made once as the first call would.

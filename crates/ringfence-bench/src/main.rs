@@ -12,6 +12,7 @@ mod micro;
 mod report;
 mod server;
 mod synthetic;
+mod whatif;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -128,6 +129,8 @@ struct IngestArgs {
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    what_if: whatif::WhatIf,
 }
 
 const RATIOS: &[RatioSpec] = &[
@@ -279,12 +282,19 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             "calls": args.calls, "batch": args.batch, "batch_clients": args.batch_clients, "clients": args.clients,
             "seconds": args.seconds, "baseline_transaction": args.baseline_transaction, "repeat": args.repeat,
             "visitor_share": share, "mean_call_json_bytes": mean_bytes, "client_threads": args.client_threads,
-            "server_threads": args.server_threads,
+            "server_threads": args.server_threads, "start_times": format!("{:?}", args.start_times),
+            "what_if": args.what_if.is_active().then(|| args.what_if.describe()),
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             "date": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
+        if args.what_if.is_active() {
+            println!(
+                "EXPERIMENT, not the shipped configuration: {}",
+                args.what_if.describe()
+            );
+        }
         print!("{}", results.table(RATIOS, TARGETS));
     }
     Ok(())
@@ -332,9 +342,13 @@ fn run_figure(
             let folder = tempfile::Builder::new()
                 .prefix("ringfence-baseline-")
                 .tempdir_in(dir)?;
-            let log = baseline::CallLogDb::create(folder.path(), calls)?;
+            let log = baseline::CallLogDb::create(folder.path(), calls, &args.what_if)?;
             let vault = if figure == Figure::BaselineBatchVault {
-                Some(baseline::VaultDb::create(folder.path(), &log)?)
+                Some(baseline::VaultDb::create(
+                    folder.path(),
+                    &log,
+                    &args.what_if,
+                )?)
             } else {
                 None
             };
@@ -362,9 +376,13 @@ fn run_figure(
             let folder = tempfile::Builder::new()
                 .prefix("ringfence-baseline-")
                 .tempdir_in(dir)?;
-            let log = baseline::CallLogDb::create(folder.path(), calls)?;
+            let log = baseline::CallLogDb::create(folder.path(), calls, &args.what_if)?;
             let vault = if figure == Figure::SqliteOneCommitVault {
-                Some(baseline::VaultDb::create(folder.path(), &log)?)
+                Some(baseline::VaultDb::create(
+                    folder.path(),
+                    &log,
+                    &args.what_if,
+                )?)
             } else {
                 None
             };
@@ -378,7 +396,7 @@ fn run_figure(
             ))
         }
         Figure::HttpBatch | Figure::HttpSingle => {
-            let server = rt.server.block_on(Server::start(dir))?;
+            let server = rt.server.block_on(Server::start(dir, &args.what_if))?;
             let target =
                 client::Target::new(server.address, &server.token, &server.account.to_string());
             // Call numbers start above the warm-up call's.

@@ -16,6 +16,8 @@ use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId};
 use ringfence_store::{AccountRecord, AgencyRecord, CallLog};
 
+use crate::whatif::{Checkpointer, WhatIf};
+
 pub struct Server {
     pub address: SocketAddr,
     pub token: String,
@@ -24,18 +26,31 @@ pub struct Server {
     resources: Resources,
     shutdown: Option<oneshot::Sender<()>>,
     serving: tokio::task::JoinHandle<anyhow::Result<()>>,
+    checkpointers: Vec<Checkpointer>,
     _dir: TempDir,
 }
 
 impl Server {
     /// Starts a server in a new folder below `parent`; must run on the server's runtime.
-    pub async fn start(parent: &Path) -> anyhow::Result<Server> {
+    pub async fn start(parent: &Path, what_if: &WhatIf) -> anyhow::Result<Server> {
         let dir = tempfile::Builder::new()
             .prefix("ringfence-bench-")
             .tempdir_in(parent)
             .context("cannot create the server's data folder")?;
         let data = dir.path().join("data");
         let resources = Resources::open(&Config::in_folder(&data))?;
+        let mut checkpointers = Vec::new();
+        if what_if.is_active() {
+            for (db, file) in [
+                (resources.store.db(), "ringfence.db"),
+                (resources.vault.db(), "vault.db"),
+            ] {
+                let settings = what_if.clone();
+                db.maintenance(move |conn| Ok(settings.apply(conn)?))
+                    .await?;
+                checkpointers.extend(what_if.checkpointer(&data.join(file))?);
+            }
+        }
         let now = Timestamp::now();
         let agency = AgencyRecord {
             id: AgencyId::generate(),
@@ -81,6 +96,7 @@ impl Server {
             resources,
             shutdown: Some(tx),
             serving,
+            checkpointers,
             _dir: dir,
         })
     }
@@ -100,6 +116,7 @@ impl Server {
             .await
             .context("the server task failed")??;
         self.resources.close();
+        self.checkpointers.clear();
         let conn = rusqlite::Connection::open(self.data.join("ringfence.db"))?;
         Ok(conn.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get::<_, i64>(0))? as u64)
     }

@@ -98,6 +98,7 @@ pub async fn preview(
                 before,
                 gdpr_only,
                 category: None,
+                not_before: None,
                 limit: 0,
             })
             .await?;
@@ -110,6 +111,7 @@ pub async fn preview(
                 before,
                 gdpr_only,
                 category: Some(category),
+                not_before: schedule.whole_before,
                 limit: 0,
             })
             .await?;
@@ -171,15 +173,12 @@ async fn sweep_account(
     let schedule = account.retention.schedule(agency_max, options.now);
     let gdpr_only = schedule.scope == RetentionScope::Gdpr;
     let mut out = AccountSweep::default();
-    // Categories first: what the whole-call step takes next needs no category step.
-    let mut steps: Vec<(Option<DataCategory>, Timestamp)> = schedule
-        .categories
-        .iter()
-        .map(|(c, t)| (Some(*c), *t))
-        .collect();
+    // Whole calls first: a call due whole needs no category step before it.
+    let mut steps: Vec<(Option<DataCategory>, Timestamp)> = Vec::new();
     if let Some(before) = schedule.whole_before {
         steps.push((None, before));
     }
+    steps.extend(schedule.categories.iter().map(|(c, t)| (Some(*c), *t)));
     for (category, before) in steps {
         let mut idle_batches = 0;
         loop {
@@ -190,6 +189,11 @@ async fn sweep_account(
                     before,
                     gdpr_only,
                     category,
+                    not_before: if category.is_some() {
+                        schedule.whole_before
+                    } else {
+                        None
+                    },
                     limit: options.batch,
                 })
                 .await?;

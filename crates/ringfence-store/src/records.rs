@@ -256,5 +256,7 @@ pub struct DueQuery {
     pub gdpr_only: bool,
     /// Only calls that still hold this category (`None`: whole calls).
     pub category: Option<ringfence_core::DataCategory>,
+    /// Only calls that started at or after this (calls older are due whole).
+    pub not_before: Option<Timestamp>,
     pub limit: u32,
 }

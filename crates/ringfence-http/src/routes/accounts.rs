@@ -133,6 +133,7 @@ async fn ringfence_jobs_preview(
                     before,
                     gdpr_only,
                     category: None,
+                    not_before: None,
                     limit: 0,
                 })
                 .await?
@@ -147,6 +148,7 @@ async fn ringfence_jobs_preview(
                 before,
                 gdpr_only,
                 category: Some(category),
+                not_before: schedule.whole_before,
                 limit: 0,
             })
             .await?;

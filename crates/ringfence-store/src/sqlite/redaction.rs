@@ -135,11 +135,93 @@ fn personal_assignments(entity: Entity) -> String {
         .join(", ")
 }
 
+/// Removes some categories of calls that stay otherwise intact (automatic redaction by
+/// category): their columns are cleared, their recordings listed for deletion, their visitor
+/// sessions redacted. The calls' keys stay.
+fn apply_categories(conn: &Connection, job: &RedactionJob) -> Result<RedactionApplied, StoreError> {
+    let at = Timestamp::now();
+    let mut objects: Vec<String> = job.objects.clone();
+    let mut columns: Vec<&str> = Vec::new();
+    for category in &job.categories {
+        columns.extend(columns_of(Entity::Call, *category));
+    }
+    let holds = columns
+        .iter()
+        .map(|c| format!("{c} IS NOT NULL"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let assignments = columns
+        .iter()
+        .map(|c| format!("{c} = NULL"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut object_of = conn.prepare_cached(
+        "SELECT recording_object FROM calls WHERE id = ?1 AND redacted_at IS NULL",
+    )?;
+    let mut update = conn.prepare_cached(&format!(
+        "UPDATE calls SET {assignments} WHERE id = ?1 AND redacted_at IS NULL AND ({holds})"
+    ))?;
+    let mut changed: Vec<String> = Vec::new();
+    for id in &job.call_ids {
+        if job.categories.contains(&DataCategory::Recording)
+            && let Some(Some(object)) = object_of
+                .query_row([id.to_string()], |r| r.get::<_, Option<String>>(0))
+                .optional()?
+            && !objects.contains(&object)
+        {
+            objects.push(object);
+        }
+        if update.execute([id.to_string()])? > 0 {
+            changed.push(id.to_string());
+        }
+    }
+    let mut sessions = 0u64;
+    if job.categories.contains(&DataCategory::Visitor) {
+        let sql = format!(
+            "UPDATE sessions SET {}, redacted_at = ?2, redaction_reason = ?3 WHERE id = ?1 AND redacted_at IS NULL",
+            personal_assignments(Entity::VisitorSession)
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        for id in &job.session_ids {
+            sessions +=
+                stmt.execute(params![id.to_string(), at.millis(), job.reason.as_str()])? as u64;
+        }
+    }
+    conn.prepare_cached("UPDATE redaction_jobs SET objects = ?2 WHERE id = ?1")?
+        .execute(params![job.id, objects.join(",")])?;
+    let calls = changed.len() as u64;
+    // Nothing removed (another sweep was first): nothing to journal.
+    let audit_seq = if calls + sessions > 0 {
+        let mut event = job.audit.clone();
+        event.count = Some(calls);
+        event.subject = Some(changed.join(","));
+        let names: Vec<String> = job.categories.iter().map(|c| format!("\"{c}\"")).collect();
+        event.details = format!(
+            "{{\"categories\":[{}],\"calls\":{calls},\"sessions\":{sessions},\"job\":\"{}\"}}",
+            names.join(","),
+            job.id
+        );
+        audit::append(conn, &event)?
+    } else {
+        0
+    };
+    Ok(RedactionApplied {
+        calls,
+        sessions,
+        at,
+        audit_seq,
+        objects,
+    })
+}
+
 pub(crate) fn apply(
     conn: &Connection,
     job: &RedactionJob,
     by: &str,
 ) -> Result<RedactionApplied, StoreError> {
+    if !job.categories.is_empty() {
+        return apply_categories(conn, job);
+    }
     let at = Timestamp::now();
     let mut objects: Vec<String> = job.objects.clone();
     let mut calls = 0u64;

@@ -661,7 +661,8 @@ impl Store for SqliteStore {
                             q.account_id.to_string(),
                             q.before.millis(),
                             q.gdpr_only,
-                            i64::from(q.limit)
+                            i64::from(q.limit),
+                            q.not_before.map(Timestamp::millis)
                         ],
                         call_from,
                     )?
@@ -676,7 +677,14 @@ impl Store for SqliteStore {
             .read(move |conn| {
                 let sql = format!("SELECT COUNT(*) FROM calls {}", due_predicate(&q));
                 let n: i64 = conn.prepare_cached(&sql)?.query_row(
-                    params![q.account_id.to_string(), q.before.millis(), q.gdpr_only],
+                    // ?4 is the limit of `due_calls`, unused here.
+                    params![
+                        q.account_id.to_string(),
+                        q.before.millis(),
+                        q.gdpr_only,
+                        0i64,
+                        q.not_before.map(Timestamp::millis)
+                    ],
                     |r| r.get(0),
                 )?;
                 Ok(n as u64)
@@ -828,7 +836,7 @@ impl Store for SqliteStore {
 /// Its first terms match the partial index `calls_live`.
 fn due_predicate(q: &DueQuery) -> String {
     let mut sql = String::from(
-        "WHERE account_id = ?1 AND redacted_at IS NULL AND legal_hold_at IS NULL AND started_at < ?2 AND (?3 = 0 OR gdpr_scope IS NULL OR gdpr_scope = 1)",
+        "WHERE account_id = ?1 AND redacted_at IS NULL AND legal_hold_at IS NULL AND started_at < ?2 AND (?3 = 0 OR gdpr_scope IS NULL OR gdpr_scope = 1) AND (?5 IS NULL OR started_at >= ?5)",
     );
     if let Some(category) = q.category {
         let columns = columns_of(Entity::Call, category);

@@ -18,3 +18,4 @@ mod demo;
 mod matrix;
 mod recordings;
 mod redaction;
+mod retention;
