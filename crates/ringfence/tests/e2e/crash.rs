@@ -348,3 +348,154 @@ async fn a_server_killed_during_many_call_redactions_restarts_with_each_call_int
     check_each_call(&client, &served.address, &admin, &data, &calls).await;
     assert!(served.stop().success());
 }
+
+/// Calls straight into the call log (no HTTP), to build a large log quickly.
+async fn bulk_ingest(
+    resources: &ringfence::Resources,
+    account: ringfence_core::AccountId,
+    count: usize,
+    days_ago: u32,
+    offset: usize,
+) {
+    use ringfence_core::call::{CallerIdentity, NewCall};
+    use ringfence_core::phone::parse_e164;
+    use ringfence_core::timestamp::Timestamp;
+    let tracking = parse_e164(&us_number(0)).unwrap();
+    let numbers: Vec<_> = (0..1000u16)
+        .map(|n| parse_e164(&uk_number(n)).unwrap())
+        .collect();
+    let start = Timestamp::now().minus_days(days_ago);
+    let mut made = 0;
+    while made < count {
+        let n = (count - made).min(5000);
+        let batch: Vec<NewCall> = (made..made + n)
+            .map(|i| NewCall {
+                external_id: Some(format!("bulk-{}", offset + i)),
+                started_at: Timestamp::from_millis(start.millis() - (i as i64 % 86_400) * 1000),
+                duration_s: Some(60),
+                direction: None,
+                status: None,
+                tracking_number: tracking.clone(),
+                source: Some("google_ads".into()),
+                campaign: None,
+                utm: Default::default(),
+                caller: CallerIdentity {
+                    number: Some(numbers[i % 1000].clone()),
+                    name: None,
+                    forwarded_from: None,
+                },
+                location: Default::default(),
+                transcript: None,
+                interaction: Default::default(),
+                session_id: None,
+                visitor: None,
+            })
+            .collect();
+        resources.log.ingest_calls(account, batch).await.unwrap();
+        made += n;
+    }
+}
+
+#[tokio::test]
+async fn a_sweep_killed_midway_finishes_on_the_next_run_redacting_each_overdue_call_exactly_once() {
+    const OVERDUE: usize = 200_000;
+    const RECENT: usize = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let account = setup(&data);
+    let account_id: ringfence_core::AccountId = account.parse().unwrap();
+    {
+        let resources = ringfence::Resources::open(&ringfence::Config::in_folder(&data)).unwrap();
+        bulk_ingest(&resources, account_id, OVERDUE, 40, 0).await;
+        bulk_ingest(&resources, account_id, RECENT, 10, OVERDUE).await;
+        resources.close();
+    }
+    let (code, _, err) = run_cli(
+        &data,
+        &["account", "set", &account, "--auto-redact", "30", "--yes"],
+    );
+    assert_eq!(code, 0, "{err}");
+
+    // Kill the sweep twice, at different moments, then let it finish.
+    for delay in [700u64, 1500] {
+        let mut child = binary()
+            .arg("--data")
+            .arg(&data)
+            .args(["sweep"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let conn = rusqlite::Connection::open_with_flags(
+        data.join("ringfence.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let before_finish = count("SELECT COUNT(*) FROM calls WHERE redacted_at IS NOT NULL");
+    assert!(
+        before_finish < OVERDUE as i64,
+        "the kills came before the sweep was done ({before_finish})"
+    );
+    let (code, out, err) = run_cli(&data, &["sweep", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let last: Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(
+        last["calls"].as_i64().unwrap() <= OVERDUE as i64 - before_finish,
+        "{last}"
+    );
+
+    assert_eq!(
+        count("SELECT COUNT(*) FROM calls WHERE redacted_at IS NOT NULL"),
+        OVERDUE as i64,
+        "every overdue call is redacted"
+    );
+    assert_eq!(
+        count(
+            "SELECT COUNT(*) FROM calls WHERE redacted_at IS NOT NULL AND CAST(substr(external_id, 6) AS INTEGER) >= 200000"
+        ),
+        0,
+        "no call redacted early"
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM redaction_jobs"), 0);
+    // Exactly once: the journal's counts add up to the number of calls, and no call id is
+    // named by two entries.
+    let journaled = count(
+        "SELECT COALESCE(SUM(count), 0) FROM audit_log WHERE actor = 'retention' AND action = 'call.redacted'",
+    );
+    assert_eq!(journaled, OVERDUE as i64);
+    let mut stmt = conn
+        .prepare(
+            "SELECT subject FROM audit_log WHERE actor = 'retention' AND action = 'call.redacted'",
+        )
+        .unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for subject in stmt.query_map([], |r| r.get::<_, String>(0)).unwrap() {
+        for id in subject.unwrap().split(',').filter(|s| !s.is_empty()) {
+            assert!(seen.insert(id.to_owned()), "call {id} journaled twice");
+        }
+    }
+    assert_eq!(seen.len(), OVERDUE);
+    let keys = rusqlite::Connection::open_with_flags(
+        data.join("vault.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let call_keys: i64 = keys
+        .query_row(
+            "SELECT COUNT(*) FROM data_keys WHERE purpose = 'call'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        call_keys, RECENT as i64,
+        "only the recent calls keep their keys"
+    );
+    let (code, _, err) = run_cli(&data, &["audit", "verify"]);
+    assert_eq!(code, 0, "{err}");
+}
