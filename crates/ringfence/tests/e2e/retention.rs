@@ -430,3 +430,94 @@ async fn a_dry_run_counts_and_changes_nothing_and_large_changes_need_confirming(
     );
     assert_eq!(code, 1);
 }
+
+#[tokio::test]
+async fn two_sweeps_at_once_never_redact_a_call_twice_and_metrics_tell_what_happened() {
+    let app = TestApp::spawn().await;
+    let (_, account) = app.tenant().await;
+    let calls: Vec<Value> = (0..2000u16)
+        .map(|i| {
+            let mut c = full_call(i);
+            c["external_id"] = json!(format!("twice-{i}"));
+            c["started_at"] = json!(started(45));
+            c
+        })
+        .collect();
+    for chunk in calls.chunks(1000) {
+        let (status, _) = app
+            .post(
+                &app.admin,
+                &format!("/api/v1/accounts/{account}/calls/batch"),
+                json!({"calls": chunk}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    set_policy(&app, account, json!({"after_days": 30})).await;
+    let log = &app.resources.log;
+    let options = SweepOptions {
+        now: Timestamp::now(),
+        batch: 64,
+        dry_run: false,
+    };
+    let (mut quiet_a, mut quiet_b) = (|_| {}, |_| {});
+    let (a, b) = tokio::join!(
+        sweep(log, options, &mut quiet_a),
+        sweep(log, options, &mut quiet_b)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        a.total_calls() + b.total_calls(),
+        2000,
+        "between them, each call once"
+    );
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = String::new();
+    let mut journaled = 0;
+    loop {
+        let (_, page) = app
+            .get(&app.admin, &format!("/api/v1/audit?limit=500{cursor}"))
+            .await;
+        for entry in page["items"].as_array().unwrap() {
+            if entry["actor"] == "retention" {
+                journaled += entry["count"].as_u64().unwrap();
+                for id in entry["subject"]
+                    .as_str()
+                    .unwrap_or("")
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                {
+                    assert!(seen.insert(id.to_owned()), "{id} journaled twice");
+                }
+            }
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(journaled, 2000);
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("ringfence_calls_redacted_total{reason=\"retention\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "ringfence_calls_overdue{{account=\"{account}\"}} 0"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ringfence_sweep_last_success_timestamp_seconds"),
+        "{metrics}"
+    );
+}
