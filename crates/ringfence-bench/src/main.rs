@@ -129,6 +129,9 @@ struct IngestArgs {
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also write the results as JSON to this file (the table is still printed).
+    #[arg(long, value_name = "FILE")]
+    json_file: Option<PathBuf>,
     #[command(flatten)]
     what_if: whatif::WhatIf,
 }
@@ -276,17 +279,21 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             results.add(figure.name(), sample);
         }
     }
+    let mut out = results.to_json(RATIOS, TARGETS);
+    out["settings"] = json!({
+        "calls": args.calls, "batch": args.batch, "batch_clients": args.batch_clients, "clients": args.clients,
+        "seconds": args.seconds, "baseline_transaction": args.baseline_transaction, "repeat": args.repeat,
+        "visitor_share": share, "mean_call_json_bytes": mean_bytes, "client_threads": args.client_threads,
+        "server_threads": args.server_threads, "start_times": format!("{:?}", args.start_times),
+        "what_if": args.what_if.is_active().then(|| args.what_if.describe()),
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "date": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+    });
+    if let Some(path) = &args.json_file {
+        std::fs::write(path, serde_json::to_string_pretty(&out)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     if args.json {
-        let mut out = results.to_json(RATIOS, TARGETS);
-        out["settings"] = json!({
-            "calls": args.calls, "batch": args.batch, "batch_clients": args.batch_clients, "clients": args.clients,
-            "seconds": args.seconds, "baseline_transaction": args.baseline_transaction, "repeat": args.repeat,
-            "visitor_share": share, "mean_call_json_bytes": mean_bytes, "client_threads": args.client_threads,
-            "server_threads": args.server_threads, "start_times": format!("{:?}", args.start_times),
-            "what_if": args.what_if.is_active().then(|| args.what_if.describe()),
-            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            "date": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-        });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         if args.what_if.is_active() {

@@ -62,9 +62,18 @@ pub fn run(args: MicroArgs) -> anyhow::Result<()> {
         }),
     ));
     rows.push((
-        "parse one caller number (libphonenumber)",
+        "parse one UK number, +44 20 7946 0xxx",
         measure(&args, |n| {
             let _ = black_box(parse_caller_number(&format!("+44207946{:04}", n % 1000)));
+        }),
+    ));
+    rows.push((
+        "parse one US number, +1 415 555 01xx",
+        measure(&args, |n| {
+            let _ = black_box(parse_caller_number(&format!(
+                "+1415555{:04}",
+                100 + n % 100
+            )));
         }),
     ));
     rows.push((

@@ -39,6 +39,23 @@ impl Server {
             .context("cannot create the server's data folder")?;
         let data = dir.path().join("data");
         let resources = Resources::open(&Config::in_folder(&data))?;
+        // A 201 means durable only if each writer commits with a full sync of its WAL.
+        for db in [resources.store.db(), resources.vault.db()] {
+            let (journal, synchronous) = db
+                .maintenance(|conn| {
+                    let journal: String =
+                        conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+                    let synchronous: i64 =
+                        conn.pragma_query_value(None, "synchronous", |r| r.get(0))?;
+                    Ok((journal, synchronous))
+                })
+                .await?;
+            anyhow::ensure!(
+                journal.eq_ignore_ascii_case("wal") && synchronous == 2,
+                "{}: the writer runs journal_mode={journal}, synchronous={synchronous}; the figures assume WAL and FULL (2)",
+                db.path().display()
+            );
+        }
         let mut checkpointers = Vec::new();
         if what_if.is_active() {
             for (db, file) in [

@@ -802,20 +802,33 @@ impl CallLog {
         if job.categories.is_empty() || job.categories.contains(&DataCategory::Visitor) {
             keys.extend(job.session_ids.iter().map(ToString::to_string));
         }
+        let started = std::time::Instant::now();
         // 1. The keys: from here on the ciphertext is unreadable wherever it lies.
         self.vault.destroy(keys).await?;
         self.vault.compact().await?;
+        let keys_done = started.elapsed();
         // 2. The ciphertext, the marks and the journal entry, in one transaction.
         let applied = self
             .store
             .apply_redaction(job.clone(), job.audit.actor.clone())
             .await?;
+        let rows_done = started.elapsed();
         // 3. The files.
         for object in &applied.objects {
             self.blobs.delete(object).await?;
         }
+        let files_done = started.elapsed();
         self.store.end_redaction(job.id.clone()).await?;
         self.store.compact().await?;
+        tracing::debug!(
+            job = %job.id,
+            calls = applied.calls,
+            keys_ms = keys_done.as_secs_f64() * 1e3,
+            rows_ms = (rows_done - keys_done).as_secs_f64() * 1e3,
+            files_ms = (files_done - rows_done).as_secs_f64() * 1e3,
+            compact_ms = (started.elapsed() - files_done).as_secs_f64() * 1e3,
+            "redaction steps"
+        );
         Ok(applied)
     }
 

@@ -1,0 +1,474 @@
+//! Erasure benchmarks: redacting a caller among a large log, and automatic redaction (the
+//! sweep) against a raw-SQLite baseline that clears the same columns and deletes the same key
+//! rows in batches, with the same schema, indexes and pragmas.
+//!
+//! ```text
+//! cargo run --release -p ringfence-bench --bin erasure -- redact-caller
+//! cargo run --release -p ringfence-bench --bin erasure -- sweep
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rusqlite::params;
+
+use ringfence::{Config, Resources};
+use ringfence_core::call::{
+    CallerIdentity, CallerLocation, InteractionContent, NewCall, RedactionReason,
+};
+use ringfence_core::datamap::{DataCategory, Entity, columns_of};
+use ringfence_core::phone::{E164, parse_e164};
+use ringfence_core::retention::RetentionPolicy;
+use ringfence_core::timestamp::Timestamp;
+use ringfence_core::{AccountId, AgencyId, Personal};
+use ringfence_jobs::retention::{SweepOptions, sweep};
+use ringfence_store::{AccountRecord, AgencyRecord, AuditEvent};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Redact one caller's calls scattered through a large log, several callers; median time.
+    RedactCaller {
+        #[arg(long, default_value_t = 1_000_000)]
+        calls: usize,
+        #[arg(long, default_value_t = 1_000)]
+        per_caller: usize,
+        #[arg(long, default_value_t = 7)]
+        repeat: usize,
+    },
+    /// Automatic redaction of overdue calls, against the raw-SQL baseline; peak memory.
+    Sweep {
+        #[arg(long, default_value_t = 1_000_000)]
+        calls: usize,
+        /// Calls (each with a recording) for the recordings run.
+        #[arg(long, default_value_t = 20_000)]
+        recordings: usize,
+    },
+    /// (internal) Runs one sweep in this process and prints seconds and peak memory.
+    SweepChild { data: PathBuf },
+}
+
+fn e164(text: &str) -> E164 {
+    parse_e164(text).expect("fiction number")
+}
+
+/// Callers: `+44 20 7946 0xxx` and `+1 415 555 01xx`.
+fn numbers() -> Vec<E164> {
+    let mut out: Vec<E164> = (0..1000)
+        .map(|n| e164(&format!("+44207946{n:04}")))
+        .collect();
+    out.extend((0..100).map(|n| e164(&format!("+1415555{:04}", 100 + n))));
+    out
+}
+
+fn call(i: usize, number: E164, started_at: Timestamp, tracking: &E164) -> NewCall {
+    NewCall {
+        external_id: Some(format!("b-{i}")),
+        started_at,
+        duration_s: Some(60 + (i % 300) as u32),
+        direction: None,
+        status: None,
+        tracking_number: tracking.clone(),
+        source: Some(["google_ads", "facebook_ads", "organic"][i % 3].into()),
+        campaign: Some("winter".into()),
+        utm: Default::default(),
+        caller: CallerIdentity {
+            number: Some(number),
+            name: Some(Personal::new("Joe Bloggs".into())),
+            forwarded_from: None,
+        },
+        location: CallerLocation {
+            city: Some(Personal::new("London".into())),
+            region: None,
+            postal_code: None,
+            country: Some(Personal::new("GB".into())),
+        },
+        transcript: Some(Personal::new(
+            "Hello, I would like a quote for a new boiler, please call me back.".into(),
+        )),
+        interaction: InteractionContent {
+            notes: None,
+            tags: Personal::new(vec!["lead".into()]),
+        },
+        session_id: None,
+        visitor: None,
+    }
+}
+
+async fn tenant(resources: &Resources) -> anyhow::Result<AccountId> {
+    let agency = AgencyRecord {
+        id: AgencyId::generate(),
+        name: "Bench".into(),
+        redaction_enabled: true,
+        max_retention_days: None,
+        created_at: Timestamp::now(),
+    };
+    resources.log.store().create_agency(agency.clone()).await?;
+    let account = AccountRecord {
+        id: AccountId::generate(),
+        agency_id: agency.id,
+        name: "Bench".into(),
+        settings: "{}".into(),
+        created_at: Timestamp::now(),
+        retention: RetentionPolicy::default(),
+    };
+    resources
+        .log
+        .store()
+        .create_account(account.clone())
+        .await?;
+    Ok(account.id)
+}
+
+/// Ingests `count` calls through the call log; `caller_of(i)` picks each call's number.
+async fn fill(
+    resources: &Resources,
+    account: AccountId,
+    count: usize,
+    days_ago: u32,
+    caller_of: impl Fn(usize) -> E164,
+) -> anyhow::Result<()> {
+    let tracking = e164("+14155550100");
+    let base = Timestamp::now().minus_days(days_ago);
+    let started = Instant::now();
+    let mut made = 0;
+    while made < count {
+        let n = (count - made).min(5000);
+        let batch: Vec<NewCall> = (made..made + n)
+            .map(|i| {
+                call(
+                    i,
+                    caller_of(i),
+                    Timestamp::from_millis(base.millis() - (i as i64 % 3_000_000)),
+                    &tracking,
+                )
+            })
+            .collect();
+        resources.log.ingest_calls(account, batch).await?;
+        made += n;
+        if made % 100_000 == 0 {
+            eprintln!(
+                "  ingested {made} calls ({:.0}/s)",
+                made as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+async fn redact_caller_bench(calls: usize, per_caller: usize, repeat: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let resources = Resources::open(&Config::in_folder(&dir.path().join("data")))?;
+    let account = tenant(&resources).await?;
+    let others = numbers();
+    // Target callers from a range no other call uses; each spread evenly through the log.
+    let targets: Vec<E164> = (0..repeat)
+        .map(|k| e164(&format!("+1212555{:04}", 100 + k)))
+        .collect();
+    let stride = calls / per_caller;
+    eprintln!("filling {calls} calls ({repeat} callers x {per_caller} scattered among them)");
+    // Each block of `stride` calls holds one call of each target, at its first offsets.
+    fill(&resources, account, calls, 10, |i| {
+        let offset = i % stride;
+        if offset < targets.len() && i / stride < per_caller {
+            targets[offset].clone()
+        } else {
+            others[i % others.len()].clone()
+        }
+    })
+    .await?;
+    let mut times = Vec::new();
+    for (k, number) in targets.iter().enumerate() {
+        let audit = AuditEvent {
+            actor: "bench".into(),
+            action: "caller.redacted".into(),
+            account_id: Some(account),
+            reason: Some(RedactionReason::Caller.as_str().into()),
+            details: "{}".into(),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let receipt = resources
+            .log
+            .redact_caller(&[account], number, false, audit)
+            .await?;
+        let took = started.elapsed();
+        anyhow::ensure!(
+            receipt.redacted_calls == per_caller as u64,
+            "caller {k}: redacted {} calls, expected {per_caller}",
+            receipt.redacted_calls
+        );
+        eprintln!(
+            "  caller {k}: {} calls in {:.1} ms",
+            receipt.redacted_calls,
+            took.as_secs_f64() * 1000.0
+        );
+        times.push(took);
+    }
+    let m = median(times.clone());
+    println!(
+        "redact-caller: {per_caller} calls among {calls}: median {:.1} ms, min {:.1} ms, max {:.1} ms over {repeat} callers (target < 100 ms: {})",
+        m.as_secs_f64() * 1000.0,
+        times.iter().min().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        times.iter().max().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        if m < Duration::from_millis(100) {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    resources.close();
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Runs the sweep in a fresh process so that its peak memory is the sweep's alone.
+fn sweep_in_child(data: &Path) -> anyhow::Result<(f64, u64, f64)> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .arg("sweep-child")
+        .arg(data)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "sweep child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok((
+        v["seconds"].as_f64().unwrap_or(0.0),
+        v["calls"].as_u64().unwrap_or(0),
+        v["peak_rss_mb"].as_f64().unwrap_or(0.0),
+    ))
+}
+
+async fn sweep_child(data: &Path) -> anyhow::Result<()> {
+    let resources = Resources::open(&Config::in_folder(data))?;
+    let started = Instant::now();
+    let report = sweep(&resources.log, SweepOptions::now(), &mut |_| {}).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    resources.close();
+    println!(
+        "{}",
+        serde_json::json!({"seconds": seconds, "calls": report.total_calls(), "peak_rss_mb": peak_rss_mb()})
+    );
+    Ok(())
+}
+
+/// The baseline: the same clearing with plain SQL, same pragmas, batches of 2,000.
+fn baseline_sweep(data: &Path, account: AccountId) -> anyhow::Result<(f64, u64)> {
+    let open = |p: PathBuf| -> anyhow::Result<rusqlite::Connection> {
+        let c = rusqlite::Connection::open(p)?;
+        c.pragma_update(None, "journal_mode", "WAL")?;
+        c.pragma_update(None, "synchronous", "FULL")?;
+        c.pragma_update(None, "secure_delete", "ON")?;
+        c.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(c)
+    };
+    let mut log = open(data.join("ringfence.db"))?;
+    let mut vault = open(data.join("vault.db"))?;
+    let mut columns = Vec::new();
+    for c in DataCategory::PERSONAL {
+        columns.extend(columns_of(Entity::Call, c));
+    }
+    let clear = columns
+        .iter()
+        .map(|c| format!("{c} = NULL"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cutoff = Timestamp::now().minus_days(30).millis();
+    let started = Instant::now();
+    let mut total = 0u64;
+    loop {
+        let tx = log.transaction()?;
+        let ids: Vec<String> = {
+            let mut stmt = tx.prepare_cached("SELECT id FROM calls WHERE account_id = ?1 AND redacted_at IS NULL AND legal_hold_at IS NULL AND started_at < ?2 ORDER BY started_at LIMIT 2000")?;
+            stmt.query_map(params![account.to_string(), cutoff], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        if ids.is_empty() {
+            break;
+        }
+        {
+            let mut update = tx.prepare_cached(&format!("UPDATE calls SET {clear}, redacted_at = ?2, redaction_reason = 'retention', redacted_by = 'retention' WHERE id = ?1"))?;
+            for id in &ids {
+                update.execute(params![id, Timestamp::now().millis()])?;
+            }
+        }
+        tx.commit()?;
+        let vtx = vault.transaction()?;
+        {
+            let mut delete = vtx.prepare_cached("DELETE FROM data_keys WHERE id = ?1")?;
+            for id in &ids {
+                delete.execute([id])?;
+            }
+        }
+        vtx.commit()?;
+        total += ids.len() as u64;
+    }
+    Ok((started.elapsed().as_secs_f64(), total))
+}
+
+async fn sweep_bench(calls: usize, recordings: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let account = {
+        let resources = Resources::open(&Config::in_folder(&data))?;
+        let account = tenant(&resources).await?;
+        let others = numbers();
+        eprintln!("filling {calls} overdue calls");
+        fill(&resources, account, calls, 40, |i| {
+            others[i % others.len()].clone()
+        })
+        .await?;
+        let mut record = resources
+            .log
+            .store()
+            .account(account)
+            .await?
+            .context("account")?;
+        record.retention.after_days = Some(30);
+        resources.log.store().update_account(record).await?;
+        resources.close();
+        account
+    };
+    let base = dir.path().join("baseline");
+    copy_dir(&data, &base)?;
+    let (b_secs, b_calls) = baseline_sweep(&base, account)?;
+    anyhow::ensure!(b_calls == calls as u64, "baseline cleared {b_calls}");
+    let (r_secs, r_calls, rss) = sweep_in_child(&data)?;
+    anyhow::ensure!(r_calls == calls as u64, "sweep redacted {r_calls}");
+    let (b_rate, r_rate) = (calls as f64 / b_secs, calls as f64 / r_secs);
+    println!(
+        "sweep, {calls} overdue calls without recordings: ringfence {r_rate:.0} calls/s ({r_secs:.1} s), baseline {b_rate:.0} calls/s ({b_secs:.1} s), ratio {:.2}; peak memory {rss:.0} MB",
+        r_rate / b_rate
+    );
+    println!(
+        "  targets: >= 20000 calls/s ({}), >= 0.7 of baseline ({}), < 150 MB ({})",
+        if r_rate >= 20_000.0 { "met" } else { "NOT met" },
+        if r_rate / b_rate >= 0.7 {
+            "met"
+        } else {
+            "NOT met"
+        },
+        if rss < 150.0 { "met" } else { "NOT met" }
+    );
+
+    // With a recording per call.
+    let dir2 = tempfile::tempdir()?;
+    let data2 = dir2.path().join("data");
+    {
+        let resources = Resources::open(&Config::in_folder(&data2))?;
+        let account = tenant(&resources).await?;
+        let others = numbers();
+        fill(&resources, account, recordings, 40, |i| {
+            others[i % others.len()].clone()
+        })
+        .await?;
+        eprintln!("uploading {recordings} recordings");
+        let ids: Vec<_> = {
+            
+            resources
+                .log
+                .store()
+                .calls(ringfence_store::CallQuery {
+                    account_id: account,
+                    from: None,
+                    to: None,
+                    tracking_number: None,
+                    source: None,
+                    status: None,
+                    redacted: None,
+                    caller_bidx: None,
+                    after: None,
+                    limit: recordings as u32,
+                })
+                .await?
+        };
+        for row in ids {
+            let body = futures::stream::iter(vec![Ok::<bytes::Bytes, std::io::Error>(
+                bytes::Bytes::from(vec![1u8; 8000]),
+            )]);
+            resources
+                .log
+                .put_recording(&row, "audio/wav".into(), body, 1 << 20)
+                .await?;
+        }
+        let mut record = resources
+            .log
+            .store()
+            .account(account)
+            .await?
+            .context("account")?;
+        record.retention.after_days = Some(30);
+        resources.log.store().update_account(record).await?;
+        resources.close();
+    }
+    let (secs, n, rss) = sweep_in_child(&data2)?;
+    println!(
+        "sweep, {n} overdue calls with a recording each: {:.0} calls/s ({secs:.1} s), peak memory {rss:.0} MB (target >= 10000 calls/s: {})",
+        n as f64 / secs,
+        if n as f64 / secs >= 10_000.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // RUST_LOG=ringfence_store=debug shows each redaction's steps (ids and timings only).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::RedactCaller {
+                calls,
+                per_caller,
+                repeat,
+            } => redact_caller_bench(calls, per_caller, repeat).await,
+            Command::Sweep { calls, recordings } => sweep_bench(calls, recordings).await,
+            Command::SweepChild { data } => sweep_child(&data).await,
+        }
+    })
+}
