@@ -1,6 +1,9 @@
 //! Ringfence's benchmarks: ingest over HTTP measured in one run against a raw-SQLite baseline
 //! (the same rows, schema, indexes and pragmas, with no encryption and no HTTP) and against
-//! one commit per request, plus a few micro-measurements of the per-call CPU work.
+//! one commit per request; the same single-call load on the layers below HTTP; micro-
+//! measurements of the per-call CPU work; and opt-in experiments on SQLite settings that
+//! Ringfence does not ship (`--what-if-*`), which a run then announces. BENCHMARKS.md at the
+//! repository's root has the figures and how to read them.
 //!
 //! A benchmark, not a test: it reports figures and whether they meet their targets, and it
 //! fails only when the server answers wrongly or loses a call.

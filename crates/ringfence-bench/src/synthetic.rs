@@ -184,7 +184,7 @@ fn template(rng: &mut SplitMix, with_visitor: bool) -> Value {
 /// a day, as a back-fill might.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 pub enum StartTimes {
-    /// Call `n` started `n / CALLS_PER_SECOND` seconds after the first, less its duration
+    /// Call `n` started n/20 seconds after the first, less its duration
     /// (a call is posted when it ends).
     Live,
     /// Each template's own random time of day (08:00 to 18:00).

@@ -110,6 +110,13 @@ fn blind_key_id(account: AccountId) -> String {
     format!("blind-index:{account}")
 }
 
+/// What ingest knows of a row it just sealed.
+struct RowMeta {
+    created_at: Timestamp,
+    gdpr_scope: Option<bool>,
+    inline_session: Option<SessionId>,
+}
+
 /// The encrypted call log.
 pub struct CallLog {
     store: Arc<dyn Store>,
@@ -298,6 +305,14 @@ impl CallLog {
         account: AccountId,
         calls: Vec<NewCall>,
     ) -> Result<Vec<IngestOutcome>, LogError> {
+        Ok(self.ingest_inner(account, calls).await?.0)
+    }
+
+    async fn ingest_inner(
+        self: &Arc<Self>,
+        account: AccountId,
+        calls: Vec<NewCall>,
+    ) -> Result<(Vec<IngestOutcome>, Vec<RowMeta>, Vec<CallId>), LogError> {
         let blind = self.blind_key(account).await?;
         let now = Timestamp::now();
         // Sealing costs microseconds per call: a large batch goes off the async runtime.
@@ -315,6 +330,14 @@ impl CallLog {
                 let mut ids = vec![r.call.id.to_string()];
                 ids.extend(r.inline_session.as_ref().map(|s| s.id.to_string()));
                 ids
+            })
+            .collect();
+        let metas: Vec<RowMeta> = rows
+            .iter()
+            .map(|r| RowMeta {
+                created_at: r.call.created_at,
+                gdpr_scope: r.call.gdpr_scope,
+                inline_session: r.inline_session.as_ref().map(|s| s.id),
             })
             .collect();
         self.vault.insert(keys).await?;
@@ -341,8 +364,53 @@ impl CallLog {
         if !unused.is_empty() {
             let _ = self.vault.destroy(unused).await;
         }
-        let outcomes = report.outcomes;
-        Ok(outcomes)
+        Ok((report.outcomes, metas, report.forgotten))
+    }
+
+    /// Stores one call and returns it as a read would, without reading it back when it is
+    /// new (a re-delivery or a forgotten caller's call is read back).
+    pub async fn ingest_call(
+        self: &Arc<Self>,
+        account: AccountId,
+        call: NewCall,
+    ) -> Result<(IngestOutcome, Call), LogError> {
+        let (outcomes, metas, forgotten) = self.ingest_inner(account, vec![call.clone()]).await?;
+        let (Some(outcome), Some(meta)) = (outcomes.first().copied(), metas.into_iter().next())
+        else {
+            return Err(LogError::Task("ingest returned no outcome".into()));
+        };
+        if outcome.is_created() && !forgotten.contains(&outcome.id()) && call.session_id.is_none() {
+            // Everything the response shows was just sealed: no need to read and open it.
+            let c = Call {
+                id: outcome.id(),
+                account_id: account,
+                external_id: call.external_id,
+                started_at: call.started_at,
+                created_at: meta.created_at,
+                duration_s: call.duration_s,
+                direction: call.direction,
+                status: call.status,
+                tracking_number: call.tracking_number.as_str().to_owned(),
+                source: call.source,
+                campaign: call.campaign,
+                utm: call.utm,
+                gdpr_scope: meta.gdpr_scope,
+                caller: Some(call.caller),
+                location: Some(call.location),
+                recording: None,
+                transcript: call.transcript,
+                interaction: Some(call.interaction),
+                visitor: meta.inline_session.zip(call.visitor),
+                redaction: None,
+                legal_hold: None,
+            };
+            return Ok((outcome, c));
+        }
+        let opened = self
+            .call(outcome.id())
+            .await?
+            .ok_or_else(|| LogError::Corrupt(outcome.id().to_string(), "stored call not found"))?;
+        Ok((outcome, opened))
     }
 
     fn seal_calls(

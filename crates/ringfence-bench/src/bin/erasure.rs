@@ -400,7 +400,6 @@ async fn sweep_bench(calls: usize, recordings: usize) -> anyhow::Result<()> {
         .await?;
         eprintln!("uploading {recordings} recordings");
         let ids: Vec<_> = {
-            
             resources
                 .log
                 .store()

@@ -45,17 +45,8 @@ pub async fn create_call(
     let tenant = state.tenant(account).await?;
     check_account(&principal, Permission::Ingest, &tenant)?;
     let call = input.into_domain("").map_err(ApiError::fields)?;
-    let outcome = state.log.ingest_calls(account, vec![call]).await?;
-    let outcome = outcome
-        .first()
-        .copied()
-        .ok_or_else(|| ApiError::internal(&"ingest returned no outcome"))?;
+    let (outcome, stored) = state.log.ingest_call(account, call).await?;
     metrics::counter!("ringfence_calls_ingested_total").increment(u64::from(outcome.is_created()));
-    let stored = state
-        .log
-        .call(outcome.id())
-        .await?
-        .ok_or_else(|| ApiError::internal(&"stored call not found"))?;
     let status = if outcome.is_created() {
         StatusCode::CREATED
     } else {
