@@ -296,17 +296,18 @@ fn is_valid_number(db: &'static Database, code: u16, national: &str) -> bool {
 fn has_known_type(meta: &Metadata, national: &str) -> bool {
     let d = meta.descriptors();
     d.general().is_match(national)
+        // Any type will do; the common ones first, so most numbers stop after one or two.
         && [
-            d.premium_rate(),
+            d.fixed_line(),
+            d.mobile(),
             d.toll_free(),
-            d.shared_cost(),
             d.voip(),
+            d.premium_rate(),
+            d.shared_cost(),
             d.personal_number(),
             d.pager(),
             d.uan(),
             d.voicemail(),
-            d.fixed_line(),
-            d.mobile(),
         ]
         .into_iter()
         .flatten()

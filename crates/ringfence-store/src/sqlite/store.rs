@@ -227,11 +227,24 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
     }
     let mut outcomes = Vec::with_capacity(calls.len());
     let mut forgotten: Vec<(AccountId, CallId)> = Vec::new();
+    // Most accounts never forget anyone: ask once per account, not once per call.
+    let mut forget_lists: std::collections::HashMap<AccountId, bool> = std::collections::HashMap::new();
     for (index, new) in calls.iter().enumerate() {
         let mut c = &new.call;
         let stripped;
         let mut inline_session = new.inline_session.as_ref();
-        if let Some(bidx) = c.caller_bidx
+        let forget_list_used = match forget_lists.get(&c.account_id) {
+            Some(used) => *used,
+            None => {
+                let used = conn
+                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM forget_list WHERE account_id = ?1)")?
+                    .query_row([c.account_id.to_string()], |r| r.get::<_, bool>(0))?;
+                forget_lists.insert(c.account_id, used);
+                used
+            }
+        };
+        if forget_list_used
+            && let Some(bidx) = c.caller_bidx
             && !redaction::forgotten(conn, c.account_id, &[bidx])?.is_empty()
         {
             // The caller asked to be forgotten: keep the fact of the call, nothing of them.
@@ -253,30 +266,22 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
             inline_session = None;
             forgotten.push((c.account_id, c.id));
         }
-        if let Some(ext) = &c.external_id {
-            let existing: Option<String> = conn
-                .prepare_cached("SELECT id FROM calls WHERE account_id = ?1 AND external_id = ?2")?
-                .query_row(params![c.account_id.to_string(), ext], |r| r.get(0))
-                .optional()?;
-            if let Some(existing) = existing {
-                outcomes.push(Inserted::Existing(parse_id(existing)?));
-                continue;
+        // The inline session's id is known before it is stored; the foreign key is checked at
+        // commit, so the call goes first and its session only if the call is new.
+        let session_id = match inline_session {
+            Some(session) => Some(session.id),
+            None => {
+                if let Some(linked) = c.session_id {
+                    let found = conn
+                        .prepare_cached("SELECT 1 FROM sessions WHERE id = ?1 AND account_id = ?2")?
+                        .exists(params![linked.to_string(), c.account_id.to_string()])?;
+                    if !found {
+                        return Err(StoreError::SessionNotFound { index });
+                    }
+                }
+                c.session_id
             }
-        }
-        let mut session_id = c.session_id;
-        if let Some(session) = inline_session {
-            session_id = Some(insert_session_row(conn, session)?.id());
-        } else if let Some(linked) = c.session_id {
-            let found: Option<i64> = conn
-                .prepare_cached("SELECT 1 FROM sessions WHERE id = ?1 AND account_id = ?2")?
-                .query_row(params![linked.to_string(), c.account_id.to_string()], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            if found.is_none() {
-                return Err(StoreError::SessionNotFound { index });
-            }
-        }
+        };
         let (rec_object, rec_type, rec_bytes) = match &c.recording {
             Some(r) => (
                 Some(r.object.as_str()),
@@ -285,9 +290,10 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
             ),
             None => (None, None, None),
         };
-        conn.prepare_cached(
+        let inserted = conn.prepare_cached(
             "INSERT INTO calls (id, account_id, external_id, started_at, created_at, duration_s, direction, status, tracking_number, source, campaign, utm_source, utm_medium, utm_campaign, gdpr_scope, caller_bidx, session_id, caller_identity, caller_location, transcript, interaction, recording_object, recording_content_type, recording_bytes, redacted_at, redaction_reason, redacted_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)
+             ON CONFLICT (account_id, external_id) DO NOTHING",
         )?
         .execute(params![
             c.id.to_string(),
@@ -318,6 +324,20 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
             c.redaction_reason.map(RedactionReason::as_str),
             c.redacted_by,
         ])?;
+        if inserted == 0 {
+            // A re-delivery: the external id is known; nothing was stored.
+            let existing: String = conn
+                .prepare_cached("SELECT id FROM calls WHERE account_id = ?1 AND external_id = ?2")?
+                .query_row(params![c.account_id.to_string(), c.external_id], |r| r.get(0))?;
+            outcomes.push(Inserted::Existing(parse_id(existing)?));
+            if let Some(pos) = forgotten.iter().position(|(_, id)| *id == c.id) {
+                forgotten.remove(pos);
+            }
+            continue;
+        }
+        if let Some(session) = inline_session {
+            insert_session_row(conn, session)?;
+        }
         outcomes.push(Inserted::Created(c.id));
     }
     let mut by_account: std::collections::BTreeMap<AccountId, Vec<CallId>> =
