@@ -3,8 +3,9 @@
 //!
 //! - `vault-insert`: one data-key row per call through the vault's group-commit writer.
 //! - `ingest`: `CallLog::ingest_calls` with one call: sealing, the vault commit, the call-log
-//!   commit. What a 201 waits for, less HTTP, JSON, validation and the read-back.
-//! - `ingest+read-back`: the same, then `CallLog::call` as the handler does to answer.
+//!   commit. What a 201 waits for, less HTTP, JSON and validation.
+//! - `ingest+read-back`: the same, then `CallLog::call`, as the handler did to answer until it
+//!   answered from what it had just sealed: what reading a call back costs the pipeline.
 //!
 //! Comparing them with `http-single` splits a request's latency and the server's capacity
 //! between the database writes, the read-back and the HTTP edge.
