@@ -65,7 +65,7 @@ CREATE TABLE calls (
     utm_campaign TEXT,
     gdpr_scope INTEGER,
     caller_bidx BLOB,
-    session_id TEXT REFERENCES sessions(id) DEFERRABLE INITIALLY DEFERRED,
+    session_id TEXT REFERENCES sessions(id),
     caller_identity BLOB,
     caller_location BLOB,
     transcript BLOB,

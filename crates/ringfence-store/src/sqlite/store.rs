@@ -266,10 +266,24 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
             inline_session = None;
             forgotten.push((c.account_id, c.id));
         }
-        // The inline session's id is known before it is stored; the foreign key is checked at
-        // commit, so the call goes first and its session only if the call is new.
+        // A call sent with its visit: its session must exist before the call refers to it,
+        // and must not be stored for a re-delivered call, so look the external id up first.
+        // Other calls go straight to an insert that ignores a known external id.
+        if inline_session.is_some()
+            && let Some(ext) = &c.external_id
+            && let Some(existing) = conn
+                .prepare_cached("SELECT id FROM calls WHERE account_id = ?1 AND external_id = ?2")?
+                .query_row(params![c.account_id.to_string(), ext], |r| r.get::<_, String>(0))
+                .optional()?
+        {
+            outcomes.push(Inserted::Existing(parse_id(existing)?));
+            if let Some(pos) = forgotten.iter().position(|(_, id)| *id == c.id) {
+                forgotten.remove(pos);
+            }
+            continue;
+        }
         let session_id = match inline_session {
-            Some(session) => Some(session.id),
+            Some(session) => Some(insert_session_row(conn, session)?.id()),
             None => {
                 if let Some(linked) = c.session_id {
                     let found = conn
@@ -334,9 +348,6 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
                 forgotten.remove(pos);
             }
             continue;
-        }
-        if let Some(session) = inline_session {
-            insert_session_row(conn, session)?;
         }
         outcomes.push(Inserted::Created(c.id));
     }
