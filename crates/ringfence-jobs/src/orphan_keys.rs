@@ -26,8 +26,9 @@ pub struct OrphanKeyReport {
 pub async fn collect_orphan_keys(
     log: &CallLog,
     grace: Duration,
+    now: Timestamp,
 ) -> Result<OrphanKeyReport, LogError> {
-    let cutoff = Timestamp::now().millis() - grace.as_millis() as i64;
+    let cutoff = now.millis() - grace.as_millis() as i64;
     let mut report = OrphanKeyReport::default();
     for purpose in [KeyPurpose::Call, KeyPurpose::Session] {
         let mut after: Option<String> = None;
@@ -141,12 +142,20 @@ mod tests {
         let orphan_id = orphan.id.clone();
         log.vault().insert(vec![orphan]).await.unwrap();
 
-        let young = collect_orphan_keys(&log, GRACE).await.unwrap();
+        let young = collect_orphan_keys(&log, GRACE, Timestamp::now())
+            .await
+            .unwrap();
         assert_eq!(
             young.destroyed, 0,
             "keys within the grace period are left alone"
         );
-        let report = collect_orphan_keys(&log, Duration::ZERO).await.unwrap();
+        let report = collect_orphan_keys(
+            &log,
+            Duration::ZERO,
+            Timestamp::from_millis(Timestamp::now().millis() + 1000),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             report,
             OrphanKeyReport {
@@ -164,7 +173,13 @@ mod tests {
             "the stored call's key is kept"
         );
         assert!(log.call(stored).await.unwrap().is_some());
-        let again = collect_orphan_keys(&log, Duration::ZERO).await.unwrap();
+        let again = collect_orphan_keys(
+            &log,
+            Duration::ZERO,
+            Timestamp::from_millis(Timestamp::now().millis() + 1000),
+        )
+        .await
+        .unwrap();
         assert_eq!(again.destroyed, 0, "idempotent");
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use zeroize::Zeroizing;
 
 use ringfence_core::call::{
@@ -882,9 +882,16 @@ impl CallLog {
             .await?;
         let rows_done = started.elapsed();
         // 3. The files.
-        for object in &applied.objects {
-            self.blobs.delete(object).await?;
-        }
+        // Deleting a file is a blocking call of its own: run many at once.
+        let blobs = self.blobs.clone();
+        let deletes = applied.objects.clone().into_iter().map(move |object| {
+            let blobs = blobs.clone();
+            async move { blobs.delete(&object).await }
+        });
+        futures::stream::iter(deletes)
+            .buffer_unordered(32)
+            .try_collect::<Vec<()>>()
+            .await?;
         let files_done = started.elapsed();
         self.store.end_redaction(job.id.clone()).await?;
         self.store.compact().await?;

@@ -186,9 +186,13 @@ async fn serve(resources: &Resources) -> anyhow::Result<()> {
         move || {
             let log = log.clone();
             async move {
-                ringfence_jobs::collect_orphan_keys(&log, ringfence_jobs::orphan_keys::GRACE)
-                    .await
-                    .map(|_| ())
+                ringfence_jobs::collect_orphan_keys(
+                    &log,
+                    ringfence_jobs::orphan_keys::GRACE,
+                    ringfence_core::timestamp::Timestamp::now(),
+                )
+                .await
+                .map(|_| ())
             }
         },
     ));

@@ -261,12 +261,9 @@ fn sweep_in_child(data: &Path) -> anyhow::Result<(f64, u64, f64)> {
     let out = std::process::Command::new(std::env::current_exe()?)
         .arg("sweep-child")
         .arg(data)
+        .stderr(std::process::Stdio::inherit())
         .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "sweep child failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    anyhow::ensure!(out.status.success(), "sweep child failed");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     Ok((
         v["seconds"].as_f64().unwrap_or(0.0),

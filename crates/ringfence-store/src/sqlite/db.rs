@@ -12,9 +12,14 @@ use crate::StoreError;
 /// Most write jobs committed in one transaction.
 const MAX_GROUP: usize = 1024;
 const READERS: usize = 4;
+/// Page cache of the writer connection, in KiB (SQLite's default is 2 MiB).
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
 
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
-type WriteJob = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+/// A write: given the connection and whether it shares the transaction with other jobs
+/// (then it runs in a savepoint of its own), it returns whether it succeeded and what to do
+/// once the transaction has ended.
+type WriteJob = Box<dyn FnOnce(&Connection, bool) -> (bool, Completion) + Send>;
 
 enum Job {
     /// Runs inside the group's transaction; completes after the commit.
@@ -48,6 +53,9 @@ impl SqliteDb {
     pub fn open(path: &Path, migrations: &[&str]) -> Result<Arc<Self>, StoreError> {
         let mut writer = Connection::open(path)?;
         configure(&writer)?;
+        // The writer's page cache keeps the B-trees' inner pages of a large log in memory,
+        // so a redaction's scattered rows cost one leaf read each, not a walk from the root.
+        writer.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         migrate(&mut writer, migrations)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
@@ -89,14 +97,26 @@ impl SqliteDb {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
-        let job = Job::Write(Box::new(move |conn: &Connection| {
-            let result = run_in_savepoint(conn, f);
-            Box::new(move |commit: Result<(), String>| {
-                let _ = tx.send(match commit {
-                    Ok(()) => result,
-                    Err(e) => Err(StoreError::Backend(format!("commit failed: {e}"))),
-                });
-            })
+        let job = Job::Write(Box::new(move |conn: &Connection, shared: bool| {
+            // Alone in its transaction, a job needs no savepoint: if it fails, the whole
+            // transaction is rolled back. (Statements inside a savepoint cost SQLite more
+            // the more pages the transaction has dirtied.)
+            let result = if shared {
+                run_in_savepoint(conn, f)
+            } else {
+                catch_unwind(AssertUnwindSafe(|| f(conn)))
+                    .unwrap_or_else(|_| Err(StoreError::Backend("a write panicked".into())))
+            };
+            let ok = result.is_ok();
+            (
+                ok,
+                Box::new(move |commit: Result<(), String>| {
+                    let _ = tx.send(match commit {
+                        Ok(()) => result,
+                        Err(e) => Err(StoreError::Backend(format!("commit failed: {e}"))),
+                    });
+                }) as Completion,
+            )
         }));
         self.send(job)?;
         rx.await
@@ -236,13 +256,28 @@ fn commit_group(conn: &Connection, jobs: Vec<WriteJob>) {
         for job in jobs {
             // Nothing may autocommit: run the job in a transaction that is rolled back.
             let _ = conn.execute_batch("BEGIN");
-            let completion = job(conn);
+            let (_, completion) = job(conn, false);
             let _ = conn.execute_batch("ROLLBACK");
             completion(Err(message.clone()));
         }
         return;
     }
-    let completions: Vec<Completion> = jobs.into_iter().map(|job| job(conn)).collect();
+    let shared = jobs.len() > 1;
+    let mut completions: Vec<Completion> = Vec::with_capacity(jobs.len());
+    let mut all_ok = true;
+    for job in jobs {
+        let (ok, completion) = job(conn, shared);
+        all_ok &= ok;
+        completions.push(completion);
+    }
+    if !shared && !all_ok {
+        // A job alone in its transaction failed: undo it whole. Its caller gets its error.
+        let _ = conn.execute_batch("ROLLBACK");
+        for completion in completions {
+            completion(Ok(()));
+        }
+        return;
+    }
     let commit = conn.execute_batch("COMMIT").map_err(|e| {
         let _ = conn.execute_batch("ROLLBACK");
         e.to_string()

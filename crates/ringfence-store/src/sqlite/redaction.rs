@@ -1,7 +1,7 @@
 //! Redaction in SQLite: the job table, clearing the personal columns (named by the data
 //! map, not by hand), and the forget list.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use ringfence_core::AccountId;
 use ringfence_core::call::RedactionReason;
@@ -122,6 +122,40 @@ pub(crate) fn pending(conn: &Connection) -> Result<Vec<RedactionJob>, StoreError
     Ok(rows)
 }
 
+/// Ids as a JSON array, for `json_each`.
+fn json_ids<T: ToString>(ids: impl Iterator<Item = T>) -> String {
+    let mut out = String::from("[");
+    for (i, id) in ids.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(&id.to_string());
+        out.push('"');
+    }
+    out.push(']');
+    out
+}
+
+/// `known` plus the recording objects of the live calls among `ids` (a recording may have
+/// arrived after the job began).
+fn objects_with(conn: &Connection, ids: &str, known: &[String]) -> Result<Vec<String>, StoreError> {
+    let mut objects: Vec<String> = known.to_vec();
+    let mut seen: std::collections::HashSet<String> = known.iter().cloned().collect();
+    let found: Vec<String> = conn
+        .prepare_cached(
+            "SELECT recording_object FROM calls WHERE id IN (SELECT value FROM json_each(?1)) AND redacted_at IS NULL AND recording_object IS NOT NULL",
+        )?
+        .query_map([ids], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for object in found {
+        if seen.insert(object.clone()) {
+            objects.push(object);
+        }
+    }
+    Ok(objects)
+}
+
 /// `col = NULL, …` for every personal column of `entity`, from the data map.
 fn personal_assignments(entity: Entity) -> String {
     let mut columns = Vec::new();
@@ -155,37 +189,27 @@ fn apply_categories(conn: &Connection, job: &RedactionJob) -> Result<RedactionAp
         .map(|c| format!("{c} = NULL"))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut object_of = conn.prepare_cached(
-        "SELECT recording_object FROM calls WHERE id = ?1 AND redacted_at IS NULL",
-    )?;
-    let mut update = conn.prepare_cached(&format!(
-        "UPDATE calls SET {assignments} WHERE id = ?1 AND redacted_at IS NULL AND ({holds})"
-    ))?;
-    let mut changed: Vec<String> = Vec::new();
-    for id in &job.call_ids {
-        if job.categories.contains(&DataCategory::Recording)
-            && let Some(Some(object)) = object_of
-                .query_row([id.to_string()], |r| r.get::<_, Option<String>>(0))
-                .optional()?
-            && !objects.contains(&object)
-        {
-            objects.push(object);
-        }
-        if update.execute([id.to_string()])? > 0 {
-            changed.push(id.to_string());
-        }
+    let ids = json_ids(job.call_ids.iter());
+    if job.categories.contains(&DataCategory::Recording) {
+        objects = objects_with(conn, &ids, &objects)?;
     }
+    let changed: Vec<String> = conn
+        .prepare_cached(&format!(
+            "UPDATE calls SET {assignments} WHERE id IN (SELECT value FROM json_each(?1)) AND redacted_at IS NULL AND ({holds}) RETURNING id"
+        ))?
+        .query_map([&ids], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     let mut sessions = 0u64;
     if job.categories.contains(&DataCategory::Visitor) {
         let sql = format!(
-            "UPDATE sessions SET {}, redacted_at = ?2, redaction_reason = ?3 WHERE id = ?1 AND redacted_at IS NULL",
+            "UPDATE sessions SET {}, redacted_at = ?2, redaction_reason = ?3 WHERE id IN (SELECT value FROM json_each(?1)) AND redacted_at IS NULL",
             personal_assignments(Entity::VisitorSession)
         );
-        let mut stmt = conn.prepare_cached(&sql)?;
-        for id in &job.session_ids {
-            sessions +=
-                stmt.execute(params![id.to_string(), at.millis(), job.reason.as_str()])? as u64;
-        }
+        sessions = conn.prepare_cached(&sql)?.execute(params![
+            json_ids(job.session_ids.iter()),
+            at.millis(),
+            job.reason.as_str()
+        ])? as u64;
     }
     conn.prepare_cached("UPDATE redaction_jobs SET objects = ?2 WHERE id = ?1")?
         .execute(params![job.id, objects.join(",")])?;
@@ -223,48 +247,33 @@ pub(crate) fn apply(
         return apply_categories(conn, job);
     }
     let at = Timestamp::now();
-    let mut objects: Vec<String> = job.objects.clone();
-    let mut calls = 0u64;
-    let mut sessions = 0u64;
+    let ids = json_ids(job.call_ids.iter());
+    // Set-based statements: one statement per step, whatever the number of calls. (A
+    // statement per call inside the job's savepoint costs SQLite a statement journal each,
+    // and closing one grows with every page the transaction has dirtied.)
+    let objects = objects_with(conn, &ids, &job.objects)?;
     let call_sql = format!(
-        "UPDATE calls SET {}, redacted_at = ?2, redaction_reason = ?3, redacted_by = ?4 WHERE id = ?1 AND redacted_at IS NULL",
+        "UPDATE calls SET {}, redacted_at = ?2, redaction_reason = ?3, redacted_by = ?4
+         WHERE id IN (SELECT value FROM json_each(?1)) AND redacted_at IS NULL RETURNING id",
         personal_assignments(Entity::Call)
     );
-    let mut object_of = conn.prepare_cached(
-        "SELECT recording_object FROM calls WHERE id = ?1 AND redacted_at IS NULL",
-    )?;
-    let mut update_call = conn.prepare_cached(&call_sql)?;
-    let mut redacted_ids: Vec<String> = Vec::new();
-    for id in &job.call_ids {
-        let object: Option<Option<String>> = object_of
-            .query_row([id.to_string()], |r| r.get(0))
-            .optional()?;
-        if let Some(Some(object)) = object
-            && !objects.contains(&object)
-        {
-            objects.push(object);
-        }
-        let n = update_call.execute(params![
-            id.to_string(),
-            at.millis(),
-            job.reason.as_str(),
-            by
-        ])? as u64;
-        if n > 0 {
-            redacted_ids.push(id.to_string());
-        }
-        calls += n;
-    }
+    let redacted_ids: Vec<String> = conn
+        .prepare_cached(&call_sql)?
+        .query_map(params![ids, at.millis(), job.reason.as_str(), by], |r| {
+            r.get(0)
+        })?
+        .collect::<Result<_, _>>()?;
+    let calls = redacted_ids.len() as u64;
     let session_sql = format!(
-        "UPDATE sessions SET {}, redacted_at = ?2, redaction_reason = ?3 WHERE id = ?1 AND redacted_at IS NULL",
+        "UPDATE sessions SET {}, redacted_at = ?2, redaction_reason = ?3
+         WHERE id IN (SELECT value FROM json_each(?1)) AND redacted_at IS NULL",
         personal_assignments(Entity::VisitorSession)
     );
-    let mut update_session = conn.prepare_cached(&session_sql)?;
-    for id in &job.session_ids {
-        sessions +=
-            update_session.execute(params![id.to_string(), at.millis(), job.reason.as_str()])?
-                as u64;
-    }
+    let sessions = conn.prepare_cached(&session_sql)?.execute(params![
+        json_ids(job.session_ids.iter()),
+        at.millis(),
+        job.reason.as_str()
+    ])? as u64;
     let mut forget = conn.prepare_cached("INSERT INTO forget_list (account_id, caller_bidx, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")?;
     for (account, bidx) in &job.forget {
         forget.execute(params![account.to_string(), bidx.as_slice(), at.millis()])?;

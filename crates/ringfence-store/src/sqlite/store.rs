@@ -228,7 +228,8 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
     let mut outcomes = Vec::with_capacity(calls.len());
     let mut forgotten: Vec<(AccountId, CallId)> = Vec::new();
     // Most accounts never forget anyone: ask once per account, not once per call.
-    let mut forget_lists: std::collections::HashMap<AccountId, bool> = std::collections::HashMap::new();
+    let mut forget_lists: std::collections::HashMap<AccountId, bool> =
+        std::collections::HashMap::new();
     for (index, new) in calls.iter().enumerate() {
         let mut c = &new.call;
         let stripped;
@@ -237,7 +238,9 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
             Some(used) => *used,
             None => {
                 let used = conn
-                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM forget_list WHERE account_id = ?1)")?
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM forget_list WHERE account_id = ?1)",
+                    )?
                     .query_row([c.account_id.to_string()], |r| r.get::<_, bool>(0))?;
                 forget_lists.insert(c.account_id, used);
                 used
@@ -273,7 +276,9 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
             && let Some(ext) = &c.external_id
             && let Some(existing) = conn
                 .prepare_cached("SELECT id FROM calls WHERE account_id = ?1 AND external_id = ?2")?
-                .query_row(params![c.account_id.to_string(), ext], |r| r.get::<_, String>(0))
+                .query_row(params![c.account_id.to_string(), ext], |r| {
+                    r.get::<_, String>(0)
+                })
                 .optional()?
         {
             outcomes.push(Inserted::Existing(parse_id(existing)?));
@@ -342,7 +347,9 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
             // A re-delivery: the external id is known; nothing was stored.
             let existing: String = conn
                 .prepare_cached("SELECT id FROM calls WHERE account_id = ?1 AND external_id = ?2")?
-                .query_row(params![c.account_id.to_string(), c.external_id], |r| r.get(0))?;
+                .query_row(params![c.account_id.to_string(), c.external_id], |r| {
+                    r.get(0)
+                })?;
             outcomes.push(Inserted::Existing(parse_id(existing)?));
             if let Some(pos) = forgotten.iter().position(|(_, id)| *id == c.id) {
                 forgotten.remove(pos);
