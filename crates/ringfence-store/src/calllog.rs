@@ -563,8 +563,10 @@ impl CallLog {
             .open_key(&call.id.to_string())
             .await?
             .ok_or(LogError::Redacted)?;
+        // One folder per account, a file per upload named by the call and the upload: deleting
+        // a recording is then one unlink, with no per-call folder to remove.
         let object = format!(
-            "recordings/{}/{}/{}.rfrec",
+            "recordings/{}/{}.{}.rfrec",
             call.account_id,
             call.id,
             uuid::Uuid::now_v7()
@@ -873,8 +875,8 @@ impl CallLog {
         let started = std::time::Instant::now();
         // 1. The keys: from here on the ciphertext is unreadable wherever it lies.
         self.vault.destroy(keys).await?;
-        self.vault.compact().await?;
         let keys_done = started.elapsed();
+        self.vault.compact().await?;
         // 2. The ciphertext, the marks and the journal entry, in one transaction.
         let applied = self
             .store
