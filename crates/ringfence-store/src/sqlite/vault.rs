@@ -88,7 +88,7 @@ impl VaultStore for SqliteVault {
                         list.push(',');
                     }
                     list.push('"');
-                    list.push_str(&id.replace('\\', "").replace('"', ""));
+                    list.push_str(&id.replace(['\\', '"'], ""));
                     list.push('"');
                 }
                 list.push(']');

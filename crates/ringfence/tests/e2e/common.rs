@@ -185,6 +185,44 @@ impl TestApp {
         self.send(reqwest::Method::GET, token, path, None).await
     }
 
+    /// `PUT` a recording; returns the status and the JSON answer.
+    pub async fn upload_recording(
+        &self,
+        token: &str,
+        call: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .put(self.url(&format!("/api/v1/calls/{call}/recording")))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("upload");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET` a recording, optionally with a `Range` header.
+    pub async fn download_recording(
+        &self,
+        token: &str,
+        call: &str,
+        range: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .get(self.url(&format!("/api/v1/calls/{call}/recording")))
+            .bearer_auth(token);
+        if let Some(r) = range {
+            request = request.header("range", r);
+        }
+        request.send().await.expect("download")
+    }
+
     /// Ingests one call and returns its id.
     pub async fn ingest(&self, account: AccountId, call: Value) -> String {
         let (status, body) = self

@@ -19,49 +19,15 @@ fn audio(len: usize) -> Vec<u8> {
     out
 }
 
-async fn upload(
-    app: &TestApp,
-    token: &str,
-    call: &str,
-    body: Vec<u8>,
-    content_type: &str,
-) -> (StatusCode, Value) {
-    let response = app
-        .client
-        .put(app.url(&format!("/api/v1/calls/{call}/recording")))
-        .bearer_auth(token)
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn download(
-    app: &TestApp,
-    token: &str,
-    call: &str,
-    range: Option<&str>,
-) -> reqwest::Response {
-    let mut request = app
-        .client
-        .get(app.url(&format!("/api/v1/calls/{call}/recording")))
-        .bearer_auth(token);
-    if let Some(r) = range {
-        request = request.header("range", r);
-    }
-    request.send().await.unwrap()
-}
-
 #[tokio::test]
 async fn a_recording_plays_back_whole_and_by_range() {
     let app = TestApp::spawn().await;
     let (_, account) = app.tenant().await;
     let call = app.ingest(account, full_call(1)).await;
     let bytes = audio(300_000);
-    let (status, body) = upload(&app, &app.admin, &call, bytes.clone(), "audio/wav").await;
+    let (status, body) = app
+        .upload_recording(&app.admin, &call, bytes.clone(), "audio/wav")
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["bytes"], 300_000);
     assert_eq!(body["content_type"], "audio/wav");
@@ -72,7 +38,7 @@ async fn a_recording_plays_back_whole_and_by_range() {
     );
     assert_eq!(detail["recording"]["bytes"], 300_000);
 
-    let whole = download(&app, &app.admin, &call, None).await;
+    let whole = app.download_recording(&app.admin, &call, None).await;
     assert_eq!(whole.status(), StatusCode::OK);
     assert_eq!(whole.headers()["content-type"], "audio/wav");
     assert_eq!(whole.headers()["accept-ranges"], "bytes");
@@ -87,7 +53,7 @@ async fn a_recording_plays_back_whole_and_by_range() {
         ("bytes=-1000", len - 1000, len),
         ("bytes=299999-400000", 299_999, len),
     ] {
-        let response = download(&app, &app.admin, &call, Some(range)).await;
+        let response = app.download_recording(&app.admin, &call, Some(range)).await;
         assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT, "{range}");
         assert_eq!(
             response.headers()["content-range"],
@@ -100,7 +66,9 @@ async fn a_recording_plays_back_whole_and_by_range() {
             "{range}"
         );
     }
-    let response = download(&app, &app.admin, &call, Some("bytes=300000-")).await;
+    let response = app
+        .download_recording(&app.admin, &call, Some("bytes=300000-"))
+        .await;
     assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(response.headers()["content-range"], "bytes */300000");
 }
@@ -111,18 +79,18 @@ async fn uploading_again_replaces_the_recording_and_its_file() {
     let (_, account) = app.tenant().await;
     let call = app.ingest(account, full_call(2)).await;
     assert_eq!(
-        upload(&app, &app.admin, &call, audio(10_000), "audio/wav")
+        app.upload_recording(&app.admin, &call, audio(10_000), "audio/wav")
             .await
             .0,
         StatusCode::CREATED
     );
     assert_eq!(
-        upload(&app, &app.admin, &call, audio(5_000), "audio/mpeg")
+        app.upload_recording(&app.admin, &call, audio(5_000), "audio/mpeg")
             .await
             .0,
         StatusCode::CREATED
     );
-    let response = download(&app, &app.admin, &call, None).await;
+    let response = app.download_recording(&app.admin, &call, None).await;
     assert_eq!(response.headers()["content-type"], "audio/mpeg");
     assert_eq!(response.bytes().await.unwrap().len(), 5_000);
     let files: Vec<_> = files_below(&app.data_dir().join("recordings"))
@@ -226,14 +194,18 @@ async fn bad_recording_uploads_are_refused_and_store_nothing() {
     let token_a = app
         .token(Role::AccountAdmin, Some(agency), Some(account), true)
         .await;
-    let (status, _) = upload(&app, &token_a, &foreign, audio(100), "audio/wav").await;
+    let (status, _) = app
+        .upload_recording(&token_a, &foreign, audio(100), "audio/wav")
+        .await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
         "another tenant's call does not exist for this token"
     );
     assert_eq!(
-        download(&app, &app.admin, &call, None).await.status(),
+        app.download_recording(&app.admin, &call, None)
+            .await
+            .status(),
         StatusCode::NOT_FOUND,
         "no recording yet"
     );

@@ -7,26 +7,16 @@ use crate::common::*;
 use ringfence_core::access::Role;
 
 async fn upload(app: &TestApp, call: &str, bytes: Vec<u8>) {
-    let response = app
-        .client
-        .put(app.url(&format!("/api/v1/calls/{call}/recording")))
-        .bearer_auth(&app.admin)
-        .header("content-type", "audio/wav")
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.upload_recording(&app.admin, call, bytes, "audio/wav")
+            .await
+            .0,
+        StatusCode::CREATED
+    );
 }
 
 async fn recording_status(app: &TestApp, call: &str) -> (StatusCode, Value) {
-    let response = app
-        .client
-        .get(app.url(&format!("/api/v1/calls/{call}/recording")))
-        .bearer_auth(&app.admin)
-        .send()
-        .await
-        .unwrap();
+    let response = app.download_recording(&app.admin, call, None).await;
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
 }
