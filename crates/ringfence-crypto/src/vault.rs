@@ -80,6 +80,10 @@ pub trait VaultStore: Send + Sync + 'static {
         after: Option<String>,
         limit: u32,
     ) -> Result<Vec<String>, VaultError>;
+    /// Records the audit journal's head `(seq, hash)` if it is newer than the one recorded.
+    async fn anchor_journal(&self, seq: i64, hash: [u8; 32]) -> Result<(), VaultError>;
+    /// The recorded journal head.
+    async fn journal_anchor(&self) -> Result<Option<(i64, [u8; 32])>, VaultError>;
     /// Makes sure destroyed keys leave no copy in the store's files (journals, free pages).
     async fn compact(&self) -> Result<(), VaultError>;
     /// Checks the store answers.
@@ -165,6 +169,14 @@ impl Vault {
 
     pub async fn ping(&self) -> Result<(), VaultError> {
         self.store.ping().await
+    }
+
+    pub async fn anchor_journal(&self, seq: i64, hash: [u8; 32]) -> Result<(), VaultError> {
+        self.store.anchor_journal(seq, hash).await
+    }
+
+    pub async fn journal_anchor(&self) -> Result<Option<(i64, [u8; 32])>, VaultError> {
+        self.store.journal_anchor().await
     }
 
     pub async fn compact(&self) -> Result<(), VaultError> {

@@ -897,6 +897,7 @@ impl CallLog {
         let files_done = started.elapsed();
         self.store.end_redaction(job.id.clone()).await?;
         self.store.compact().await?;
+        self.anchor_journal().await?;
         tracing::debug!(
             job = %job.id,
             calls = applied.calls,
@@ -907,6 +908,15 @@ impl CallLog {
             "redaction steps"
         );
         Ok(applied)
+    }
+
+    /// Records the journal's current head in the vault, apart from the journal, so that
+    /// deleting its last entries or rewriting it whole does not verify.
+    pub async fn anchor_journal(&self) -> Result<(), LogError> {
+        if let Some(last) = self.store.last_audit().await? {
+            self.vault.anchor_journal(last.seq, last.hash).await?;
+        }
+        Ok(())
     }
 
     /// Finishes every redaction a crash interrupted. Run on start and in the background.

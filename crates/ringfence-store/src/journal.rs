@@ -16,6 +16,14 @@ pub enum ChainBreak {
     Broken { seq: i64, previous: i64 },
     #[error("entry {seq}: the first entry must be 1 (entries before it were deleted)")]
     BadStart { seq: i64 },
+    #[error(
+        "the journal ends at entry {last} but its recorded head is entry {anchor} (entries at its end were deleted)"
+    )]
+    Truncated { last: i64, anchor: i64 },
+    #[error(
+        "entry {seq}: does not match the journal head recorded in the vault (the journal was rewritten)"
+    )]
+    Rewritten { seq: i64 },
 }
 
 /// How a verification went.
@@ -29,6 +37,7 @@ pub struct Verification {
 /// Walks the whole chain from the first entry. `Ok(Err(_))` names the first break.
 pub async fn verify_journal(
     store: &dyn Store,
+    anchor: Option<(i64, [u8; 32])>,
 ) -> Result<Result<Verification, ChainBreak>, StoreError> {
     let mut prev = GENESIS;
     let mut prev_seq = 0i64;
@@ -58,10 +67,24 @@ pub async fn verify_journal(
             if entry.expected_hash(&prev) != entry.hash {
                 return Ok(Err(ChainBreak::Altered { seq: entry.seq }));
             }
+            if let Some((seq, hash)) = anchor
+                && seq == entry.seq
+                && hash != entry.hash
+            {
+                return Ok(Err(ChainBreak::Rewritten { seq }));
+            }
             prev = entry.hash;
             prev_seq = entry.seq;
             entries += 1;
         }
+    }
+    if let Some((seq, _)) = anchor
+        && seq > prev_seq
+    {
+        return Ok(Err(ChainBreak::Truncated {
+            last: prev_seq,
+            anchor: seq,
+        }));
     }
     Ok(Ok(Verification {
         entries,

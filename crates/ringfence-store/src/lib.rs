@@ -122,6 +122,8 @@ pub trait Store: Send + Sync + 'static {
     /// Appends to the audit journal; returns the entry's sequence number.
     async fn append_audit(&self, event: AuditEvent) -> Result<i64, StoreError>;
     async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+    /// The journal's last entry.
+    async fn last_audit(&self) -> Result<Option<AuditEntry>, StoreError>;
     /// Writes the WAL back into the database and truncates it, so that deleted data leaves
     /// no copy in the WAL file.
     async fn compact(&self) -> Result<(), StoreError>;

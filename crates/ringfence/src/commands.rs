@@ -689,7 +689,8 @@ pub async fn audit(
     as_json: bool,
 ) -> anyhow::Result<()> {
     let AuditCommand::Verify = command;
-    match verify_journal(resources.log.store().as_ref()).await? {
+    let anchor = resources.log.vault().journal_anchor().await?;
+    match verify_journal(resources.log.store().as_ref(), anchor).await? {
         Ok(v) => {
             let head: String = v.head.iter().map(|b| format!("{b:02x}")).collect();
             print(

@@ -151,6 +151,10 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
         },
         Command::Restore { .. } => unreachable!("handled above"),
     };
+    // Whatever the command journaled, the journal's head is recorded apart from it.
+    if let Err(e) = resources.log.anchor_journal().await {
+        tracing::warn!(cause = %e, "could not record the journal's head");
+    }
     resources.close();
     result
 }
@@ -203,7 +207,10 @@ async fn serve(resources: &Resources) -> anyhow::Result<()> {
         stop_jobs.subscribe(),
         move || {
             let log = log.clone();
-            async move { log.resume_redactions().await.map(|_| ()) }
+            async move {
+                log.resume_redactions().await?;
+                log.anchor_journal().await
+            }
         },
     ));
     let log = resources.log.clone();

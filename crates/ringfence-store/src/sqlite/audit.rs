@@ -96,3 +96,10 @@ pub(crate) fn query(conn: &Connection, q: &AuditQuery) -> Result<Vec<AuditEntry>
     };
     Ok(rows)
 }
+
+pub(crate) fn last(conn: &Connection) -> Result<Option<AuditEntry>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT seq, at, actor, action, agency_id, account_id, subject, count, reason, details, prev_hash, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
+        .query_row([], entry_from)
+        .optional()?)
+}

@@ -141,7 +141,8 @@ CREATE INDEX calls_live ON calls (account_id, started_at) WHERE redacted_at IS N
 ];
 
 /// The vault: wrapped data keys only.
-pub const VAULT: &[&str] = &[r#"
+pub const VAULT: &[&str] = &[
+    r#"
 CREATE TABLE data_keys (
     id TEXT PRIMARY KEY,
     account_id TEXT NOT NULL,
@@ -149,4 +150,15 @@ CREATE TABLE data_keys (
     wrapped BLOB NOT NULL,
     created_at INTEGER NOT NULL
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+-- The audit journal's head, kept apart from the journal: deleting its last entries, or
+-- rewriting the whole chain, no longer verifies.
+CREATE TABLE journal_anchor (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    at INTEGER NOT NULL
+);
+"#,
+];

@@ -855,6 +855,10 @@ impl Store for SqliteStore {
         self.db.read(move |conn| audit::query(conn, &query)).await
     }
 
+    async fn last_audit(&self) -> Result<Option<AuditEntry>, StoreError> {
+        self.db.read(audit::last).await
+    }
+
     async fn compact(&self) -> Result<(), StoreError> {
         self.db.maintenance(checkpoint_truncate).await
     }

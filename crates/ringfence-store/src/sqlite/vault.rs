@@ -124,6 +124,36 @@ impl VaultStore for SqliteVault {
             .map_err(backend)
     }
 
+    async fn anchor_journal(&self, seq: i64, hash: [u8; 32]) -> Result<(), VaultError> {
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO journal_anchor (id, seq, hash, at) VALUES (1, ?1, ?2, ?3)
+                     ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, at = excluded.at WHERE excluded.seq > journal_anchor.seq",
+                )?
+                .execute(params![seq, hash.as_slice(), Timestamp::now().millis()])?;
+                Ok(())
+            })
+            .await
+            .map_err(backend)
+    }
+
+    async fn journal_anchor(&self) -> Result<Option<(i64, [u8; 32])>, VaultError> {
+        self.db
+            .read(|conn| {
+                let row: Option<(i64, Vec<u8>)> = conn
+                    .query_row(
+                        "SELECT seq, hash FROM journal_anchor WHERE id = 1",
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                Ok(row.and_then(|(seq, hash)| hash.try_into().ok().map(|h| (seq, h))))
+            })
+            .await
+            .map_err(backend)
+    }
+
     async fn compact(&self) -> Result<(), VaultError> {
         self.db
             .maintenance(super::store::checkpoint_truncate)

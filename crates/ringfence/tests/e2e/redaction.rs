@@ -591,6 +591,11 @@ async fn audit_verify_passes_on_a_real_history_and_fails_on_each_kind_of_tamperi
             "UPDATE audit_log SET hash = prev_hash WHERE seq = 2",
             "entry",
         ),
+        (
+            "last entries deleted",
+            "DELETE FROM audit_log WHERE seq >= (SELECT MAX(seq) - 1 FROM audit_log)",
+            "deleted",
+        ),
     ];
     for (name, sql, names) in cases {
         let (code, err) = tamper(sql);
@@ -598,4 +603,46 @@ async fn audit_verify_passes_on_a_real_history_and_fails_on_each_kind_of_tamperi
         assert!(err.contains(names), "{name}: {err}");
     }
     assert!(db.exists());
+
+    // A forger who rewrites the whole chain consistently is caught by the head kept in the vault.
+    let copy = tempfile::tempdir().unwrap();
+    for f in ["ringfence.db", "vault.db", "master.key"] {
+        std::fs::copy(data.join(f), copy.path().join(f)).unwrap();
+    }
+    {
+        let conn = rusqlite::Connection::open(copy.path().join("ringfence.db")).unwrap();
+        conn.execute("UPDATE audit_log SET count = 0 WHERE seq = 3", [])
+            .unwrap();
+        drop(conn);
+        let store =
+            ringfence_store::sqlite::SqliteStore::open(&copy.path().join("ringfence.db")).unwrap();
+        let entries = {
+            use ringfence_store::Store;
+            store
+                .audit(ringfence_store::AuditQuery {
+                    agency_id: None,
+                    account_id: None,
+                    after_seq: None,
+                    limit: 10_000,
+                })
+                .await
+                .unwrap()
+        };
+        store.db().close();
+        let conn = rusqlite::Connection::open(copy.path().join("ringfence.db")).unwrap();
+        let mut prev = [0u8; 32];
+        for mut entry in entries {
+            entry.prev_hash = prev;
+            entry.hash = entry.expected_hash(&prev);
+            conn.execute(
+                "UPDATE audit_log SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
+                rusqlite::params![entry.seq, entry.prev_hash.as_slice(), entry.hash.as_slice()],
+            )
+            .unwrap();
+            prev = entry.hash;
+        }
+    }
+    let (code, _, err) = run_cli(copy.path(), &["audit", "verify"]);
+    assert_eq!(code, 1, "a rewritten chain must not verify");
+    assert!(err.contains("rewritten"), "{err}");
 }
