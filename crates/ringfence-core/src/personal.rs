@@ -1,7 +1,7 @@
 //! A wrapper for personal data held in memory.
 //!
 //! `Personal<T>` prints as `‹personal›` in `Debug` and has no `Display`, so a stray
-//! `tracing::info!(?call)` cannot leak a name or a transcript. The value is zeroized on drop.
+//! debug formatting of a call in a log line cannot leak a name or a transcript. The value is zeroized on drop.
 
 use std::fmt;
 

@@ -19,9 +19,8 @@ use ringfence_core::jurisdiction::gdpr_scope_of_number;
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, CallId, DataCategory, E164, SessionId};
 use ringfence_crypto::{
-    BlindIndex, BlindIndexKey, DataKey, KeyPurpose, KeyRecord, RECORDING_CHUNK,
-    RECORDING_HEADER_LEN, RecordingLayout, RecordingSealer, Vault, VaultError, open,
-    open_recording_chunk, seal,
+    BlindIndex, BlindIndexKey, DataKey, KeyPurpose, KeyRecord, RECORDING_CHUNK, RecordingLayout,
+    RecordingSealer, Vault, VaultError, open, open_recording_chunk, seal,
 };
 
 use crate::blobs::{BlobError, Blobs};
@@ -709,15 +708,6 @@ impl CallLog {
                 Some((result, group_last + 1))
             }
         })
-    }
-
-    /// Size of a sealed recording object, for tests and checks.
-    pub fn sealed_size(bytes: u64) -> u64 {
-        let _ = RECORDING_HEADER_LEN;
-        RecordingLayout {
-            plaintext_len: bytes,
-        }
-        .sealed_len()
     }
 
     /// Redacts these calls (and the visitor sessions linked to them): the keys are destroyed

@@ -97,7 +97,7 @@ async fn document(
     record: &AccountRecord,
     agency_max: Option<u32>,
 ) -> ApiResult<AccountSettings> {
-    let preview = ringfence_jobs_preview(state, record, agency_max).await?;
+    let preview = retention_preview(state, record, agency_max).await?;
     let p = &record.retention;
     Ok(AccountSettings {
         auto_redact: AutoRedact {
@@ -115,46 +115,22 @@ async fn document(
     })
 }
 
-/// The same count the sweep's dry run makes.
-async fn ringfence_jobs_preview(
+/// The sweep's own dry run, in the settings document's shape.
+async fn retention_preview(
     state: &AppState,
     record: &AccountRecord,
     agency_max: Option<u32>,
 ) -> ApiResult<RetentionPreview> {
-    use ringfence_store::DueQuery;
-    let schedule = record.retention.schedule(agency_max, Timestamp::now());
-    let gdpr_only = schedule.scope == RetentionScope::Gdpr;
-    let store = state.log.store();
-    let calls = match schedule.whole_before {
-        Some(before) => {
-            store
-                .count_due(DueQuery {
-                    account_id: record.id,
-                    before,
-                    gdpr_only,
-                    category: None,
-                    not_before: None,
-                    limit: 0,
-                })
-                .await?
-        }
-        None => 0,
-    };
-    let mut categories = BTreeMap::new();
-    for (category, before) in schedule.categories {
-        let n = store
-            .count_due(DueQuery {
-                account_id: record.id,
-                before,
-                gdpr_only,
-                category: Some(category),
-                not_before: schedule.whole_before,
-                limit: 0,
-            })
-            .await?;
-        categories.insert(category.as_str().to_owned(), n);
-    }
-    Ok(RetentionPreview { calls, categories })
+    let due = ringfence_jobs::retention::preview(&state.log, record, agency_max, Timestamp::now())
+        .await?;
+    Ok(RetentionPreview {
+        calls: due.calls,
+        categories: due
+            .categories
+            .iter()
+            .map(|(c, n)| (c.as_str().to_owned(), *n))
+            .collect(),
+    })
 }
 
 /// An account's settings, with a dry run of its automatic redaction.
@@ -247,7 +223,7 @@ pub async fn put_settings(
         record.retention = policy;
     }
     if record.retention != before {
-        let now_due = ringfence_jobs_preview(
+        let now_due = retention_preview(
             &state,
             &AccountRecord {
                 retention: before.clone(),
@@ -256,7 +232,7 @@ pub async fn put_settings(
             max,
         )
         .await?;
-        let then_due = ringfence_jobs_preview(&state, &record, max).await?;
+        let then_due = retention_preview(&state, &record, max).await?;
         let total = |p: &RetentionPreview| p.calls + p.categories.values().sum::<u64>();
         let newly = total(&then_due).saturating_sub(total(&now_due));
         if newly > state.limits.confirm_threshold && !update.confirm {

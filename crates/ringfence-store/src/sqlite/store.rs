@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use ringfence_core::access::{Role, Scope};
 use ringfence_core::call::{CallStatus, Direction, RedactionReason};
-use ringfence_core::datamap::{DataCategory, Entity, columns_of};
+use ringfence_core::datamap::{Entity, columns_of};
 use ringfence_core::retention::{RetentionPolicy, RetentionScope};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, CallId, SessionId};
@@ -887,7 +887,6 @@ fn due_predicate(q: &DueQuery) -> String {
             sql.push_str(&format!(" AND ({})", holds.join(" OR ")));
         }
     }
-    let _ = DataCategory::ALL;
     sql
 }
 

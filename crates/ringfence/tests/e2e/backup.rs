@@ -5,13 +5,6 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-fn id_of(out: &str) -> String {
-    serde_json::from_str::<Value>(out.trim()).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn a_restore_brings_back_redacted_calls_redacted_and_leaves_nothing_readable_of_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -19,25 +12,7 @@ async fn a_restore_brings_back_redacted_calls_redacted_and_leaves_nothing_readab
     let backup = dir.path().join("backup");
     let restored = dir.path().join("restored");
     let logs = dir.path().join("logs");
-    let (_, out, _) = run_cli(
-        &live,
-        &[
-            "agency",
-            "create",
-            "--name",
-            "A",
-            "--redaction-enabled",
-            "--json",
-        ],
-    );
-    let agency = id_of(&out);
-    let (_, out, _) = run_cli(
-        &live,
-        &[
-            "account", "create", "--agency", &agency, "--name", "B", "--json",
-        ],
-    );
-    let account = id_of(&out);
+    let (_, account) = cli_tenant(&live, true);
     let served = Served::start(&live, &logs, &[]);
     let admin = served.bootstrap_token.clone().unwrap();
     let client = reqwest::Client::new();
@@ -46,16 +21,13 @@ async fn a_restore_brings_back_redacted_calls_redacted_and_leaves_nothing_readab
     for n in 0..6u16 {
         let mut call = full_call(n);
         call["caller_number"] = json!(uk_number(if n < 3 { 11 } else { 20 + n }));
-        let created: Value = client
-            .post(format!("{base}/api/v1/accounts/{account}/calls"))
-            .bearer_auth(&admin)
-            .json(&call)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let created: Value = post_json(
+            &client,
+            &format!("{base}/api/v1/accounts/{account}/calls"),
+            &admin,
+            &call,
+        )
+        .await;
         let id = created["id"].as_str().unwrap().to_owned();
         let status = client
             .put(format!("{base}/api/v1/calls/{id}/recording"))
@@ -186,15 +158,7 @@ async fn a_restore_brings_back_redacted_calls_redacted_and_leaves_nothing_readab
     let served = Served::start(&restored, &logs, &[]);
     let base = served.address.clone();
     for (i, id) in ids.iter().enumerate() {
-        let call: Value = client
-            .get(format!("{base}/api/v1/calls/{id}"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let call: Value = get_json(&client, &format!("{base}/api/v1/calls/{id}"), &admin).await;
         let recording = client
             .get(format!("{base}/api/v1/calls/{id}/recording"))
             .bearer_auth(&admin)
@@ -221,16 +185,13 @@ async fn a_restore_brings_back_redacted_calls_redacted_and_leaves_nothing_readab
     let mut later = full_call(9);
     later["external_id"] = json!("after-restore");
     later["caller_number"] = json!(uk_number(11));
-    let created: Value = client
-        .post(format!("{base}/api/v1/accounts/{account}/calls"))
-        .bearer_auth(&admin)
-        .json(&later)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value = post_json(
+        &client,
+        &format!("{base}/api/v1/accounts/{account}/calls"),
+        &admin,
+        &later,
+    )
+    .await;
     assert_eq!(created["redaction"]["reason"], "forget_list", "{created}");
     assert!(served.stop().success());
     let (code, _, err) = run_cli(&restored, &["audit", "verify"]);

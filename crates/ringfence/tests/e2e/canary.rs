@@ -14,30 +14,7 @@ async fn no_personal_data_reaches_any_file_in_plaintext() {
     // Debug logging everywhere: the logs must still hold ids only.
     let served = Served::start(&data, &logs, &[("RINGFENCE_LOG", "debug")]);
     let admin = served.bootstrap_token.clone().unwrap();
-    let (_, out, _) = run_cli(
-        &data,
-        &["agency", "create", "--name", "Canary Agency", "--json"],
-    );
-    let agency = serde_json::from_str::<Value>(out.trim()).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (_, out, _) = run_cli(
-        &data,
-        &[
-            "account",
-            "create",
-            "--agency",
-            &agency,
-            "--name",
-            "Canary Account",
-            "--json",
-        ],
-    );
-    let account = serde_json::from_str::<Value>(out.trim()).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_, account) = cli_tenant(&data, false);
 
     let tag = ringfence_core::CallId::generate()
         .to_string()
@@ -60,16 +37,13 @@ async fn no_personal_data_reaches_any_file_in_plaintext() {
     });
     let client = reqwest::Client::new();
     let base = served.address.clone();
-    let created: Value = client
-        .post(format!("{base}/api/v1/accounts/{account}/calls"))
-        .bearer_auth(&admin)
-        .json(&call)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value = post_json(
+        &client,
+        &format!("{base}/api/v1/accounts/{account}/calls"),
+        &admin,
+        &call,
+    )
+    .await;
     let id = created["id"].as_str().expect("created").to_owned();
     let session = json!({"external_id": "canary-session", "started_at": "2026-11-28T09:00:00Z", "ip": ipv6, "user_agent": marker("SESSIONUA")});
     let status = client
@@ -85,26 +59,16 @@ async fn no_personal_data_reaches_any_file_in_plaintext() {
     for _ in 0..2000 {
         audio.extend_from_slice(marker("AUDIO").as_bytes());
     }
-    let status = client
-        .put(format!("{base}/api/v1/calls/{id}/recording"))
-        .bearer_auth(&admin)
-        .header("content-type", "audio/wav")
-        .body(audio.clone())
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = put_audio(
+        &client,
+        &format!("{base}/api/v1/calls/{id}/recording"),
+        &admin,
+        audio.clone(),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED);
     // Reads, filters and a failing request go through the logs too.
-    let read: Value = client
-        .get(format!("{base}/api/v1/calls/{id}"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read: Value = get_json(&client, &format!("{base}/api/v1/calls/{id}"), &admin).await;
     assert_eq!(
         read["caller"]["name"],
         marker("NAME"),
@@ -120,18 +84,15 @@ async fn no_personal_data_reaches_any_file_in_plaintext() {
         .await
         .unwrap();
     assert_eq!(played.to_vec(), audio);
-    let listed: Value = client
-        .get(format!(
+    let listed: Value = get_json(
+        &client,
+        &format!(
             "{base}/api/v1/accounts/{account}/calls?caller_number=%2B{}",
             &number[1..]
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+        &admin,
+    )
+    .await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
     let mut bad = call.clone();
     bad["caller_number"] = json!(format!("{number}999"));

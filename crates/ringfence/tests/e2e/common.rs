@@ -399,3 +399,95 @@ impl Served {
 fn uuid_like() -> String {
     format!("{}", ringfence_core::CallId::generate())
 }
+
+/// `POST` JSON to a served binary with a bearer token; the JSON answer.
+pub async fn post_json(client: &reqwest::Client, url: &str, token: &str, body: &Value) -> Value {
+    client
+        .post(url)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON answer")
+}
+
+/// `GET` JSON from a served binary with a bearer token.
+pub async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
+    client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON answer")
+}
+
+/// `PUT` a WAV recording to a served binary; the status.
+pub async fn put_audio(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: Vec<u8>,
+) -> StatusCode {
+    client
+        .put(url)
+        .bearer_auth(token)
+        .header("content-type", "audio/wav")
+        .body(body)
+        .send()
+        .await
+        .expect("request")
+        .status()
+}
+
+/// An agency and an account made with the real binary's CLI on `data`: their ids.
+pub fn cli_tenant(data: &Path, redaction_enabled: bool) -> (String, String) {
+    let id = |out: &str| {
+        serde_json::from_str::<Value>(out.trim()).expect("JSON")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    };
+    let mut args = vec!["agency", "create", "--name", "Test Agency", "--json"];
+    if redaction_enabled {
+        args.push("--redaction-enabled");
+    }
+    let (code, out, err) = run_cli(data, &args);
+    assert_eq!(code, 0, "{err}");
+    let agency = id(&out);
+    let (code, out, err) = run_cli(
+        data,
+        &[
+            "account",
+            "create",
+            "--agency",
+            &agency,
+            "--name",
+            "Test Account",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    (agency, id(&out))
+}
+
+/// Every journal entry the token may see, oldest first, page by page.
+pub async fn all_audit(app: &TestApp, page: u32) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (_, body) = app
+            .get(&app.admin, &format!("/api/v1/audit?limit={page}{cursor}"))
+            .await;
+        out.extend(body["items"].as_array().expect("items").iter().cloned());
+        match body["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return out,
+        }
+    }
+}

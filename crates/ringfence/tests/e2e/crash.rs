@@ -9,40 +9,8 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-fn json_id(out: &str) -> String {
-    serde_json::from_str::<Value>(out.trim()).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 fn setup(data: &Path) -> String {
-    let (code, out, err) = run_cli(
-        data,
-        &[
-            "agency",
-            "create",
-            "--name",
-            "Crash Agency",
-            "--redaction-enabled",
-            "--json",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
-    let agency = json_id(&out);
-    let (_, out, _) = run_cli(
-        data,
-        &[
-            "account",
-            "create",
-            "--agency",
-            &agency,
-            "--name",
-            "Crash Account",
-            "--json",
-        ],
-    );
-    json_id(&out)
+    cli_tenant(data, true).1
 }
 
 /// Ingests `calls` calls of caller `caller` (external ids `prefix-i`), a recording on every tenth.
@@ -93,17 +61,12 @@ async fn all_calls(client: &reqwest::Client, base: &str, admin: &str, account: &
     let mut out = Vec::new();
     let mut cursor = String::new();
     loop {
-        let page: Value = client
-            .get(format!(
-                "{base}/api/v1/accounts/{account}/calls?limit=500{cursor}"
-            ))
-            .bearer_auth(admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = get_json(
+            client,
+            &format!("{base}/api/v1/accounts/{account}/calls?limit=500{cursor}"),
+            admin,
+        )
+        .await;
         out.extend(page["items"].as_array().unwrap().iter().cloned());
         match page["next_cursor"].as_str() {
             Some(c) => cursor = format!("&cursor={c}"),
@@ -264,15 +227,12 @@ async fn a_caller_redaction_killed_at_any_point_leaves_each_call_intact_or_fully
         "some kills came early enough to leave calls intact (intact {intact}, redacted {redacted}, kills over {whole} ms)"
     );
     // Each redaction was journaled once, however often it was resumed.
-    let journal: Value = client
-        .get(format!("{}/api/v1/audit?limit=500", served.address))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let journal: Value = get_json(
+        &client,
+        &format!("{}/api/v1/audit?limit=500", served.address),
+        &admin,
+    )
+    .await;
     let caller_entries = journal["items"]
         .as_array()
         .unwrap()
