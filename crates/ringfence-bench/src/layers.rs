@@ -161,8 +161,14 @@ async fn run_layer(
                         log.vault().insert(vec![record]).await?;
                     }
                     Layer::Ingest | Layer::IngestReadBack => {
-                        let outcome = log.ingest_calls(account, vec![call]).await?;
-                        let id = outcome.first().context("no outcome")?.id();
+                        let outcome = log
+                            .ingest_calls(
+                                account,
+                                vec![call],
+                                &ringfence_store::IngestPolicy::collect_all("bench"),
+                            )
+                            .await?;
+                        let id = outcome.first().context("no outcome")?.outcome.id();
                         if layer == Layer::IngestReadBack {
                             log.call(id)
                                 .await?

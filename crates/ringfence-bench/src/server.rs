@@ -81,7 +81,8 @@ impl Server {
             id: AccountId::generate(),
             agency_id: agency.id,
             name: "Bench Account".into(),
-            settings: "{}".into(),
+            // The baseline stores every field: so does the measured account.
+            collection: ringfence_core::collection::CollectionSettings::collect_all(),
             created_at: now,
             retention: Default::default(),
         };

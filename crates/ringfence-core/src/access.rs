@@ -127,6 +127,13 @@ pub struct InvalidScope {
 }
 
 impl Principal {
+    /// Who acted, as the journal names it: `token:<id>`, or `cli`.
+    pub fn actor(&self) -> String {
+        self.token_id
+            .map(|t| format!("token:{t}"))
+            .unwrap_or_else(|| "cli".into())
+    }
+
     /// The command line acts with the installation's full authority.
     pub fn operator() -> Self {
         Principal {

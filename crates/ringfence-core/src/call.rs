@@ -159,6 +159,9 @@ pub struct VisitorDetails {
     pub fbclid: Option<Personal<String>>,
     pub msclkid: Option<Personal<String>>,
     pub visitor_id: Option<Personal<String>>,
+    /// The country of `ip` (ISO 3166-1 alpha-2), looked up before the IP is truncated or
+    /// dropped.
+    pub country: Option<Personal<String>>,
 }
 
 impl VisitorDetails {
@@ -187,6 +190,8 @@ pub struct NewCall {
     pub session_id: Option<SessionId>,
     /// A visit sent inline with the call: stored as a session of its own and linked.
     pub visitor: Option<VisitorDetails>,
+    /// Consent events sent with the call, recorded with it.
+    pub consents: Vec<crate::consent::InlineConsent>,
 }
 
 /// A visitor session as it arrives, validated.

@@ -524,6 +524,27 @@ pub const DATA_MAP: &[FieldSpec] = &[
         Sealed("visitor"),
         "the site's visitor id or cookie",
     ),
+    field(
+        Session,
+        "visitor.country",
+        C::Visitor,
+        Sealed("visitor"),
+        "the country of the IP address, looked up before the address is truncated or dropped",
+    ),
+    field(
+        Session,
+        "gdpr_scope",
+        C::Visitor,
+        Column("gdpr_scope"),
+        "whether the IP's country is in GDPR scope (counts toward linked calls' scope)",
+    ),
+    field(
+        Session,
+        "visitor_bidx",
+        C::Visitor,
+        Column("visitor_bidx"),
+        "blind index of the visitor id, to find a visitor's sessions for consent withdrawal",
+    ),
 ];
 
 /// The declared field of `entity` named `name`.
@@ -584,6 +605,7 @@ mod tests {
     fn only_call_facts_and_derived_values_are_stored_in_the_clear() {
         let allowed_plain_personal = [
             "caller_bidx",
+            "visitor_bidx",
             "gdpr_scope",
             "recording_content_type",
             "recording_bytes",

@@ -45,6 +45,16 @@ pub fn gdpr_scope_of_number(number: &E164) -> Option<bool> {
     Some(is_gdpr_region(region) || number.also_valid_in().any(is_gdpr_region))
 }
 
+/// A call's scope from its number's and its visit's: in scope if either is; out of scope if
+/// either is known to be out and none is in; unknown otherwise.
+pub fn combine_scope(number: Option<bool>, visit: Option<bool>) -> Option<bool> {
+    match (number, visit) {
+        (Some(true), _) | (_, Some(true)) => Some(true),
+        (Some(false), _) | (_, Some(false)) => Some(false),
+        (None, None) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,5 +279,15 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn scope_combines_number_and_visit() {
+        assert_eq!(combine_scope(Some(false), Some(true)), Some(true));
+        assert_eq!(combine_scope(Some(true), Some(false)), Some(true));
+        assert_eq!(combine_scope(None, Some(true)), Some(true));
+        assert_eq!(combine_scope(None, Some(false)), Some(false));
+        assert_eq!(combine_scope(Some(false), None), Some(false));
+        assert_eq!(combine_scope(None, None), None);
     }
 }

@@ -6,6 +6,8 @@
 
 pub mod access;
 pub mod call;
+pub mod collection;
+pub mod consent;
 pub mod datamap;
 pub mod ids;
 pub mod jurisdiction;

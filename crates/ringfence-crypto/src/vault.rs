@@ -14,6 +14,8 @@ pub enum KeyPurpose {
     Call,
     Session,
     BlindIndex,
+    /// A consent subject's key: seals the subject of their consent events.
+    Subject,
 }
 
 impl KeyPurpose {
@@ -22,6 +24,7 @@ impl KeyPurpose {
             KeyPurpose::Call => "call",
             KeyPurpose::Session => "session",
             KeyPurpose::BlindIndex => "blind_index",
+            KeyPurpose::Subject => "subject",
         }
     }
     pub fn parse(text: &str) -> Option<Self> {
@@ -29,6 +32,7 @@ impl KeyPurpose {
             KeyPurpose::Call,
             KeyPurpose::Session,
             KeyPurpose::BlindIndex,
+            KeyPurpose::Subject,
         ]
         .into_iter()
         .find(|p| p.as_str() == text)

@@ -4,12 +4,14 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use ringfence_core::DataCategory;
 use ringfence_core::SessionId;
 use ringfence_core::call::{
     Call, CallStatus, CallerIdentity, CallerLocation, Direction, FieldError, InteractionContent,
     NewCall, NewSession, Utm, VisitorDetails, checked_country, checked_ip, checked_personal,
     checked_tags, checked_text, limits,
 };
+use ringfence_core::consent::{ConsentMethod, ConsentStatus, InlineConsent, consentable};
 use ringfence_core::phone::{E164, parse_caller_number, parse_e164};
 use ringfence_core::timestamp::Timestamp;
 
@@ -52,6 +54,78 @@ pub struct CallInput {
     pub utm_source: Option<String>,
     pub utm_medium: Option<String>,
     pub utm_campaign: Option<String>,
+    /// Consent events sent with the call (an IVR posting the call and the keypress at once);
+    /// their subject is the caller (or, for a withheld number, the visitor id).
+    pub consents: Option<Vec<InlineConsentInput>>,
+}
+
+/// A consent event inline with a call.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InlineConsentInput {
+    /// caller_identity, caller_location, recording, transcript, visitor, interaction_content
+    pub category: String,
+    /// granted or withdrawn
+    pub status: String,
+    /// ivr_keypress, verbal, web_form or api
+    pub method: String,
+    pub notice_version: Option<u32>,
+}
+
+/// Validates a consent's category, status, method and notice version.
+pub fn checked_consent_parts(
+    prefix: &str,
+    category: &str,
+    status: &str,
+    method: &str,
+    notice_version: Option<u32>,
+) -> Result<InlineConsent, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let category_parsed = DataCategory::parse(category).filter(|c| consentable(*c));
+    if category_parsed.is_none() {
+        errors.push(FieldError::new(
+            format!("{prefix}category"),
+            "unknown_category",
+            "must be one of caller_identity, caller_location, recording, transcript, visitor, interaction_content",
+        ));
+    }
+    let status_parsed = ConsentStatus::parse(status);
+    if status_parsed.is_none() {
+        errors.push(FieldError::new(
+            format!("{prefix}status"),
+            "invalid_field",
+            "must be granted or withdrawn",
+        ));
+    }
+    let method_parsed = ConsentMethod::parse(method);
+    if method_parsed.is_none() {
+        errors.push(FieldError::new(
+            format!("{prefix}method"),
+            "invalid_field",
+            "must be ivr_keypress, verbal, web_form or api",
+        ));
+    }
+    if notice_version == Some(0) {
+        errors.push(FieldError::new(
+            format!("{prefix}notice_version"),
+            "unknown_notice_version",
+            "notice versions start at 1",
+        ));
+    }
+    match (
+        category_parsed,
+        status_parsed,
+        method_parsed,
+        errors.is_empty(),
+    ) {
+        (Some(category), Some(status), Some(method), true) => Ok(InlineConsent {
+            category,
+            status,
+            method,
+            notice_version,
+        }),
+        _ => Err(errors),
+    }
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -193,6 +267,7 @@ impl Checker {
                 limits::EXTERNAL_ID,
                 false,
             ),
+            country: None,
         }
     }
     fn utm(
@@ -333,6 +408,27 @@ impl CallInput {
                 },
             )
         });
+        let mut consents = Vec::new();
+        for (i, ev) in self.consents.unwrap_or_default().into_iter().enumerate() {
+            match checked_consent_parts(
+                &c.field(&format!("consents[{i}].")),
+                &ev.category,
+                &ev.status,
+                &ev.method,
+                ev.notice_version,
+            ) {
+                Ok(consent) => consents.push(consent),
+                Err(e) => c.errors.extend(e),
+            }
+        }
+        if consents.len() > 16 {
+            let f = c.field("consents");
+            c.errors.push(FieldError::new(
+                f,
+                "too_long",
+                "more than 16 consent events",
+            ));
+        }
         if visitor.is_some() && session_id.is_some() {
             let f = c.field("visitor");
             c.errors.push(FieldError::new(
@@ -358,6 +454,7 @@ impl CallInput {
                 interaction: InteractionContent { notes, tags },
                 session_id,
                 visitor: visitor.filter(|v| !v.is_empty()),
+                consents,
             }),
             _ => Err(c.errors),
         }
@@ -435,6 +532,9 @@ pub struct VisitorOutput {
     pub fbclid: Option<String>,
     pub msclkid: Option<String>,
     pub visitor_id: Option<String>,
+    /// The country of the visitor's IP address (ISO 3166-1 alpha-2), looked up before the
+    /// address was truncated or dropped.
+    pub country: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -481,6 +581,11 @@ pub struct CallOutput {
     /// True when personal data is masked for this token.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub masked: bool,
+    /// Only in the answer to an ingest: input fields not stored because the account's
+    /// collection settings exclude them (`caller_name`, `visitor.ip`…), or whole categories
+    /// the subject withdrew consent to (`caller_location`…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<Vec<String>>,
 }
 
 fn reveal(p: &Option<ringfence_core::Personal<String>>) -> Option<String> {
@@ -572,6 +677,7 @@ impl CallOutput {
                     fbclid: reveal(&v.fbclid),
                     msclkid: reveal(&v.msclkid),
                     visitor_id: reveal(&v.visitor_id),
+                    country: reveal(&v.country),
                 }),
             redaction: call.redaction.as_ref().map(|r| RedactionOutput {
                 at: r.at.to_rfc3339(),
@@ -584,6 +690,7 @@ impl CallOutput {
                 by: h.by.clone(),
             }),
             masked: !personal_data && call.redaction.is_none(),
+            dropped: None,
             id,
         }
     }
@@ -603,6 +710,9 @@ pub struct BatchOutput {
     pub ids: Vec<String>,
     /// How many of them were new.
     pub created: usize,
+    /// Per input call (same order): the input fields not stored because the account's
+    /// collection settings exclude them, or whole categories the subject withdrew consent to.
+    pub dropped: Vec<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -610,4 +720,6 @@ pub struct IdOutput {
     pub id: String,
     /// False when the external_id was already known and nothing was stored.
     pub created: bool,
+    /// Input fields not stored (collection settings, withdrawn consent).
+    pub dropped: Vec<String>,
 }

@@ -35,6 +35,11 @@ pub enum Code {
     ConfirmationRequired,
     LegalHold,
     ExceedsAgencyMaximum,
+    ConsentRequired,
+    CollectionDisabled,
+    UnknownCategory,
+    UnknownNoticeVersion,
+    NoticeInUse,
     Unavailable,
     Internal,
 }
@@ -64,6 +69,11 @@ impl Code {
             Code::ConfirmationRequired => "confirmation_required",
             Code::LegalHold => "legal_hold",
             Code::ExceedsAgencyMaximum => "exceeds_agency_maximum",
+            Code::ConsentRequired => "consent_required",
+            Code::CollectionDisabled => "collection_disabled",
+            Code::UnknownCategory => "unknown_category",
+            Code::UnknownNoticeVersion => "unknown_notice_version",
+            Code::NoticeInUse => "notice_in_use",
             Code::Unavailable => "unavailable",
             Code::Internal => "internal",
         }
@@ -87,7 +97,12 @@ impl Code {
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Code::Conflict | Code::ConfirmationRequired | Code::LegalHold => StatusCode::CONFLICT,
-            Code::ExceedsAgencyMaximum => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::ExceedsAgencyMaximum
+            | Code::ConsentRequired
+            | Code::CollectionDisabled
+            | Code::UnknownCategory
+            | Code::UnknownNoticeVersion => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::NoticeInUse => StatusCode::CONFLICT,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -99,6 +114,9 @@ impl Code {
             "missing_field" => Code::MissingField,
             "unknown_field" => Code::UnknownField,
             "too_long" => Code::TooLong,
+            "unknown_category" => Code::UnknownCategory,
+            "unknown_notice_version" => Code::UnknownNoticeVersion,
+            "consent_required" => Code::ConsentRequired,
             _ => Code::InvalidField,
         }
     }
@@ -244,6 +262,37 @@ impl From<StoreError> for ApiError {
                 err.code = Code::DuplicateExternalId;
                 err
             }
+            StoreError::ConsentRequired { index, category } => {
+                let (field, message) = match category {
+                    ringfence_core::DataCategory::Recording => (
+                        "recording".to_owned(),
+                        "this call may be recorded only with the caller's consent (the account's recording mode is opt_in, or the caller withdrew consent); record a granted recording consent first".to_owned(),
+                    ),
+                    other => (
+                        format!("calls[{index}].transcript"),
+                        format!("a granted {other} consent of the caller is required for this call (the account's recording mode for it is opt_in); send it in consents or record it first"),
+                    ),
+                };
+                let mut err =
+                    ApiError::fields(vec![FieldError::new(field, "consent_required", message)]);
+                err.code = Code::ConsentRequired;
+                err
+            }
+            StoreError::UnknownNoticeVersion { index } => {
+                let field = match index {
+                    Some(i) => format!("calls[{i}].consents.notice_version"),
+                    None => "notice_version".to_owned(),
+                };
+                ApiError::fields(vec![FieldError::new(
+                    field,
+                    "unknown_notice_version",
+                    "no such notice version for this account and category",
+                )])
+            }
+            StoreError::NoticeInUse => ApiError::new(
+                Code::NoticeInUse,
+                "this notice version is referred to by consent records and cannot change; create a new version",
+            ),
             StoreError::Backend(_) => ApiError::internal(&e),
         }
     }
@@ -268,6 +317,11 @@ impl From<LogError> for ApiError {
                 Code::InvalidField,
                 "the request body could not be read to its end",
             ),
+            LogError::NoConsentSubject { index } => ApiError::fields(vec![FieldError::new(
+                format!("calls[{index}].consents"),
+                "invalid_field",
+                "a consent needs a subject: send caller_number, or visitor.visitor_id for a withheld number",
+            )]),
             other => ApiError::internal(&other),
         }
     }

@@ -27,7 +27,9 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use error::{ApiError, Code};
 pub use state::{AppState, Limits};
 
-use routes::{accounts, agencies, audit, calls, legal_hold, ops, recordings, redaction, sessions};
+use routes::{
+    accounts, agencies, audit, calls, consents, legal_hold, ops, recordings, redaction, sessions,
+};
 
 struct BearerAuth;
 
@@ -54,11 +56,12 @@ impl Modify for BearerAuth {
         accounts::get_settings, accounts::put_settings,
         legal_hold::put_hold, legal_hold::delete_hold,
         audit::list,
+        consents::record, consents::list, consents::create_notice, consents::update_notice, consents::list_notices,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(error::ErrorEnvelope, error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
-    tags((name = "calls"), (name = "sessions"), (name = "recordings"), (name = "redaction"), (name = "agencies"), (name = "accounts"), (name = "audit"), (name = "operations")),
+    tags((name = "calls"), (name = "sessions"), (name = "recordings"), (name = "redaction"), (name = "agencies"), (name = "accounts"), (name = "consent"), (name = "audit"), (name = "operations")),
 )]
 pub struct ApiDoc;
 
@@ -105,6 +108,18 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/calls/{call_id}/legal-hold",
             axum::routing::put(legal_hold::put_hold).delete(legal_hold::delete_hold),
+        )
+        .route(
+            "/api/v1/accounts/{account_id}/consents",
+            post(consents::record).get(consents::list),
+        )
+        .route(
+            "/api/v1/accounts/{account_id}/notices",
+            post(consents::create_notice).get(consents::list_notices),
+        )
+        .route(
+            "/api/v1/accounts/{account_id}/notices/{category}/{version}",
+            axum::routing::put(consents::update_notice),
         )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use ringfence_core::access::Tenant;
+use ringfence_core::call::VisitorDetails;
+use ringfence_core::collection::CollectionSettings;
 use ringfence_core::{AccountId, AgencyId};
+use ringfence_geo::CountryDb;
 use ringfence_store::{CallLog, TokenRecord};
 
 use crate::error::{ApiError, ApiResult};
@@ -35,6 +38,9 @@ impl Limits {
 
 /// How long a token lookup is trusted before the store is asked again (revocation lag).
 const TOKEN_CACHE_TTL: Duration = Duration::from_secs(10);
+/// How long an account's collection settings are trusted; a change made through this
+/// process applies at once (the entry is dropped), one made elsewhere within this time.
+const COLLECTION_CACHE_TTL: Duration = Duration::from_secs(5);
 
 pub struct Inner {
     pub log: Arc<CallLog>,
@@ -43,6 +49,9 @@ pub struct Inner {
     tokens: Mutex<HashMap<[u8; 32], (TokenRecord, Instant)>>,
     /// An account's agency never changes: cached for good.
     agencies: Mutex<HashMap<AccountId, AgencyId>>,
+    collections: Mutex<HashMap<AccountId, (CollectionSettings, Instant)>>,
+    /// Offline IP-to-country data; without it the scope comes from the number alone.
+    pub geo: Option<Arc<CountryDb>>,
 }
 
 #[derive(Clone)]
@@ -57,13 +66,69 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(log: Arc<CallLog>, limits: Limits, metrics: Option<PrometheusHandle>) -> Self {
+        Self::with_geo(log, limits, metrics, None)
+    }
+
+    pub fn with_geo(
+        log: Arc<CallLog>,
+        limits: Limits,
+        metrics: Option<PrometheusHandle>,
+        geo: Option<Arc<CountryDb>>,
+    ) -> Self {
         Self(Arc::new(Inner {
             log,
             limits,
             metrics,
             tokens: Mutex::new(HashMap::new()),
             agencies: Mutex::new(HashMap::new()),
+            collections: Mutex::new(HashMap::new()),
+            geo,
         }))
+    }
+
+    /// What the account collects.
+    pub async fn collection(&self, account: AccountId) -> ApiResult<CollectionSettings> {
+        if let Some((settings, at)) = self
+            .collections
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&account).copied())
+            && at.elapsed() < COLLECTION_CACHE_TTL
+        {
+            return Ok(settings);
+        }
+        let record = self
+            .log
+            .store()
+            .account(account)
+            .await?
+            .ok_or_else(|| ApiError::not_found("account"))?;
+        if let Ok(mut m) = self.collections.lock() {
+            if m.len() > 10_000 {
+                m.clear();
+            }
+            m.insert(account, (record.collection, Instant::now()));
+        }
+        Ok(record.collection)
+    }
+
+    /// Forgets the cached settings of an account (after this process changed them).
+    pub fn collection_changed(&self, account: AccountId) {
+        if let Ok(mut m) = self.collections.lock() {
+            m.remove(&account);
+        }
+    }
+
+    /// Sets the visit's country from its IP address (before the address is minimised).
+    pub fn locate(&self, visitor: &mut VisitorDetails) {
+        let (Some(geo), Some(ip)) = (&self.geo, &visitor.ip) else {
+            return;
+        };
+        if let Ok(addr) = ip.expose().parse::<std::net::IpAddr>() {
+            visitor.country = geo
+                .country(addr)
+                .map(|c| ringfence_core::Personal::new(c.as_str().to_owned()));
+        }
     }
 
     pub(crate) async fn token(&self, hash: [u8; 32]) -> ApiResult<Option<TokenRecord>> {

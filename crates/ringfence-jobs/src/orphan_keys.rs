@@ -30,7 +30,7 @@ pub async fn collect_orphan_keys(
 ) -> Result<OrphanKeyReport, LogError> {
     let cutoff = now.millis() - grace.as_millis() as i64;
     let mut report = OrphanKeyReport::default();
-    for purpose in [KeyPurpose::Call, KeyPurpose::Session] {
+    for purpose in [KeyPurpose::Call, KeyPurpose::Session, KeyPurpose::Subject] {
         let mut after: Option<String> = None;
         loop {
             let ids = log
@@ -49,6 +49,25 @@ pub async fn collect_orphan_keys(
                         .filter(|id| !existing.iter().any(|e| &e.to_string() == *id))
                         .cloned()
                         .collect()
+                }
+                KeyPurpose::Subject => {
+                    // A subject key seals the subject's consent events: without any, it
+                    // seals nothing (the subject was redacted, or the event never landed).
+                    let mut orphans = Vec::new();
+                    for id in &ids {
+                        let Some((account, bidx)) = parse_subject_key(id) else {
+                            continue;
+                        };
+                        if log
+                            .store()
+                            .consents(account, Some(bidx), None, 1)
+                            .await?
+                            .is_empty()
+                        {
+                            orphans.push(id.clone());
+                        }
+                    }
+                    orphans
                 }
                 _ => {
                     let parsed: Vec<SessionId> =
@@ -74,6 +93,22 @@ pub async fn collect_orphan_keys(
         );
     }
     Ok(report)
+}
+
+/// `subject:{account}:{hex}` → the account and the blind index.
+fn parse_subject_key(
+    id: &str,
+) -> Option<(ringfence_core::AccountId, ringfence_crypto::BlindIndex)> {
+    let rest = id.strip_prefix("subject:")?;
+    let (account, hex) = rest.split_once(':')?;
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some((account.parse().ok()?, out))
 }
 
 #[cfg(test)]
@@ -110,7 +145,7 @@ mod tests {
             id: ringfence_core::AccountId::generate(),
             agency_id: agency.id,
             name: "b".into(),
-            settings: "{}".into(),
+            collection: Default::default(),
             created_at: Timestamp::now(),
             retention: Default::default(),
         };
@@ -131,8 +166,18 @@ mod tests {
             interaction: Default::default(),
             session_id: None,
             visitor: None,
+            consents: Vec::new(),
         };
-        let stored = log.ingest_calls(account.id, vec![call]).await.unwrap()[0].id();
+        let stored = log
+            .ingest_calls(
+                account.id,
+                vec![call],
+                &ringfence_store::IngestPolicy::collect_all("test"),
+            )
+            .await
+            .unwrap()[0]
+            .outcome
+            .id();
         // A key whose record never arrived, as after a crash between the two writes.
         let (_, orphan) = log.vault().issue(
             CallId::generate().to_string(),

@@ -15,7 +15,9 @@ use ringfence_core::call::{
     Call, NewCall, NewSession, RecordingMeta, Redaction, RedactionReason, Session, Utm,
     VisitorDetails,
 };
-use ringfence_core::jurisdiction::gdpr_scope_of_number;
+use ringfence_core::collection::{CollectionSettings, RecordingMode};
+use ringfence_core::consent::{ConsentMethod, ConsentStatus, SubjectKind};
+use ringfence_core::jurisdiction::{combine_scope, gdpr_scope_of_number, is_gdpr_region};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, CallId, DataCategory, E164, SessionId};
 use ringfence_crypto::{
@@ -48,6 +50,10 @@ pub enum LogError {
     BodyRead,
     #[error("background task failed: {0}")]
     Task(String),
+    #[error(
+        "calls[{index}].consents: a consent needs a subject, and the call has no caller number and no visitor id"
+    )]
+    NoConsentSubject { index: usize },
 }
 
 impl From<PayloadError> for LogError {
@@ -66,6 +72,89 @@ pub struct CallPage {
 
 /// Result of ingesting one call.
 pub type IngestOutcome = Inserted<CallId>;
+
+/// How a batch is ingested: what the account collects, and who sends it.
+#[derive(Debug, Clone)]
+pub struct IngestPolicy {
+    pub collection: CollectionSettings,
+    /// A token id or `cli` (recorded with inline consents).
+    pub actor: String,
+}
+
+impl IngestPolicy {
+    /// Everything kept (tests, benchmarks and tools that control their input).
+    pub fn collect_all(actor: impl Into<String>) -> Self {
+        Self {
+            collection: CollectionSettings::collect_all(),
+            actor: actor.into(),
+        }
+    }
+}
+
+/// What ingesting a call did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingested {
+    pub outcome: IngestOutcome,
+    /// Input fields (or whole categories) not stored: excluded by the collection settings,
+    /// or withdrawn by the subject.
+    pub dropped: Vec<String>,
+}
+
+/// A consent event as the API takes it (the subject in the clear, sealed here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewConsent {
+    pub subject: ConsentSubject,
+    pub category: DataCategory,
+    pub status: ConsentStatus,
+    pub notice_version: Option<u32>,
+    pub method: ConsentMethod,
+    pub call_id: Option<CallId>,
+}
+
+/// Who a consent event is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsentSubject {
+    Caller(E164),
+    Visitor(ringfence_core::Personal<String>),
+}
+
+impl ConsentSubject {
+    pub fn kind(&self) -> SubjectKind {
+        match self {
+            ConsentSubject::Caller(_) => SubjectKind::Caller,
+            ConsentSubject::Visitor(_) => SubjectKind::Visitor,
+        }
+    }
+    fn text(&self) -> &str {
+        match self {
+            ConsentSubject::Caller(n) => n.as_str(),
+            ConsentSubject::Visitor(v) => v.expose(),
+        }
+    }
+}
+
+/// A consent event, opened for an authorised reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consent {
+    pub row: ConsentRow,
+    /// The subject, or `None` when its key is gone (the subject is being redacted).
+    pub subject: Option<ConsentSubject>,
+}
+
+/// What recording a consent event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentOutcome {
+    pub consent: ConsentRow,
+    pub audit_seq: i64,
+    /// For a withdrawal: the removal of the category's data.
+    pub removal: Option<RedactionReceipt>,
+    pub skipped_legal_hold: u64,
+}
+
+fn subject_key_id(account: AccountId, bidx: &BlindIndex) -> String {
+    let hex: String = bidx.iter().map(|b| format!("{b:02x}")).collect();
+    format!("subject:{account}:{hex}")
+}
 
 /// What a redaction did, as the API returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +281,13 @@ impl CallLog {
         Ok(self.blind_key(account).await?.index(number.as_str()))
     }
 
-    fn seal_session(&self, account: AccountId, s: &NewSession, now: Timestamp) -> SealedSession {
+    fn seal_session(
+        &self,
+        account: AccountId,
+        blind: &BlindIndexKey,
+        s: &NewSession,
+        now: Timestamp,
+    ) -> SealedSession {
         let id = SessionId::generate();
         let (key, record) =
             self.vault
@@ -213,6 +308,16 @@ impl CallLog {
                 utm_medium: s.utm.medium.clone(),
                 utm_campaign: s.utm.campaign.clone(),
                 visitor,
+                gdpr_scope: s
+                    .visitor
+                    .country
+                    .as_ref()
+                    .map(|c| is_gdpr_region(c.expose())),
+                visitor_bidx: s
+                    .visitor
+                    .visitor_id
+                    .as_ref()
+                    .map(|v| blind.index(&SubjectKind::Visitor.index_input(v.expose()))),
                 redacted_at: None,
                 redaction_reason: None,
             },
@@ -226,6 +331,8 @@ impl CallLog {
         blind: &BlindIndexKey,
         c: &NewCall,
         now: Timestamp,
+        policy: &IngestPolicy,
+        subject: Option<&(SubjectKind, BlindIndex, DataKey)>,
     ) -> (NewCallRow, Vec<KeyRecord>) {
         let id = CallId::generate();
         let ids = id.to_string();
@@ -240,7 +347,7 @@ impl CallLog {
                 utm: c.utm.clone(),
                 visitor: v.clone(),
             };
-            let sealed = self.seal_session(account, &session, now);
+            let sealed = self.seal_session(account, blind, &session, now);
             keys.push(sealed.key);
             sealed.row
         });
@@ -259,7 +366,13 @@ impl CallLog {
             utm_source: c.utm.source.clone(),
             utm_medium: c.utm.medium.clone(),
             utm_campaign: c.utm.campaign.clone(),
-            gdpr_scope: c.caller.number.as_ref().and_then(gdpr_scope_of_number),
+            gdpr_scope: combine_scope(
+                c.caller.number.as_ref().and_then(gdpr_scope_of_number),
+                c.visitor
+                    .as_ref()
+                    .and_then(|v| v.country.as_ref())
+                    .map(|country| is_gdpr_region(country.expose())),
+            ),
             caller_bidx: c.caller.number.as_ref().map(|n| blind.index(n.as_str())),
             session_id: c.session_id,
             caller_identity: seal_opt(
@@ -288,40 +401,137 @@ impl CallLog {
             redacted_by: None,
             legal_hold: None,
         };
+        let transcript_needs_consent = row.transcript.is_some()
+            && policy.collection.recording_mode(row.gdpr_scope) == RecordingMode::OptIn;
+        let consents = match subject {
+            Some((kind, bidx, key)) => c
+                .consents
+                .iter()
+                .map(|ev| {
+                    let consent_id = uuid::Uuid::now_v7().to_string();
+                    let subject_text = match kind {
+                        SubjectKind::Caller => {
+                            c.caller.number.as_ref().map(|n| n.as_str().to_owned())
+                        }
+                        SubjectKind::Visitor => c
+                            .visitor
+                            .as_ref()
+                            .and_then(|v| v.visitor_id.as_ref())
+                            .map(|v| v.expose().clone()),
+                    }
+                    .unwrap_or_default();
+                    ConsentRow {
+                        seq: 0,
+                        subject: seal(
+                            key,
+                            &aad("consent", &consent_id, "subject"),
+                            subject_text.as_bytes(),
+                        ),
+                        id: consent_id,
+                        account_id: account,
+                        subject_kind: *kind,
+                        subject_bidx: *bidx,
+                        category: ev.category,
+                        status: ev.status,
+                        notice_version: ev.notice_version,
+                        method: ev.method,
+                        at: now,
+                        call_id: None,
+                        recorded_by: policy.actor.clone(),
+                    }
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         (
             NewCallRow {
                 call: row,
                 inline_session,
+                consents,
+                transcript_needs_consent,
             },
             keys,
         )
     }
 
+    /// The key that seals a consent subject's events, created on first use; destroyed when
+    /// the subject is redacted.
+    async fn subject_key(
+        &self,
+        account: AccountId,
+        bidx: &BlindIndex,
+    ) -> Result<DataKey, LogError> {
+        let id = subject_key_id(account, bidx);
+        if let Some(k) = self.vault.open_key(&id).await? {
+            return Ok(k);
+        }
+        let (_, record) = self
+            .vault
+            .issue(id.clone(), account.to_string(), KeyPurpose::Subject);
+        self.vault.insert(vec![record]).await?;
+        self.vault
+            .open_key(&id)
+            .await?
+            .ok_or(LogError::Corrupt(id, "subject key vanished"))
+    }
+
     /// Stores calls atomically: all or none. Idempotent per `(account, external_id)`.
-    /// Returns once the calls are durable.
+    /// What the collection settings exclude is removed before anything is sealed; what the
+    /// subject withdrew consent to is left out by the store. Returns once the calls are
+    /// durable.
     pub async fn ingest_calls(
         self: &Arc<Self>,
         account: AccountId,
         calls: Vec<NewCall>,
-    ) -> Result<Vec<IngestOutcome>, LogError> {
-        Ok(self.ingest_inner(account, calls).await?.0)
+        policy: &IngestPolicy,
+    ) -> Result<Vec<Ingested>, LogError> {
+        Ok(self.ingest_inner(account, calls, policy).await?.0)
     }
 
     async fn ingest_inner(
         self: &Arc<Self>,
         account: AccountId,
-        calls: Vec<NewCall>,
-    ) -> Result<(Vec<IngestOutcome>, Vec<RowMeta>, Vec<CallId>), LogError> {
+        mut calls: Vec<NewCall>,
+        policy: &IngestPolicy,
+    ) -> Result<(Vec<Ingested>, Vec<RowMeta>, Vec<CallId>), LogError> {
         let blind = self.blind_key(account).await?;
         let now = Timestamp::now();
+        // Data minimisation first: what the settings exclude is never sealed nor written.
+        let mut dropped: Vec<Vec<String>> = calls
+            .iter_mut()
+            .map(|c| policy.collection.minimise_call(c))
+            .collect();
+        // The subjects of inline consents, and their keys.
+        let mut subjects: Vec<Option<(SubjectKind, BlindIndex, DataKey)>> =
+            Vec::with_capacity(calls.len());
+        for (index, c) in calls.iter().enumerate() {
+            if c.consents.is_empty() {
+                subjects.push(None);
+                continue;
+            }
+            let subject = match (
+                &c.caller.number,
+                c.visitor.as_ref().and_then(|v| v.visitor_id.as_ref()),
+            ) {
+                (Some(number), _) => ConsentSubject::Caller(number.clone()),
+                (None, Some(visitor)) => ConsentSubject::Visitor(visitor.clone()),
+                (None, None) => return Err(LogError::NoConsentSubject { index }),
+            };
+            let bidx = blind.index(&subject.kind().index_input(subject.text()));
+            let key = self.subject_key(account, &bidx).await?;
+            subjects.push(Some((subject.kind(), bidx, key)));
+        }
         // Sealing costs microseconds per call: a large batch goes off the async runtime.
         let (rows, keys) = if calls.len() > 8 {
             let this = Arc::clone(self);
-            tokio::task::spawn_blocking(move || this.seal_calls(account, &blind, &calls, now))
-                .await
-                .map_err(|e| LogError::Task(e.to_string()))?
+            let policy = policy.clone();
+            tokio::task::spawn_blocking(move || {
+                this.seal_calls(account, &blind, &calls, now, &policy, &subjects)
+            })
+            .await
+            .map_err(|e| LogError::Task(e.to_string()))?
         } else {
-            self.seal_calls(account, &blind, &calls, now)
+            self.seal_calls(account, &blind, &calls, now, policy, &subjects)
         };
         let key_ids_by_call: Vec<Vec<String>> = rows
             .iter()
@@ -363,7 +573,16 @@ impl CallLog {
         if !unused.is_empty() {
             let _ = self.vault.destroy(unused).await;
         }
-        Ok((report.outcomes, metas, report.forgotten))
+        for (names, withheld) in dropped.iter_mut().zip(&report.withheld) {
+            names.extend(withheld.iter().map(|c| c.as_str().to_owned()));
+        }
+        let ingested = report
+            .outcomes
+            .into_iter()
+            .zip(dropped)
+            .map(|(outcome, dropped)| Ingested { outcome, dropped })
+            .collect();
+        Ok((ingested, metas, report.forgotten))
     }
 
     /// Stores one call and returns it as a read would, without reading it back when it is
@@ -371,14 +590,27 @@ impl CallLog {
     pub async fn ingest_call(
         self: &Arc<Self>,
         account: AccountId,
-        call: NewCall,
-    ) -> Result<(IngestOutcome, Call), LogError> {
-        let (outcomes, metas, forgotten) = self.ingest_inner(account, vec![call.clone()]).await?;
-        let (Some(outcome), Some(meta)) = (outcomes.first().copied(), metas.into_iter().next())
+        mut call: NewCall,
+        policy: &IngestPolicy,
+    ) -> Result<(Ingested, Call), LogError> {
+        let (outcomes, metas, forgotten) = self
+            .ingest_inner(account, vec![call.clone()], policy)
+            .await?;
+        let (Some(ingested), Some(meta)) = (outcomes.into_iter().next(), metas.into_iter().next())
         else {
             return Err(LogError::Task("ingest returned no outcome".into()));
         };
-        if outcome.is_created() && !forgotten.contains(&outcome.id()) && call.session_id.is_none() {
+        let outcome = ingested.outcome;
+        // What the response shows is what was stored.
+        let _ = policy.collection.minimise_call(&mut call);
+        if outcome.is_created()
+            && !forgotten.contains(&outcome.id())
+            && call.session_id.is_none()
+            && ingested
+                .dropped
+                .iter()
+                .all(|d| DataCategory::parse(d).is_none())
+        {
             // Everything the response shows was just sealed: no need to read and open it.
             let c = Call {
                 id: outcome.id(),
@@ -403,13 +635,13 @@ impl CallLog {
                 redaction: None,
                 legal_hold: None,
             };
-            return Ok((outcome, c));
+            return Ok((ingested, c));
         }
         let opened = self
             .call(outcome.id())
             .await?
             .ok_or_else(|| LogError::Corrupt(outcome.id().to_string(), "stored call not found"))?;
-        Ok((outcome, opened))
+        Ok((ingested, opened))
     }
 
     fn seal_calls(
@@ -418,11 +650,14 @@ impl CallLog {
         blind: &BlindIndexKey,
         calls: &[NewCall],
         now: Timestamp,
+        policy: &IngestPolicy,
+        subjects: &[Option<(SubjectKind, BlindIndex, DataKey)>],
     ) -> (Vec<NewCallRow>, Vec<KeyRecord>) {
         let mut rows = Vec::with_capacity(calls.len());
         let mut keys = Vec::with_capacity(calls.len());
-        for c in calls {
-            let (row, k) = self.seal_call(account, blind, c, now);
+        for (i, c) in calls.iter().enumerate() {
+            let subject = subjects.get(i).and_then(Option::as_ref);
+            let (row, k) = self.seal_call(account, blind, c, now, policy, subject);
             rows.push(row);
             keys.extend(k);
         }
@@ -430,25 +665,33 @@ impl CallLog {
     }
 
     /// Stores a visitor session, idempotent per `(account, external_id)`.
+    /// Stores a visitor session, minimised by `collection`; idempotent per
+    /// `(account, external_id)`. Answers the outcome and the input fields not stored.
     pub async fn ingest_session(
         &self,
         account: AccountId,
-        session: NewSession,
-    ) -> Result<Inserted<SessionId>, LogError> {
-        let sealed = self.seal_session(account, &session, Timestamp::now());
+        mut session: NewSession,
+        collection: &CollectionSettings,
+    ) -> Result<(Inserted<SessionId>, Vec<String>), LogError> {
+        let mut dropped = collection.minimise_session(&mut session);
+        let blind = self.blind_key(account).await?;
+        let sealed = self.seal_session(account, &blind, &session, Timestamp::now());
         let key_id = sealed.key.id.clone();
         self.vault.insert(vec![sealed.key]).await?;
-        let outcome = match self.store.insert_session(sealed.row).await {
+        let (outcome, withheld) = match self.store.insert_session(sealed.row).await {
             Ok(o) => o,
             Err(e) => {
                 let _ = self.vault.destroy(vec![key_id]).await;
                 return Err(e.into());
             }
         };
-        if !outcome.is_created() {
+        if !outcome.is_created() || withheld {
             let _ = self.vault.destroy(vec![key_id]).await;
         }
-        Ok(outcome)
+        if withheld {
+            dropped.push(DataCategory::Visitor.as_str().to_owned());
+        }
+        Ok((outcome, dropped))
     }
 
     /// The stored row of a call, for access checks (no personal data opened).
@@ -550,6 +793,7 @@ impl CallLog {
         content_type: String,
         mut body: S,
         limit: u64,
+        consent: Option<RecordingConsent>,
     ) -> Result<RecordingMeta, LogError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
@@ -611,7 +855,7 @@ impl CallLog {
             content_type: content_type.clone(),
             bytes,
         };
-        match self.store.set_recording(call.id, Some(row)).await {
+        match self.store.set_recording(call.id, Some(row), consent).await {
             Ok(Some(previous)) => {
                 let _ = self.blobs.delete(&previous.object).await;
             }
@@ -719,7 +963,8 @@ impl CallLog {
         reason: RedactionReason,
         audit: AuditEvent,
     ) -> Result<RedactionReceipt, LogError> {
-        self.redact(rows, Vec::new(), reason, audit).await
+        self.redact(rows, Vec::new(), Vec::new(), reason, audit)
+            .await
     }
 
     /// Redacts every call of `number` in each of `accounts` (found through each account's
@@ -734,15 +979,24 @@ impl CallLog {
     ) -> Result<RedactionReceipt, LogError> {
         let mut rows = Vec::new();
         let mut forget_entries = Vec::new();
+        let mut subjects = Vec::new();
         for account in accounts {
             let bidx = self.blind_index(*account, number).await?;
             rows.extend(self.store.calls_by_caller(*account, bidx).await?);
             if forget {
                 forget_entries.push((*account, bidx));
             }
+            // The caller's consent records go with them.
+            subjects.push((*account, bidx));
         }
-        self.redact(rows, forget_entries, RedactionReason::Caller, audit)
-            .await
+        self.redact(
+            rows,
+            forget_entries,
+            subjects,
+            RedactionReason::Caller,
+            audit,
+        )
+        .await
     }
 
     /// Redacts calls by id and puts blind indexes on forget lists (a restore re-applying the
@@ -755,7 +1009,7 @@ impl CallLog {
         audit: AuditEvent,
     ) -> Result<RedactionReceipt, LogError> {
         let rows = self.store.calls_by_ids(ids).await?;
-        self.redact(rows, forget, reason, audit).await
+        self.redact(rows, forget, Vec::new(), reason, audit).await
     }
 
     /// Removes `categories` from these calls, which otherwise stay as they are (automatic
@@ -789,6 +1043,7 @@ impl CallLog {
                 Vec::new()
             },
             forget: Vec::new(),
+            subjects: Vec::new(),
             audit,
             categories,
         };
@@ -809,6 +1064,7 @@ impl CallLog {
         &self,
         rows: Vec<CallRow>,
         forget: Vec<(AccountId, BlindIndex)>,
+        subjects: Vec<(AccountId, BlindIndex)>,
         reason: RedactionReason,
         audit: AuditEvent,
     ) -> Result<RedactionReceipt, LogError> {
@@ -835,6 +1091,7 @@ impl CallLog {
                 .filter_map(|r| r.recording.as_ref().map(|rec| rec.object.clone()))
                 .collect(),
             forget: forget.clone(),
+            subjects,
             audit,
             categories: Vec::new(),
         };
@@ -862,6 +1119,7 @@ impl CallLog {
         if job.categories.is_empty() || job.categories.contains(&DataCategory::Visitor) {
             keys.extend(job.session_ids.iter().map(ToString::to_string));
         }
+        keys.extend(job.subjects.iter().map(|(a, b)| subject_key_id(*a, b)));
         let started = std::time::Instant::now();
         // 1. The keys: from here on the ciphertext is unreadable wherever it lies.
         self.vault.destroy(keys).await?;
@@ -898,6 +1156,172 @@ impl CallLog {
             "redaction steps"
         );
         Ok(applied)
+    }
+
+    /// Whether the caller's consent allows a recording of this call now (`check` as the
+    /// account's recording mode asks). Checked before an upload writes a byte; the store
+    /// checks again when it attaches the recording.
+    pub async fn recording_allowed(
+        &self,
+        call: &CallRow,
+        check: RecordingConsent,
+    ) -> Result<bool, LogError> {
+        let mut subjects: Vec<BlindIndex> = call.caller_bidx.into_iter().collect();
+        if let Some(session) = call.session_id {
+            subjects.extend(
+                self.store
+                    .sessions(vec![session])
+                    .await?
+                    .into_iter()
+                    .filter_map(|s| s.visitor_bidx),
+            );
+        }
+        let state = self
+            .store
+            .consent_state(call.account_id, subjects, Some(call.id))
+            .await?;
+        Ok(match check {
+            RecordingConsent::Granted => state.granted(DataCategory::Recording),
+            RecordingConsent::UnlessWithdrawn => !state.withdrawn(DataCategory::Recording),
+        })
+    }
+
+    /// Records a consent event. A withdrawal removes the category's data of the subject
+    /// everywhere in the account (calls on legal hold excepted), in the crash-safe order of a
+    /// redaction, and journals it with reason `consent_withdrawn`.
+    pub async fn record_consent(
+        &self,
+        account: AccountId,
+        agency: Option<ringfence_core::AgencyId>,
+        consent: NewConsent,
+        actor: String,
+    ) -> Result<ConsentOutcome, LogError> {
+        let blind = self.blind_key(account).await?;
+        let kind = consent.subject.kind();
+        let bidx = blind.index(&kind.index_input(consent.subject.text()));
+        let key = self.subject_key(account, &bidx).await?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let row = ConsentRow {
+            seq: 0,
+            subject: seal(
+                &key,
+                &aad("consent", &id, "subject"),
+                consent.subject.text().as_bytes(),
+            ),
+            id,
+            account_id: account,
+            subject_kind: kind,
+            subject_bidx: bidx,
+            category: consent.category,
+            status: consent.status,
+            notice_version: consent.notice_version,
+            method: consent.method,
+            at: Timestamp::now(),
+            call_id: consent.call_id,
+            recorded_by: actor.clone(),
+        };
+        let template = RedactionJob {
+            id: uuid::Uuid::now_v7().to_string(),
+            created_at: Timestamp::now(),
+            reason: RedactionReason::ConsentWithdrawn,
+            call_ids: Vec::new(),
+            session_ids: Vec::new(),
+            objects: Vec::new(),
+            forget: Vec::new(),
+            subjects: Vec::new(),
+            audit: AuditEvent {
+                actor,
+                action: "consent.data_removed".into(),
+                agency_id: agency,
+                account_id: Some(account),
+                subject: None,
+                count: None,
+                reason: Some(RedactionReason::ConsentWithdrawn.as_str().into()),
+                details: "{}".into(),
+            },
+            categories: vec![consent.category],
+        };
+        let recorded = self
+            .store
+            .record_consent(row.clone(), Some(template))
+            .await?;
+        let removal = match recorded.job {
+            Some(job) => {
+                let applied = self.finish_redaction(job.clone()).await?;
+                Some(RedactionReceipt {
+                    redacted_calls: applied.calls,
+                    redacted_sessions: applied.sessions,
+                    call_ids: job.call_ids,
+                    at: applied.at,
+                    audit_seq: applied.audit_seq,
+                    forgotten: false,
+                    skipped_legal_hold: recorded.skipped_legal_hold,
+                })
+            }
+            None => {
+                self.anchor_journal().await?;
+                None
+            }
+        };
+        Ok(ConsentOutcome {
+            consent: ConsentRow {
+                seq: recorded.seq,
+                ..row
+            },
+            audit_seq: recorded.audit_seq,
+            removal,
+            skipped_legal_hold: recorded.skipped_legal_hold,
+        })
+    }
+
+    /// The blind index of a consent subject in `account`.
+    pub async fn subject_index(
+        &self,
+        account: AccountId,
+        subject: &ConsentSubject,
+    ) -> Result<BlindIndex, LogError> {
+        Ok(self
+            .blind_key(account)
+            .await?
+            .index(&subject.kind().index_input(subject.text())))
+    }
+
+    /// Consent events of an account (optionally of one subject), in ledger order, opened.
+    pub async fn consents(
+        &self,
+        account: AccountId,
+        subject: Option<&ConsentSubject>,
+        after_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Consent>, LogError> {
+        let bidx = match subject {
+            Some(s) => Some(self.subject_index(account, s).await?),
+            None => None,
+        };
+        let rows = self.store.consents(account, bidx, after_seq, limit).await?;
+        let mut ids: Vec<String> = rows
+            .iter()
+            .map(|r| subject_key_id(r.account_id, &r.subject_bidx))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let keys = self.vault.open_keys(ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let subject = keys
+                    .get(&subject_key_id(row.account_id, &row.subject_bidx))
+                    .and_then(|k| open(k, &aad("consent", &row.id, "subject"), &row.subject).ok())
+                    .and_then(|plain| String::from_utf8(plain.to_vec()).ok())
+                    .and_then(|text| match row.subject_kind {
+                        SubjectKind::Caller => E164::from_stored(&text).map(ConsentSubject::Caller),
+                        SubjectKind::Visitor => {
+                            Some(ConsentSubject::Visitor(ringfence_core::Personal::new(text)))
+                        }
+                    });
+                Consent { row, subject }
+            })
+            .collect())
     }
 
     /// Records the journal's current head in the vault, apart from the journal, so that

@@ -13,7 +13,10 @@ pub mod records;
 pub mod sqlite;
 
 pub use blobs::{BlobError, Blobs};
-pub use calllog::{CallLog, CallPage, IngestOutcome, LogError, RecordingRead, RedactionReceipt};
+pub use calllog::{
+    CallLog, CallPage, Consent, ConsentOutcome, ConsentSubject, IngestOutcome, IngestPolicy,
+    Ingested, LogError, NewConsent, RecordingRead, RedactionReceipt,
+};
 pub use records::*;
 
 use async_trait::async_trait;
@@ -31,6 +34,16 @@ pub enum StoreError {
     SessionNotFound { index: usize },
     #[error("calls[{index}].external_id: the same external_id appears twice in the batch")]
     DuplicateInBatch { index: usize },
+    #[error("a granted {category} consent is required")]
+    ConsentRequired {
+        /// The call of the batch (0 for a single record).
+        index: usize,
+        category: ringfence_core::DataCategory,
+    },
+    #[error("notice_version: no such notice version for this category")]
+    UnknownNoticeVersion { index: Option<usize> },
+    #[error("this notice version is in use by consent records and cannot change")]
+    NoticeInUse,
     #[error("storage backend: {0}")]
     Backend(String),
 }
@@ -65,20 +78,68 @@ pub trait Store: Send + Sync + 'static {
     /// all are stored or none. A call whose `(account, external_id)` exists is not stored
     /// again; its outcome names the existing call, and its inline session is skipped.
     async fn insert_calls(&self, calls: Vec<NewCallRow>) -> Result<InsertReport, StoreError>;
-    /// Inserts a session, idempotent on `(account, external_id)`.
-    async fn insert_session(&self, session: SessionRow) -> Result<Inserted<SessionId>, StoreError>;
+    /// Inserts a session, idempotent on `(account, external_id)`. Leaves the visitor data out
+    /// when the visitor withdrew consent to it (then answers `true`).
+    async fn insert_session(
+        &self,
+        session: SessionRow,
+    ) -> Result<(Inserted<SessionId>, bool), StoreError>;
 
     async fn call(&self, id: CallId) -> Result<Option<CallRow>, StoreError>;
     /// Calls of one account, newest first, after the cursor.
     async fn calls(&self, query: CallQuery) -> Result<Vec<CallRow>, StoreError>;
     async fn sessions(&self, ids: Vec<SessionId>) -> Result<Vec<SessionRow>, StoreError>;
 
-    /// Sets (or clears) a call's recording; returns the recording it replaced.
+    /// Sets (or clears) a call's recording; returns the recording it replaced. With
+    /// `consent`, the caller's consent is checked in the same transaction
+    /// (`ConsentRequired` when it does not allow the recording).
     async fn set_recording(
         &self,
         call: CallId,
         recording: Option<RecordingRow>,
+        consent: Option<RecordingConsent>,
     ) -> Result<Option<RecordingRow>, StoreError>;
+
+    /// Adds a notice version (the next number for the account and category); journaled.
+    async fn create_notice(
+        &self,
+        account: AccountId,
+        category: ringfence_core::DataCategory,
+        text: String,
+        audit: AuditEvent,
+    ) -> Result<NoticeRow, StoreError>;
+    /// Changes the text of a notice version no consent refers to yet (`NoticeInUse` otherwise).
+    async fn update_notice(
+        &self,
+        account: AccountId,
+        category: ringfence_core::DataCategory,
+        version: u32,
+        text: String,
+        audit: AuditEvent,
+    ) -> Result<NoticeRow, StoreError>;
+    async fn notices(&self, account: AccountId) -> Result<Vec<NoticeRow>, StoreError>;
+    /// Appends a consent event and journals it; a withdrawal also begins, in the same
+    /// transaction, the removal of the category's data of the subject (`job` is the template).
+    async fn record_consent(
+        &self,
+        row: ConsentRow,
+        job: Option<RedactionJob>,
+    ) -> Result<ConsentRecorded, StoreError>;
+    /// The current consent state of these subjects together with the events of `call`.
+    async fn consent_state(
+        &self,
+        account: AccountId,
+        subjects: Vec<ringfence_crypto::BlindIndex>,
+        call: Option<CallId>,
+    ) -> Result<ringfence_core::consent::ConsentState, StoreError>;
+    /// Consent events of an account in ledger order, optionally of one subject.
+    async fn consents(
+        &self,
+        account: AccountId,
+        subject: Option<ringfence_crypto::BlindIndex>,
+        after_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<ConsentRow>, StoreError>;
 
     /// Calls due for automatic redaction (oldest first), through the `calls_live` index.
     async fn due_calls(&self, query: DueQuery) -> Result<Vec<CallRow>, StoreError>;

@@ -164,6 +164,7 @@ pub fn encode_visitor(v: &VisitorDetails) -> Option<Zeroizing<Vec<u8>>> {
         s(&v.fbclid),
         s(&v.msclkid),
         s(&v.visitor_id),
+        s(&v.country),
     ];
     for (i, value) in values.iter().enumerate() {
         e.put(i as u8 + 1, value.as_deref());
@@ -184,6 +185,7 @@ pub fn decode_visitor(bytes: &[u8]) -> Result<VisitorDetails, PayloadError> {
             6 => &mut v.fbclid,
             7 => &mut v.msclkid,
             8 => &mut v.visitor_id,
+            9 => &mut v.country,
             _ => return Err(PayloadError),
         };
         *slot = personal(value);
@@ -228,6 +230,7 @@ mod tests {
             ip: personal("203.0.113.7"),
             gclid: personal("abc"),
             visitor_id: personal("v1"),
+            country: personal("IE"),
             ..Default::default()
         };
         assert_eq!(

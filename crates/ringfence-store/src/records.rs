@@ -20,8 +20,8 @@ pub struct AccountRecord {
     pub id: AccountId,
     pub agency_id: AgencyId,
     pub name: String,
-    /// The account's settings document (JSON text owned by the HTTP layer); no personal data.
-    pub settings: String,
+    /// What the account collects (stored as JSON in the `settings` column).
+    pub collection: ringfence_core::collection::CollectionSettings,
     /// Automatic redaction.
     pub retention: ringfence_core::retention::RetentionPolicy,
     pub created_at: Timestamp,
@@ -66,6 +66,9 @@ pub struct InsertReport {
     pub outcomes: Vec<Inserted<CallId>>,
     /// Calls stored redacted because their caller is on the forget list.
     pub forgotten: Vec<CallId>,
+    /// Per call of the batch (same order): the categories left out because the subject
+    /// withdrew consent to them.
+    pub withheld: Vec<Vec<ringfence_core::DataCategory>>,
 }
 
 /// A stored recording's location and metadata.
@@ -115,6 +118,67 @@ pub use ringfence_core::call::LegalHold;
 pub struct NewCallRow {
     pub call: CallRow,
     pub inline_session: Option<SessionRow>,
+    /// Consent events sent with the call, recorded in the same transaction (their `call_id`
+    /// is the call's); they count for the checks below.
+    pub consents: Vec<ConsentRow>,
+    /// The transcript is stored only with a granted `transcript` consent (the call's
+    /// recording mode is opt-in); otherwise the batch is refused.
+    pub transcript_needs_consent: bool,
+}
+
+/// A notice shown to subjects before they choose: versioned per account and category; a
+/// version is immutable once a consent event refers to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeRow {
+    pub account_id: AccountId,
+    pub category: ringfence_core::DataCategory,
+    pub version: u32,
+    pub text: String,
+    pub created_at: Timestamp,
+    /// When a consent event first referred to it.
+    pub used_at: Option<Timestamp>,
+}
+
+/// One event of the consent ledger. The subject is sealed with the subject's own key and
+/// found through its blind index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRow {
+    /// Ledger order (assigned by the store; 0 before insert).
+    pub seq: i64,
+    pub id: String,
+    pub account_id: AccountId,
+    pub subject_kind: ringfence_core::consent::SubjectKind,
+    pub subject_bidx: BlindIndex,
+    /// The subject (number or visitor id), sealed.
+    pub subject: Vec<u8>,
+    pub category: ringfence_core::DataCategory,
+    pub status: ringfence_core::consent::ConsentStatus,
+    pub notice_version: Option<u32>,
+    pub method: ringfence_core::consent::ConsentMethod,
+    pub at: Timestamp,
+    pub call_id: Option<CallId>,
+    /// A token id or `cli`.
+    pub recorded_by: String,
+}
+
+/// What the store checks before attaching a recording, in the same transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordingConsent {
+    /// Attach unless the caller withdrew recording consent.
+    UnlessWithdrawn,
+    /// Attach only with a granted recording consent (of the caller or of the call).
+    Granted,
+}
+
+/// What recording a consent event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRecorded {
+    pub seq: i64,
+    pub audit_seq: i64,
+    /// For a withdrawal: the removal of the category's data, begun in the same transaction.
+    pub job: Option<RedactionJob>,
+    /// Calls left as they are because they are on legal hold.
+    pub skipped_legal_hold: u64,
 }
 
 /// A visitor session row: facts in the clear, the visitor category sealed with its own key.
@@ -129,6 +193,10 @@ pub struct SessionRow {
     pub utm_medium: Option<String>,
     pub utm_campaign: Option<String>,
     pub visitor: Option<Vec<u8>>,
+    /// Whether the visit's IP country is in GDPR scope.
+    pub gdpr_scope: Option<bool>,
+    /// Blind index of the visitor id (consent subject `visitor_id`).
+    pub visitor_bidx: Option<BlindIndex>,
     pub redacted_at: Option<Timestamp>,
     pub redaction_reason: Option<RedactionReason>,
 }
@@ -229,6 +297,8 @@ pub struct RedactionJob {
     pub objects: Vec<String>,
     /// Blind indexes to add to accounts' forget lists.
     pub forget: Vec<(AccountId, ringfence_crypto::BlindIndex)>,
+    /// Consent subjects whose ledger entries (and subject keys) are removed with the job.
+    pub subjects: Vec<(AccountId, ringfence_crypto::BlindIndex)>,
     /// The journal entry written when the rows are cleared.
     pub audit: AuditEvent,
     /// Empty: redact the calls whole. Otherwise remove only these categories (the calls'
@@ -245,6 +315,8 @@ pub struct RedactionApplied {
     pub audit_seq: i64,
     /// Every recording object the cleared calls pointed at.
     pub objects: Vec<String>,
+    /// Consent events removed with their subjects.
+    pub consents: u64,
 }
 
 /// Calls automatic redaction may take: not redacted, not held, started before `before`.

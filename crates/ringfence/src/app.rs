@@ -125,10 +125,12 @@ impl Application {
             max_recording_bytes: resources.config.max_recording_bytes,
             ..Limits::STANDARD
         };
-        let state = AppState::new(
+        let geo = open_geoip(&resources.config)?;
+        let state = AppState::with_geo(
             resources.log.clone(),
             limits,
             Some(crate::telemetry::metrics_handle()),
+            geo,
         );
         let listener = TcpListener::bind(resources.config.listen)
             .await
@@ -158,5 +160,32 @@ impl Application {
             .with_graceful_shutdown(shutdown)
             .await
             .context("server failed")
+    }
+}
+
+/// Opens the IP-to-country database. One named by the operator must open; a default one
+/// that does not is skipped with a warning, as is having none.
+pub fn open_geoip(
+    config: &crate::config::Config,
+) -> anyhow::Result<Option<Arc<ringfence_geo::CountryDb>>> {
+    let Some(location) = &config.geoip else {
+        tracing::warn!(
+            "no IP-to-country database (run scripts/fetch-geoip, or pass --geoip-file): GDPR scope comes from caller numbers alone"
+        );
+        return Ok(None);
+    };
+    match ringfence_geo::CountryDb::open(&location.path) {
+        Ok(db) => {
+            tracing::info!(database = %db.description(), path = %location.path.display(), "IP-to-country database loaded");
+            Ok(Some(Arc::new(db)))
+        }
+        Err(e) if !location.explicit => {
+            tracing::warn!(error = %e, path = %location.path.display(), "IP-to-country database skipped");
+            Ok(None)
+        }
+        Err(e) => Err(anyhow::anyhow!(e).context(format!(
+            "--geoip-file {} does not open",
+            location.path.display()
+        ))),
     }
 }

@@ -49,7 +49,7 @@ pub enum AccountCommand {
         #[arg(long)]
         name: String,
     },
-    /// Set an account's automatic redaction.
+    /// Set an account's automatic redaction and what it collects.
     Set {
         id: String,
         /// off, 1, 30, 60, 90, or any number of days up to 3650.
@@ -67,7 +67,67 @@ pub enum AccountCommand {
         /// Confirm a change that would redact many calls at once.
         #[arg(long)]
         yes: bool,
+        #[command(flatten)]
+        collection: CollectionArgs,
     },
+}
+
+/// What an account collects (each optional; unset ones stay as they are).
+#[derive(Debug, Default, clap::Args)]
+pub struct CollectionArgs {
+    /// Keep the caller-ID name (CNAM).
+    #[arg(long, value_name = "true|false")]
+    pub caller_name: Option<bool>,
+    /// Keep the caller's city, region, postal code and country.
+    #[arg(long, value_name = "true|false")]
+    pub caller_location: Option<bool>,
+    /// Recording of callers in GDPR scope.
+    #[arg(long, value_name = "off|announce|opt_in")]
+    pub recording_gdpr: Option<String>,
+    /// Recording of everyone else.
+    #[arg(long, value_name = "off|announce|opt_in")]
+    pub recording_other: Option<String>,
+    /// Keep transcripts.
+    #[arg(long, value_name = "true|false")]
+    pub transcription: Option<bool>,
+    /// What is kept of a visitor's IP address.
+    #[arg(long, value_name = "drop|truncate|full")]
+    pub visitor_ip: Option<String>,
+    /// Keep user agent, referrer, landing URL, click ids and visitor id.
+    #[arg(long, value_name = "true|false")]
+    pub visitor_details: Option<bool>,
+}
+
+impl CollectionArgs {
+    fn apply(
+        &self,
+        mut c: ringfence_core::collection::CollectionSettings,
+    ) -> anyhow::Result<ringfence_core::collection::CollectionSettings> {
+        use ringfence_core::collection::{IpPolicy, RecordingMode};
+        if let Some(m) = &self.recording_gdpr {
+            c.recording_gdpr = RecordingMode::parse(m)
+                .context("--recording-gdpr must be off, announce or opt_in")?;
+        }
+        if let Some(m) = &self.recording_other {
+            c.recording_other = RecordingMode::parse(m)
+                .context("--recording-other must be off, announce or opt_in")?;
+        }
+        if let Some(p) = &self.visitor_ip {
+            c.visitor_ip =
+                IpPolicy::parse(p).context("--visitor-ip must be drop, truncate or full")?;
+        }
+        c.caller_name = self.caller_name.unwrap_or(c.caller_name);
+        c.caller_location = self.caller_location.unwrap_or(c.caller_location);
+        c.transcription = self.transcription.unwrap_or(c.transcription);
+        c.visitor_details = self.visitor_details.unwrap_or(c.visitor_details);
+        Ok(c)
+    }
+}
+
+fn describe_collection(c: &ringfence_core::collection::CollectionSettings) -> serde_json::Value {
+    json!({"caller_name": c.caller_name, "caller_location": c.caller_location,
+           "recording_gdpr": c.recording_gdpr.as_str(), "recording_other": c.recording_other.as_str(),
+           "transcription": c.transcription, "visitor_ip": c.visitor_ip.as_str(), "visitor_details": c.visitor_details})
 }
 
 /// More calls than this redacted at once by a policy change need `--yes`.
@@ -232,7 +292,7 @@ pub async fn account(
                 id: AccountId::generate(),
                 agency_id: agency,
                 name: label(&name, "--name")?,
-                settings: "{}".to_owned(),
+                collection: Default::default(),
                 created_at: Timestamp::now(),
                 retention: RetentionPolicy::default(),
             };
@@ -252,12 +312,19 @@ pub async fn account(
             categories,
             clear_categories,
             yes,
+            collection,
         } => {
             let id: AccountId = parse_id(&id, "account id")?;
             let mut record = store
                 .account(id)
                 .await?
                 .with_context(|| format!("no account {id}"))?;
+            let collection_before = record.collection;
+            let collection_after = collection.apply(record.collection)?;
+            let retention_asked = auto_redact.is_some()
+                || scope.is_some()
+                || !categories.is_empty()
+                || clear_categories;
             let agency = store
                 .agency(record.agency_id)
                 .await?
@@ -329,9 +396,25 @@ pub async fn account(
                 );
             }
             record.retention = policy;
+            record.collection = collection_after;
             store.update_account(record.clone()).await?;
+            if collection_after != collection_before {
+                store
+                    .append_audit(AuditEvent {
+                        actor: "cli".into(),
+                        action: "account.collection_changed".into(),
+                        agency_id: Some(record.agency_id),
+                        account_id: Some(record.id),
+                        subject: Some(record.id.to_string()),
+                        count: None,
+                        reason: None,
+                        details: json!({"role": "admin", "before": describe_collection(&collection_before), "after": describe_collection(&collection_after)}).to_string(),
+                    })
+                    .await?;
+            }
             let describe = |p: &RetentionPolicy| json!({"after_days": p.after_days, "scope": p.scope.as_str(), "categories": p.categories_text()});
-            store
+            if retention_asked {
+                store
                 .append_audit(AuditEvent {
                     actor: "cli".into(),
                     action: "account.retention_changed".into(),
@@ -343,12 +426,14 @@ pub async fn account(
                     details: json!({"role": "admin", "before": describe(&before), "after": describe(&record.retention), "confirmed": yes}).to_string(),
                 })
                 .await?;
+            }
             let p = &record.retention;
             print(
                 as_json,
                 json!({"id": record.id.to_string(), "auto_redact": {"after_days": p.after_days, "scope": p.scope.as_str(),
                        "categories": p.categories.iter().map(|(c, d)| (c.as_str().to_owned(), *d)).collect::<std::collections::BTreeMap<_, _>>(),
-                       "effective_after_days": p.effective_after_days(agency.max_retention_days)}, "would_redact_now": newly}),
+                       "effective_after_days": p.effective_after_days(agency.max_retention_days)}, "would_redact_now": newly,
+                       "collection": describe_collection(&record.collection)}),
                 &format!(
                     "account {} updated; {newly} calls are due for redaction now",
                     record.id

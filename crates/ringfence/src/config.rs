@@ -69,6 +69,11 @@ pub struct GlobalArgs {
         value_name = "SECONDS"
     )]
     pub sweep_interval_secs: Option<u64>,
+    /// Offline IP-to-country database (MaxMind DB format) for the visit's share of GDPR scope.
+    /// Default: geoip.mmdb inside --data, else .geoip/geo-whois-asn-country.mmdb (made by
+    /// scripts/fetch-geoip); without one, scope comes from the caller's number alone
+    #[arg(long, global = true, env = "RINGFENCE_GEOIP_FILE", value_name = "PATH")]
+    pub geoip_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +89,7 @@ struct FileConfig {
     log_format: Option<String>,
     max_recording_bytes: Option<u64>,
     sweep_interval_secs: Option<u64>,
+    geoip_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +121,30 @@ pub struct Config {
     pub log_format: LogFormat,
     pub max_recording_bytes: u64,
     pub sweep_interval_secs: u64,
+    /// The IP-to-country database, if one is configured or found.
+    pub geoip: Option<GeoIpLocation>,
+}
+
+/// Where the IP-to-country database is, and whether the operator asked for it by name (then
+/// a missing file is an error, not a warning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeoIpLocation {
+    pub path: PathBuf,
+    pub explicit: bool,
+}
+
+/// The default places of the IP-to-country database, in order.
+fn default_geoip(data: &Path) -> Option<GeoIpLocation> {
+    [
+        data.join("geoip.mmdb"),
+        PathBuf::from(".geoip/geo-whois-asn-country.mmdb"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .map(|path| GeoIpLocation {
+        path,
+        explicit: false,
+    })
 }
 
 fn sqlite_location(url: &str, what: &str) -> anyhow::Result<DatabaseLocation> {
@@ -210,6 +240,13 @@ impl Config {
         if sweep_interval_secs == 0 {
             bail!("--sweep-interval-secs must be positive");
         }
+        let geoip = match args.geoip_file.clone().or(file.geoip_file) {
+            Some(path) => Some(GeoIpLocation {
+                path,
+                explicit: true,
+            }),
+            None => default_geoip(&data),
+        };
         Ok(Config {
             data,
             listen,
@@ -221,6 +258,7 @@ impl Config {
             log_format,
             max_recording_bytes,
             sweep_interval_secs,
+            geoip,
         })
     }
 
@@ -237,6 +275,7 @@ impl Config {
             log_format: LogFormat::Text,
             max_recording_bytes: 256 << 20,
             sweep_interval_secs: 60,
+            geoip: None,
         }
     }
 }

@@ -766,6 +766,7 @@ impl AccountPlan {
                 interaction,
                 session_id: None,
                 visitor,
+                consents: Vec::new(),
             },
             recording,
         }
@@ -834,6 +835,7 @@ fn visitor(spec: &AccountSpec, channel: Channel, utm: &Utm, rng: &mut Rng) -> Vi
         fbclid: fbclid.and_then(personal),
         msclkid: msclkid.and_then(personal),
         visitor_id: personal(format!("rf1.{}", rng.hex(16))),
+        country: None,
     }
 }
 
@@ -980,7 +982,8 @@ async fn ensure_tenants(
                         id: AccountId::generate(),
                         agency_id: agency.id,
                         name: account_spec.name.to_owned(),
-                        settings: "{}".to_owned(),
+                        // The demo shows every kind of data: its accounts collect it all.
+                        collection: ringfence_core::collection::CollectionSettings::collect_all(),
                         created_at: Timestamp::now(),
                         retention: Default::default(),
                     };
@@ -1036,7 +1039,7 @@ async fn upload_recordings(
                 .await?
                 .with_context(|| format!("demo call {id} vanished"))?;
             let body = futures::stream::iter(vec![Ok::<Bytes, std::io::Error>(Bytes::from(wav))]);
-            log.put_recording(&row, "audio/wav".into(), body, limit)
+            log.put_recording(&row, "audio/wav".into(), body, limit, None)
                 .await
                 .with_context(|| format!("cannot store the recording of call {id}"))?;
             Ok(())
@@ -1089,11 +1092,18 @@ pub async fn run_demo(
                 extras.push((p.call.visitor.is_some(), p.recording));
                 batch.push(p.call);
             }
-            let outcomes = resources
+            let outcomes: Vec<_> = resources
                 .log
-                .ingest_calls(account.id, batch)
+                .ingest_calls(
+                    account.id,
+                    batch,
+                    &ringfence_store::IngestPolicy::collect_all("demo"),
+                )
                 .await
-                .context("cannot store the demo calls")?;
+                .context("cannot store the demo calls")?
+                .into_iter()
+                .map(|i| i.outcome)
+                .collect();
             let mut wanted = Vec::new();
             for (outcome, (has_visitor, recording)) in outcomes.iter().zip(extras) {
                 if !outcome.is_created() {

@@ -98,6 +98,7 @@ fn call(i: usize, number: E164, started_at: Timestamp, tracking: &E164) -> NewCa
             tags: Personal::new(vec!["lead".into()]),
         },
         session_id: None,
+        consents: Vec::new(),
         visitor: None,
     }
 }
@@ -115,7 +116,7 @@ async fn tenant(resources: &Resources) -> anyhow::Result<AccountId> {
         id: AccountId::generate(),
         agency_id: agency.id,
         name: "Bench".into(),
-        settings: "{}".into(),
+        collection: ringfence_core::collection::CollectionSettings::collect_all(),
         created_at: Timestamp::now(),
         retention: RetentionPolicy::default(),
     };
@@ -151,7 +152,14 @@ async fn fill(
                 )
             })
             .collect();
-        resources.log.ingest_calls(account, batch).await?;
+        resources
+            .log
+            .ingest_calls(
+                account,
+                batch,
+                &ringfence_store::IngestPolicy::collect_all("bench"),
+            )
+            .await?;
         made += n;
         if made % 100_000 == 0 {
             eprintln!(
@@ -420,7 +428,7 @@ async fn sweep_bench(calls: usize, recordings: usize) -> anyhow::Result<()> {
             )]);
             resources
                 .log
-                .put_recording(&row, "audio/wav".into(), body, 1 << 20)
+                .put_recording(&row, "audio/wav".into(), body, 1 << 20, None)
                 .await?;
         }
         let mut record = resources

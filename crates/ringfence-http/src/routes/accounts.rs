@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use ringfence_core::access::Permission;
 use ringfence_core::call::FieldError;
+use ringfence_core::collection::{CollectionSettings, IpPolicy, RecordingMode};
 use ringfence_core::retention::{PolicyError, RetentionPolicy, RetentionScope};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, DataCategory};
@@ -42,10 +43,106 @@ pub struct AutoRedact {
     pub preview: RetentionPreview,
 }
 
+/// What the account collects. Data a setting excludes is dropped at ingest, never written,
+/// and the ingest answer lists it in `dropped`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Collection {
+    /// Caller-ID name (CNAM) lookup: keep `caller_name`. Default false.
+    pub caller_name: bool,
+    /// Keep the caller's city, region, postal code and country. Default false.
+    pub caller_location: bool,
+    /// Recording of callers in GDPR scope (and of unknown scope): off, announce or opt_in. Default opt_in.
+    pub recording_gdpr: String,
+    /// Recording of everyone else: off, announce or opt_in. Default announce.
+    pub recording_other: String,
+    /// Keep transcripts. Default false.
+    pub transcription: bool,
+    /// drop, truncate (IPv4 /24, IPv6 /48) or full. Default truncate.
+    pub visitor_ip: String,
+    /// Keep user agent, referrer, landing URL, click ids and visitor id. Default true.
+    pub visitor_details: bool,
+}
+
+impl From<CollectionSettings> for Collection {
+    fn from(c: CollectionSettings) -> Self {
+        Collection {
+            caller_name: c.caller_name,
+            caller_location: c.caller_location,
+            recording_gdpr: c.recording_gdpr.as_str().to_owned(),
+            recording_other: c.recording_other.as_str().to_owned(),
+            transcription: c.transcription,
+            visitor_ip: c.visitor_ip.as_str().to_owned(),
+            visitor_details: c.visitor_details,
+        }
+    }
+}
+
+/// Any subset of the collection settings.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionUpdate {
+    pub caller_name: Option<bool>,
+    pub caller_location: Option<bool>,
+    pub recording_gdpr: Option<String>,
+    pub recording_other: Option<String>,
+    pub transcription: Option<bool>,
+    pub visitor_ip: Option<String>,
+    pub visitor_details: Option<bool>,
+}
+
+impl CollectionUpdate {
+    fn apply(self, mut c: CollectionSettings) -> Result<CollectionSettings, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mode = |name: &str, v: Option<String>, errors: &mut Vec<FieldError>| {
+            v.and_then(|v| {
+                let parsed = RecordingMode::parse(&v);
+                if parsed.is_none() {
+                    errors.push(FieldError::new(
+                        format!("collection.{name}"),
+                        "invalid_field",
+                        "must be off, announce or opt_in",
+                    ));
+                }
+                parsed
+            })
+        };
+        if let Some(m) = mode("recording_gdpr", self.recording_gdpr, &mut errors) {
+            c.recording_gdpr = m;
+        }
+        if let Some(m) = mode("recording_other", self.recording_other, &mut errors) {
+            c.recording_other = m;
+        }
+        if let Some(v) = self.visitor_ip {
+            match IpPolicy::parse(&v) {
+                Some(p) => c.visitor_ip = p,
+                None => errors.push(FieldError::new(
+                    "collection.visitor_ip",
+                    "invalid_field",
+                    "must be drop, truncate or full",
+                )),
+            }
+        }
+        c.caller_name = self.caller_name.unwrap_or(c.caller_name);
+        c.caller_location = self.caller_location.unwrap_or(c.caller_location);
+        c.transcription = self.transcription.unwrap_or(c.transcription);
+        c.visitor_details = self.visitor_details.unwrap_or(c.visitor_details);
+        if errors.is_empty() {
+            Ok(c)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn describe_collection(c: &CollectionSettings) -> serde_json::Value {
+    serde_json::to_value(Collection::from(*c)).unwrap_or_default()
+}
+
 /// The account's settings document.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountSettings {
     pub auto_redact: AutoRedact,
+    pub collection: Collection,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -64,6 +161,7 @@ pub struct AutoRedactUpdate {
 #[serde(deny_unknown_fields)]
 pub struct AccountSettingsUpdate {
     pub auto_redact: Option<AutoRedactUpdate>,
+    pub collection: Option<CollectionUpdate>,
     /// Required when the change would redact more calls at once than the safety threshold.
     #[serde(default)]
     pub confirm: bool,
@@ -100,6 +198,7 @@ async fn document(
     let preview = retention_preview(state, record, agency_max).await?;
     let p = &record.retention;
     Ok(AccountSettings {
+        collection: record.collection.into(),
         auto_redact: AutoRedact {
             after_days: p.after_days,
             scope: p.scope.as_str().to_owned(),
@@ -174,6 +273,10 @@ pub async fn put_settings(
     check_account(&principal, Permission::ManageAccount, &tenant)?;
     let (mut record, max) = account_and_max(&state, account).await?;
     let before = record.retention.clone();
+    let collection_before = record.collection;
+    if let Some(update) = update.collection {
+        record.collection = update.apply(record.collection).map_err(ApiError::fields)?;
+    }
     if let Some(auto) = update.auto_redact {
         let mut policy = record.retention.clone();
         if let Some(days) = auto.after_days {
@@ -266,6 +369,26 @@ pub async fn put_settings(
                 details: serde_json::json!({"role": principal.role.as_str(), "before": describe(&before), "after": describe(&record.retention), "confirmed": update.confirm}).to_string(),
             })
             .await?;
+    }
+    if record.collection != collection_before {
+        // Retention above already stored the record when it changed too.
+        state.log.store().update_account(record.clone()).await?;
+        state.collection_changed(account);
+        state
+            .log
+            .store()
+            .append_audit(AuditEvent {
+                actor: principal.actor(),
+                action: "account.collection_changed".into(),
+                agency_id: Some(tenant.agency),
+                account_id: Some(account),
+                subject: Some(account.to_string()),
+                count: None,
+                reason: None,
+                details: serde_json::json!({"role": principal.role.as_str(), "before": describe_collection(&collection_before), "after": describe_collection(&record.collection)}).to_string(),
+            })
+            .await?;
+        state.log.anchor_journal().await?;
     }
     Ok(Json(document(&state, &record, max).await?))
 }

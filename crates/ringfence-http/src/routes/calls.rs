@@ -9,7 +9,7 @@ use ringfence_core::call::{CallStatus, FieldError};
 use ringfence_core::phone::{parse_caller_number, parse_e164};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, CallId};
-use ringfence_store::CallQuery;
+use ringfence_store::{CallQuery, IngestPolicy};
 
 use super::{check_account, path_id};
 use crate::auth::Auth;
@@ -44,8 +44,16 @@ pub async fn create_call(
     let account: AccountId = path_id(&account, "account")?;
     let tenant = state.tenant(account).await?;
     check_account(&principal, Permission::Ingest, &tenant)?;
-    let call = input.into_domain("").map_err(ApiError::fields)?;
-    let (outcome, stored) = state.log.ingest_call(account, call).await?;
+    let mut call = input.into_domain("").map_err(ApiError::fields)?;
+    if let Some(v) = &mut call.visitor {
+        state.locate(v);
+    }
+    let policy = IngestPolicy {
+        collection: state.collection(account).await?,
+        actor: principal.actor(),
+    };
+    let (ingested, stored) = state.log.ingest_call(account, call, &policy).await?;
+    let outcome = ingested.outcome;
     metrics::counter!("ringfence_calls_ingested_total").increment(u64::from(outcome.is_created()));
     let status = if outcome.is_created() {
         StatusCode::CREATED
@@ -53,10 +61,9 @@ pub async fn create_call(
         StatusCode::OK
     };
     // An ingest-only token sent the data; it may read back what it sent, not the log.
-    Ok((
-        status,
-        Json(CallOutput::from_call(&stored, principal.personal_data)),
-    ))
+    let mut output = CallOutput::from_call(&stored, principal.personal_data);
+    output.dropped = Some(ingested.dropped);
+    Ok((status, Json(output)))
 }
 
 /// Ingest a batch of calls, atomically.
@@ -102,12 +109,18 @@ pub async fn create_batch(
         ));
     }
     // Validation costs ~10 µs a call (phone numbers): a large batch goes off the runtime.
+    let geo_state = state.clone();
     let validated = tokio::task::spawn_blocking(move || {
         let mut calls = Vec::with_capacity(input.calls.len());
         let mut errors = Vec::new();
         for (i, c) in input.calls.into_iter().enumerate() {
             match c.into_domain(&format!("calls[{i}].")) {
-                Ok(call) => calls.push(call),
+                Ok(mut call) => {
+                    if let Some(v) = &mut call.visitor {
+                        geo_state.locate(v);
+                    }
+                    calls.push(call)
+                }
                 Err(e) => errors.extend(e),
             }
         }
@@ -120,8 +133,12 @@ pub async fn create_batch(
     .await
     .map_err(|e| ApiError::internal(&e))?;
     let calls = validated.map_err(ApiError::fields)?;
-    let outcomes = state.log.ingest_calls(account, calls).await?;
-    let created = outcomes.iter().filter(|o| o.is_created()).count();
+    let policy = IngestPolicy {
+        collection: state.collection(account).await?,
+        actor: principal.actor(),
+    };
+    let ingested = state.log.ingest_calls(account, calls, &policy).await?;
+    let created = ingested.iter().filter(|i| i.outcome.is_created()).count();
     metrics::counter!("ringfence_calls_ingested_total").increment(created as u64);
     let status = if created > 0 {
         StatusCode::CREATED
@@ -131,8 +148,12 @@ pub async fn create_batch(
     Ok((
         status,
         Json(BatchOutput {
-            ids: outcomes.iter().map(|o| o.id().to_string()).collect(),
+            ids: ingested
+                .iter()
+                .map(|i| i.outcome.id().to_string())
+                .collect(),
             created,
+            dropped: ingested.into_iter().map(|i| i.dropped).collect(),
         }),
     ))
 }

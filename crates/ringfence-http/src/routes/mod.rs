@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod agencies;
 pub mod audit;
 pub mod calls;
+pub mod consents;
 pub mod legal_hold;
 pub mod ops;
 pub mod recordings;

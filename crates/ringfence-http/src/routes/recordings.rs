@@ -7,7 +7,8 @@ use futures::StreamExt;
 
 use ringfence_core::CallId;
 use ringfence_core::access::{Denied, Permission};
-use ringfence_store::CallRow;
+use ringfence_core::collection::RecordingMode;
+use ringfence_store::{CallRow, RecordingConsent};
 
 use super::path_id;
 use crate::auth::Auth;
@@ -67,10 +68,29 @@ pub async fn put_recording(
             format!("recording larger than the limit of {limit} bytes"),
         ));
     }
+    // The account's recording mode for this caller decides before a byte is written.
+    let collection = state.collection(row.account_id).await?;
+    let check = match collection.recording_mode(row.gdpr_scope) {
+        RecordingMode::Off => {
+            return Err(ApiError::new(
+                Code::CollectionDisabled,
+                "this account does not record calls of this kind (collection.recording_gdpr / recording_other is off)",
+            ));
+        }
+        RecordingMode::Announce => RecordingConsent::UnlessWithdrawn,
+        RecordingMode::OptIn => RecordingConsent::Granted,
+    };
+    if row.redacted_at.is_none() && !state.log.recording_allowed(&row, check).await? {
+        return Err(ringfence_store::StoreError::ConsentRequired {
+            index: 0,
+            category: ringfence_core::DataCategory::Recording,
+        }
+        .into());
+    }
     let body = request.into_body().into_data_stream();
     let meta = state
         .log
-        .put_recording(&row, content_type, body, limit)
+        .put_recording(&row, content_type, body, limit, Some(check))
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -31,8 +31,13 @@ pub async fn create_session(
     let account: AccountId = path_id(&account, "account")?;
     let tenant = state.tenant(account).await?;
     check_account(&principal, Permission::Ingest, &tenant)?;
-    let session = input.into_domain().map_err(ApiError::fields)?;
-    let outcome = state.log.ingest_session(account, session).await?;
+    let mut session = input.into_domain().map_err(ApiError::fields)?;
+    state.locate(&mut session.visitor);
+    let collection = state.collection(account).await?;
+    let (outcome, dropped) = state
+        .log
+        .ingest_session(account, session, &collection)
+        .await?;
     let status = if outcome.is_created() {
         StatusCode::CREATED
     } else {
@@ -43,6 +48,7 @@ pub async fn create_session(
         Json(IdOutput {
             id: outcome.id().to_string(),
             created: outcome.is_created(),
+            dropped,
         }),
     ))
 }

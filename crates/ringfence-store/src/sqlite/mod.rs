@@ -4,6 +4,7 @@
 //! keys and a busy timeout.
 
 mod audit;
+mod consent;
 mod db;
 mod redaction;
 mod schema;

@@ -46,10 +46,16 @@ pub(crate) fn begin(conn: &Connection, job: &RedactionJob) -> Result<(), StoreEr
         .map(|(a, b)| format!("{a}:{}", hex(b)))
         .collect::<Vec<_>>()
         .join(",");
+    let subjects = job
+        .subjects
+        .iter()
+        .map(|(a, b)| format!("{a}:{}", hex(b)))
+        .collect::<Vec<_>>()
+        .join(",");
     let a = &job.audit;
     conn.prepare_cached(
-        "INSERT INTO redaction_jobs (id, created_at, reason, call_ids, session_ids, objects, forget, audit_actor, audit_action, audit_agency, audit_account, audit_subject, audit_reason, audit_details, categories)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        "INSERT INTO redaction_jobs (id, created_at, reason, call_ids, session_ids, objects, forget, audit_actor, audit_action, audit_agency, audit_account, audit_subject, audit_reason, audit_details, categories, subjects)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         job.id,
@@ -67,13 +73,24 @@ pub(crate) fn begin(conn: &Connection, job: &RedactionJob) -> Result<(), StoreEr
         a.reason,
         a.details,
         job.categories.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","),
+        subjects,
     ])?;
     Ok(())
 }
 
+/// `account:hex,…` pairs.
+fn pairs(text: &str) -> Vec<(AccountId, BlindIndex)> {
+    text.split(',')
+        .filter_map(|pair| {
+            let (a, b) = pair.split_once(':')?;
+            Some((a.parse::<AccountId>().ok()?, unhex(b)?))
+        })
+        .collect()
+}
+
 pub(crate) fn pending(conn: &Connection) -> Result<Vec<RedactionJob>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, created_at, reason, call_ids, session_ids, objects, forget, audit_actor, audit_action, audit_agency, audit_account, audit_subject, audit_reason, audit_details, categories
+        "SELECT id, created_at, reason, call_ids, session_ids, objects, forget, audit_actor, audit_action, audit_agency, audit_account, audit_subject, audit_reason, audit_details, categories, subjects
          FROM redaction_jobs ORDER BY created_at, id",
     )?;
     let rows = stmt
@@ -84,7 +101,9 @@ pub(crate) fn pending(conn: &Connection) -> Result<Vec<RedactionJob>, StoreError
             let agency: Option<String> = r.get(9)?;
             let account: Option<String> = r.get(10)?;
             let categories: String = r.get(14)?;
+            let subjects: String = r.get(15)?;
             Ok(RedactionJob {
+                subjects: pairs(&subjects),
                 categories: categories
                     .split(',')
                     .filter_map(DataCategory::parse)
@@ -99,13 +118,7 @@ pub(crate) fn pending(conn: &Connection) -> Result<Vec<RedactionJob>, StoreError
                     .filter(|s| !s.is_empty())
                     .map(str::to_owned)
                     .collect(),
-                forget: forget
-                    .split(',')
-                    .filter_map(|pair| {
-                        let (a, b) = pair.split_once(':')?;
-                        Some((a.parse::<AccountId>().ok()?, unhex(b)?))
-                    })
-                    .collect(),
+                forget: pairs(&forget),
                 audit: AuditEvent {
                     actor: r.get(7)?,
                     action: r.get(8)?,
@@ -235,6 +248,7 @@ fn apply_categories(conn: &Connection, job: &RedactionJob) -> Result<RedactionAp
         at,
         audit_seq,
         objects,
+        consents: 0,
     })
 }
 
@@ -264,6 +278,21 @@ pub(crate) fn apply(
         })?
         .collect::<Result<_, _>>()?;
     let calls = redacted_ids.len() as u64;
+    // The consent ledger entries of the subjects, and of the visitors of the sessions: the
+    // journal keeps that consents existed (their events), not whose.
+    let mut subjects = job.subjects.clone();
+    let visitors: Vec<(String, Vec<u8>)> = conn
+        .prepare_cached(
+            "SELECT account_id, visitor_bidx FROM sessions WHERE id IN (SELECT value FROM json_each(?1)) AND visitor_bidx IS NOT NULL",
+        )?
+        .query_map([json_ids(job.session_ids.iter())], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (account, bidx) in visitors {
+        if let (Ok(account), Ok(bidx)) = (account.parse::<AccountId>(), bidx.try_into()) {
+            subjects.push((account, bidx));
+        }
+    }
+    let consents = super::consent::remove_subjects(conn, &subjects)?;
     let session_sql = format!(
         "UPDATE sessions SET {}, redacted_at = ?2, redaction_reason = ?3
          WHERE id IN (SELECT value FROM json_each(?1)) AND redacted_at IS NULL",
@@ -296,7 +325,7 @@ pub(crate) fn apply(
         );
     }
     details.push(format!(
-        "\"redacted_calls\":{calls},\"redacted_sessions\":{sessions},\"job\":\"{}\"",
+        "\"redacted_calls\":{calls},\"redacted_sessions\":{sessions},\"consents_removed\":{consents},\"job\":\"{}\"",
         job.id
     ));
     if !job.forget.is_empty() {
@@ -317,6 +346,7 @@ pub(crate) fn apply(
         at,
         audit_seq,
         objects,
+        consents,
     })
 }
 

@@ -138,6 +138,46 @@ ALTER TABLE calls ADD COLUMN legal_hold_by TEXT;
 -- this index instead of scanning the table, and redacted or held calls leave it.
 CREATE INDEX calls_live ON calls (account_id, started_at) WHERE redacted_at IS NULL AND legal_hold_at IS NULL;
 "#,
+    r#"
+-- Consent and minimisation.
+ALTER TABLE sessions ADD COLUMN gdpr_scope INTEGER;
+ALTER TABLE sessions ADD COLUMN visitor_bidx BLOB;
+CREATE INDEX sessions_visitor ON sessions (account_id, visitor_bidx) WHERE visitor_bidx IS NOT NULL;
+CREATE INDEX calls_session ON calls (session_id) WHERE session_id IS NOT NULL;
+
+-- Notices: a version is immutable once a consent event refers to it (used_at set).
+CREATE TABLE notices (
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    category TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    used_at INTEGER,
+    PRIMARY KEY (account_id, category, version)
+) WITHOUT ROWID;
+
+-- The consent ledger: append-only; rows leave only with their subject's redaction.
+CREATE TABLE consents (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    subject_kind TEXT NOT NULL,
+    subject_bidx BLOB NOT NULL,
+    subject BLOB NOT NULL,
+    category TEXT NOT NULL,
+    status TEXT NOT NULL,
+    notice_version INTEGER,
+    method TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    call_id TEXT,
+    recorded_by TEXT NOT NULL
+);
+CREATE INDEX consents_subject ON consents (account_id, subject_bidx, seq);
+CREATE INDEX consents_call ON consents (call_id) WHERE call_id IS NOT NULL;
+CREATE INDEX consents_account ON consents (account_id, seq);
+
+ALTER TABLE redaction_jobs ADD COLUMN subjects TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 /// The vault: wrapped data keys only.

@@ -13,9 +13,11 @@ use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, CallId, SessionId};
 
 use super::db::SqliteDb;
-use super::{audit, redaction, schema};
+use super::{audit, consent, redaction, schema};
 use crate::records::*;
 use crate::{Store, StoreError};
+use ringfence_core::DataCategory;
+use ringfence_core::collection::{CollectionSettings, IpPolicy, RecordingMode};
 
 /// The call log in SQLite.
 #[derive(Clone)]
@@ -69,6 +71,48 @@ fn agency_from(row: &Row<'_>) -> rusqlite::Result<AgencyRecord> {
 
 const ACCOUNT_COLUMNS: &str = "id, agency_id, name, settings, created_at, retention_days, retention_scope, retention_categories";
 
+/// The collection settings as the `settings` column keeps them (JSON); unknown or missing
+/// keys read as the defaults.
+fn encode_collection(c: &CollectionSettings) -> String {
+    serde_json::json!({"collection": {
+        "caller_name": c.caller_name,
+        "caller_location": c.caller_location,
+        "recording_gdpr": c.recording_gdpr.as_str(),
+        "recording_other": c.recording_other.as_str(),
+        "transcription": c.transcription,
+        "visitor_ip": c.visitor_ip.as_str(),
+        "visitor_details": c.visitor_details,
+    }})
+    .to_string()
+}
+
+fn decode_collection(text: &str) -> CollectionSettings {
+    let mut c = CollectionSettings::default();
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+        return c;
+    };
+    let Some(doc) = value.get("collection") else {
+        return c;
+    };
+    let flag =
+        |name: &str, default: bool| doc.get(name).and_then(|v| v.as_bool()).unwrap_or(default);
+    let text_of = |name: &str| doc.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    c.caller_name = flag("caller_name", c.caller_name);
+    c.caller_location = flag("caller_location", c.caller_location);
+    c.transcription = flag("transcription", c.transcription);
+    c.visitor_details = flag("visitor_details", c.visitor_details);
+    if let Some(m) = text_of("recording_gdpr").and_then(|t| RecordingMode::parse(&t)) {
+        c.recording_gdpr = m;
+    }
+    if let Some(m) = text_of("recording_other").and_then(|t| RecordingMode::parse(&t)) {
+        c.recording_other = m;
+    }
+    if let Some(p) = text_of("visitor_ip").and_then(|t| IpPolicy::parse(&t)) {
+        c.visitor_ip = p;
+    }
+    c
+}
+
 fn account_from(row: &Row<'_>) -> rusqlite::Result<AccountRecord> {
     let scope: String = row.get(6)?;
     let categories: String = row.get(7)?;
@@ -76,7 +120,7 @@ fn account_from(row: &Row<'_>) -> rusqlite::Result<AccountRecord> {
         id: parse_id(row.get(0)?)?,
         agency_id: parse_id(row.get(1)?)?,
         name: row.get(2)?,
-        settings: row.get(3)?,
+        collection: decode_collection(&row.get::<_, String>(3)?),
         created_at: ts(row.get(4)?),
         retention: RetentionPolicy {
             after_days: row.get(5)?,
@@ -165,7 +209,7 @@ fn call_from(row: &Row<'_>) -> rusqlite::Result<CallRow> {
     })
 }
 
-const SESSION_COLUMNS: &str = "id, account_id, external_id, started_at, created_at, utm_source, utm_medium, utm_campaign, visitor, redacted_at, redaction_reason";
+const SESSION_COLUMNS: &str = "id, account_id, external_id, started_at, created_at, utm_source, utm_medium, utm_campaign, visitor, redacted_at, redaction_reason, gdpr_scope, visitor_bidx";
 
 fn session_from(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
     let reason: Option<String> = row.get(10)?;
@@ -179,6 +223,8 @@ fn session_from(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
         utm_medium: row.get(6)?,
         utm_campaign: row.get(7)?,
         visitor: row.get(8)?,
+        gdpr_scope: row.get(11)?,
+        visitor_bidx: bidx(row.get(12)?),
         redacted_at: opt_ts(row.get(9)?),
         redaction_reason: reason.as_deref().and_then(RedactionReason::parse),
     })
@@ -190,8 +236,8 @@ fn insert_session_row(
     s: &SessionRow,
 ) -> Result<Inserted<SessionId>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO sessions (id, account_id, external_id, started_at, created_at, utm_source, utm_medium, utm_campaign, visitor, redacted_at, redaction_reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL) ON CONFLICT (account_id, external_id) DO NOTHING",
+        "INSERT INTO sessions (id, account_id, external_id, started_at, created_at, utm_source, utm_medium, utm_campaign, visitor, redacted_at, redaction_reason, gdpr_scope, visitor_bidx)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, ?10, ?11) ON CONFLICT (account_id, external_id) DO NOTHING",
     )?;
     let n = stmt.execute(params![
         s.id.to_string(),
@@ -203,6 +249,8 @@ fn insert_session_row(
         s.utm_medium,
         s.utm_campaign,
         s.visitor,
+        s.gdpr_scope,
+        s.visitor_bidx.as_ref().map(|b| b.as_slice()),
     ])?;
     if n == 1 {
         return Ok(Inserted::Created(s.id));
@@ -226,13 +274,19 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
         }
     }
     let mut outcomes = Vec::with_capacity(calls.len());
+    let mut withheld_all: Vec<Vec<DataCategory>> = Vec::with_capacity(calls.len());
     let mut forgotten: Vec<(AccountId, CallId)> = Vec::new();
+    // Most accounts have no consent events at all: ask once per account, not once per call.
+    let mut ledgers: std::collections::HashMap<AccountId, bool> = std::collections::HashMap::new();
     // Most accounts never forget anyone: ask once per account, not once per call.
     let mut forget_lists: std::collections::HashMap<AccountId, bool> =
         std::collections::HashMap::new();
     for (index, new) in calls.iter().enumerate() {
         let mut c = &new.call;
         let stripped;
+        let consented;
+        let consented_session;
+        let linked;
         let mut inline_session = new.inline_session.as_ref();
         let forget_list_used = match forget_lists.get(&c.account_id) {
             Some(used) => *used,
@@ -269,6 +323,83 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
             inline_session = None;
             forgotten.push((c.account_id, c.id));
         }
+        // Consent: categories the subject withdrew are left out; a transcript that needs a
+        // granted consent without one refuses the batch. Checked here, in the writer, so
+        // that a withdrawal and an ingest never pass each other.
+        let mut withheld: Vec<DataCategory> = Vec::new();
+        if c.redacted_at.is_none() {
+            let has_ledger = match ledgers.get(&c.account_id) {
+                Some(has) => *has,
+                None => {
+                    let has = consent::account_has_any(conn, c.account_id)?;
+                    ledgers.insert(c.account_id, has);
+                    has
+                }
+            };
+            let subjects: Vec<ringfence_crypto::BlindIndex> = c
+                .caller_bidx
+                .into_iter()
+                .chain(inline_session.and_then(|s| s.visitor_bidx))
+                .collect();
+            let mut state = if has_ledger && !subjects.is_empty() {
+                consent::state(conn, c.account_id, &subjects, None)?
+            } else {
+                Default::default()
+            };
+            for event in &new.consents {
+                state.apply(event.category, event.status);
+            }
+            let present = [
+                (DataCategory::CallerIdentity, c.caller_identity.is_some()),
+                (DataCategory::CallerLocation, c.caller_location.is_some()),
+                (DataCategory::Transcript, c.transcript.is_some()),
+                (DataCategory::InteractionContent, c.interaction.is_some()),
+                (
+                    DataCategory::Visitor,
+                    inline_session.is_some_and(|s| s.visitor.is_some()),
+                ),
+            ];
+            for (category, here) in present {
+                if here && state.withdrawn(category) {
+                    withheld.push(category);
+                }
+            }
+            if new.transcript_needs_consent
+                && c.transcript.is_some()
+                && !withheld.contains(&DataCategory::Transcript)
+                && !state.granted(DataCategory::Transcript)
+            {
+                return Err(StoreError::ConsentRequired {
+                    index,
+                    category: DataCategory::Transcript,
+                });
+            }
+            if !withheld.is_empty() {
+                let mut row = c.clone();
+                for category in &withheld {
+                    match category {
+                        DataCategory::CallerIdentity => row.caller_identity = None,
+                        DataCategory::CallerLocation => row.caller_location = None,
+                        DataCategory::Transcript => row.transcript = None,
+                        DataCategory::InteractionContent => row.interaction = None,
+                        _ => {}
+                    }
+                }
+                consented = row;
+                c = &consented;
+                if withheld.contains(&DataCategory::Visitor)
+                    && let Some(session) = inline_session
+                {
+                    consented_session = SessionRow {
+                        visitor: None,
+                        visitor_bidx: None,
+                        gdpr_scope: None,
+                        ..session.clone()
+                    };
+                    inline_session = Some(&consented_session);
+                }
+            }
+        }
         // A call sent with its visit: its session must exist before the call refers to it,
         // and must not be stored for a re-delivered call, so look the external id up first.
         // Other calls go straight to an insert that ignores a known external id.
@@ -282,6 +413,7 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
                 .optional()?
         {
             outcomes.push(Inserted::Existing(parse_id(existing)?));
+            withheld_all.push(Vec::new());
             if let Some(pos) = forgotten.iter().position(|(_, id)| *id == c.id) {
                 forgotten.remove(pos);
             }
@@ -290,12 +422,27 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
         let session_id = match inline_session {
             Some(session) => Some(insert_session_row(conn, session)?.id()),
             None => {
-                if let Some(linked) = c.session_id {
-                    let found = conn
-                        .prepare_cached("SELECT 1 FROM sessions WHERE id = ?1 AND account_id = ?2")?
-                        .exists(params![linked.to_string(), c.account_id.to_string()])?;
-                    if !found {
+                if let Some(session) = c.session_id {
+                    let scope: Option<Option<bool>> = conn
+                        .prepare_cached(
+                            "SELECT gdpr_scope FROM sessions WHERE id = ?1 AND account_id = ?2",
+                        )?
+                        .query_row(
+                            params![session.to_string(), c.account_id.to_string()],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    let Some(scope) = scope else {
                         return Err(StoreError::SessionNotFound { index });
+                    };
+                    // The visit's country counts toward the call's scope.
+                    let combined = ringfence_core::jurisdiction::combine_scope(c.gdpr_scope, scope);
+                    if combined != c.gdpr_scope && c.redacted_at.is_none() {
+                        linked = CallRow {
+                            gdpr_scope: combined,
+                            ..c.clone()
+                        };
+                        c = &linked;
                     }
                 }
                 c.session_id
@@ -351,12 +498,29 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
                     r.get(0)
                 })?;
             outcomes.push(Inserted::Existing(parse_id(existing)?));
+            withheld_all.push(Vec::new());
             if let Some(pos) = forgotten.iter().position(|(_, id)| *id == c.id) {
                 forgotten.remove(pos);
             }
             continue;
         }
+        if c.redacted_at.is_none() {
+            for event in &new.consents {
+                let event = ConsentRow {
+                    call_id: Some(c.id),
+                    ..event.clone()
+                };
+                consent::record_inline(conn, &event).map_err(|e| match e {
+                    StoreError::UnknownNoticeVersion { .. } => {
+                        StoreError::UnknownNoticeVersion { index: Some(index) }
+                    }
+                    other => other,
+                })?;
+                ledgers.insert(c.account_id, true);
+            }
+        }
         outcomes.push(Inserted::Created(c.id));
+        withheld_all.push(withheld);
     }
     let mut by_account: std::collections::BTreeMap<AccountId, Vec<CallId>> =
         std::collections::BTreeMap::new();
@@ -390,6 +554,7 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
     Ok(InsertReport {
         outcomes,
         forgotten: forgotten.into_iter().map(|(_, c)| c).collect(),
+        withheld: withheld_all,
     })
 }
 
@@ -453,7 +618,7 @@ impl Store for SqliteStore {
                         a.id.to_string(),
                         a.agency_id.to_string(),
                         a.name,
-                        a.settings,
+                        encode_collection(&a.collection),
                         a.created_at.millis(),
                         a.retention.after_days,
                         a.retention.scope.as_str(),
@@ -483,7 +648,7 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 let n = conn.execute(
                     "UPDATE accounts SET name = ?2, settings = ?3, retention_days = ?4, retention_scope = ?5, retention_categories = ?6 WHERE id = ?1",
-                    params![a.id.to_string(), a.name, a.settings, a.retention.after_days, a.retention.scope.as_str(), a.retention.categories_text()],
+                    params![a.id.to_string(), a.name, encode_collection(&a.collection), a.retention.after_days, a.retention.scope.as_str(), a.retention.categories_text()],
                 )?;
                 if n == 0 {
                     Err(StoreError::NotFound("account"))
@@ -565,9 +730,28 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn insert_session(&self, session: SessionRow) -> Result<Inserted<SessionId>, StoreError> {
+    async fn insert_session(
+        &self,
+        session: SessionRow,
+    ) -> Result<(Inserted<SessionId>, bool), StoreError> {
         self.db
-            .write(move |conn| insert_session_row(conn, &session))
+            .write(move |conn| {
+                if let Some(bidx) = session.visitor_bidx
+                    && session.visitor.is_some()
+                    && consent::account_has_any(conn, session.account_id)?
+                    && consent::state(conn, session.account_id, &[bidx], None)?
+                        .withdrawn(DataCategory::Visitor)
+                {
+                    let stripped = SessionRow {
+                        visitor: None,
+                        visitor_bidx: None,
+                        gdpr_scope: None,
+                        ..session
+                    };
+                    return Ok((insert_session_row(conn, &stripped)?, true));
+                }
+                Ok((insert_session_row(conn, &session)?, false))
+            })
             .await
     }
 
@@ -656,21 +840,36 @@ impl Store for SqliteStore {
         &self,
         call: CallId,
         recording: Option<RecordingRow>,
+        consent_check: Option<RecordingConsent>,
     ) -> Result<Option<RecordingRow>, StoreError> {
         self.db
             .write(move |conn| {
-                let previous: Option<(Option<String>, Option<String>, Option<i64>, Option<i64>)> = conn
+                type Current = (Option<String>, Option<String>, Option<i64>, Option<i64>, String, Option<Vec<u8>>, Option<Vec<u8>>);
+                let previous: Option<Current> = conn
                     .query_row(
-                        "SELECT recording_object, recording_content_type, recording_bytes, redacted_at FROM calls WHERE id = ?1",
+                        "SELECT c.recording_object, c.recording_content_type, c.recording_bytes, c.redacted_at, c.account_id, c.caller_bidx, s.visitor_bidx
+                         FROM calls c LEFT JOIN sessions s ON s.id = c.session_id WHERE c.id = ?1",
                         [call.to_string()],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
                     )
                     .optional()?;
-                let Some((object, content_type, bytes, redacted_at)) = previous else {
+                let Some((object, content_type, bytes, redacted_at, account, caller, visitor)) = previous else {
                     return Err(StoreError::NotFound("call"));
                 };
                 if redacted_at.is_some() && recording.is_some() {
                     return Err(StoreError::AlreadyExists("redaction of this call"));
+                }
+                if let (Some(check), Some(_)) = (consent_check, &recording) {
+                    let account: AccountId = parse_id(account)?;
+                    let subjects: Vec<ringfence_crypto::BlindIndex> = [bidx(caller), bidx(visitor)].into_iter().flatten().collect();
+                    let state = consent::state(conn, account, &subjects, Some(call))?;
+                    let allowed = match check {
+                        RecordingConsent::Granted => state.granted(DataCategory::Recording),
+                        RecordingConsent::UnlessWithdrawn => !state.withdrawn(DataCategory::Recording),
+                    };
+                    if !allowed {
+                        return Err(StoreError::ConsentRequired { index: 0, category: DataCategory::Recording });
+                    }
                 }
                 let (o, t, b) = match &recording {
                     Some(r) => (Some(r.object.clone()), Some(r.content_type.clone()), Some(r.bytes as i64)),
@@ -861,6 +1060,100 @@ impl Store for SqliteStore {
 
     async fn compact(&self) -> Result<(), StoreError> {
         self.db.maintenance(checkpoint_truncate).await
+    }
+
+    async fn create_notice(
+        &self,
+        account: AccountId,
+        category: DataCategory,
+        text: String,
+        audit: AuditEvent,
+    ) -> Result<NoticeRow, StoreError> {
+        self.db
+            .write(move |conn| consent::create_notice(conn, account, category, &text, audit))
+            .await
+    }
+
+    async fn update_notice(
+        &self,
+        account: AccountId,
+        category: DataCategory,
+        version: u32,
+        text: String,
+        audit: AuditEvent,
+    ) -> Result<NoticeRow, StoreError> {
+        self.db
+            .write(move |conn| {
+                consent::update_notice(conn, account, category, version, &text, audit)
+            })
+            .await
+    }
+
+    async fn notices(&self, account: AccountId) -> Result<Vec<NoticeRow>, StoreError> {
+        self.db
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT {} FROM notices WHERE account_id = ?1 ORDER BY category, version",
+                    consent::NOTICE_COLUMNS
+                );
+                let rows = conn
+                    .prepare_cached(&sql)?
+                    .query_map([account.to_string()], consent::notice_from)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+
+    async fn record_consent(
+        &self,
+        row: ConsentRow,
+        job: Option<RedactionJob>,
+    ) -> Result<ConsentRecorded, StoreError> {
+        self.db
+            .write(move |conn| consent::record(conn, &row, job))
+            .await
+    }
+
+    async fn consent_state(
+        &self,
+        account: AccountId,
+        subjects: Vec<ringfence_crypto::BlindIndex>,
+        call: Option<CallId>,
+    ) -> Result<ringfence_core::consent::ConsentState, StoreError> {
+        self.db
+            .read(move |conn| consent::state(conn, account, &subjects, call))
+            .await
+    }
+
+    async fn consents(
+        &self,
+        account: AccountId,
+        subject: Option<ringfence_crypto::BlindIndex>,
+        after_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<ConsentRow>, StoreError> {
+        self.db
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT {} FROM consents WHERE account_id = ?1 AND (?2 IS NULL OR subject_bidx = ?2) AND seq > ?3 ORDER BY seq LIMIT ?4",
+                    consent::CONSENT_COLUMNS
+                );
+                let rows = conn
+                    .prepare_cached(&sql)?
+                    .query_map(
+                        params![
+                            account.to_string(),
+                            subject.as_ref().map(|b| b.as_slice()),
+                            after_seq.unwrap_or(0),
+                            limit
+                        ],
+                        consent::consent_from,
+                    )?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use ringfence_core::collection::CollectionSettings;
 use std::path::{Path, PathBuf};
 
 use reqwest::StatusCode;
@@ -110,7 +111,9 @@ impl TestApp {
             id: AccountId::generate(),
             agency_id: agency,
             name: "Test Account".into(),
-            settings: "{}".into(),
+            // Most suites check that what they send comes back: collect it all. The consent
+            // suite sets the defaults it tests explicitly.
+            collection: CollectionSettings::collect_all(),
             created_at: Timestamp::now(),
             retention: Default::default(),
         };
@@ -473,7 +476,28 @@ pub fn cli_tenant(data: &Path, redaction_enabled: bool) -> (String, String) {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    (agency, id(&out))
+    let account = id(&out);
+    // The suites that use the binary check what they send comes back: collect it all.
+    let (code, _, err) = run_cli(
+        data,
+        &[
+            "account",
+            "set",
+            &account,
+            "--caller-name",
+            "true",
+            "--caller-location",
+            "true",
+            "--recording-gdpr",
+            "announce",
+            "--transcription",
+            "true",
+            "--visitor-ip",
+            "full",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    (agency, account)
 }
 
 /// Every journal entry the token may see, oldest first, page by page.

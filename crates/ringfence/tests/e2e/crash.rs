@@ -1,6 +1,7 @@
 //! Crash safety: SIGKILL at many points of a redaction; after a restart every call is either
 //! intact or fully redacted, and no recording file of a redacted call remains.
 
+use ringfence_store::IngestPolicy;
 use std::path::Path;
 use std::time::Duration;
 
@@ -349,9 +350,14 @@ async fn bulk_ingest(
                 interaction: Default::default(),
                 session_id: None,
                 visitor: None,
+                consents: Vec::new(),
             })
             .collect();
-        resources.log.ingest_calls(account, batch).await.unwrap();
+        resources
+            .log
+            .ingest_calls(account, batch, &IngestPolicy::collect_all("test"))
+            .await
+            .unwrap();
         made += n;
     }
 }

@@ -13,6 +13,7 @@ mod backup;
 mod calls;
 mod canary;
 mod cli;
+mod consent;
 mod crash;
 mod demo;
 mod matrix;
