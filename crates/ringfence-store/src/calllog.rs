@@ -1005,11 +1005,61 @@ impl CallLog {
         &self,
         ids: Vec<CallId>,
         forget: Vec<(AccountId, BlindIndex)>,
+        subjects: Vec<(AccountId, BlindIndex)>,
         reason: RedactionReason,
         audit: AuditEvent,
     ) -> Result<RedactionReceipt, LogError> {
         let rows = self.store.calls_by_ids(ids).await?;
-        self.redact(rows, forget, Vec::new(), reason, audit).await
+        self.redact(rows, forget, subjects, reason, audit).await
+    }
+
+    /// Removes `categories` from calls and sessions by id (a restore re-applying a removal
+    /// journaled after its backup). Ids that do not exist are skipped.
+    pub async fn remove_categories_by_ids(
+        &self,
+        call_ids: Vec<CallId>,
+        session_ids: Vec<SessionId>,
+        categories: Vec<DataCategory>,
+        reason: RedactionReason,
+        audit: AuditEvent,
+    ) -> Result<RedactionReceipt, LogError> {
+        let rows = self.store.calls_by_ids(call_ids).await?;
+        let live: Vec<&CallRow> = rows.iter().filter(|r| r.redacted_at.is_none()).collect();
+        let mut sessions = session_ids;
+        if categories.contains(&DataCategory::Visitor) {
+            sessions.extend(live.iter().filter_map(|r| r.session_id));
+        }
+        sessions.sort();
+        sessions.dedup();
+        let job = RedactionJob {
+            id: uuid::Uuid::now_v7().to_string(),
+            created_at: Timestamp::now(),
+            reason,
+            call_ids: live.iter().map(|r| r.id).collect(),
+            session_ids: sessions,
+            objects: if categories.contains(&DataCategory::Recording) {
+                live.iter()
+                    .filter_map(|r| r.recording.as_ref().map(|rec| rec.object.clone()))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            forget: Vec::new(),
+            subjects: Vec::new(),
+            audit,
+            categories,
+        };
+        self.store.begin_redaction(job.clone()).await?;
+        let applied = self.finish_redaction(job.clone()).await?;
+        Ok(RedactionReceipt {
+            redacted_calls: applied.calls,
+            redacted_sessions: applied.sessions,
+            call_ids: job.call_ids,
+            at: applied.at,
+            audit_seq: applied.audit_seq,
+            forgotten: false,
+            skipped_legal_hold: 0,
+        })
     }
 
     /// Removes `categories` from these calls, which otherwise stay as they are (automatic

@@ -19,6 +19,7 @@ use serde_json::json;
 use ringfence_core::call::RedactionReason;
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, CallId};
+use ringfence_core::{DataCategory, SessionId};
 use ringfence_store::AuditEvent;
 use ringfence_store::sqlite::{blind_index_from_hex, last_journal_seq, read_journal, snapshot};
 
@@ -124,23 +125,47 @@ pub async fn backup(resources: &Resources, out: &Path) -> anyhow::Result<serde_j
     )
 }
 
-/// Redactions journaled after a backup: call ids grouped by reason, forget-list entries,
-/// and the last journal position read.
-type JournalSince = (
-    Vec<(RedactionReason, Vec<CallId>)>,
-    Vec<(AccountId, [u8; 16])>,
-    i64,
-);
+/// What was removed after a backup, as its journal tells it (ids and blind indexes only).
+#[derive(Debug, Default)]
+struct JournalSince {
+    /// Whole redactions: call ids grouped by reason.
+    whole: Vec<(RedactionReason, Vec<CallId>)>,
+    /// Removals of some categories (retention by category, consent withdrawn), in order.
+    partial: Vec<(
+        RedactionReason,
+        Vec<DataCategory>,
+        Vec<CallId>,
+        Vec<SessionId>,
+    )>,
+    forget: Vec<(AccountId, [u8; 16])>,
+    /// Consent subjects whose records went with a caller's redaction.
+    subjects: Vec<(AccountId, [u8; 16])>,
+    last: i64,
+}
 
-/// Redactions journaled after the backup, grouped by reason: (call ids, forget entries).
+fn pairs_of(value: &serde_json::Value) -> Vec<(AccountId, [u8; 16])> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| {
+            let account = f["account"].as_str()?.parse::<AccountId>().ok()?;
+            let bidx = f["blind_index"].as_str().and_then(blind_index_from_hex)?;
+            Some((account, bidx))
+        })
+        .collect()
+}
+
+/// Redactions and removals journaled after the backup.
 fn redactions_since(journal: &Path, after_seq: i64) -> anyhow::Result<JournalSince> {
     let entries = read_journal(journal, after_seq)
         .with_context(|| format!("cannot read the journal in {}", journal.display()))?;
-    let mut by_reason: Vec<(RedactionReason, Vec<CallId>)> = Vec::new();
-    let mut forget = Vec::new();
-    let mut last = after_seq;
+    let mut since = JournalSince {
+        last: after_seq,
+        ..Default::default()
+    };
     for entry in entries {
-        last = entry.seq;
+        since.last = entry.seq;
         let Some(reason) = entry
             .event
             .reason
@@ -157,25 +182,34 @@ fn redactions_since(journal: &Path, after_seq: i64) -> anyhow::Result<JournalSin
             .split(',')
             .filter_map(|s| s.parse().ok())
             .collect();
+        let details =
+            serde_json::from_str::<serde_json::Value>(&entry.event.details).unwrap_or_default();
+        let categories: Vec<DataCategory> = details["categories"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().and_then(DataCategory::parse))
+            .collect();
+        if !categories.is_empty() {
+            let sessions: Vec<SessionId> = details["session_ids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().and_then(|s| s.parse().ok()))
+                .collect();
+            since.partial.push((reason, categories, ids, sessions));
+            continue;
+        }
         if !ids.is_empty() {
-            match by_reason.iter_mut().find(|(r, _)| *r == reason) {
+            match since.whole.iter_mut().find(|(r, _)| *r == reason) {
                 Some((_, list)) => list.extend(ids),
-                None => by_reason.push((reason, ids)),
+                None => since.whole.push((reason, ids)),
             }
         }
-        if let Ok(details) = serde_json::from_str::<serde_json::Value>(&entry.event.details) {
-            for f in details["forget"].as_array().into_iter().flatten() {
-                let account = f["account"]
-                    .as_str()
-                    .and_then(|a| a.parse::<AccountId>().ok());
-                let bidx = f["blind_index"].as_str().and_then(blind_index_from_hex);
-                if let (Some(a), Some(b)) = (account, bidx) {
-                    forget.push((a, b));
-                }
-            }
-        }
+        since.forget.extend(pairs_of(&details["forget"]));
+        since.subjects.extend(pairs_of(&details["subjects"]));
     }
-    Ok((by_reason, forget, last))
+    Ok(since)
 }
 
 /// `ringfence restore --from DIR --journal-from LIVE` into the (empty) `--data` folder.
@@ -232,35 +266,62 @@ pub async fn restore(
     let resources = Resources::open(config)?;
     let mut reapplied = 0u64;
     let mut entries = 0usize;
-    if let Some((by_reason, forget, last)) = journal {
-        let mut forget = Some(forget);
-        for (reason, ids) in by_reason {
+    if let Some(since) = journal {
+        let last = since.last;
+        let details =
+            json!({"journal_after": manifest.audit_seq, "journal_until": last}).to_string();
+        // Removals of categories first, in journal order; then whole redactions, which
+        // supersede them.
+        for (reason, categories, ids, sessions) in since.partial {
+            entries += 1;
+            resources
+                .log
+                .remove_categories_by_ids(
+                    ids,
+                    sessions,
+                    categories,
+                    reason,
+                    AuditEvent {
+                        actor: "restore".into(),
+                        action: "restore.removal_reapplied".into(),
+                        reason: Some(reason.as_str().into()),
+                        details: details.clone(),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+        }
+        let mut forget = Some(since.forget);
+        let mut subjects = Some(since.subjects);
+        for (reason, ids) in since.whole {
             entries += 1;
             let receipt = resources
                 .log
                 .redact_by_ids(
                     ids,
                     forget.take().unwrap_or_default(),
+                    subjects.take().unwrap_or_default(),
                     reason,
                     AuditEvent {
                         actor: "restore".into(),
                         action: "restore.redaction_reapplied".into(),
                         reason: Some(reason.as_str().into()),
-                        details:
-                            json!({"journal_after": manifest.audit_seq, "journal_until": last})
-                                .to_string(),
+                        details: details.clone(),
                         ..Default::default()
                     },
                 )
                 .await?;
             reapplied += receipt.redacted_calls;
         }
-        if let Some(forget) = forget.filter(|f| !f.is_empty()) {
+        let forget = forget.unwrap_or_default();
+        let subjects = subjects.unwrap_or_default();
+        if !forget.is_empty() || !subjects.is_empty() {
             resources
                 .log
                 .redact_by_ids(
                     Vec::new(),
                     forget,
+                    subjects,
                     RedactionReason::ForgetList,
                     AuditEvent {
                         actor: "restore".into(),

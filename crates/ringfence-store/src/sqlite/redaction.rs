@@ -233,9 +233,12 @@ fn apply_categories(conn: &Connection, job: &RedactionJob) -> Result<RedactionAp
         event.count = Some(calls);
         event.subject = Some(changed.join(","));
         let names: Vec<String> = job.categories.iter().map(|c| format!("\"{c}\"")).collect();
+        // The sessions too (ids only), so that a restore can remove the same data again.
+        let session_ids: Vec<String> = job.session_ids.iter().map(|s| format!("\"{s}\"")).collect();
         event.details = format!(
-            "{{\"categories\":[{}],\"calls\":{calls},\"sessions\":{sessions},\"job\":\"{}\"}}",
+            "{{\"categories\":[{}],\"calls\":{calls},\"sessions\":{sessions},\"session_ids\":[{}],\"job\":\"{}\"}}",
             names.join(","),
+            session_ids.join(","),
             job.id
         );
         audit::append(conn, &event)?
@@ -337,6 +340,15 @@ pub(crate) fn apply(
             .map(|(a, b)| format!("{{\"account\":\"{a}\",\"blind_index\":\"{}\"}}", hex(b)))
             .collect();
         details.push(format!("\"forget\":[{}]", entries.join(",")));
+    }
+    if !job.subjects.is_empty() {
+        // Blind indexes again: a restore removes these subjects' consent records too.
+        let entries: Vec<String> = job
+            .subjects
+            .iter()
+            .map(|(a, b)| format!("{{\"account\":\"{a}\",\"blind_index\":\"{}\"}}", hex(b)))
+            .collect();
+        details.push(format!("\"subjects\":[{}]", entries.join(",")));
     }
     event.details = format!("{{{}}}", details.join(","));
     let audit_seq = audit::append(conn, &event)?;

@@ -197,3 +197,115 @@ async fn a_restore_brings_back_redacted_calls_redacted_and_leaves_nothing_readab
     let (code, _, err) = run_cli(&restored, &["audit", "verify"]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[tokio::test]
+async fn a_restore_removes_again_what_consent_withdrawals_removed_and_the_consents_of_redacted_callers()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let backup = dir.path().join("backup");
+    let restored = dir.path().join("restored");
+    let logs = dir.path().join("logs");
+    let (_, account) = cli_tenant(&live, true);
+    let served = Served::start(&live, &logs, &[]);
+    let admin = served.bootstrap_token.clone().unwrap();
+    let client = reqwest::Client::new();
+    let base = served.address.clone();
+    let mut ids = Vec::new();
+    // Call 0: caller 31, who will withdraw recording consent. Call 1: caller 32, who grants
+    // it and is then redacted. Call 2: caller 33, untouched.
+    for n in 0..3u16 {
+        let mut call = full_call(n);
+        call["caller_number"] = json!(uk_number(31 + n));
+        let created = post_json(
+            &client,
+            &format!("{base}/api/v1/accounts/{account}/calls"),
+            &admin,
+            &call,
+        )
+        .await;
+        let id = created["id"].as_str().unwrap().to_owned();
+        let status = put_audio(
+            &client,
+            &format!("{base}/api/v1/calls/{id}/recording"),
+            &admin,
+            vec![n as u8 + 1; 5000],
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        ids.push(id);
+    }
+    let consents = format!("{base}/api/v1/accounts/{account}/consents");
+    post_json(&client, &consents, &admin, &json!({"subject": {"caller_number": uk_number(32)}, "category": "recording", "status": "granted", "method": "verbal"})).await;
+    let (code, _, err) = run_cli(&live, &["backup", "--out", backup.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+
+    // After the backup: caller 31 withdraws recording consent; caller 32 is redacted.
+    let withdrawn = post_json(&client, &consents, &admin, &json!({"subject": {"caller_number": uk_number(31)}, "category": "recording", "status": "withdrawn", "method": "verbal"})).await;
+    assert_eq!(withdrawn["removal"]["redacted_calls"], 1, "{withdrawn}");
+    post_json(
+        &client,
+        &format!("{base}/api/v1/accounts/{account}/callers/redact"),
+        &admin,
+        &json!({"number": uk_number(32)}),
+    )
+    .await;
+    assert!(served.stop().success());
+
+    std::fs::create_dir_all(&restored).unwrap();
+    std::fs::copy(live.join("master.key"), restored.join("master.key")).unwrap();
+    let (code, _, err) = run_cli(
+        &restored,
+        &[
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--journal-from",
+            live.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let served = Served::start(&restored, &logs, &[]);
+    let base = served.address.clone();
+    let urls: Vec<String> = ids
+        .iter()
+        .map(|id| format!("{base}/api/v1/calls/{id}"))
+        .collect();
+    let call = |i: usize| get_json(&client, &urls[i], &admin);
+    let first = call(0).await;
+    assert!(
+        first["redaction"].is_null(),
+        "a withdrawal removes a category, never the call: {first}"
+    );
+    assert!(
+        first["recording"].is_null(),
+        "the withdrawn recording stays gone: {first}"
+    );
+    assert_eq!(first["caller"]["number"], uk_number(31));
+    assert!(!call(1).await["redaction"].is_null());
+    assert_eq!(call(2).await["recording"]["bytes"], 5000);
+    let ledger = get_json(
+        &client,
+        &format!("{base}/api/v1/accounts/{account}/consents"),
+        &admin,
+    )
+    .await;
+    let subjects: Vec<String> = ledger["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            c["subject"]["caller_number"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        !subjects.contains(&uk_number(32)),
+        "the redacted caller's consents stay gone: {ledger}"
+    );
+    assert!(served.stop().success());
+    let (code, _, err) = run_cli(&restored, &["audit", "verify"]);
+    assert_eq!(code, 0, "{err}");
+}
