@@ -220,6 +220,10 @@ enum Payload {
     Audio,
     /// `Range: bytes=0-9`.
     FirstTenBytes,
+    /// A granted consent event.
+    Consent,
+    /// No body; the answer lists consent events.
+    ConsentList,
 }
 
 struct Route {
@@ -295,6 +299,22 @@ const ROUTES: &[Route] = &[
         payload: Payload::Session,
         need: Need::Write,
         success: StatusCode::CREATED,
+    },
+    Route {
+        name: "POST /accounts/{a}/consents",
+        method: Method::POST,
+        keyed: Keyed::Account("/consents"),
+        payload: Payload::Consent,
+        need: Need::Write,
+        success: StatusCode::CREATED,
+    },
+    Route {
+        name: "GET /accounts/{a}/consents",
+        method: Method::GET,
+        keyed: Keyed::Account("/consents"),
+        payload: Payload::ConsentList,
+        need: Need::Read,
+        success: StatusCode::OK,
     },
 ];
 
@@ -401,6 +421,8 @@ struct Fixture {
     calls: BTreeMap<Tenant, BTreeSet<String>>,
     /// The recording each seed call should have.
     recordings: BTreeMap<Tenant, Vec<u8>>,
+    /// The consent events each account should hold.
+    consents: BTreeMap<Tenant, BTreeSet<String>>,
 }
 
 impl Fixture {
@@ -423,6 +445,10 @@ impl Fixture {
             headers: Vec::new(),
             calls: BTreeMap::new(),
             recordings: BTreeMap::new(),
+            consents: Tenant::ALL
+                .into_iter()
+                .map(|t| (t, BTreeSet::new()))
+                .collect(),
         };
         let admin = format!("Bearer {}", fixture.app.admin);
         for tenant in Tenant::ALL {
@@ -572,6 +598,10 @@ impl Fixture {
             ),
             Payload::Audio => Body::Audio(recording_bytes(&format!("matrix case {case}"))),
             Payload::FirstTenBytes => Body::Range("bytes=0-9"),
+            Payload::Consent => Body::Json(
+                json!({"subject": {"caller_number": uk_number(case as u16)}, "category": "recording", "status": "granted", "method": "api"}),
+            ),
+            Payload::ConsentList => Body::Nothing,
         }
     }
 
@@ -729,6 +759,34 @@ impl Fixture {
                     unreachable!("audio is bytes")
                 };
                 self.recordings.insert(tenant, bytes);
+            }
+            Payload::Consent => match answer.json["id"].as_str() {
+                Some(id) => {
+                    self.consents
+                        .get_mut(&tenant)
+                        .expect("tenant")
+                        .insert(id.to_owned());
+                }
+                None => fail(format!("a consent answer without an id: {}", answer.json)),
+            },
+            Payload::ConsentList => {
+                let returned: BTreeSet<String> = answer.json["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c["id"].as_str().map(str::to_owned))
+                    .collect();
+                if returned != self.consents[&tenant] {
+                    fail(format!(
+                        "listed consents {returned:?}, expected {:?}",
+                        self.consents[&tenant]
+                    ));
+                }
+                for item in answer.json["items"].as_array().into_iter().flatten() {
+                    if item["subject"].is_null() == personal_data {
+                        fail(format!("consent subject shown wrongly: {item}"));
+                    }
+                }
             }
             Payload::Nothing | Payload::FirstTenBytes => match route.need {
                 Need::Recording => {
@@ -957,6 +1015,33 @@ async fn every_role_reaches_exactly_its_own_tenants_on_every_route() {
                                 .await;
                             if probe.status != StatusCode::CREATED {
                                 failures.push(format!("{case}: a denied session was stored: re-sending it answered {} {}", probe.status, probe.json));
+                            }
+                        }
+                    } else if route.payload == Payload::Consent {
+                        // A denied consent is in no ledger; an accepted one in its own only.
+                        for tenant in Tenant::ALL {
+                            let answer = fixture
+                                .request(
+                                    Method::GET,
+                                    Some(&fixture.admin()),
+                                    &format!(
+                                        "/api/v1/accounts/{}/consents?limit=500",
+                                        fixture.accounts[&tenant]
+                                    ),
+                                    Body::Nothing,
+                                )
+                                .await;
+                            let held: BTreeSet<String> = answer.json["items"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|c| c["id"].as_str().map(str::to_owned))
+                                .collect();
+                            if held != fixture.consents[&tenant] {
+                                failures.push(format!(
+                                    "{case}: {tenant:?} holds consents {held:?}, expected {:?}",
+                                    fixture.consents[&tenant]
+                                ));
                             }
                         }
                     } else {
