@@ -125,18 +125,21 @@ pub async fn backup(resources: &Resources, out: &Path) -> anyhow::Result<serde_j
     )
 }
 
+/// A removal of some categories: reason, categories, calls, sessions.
+type PartialRemoval = (
+    RedactionReason,
+    Vec<DataCategory>,
+    Vec<CallId>,
+    Vec<SessionId>,
+);
+
 /// What was removed after a backup, as its journal tells it (ids and blind indexes only).
 #[derive(Debug, Default)]
 struct JournalSince {
     /// Whole redactions: call ids grouped by reason.
     whole: Vec<(RedactionReason, Vec<CallId>)>,
     /// Removals of some categories (retention by category, consent withdrawn), in order.
-    partial: Vec<(
-        RedactionReason,
-        Vec<DataCategory>,
-        Vec<CallId>,
-        Vec<SessionId>,
-    )>,
+    partial: Vec<PartialRemoval>,
     forget: Vec<(AccountId, [u8; 16])>,
     /// Consent subjects whose records went with a caller's redaction.
     subjects: Vec<(AccountId, [u8; 16])>,

@@ -105,6 +105,30 @@ async fn no_personal_data_reaches_any_file_in_plaintext() {
         .unwrap()
         .status();
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // The consent ledger: subjects by number and by visitor id, a withdrawal, lookups.
+    let consents = format!("{base}/api/v1/accounts/{account}/consents");
+    for body in [
+        json!({"subject": {"caller_number": number}, "category": "transcript", "status": "granted", "method": "ivr_keypress", "call_id": id}),
+        json!({"subject": {"visitor_id": marker("CONSENTVISITOR")}, "category": "visitor", "status": "granted", "method": "web_form"}),
+        json!({"subject": {"caller_number": number}, "category": "interaction_content", "status": "withdrawn", "method": "verbal"}),
+    ] {
+        let answer = post_json(&client, &consents, &admin, &body).await;
+        assert!(answer["id"].is_string(), "{answer}");
+    }
+    let ledger = get_json(
+        &client,
+        &format!("{consents}?subject=%2B{}", &number[1..]),
+        &admin,
+    )
+    .await;
+    assert_eq!(ledger["items"].as_array().unwrap().len(), 2, "{ledger}");
+    let ledger = get_json(
+        &client,
+        &format!("{consents}?visitor_id={}", marker("CONSENTVISITOR")),
+        &admin,
+    )
+    .await;
+    assert_eq!(ledger["state"]["visitor"], "granted", "{ledger}");
 
     let digits = number.trim_start_matches('+').to_owned();
     let needles: Vec<String> = [
@@ -124,6 +148,7 @@ async fn no_personal_data_reaches_any_file_in_plaintext() {
         "VISITORID",
         "SESSIONUA",
         "AUDIO",
+        "CONSENTVISITOR",
     ]
     .iter()
     .map(|w| marker(w))
