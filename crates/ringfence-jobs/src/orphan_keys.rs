@@ -186,6 +186,31 @@ mod tests {
         );
         let orphan_id = orphan.id.clone();
         log.vault().insert(vec![orphan]).await.unwrap();
+        // A consent subject with events keeps its key; one whose events never landed does not.
+        log.record_consent(
+            account.id,
+            None,
+            ringfence_store::NewConsent {
+                subject: ringfence_store::ConsentSubject::Caller(
+                    parse_e164("+442079460123").unwrap(),
+                ),
+                category: ringfence_core::DataCategory::Recording,
+                status: ringfence_core::consent::ConsentStatus::Granted,
+                notice_version: None,
+                method: ringfence_core::consent::ConsentMethod::Api,
+                call_id: None,
+            },
+            "test".into(),
+        )
+        .await
+        .unwrap();
+        let (_, lonely) = log.vault().issue(
+            format!("subject:{}:{}", account.id, "ab".repeat(16)),
+            account.id.to_string(),
+            KeyPurpose::Subject,
+        );
+        let lonely_id = lonely.id.clone();
+        log.vault().insert(vec![lonely]).await.unwrap();
 
         let young = collect_orphan_keys(&log, GRACE, Timestamp::now())
             .await
@@ -204,11 +229,17 @@ mod tests {
         assert_eq!(
             report,
             OrphanKeyReport {
-                examined: 2,
-                destroyed: 1
+                examined: 4,
+                destroyed: 2
             }
         );
         assert!(log.vault().open_key(&orphan_id).await.unwrap().is_none());
+        assert!(log.vault().open_key(&lonely_id).await.unwrap().is_none());
+        let ledger = log.consents(account.id, None, None, 10).await.unwrap();
+        assert!(
+            ledger[0].subject.is_some(),
+            "the subject with events still opens"
+        );
         assert!(
             log.vault()
                 .open_key(&stored.to_string())
