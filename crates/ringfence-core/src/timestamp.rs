@@ -1,6 +1,6 @@
 //! Instants as Ringfence stores them: UTC milliseconds since the Unix epoch.
 
-use time::format_description::well_known::Rfc3339;
+use time::format_description::well_known::{Rfc2822, Rfc3339};
 use time::{OffsetDateTime, UtcOffset};
 
 /// Milliseconds since 1970-01-01T00:00:00Z.
@@ -43,6 +43,15 @@ impl Timestamp {
             return Err(TimestampError::OutOfRange);
         }
         Ok(ts)
+    }
+    /// An RFC 2822 date (`Sat, 28 Nov 2026 10:00:00 +0000`, as Twilio sends `Timestamp`), in
+    /// the accepted range; `None` otherwise.
+    pub fn parse_rfc2822(text: &str) -> Option<Self> {
+        if text.len() > 64 {
+            return None;
+        }
+        let ts = Self::from_datetime(OffsetDateTime::parse(text.trim(), &Rfc2822).ok()?);
+        (MIN_MILLIS..=MAX_MILLIS).contains(&ts.0).then_some(ts)
     }
     /// RFC 3339 in UTC, with milliseconds only when there are some.
     pub fn to_rfc3339(self) -> String {

@@ -11,6 +11,7 @@ mod aead;
 pub mod audit;
 mod keys;
 mod recording;
+pub mod twilio;
 mod vault;
 
 pub use aead::{CryptoError, NONCE_LEN, SEAL_OVERHEAD, TAG_LEN, open, seal};

@@ -16,6 +16,8 @@ pub enum KeyPurpose {
     BlindIndex,
     /// A consent subject's key: seals the subject of their consent events.
     Subject,
+    /// An account's secrets key: seals credentials such as the telephony auth token.
+    AccountSecret,
 }
 
 impl KeyPurpose {
@@ -25,6 +27,7 @@ impl KeyPurpose {
             KeyPurpose::Session => "session",
             KeyPurpose::BlindIndex => "blind_index",
             KeyPurpose::Subject => "subject",
+            KeyPurpose::AccountSecret => "account_secret",
         }
     }
     pub fn parse(text: &str) -> Option<Self> {
@@ -33,6 +36,7 @@ impl KeyPurpose {
             KeyPurpose::Session,
             KeyPurpose::BlindIndex,
             KeyPurpose::Subject,
+            KeyPurpose::AccountSecret,
         ]
         .into_iter()
         .find(|p| p.as_str() == text)

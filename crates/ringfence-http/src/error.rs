@@ -40,6 +40,8 @@ pub enum Code {
     UnknownCategory,
     UnknownNoticeVersion,
     NoticeInUse,
+    InvalidSignature,
+    InvalidForm,
     Unavailable,
     Internal,
 }
@@ -74,6 +76,8 @@ impl Code {
             Code::UnknownCategory => "unknown_category",
             Code::UnknownNoticeVersion => "unknown_notice_version",
             Code::NoticeInUse => "notice_in_use",
+            Code::InvalidSignature => "invalid_signature",
+            Code::InvalidForm => "invalid_form",
             Code::Unavailable => "unavailable",
             Code::Internal => "internal",
         }
@@ -81,7 +85,10 @@ impl Code {
 
     pub fn status(self) -> StatusCode {
         match self {
-            Code::InvalidJson | Code::InvalidQuery | Code::InvalidCursor => StatusCode::BAD_REQUEST,
+            Code::InvalidJson | Code::InvalidQuery | Code::InvalidCursor | Code::InvalidForm => {
+                StatusCode::BAD_REQUEST
+            }
+            Code::InvalidSignature => StatusCode::FORBIDDEN,
             Code::InvalidPhoneNumber
             | Code::InvalidField
             | Code::MissingField

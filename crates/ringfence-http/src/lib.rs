@@ -29,6 +29,7 @@ pub use state::{AppState, Limits};
 
 use routes::{
     accounts, agencies, audit, calls, consents, legal_hold, ops, recordings, redaction, sessions,
+    twilio,
 };
 
 struct BearerAuth;
@@ -57,11 +58,12 @@ impl Modify for BearerAuth {
         legal_hold::put_hold, legal_hold::delete_hold,
         audit::list,
         consents::record, consents::list, consents::create_notice, consents::update_notice, consents::list_notices,
+        twilio::voice,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(error::ErrorEnvelope, error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
-    tags((name = "calls"), (name = "sessions"), (name = "recordings"), (name = "redaction"), (name = "agencies"), (name = "accounts"), (name = "consent"), (name = "audit"), (name = "operations")),
+    tags((name = "calls"), (name = "sessions"), (name = "recordings"), (name = "redaction"), (name = "agencies"), (name = "accounts"), (name = "consent"), (name = "telephony"), (name = "audit"), (name = "operations")),
 )]
 pub struct ApiDoc;
 
@@ -121,6 +123,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/accounts/{account_id}/notices/{category}/{version}",
             axum::routing::put(consents::update_notice),
         )
+        .route("/webhooks/twilio/{account_id}/voice", post(twilio::voice))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

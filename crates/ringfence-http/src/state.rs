@@ -52,6 +52,9 @@ pub struct Inner {
     collections: Mutex<HashMap<AccountId, (CollectionSettings, Instant)>>,
     /// Offline IP-to-country data; without it the scope comes from the number alone.
     pub geo: Option<Arc<CountryDb>>,
+    /// The base URL the outside world reaches this server at (`https://calls.example.com`),
+    /// for webhook signatures behind a reverse proxy.
+    pub public_url: Option<String>,
 }
 
 #[derive(Clone)]
@@ -66,14 +69,15 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(log: Arc<CallLog>, limits: Limits, metrics: Option<PrometheusHandle>) -> Self {
-        Self::with_geo(log, limits, metrics, None)
+        Self::with_options(log, limits, metrics, None, None)
     }
 
-    pub fn with_geo(
+    pub fn with_options(
         log: Arc<CallLog>,
         limits: Limits,
         metrics: Option<PrometheusHandle>,
         geo: Option<Arc<CountryDb>>,
+        public_url: Option<String>,
     ) -> Self {
         Self(Arc::new(Inner {
             log,
@@ -83,6 +87,7 @@ impl AppState {
             agencies: Mutex::new(HashMap::new()),
             collections: Mutex::new(HashMap::new()),
             geo,
+            public_url,
         }))
     }
 

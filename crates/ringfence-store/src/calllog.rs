@@ -454,6 +454,127 @@ impl CallLog {
         )
     }
 
+    /// The key sealing an account's secrets, created on first use.
+    async fn secrets_key(&self, account: AccountId) -> Result<DataKey, LogError> {
+        let id = format!("account-secrets:{account}");
+        if let Some(k) = self.vault.open_key(&id).await? {
+            return Ok(k);
+        }
+        let (_, record) =
+            self.vault
+                .issue(id.clone(), account.to_string(), KeyPurpose::AccountSecret);
+        self.vault.insert(vec![record]).await?;
+        self.vault
+            .open_key(&id)
+            .await?
+            .ok_or(LogError::Corrupt(id, "secrets key vanished"))
+    }
+
+    /// Seals a telephony auth token for the account (to store in its record).
+    pub async fn seal_twilio_auth_token(
+        &self,
+        account: AccountId,
+        token: &str,
+    ) -> Result<Vec<u8>, LogError> {
+        let key = self.secrets_key(account).await?;
+        Ok(seal(
+            &key,
+            &aad("account", &account.to_string(), "twilio_auth_token"),
+            token.as_bytes(),
+        ))
+    }
+
+    /// The account's telephony auth token, opened.
+    pub async fn twilio_auth_token(
+        &self,
+        account: &AccountRecord,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, LogError> {
+        let Some(sealed) = &account.twilio_auth_token else {
+            return Ok(None);
+        };
+        let key = self.secrets_key(account.id).await?;
+        let plain = open(
+            &key,
+            &aad("account", &account.id.to_string(), "twilio_auth_token"),
+            sealed,
+        )
+        .map_err(|_| {
+            LogError::Corrupt(format!("account {}", account.id), "secret does not open")
+        })?;
+        Ok(Some(plain))
+    }
+
+    /// Stores a status of a call sent by a telephony provider, identified by its
+    /// `external_id` (the provider's call id): the first status creates the call, later
+    /// ones update it (facts, caller identity and location, sealed with the call's own key).
+    /// Statuses only move forward, so repeated and out-of-order deliveries converge.
+    /// Answers the call's id, whether this delivery created it, and what was dropped.
+    pub async fn ingest_status(
+        self: &Arc<Self>,
+        account: AccountId,
+        call: NewCall,
+        policy: &IngestPolicy,
+    ) -> Result<(CallId, bool, Vec<String>), LogError> {
+        let external = call
+            .external_id
+            .clone()
+            .ok_or_else(|| LogError::Task("a status needs the provider's call id".into()))?;
+        let mut minimised = call.clone();
+        let dropped = policy.collection.minimise_call(&mut minimised);
+        let existing = match self
+            .store
+            .call_by_external(account, external.clone())
+            .await?
+        {
+            Some(row) => row,
+            None => {
+                let ingested = self
+                    .ingest_calls(account, vec![call], policy)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| LogError::Task("ingest returned no outcome".into()))?;
+                if ingested.outcome.is_created() {
+                    return Ok((ingested.outcome.id(), true, ingested.dropped));
+                }
+                // Another delivery of the same call was first: update it instead.
+                self.store
+                    .call_by_external(account, external)
+                    .await?
+                    .ok_or_else(|| {
+                        LogError::Corrupt(ingested.outcome.id().to_string(), "call vanished")
+                    })?
+            }
+        };
+        if existing.redacted_at.is_some() {
+            return Ok((existing.id, false, dropped));
+        }
+        let Some(key) = self.vault.open_key(&existing.id.to_string()).await? else {
+            // Its key is gone: a redaction is under way.
+            return Ok((existing.id, false, dropped));
+        };
+        let ids = existing.id.to_string();
+        let update = CallUpdate {
+            id: existing.id,
+            started_at: minimised.started_at,
+            duration_s: minimised.duration_s,
+            direction: minimised.direction,
+            status: minimised.status,
+            caller_identity: seal_opt(
+                &key,
+                &aad("call", &ids, "caller_identity"),
+                payload::encode_identity(&minimised.caller),
+            ),
+            caller_location: seal_opt(
+                &key,
+                &aad("call", &ids, "caller_location"),
+                payload::encode_location(&minimised.location),
+            ),
+        };
+        self.store.update_call(update).await?;
+        Ok((existing.id, false, dropped))
+    }
+
     /// The key that seals a consent subject's events, created on first use; destroyed when
     /// the subject is redacted.
     async fn subject_key(

@@ -100,6 +100,17 @@ pub trait Store: Send + Sync + 'static {
         consent: Option<RecordingConsent>,
     ) -> Result<Option<RecordingRow>, StoreError>;
 
+    /// A call of the account by its sender's id.
+    async fn call_by_external(
+        &self,
+        account: AccountId,
+        external_id: String,
+    ) -> Result<Option<CallRow>, StoreError>;
+    /// Applies a later status of a call. Statuses only move forward (an earlier status
+    /// arriving late changes nothing); categories the caller withdrew consent to are not
+    /// written. Answers whether the row changed.
+    async fn update_call(&self, update: CallUpdate) -> Result<bool, StoreError>;
+
     /// Adds a notice version (the next number for the account and category); journaled.
     async fn create_notice(
         &self,

@@ -22,6 +22,9 @@ pub struct AccountRecord {
     pub name: String,
     /// What the account collects (stored as JSON in the `settings` column).
     pub collection: ringfence_core::collection::CollectionSettings,
+    /// The telephony provider's auth token (signs webhooks), sealed with the account's
+    /// secrets key.
+    pub twilio_auth_token: Option<Vec<u8>>,
     /// Automatic redaction.
     pub retention: ringfence_core::retention::RetentionPolicy,
     pub created_at: Timestamp,
@@ -168,6 +171,19 @@ pub enum RecordingConsent {
     UnlessWithdrawn,
     /// Attach only with a granted recording consent (of the caller or of the call).
     Granted,
+}
+
+/// A later status of a stored call (telephony callbacks). Categories given replace the
+/// stored ones (sealed with the call's own key); `None` keeps what is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallUpdate {
+    pub id: CallId,
+    pub started_at: Timestamp,
+    pub duration_s: Option<u32>,
+    pub direction: Option<Direction>,
+    pub status: Option<CallStatus>,
+    pub caller_identity: Option<Vec<u8>>,
+    pub caller_location: Option<Vec<u8>>,
 }
 
 /// What recording a consent event did.

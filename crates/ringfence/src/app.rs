@@ -126,11 +126,12 @@ impl Application {
             ..Limits::STANDARD
         };
         let geo = open_geoip(&resources.config)?;
-        let state = AppState::with_geo(
+        let state = AppState::with_options(
             resources.log.clone(),
             limits,
             Some(crate::telemetry::metrics_handle()),
             geo,
+            resources.config.public_url.clone(),
         );
         let listener = TcpListener::bind(resources.config.listen)
             .await

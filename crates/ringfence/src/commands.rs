@@ -289,6 +289,7 @@ pub async fn account(
                 .await?
                 .with_context(|| format!("no agency {agency}"))?;
             let record = AccountRecord {
+                twilio_auth_token: None,
                 id: AccountId::generate(),
                 agency_id: agency,
                 name: label(&name, "--name")?,

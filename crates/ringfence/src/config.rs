@@ -74,6 +74,10 @@ pub struct GlobalArgs {
     /// scripts/fetch-geoip); without one, scope comes from the caller's number alone
     #[arg(long, global = true, env = "RINGFENCE_GEOIP_FILE", value_name = "PATH")]
     pub geoip_file: Option<PathBuf>,
+    /// The URL the outside world reaches this server at (e.g. https://calls.example.com),
+    /// used to check webhook signatures behind a reverse proxy. Default: the request's Host
+    #[arg(long, global = true, env = "RINGFENCE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,6 +94,7 @@ struct FileConfig {
     max_recording_bytes: Option<u64>,
     sweep_interval_secs: Option<u64>,
     geoip_file: Option<PathBuf>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +128,8 @@ pub struct Config {
     pub sweep_interval_secs: u64,
     /// The IP-to-country database, if one is configured or found.
     pub geoip: Option<GeoIpLocation>,
+    /// The server's public base URL (no trailing slash).
+    pub public_url: Option<String>,
 }
 
 /// Where the IP-to-country database is, and whether the operator asked for it by name (then
@@ -247,6 +254,21 @@ impl Config {
             }),
             None => default_geoip(&data),
         };
+        let public_url = match args.public_url.clone().or(file.public_url) {
+            Some(url) => {
+                let url = url.trim().trim_end_matches('/').to_owned();
+                let valid = (url.starts_with("https://") || url.starts_with("http://"))
+                    && url
+                        .split("://")
+                        .nth(1)
+                        .is_some_and(|rest| !rest.is_empty() && !rest.contains(['?', '#']));
+                if !valid {
+                    bail!("--public-url must be an http(s) URL such as https://calls.example.com");
+                }
+                Some(url)
+            }
+            None => None,
+        };
         Ok(Config {
             data,
             listen,
@@ -259,6 +281,7 @@ impl Config {
             max_recording_bytes,
             sweep_interval_secs,
             geoip,
+            public_url,
         })
     }
 
@@ -276,6 +299,7 @@ impl Config {
             max_recording_bytes: 256 << 20,
             sweep_interval_secs: 60,
             geoip: None,
+            public_url: None,
         }
     }
 }

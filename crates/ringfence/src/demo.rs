@@ -979,6 +979,7 @@ async fn ensure_tenants(
                 Some(a) => a.clone(),
                 None => {
                     let record = AccountRecord {
+                        twilio_auth_token: None,
                         id: AccountId::generate(),
                         agency_id: agency.id,
                         name: account_spec.name.to_owned(),

@@ -138,11 +138,40 @@ fn describe_collection(c: &CollectionSettings) -> serde_json::Value {
     serde_json::to_value(Collection::from(*c)).unwrap_or_default()
 }
 
+/// A write-only secret: only whether it is set is ever shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretState {
+    pub set: bool,
+}
+
+/// The telephony provider's credentials.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Telephony {
+    /// Signs Twilio's webhooks (`X-Twilio-Signature`); stored encrypted, never shown.
+    pub twilio_auth_token: SecretState,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TelephonyUpdate {
+    /// The auth token; null removes it (webhooks are then refused).
+    #[serde(default, deserialize_with = "double_option_text")]
+    #[schema(value_type = Option<String>)]
+    pub twilio_auth_token: Option<Option<String>>,
+}
+
+fn double_option_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
 /// The account's settings document.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountSettings {
     pub auto_redact: AutoRedact,
     pub collection: Collection,
+    pub telephony: Telephony,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -162,6 +191,7 @@ pub struct AutoRedactUpdate {
 pub struct AccountSettingsUpdate {
     pub auto_redact: Option<AutoRedactUpdate>,
     pub collection: Option<CollectionUpdate>,
+    pub telephony: Option<TelephonyUpdate>,
     /// Required when the change would redact more calls at once than the safety threshold.
     #[serde(default)]
     pub confirm: bool,
@@ -198,6 +228,11 @@ async fn document(
     let preview = retention_preview(state, record, agency_max).await?;
     let p = &record.retention;
     Ok(AccountSettings {
+        telephony: Telephony {
+            twilio_auth_token: SecretState {
+                set: record.twilio_auth_token.is_some(),
+            },
+        },
         collection: record.collection.into(),
         auto_redact: AutoRedact {
             after_days: p.after_days,
@@ -274,6 +309,26 @@ pub async fn put_settings(
     let (mut record, max) = account_and_max(&state, account).await?;
     let before = record.retention.clone();
     let collection_before = record.collection;
+    let mut telephony_changed = false;
+    if let Some(telephony) = update.telephony
+        && let Some(token) = telephony.twilio_auth_token
+    {
+        record.twilio_auth_token = match token {
+            None => None,
+            Some(text) => {
+                let text = text.trim();
+                if text.is_empty() || text.len() > 256 || text.chars().any(|c| c.is_control()) {
+                    return Err(ApiError::fields(vec![FieldError::new(
+                        "telephony.twilio_auth_token",
+                        "invalid_field",
+                        "must be 1 to 256 printable characters",
+                    )]));
+                }
+                Some(state.log.seal_twilio_auth_token(account, text).await?)
+            }
+        };
+        telephony_changed = true;
+    }
     if let Some(update) = update.collection {
         record.collection = update.apply(record.collection).map_err(ApiError::fields)?;
     }
@@ -369,6 +424,23 @@ pub async fn put_settings(
                 details: serde_json::json!({"role": principal.role.as_str(), "before": describe(&before), "after": describe(&record.retention), "confirmed": update.confirm}).to_string(),
             })
             .await?;
+    }
+    if telephony_changed {
+        state.log.store().update_account(record.clone()).await?;
+        state
+            .log
+            .store()
+            .append_audit(AuditEvent {
+                actor: principal.actor(),
+                action: "account.telephony_changed".into(),
+                agency_id: Some(tenant.agency),
+                account_id: Some(account),
+                subject: Some(account.to_string()),
+                details: serde_json::json!({"role": principal.role.as_str(), "twilio_auth_token_set": record.twilio_auth_token.is_some()}).to_string(),
+                ..Default::default()
+            })
+            .await?;
+        state.log.anchor_journal().await?;
     }
     if record.collection != collection_before {
         // Retention above already stored the record when it changed too.

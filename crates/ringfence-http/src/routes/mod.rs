@@ -10,6 +10,7 @@ pub mod ops;
 pub mod recordings;
 pub mod redaction;
 pub mod sessions;
+pub mod twilio;
 
 use ringfence_core::ids::InvalidId;
 

@@ -178,6 +178,10 @@ CREATE INDEX consents_account ON consents (account_id, seq);
 
 ALTER TABLE redaction_jobs ADD COLUMN subjects TEXT NOT NULL DEFAULT '';
 "#,
+    r#"
+-- Telephony: the provider's auth token, sealed with the account's secrets key.
+ALTER TABLE accounts ADD COLUMN twilio_auth_token BLOB;
+"#,
 ];
 
 /// The vault: wrapped data keys only.

@@ -69,7 +69,22 @@ fn agency_from(row: &Row<'_>) -> rusqlite::Result<AgencyRecord> {
     })
 }
 
-const ACCOUNT_COLUMNS: &str = "id, agency_id, name, settings, created_at, retention_days, retention_scope, retention_categories";
+const ACCOUNT_COLUMNS: &str = "id, agency_id, name, settings, created_at, retention_days, retention_scope, retention_categories, twilio_auth_token";
+
+/// Where a status stands in a call's life, for ordering callbacks: unknown < queued <
+/// initiated < ringing < in-progress < the final ones (ordered by name among themselves, so
+/// that even two different final statuses converge).
+fn status_order(status: Option<CallStatus>) -> (u8, &'static str) {
+    let rank = match status {
+        None => 0,
+        Some(CallStatus::Queued) => 1,
+        Some(CallStatus::Initiated) => 2,
+        Some(CallStatus::Ringing) => 3,
+        Some(CallStatus::InProgress) => 4,
+        Some(_) => 5,
+    };
+    (rank, status.map(CallStatus::as_str).unwrap_or(""))
+}
 
 /// The collection settings as the `settings` column keeps them (JSON); unknown or missing
 /// keys read as the defaults.
@@ -117,6 +132,7 @@ fn account_from(row: &Row<'_>) -> rusqlite::Result<AccountRecord> {
     let scope: String = row.get(6)?;
     let categories: String = row.get(7)?;
     Ok(AccountRecord {
+        twilio_auth_token: row.get(8)?,
         id: parse_id(row.get(0)?)?,
         agency_id: parse_id(row.get(1)?)?,
         name: row.get(2)?,
@@ -613,7 +629,7 @@ impl Store for SqliteStore {
                     return Err(StoreError::NotFound("agency"));
                 }
                 conn.execute(
-                    "INSERT INTO accounts (id, agency_id, name, settings, created_at, retention_days, retention_scope, retention_categories) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO accounts (id, agency_id, name, settings, created_at, retention_days, retention_scope, retention_categories, twilio_auth_token) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     params![
                         a.id.to_string(),
                         a.agency_id.to_string(),
@@ -622,7 +638,8 @@ impl Store for SqliteStore {
                         a.created_at.millis(),
                         a.retention.after_days,
                         a.retention.scope.as_str(),
-                        a.retention.categories_text()
+                        a.retention.categories_text(),
+                        a.twilio_auth_token
                     ],
                 )?;
                 Ok(())
@@ -647,8 +664,8 @@ impl Store for SqliteStore {
         self.db
             .write(move |conn| {
                 let n = conn.execute(
-                    "UPDATE accounts SET name = ?2, settings = ?3, retention_days = ?4, retention_scope = ?5, retention_categories = ?6 WHERE id = ?1",
-                    params![a.id.to_string(), a.name, encode_collection(&a.collection), a.retention.after_days, a.retention.scope.as_str(), a.retention.categories_text()],
+                    "UPDATE accounts SET name = ?2, settings = ?3, retention_days = ?4, retention_scope = ?5, retention_categories = ?6, twilio_auth_token = ?7 WHERE id = ?1",
+                    params![a.id.to_string(), a.name, encode_collection(&a.collection), a.retention.after_days, a.retention.scope.as_str(), a.retention.categories_text(), a.twilio_auth_token],
                 )?;
                 if n == 0 {
                     Err(StoreError::NotFound("account"))
@@ -1060,6 +1077,72 @@ impl Store for SqliteStore {
 
     async fn compact(&self) -> Result<(), StoreError> {
         self.db.maintenance(checkpoint_truncate).await
+    }
+
+    async fn call_by_external(
+        &self,
+        account: AccountId,
+        external_id: String,
+    ) -> Result<Option<CallRow>, StoreError> {
+        self.db
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached(&format!(
+                        "SELECT {CALL_COLUMNS} FROM calls WHERE account_id = ?1 AND external_id = ?2"
+                    ))?
+                    .query_row(params![account.to_string(), external_id], call_from)
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn update_call(&self, u: CallUpdate) -> Result<bool, StoreError> {
+        self.db
+            .write(move |conn| {
+                let current: Option<(Option<String>, Option<i64>, String, Option<Vec<u8>>)> = conn
+                    .prepare_cached("SELECT status, redacted_at, account_id, caller_bidx FROM calls WHERE id = ?1")?
+                    .query_row([u.id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                    .optional()?;
+                let Some((status, redacted_at, account, caller)) = current else {
+                    return Err(StoreError::NotFound("call"));
+                };
+                if redacted_at.is_some() {
+                    return Ok(false);
+                }
+                // Statuses only move forward: an earlier one arriving late changes nothing, so
+                // any delivery order converges on the same call.
+                let stored = status.as_deref().and_then(CallStatus::parse);
+                if status_order(u.status) < status_order(stored) {
+                    return Ok(false);
+                }
+                // Categories the caller withdrew consent to stay out.
+                let account: AccountId = parse_id(account)?;
+                let state = match bidx(caller) {
+                    Some(b) if consent::account_has_any(conn, account)? => {
+                        consent::state(conn, account, &[b], None)?
+                    }
+                    _ => Default::default(),
+                };
+                let identity = u.caller_identity.filter(|_| !state.withdrawn(DataCategory::CallerIdentity));
+                let location = u.caller_location.filter(|_| !state.withdrawn(DataCategory::CallerLocation));
+                conn.prepare_cached(
+                    "UPDATE calls SET status = COALESCE(?2, status), duration_s = MAX(COALESCE(?3, 0), COALESCE(duration_s, 0)),
+                        direction = COALESCE(?4, direction), started_at = MIN(started_at, ?5),
+                        caller_identity = COALESCE(?6, caller_identity), caller_location = COALESCE(?7, caller_location)
+                     WHERE id = ?1 AND redacted_at IS NULL",
+                )?
+                .execute(params![
+                    u.id.to_string(),
+                    u.status.map(CallStatus::as_str),
+                    u.duration_s,
+                    u.direction.map(Direction::as_str),
+                    u.started_at.millis(),
+                    identity,
+                    location,
+                ])?;
+                Ok(true)
+            })
+            .await
     }
 
     async fn create_notice(

@@ -20,3 +20,4 @@ mod matrix;
 mod recordings;
 mod redaction;
 mod retention;
+mod twilio;

@@ -1,0 +1,460 @@
+//! Twilio-compatible voice status callbacks: signatures, convergence, minimisation.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::*;
+use ringfence_core::AccountId;
+use ringfence_crypto::twilio::twilio_signature;
+
+const AUTH_TOKEN: &str = "rf-test-auth-token-0001";
+
+fn sid(n: u32) -> String {
+    format!("CA{n:032x}")
+}
+
+/// The parameters Twilio sends with a voice status callback of an inbound call.
+fn inbound(call_sid: &str, status: &str, from: &str) -> Vec<(String, String)> {
+    let mut p: Vec<(&str, String)> = vec![
+        ("AccountSid", "AC0123456789abcdef0123456789abcdef".into()),
+        ("ApiVersion", "2010-04-01".into()),
+        ("CallSid", call_sid.into()),
+        ("CallStatus", status.into()),
+        ("Direction", "inbound".into()),
+        ("From", from.into()),
+        ("Caller", from.into()),
+        ("To", us_number(1)),
+        ("Called", us_number(1)),
+        ("CallerName", "Test Caller".into()),
+        ("FromCity", "London".into()),
+        ("FromState", "ENG".into()),
+        ("FromZip", "EC1A 1BB".into()),
+        ("FromCountry", "GB".into()),
+        ("ToCity", "SAN FRANCISCO".into()),
+        ("ToState", "CA".into()),
+        ("ToCountry", "US".into()),
+        ("StirVerstat", "TN-Validation-Passed-A".into()),
+        (
+            "CallToken",
+            "%7B%22parentCallInfoToken%22%3A%22secret-call-token%22%7D".into(),
+        ),
+        ("Timestamp", "Sat, 28 Nov 2026 10:00:00 +0000".into()),
+        ("SequenceNumber", "0".into()),
+        ("CallbackSource", "call-progress-events".into()),
+    ];
+    if status == "completed" {
+        p.push(("CallDuration", "95".into()));
+        p.push(("Duration", "2".into()));
+        p.retain(|(k, _)| *k != "Timestamp");
+        p.push(("Timestamp", "Sat, 28 Nov 2026 10:01:35 +0000".into()));
+    }
+    p.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+fn encode(params: &[(String, String)]) -> String {
+    serde_urlencoded::to_string(params).unwrap()
+}
+
+async fn set_token(app: &TestApp, account: AccountId) {
+    let (status, body) = app
+        .send(
+            reqwest::Method::PUT,
+            &app.admin,
+            &format!("/api/v1/accounts/{account}/settings"),
+            Some(json!({"telephony": {"twilio_auth_token": AUTH_TOKEN}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["telephony"],
+        json!({"twilio_auth_token": {"set": true}})
+    );
+    assert!(
+        !body.to_string().contains(AUTH_TOKEN),
+        "the token is write-only"
+    );
+}
+
+/// Posts a callback signed for the URL the client requests (Host = the test server).
+async fn deliver(
+    app: &TestApp,
+    account: AccountId,
+    params: &[(String, String)],
+    signature: Option<String>,
+) -> (StatusCode, String) {
+    let path = format!("/webhooks/twilio/{account}/voice");
+    let url = app.url(&path);
+    let signature =
+        signature.unwrap_or_else(|| twilio_signature(AUTH_TOKEN.as_bytes(), &url, params));
+    let response = app
+        .client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", signature)
+        .body(encode(params))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.text().await.unwrap())
+}
+
+async fn calls_of(app: &TestApp, account: AccountId) -> Vec<Value> {
+    let (_, list) = app
+        .get(
+            &app.admin,
+            &format!("/api/v1/accounts/{account}/calls?limit=500"),
+        )
+        .await;
+    list["items"].as_array().unwrap().clone()
+}
+
+fn without_volatile(mut call: Value) -> Value {
+    for k in ["id", "created_at", "account_id"] {
+        call.as_object_mut().unwrap().remove(k);
+    }
+    call
+}
+
+#[tokio::test]
+async fn status_callbacks_build_one_call_whatever_the_order_and_repeats() {
+    let app = TestApp::spawn().await;
+    let (_, in_order) = app.tenant().await;
+    let (_, shuffled) = app.tenant().await;
+    for account in [in_order, shuffled] {
+        set_token(&app, account).await;
+    }
+    let statuses = ["initiated", "ringing", "in-progress", "completed"];
+    for status in statuses {
+        let (code, body) = deliver(
+            &app,
+            in_order,
+            &inbound(&sid(1), status, &uk_number(1)),
+            None,
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        assert!(body.contains("<Response></Response>"), "{body}");
+    }
+    // The same callbacks, late, repeated and reversed.
+    for status in [
+        "completed",
+        "ringing",
+        "completed",
+        "initiated",
+        "in-progress",
+        "ringing",
+    ] {
+        let (code, _) = deliver(
+            &app,
+            shuffled,
+            &inbound(&sid(1), status, &uk_number(1)),
+            None,
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK);
+    }
+    let a = calls_of(&app, in_order).await;
+    let b = calls_of(&app, shuffled).await;
+    assert_eq!((a.len(), b.len()), (1, 1), "one call per CallSid");
+    assert_eq!(a[0]["status"], "completed");
+    assert_eq!(a[0]["duration_s"], 95);
+    assert_eq!(a[0]["started_at"], "2026-11-28T10:00:00Z");
+    assert_eq!(a[0]["external_id"], sid(1));
+    assert_eq!(a[0]["tracking_number"], us_number(1));
+    assert_eq!(a[0]["caller"]["number"], uk_number(1));
+    assert_eq!(a[0]["caller"]["name"], "Test Caller");
+    assert_eq!(a[0]["caller"]["city"], "London");
+    assert_eq!(a[0]["gdpr_scope"], true);
+    assert_eq!(
+        without_volatile(a[0].clone()),
+        without_volatile(b[0].clone())
+    );
+}
+
+#[tokio::test]
+async fn unsigned_or_tampered_callbacks_are_refused_and_store_nothing() {
+    let app = TestApp::spawn().await;
+    let (_, account) = app.tenant().await;
+    let params = inbound(&sid(2), "completed", &uk_number(2));
+    // No token set yet: nothing can be verified.
+    let (code, body) = deliver(&app, account, &params, None).await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("invalid_signature"), "{body}");
+    set_token(&app, account).await;
+    let url = app.url(&format!("/webhooks/twilio/{account}/voice"));
+    let good = twilio_signature(AUTH_TOKEN.as_bytes(), &url, &params);
+    let mut tampered = params.clone();
+    tampered.iter_mut().find(|(k, _)| k == "From").unwrap().1 = uk_number(3);
+    let cases: Vec<(&str, Vec<(String, String)>, Option<String>)> = vec![
+        ("tampered body", tampered, Some(good.clone())),
+        (
+            "signed for another URL",
+            params.clone(),
+            Some(twilio_signature(
+                AUTH_TOKEN.as_bytes(),
+                &format!("{url}x"),
+                &params,
+            )),
+        ),
+        (
+            "signed with another token",
+            params.clone(),
+            Some(twilio_signature(b"another-token", &url, &params)),
+        ),
+        ("garbage", params.clone(), Some("not base64 at all".into())),
+    ];
+    for (what, body_params, signature) in cases {
+        let (code, body) = deliver(&app, account, &body_params, signature).await;
+        assert_eq!(code, StatusCode::FORBIDDEN, "{what}: {body}");
+        assert!(body.contains("invalid_signature"), "{what}: {body}");
+    }
+    let response = app
+        .client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode(&params))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN, "missing header");
+    assert!(calls_of(&app, account).await.is_empty(), "nothing stored");
+    // Other bad requests.
+    let response = app
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("x-twilio-signature", good.clone())
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let unknown = app.url(&format!("/webhooks/twilio/{}/voice", AccountId::generate()));
+    let response = app
+        .client
+        .post(&unknown)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode(&params))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let no_sid: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| k != "CallSid")
+        .cloned()
+        .collect();
+    let (code, body) = deliver(&app, account, &no_sid, None).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body.contains("missing_field") && body.contains("CallSid"),
+        "{body}"
+    );
+    // The real thing still works.
+    let (code, _) = deliver(&app, account, &params, Some(good)).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(calls_of(&app, account).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_signature_computed_independently_validates_behind_a_public_url() {
+    let app = TestApp::spawn_with(|c| c.public_url = Some("https://calls.example".into())).await;
+    let (_, account) = app.tenant().await;
+    set_token(&app, account).await;
+    let params = inbound(&sid(3), "ringing", &uk_number(3));
+    let public = format!("https://calls.example/webhooks/twilio/{account}/voice");
+    // Python's hmac, not ours.
+    let script = "import sys,hmac,hashlib,base64,urllib.parse\n\
+        token,url,body=sys.argv[1],sys.argv[2],sys.argv[3]\n\
+        p=urllib.parse.parse_qsl(body,keep_blank_values=True)\n\
+        s=url+''.join(k+v for k,v in sorted(p))\n\
+        print(base64.b64encode(hmac.new(token.encode(),s.encode(),hashlib.sha1).digest()).decode())";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, AUTH_TOKEN, &public, &encode(&params)])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signature = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(
+        signature,
+        twilio_signature(AUTH_TOKEN.as_bytes(), &public, &params)
+    );
+    let (code, body) = deliver(&app, account, &params, Some(signature)).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    // Signed for the address the server was reached at, it no longer validates.
+    let (code, _) = deliver(
+        &app,
+        account,
+        &inbound(&sid(4), "ringing", &uk_number(4)),
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn withheld_international_legacy_and_minimised_callers() {
+    let app = TestApp::spawn().await;
+    let (_, account) = app.tenant().await;
+    set_token(&app, account).await;
+    for (n, from) in [(10u32, "anonymous"), (11, "+266696687")] {
+        let (code, _) = deliver(&app, account, &inbound(&sid(n), "completed", from), None).await;
+        assert_eq!(code, StatusCode::OK);
+    }
+    // An international caller (UK, to a US number) is in GDPR scope; a US one is not.
+    let (code, _) = deliver(
+        &app,
+        account,
+        &inbound(&sid(12), "completed", &uk_number(12)),
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = deliver(
+        &app,
+        account,
+        &inbound(&sid(13), "completed", &us_number(13)),
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    // Only the legacy names.
+    let legacy: Vec<(String, String)> = inbound(&sid(14), "completed", &uk_number(14))
+        .into_iter()
+        .filter(|(k, _)| {
+            ![
+                "From",
+                "To",
+                "FromCity",
+                "FromState",
+                "FromZip",
+                "FromCountry",
+            ]
+            .contains(&k.as_str())
+        })
+        .chain([("CallerCity".to_owned(), "Leeds".to_owned())])
+        .collect();
+    let (code, body) = deliver(&app, account, &legacy, None).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let calls = calls_of(&app, account).await;
+    let by_sid = |n: u32| {
+        calls
+            .iter()
+            .find(|c| c["external_id"] == sid(n))
+            .unwrap()
+            .clone()
+    };
+    for n in [10, 11] {
+        let c = by_sid(n);
+        assert!(c["caller"]["number"].is_null(), "{c}");
+        assert!(c["gdpr_scope"].is_null());
+    }
+    assert_eq!(by_sid(12)["gdpr_scope"], true);
+    assert_eq!(by_sid(13)["gdpr_scope"], false);
+    assert_eq!(by_sid(14)["caller"]["number"], uk_number(14));
+    assert_eq!(by_sid(14)["caller"]["city"], "Leeds");
+    assert_eq!(by_sid(14)["tracking_number"], us_number(1));
+
+    // An account with the default collection settings keeps neither name nor location.
+    let (_, minimal) = app.tenant().await;
+    set_token(&app, minimal).await;
+    let (status, _) = app
+        .send(
+            reqwest::Method::PUT,
+            &app.admin,
+            &format!("/api/v1/accounts/{minimal}/settings"),
+            Some(json!({"collection": {"caller_name": false, "caller_location": false}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (code, _) = deliver(
+        &app,
+        minimal,
+        &inbound(&sid(20), "completed", &uk_number(20)),
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let c = calls_of(&app, minimal).await.remove(0);
+    assert_eq!(c["caller"]["number"], uk_number(20));
+    assert!(
+        c["caller"]["name"].is_null()
+            && c["caller"]["city"].is_null()
+            && c["caller"]["country"].is_null(),
+        "{c}"
+    );
+    // A caller who withdrew consent to their location does not get it back by the next callback.
+    let (_, withdrawn) = app.tenant().await;
+    set_token(&app, withdrawn).await;
+    deliver(
+        &app,
+        withdrawn,
+        &inbound(&sid(21), "ringing", &uk_number(21)),
+        None,
+    )
+    .await;
+    let (status, _) = app
+        .post(&app.admin, &format!("/api/v1/accounts/{withdrawn}/consents"),
+              json!({"subject": {"caller_number": uk_number(21)}, "category": "caller_location", "status": "withdrawn", "method": "verbal"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    deliver(
+        &app,
+        withdrawn,
+        &inbound(&sid(21), "completed", &uk_number(21)),
+        None,
+    )
+    .await;
+    let c = calls_of(&app, withdrawn).await.remove(0);
+    assert_eq!(c["status"], "completed");
+    assert!(c["caller"]["city"].is_null(), "{c}");
+}
+
+#[tokio::test]
+async fn webhook_data_never_reaches_a_file_in_plaintext() {
+    let app = TestApp::spawn().await;
+    let (_, account) = app.tenant().await;
+    set_token(&app, account).await;
+    let tag = ringfence_core::CallId::generate()
+        .to_string()
+        .replace('-', "");
+    let marker = |w: &str| format!("CANARY{w}{tag}");
+    let mut params = inbound(&sid(30), "completed", &uk_number(30));
+    for (k, v) in params.iter_mut() {
+        match k.as_str() {
+            "CallerName" => *v = marker("NAME"),
+            "FromCity" => *v = marker("CITY"),
+            "FromZip" => *v = marker("ZIP"),
+            "CallToken" => *v = marker("CALLTOKEN"),
+            _ => {}
+        }
+    }
+    params.push(("SomeFutureParameter".into(), marker("UNKNOWN")));
+    let (code, body) = deliver(&app, account, &params, None).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let stored = calls_of(&app, account).await.remove(0);
+    assert_eq!(
+        stored["caller"]["name"],
+        marker("NAME"),
+        "stored and readable through the API"
+    );
+    app.resources.log.store().compact().await.unwrap();
+    for needle in [
+        marker("NAME"),
+        marker("CITY"),
+        marker("ZIP"),
+        marker("CALLTOKEN"),
+        marker("UNKNOWN"),
+        AUTH_TOKEN.to_owned(),
+    ] {
+        let hits = files_containing(&app.data_dir(), needle.as_bytes());
+        assert!(hits.is_empty(), "{needle} found in {hits:?}");
+    }
+    let digits = &uk_number(30)[1..];
+    assert!(files_containing(&app.data_dir(), digits.as_bytes()).is_empty());
+}
