@@ -1126,7 +1126,7 @@ impl Store for SqliteStore {
                 let identity = u.caller_identity.filter(|_| !state.withdrawn(DataCategory::CallerIdentity));
                 let location = u.caller_location.filter(|_| !state.withdrawn(DataCategory::CallerLocation));
                 conn.prepare_cached(
-                    "UPDATE calls SET status = COALESCE(?2, status), duration_s = MAX(COALESCE(?3, 0), COALESCE(duration_s, 0)),
+                    "UPDATE calls SET status = COALESCE(?2, status), duration_s = CASE WHEN ?3 IS NULL THEN duration_s ELSE MAX(?3, COALESCE(duration_s, 0)) END,
                         direction = COALESCE(?4, direction), started_at = MIN(started_at, ?5),
                         caller_identity = COALESCE(?6, caller_identity), caller_location = COALESCE(?7, caller_location)
                      WHERE id = ?1 AND redacted_at IS NULL",

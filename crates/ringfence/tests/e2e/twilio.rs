@@ -154,6 +154,21 @@ async fn status_callbacks_build_one_call_whatever_the_order_and_repeats() {
         .await;
         assert_eq!(code, StatusCode::OK);
     }
+    // Before the call ends, its duration is unknown, not zero.
+    let (_, ringing) = app.tenant().await;
+    set_token(&app, ringing).await;
+    for status in ["initiated", "ringing"] {
+        deliver(
+            &app,
+            ringing,
+            &inbound(&sid(9), status, &uk_number(9)),
+            None,
+        )
+        .await;
+    }
+    let early = calls_of(&app, ringing).await.remove(0);
+    assert_eq!(early["status"], "ringing");
+    assert!(early["duration_s"].is_null(), "{early}");
     let a = calls_of(&app, in_order).await;
     let b = calls_of(&app, shuffled).await;
     assert_eq!((a.len(), b.len()), (1, 1), "one call per CallSid");
