@@ -79,6 +79,7 @@ impl Server {
         resources.log.store().create_agency(agency.clone()).await?;
         let account = AccountRecord {
             twilio_auth_token: None,
+            twilio_delete_recordings: false,
             id: AccountId::generate(),
             agency_id: agency.id,
             name: "Bench Account".into(),

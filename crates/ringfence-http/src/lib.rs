@@ -58,7 +58,7 @@ impl Modify for BearerAuth {
         legal_hold::put_hold, legal_hold::delete_hold,
         audit::list,
         consents::record, consents::list, consents::create_notice, consents::update_notice, consents::list_notices,
-        twilio::voice,
+        twilio::voice, twilio::recording,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(error::ErrorEnvelope, error::ErrorBody, error::ErrorDetail)),
@@ -124,6 +124,10 @@ pub fn router(state: AppState) -> Router {
             axum::routing::put(consents::update_notice),
         )
         .route("/webhooks/twilio/{account_id}/voice", post(twilio::voice))
+        .route(
+            "/webhooks/twilio/{account_id}/recording",
+            post(twilio::recording),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

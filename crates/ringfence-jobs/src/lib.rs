@@ -4,6 +4,7 @@
 //!
 //! Jobs never log personal data: ids and counts only.
 
+pub mod downloads;
 pub mod orphan_keys;
 pub mod retention;
 pub mod scheduler;

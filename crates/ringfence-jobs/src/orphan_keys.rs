@@ -143,6 +143,7 @@ mod tests {
         store.create_agency(agency.clone()).await.unwrap();
         let account = AccountRecord {
             twilio_auth_token: None,
+            twilio_delete_recordings: false,
             id: ringfence_core::AccountId::generate(),
             agency_id: agency.id,
             name: "b".into(),

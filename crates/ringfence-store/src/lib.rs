@@ -20,6 +20,7 @@ pub use calllog::{
 pub use records::*;
 
 use async_trait::async_trait;
+use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, CallId, SessionId};
 
 /// A storage failure. User-caused ones carry what the user must fix; `Backend` is internal
@@ -110,6 +111,24 @@ pub trait Store: Send + Sync + 'static {
     /// arriving late changes nothing); categories the caller withdrew consent to are not
     /// written. Answers whether the row changed.
     async fn update_call(&self, update: CallUpdate) -> Result<bool, StoreError>;
+
+    /// Queues a recording download; idempotent per `(account, recording_sid)` (answers
+    /// whether it was new).
+    async fn enqueue_download(&self, job: DownloadJob) -> Result<bool, StoreError>;
+    /// Pending downloads due at `now`, oldest first.
+    async fn due_downloads(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DownloadJob>, StoreError>;
+    /// Every download of an account (operators, tests).
+    async fn downloads(&self, account: AccountId) -> Result<Vec<DownloadJob>, StoreError>;
+    /// Records a download's new state, and journals `audit` in the same transaction.
+    async fn update_download(
+        &self,
+        job: DownloadJob,
+        audit: Option<AuditEvent>,
+    ) -> Result<(), StoreError>;
 
     /// Adds a notice version (the next number for the account and category); journaled.
     async fn create_notice(

@@ -25,6 +25,8 @@ pub struct AccountRecord {
     /// The telephony provider's auth token (signs webhooks), sealed with the account's
     /// secrets key.
     pub twilio_auth_token: Option<Vec<u8>>,
+    /// After a recording is downloaded, ask the provider to delete its copy.
+    pub twilio_delete_recordings: bool,
     /// Automatic redaction.
     pub retention: ringfence_core::retention::RetentionPolicy,
     pub created_at: Timestamp,
@@ -184,6 +186,27 @@ pub struct CallUpdate {
     pub status: Option<CallStatus>,
     pub caller_identity: Option<Vec<u8>>,
     pub caller_location: Option<Vec<u8>>,
+}
+
+/// A recording to fetch from the telephony provider, durably queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadJob {
+    pub id: String,
+    pub account_id: AccountId,
+    /// The provider's call id (the call's `external_id`).
+    pub call_sid: String,
+    pub recording_sid: String,
+    /// Where the provider serves the audio (ids only, no personal data).
+    pub url: String,
+    /// The provider account to authenticate as (with the account's auth token).
+    pub provider_account: String,
+    /// `pending`, `done`, `skipped` or `failed`.
+    pub state: String,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    /// Why it ended or was retried (no personal data).
+    pub outcome: Option<String>,
+    pub created_at: Timestamp,
 }
 
 /// What recording a consent event did.

@@ -290,6 +290,7 @@ pub async fn account(
                 .with_context(|| format!("no agency {agency}"))?;
             let record = AccountRecord {
                 twilio_auth_token: None,
+                twilio_delete_recordings: false,
                 id: AccountId::generate(),
                 agency_id: agency,
                 name: label(&name, "--name")?,

@@ -980,6 +980,7 @@ async fn ensure_tenants(
                 None => {
                     let record = AccountRecord {
                         twilio_auth_token: None,
+                        twilio_delete_recordings: false,
                         id: AccountId::generate(),
                         agency_id: agency.id,
                         name: account_spec.name.to_owned(),

@@ -231,8 +231,32 @@ async fn serve(resources: &Resources) -> anyhow::Result<()> {
             }
         },
     ));
+    let log = resources.log.clone();
+    let downloader = ringfence_jobs::downloads::Downloader::new(
+        std::time::Duration::from_secs(60),
+        resources.config.max_recording_bytes,
+    )?;
+    let downloads = tokio::spawn(ringfence_jobs::scheduler::run_every(
+        "recording_downloads",
+        std::time::Duration::from_secs(2),
+        stop_jobs.subscribe(),
+        move || {
+            let log = log.clone();
+            let downloader = downloader.clone();
+            async move {
+                ringfence_jobs::downloads::run_due(
+                    &log,
+                    &downloader,
+                    ringfence_core::timestamp::Timestamp::now(),
+                )
+                .await
+                .map(|_| ())
+            }
+        },
+    ));
     app.run_until(shutdown).await?;
     let _ = stop_jobs.send(true);
+    let _ = downloads.await;
     let _ = sweeper.await;
     let _ = jobs.await;
     let _ = repair.await;

@@ -114,6 +114,7 @@ async fn tenant(resources: &Resources) -> anyhow::Result<AccountId> {
     resources.log.store().create_agency(agency.clone()).await?;
     let account = AccountRecord {
         twilio_auth_token: None,
+        twilio_delete_recordings: false,
         id: AccountId::generate(),
         agency_id: agency.id,
         name: "Bench".into(),

@@ -149,6 +149,8 @@ pub struct SecretState {
 pub struct Telephony {
     /// Signs Twilio's webhooks (`X-Twilio-Signature`); stored encrypted, never shown.
     pub twilio_auth_token: SecretState,
+    /// After downloading a recording, ask Twilio to delete its copy. Default false.
+    pub delete_provider_recordings: bool,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -158,6 +160,7 @@ pub struct TelephonyUpdate {
     #[serde(default, deserialize_with = "double_option_text")]
     #[schema(value_type = Option<String>)]
     pub twilio_auth_token: Option<Option<String>>,
+    pub delete_provider_recordings: Option<bool>,
 }
 
 fn double_option_text<'de, D: serde::Deserializer<'de>>(
@@ -232,6 +235,7 @@ async fn document(
             twilio_auth_token: SecretState {
                 set: record.twilio_auth_token.is_some(),
             },
+            delete_provider_recordings: record.twilio_delete_recordings,
         },
         collection: record.collection.into(),
         auto_redact: AutoRedact {
@@ -310,6 +314,13 @@ pub async fn put_settings(
     let before = record.retention.clone();
     let collection_before = record.collection;
     let mut telephony_changed = false;
+    if let Some(telephony) = &update.telephony
+        && let Some(delete) = telephony.delete_provider_recordings
+        && delete != record.twilio_delete_recordings
+    {
+        record.twilio_delete_recordings = delete;
+        telephony_changed = true;
+    }
     if let Some(telephony) = update.telephony
         && let Some(token) = telephony.twilio_auth_token
     {
@@ -436,7 +447,7 @@ pub async fn put_settings(
                 agency_id: Some(tenant.agency),
                 account_id: Some(account),
                 subject: Some(account.to_string()),
-                details: serde_json::json!({"role": principal.role.as_str(), "twilio_auth_token_set": record.twilio_auth_token.is_some()}).to_string(),
+                details: serde_json::json!({"role": principal.role.as_str(), "twilio_auth_token_set": record.twilio_auth_token.is_some(), "delete_provider_recordings": record.twilio_delete_recordings}).to_string(),
                 ..Default::default()
             })
             .await?;

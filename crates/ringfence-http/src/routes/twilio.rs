@@ -259,6 +259,123 @@ pub async fn voice(
         .into_response())
 }
 
+/// Whether a provider URL may be fetched: https, or http to a loopback address (a local
+/// relay or a test server). The URL carries ids only.
+fn fetchable_url(url: &str) -> bool {
+    if url.len() > 2048 || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return false;
+    }
+    if let Some(rest) = url.strip_prefix("https://") {
+        return !rest.is_empty() && !rest.starts_with('/');
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Twilio recording status callback (form-encoded, signed).
+///
+/// On `completed`, the recording is queued for download (durably; retried with backoff); the
+/// worker checks the account's recording mode and the caller's consent before fetching a byte,
+/// so a recording that may not be kept is never downloaded. Other statuses store nothing.
+/// Repeated deliveries of a `RecordingSid` queue it once.
+#[utoipa::path(post, path = "/webhooks/twilio/{account_id}/recording", tag = "telephony",
+    params(("account_id" = String, Path, description = "account id")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's recording status callback parameters"),
+    responses(
+        (status = 200, description = "queued (or nothing to do); empty TwiML", content_type = "text/xml"),
+        (status = 400, description = "invalid_form", body = ErrorEnvelope),
+        (status = 403, description = "invalid_signature", body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
+        (status = 422, description = "RecordingSid, CallSid, AccountSid or RecordingUrl missing or invalid", body = ErrorEnvelope),
+    ))]
+pub async fn recording(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let account: AccountId = path_id(&account, "account")?;
+    let form = authenticated_form(&state, account, &headers, &uri, &body).await?;
+    let mut errors = Vec::new();
+    let mut id_of = |name: &str| match form.get(&[name]) {
+        Some(v) if v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric()) => Some(v),
+        Some(_) => {
+            errors.push(FieldError::new(name, "invalid_field", "not a provider id"));
+            None
+        }
+        None => {
+            errors.push(FieldError::new(name, "missing_field", "required"));
+            None
+        }
+    };
+    let recording_sid = id_of("RecordingSid");
+    let call_sid = id_of("CallSid");
+    let provider_account = id_of("AccountSid");
+    let url = match form.get(&["RecordingUrl"]) {
+        Some(u) if fetchable_url(&u) => Some(u),
+        Some(_) => {
+            errors.push(FieldError::new(
+                "RecordingUrl",
+                "invalid_field",
+                "must be an https URL (http only to a loopback address)",
+            ));
+            None
+        }
+        None => {
+            errors.push(FieldError::new("RecordingUrl", "missing_field", "required"));
+            None
+        }
+    };
+    let status = form.get(&["RecordingStatus"]).unwrap_or_default();
+    let (Some(recording_sid), Some(call_sid), Some(provider_account), Some(url), true) = (
+        recording_sid,
+        call_sid,
+        provider_account,
+        url,
+        errors.is_empty(),
+    ) else {
+        return Err(ApiError::fields(errors));
+    };
+    if status == "completed" {
+        let now = Timestamp::now();
+        let queued = state
+            .log
+            .store()
+            .enqueue_download(ringfence_store::DownloadJob {
+                id: uuid::Uuid::now_v7().to_string(),
+                account_id: account,
+                call_sid,
+                recording_sid,
+                url,
+                provider_account,
+                state: "pending".into(),
+                attempts: 0,
+                next_attempt_at: now,
+                outcome: None,
+                created_at: now,
+            })
+            .await?;
+        tracing::debug!(%account, queued, "recording status callback");
+    }
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        EMPTY_TWIML,
+    )
+        .into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,6 +445,30 @@ mod tests {
             !format!("{bad:?}").contains("+12\""),
             "errors never repeat values"
         );
+    }
+
+    #[test]
+    fn provider_urls_must_be_https_or_loopback() {
+        for ok in [
+            "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1",
+            "http://127.0.0.1:8080/rec/RE1",
+            "http://localhost/rec",
+            "http://[::1]:9000/rec",
+        ] {
+            assert!(fetchable_url(ok), "{ok}");
+        }
+        for bad in [
+            "http://api.twilio.com/rec",
+            "http://10.0.0.1/rec",
+            "ftp://127.0.0.1/rec",
+            "https://",
+            "https:///rec",
+            "file:///etc/passwd",
+            "https://example.com/a b",
+            "http://127.0.0.1.example.com/rec",
+        ] {
+            assert!(!fetchable_url(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -182,6 +182,27 @@ ALTER TABLE redaction_jobs ADD COLUMN subjects TEXT NOT NULL DEFAULT '';
 -- Telephony: the provider's auth token, sealed with the account's secrets key.
 ALTER TABLE accounts ADD COLUMN twilio_auth_token BLOB;
 "#,
+    r#"
+ALTER TABLE accounts ADD COLUMN twilio_delete_recordings INTEGER NOT NULL DEFAULT 0;
+
+-- Recordings to fetch from the provider: a durable queue with retries (ids and URLs only).
+CREATE TABLE recording_downloads (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    call_sid TEXT NOT NULL,
+    recording_sid TEXT NOT NULL,
+    url TEXT NOT NULL,
+    provider_account TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    outcome TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX recording_downloads_sid ON recording_downloads (account_id, recording_sid);
+CREATE INDEX recording_downloads_due ON recording_downloads (next_attempt_at) WHERE state = 'pending';
+"#,
 ];
 
 /// The vault: wrapped data keys only.

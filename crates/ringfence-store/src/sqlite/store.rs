@@ -69,7 +69,25 @@ fn agency_from(row: &Row<'_>) -> rusqlite::Result<AgencyRecord> {
     })
 }
 
-const ACCOUNT_COLUMNS: &str = "id, agency_id, name, settings, created_at, retention_days, retention_scope, retention_categories, twilio_auth_token";
+const ACCOUNT_COLUMNS: &str = "id, agency_id, name, settings, created_at, retention_days, retention_scope, retention_categories, twilio_auth_token, twilio_delete_recordings";
+
+const DOWNLOAD_COLUMNS: &str = "id, account_id, call_sid, recording_sid, url, provider_account, state, attempts, next_attempt_at, outcome, created_at";
+
+fn download_from(row: &Row<'_>) -> rusqlite::Result<DownloadJob> {
+    Ok(DownloadJob {
+        id: row.get(0)?,
+        account_id: parse_id(row.get(1)?)?,
+        call_sid: row.get(2)?,
+        recording_sid: row.get(3)?,
+        url: row.get(4)?,
+        provider_account: row.get(5)?,
+        state: row.get(6)?,
+        attempts: row.get(7)?,
+        next_attempt_at: ts(row.get(8)?),
+        outcome: row.get(9)?,
+        created_at: ts(row.get(10)?),
+    })
+}
 
 /// Where a status stands in a call's life, for ordering callbacks: unknown < queued <
 /// initiated < ringing < in-progress < the final ones (ordered by name among themselves, so
@@ -133,6 +151,7 @@ fn account_from(row: &Row<'_>) -> rusqlite::Result<AccountRecord> {
     let categories: String = row.get(7)?;
     Ok(AccountRecord {
         twilio_auth_token: row.get(8)?,
+        twilio_delete_recordings: row.get(9)?,
         id: parse_id(row.get(0)?)?,
         agency_id: parse_id(row.get(1)?)?,
         name: row.get(2)?,
@@ -629,7 +648,7 @@ impl Store for SqliteStore {
                     return Err(StoreError::NotFound("agency"));
                 }
                 conn.execute(
-                    "INSERT INTO accounts (id, agency_id, name, settings, created_at, retention_days, retention_scope, retention_categories, twilio_auth_token) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO accounts (id, agency_id, name, settings, created_at, retention_days, retention_scope, retention_categories, twilio_auth_token, twilio_delete_recordings) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     params![
                         a.id.to_string(),
                         a.agency_id.to_string(),
@@ -639,7 +658,8 @@ impl Store for SqliteStore {
                         a.retention.after_days,
                         a.retention.scope.as_str(),
                         a.retention.categories_text(),
-                        a.twilio_auth_token
+                        a.twilio_auth_token,
+                        a.twilio_delete_recordings
                     ],
                 )?;
                 Ok(())
@@ -664,8 +684,8 @@ impl Store for SqliteStore {
         self.db
             .write(move |conn| {
                 let n = conn.execute(
-                    "UPDATE accounts SET name = ?2, settings = ?3, retention_days = ?4, retention_scope = ?5, retention_categories = ?6, twilio_auth_token = ?7 WHERE id = ?1",
-                    params![a.id.to_string(), a.name, encode_collection(&a.collection), a.retention.after_days, a.retention.scope.as_str(), a.retention.categories_text(), a.twilio_auth_token],
+                    "UPDATE accounts SET name = ?2, settings = ?3, retention_days = ?4, retention_scope = ?5, retention_categories = ?6, twilio_auth_token = ?7, twilio_delete_recordings = ?8 WHERE id = ?1",
+                    params![a.id.to_string(), a.name, encode_collection(&a.collection), a.retention.after_days, a.retention.scope.as_str(), a.retention.categories_text(), a.twilio_auth_token, a.twilio_delete_recordings],
                 )?;
                 if n == 0 {
                     Err(StoreError::NotFound("account"))
@@ -1141,6 +1161,87 @@ impl Store for SqliteStore {
                     location,
                 ])?;
                 Ok(true)
+            })
+            .await
+    }
+
+    async fn enqueue_download(&self, job: DownloadJob) -> Result<bool, StoreError> {
+        self.db
+            .write(move |conn| {
+                let n = conn
+                    .prepare_cached(
+                        "INSERT INTO recording_downloads (id, account_id, call_sid, recording_sid, url, provider_account, state, attempts, next_attempt_at, outcome, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, NULL, ?8, ?8) ON CONFLICT (account_id, recording_sid) DO NOTHING",
+                    )?
+                    .execute(params![
+                        job.id,
+                        job.account_id.to_string(),
+                        job.call_sid,
+                        job.recording_sid,
+                        job.url,
+                        job.provider_account,
+                        job.next_attempt_at.millis(),
+                        job.created_at.millis(),
+                    ])?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
+    async fn due_downloads(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DownloadJob>, StoreError> {
+        self.db
+            .read(move |conn| {
+                let rows = conn
+                    .prepare_cached(&format!(
+                        "SELECT {DOWNLOAD_COLUMNS} FROM recording_downloads WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2"
+                    ))?
+                    .query_map(params![now.millis(), limit], download_from)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+
+    async fn downloads(&self, account: AccountId) -> Result<Vec<DownloadJob>, StoreError> {
+        self.db
+            .read(move |conn| {
+                let rows = conn
+                    .prepare_cached(&format!(
+                        "SELECT {DOWNLOAD_COLUMNS} FROM recording_downloads WHERE account_id = ?1 ORDER BY created_at, id"
+                    ))?
+                    .query_map([account.to_string()], download_from)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+
+    async fn update_download(
+        &self,
+        job: DownloadJob,
+        audit: Option<AuditEvent>,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE recording_downloads SET state = ?2, attempts = ?3, next_attempt_at = ?4, outcome = ?5, updated_at = ?6 WHERE id = ?1",
+                )?
+                .execute(params![
+                    job.id,
+                    job.state,
+                    job.attempts,
+                    job.next_attempt_at.millis(),
+                    job.outcome,
+                    Timestamp::now().millis(),
+                ])?;
+                if let Some(event) = audit {
+                    audit::append(conn, &event)?;
+                }
+                Ok(())
             })
             .await
     }

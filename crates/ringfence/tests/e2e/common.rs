@@ -109,6 +109,7 @@ impl TestApp {
     pub async fn account(&self, agency: AgencyId) -> AccountId {
         let record = AccountRecord {
             twilio_auth_token: None,
+            twilio_delete_recordings: false,
             id: AccountId::generate(),
             agency_id: agency,
             name: "Test Account".into(),

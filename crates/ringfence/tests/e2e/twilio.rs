@@ -65,10 +65,7 @@ async fn set_token(app: &TestApp, account: AccountId) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(
-        body["telephony"],
-        json!({"twilio_auth_token": {"set": true}})
-    );
+    assert_eq!(body["telephony"]["twilio_auth_token"], json!({"set": true}));
     assert!(
         !body.to_string().contains(AUTH_TOKEN),
         "the token is write-only"
@@ -472,4 +469,529 @@ async fn webhook_data_never_reaches_a_file_in_plaintext() {
     }
     let digits = &uk_number(30)[1..];
     assert!(files_containing(&app.data_dir(), digits.as_bytes()).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recording status callbacks and the download worker, against a provider served by the test.
+
+mod provider {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::get;
+
+    pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+
+    #[derive(Default)]
+    pub struct Seen {
+        pub gets: BTreeMap<String, u32>,
+        pub deletes: Vec<String>,
+        pub bad_auth: u32,
+    }
+
+    #[derive(Clone)]
+    struct Provider {
+        seen: Arc<Mutex<Seen>>,
+        audio: Arc<Vec<u8>>,
+        password: String,
+    }
+
+    fn authorized(p: &Provider, headers: &HeaderMap) -> bool {
+        use base64::Engine;
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{ACCOUNT_SID}:{}", p.password))
+        );
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            == Some(expected.as_str())
+    }
+
+    async fn fetch(
+        State(p): State<Provider>,
+        Path(name): Path<String>,
+        headers: HeaderMap,
+    ) -> Response {
+        let count = {
+            let mut seen = p.seen.lock().unwrap();
+            let c = seen.gets.entry(name.clone()).or_default();
+            *c += 1;
+            *c
+        };
+        if !authorized(&p, &headers) {
+            p.seen.lock().unwrap().bad_auth += 1;
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        let wav = |bytes: Vec<u8>| ([(header::CONTENT_TYPE, "audio/x-wav")], bytes).into_response();
+        match name.as_str() {
+            "missing" => StatusCode::NOT_FOUND.into_response(),
+            "slow" => {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                wav(p.audio.to_vec())
+            }
+            "huge" => wav(vec![7u8; 20_000]),
+            "endless" => {
+                // No length announced: the limit must stop it mid-stream.
+                let chunks = futures::stream::iter(
+                    (0..100).map(|_| Ok::<_, std::io::Error>(vec![9u8; 1000])),
+                );
+                (
+                    [(header::CONTENT_TYPE, "audio/wav")],
+                    Body::from_stream(chunks),
+                )
+                    .into_response()
+            }
+            "flaky" if count <= 2 => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            _ => wav(p.audio.to_vec()),
+        }
+    }
+
+    async fn delete(
+        State(p): State<Provider>,
+        Path(name): Path<String>,
+        headers: HeaderMap,
+    ) -> StatusCode {
+        if !authorized(&p, &headers) {
+            return StatusCode::UNAUTHORIZED;
+        }
+        p.seen.lock().unwrap().deletes.push(name);
+        StatusCode::NO_CONTENT
+    }
+
+    /// Starts the provider; answers its base URL and what it saw.
+    pub async fn start(audio: Vec<u8>, password: &str) -> (String, Arc<Mutex<Seen>>) {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let state = Provider {
+            seen: seen.clone(),
+            audio: Arc::new(audio),
+            password: password.to_owned(),
+        };
+        let app = Router::new()
+            .route("/rec/{name}", get(fetch).delete(delete))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (base, seen)
+    }
+}
+
+fn recording_params(call: &str, recording: &str, url: &str, status: &str) -> Vec<(String, String)> {
+    [
+        ("AccountSid", provider::ACCOUNT_SID),
+        ("CallSid", call),
+        ("RecordingSid", recording),
+        ("RecordingUrl", url),
+        ("RecordingStatus", status),
+        ("RecordingDuration", "95"),
+        ("RecordingChannels", "1"),
+        ("RecordingSource", "DialVerb"),
+        ("RecordingTrack", "both"),
+        ("RecordingStartTime", "Sat, 28 Nov 2026 10:00:00 +0000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+async fn deliver_recording(
+    app: &TestApp,
+    account: AccountId,
+    params: &[(String, String)],
+) -> (StatusCode, String) {
+    let url = app.url(&format!("/webhooks/twilio/{account}/recording"));
+    let response = app
+        .client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(
+            "x-twilio-signature",
+            twilio_signature(AUTH_TOKEN.as_bytes(), &url, params),
+        )
+        .body(encode(params))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.text().await.unwrap())
+}
+
+fn test_downloader() -> ringfence_jobs::downloads::Downloader {
+    let mut d =
+        ringfence_jobs::downloads::Downloader::new(std::time::Duration::from_secs(1), 10_000)
+            .unwrap();
+    d.max_attempts = 3;
+    d.backoff = std::time::Duration::from_secs(60);
+    d
+}
+
+/// Runs the worker as if `seconds` had passed, so retries come due.
+async fn work(app: &TestApp, seconds: i64) -> ringfence_jobs::downloads::DownloadReport {
+    let now = ringfence_core::timestamp::Timestamp::from_millis(
+        ringfence_core::timestamp::Timestamp::now().millis() + seconds * 1000,
+    );
+    ringfence_jobs::downloads::run_due(&app.resources.log, &test_downloader(), now)
+        .await
+        .unwrap()
+}
+
+async fn state_of(app: &TestApp, account: AccountId, recording: &str) -> (String, String) {
+    let jobs = app.resources.log.store().downloads(account).await.unwrap();
+    let job = jobs
+        .iter()
+        .find(|j| j.recording_sid == recording)
+        .expect("queued");
+    (job.state.clone(), job.outcome.clone().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn completed_recordings_are_downloaded_sealed_and_the_providers_copy_deleted() {
+    let app = TestApp::spawn().await;
+    let (_, account) = app.tenant().await;
+    set_token(&app, account).await;
+    let (status, _) = app
+        .send(
+            reqwest::Method::PUT,
+            &app.admin,
+            &format!("/api/v1/accounts/{account}/settings"),
+            Some(json!({"telephony": {"delete_provider_recordings": true}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let audio = {
+        let mut a = b"RIFF".to_vec();
+        while a.len() < 4000 {
+            a.extend_from_slice(b"CANARY-PROVIDER-AUDIO-");
+        }
+        a
+    };
+    let (base, seen) = provider::start(audio.clone(), AUTH_TOKEN).await;
+    deliver(
+        &app,
+        account,
+        &inbound(&sid(40), "completed", &uk_number(40)),
+        None,
+    )
+    .await;
+    let ok = format!("{base}/rec/ok");
+    // In progress: nothing queued. Completed, twice: queued once.
+    let (code, _) = deliver_recording(
+        &app,
+        account,
+        &recording_params(&sid(40), "RE40", &ok, "in-progress"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(
+        app.resources
+            .log
+            .store()
+            .downloads(account)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for _ in 0..2 {
+        let (code, body) = deliver_recording(
+            &app,
+            account,
+            &recording_params(&sid(40), "RE40", &ok, "completed"),
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+    }
+    assert_eq!(
+        app.resources
+            .log
+            .store()
+            .downloads(account)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let report = work(&app, 0).await;
+    assert_eq!(report.downloaded, 1, "{report:?}");
+    assert_eq!(
+        state_of(&app, account, "RE40").await,
+        ("done".into(), "stored; the provider's copy deleted".into())
+    );
+    let call = calls_of(&app, account).await.remove(0);
+    assert_eq!(call["recording"]["bytes"], audio.len());
+    assert_eq!(call["recording"]["content_type"], "audio/x-wav");
+    let played = app
+        .download_recording(&app.admin, call["id"].as_str().unwrap(), None)
+        .await;
+    assert_eq!(played.bytes().await.unwrap().to_vec(), audio);
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.deletes, ["ok"]);
+        assert_eq!(
+            seen.bad_auth, 0,
+            "basic auth with the account's credentials"
+        );
+    }
+    // Nothing more to do; the journal tells what happened.
+    assert_eq!(work(&app, 10).await, Default::default());
+    let journal = all_audit(&app, 200).await;
+    assert!(
+        journal
+            .iter()
+            .any(|e| e["action"] == "recording.downloaded" && e["subject"] == "RE40")
+    );
+    app.resources.log.store().compact().await.unwrap();
+    assert!(files_containing(&app.data_dir(), b"CANARY-PROVIDER-AUDIO-").is_empty());
+}
+
+#[tokio::test]
+async fn failures_retry_with_backoff_and_end_cleanly() {
+    let app = TestApp::spawn().await;
+    let (_, account) = app.tenant().await;
+    set_token(&app, account).await;
+    let (base, seen) = provider::start(b"RIFF-flaky-audio".to_vec(), AUTH_TOKEN).await;
+    for (n, name) in [
+        (50u32, "slow"),
+        (51, "missing"),
+        (52, "huge"),
+        (53, "endless"),
+        (54, "flaky"),
+    ] {
+        deliver(
+            &app,
+            account,
+            &inbound(&sid(n), "completed", &uk_number(n as u16)),
+            None,
+        )
+        .await;
+        let (code, body) = deliver_recording(
+            &app,
+            account,
+            &recording_params(
+                &sid(n),
+                &format!("RE{n}"),
+                &format!("{base}/rec/{name}"),
+                "completed",
+            ),
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+    }
+    // First pass: the oversized ones fail at once; the others are retried.
+    let first = work(&app, 0).await;
+    assert_eq!((first.failed, first.retried), (2, 3), "{first:?}");
+    assert_eq!(
+        state_of(&app, account, "RE50").await,
+        ("pending".into(), "the provider timed out".into())
+    );
+    assert_eq!(
+        state_of(&app, account, "RE51").await,
+        (
+            "pending".into(),
+            "the provider answered 404 Not Found".into()
+        )
+    );
+    assert_eq!(state_of(&app, account, "RE52").await.0, "failed");
+    assert_eq!(state_of(&app, account, "RE53").await.0, "failed");
+    // Not due again before the backoff.
+    assert_eq!(work(&app, 0).await, Default::default());
+    // Second pass (after the 60 s backoff): flaky fails once more; third pass (after the
+    // doubled 120 s): it works.
+    work(&app, 61).await;
+    let third = work(&app, 200).await;
+    assert_eq!(third.downloaded, 1, "{third:?}");
+    assert_eq!(state_of(&app, account, "RE54").await.0, "done");
+    assert_eq!(seen.lock().unwrap().gets["flaky"], 3);
+    // The slow and missing ones gave up after 3 attempts.
+    assert_eq!(state_of(&app, account, "RE50").await.0, "failed");
+    assert_eq!(state_of(&app, account, "RE51").await.0, "failed");
+    assert_eq!(seen.lock().unwrap().gets["missing"], 3);
+    // Failed downloads left no recording and no file behind.
+    let calls = calls_of(&app, account).await;
+    let with_recording: Vec<_> = calls.iter().filter(|c| !c["recording"].is_null()).collect();
+    assert_eq!(with_recording.len(), 1);
+    assert_eq!(files_below(&app.data_dir().join("recordings")).len(), 1);
+}
+
+#[tokio::test]
+async fn recordings_that_may_not_be_kept_are_never_downloaded() {
+    let app = TestApp::spawn().await;
+    let (_, account) = app.tenant().await;
+    set_token(&app, account).await;
+    let (status, _) = app
+        .send(
+            reqwest::Method::PUT,
+            &app.admin,
+            &format!("/api/v1/accounts/{account}/settings"),
+            Some(json!({"collection": {"recording_gdpr": "opt_in", "recording_other": "off"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (base, seen) = provider::start(b"RIFF-consent-audio".to_vec(), AUTH_TOKEN).await;
+    // A UK caller without consent, a US caller under "off", and a UK caller who consented.
+    deliver(
+        &app,
+        account,
+        &inbound(&sid(60), "completed", &uk_number(60)),
+        None,
+    )
+    .await;
+    deliver(
+        &app,
+        account,
+        &inbound(&sid(61), "completed", &us_number(61)),
+        None,
+    )
+    .await;
+    let mut consenting = inbound(&sid(62), "completed", &uk_number(62));
+    consenting.push(("Digits".into(), "1".into()));
+    deliver(&app, account, &consenting, None).await;
+    let (status, _) = app
+        .post(&app.admin, &format!("/api/v1/accounts/{account}/consents"),
+              json!({"subject": {"caller_number": uk_number(62)}, "category": "recording", "status": "granted", "method": "ivr_keypress"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    for (n, name) in [(60u32, "no-consent"), (61, "off"), (62, "consented")] {
+        deliver_recording(
+            &app,
+            account,
+            &recording_params(
+                &sid(n),
+                &format!("RE{n}"),
+                &format!("{base}/rec/{name}"),
+                "completed",
+            ),
+        )
+        .await;
+    }
+    // The recording callback can overtake the call: the download waits for it.
+    deliver_recording(
+        &app,
+        account,
+        &recording_params(&sid(63), "RE63", &format!("{base}/rec/late"), "completed"),
+    )
+    .await;
+    let report = work(&app, 0).await;
+    assert_eq!(
+        (report.downloaded, report.skipped, report.retried),
+        (1, 2, 1),
+        "{report:?}"
+    );
+    assert_eq!(
+        state_of(&app, account, "RE60").await,
+        (
+            "skipped".into(),
+            "the caller has not consented to recording".into()
+        )
+    );
+    assert_eq!(
+        state_of(&app, account, "RE61").await,
+        (
+            "skipped".into(),
+            "the account does not record such calls".into()
+        )
+    );
+    assert_eq!(
+        state_of(&app, account, "RE63").await,
+        ("pending".into(), "the call has not arrived yet".into())
+    );
+    {
+        let seen = seen.lock().unwrap();
+        assert!(
+            !seen.gets.contains_key("no-consent") && !seen.gets.contains_key("off"),
+            "never fetched: {:?}",
+            seen.gets
+        );
+        assert_eq!(seen.gets["consented"], 1);
+    }
+    let mut us = inbound(&sid(63), "completed", &us_number(63));
+    us.retain(|(k, _)| k != "CallerName");
+    deliver(&app, account, &us, None).await;
+    // US callers are "off" here: now that the call is known, it is skipped, still unfetched.
+    work(&app, 61).await;
+    assert_eq!(state_of(&app, account, "RE63").await.0, "skipped");
+    assert!(!seen.lock().unwrap().gets.contains_key("late"));
+}
+
+#[tokio::test]
+async fn bad_recording_callbacks_and_wrong_credentials() {
+    let app = TestApp::spawn().await;
+    let (_, account) = app.tenant().await;
+    set_token(&app, account).await;
+    let (code, body) = deliver_recording(
+        &app,
+        account,
+        &recording_params(&sid(70), "RE70", "http://example.com/rec", "completed"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("RecordingUrl"), "{body}");
+    let mut no_sid = recording_params(
+        &sid(70),
+        "RE70",
+        "https://api.twilio.com/rec/RE70",
+        "completed",
+    );
+    no_sid.retain(|(k, _)| k != "RecordingSid");
+    let (code, body) = deliver_recording(&app, account, &no_sid).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let url = app.url(&format!("/webhooks/twilio/{account}/recording"));
+    let response = app
+        .client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode(&recording_params(
+            &sid(70),
+            "RE70",
+            "https://api.twilio.com/rec/RE70",
+            "completed",
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(
+        app.resources
+            .log
+            .store()
+            .downloads(account)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing queued"
+    );
+    // The provider refuses our credentials: no point retrying.
+    let (base, seen) = provider::start(b"RIFF".to_vec(), "a-different-token").await;
+    deliver(
+        &app,
+        account,
+        &inbound(&sid(71), "completed", &uk_number(71)),
+        None,
+    )
+    .await;
+    deliver_recording(
+        &app,
+        account,
+        &recording_params(&sid(71), "RE71", &format!("{base}/rec/ok"), "completed"),
+    )
+    .await;
+    let report = work(&app, 0).await;
+    assert_eq!(report.failed, 1, "{report:?}");
+    assert_eq!(
+        state_of(&app, account, "RE71").await,
+        (
+            "failed".into(),
+            "the provider refused the credentials (401 Unauthorized)".into()
+        )
+    );
+    assert_eq!(seen.lock().unwrap().bad_auth, 1);
 }
