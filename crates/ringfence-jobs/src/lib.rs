@@ -6,6 +6,7 @@
 
 pub mod downloads;
 pub mod orphan_keys;
+pub mod orphan_recordings;
 pub mod retention;
 pub mod scheduler;
 

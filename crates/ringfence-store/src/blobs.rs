@@ -81,6 +81,18 @@ impl Blobs {
         }
     }
 
+    /// The objects under `prefix`, with when each was last written (Unix milliseconds).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, i64)>, BlobError> {
+        use futures::TryStreamExt;
+        let location = Path::parse(prefix).map_err(|e| BlobError::Backend(e.to_string()))?;
+        let objects: Vec<object_store::ObjectMeta> =
+            self.store.list(Some(&location)).try_collect().await?;
+        Ok(objects
+            .into_iter()
+            .map(|m| (m.location.to_string(), m.last_modified.timestamp_millis()))
+            .collect())
+    }
+
     pub async fn exists(&self, path: &str) -> Result<bool, BlobError> {
         let location = Path::parse(path).map_err(|e| BlobError::Backend(e.to_string()))?;
         match self.store.head(&location).await {

@@ -112,6 +112,9 @@ pub trait Store: Send + Sync + 'static {
     /// written. Answers whether the row changed.
     async fn update_call(&self, update: CallUpdate) -> Result<bool, StoreError>;
 
+    /// Which of these recording objects a call points at (live or not yet cleared).
+    async fn referenced_recordings(&self, objects: Vec<String>) -> Result<Vec<String>, StoreError>;
+
     /// Queues a recording download; idempotent per `(account, recording_sid)` (answers
     /// whether it was new).
     async fn enqueue_download(&self, job: DownloadJob) -> Result<bool, StoreError>;

@@ -190,10 +190,13 @@ async fn serve(resources: &Resources) -> anyhow::Result<()> {
         move || {
             let log = log.clone();
             async move {
-                ringfence_jobs::collect_orphan_keys(
+                let now = ringfence_core::timestamp::Timestamp::now();
+                ringfence_jobs::collect_orphan_keys(&log, ringfence_jobs::orphan_keys::GRACE, now)
+                    .await?;
+                ringfence_jobs::orphan_recordings::collect_orphan_recordings(
                     &log,
-                    ringfence_jobs::orphan_keys::GRACE,
-                    ringfence_core::timestamp::Timestamp::now(),
+                    ringfence_jobs::orphan_recordings::GRACE,
+                    now,
                 )
                 .await
                 .map(|_| ())

@@ -1165,6 +1165,24 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn referenced_recordings(&self, objects: Vec<String>) -> Result<Vec<String>, StoreError> {
+        self.db
+            .read(move |conn| {
+                let list = serde_json::to_string(&objects).map_err(|e| StoreError::Backend(e.to_string()))?;
+                // Objects a redaction job still has to delete count as referenced: the job
+                // deletes them itself.
+                let rows = conn
+                    .prepare_cached(
+                        "SELECT value FROM json_each(?1) WHERE value IN (SELECT recording_object FROM calls WHERE recording_object IS NOT NULL AND recording_object IN (SELECT value FROM json_each(?1)))
+                         OR EXISTS (SELECT 1 FROM redaction_jobs j WHERE instr(',' || j.objects || ',', ',' || value || ',') > 0)",
+                    )?
+                    .query_map([list], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+
     async fn enqueue_download(&self, job: DownloadJob) -> Result<bool, StoreError> {
         self.db
             .write(move |conn| {

@@ -210,3 +210,35 @@ async fn bad_recording_uploads_are_refused_and_store_nothing() {
         "no recording yet"
     );
 }
+
+#[tokio::test]
+async fn recording_files_no_call_points_at_are_collected_after_the_grace_period() {
+    let app = TestApp::spawn().await;
+    let (_, account) = app.tenant().await;
+    let call = app.ingest(account, full_call(7)).await;
+    let (status, _) = app
+        .upload_recording(&app.admin, &call, audio(5000), "audio/wav")
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // A file whose row never arrived, as after a crash between the two writes.
+    let orphan = format!("recordings/{account}/{call}.crashed.rfrec");
+    let mut upload = app.resources.log.blobs().upload(&orphan).await.unwrap();
+    upload.write(b"sealed bytes").await.unwrap();
+    upload.finish().await.unwrap();
+    let files = || files_below(&app.data_dir().join("recordings")).len();
+    assert_eq!(files(), 2);
+    use ringfence_jobs::orphan_recordings::{GRACE, collect_orphan_recordings};
+    let now = ringfence_core::timestamp::Timestamp::now();
+    let young = collect_orphan_recordings(&app.resources.log, GRACE, now)
+        .await
+        .unwrap();
+    assert_eq!(young.deleted, 0, "young files are left alone");
+    let later = ringfence_core::timestamp::Timestamp::from_millis(now.millis() + 1000);
+    let report = collect_orphan_recordings(&app.resources.log, std::time::Duration::ZERO, later)
+        .await
+        .unwrap();
+    assert_eq!((report.examined, report.deleted), (2, 1), "{report:?}");
+    assert_eq!(files(), 1);
+    let played = app.download_recording(&app.admin, &call, None).await;
+    assert_eq!(played.bytes().await.unwrap().to_vec(), audio(5000));
+}
