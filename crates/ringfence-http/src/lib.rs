@@ -9,6 +9,7 @@ pub mod auth;
 pub mod body;
 pub mod dto;
 pub mod error;
+pub mod export;
 pub mod routes;
 pub mod state;
 
@@ -59,6 +60,7 @@ impl Modify for BearerAuth {
         audit::list,
         consents::record, consents::list, consents::create_notice, consents::update_notice, consents::list_notices,
         twilio::voice, twilio::recording,
+        routes::export::export_caller,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(error::ErrorEnvelope, error::ErrorBody, error::ErrorDetail)),
@@ -110,6 +112,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/calls/{call_id}/legal-hold",
             axum::routing::put(legal_hold::put_hold).delete(legal_hold::delete_hold),
+        )
+        .route(
+            "/api/v1/accounts/{account_id}/callers/{number}/export",
+            get(routes::export::export_caller),
         )
         .route(
             "/api/v1/accounts/{account_id}/consents",

@@ -847,7 +847,8 @@ impl CallLog {
         })
     }
 
-    async fn open_calls(&self, rows: Vec<CallRow>) -> Result<Vec<Call>, LogError> {
+    /// Opens call rows for an authorised reader (with their linked sessions).
+    pub async fn open_calls(&self, rows: Vec<CallRow>) -> Result<Vec<Call>, LogError> {
         let session_ids: Vec<SessionId> = rows
             .iter()
             .filter(|r| r.redacted_at.is_none())

@@ -95,7 +95,7 @@ pub struct ConsentList {
     pub state: Option<BTreeMap<String, String>>,
 }
 
-fn output(c: &Consent, personal_data: bool) -> ConsentOutput {
+pub(crate) fn output(c: &Consent, personal_data: bool) -> ConsentOutput {
     let subject = c
         .subject
         .as_ref()

@@ -5,6 +5,7 @@ pub mod agencies;
 pub mod audit;
 pub mod calls;
 pub mod consents;
+pub mod export;
 pub mod legal_hold;
 pub mod ops;
 pub mod recordings;

@@ -16,6 +16,7 @@ mod cli;
 mod consent;
 mod crash;
 mod demo;
+mod export;
 mod matrix;
 mod recordings;
 mod redaction;
