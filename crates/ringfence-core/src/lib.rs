@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod call;
+pub mod checklist;
 pub mod collection;
 pub mod consent;
 pub mod datamap;

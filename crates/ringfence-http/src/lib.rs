@@ -58,6 +58,7 @@ impl Modify for BearerAuth {
         accounts::get_settings, accounts::put_settings,
         legal_hold::put_hold, legal_hold::delete_hold,
         audit::list,
+        routes::checklist::account, routes::checklist::agency,
         consents::record, consents::list, consents::create_notice, consents::update_notice, consents::list_notices,
         twilio::voice, twilio::recording,
         routes::export::export_caller,
@@ -105,6 +106,14 @@ pub fn router(state: AppState) -> Router {
             get(agencies::get_settings).put(agencies::put_settings),
         )
         .route("/api/v1/audit", get(audit::list))
+        .route(
+            "/api/v1/accounts/{account_id}/checklist",
+            get(routes::checklist::account),
+        )
+        .route(
+            "/api/v1/agencies/{agency_id}/checklist",
+            get(routes::checklist::agency),
+        )
         .route(
             "/api/v1/accounts/{account_id}/settings",
             get(accounts::get_settings).put(accounts::put_settings),

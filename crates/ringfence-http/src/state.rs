@@ -1,7 +1,7 @@
 //! What every handler shares.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -55,6 +55,9 @@ pub struct Inner {
     /// The base URL the outside world reaches this server at (`https://calls.example.com`),
     /// for webhook signatures behind a reverse proxy.
     pub public_url: Option<String>,
+    /// The data folder and master key file on this machine, for the checklist's permission
+    /// check; unset, that item is left out.
+    data_paths: OnceLock<ringfence_jobs::checklist::DataPaths>,
 }
 
 #[derive(Clone)]
@@ -88,7 +91,18 @@ impl AppState {
             collections: Mutex::new(HashMap::new()),
             geo,
             public_url,
+            data_paths: OnceLock::new(),
         }))
+    }
+
+    /// Tells the checklist where the data folder and master key file are (once, at startup).
+    pub fn with_data_paths(self, paths: ringfence_jobs::checklist::DataPaths) -> Self {
+        let _ = self.data_paths.set(paths);
+        self
+    }
+
+    pub fn data_paths(&self) -> Option<&ringfence_jobs::checklist::DataPaths> {
+        self.data_paths.get()
     }
 
     /// What the account collects.

@@ -222,5 +222,12 @@ pub trait Store: Send + Sync + 'static {
     /// no copy in the WAL file.
     async fn compact(&self) -> Result<(), StoreError>;
 
+    /// Every token ever issued, revoked and expired ones included (hashes, never tokens).
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Records that the job `name` finished a run at `at` (the time only moves forward).
+    async fn record_job_run(&self, name: String, at: Timestamp) -> Result<(), StoreError>;
+    /// The last finished run of each job that ever ran.
+    async fn job_runs(&self) -> Result<Vec<(String, Timestamp)>, StoreError>;
+
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -132,7 +132,11 @@ impl Application {
             Some(crate::telemetry::metrics_handle()),
             geo,
             resources.config.public_url.clone(),
-        );
+        )
+        .with_data_paths(ringfence_jobs::checklist::DataPaths {
+            data_dir: resources.config.data.clone(),
+            master_key_file: resources.config.master_key_file.clone(),
+        });
         let listener = TcpListener::bind(resources.config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", resources.config.listen))?;

@@ -534,6 +534,69 @@ pub async fn sweep(resources: &Resources, dry_run: bool, as_json: bool) -> anyho
     Ok(())
 }
 
+fn checklist_lines(c: &ringfence_http::routes::checklist::AccountChecklist) -> String {
+    let mut out = format!("account {}: {}", c.account_id, c.status);
+    for item in &c.items {
+        out.push_str(&format!(
+            "\n  {:<4} {}: {}",
+            item.status, item.id, item.explanation
+        ));
+        if item.status != "pass" {
+            out.push_str(&format!(" (fix: {})", item.fix));
+        }
+    }
+    out
+}
+
+/// `ringfence checklist (--account ID | --agency ID)`: the same document as the API; one
+/// line per item for people.
+pub async fn checklist(
+    resources: &Resources,
+    account: Option<String>,
+    agency: Option<String>,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    use ringfence_http::routes::checklist::{AccountChecklist, AgencyChecklistOutput};
+    use ringfence_jobs::checklist::DataPaths;
+    let paths = DataPaths {
+        data_dir: resources.config.data.clone(),
+        master_key_file: resources.config.master_key_file.clone(),
+    };
+    let (document, human) = match (account, agency) {
+        (Some(account), None) => {
+            let id: AccountId = parse_id(&account, "--account")?;
+            let c: AccountChecklist =
+                ringfence_jobs::checklist::account_checklist(&resources.log, id, Some(&paths))
+                    .await?
+                    .with_context(|| format!("no account {id}"))?
+                    .into();
+            (serde_json::to_value(&c)?, checklist_lines(&c))
+        }
+        (None, Some(agency)) => {
+            let id: AgencyId = parse_id(&agency, "--agency")?;
+            let a: AgencyChecklistOutput =
+                ringfence_jobs::checklist::agency_checklist(&resources.log, id, Some(&paths))
+                    .await?
+                    .with_context(|| format!("no agency {id}"))?
+                    .into();
+            let mut human = format!(
+                "agency {}: {} ({} accounts, worst first)",
+                a.agency_id,
+                a.status,
+                a.accounts.len()
+            );
+            for c in &a.accounts {
+                human.push('\n');
+                human.push_str(&checklist_lines(c));
+            }
+            (serde_json::to_value(&a)?, human)
+        }
+        _ => bail!("give exactly one of --account ID or --agency ID"),
+    };
+    print(as_json, document, &human);
+    Ok(())
+}
+
 /// Creates a token and returns `(id, token)`.
 pub async fn create_token(
     resources: &Resources,

@@ -50,6 +50,18 @@ enum Command {
     /// The audit journal.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The compliance checklist of an account, or of each account of an agency (worst first).
+    Checklist {
+        #[arg(
+            long,
+            value_name = "ID",
+            conflicts_with = "agency",
+            required_unless_present = "agency"
+        )]
+        account: Option<String>,
+        #[arg(long, value_name = "ID")]
+        agency: Option<String>,
+    },
     /// Run automatic redaction now, with a progress bar; prints counts per account and category.
     Sweep {
         /// Count what is due, change nothing.
@@ -137,6 +149,9 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
         Command::Token(c) => commands::token(&resources, c, json).await,
         Command::Redact(c) => commands::redact(&resources, c, json).await,
         Command::Audit(c) => commands::audit(&resources, c, json).await,
+        Command::Checklist { account, agency } => {
+            commands::checklist(&resources, account, agency, json).await
+        }
         Command::Sweep { dry_run } => commands::sweep(&resources, dry_run, json).await,
         Command::Backup { out } => match ringfence::backup::backup(&resources, &out).await {
             Ok(summary) => {

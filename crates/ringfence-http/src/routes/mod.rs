@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod agencies;
 pub mod audit;
 pub mod calls;
+pub mod checklist;
 pub mod consents;
 pub mod export;
 pub mod legal_hold;

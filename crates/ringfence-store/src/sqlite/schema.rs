@@ -203,6 +203,13 @@ CREATE TABLE recording_downloads (
 CREATE UNIQUE INDEX recording_downloads_sid ON recording_downloads (account_id, recording_sid);
 CREATE INDEX recording_downloads_due ON recording_downloads (next_attempt_at) WHERE state = 'pending';
 "#,
+    r#"
+-- When each background job last finished a run: the checklist's heartbeat (names and times only).
+CREATE TABLE job_runs (
+    name TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The vault: wrapped data keys only.

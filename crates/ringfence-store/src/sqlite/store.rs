@@ -1358,6 +1358,41 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.db
+            .read(|conn| {
+                Ok(conn
+                    .prepare_cached("SELECT id, hash, role, agency_id, account_id, personal_data, label, created_at, expires_at, revoked_at FROM tokens ORDER BY created_at, id")?
+                    .query_map([], token_from)?
+                    .collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    async fn record_job_run(&self, name: String, at: Timestamp) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO job_runs (name, at) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET at = excluded.at WHERE excluded.at > job_runs.at",
+                )?
+                .execute(params![name, at.millis()])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn job_runs(&self) -> Result<Vec<(String, Timestamp)>, StoreError> {
+        self.db
+            .read(|conn| {
+                Ok(conn
+                    .prepare_cached("SELECT name, at FROM job_runs ORDER BY name")?
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, ts(r.get(1)?))))?
+                    .collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.db
             .read(|conn| {

@@ -12,6 +12,7 @@ mod common;
 mod backup;
 mod calls;
 mod canary;
+mod checklist;
 mod cli;
 mod consent;
 mod crash;
