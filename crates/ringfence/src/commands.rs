@@ -858,3 +858,97 @@ pub async fn audit(
         }
     }
 }
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Everything held about a caller in an account, as one ZIP (data.json, recordings,
+    /// README.txt). The file is created with mode 0600 and must not exist yet.
+    Caller {
+        #[arg(long, value_name = "ID")]
+        account: String,
+        /// E.164, e.g. +442079460123.
+        number: String,
+        #[arg(long, value_name = "FILE.zip")]
+        out: std::path::PathBuf,
+    },
+}
+
+/// `ringfence export caller --account ID NUMBER --out FILE.zip`.
+pub async fn export(
+    resources: &Resources,
+    command: ExportCommand,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let ExportCommand::Caller {
+        account,
+        number,
+        out,
+    } = command;
+    let account: AccountId = parse_id(&account, "--account")?;
+    // The number is personal data: the error names the rule, never the value.
+    let number = ringfence_core::phone::parse_e164(&number)
+        .map_err(|e| anyhow::anyhow!("NUMBER is not a valid E.164 number ({e})"))?;
+    let store = resources.log.store();
+    let record = store
+        .account(account)
+        .await?
+        .with_context(|| format!("no account {account}"))?;
+    let agency_max = store
+        .agency(record.agency_id)
+        .await?
+        .and_then(|a| a.max_retention_days);
+    // Personal data: readable by its owner only, and never over an existing file.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&out)
+            .with_context(|| format!("cannot create {} (it must not exist yet)", out.display()))?
+    };
+    let log = resources.log.clone();
+    let handle = tokio::runtime::Handle::current();
+    let path = out.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut writer = std::io::BufWriter::new(file);
+        let summary = ringfence_http::export::write_export(
+            &log,
+            &handle,
+            &record,
+            agency_max,
+            &number,
+            "cli",
+            &mut writer,
+        )?;
+        std::io::Write::flush(&mut writer)?;
+        writer
+            .into_inner()
+            .map_err(|e| anyhow::anyhow!("writing the archive: {}", e.error()))?
+            .sync_all()?;
+        anyhow::Ok(summary)
+    })
+    .await?;
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            // No partial archive is left behind.
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+    };
+    print(
+        as_json,
+        json!({"out": out.display().to_string(), "calls": summary.calls, "sessions": summary.sessions,
+               "consents": summary.consents, "recordings": summary.recordings}),
+        &format!(
+            "wrote {}: {} calls, {} sessions, {} consents, {} recordings",
+            out.display(),
+            summary.calls,
+            summary.sessions,
+            summary.consents,
+            summary.recordings
+        ),
+    );
+    Ok(())
+}

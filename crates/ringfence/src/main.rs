@@ -50,6 +50,9 @@ enum Command {
     /// The audit journal.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Export what is held about someone (an access or portability request).
+    #[command(subcommand)]
+    Export(commands::ExportCommand),
     /// The compliance checklist of an account, or of each account of an agency (worst first).
     Checklist {
         #[arg(
@@ -149,6 +152,7 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
         Command::Token(c) => commands::token(&resources, c, json).await,
         Command::Redact(c) => commands::redact(&resources, c, json).await,
         Command::Audit(c) => commands::audit(&resources, c, json).await,
+        Command::Export(c) => commands::export(&resources, c, json).await,
         Command::Checklist { account, agency } => {
             commands::checklist(&resources, account, agency, json).await
         }

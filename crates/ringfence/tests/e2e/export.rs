@@ -263,3 +263,63 @@ async fn exports_are_for_account_admins_with_personal_data_only() {
         (json!([]), json!([]))
     );
 }
+
+#[tokio::test]
+async fn the_cli_writes_the_same_export_to_a_private_file() {
+    let app = TestApp::spawn().await;
+    let (_, account) = app.tenant().await;
+    let id = app.ingest(account, full_call(8)).await;
+    app.upload_recording(&app.admin, &id, vec![3u8; 2000], "audio/wav")
+        .await;
+    let out = app.dir.path().join("export.zip");
+    let a = account.to_string();
+    let number = uk_number(8);
+    let args = [
+        "export",
+        "caller",
+        "--account",
+        &a,
+        &number,
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ];
+    let (code, stdout, stderr) = run_cli(&app.data_dir(), &args);
+    assert_eq!(code, 0, "{stderr}");
+    let summary: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        (summary["calls"].as_u64(), summary["recordings"].as_u64()),
+        (Some(1), Some(1))
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let archive = unzip(std::fs::read(&out).unwrap());
+    let data: Value = serde_json::from_slice(&archive.files["data.json"]).unwrap();
+    assert_eq!(data["calls"][0]["id"], id.as_str());
+    assert!(
+        jsonschema::validator_for(&schema())
+            .unwrap()
+            .is_valid(&data)
+    );
+    // Never over an existing file; a bad number names no value.
+    let (code, _, stderr) = run_cli(&app.data_dir(), &args);
+    assert_eq!(code, 1, "{stderr}");
+    let (code, _, stderr) = run_cli(
+        &app.data_dir(),
+        &[
+            "export",
+            "caller",
+            "--account",
+            &a,
+            "+4420794",
+            "--out",
+            app.dir.path().join("x.zip").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(!stderr.contains("+4420794"), "{stderr}");
+    assert!(!app.dir.path().join("x.zip").exists());
+}
