@@ -995,3 +995,48 @@ async fn bad_recording_callbacks_and_wrong_credentials() {
     );
     assert_eq!(seen.lock().unwrap().bad_auth, 1);
 }
+
+#[tokio::test]
+async fn every_final_status_is_stored_as_sent() {
+    let app = TestApp::spawn().await;
+    let (_, account) = app.tenant().await;
+    set_token(&app, account).await;
+    let finals = ["completed", "busy", "no-answer", "canceled", "failed"];
+    for (i, status) in finals.iter().enumerate() {
+        let n = 80 + i as u32;
+        for step in ["queued", "initiated", "ringing", status] {
+            let mut params = inbound(&sid(n), step, &uk_number(n as u16));
+            if step != "completed" {
+                params.retain(|(k, _)| k != "CallDuration");
+            }
+            let (code, body) = deliver(&app, account, &params, None).await;
+            assert_eq!(code, StatusCode::OK, "{status}/{step}: {body}");
+        }
+    }
+    let calls = calls_of(&app, account).await;
+    assert_eq!(calls.len(), finals.len());
+    for (i, status) in finals.iter().enumerate() {
+        let call = calls
+            .iter()
+            .find(|c| c["external_id"] == sid(80 + i as u32))
+            .unwrap();
+        assert_eq!(call["status"], *status);
+        // A late "ringing" never undoes a final status.
+        let (code, _) = deliver(
+            &app,
+            account,
+            &inbound(&sid(80 + i as u32), "ringing", &uk_number(80 + i as u16)),
+            None,
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK);
+    }
+    for (i, status) in finals.iter().enumerate() {
+        let call = calls_of(&app, account)
+            .await
+            .into_iter()
+            .find(|c| c["external_id"] == sid(80 + i as u32))
+            .unwrap();
+        assert_eq!(call["status"], *status);
+    }
+}
