@@ -72,6 +72,19 @@ pub struct InlineConsentInput {
     pub notice_version: Option<u32>,
 }
 
+/// A category consent can be asked for (every personal one).
+pub fn consent_category(name: &str, field: &str) -> Result<DataCategory, FieldError> {
+    DataCategory::parse(name)
+        .filter(|c| consentable(*c))
+        .ok_or_else(|| {
+            FieldError::new(
+                field,
+                "unknown_category",
+                "must be one of caller_identity, caller_location, recording, transcript, visitor, interaction_content",
+            )
+        })
+}
+
 /// Validates a consent's category, status, method and notice version.
 pub fn checked_consent_parts(
     prefix: &str,
@@ -81,14 +94,13 @@ pub fn checked_consent_parts(
     notice_version: Option<u32>,
 ) -> Result<InlineConsent, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let category_parsed = DataCategory::parse(category).filter(|c| consentable(*c));
-    if category_parsed.is_none() {
-        errors.push(FieldError::new(
-            format!("{prefix}category"),
-            "unknown_category",
-            "must be one of caller_identity, caller_location, recording, transcript, visitor, interaction_content",
-        ));
-    }
+    let category_parsed = match consent_category(category, &format!("{prefix}category")) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
     let status_parsed = ConsentStatus::parse(status);
     if status_parsed.is_none() {
         errors.push(FieldError::new(
@@ -588,7 +600,7 @@ pub struct CallOutput {
     pub dropped: Option<Vec<String>>,
 }
 
-fn reveal(p: &Option<ringfence_core::Personal<String>>) -> Option<String> {
+pub(crate) fn reveal(p: &Option<ringfence_core::Personal<String>>) -> Option<String> {
     p.as_ref().map(|v| v.expose().clone())
 }
 

@@ -21,7 +21,7 @@ use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, SessionId};
 use ringfence_store::{AccountRecord, AuditEvent, CallLog, ConsentSubject, LogError};
 
-use crate::dto::CallOutput;
+use crate::dto::{CallOutput, reveal};
 use crate::routes::consents::{ConsentOutput, output as consent_output};
 
 /// The version of `data.json`'s schema.
@@ -112,10 +112,6 @@ struct SessionExport {
     msclkid: Option<String>,
     visitor_id: Option<String>,
     redacted: bool,
-}
-
-fn reveal(p: &Option<ringfence_core::Personal<String>>) -> Option<String> {
-    p.as_ref().map(|v| v.expose().clone())
 }
 
 const README: &str = "Ringfence: the personal data held about one caller\n\

@@ -101,14 +101,10 @@ fn parse_subject_key(
 ) -> Option<(ringfence_core::AccountId, ringfence_crypto::BlindIndex)> {
     let rest = id.strip_prefix("subject:")?;
     let (account, hex) = rest.split_once(':')?;
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some((account.parse().ok()?, out))
+    Some((
+        account.parse().ok()?,
+        ringfence_store::sqlite::blind_index_from_hex(hex)?,
+    ))
 }
 
 #[cfg(test)]

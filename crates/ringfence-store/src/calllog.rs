@@ -251,20 +251,9 @@ impl CallLog {
         {
             return Ok(k);
         }
-        let id = blind_key_id(account);
-        let key = match self.vault.open_key(&id).await? {
-            Some(k) => k,
-            None => {
-                let (_, record) =
-                    self.vault
-                        .issue(id.clone(), account.to_string(), KeyPurpose::BlindIndex);
-                self.vault.insert(vec![record]).await?;
-                self.vault
-                    .open_key(&id)
-                    .await?
-                    .ok_or_else(|| LogError::Corrupt(id.clone(), "blind-index key vanished"))?
-            }
-        };
+        let key = self
+            .key_or_issue(blind_key_id(account), account, KeyPurpose::BlindIndex)
+            .await?;
         let key = BlindIndexKey::from_data_key(&key);
         if let Ok(mut m) = self.blind_keys.lock() {
             m.insert(account, key.clone());
@@ -454,20 +443,33 @@ impl CallLog {
         )
     }
 
-    /// The key sealing an account's secrets, created on first use.
-    async fn secrets_key(&self, account: AccountId) -> Result<DataKey, LogError> {
-        let id = format!("account-secrets:{account}");
+    /// The vault's key `id`, issued on first use. Concurrent creators converge on the key
+    /// that reached the vault first.
+    async fn key_or_issue(
+        &self,
+        id: String,
+        account: AccountId,
+        purpose: KeyPurpose,
+    ) -> Result<DataKey, LogError> {
         if let Some(k) = self.vault.open_key(&id).await? {
             return Ok(k);
         }
-        let (_, record) =
-            self.vault
-                .issue(id.clone(), account.to_string(), KeyPurpose::AccountSecret);
+        let (_, record) = self.vault.issue(id.clone(), account.to_string(), purpose);
         self.vault.insert(vec![record]).await?;
-        self.vault
-            .open_key(&id)
-            .await?
-            .ok_or(LogError::Corrupt(id, "secrets key vanished"))
+        self.vault.open_key(&id).await?.ok_or(LogError::Corrupt(
+            id,
+            "a key just issued is not in the vault",
+        ))
+    }
+
+    /// The key sealing an account's secrets, created on first use.
+    async fn secrets_key(&self, account: AccountId) -> Result<DataKey, LogError> {
+        self.key_or_issue(
+            format!("account-secrets:{account}"),
+            account,
+            KeyPurpose::AccountSecret,
+        )
+        .await
     }
 
     /// Seals a telephony auth token for the account (to store in its record).
@@ -582,18 +584,8 @@ impl CallLog {
         account: AccountId,
         bidx: &BlindIndex,
     ) -> Result<DataKey, LogError> {
-        let id = subject_key_id(account, bidx);
-        if let Some(k) = self.vault.open_key(&id).await? {
-            return Ok(k);
-        }
-        let (_, record) = self
-            .vault
-            .issue(id.clone(), account.to_string(), KeyPurpose::Subject);
-        self.vault.insert(vec![record]).await?;
-        self.vault
-            .open_key(&id)
-            .await?
-            .ok_or(LogError::Corrupt(id, "subject key vanished"))
+        self.key_or_issue(subject_key_id(account, bidx), account, KeyPurpose::Subject)
+            .await
     }
 
     /// Stores calls atomically: all or none. Idempotent per `(account, external_id)`.
@@ -1146,42 +1138,8 @@ impl CallLog {
         audit: AuditEvent,
     ) -> Result<RedactionReceipt, LogError> {
         let rows = self.store.calls_by_ids(call_ids).await?;
-        let live: Vec<&CallRow> = rows.iter().filter(|r| r.redacted_at.is_none()).collect();
-        let mut sessions = session_ids;
-        if categories.contains(&DataCategory::Visitor) {
-            sessions.extend(live.iter().filter_map(|r| r.session_id));
-        }
-        sessions.sort();
-        sessions.dedup();
-        let job = RedactionJob {
-            id: uuid::Uuid::now_v7().to_string(),
-            created_at: Timestamp::now(),
-            reason,
-            call_ids: live.iter().map(|r| r.id).collect(),
-            session_ids: sessions,
-            objects: if categories.contains(&DataCategory::Recording) {
-                live.iter()
-                    .filter_map(|r| r.recording.as_ref().map(|rec| rec.object.clone()))
-                    .collect()
-            } else {
-                Vec::new()
-            },
-            forget: Vec::new(),
-            subjects: Vec::new(),
-            audit,
-            categories,
-        };
-        self.store.begin_redaction(job.clone()).await?;
-        let applied = self.finish_redaction(job.clone()).await?;
-        Ok(RedactionReceipt {
-            redacted_calls: applied.calls,
-            redacted_sessions: applied.sessions,
-            call_ids: job.call_ids,
-            at: applied.at,
-            audit_seq: applied.audit_seq,
-            forgotten: false,
-            skipped_legal_hold: 0,
-        })
+        self.remove(rows, session_ids, categories, reason, audit)
+            .await
     }
 
     /// Removes `categories` from these calls, which otherwise stay as they are (automatic
@@ -1193,12 +1151,25 @@ impl CallLog {
         reason: RedactionReason,
         audit: AuditEvent,
     ) -> Result<RedactionReceipt, LogError> {
+        self.remove(rows, Vec::new(), categories, reason, audit)
+            .await
+    }
+
+    /// Removes `categories` from the live ones of `rows` and, for the visitor category,
+    /// from their sessions and `more_sessions`.
+    async fn remove(
+        &self,
+        rows: Vec<CallRow>,
+        more_sessions: Vec<SessionId>,
+        categories: Vec<DataCategory>,
+        reason: RedactionReason,
+        audit: AuditEvent,
+    ) -> Result<RedactionReceipt, LogError> {
         let live: Vec<&CallRow> = rows.iter().filter(|r| r.redacted_at.is_none()).collect();
-        let mut session_ids: Vec<SessionId> = if categories.contains(&DataCategory::Visitor) {
-            live.iter().filter_map(|r| r.session_id).collect()
-        } else {
-            Vec::new()
-        };
+        let mut session_ids = more_sessions;
+        if categories.contains(&DataCategory::Visitor) {
+            session_ids.extend(live.iter().filter_map(|r| r.session_id));
+        }
         session_ids.sort();
         session_ids.dedup();
         let job = RedactionJob {

@@ -157,16 +157,10 @@ pub struct Telephony {
 #[serde(deny_unknown_fields)]
 pub struct TelephonyUpdate {
     /// The auth token; null removes it (webhooks are then refused).
-    #[serde(default, deserialize_with = "double_option_text")]
+    #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub twilio_auth_token: Option<Option<String>>,
     pub delete_provider_recordings: Option<bool>,
-}
-
-fn double_option_text<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
 }
 
 /// The account's settings document.
@@ -200,8 +194,11 @@ pub struct AccountSettingsUpdate {
     pub confirm: bool,
 }
 
-fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
-    Option::<u32>::deserialize(d).map(Some)
+/// Tells an absent field (`None`: leave as is) from an explicit `null` (`Some(None)`: clear).
+fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 async fn account_and_max(

@@ -19,7 +19,7 @@ use super::redaction::Receipt;
 use super::{check_account, path_id};
 use crate::auth::Auth;
 use crate::body::JsonBody;
-use crate::dto::checked_consent_parts;
+use crate::dto::{checked_consent_parts, consent_category};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::state::AppState;
 
@@ -389,15 +389,7 @@ pub struct NoticeList {
 }
 
 fn category_of(name: &str, field: &str) -> ApiResult<DataCategory> {
-    DataCategory::parse(name)
-        .filter(|c| consentable(*c))
-        .ok_or_else(|| {
-            ApiError::fields(vec![FieldError::new(
-                field,
-                "unknown_category",
-                "must be one of caller_identity, caller_location, recording, transcript, visitor, interaction_content",
-            )])
-        })
+    consent_category(name, field).map_err(|e| ApiError::fields(vec![e]))
 }
 
 fn notice_text(text: String) -> ApiResult<String> {

@@ -38,6 +38,15 @@ impl Form {
     }
 }
 
+fn empty_twiml() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        EMPTY_TWIML,
+    )
+        .into_response()
+}
+
 fn invalid_signature(message: &str) -> ApiError {
     ApiError::new(Code::InvalidSignature, message.to_owned())
 }
@@ -251,12 +260,7 @@ pub async fn voice(
     let (id, created, _) = state.log.ingest_status(account, call, &policy).await?;
     metrics::counter!("ringfence_calls_ingested_total").increment(u64::from(created));
     tracing::debug!(call = %id, created, "voice status callback");
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-        EMPTY_TWIML,
-    )
-        .into_response())
+    Ok(empty_twiml())
 }
 
 /// Whether a provider URL may be fetched: https, or http to a loopback address (a local
@@ -368,12 +372,7 @@ pub async fn recording(
             .await?;
         tracing::debug!(%account, queued, "recording status callback");
     }
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-        EMPTY_TWIML,
-    )
-        .into_response())
+    Ok(empty_twiml())
 }
 
 #[cfg(test)]
