@@ -82,6 +82,22 @@ pub struct AccountFacts {
     pub due_a_day_ago: u64,
     /// Live tokens that reach the account and never expire.
     pub tokens_without_expiry: u64,
+    pub recipients: RecipientFacts,
+}
+
+/// The account's recipients and the state of their outbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecipientFacts {
+    /// Current (not removed) recipients.
+    pub recipients: u64,
+    /// Those that take at least one erasure notice.
+    pub erasure_recipients: u64,
+    /// Dead-lettered deliveries of any event.
+    pub dead: u64,
+    /// Dead-lettered erasure notices: a recipient never learnt of an erasure.
+    pub dead_erasures: u64,
+    /// When the oldest still-queued erasure notice was created.
+    pub oldest_queued_erasure: Option<Timestamp>,
 }
 
 /// An account's checklist.
@@ -140,6 +156,7 @@ pub fn account_checklist(
     if let Some(modes) = installation.folder {
         items.push(data_folder_permissions(modes));
     }
+    items.push(recipients(a, now));
     items.push(tokens(a));
     items.push(audit_chain(&installation.audit_chain));
     Checklist {
@@ -390,6 +407,83 @@ fn data_folder_permissions(modes: FolderModes) -> Item {
     )
 }
 
+/// An erasure notice queued longer than this is late (retries last about two days).
+const LATE_ERASURE_MS: i64 = 24 * 3600 * 1000;
+
+fn recipients(a: &AccountFacts, now: Timestamp) -> Item {
+    const ID: &str = "recipients";
+    let r = a.recipients;
+    let register = format!(
+        "register each system calls are forwarded to: POST /api/v1/accounts/{}/recipients {{\"name\", \"url\", \"secret\", \"events\": [\"call.redacted\", \"caller.erased\", \"consent.withdrawn\"]}}",
+        a.account_id
+    );
+    let dead_letters = format!(
+        "fix the receiver, then list GET /api/v1/accounts/{}/recipients/{{id}}/deliveries?state=dead and POST …/deliveries/{{delivery_id}}/retry for each",
+        a.account_id
+    );
+    if r.dead_erasures > 0 {
+        return item(
+            ID,
+            Status::Fail,
+            format!(
+                "{} erasure notices were dead-lettered: a recipient was never told of an erasure (Art. 19)",
+                r.dead_erasures
+            ),
+            dead_letters,
+        );
+    }
+    if r.recipients == 0 {
+        return item(
+            ID,
+            Status::Warn,
+            "no recipients are registered: systems that receive this account's calls are not told of erasures".into(),
+            register,
+        );
+    }
+    if r.erasure_recipients == 0 {
+        return item(
+            ID,
+            Status::Warn,
+            format!(
+                "{} recipients take no erasure notices (call.redacted, caller.erased, consent.withdrawn)",
+                r.recipients
+            ),
+            format!(
+                "add the erasure events to each: PUT /api/v1/accounts/{}/recipients/{{id}} {{\"events\": [\"call.created\", \"call.redacted\", \"caller.erased\", \"consent.withdrawn\"]}}",
+                a.account_id
+            ),
+        );
+    }
+    if let Some(oldest) = r.oldest_queued_erasure
+        && now.millis() - oldest.millis() > LATE_ERASURE_MS
+    {
+        return item(
+            ID,
+            Status::Warn,
+            "an erasure notice has been retried for more than a day: a recipient is failing".into(),
+            format!(
+                "check the failing receiver: GET /api/v1/accounts/{}/recipients/{{id}}/deliveries?state=queued shows its last error",
+                a.account_id
+            ),
+        );
+    }
+    if r.dead > 0 {
+        return item(
+            ID,
+            Status::Warn,
+            format!("{} call deliveries were dead-lettered", r.dead),
+            dead_letters,
+        );
+    }
+    pass(
+        ID,
+        format!(
+            "{} recipients are told of erasures and no notice is dead-lettered",
+            r.erasure_recipients
+        ),
+    )
+}
+
 fn tokens(a: &AccountFacts) -> Item {
     const ID: &str = "tokens";
     if a.tokens_without_expiry == 0 {
@@ -444,6 +538,11 @@ mod tests {
             due_now: 0,
             due_a_day_ago: 0,
             tokens_without_expiry: 0,
+            recipients: RecipientFacts {
+                recipients: 1,
+                erasure_recipients: 1,
+                ..Default::default()
+            },
         };
         let installation = InstallationFacts {
             last_sweep: Some(Timestamp::from_millis(NOW - 60_000)),
@@ -473,6 +572,7 @@ mod tests {
                 "overdue_redactions",
                 "worker_recent",
                 "data_folder_permissions",
+                "recipients",
                 "tokens",
                 "audit_chain"
             ]
@@ -686,6 +786,56 @@ mod tests {
                 "audit_chain",
                 Status::Fail,
                 "entry 4",
+            ),
+            (
+                "no recipients",
+                |a, _| a.recipients = RecipientFacts::default(),
+                "recipients",
+                Status::Warn,
+                "no recipients",
+            ),
+            (
+                "recipients without erasure events",
+                |a, _| a.recipients.erasure_recipients = 0,
+                "recipients",
+                Status::Warn,
+                "take no erasure",
+            ),
+            (
+                "a dead erasure notice",
+                |a, _| {
+                    a.recipients.dead = 1;
+                    a.recipients.dead_erasures = 1;
+                },
+                "recipients",
+                Status::Fail,
+                "dead-lettered",
+            ),
+            (
+                "a dead call delivery",
+                |a, _| a.recipients.dead = 2,
+                "recipients",
+                Status::Warn,
+                "2 call deliveries",
+            ),
+            (
+                "an erasure notice late",
+                |a, _| {
+                    a.recipients.oldest_queued_erasure =
+                        Some(Timestamp::from_millis(NOW - LATE_ERASURE_MS - 1))
+                },
+                "recipients",
+                Status::Warn,
+                "more than a day",
+            ),
+            (
+                "an erasure notice queued a moment ago",
+                |a, _| {
+                    a.recipients.oldest_queued_erasure = Some(Timestamp::from_millis(NOW - 1000))
+                },
+                "recipients",
+                Status::Pass,
+                "no notice is dead-lettered",
             ),
         ];
         let now = Timestamp::from_millis(NOW);

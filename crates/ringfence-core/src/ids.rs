@@ -70,6 +70,18 @@ id_type!(
     /// One API token.
     TokenId
 );
+id_type!(
+    /// A recipient: a system the account forwards calls and erasure notices to.
+    RecipientId
+);
+id_type!(
+    /// One event sent to recipients (the same for every recipient: receivers deduplicate by it).
+    EventId
+);
+id_type!(
+    /// One event's delivery to one recipient.
+    DeliveryId
+);
 
 /// A string that is not a canonical id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

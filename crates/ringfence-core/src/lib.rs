@@ -14,10 +14,11 @@ pub mod ids;
 pub mod jurisdiction;
 pub mod personal;
 pub mod phone;
+pub mod recipients;
 pub mod retention;
 pub mod timestamp;
 
 pub use datamap::{DataCategory, RedactionEffect};
-pub use ids::{AccountId, AgencyId, CallId, SessionId, TokenId};
+pub use ids::{AccountId, AgencyId, CallId, DeliveryId, EventId, RecipientId, SessionId, TokenId};
 pub use personal::Personal;
 pub use phone::E164;

@@ -13,6 +13,7 @@ mod keys;
 mod recording;
 pub mod twilio;
 mod vault;
+pub mod webhook;
 
 pub use aead::{CryptoError, NONCE_LEN, SEAL_OVERHEAD, TAG_LEN, open, seal};
 pub use keys::{

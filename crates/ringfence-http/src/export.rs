@@ -182,6 +182,17 @@ pub fn write_export<W: Write>(
     let mut first = true;
     for page in rows.chunks(PAGE) {
         let calls = handle.block_on(log.open_calls(page.to_vec()))?;
+        // The recipients each call was delivered to (Art. 15(1)(c)).
+        let mut sent: std::collections::HashMap<ringfence_core::CallId, Vec<serde_json::Value>> =
+            std::collections::HashMap::new();
+        for (call, recipient, name) in handle.block_on(
+            log.store()
+                .delivered_to(page.iter().map(|r| r.id).collect()),
+        )? {
+            sent.entry(call)
+                .or_default()
+                .push(serde_json::json!({"id": recipient.to_string(), "name": name}));
+        }
         for (call, row) in calls.iter().zip(page) {
             let mut value = serde_json::to_value(CallOutput::from_call(call, true))
                 .map_err(|e| ExportError::Write(e.to_string()))?;
@@ -196,8 +207,10 @@ pub fn write_export<W: Write>(
             });
             if let Some(obj) = value.as_object_mut() {
                 obj.insert("recording_file".into(), serde_json::json!(file));
-                // No system receives calls from Ringfence yet: the list is empty, not absent.
-                obj.insert("recipients".into(), serde_json::json!([]));
+                obj.insert(
+                    "recipients".into(),
+                    serde_json::Value::Array(sent.remove(&call.id).unwrap_or_default()),
+                );
                 if let Some(rec) = obj.get_mut("recording").and_then(|r| r.as_object_mut()) {
                     rec.remove("url");
                 }

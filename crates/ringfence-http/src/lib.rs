@@ -62,13 +62,24 @@ impl Modify for BearerAuth {
         consents::record, consents::list, consents::create_notice, consents::update_notice, consents::list_notices,
         twilio::voice, twilio::recording,
         routes::export::export_caller,
+        routes::recipients::create, routes::recipients::list, routes::recipients::update, routes::recipients::remove,
+        routes::recipients::deliveries, routes::recipients::retry,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(error::ErrorEnvelope, error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
-    tags((name = "calls"), (name = "sessions"), (name = "recordings"), (name = "redaction"), (name = "agencies"), (name = "accounts"), (name = "consent"), (name = "telephony"), (name = "audit"), (name = "operations")),
+    tags((name = "calls"), (name = "sessions"), (name = "recordings"), (name = "redaction"), (name = "agencies"), (name = "accounts"), (name = "consent"), (name = "telephony"), (name = "recipients"), (name = "audit"), (name = "operations")),
 )]
 pub struct ApiDoc;
+
+/// How a `call.created` delivery shows its call: as `GET /api/v1/calls/{id}` would, to a
+/// token with or without personal-data access.
+pub fn webhook_call_renderer() -> ringfence_jobs::deliveries::RenderCall {
+    std::sync::Arc::new(|call, personal_data| {
+        serde_json::to_value(dto::CallOutput::from_call(call, personal_data))
+            .unwrap_or(serde_json::Value::Null)
+    })
+}
 
 /// The whole application's routes.
 pub fn router(state: AppState) -> Router {
@@ -137,6 +148,22 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/accounts/{account_id}/notices/{category}/{version}",
             axum::routing::put(consents::update_notice),
+        )
+        .route(
+            "/api/v1/accounts/{account_id}/recipients",
+            post(routes::recipients::create).get(routes::recipients::list),
+        )
+        .route(
+            "/api/v1/accounts/{account_id}/recipients/{recipient_id}",
+            axum::routing::put(routes::recipients::update).delete(routes::recipients::remove),
+        )
+        .route(
+            "/api/v1/accounts/{account_id}/recipients/{recipient_id}/deliveries",
+            get(routes::recipients::deliveries),
+        )
+        .route(
+            "/api/v1/accounts/{account_id}/recipients/{recipient_id}/deliveries/{delivery_id}/retry",
+            post(routes::recipients::retry),
         )
         .route("/webhooks/twilio/{account_id}/voice", post(twilio::voice))
         .route(

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use ringfence_core::access::Scope;
 use ringfence_core::checklist::{
-    self, AccountFacts, AgencyChecklist, Checklist, FolderModes, InstallationFacts,
+    self, AccountFacts, AgencyChecklist, Checklist, FolderModes, InstallationFacts, RecipientFacts,
 };
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, DataCategory};
@@ -124,6 +124,7 @@ async fn account_facts(
         .iter()
         .filter(|t| t.revoked_at.is_none() && t.expires_at.is_none() && reaches(t, account))
         .count() as u64;
+    let outbox = store.delivery_summary(account.id).await?;
     Ok(AccountFacts {
         agency_id: agency.id,
         account_id: account.id,
@@ -136,6 +137,13 @@ async fn account_facts(
         due_now,
         due_a_day_ago,
         tokens_without_expiry,
+        recipients: RecipientFacts {
+            recipients: outbox.recipients,
+            erasure_recipients: outbox.erasure_recipients,
+            dead: outbox.dead,
+            dead_erasures: outbox.dead_erasures,
+            oldest_queued_erasure: outbox.oldest_queued_erasure,
+        },
     })
 }
 

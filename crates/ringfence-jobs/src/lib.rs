@@ -5,6 +5,7 @@
 //! Jobs never log personal data: ids and counts only.
 
 pub mod checklist;
+pub mod deliveries;
 pub mod downloads;
 pub mod orphan_keys;
 pub mod orphan_recordings;

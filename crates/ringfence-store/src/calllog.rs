@@ -186,7 +186,7 @@ impl std::fmt::Debug for RecordingRead {
     }
 }
 
-fn aad(table: &str, id: &str, column: &str) -> Vec<u8> {
+pub(crate) fn aad(table: &str, id: &str, column: &str) -> Vec<u8> {
     format!("{table}|{id}|{column}").into_bytes()
 }
 
@@ -463,7 +463,7 @@ impl CallLog {
     }
 
     /// The key sealing an account's secrets, created on first use.
-    async fn secrets_key(&self, account: AccountId) -> Result<DataKey, LogError> {
+    pub(crate) async fn secrets_key(&self, account: AccountId) -> Result<DataKey, LogError> {
         self.key_or_issue(
             format!("account-secrets:{account}"),
             account,

@@ -9,6 +9,7 @@ pub mod blobs;
 pub mod calllog;
 pub mod journal;
 pub mod payload;
+pub mod recipients;
 pub mod records;
 pub mod sqlite;
 
@@ -21,7 +22,7 @@ pub use records::*;
 
 use async_trait::async_trait;
 use ringfence_core::timestamp::Timestamp;
-use ringfence_core::{AccountId, AgencyId, CallId, SessionId};
+use ringfence_core::{AccountId, AgencyId, CallId, DeliveryId, RecipientId, SessionId};
 
 /// A storage failure. User-caused ones carry what the user must fix; `Backend` is internal
 /// and its text is logged, never sent to a client.
@@ -228,6 +229,56 @@ pub trait Store: Send + Sync + 'static {
     async fn record_job_run(&self, name: String, at: Timestamp) -> Result<(), StoreError>;
     /// The last finished run of each job that ever ran.
     async fn job_runs(&self) -> Result<Vec<(String, Timestamp)>, StoreError>;
+
+    // Recipients (Art. 19) and the outbox of their deliveries.
+    /// Registers a recipient and journals it.
+    async fn create_recipient(
+        &self,
+        recipient: RecipientRow,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// Replaces a recipient's settings (a removal cancels its queued deliveries) and
+    /// journals it. False when the account has no such recipient.
+    async fn update_recipient(
+        &self,
+        recipient: RecipientRow,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError>;
+    /// The account's recipients, removed ones included, oldest first.
+    async fn recipients(&self, account: AccountId) -> Result<Vec<RecipientRow>, StoreError>;
+    async fn recipient(
+        &self,
+        account: AccountId,
+        id: RecipientId,
+    ) -> Result<Option<RecipientRow>, StoreError>;
+    /// Queued deliveries whose next attempt is due at `now`, soonest first.
+    async fn due_deliveries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>, StoreError>;
+    /// Records an attempt if the delivery is still queued; false when it no longer was.
+    async fn finish_delivery(&self, attempt: DeliveryAttempt) -> Result<bool, StoreError>;
+    /// Cancels a queued delivery without an attempt (`why` is a short code).
+    async fn cancel_delivery(&self, id: DeliveryId, why: String) -> Result<bool, StoreError>;
+    /// A page of a recipient's deliveries, newest first.
+    async fn deliveries(&self, query: DeliveryQuery) -> Result<Vec<DeliveryRow>, StoreError>;
+    /// Puts a dead-lettered delivery back in the queue (journaled); `None` when there is no
+    /// such dead delivery of a live recipient in the account.
+    async fn retry_delivery(
+        &self,
+        account: AccountId,
+        recipient: RecipientId,
+        id: DeliveryId,
+        audit: AuditEvent,
+    ) -> Result<Option<DeliveryRow>, StoreError>;
+    /// Recipients and delivery counts of an account, for the checklist.
+    async fn delivery_summary(&self, account: AccountId) -> Result<DeliverySummary, StoreError>;
+    /// The recipients (id, name) each of `calls` was delivered to.
+    async fn delivered_to(
+        &self,
+        calls: Vec<CallId>,
+    ) -> Result<Vec<(CallId, RecipientId, String)>, StoreError>;
 
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -371,3 +371,105 @@ pub struct DueQuery {
     pub not_before: Option<Timestamp>,
     pub limit: u32,
 }
+
+/// A recipient of the account's calls and erasure notices.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RecipientRow {
+    pub id: ringfence_core::RecipientId,
+    pub account_id: AccountId,
+    pub name: String,
+    /// `https://…`, or `http://` to a loopback address.
+    pub url: String,
+    /// The signing secret, sealed with the account's secrets key.
+    pub secret: Vec<u8>,
+    pub events: Vec<ringfence_core::recipients::EventKind>,
+    /// Whether `call.created` carries the caller's personal data (else it is masked).
+    pub personal_data: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Removed: no new events; its queued deliveries were cancelled.
+    pub disabled_at: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for RecipientRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a receiver's routing token; ids are enough to debug.
+        f.debug_struct("RecipientRow")
+            .field("id", &self.id)
+            .field("account_id", &self.account_id)
+            .field("events", &self.events)
+            .field("disabled_at", &self.disabled_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecipientRow {
+    pub fn wants(&self, event: ringfence_core::recipients::EventKind) -> bool {
+        self.disabled_at.is_none() && self.events.contains(&event)
+    }
+}
+
+/// One event's delivery to one recipient: the outbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRow {
+    pub id: ringfence_core::DeliveryId,
+    pub event_id: ringfence_core::EventId,
+    pub event: ringfence_core::recipients::EventKind,
+    pub recipient_id: ringfence_core::RecipientId,
+    pub account_id: AccountId,
+    /// The call a `call.created` is about.
+    pub call_id: Option<CallId>,
+    /// The event's `data` as JSON (ids only); `None` for `call.created`, rendered when sent.
+    pub payload: Option<String>,
+    pub created_at: Timestamp,
+    pub state: ringfence_core::recipients::DeliveryState,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub last_attempt_at: Option<Timestamp>,
+    /// The HTTP status of the last answer, if there was one.
+    pub last_status: Option<u16>,
+    /// Why the last attempt failed, as a short code (never a receiver's answer body).
+    pub last_error: Option<String>,
+    /// When it was delivered, dead-lettered or cancelled.
+    pub done_at: Option<Timestamp>,
+}
+
+/// What one delivery attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryAttempt {
+    pub id: ringfence_core::DeliveryId,
+    pub at: Timestamp,
+    /// `Delivered`, `Queued` (retry at `next_attempt_at`), `Dead` or `Cancelled`.
+    pub state: ringfence_core::recipients::DeliveryState,
+    pub next_attempt_at: Timestamp,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    /// Journaled with it (a dead-lettered erasure notice, say).
+    pub audit: Option<AuditEvent>,
+}
+
+/// A page of one recipient's deliveries, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryQuery {
+    pub account_id: AccountId,
+    pub recipient_id: ringfence_core::RecipientId,
+    pub state: Option<ringfence_core::recipients::DeliveryState>,
+    pub event: Option<ringfence_core::recipients::EventKind>,
+    /// Deliveries older than this one (cursor).
+    pub before: Option<ringfence_core::DeliveryId>,
+    pub limit: u32,
+}
+
+/// Counts per state of an account's deliveries, for the checklist.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliverySummary {
+    pub recipients: u64,
+    /// Recipients that take erasure notices.
+    pub erasure_recipients: u64,
+    pub queued: u64,
+    pub dead: u64,
+    /// Dead-lettered erasure notices: recipients that were never told of an erasure.
+    pub dead_erasures: u64,
+    /// The oldest queued erasure notice's creation time.
+    pub oldest_queued_erasure: Option<Timestamp>,
+}

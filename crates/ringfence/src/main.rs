@@ -276,8 +276,32 @@ async fn serve(resources: &Resources) -> anyhow::Result<()> {
             }
         },
     ));
+    let log = resources.log.clone();
+    let deliverer = ringfence_jobs::deliveries::Deliverer::new(
+        std::time::Duration::from_secs(15),
+        ringfence_http::webhook_call_renderer(),
+    )?;
+    let deliveries = tokio::spawn(ringfence_jobs::scheduler::run_every(
+        "deliveries",
+        std::time::Duration::from_secs(1),
+        stop_jobs.subscribe(),
+        move || {
+            let log = log.clone();
+            let deliverer = deliverer.clone();
+            async move {
+                ringfence_jobs::deliveries::run_due(
+                    &log,
+                    &deliverer,
+                    ringfence_core::timestamp::Timestamp::now(),
+                )
+                .await
+                .map(|_| ())
+            }
+        },
+    ));
     app.run_until(shutdown).await?;
     let _ = stop_jobs.send(true);
+    let _ = deliveries.await;
     let _ = downloads.await;
     let _ = sweeper.await;
     let _ = jobs.await;

@@ -9,6 +9,7 @@ pub mod consents;
 pub mod export;
 pub mod legal_hold;
 pub mod ops;
+pub mod recipients;
 pub mod recordings;
 pub mod redaction;
 pub mod sessions;

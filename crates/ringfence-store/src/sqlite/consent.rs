@@ -230,6 +230,36 @@ fn agency_of(conn: &Connection, account: AccountId) -> Result<Option<String>, St
         .optional()?)
 }
 
+/// Tells the account's recipients of a withdrawal: the consent event's id, the category,
+/// the kind of subject and the calls it touches (never the subject).
+fn tell_withdrawn(conn: &Connection, row: &ConsentRow, calls: &[String]) -> Result<(), StoreError> {
+    if !super::outbox::any_recipient(conn)? {
+        return Ok(());
+    }
+    let mut extra = serde_json::Map::new();
+    extra.insert(
+        "consent_id".into(),
+        serde_json::Value::String(row.id.clone()),
+    );
+    extra.insert(
+        "category".into(),
+        serde_json::Value::String(row.category.as_str().into()),
+    );
+    extra.insert(
+        "subject_kind".into(),
+        serde_json::Value::String(row.subject_kind.as_str().into()),
+    );
+    super::outbox::enqueue_erasure(
+        conn,
+        row.account_id,
+        ringfence_core::recipients::EventKind::ConsentWithdrawn,
+        RedactionReason::ConsentWithdrawn.as_str(),
+        calls,
+        &extra,
+        row.at,
+    )
+}
+
 /// Records one event; for a withdrawal, begins the removal of the category's data of the
 /// subject in the same transaction (`job` is the template: ids are filled in here).
 pub(crate) fn record(
@@ -254,6 +284,9 @@ pub(crate) fn record(
         skipped_legal_hold: 0,
     };
     let Some(mut job) = job.filter(|_| row.status == ConsentStatus::Withdrawn) else {
+        if row.status == ConsentStatus::Withdrawn {
+            tell_withdrawn(conn, row, &[])?;
+        }
         return Ok(recorded);
     };
     let account = row.account_id.to_string();
@@ -311,6 +344,8 @@ pub(crate) fn record(
     }
     job.categories = vec![category];
     job.reason = RedactionReason::ConsentWithdrawn;
+    let affected: Vec<String> = job.call_ids.iter().map(|c| c.to_string()).collect();
+    tell_withdrawn(conn, row, &affected)?;
     if job.call_ids.is_empty() && job.session_ids.is_empty() {
         return Ok(recorded);
     }

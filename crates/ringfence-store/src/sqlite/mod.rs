@@ -6,6 +6,7 @@
 mod audit;
 mod consent;
 mod db;
+mod outbox;
 mod redaction;
 mod schema;
 mod store;

@@ -6,10 +6,11 @@ use rusqlite::{Connection, params};
 use ringfence_core::AccountId;
 use ringfence_core::call::RedactionReason;
 use ringfence_core::datamap::{DataCategory, Entity, columns_of};
+use ringfence_core::recipients::EventKind;
 use ringfence_core::timestamp::Timestamp;
 use ringfence_crypto::BlindIndex;
 
-use super::audit;
+use super::{audit, outbox};
 use crate::StoreError;
 use crate::records::{AuditEvent, RedactionApplied, RedactionJob};
 
@@ -226,6 +227,31 @@ fn apply_categories(conn: &Connection, job: &RedactionJob) -> Result<RedactionAp
     }
     conn.prepare_cached("UPDATE redaction_jobs SET objects = ?2 WHERE id = ?1")?
         .execute(params![job.id, objects.join(",")])?;
+    // Recipients learn which categories of which calls to remove (a visit's removal touches
+    // every call of the job that links to one).
+    let told: Vec<String> = if sessions > 0 {
+        job.call_ids.iter().map(|c| c.to_string()).collect()
+    } else {
+        changed.clone()
+    };
+    let mut extra = serde_json::Map::new();
+    extra.insert(
+        "categories".into(),
+        serde_json::Value::Array(
+            job.categories
+                .iter()
+                .map(|c| serde_json::Value::String(c.as_str().into()))
+                .collect(),
+        ),
+    );
+    outbox::tell_redacted(
+        conn,
+        EventKind::CallRedacted,
+        job.reason.as_str(),
+        &told,
+        &extra,
+        at,
+    )?;
     let calls = changed.len() as u64;
     // Nothing removed (another sweep was first): nothing to journal.
     let audit_seq = if calls + sessions > 0 {
@@ -281,6 +307,22 @@ pub(crate) fn apply(
         })?
         .collect::<Result<_, _>>()?;
     let calls = redacted_ids.len() as u64;
+    // Nothing of these calls may leave now: their queued `call.created` are cancelled, and
+    // their recipients are told (ids only).
+    outbox::cancel_created(conn, &ids, at)?;
+    let kind = if job.reason == RedactionReason::Caller {
+        EventKind::CallerErased
+    } else {
+        EventKind::CallRedacted
+    };
+    outbox::tell_redacted(
+        conn,
+        kind,
+        job.reason.as_str(),
+        &redacted_ids,
+        &serde_json::Map::new(),
+        at,
+    )?;
     // The consent ledger entries of the subjects, and of the visitors of the sessions: the
     // journal keeps that consents existed (their events), not whose.
     let mut subjects = job.subjects.clone();

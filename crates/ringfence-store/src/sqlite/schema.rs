@@ -210,6 +210,47 @@ CREATE TABLE job_runs (
     at INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Recipients (GDPR Art. 19) and the durable outbox of their deliveries. The secret is sealed
+-- with the account's secrets key. A delivery's payload holds ids only; a `call.created`
+-- delivery holds none and is rendered from the sealed call when it is sent, so nothing
+-- personal waits here in the clear and a redaction leaves nothing behind to send.
+CREATE TABLE recipients (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    name TEXT NOT NULL,
+    url TEXT NOT NULL,
+    secret BLOB NOT NULL,
+    events TEXT NOT NULL,
+    personal_data INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    disabled_at INTEGER
+);
+CREATE INDEX recipients_account ON recipients (account_id, created_at);
+
+CREATE TABLE deliveries (
+    id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    recipient_id TEXT NOT NULL REFERENCES recipients(id),
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    call_id TEXT,
+    payload TEXT,
+    created_at INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_attempt_at INTEGER,
+    last_status INTEGER,
+    last_error TEXT,
+    done_at INTEGER
+);
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'queued';
+CREATE INDEX deliveries_recipient ON deliveries (recipient_id, id);
+CREATE INDEX deliveries_call ON deliveries (call_id) WHERE call_id IS NOT NULL;
+CREATE INDEX deliveries_dead ON deliveries (account_id) WHERE state = 'dead';
+"#,
 ];
 
 /// The vault: wrapped data keys only.

@@ -10,10 +10,10 @@ use ringfence_core::call::{CallStatus, Direction, RedactionReason};
 use ringfence_core::datamap::{Entity, columns_of};
 use ringfence_core::retention::{RetentionPolicy, RetentionScope};
 use ringfence_core::timestamp::Timestamp;
-use ringfence_core::{AccountId, AgencyId, CallId, SessionId};
+use ringfence_core::{AccountId, AgencyId, CallId, DeliveryId, RecipientId, SessionId};
 
 use super::db::SqliteDb;
-use super::{audit, consent, redaction, schema};
+use super::{audit, consent, outbox, redaction, schema};
 use crate::records::*;
 use crate::{Store, StoreError};
 use ringfence_core::DataCategory;
@@ -585,6 +585,23 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
                 details: "{}".into(),
             },
         )?;
+    }
+    // New calls go to the account's recipients (rendered when sent, from the sealed row).
+    if outcomes.iter().any(|o| matches!(o, Inserted::Created(_))) && outbox::any_recipient(conn)? {
+        let mut created: std::collections::BTreeMap<AccountId, Vec<String>> =
+            std::collections::BTreeMap::new();
+        for (row, outcome) in calls.iter().zip(&outcomes) {
+            if let Inserted::Created(id) = outcome {
+                created
+                    .entry(row.call.account_id)
+                    .or_default()
+                    .push(id.to_string());
+            }
+        }
+        let now = Timestamp::now();
+        for (account, ids) in created {
+            outbox::enqueue_created(conn, account, &ids, now)?;
+        }
     }
     Ok(InsertReport {
         outcomes,
@@ -1389,6 +1406,115 @@ impl Store for SqliteStore {
                     .prepare_cached("SELECT name, at FROM job_runs ORDER BY name")?
                     .query_map([], |r| Ok((r.get::<_, String>(0)?, ts(r.get(1)?))))?
                     .collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    async fn create_recipient(
+        &self,
+        recipient: RecipientRow,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| {
+                outbox::insert_recipient(conn, &recipient)?;
+                audit::append(conn, &audit)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn update_recipient(
+        &self,
+        recipient: RecipientRow,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError> {
+        self.db
+            .write(move |conn| {
+                let found = outbox::update_recipient(conn, &recipient)?;
+                if found {
+                    audit::append(conn, &audit)?;
+                }
+                Ok(found)
+            })
+            .await
+    }
+
+    async fn recipients(&self, account: AccountId) -> Result<Vec<RecipientRow>, StoreError> {
+        self.db
+            .read(move |conn| outbox::recipients(conn, account))
+            .await
+    }
+
+    async fn recipient(
+        &self,
+        account: AccountId,
+        id: RecipientId,
+    ) -> Result<Option<RecipientRow>, StoreError> {
+        self.db
+            .read(move |conn| outbox::recipient(conn, account, id))
+            .await
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
+        self.db
+            .read(move |conn| outbox::due(conn, now, limit))
+            .await
+    }
+
+    async fn finish_delivery(&self, attempt: DeliveryAttempt) -> Result<bool, StoreError> {
+        self.db
+            .write(move |conn| outbox::finish(conn, &attempt))
+            .await
+    }
+
+    async fn cancel_delivery(&self, id: DeliveryId, why: String) -> Result<bool, StoreError> {
+        self.db
+            .write(move |conn| outbox::cancel(conn, id, &why, Timestamp::now()))
+            .await
+    }
+
+    async fn deliveries(&self, query: DeliveryQuery) -> Result<Vec<DeliveryRow>, StoreError> {
+        self.db.read(move |conn| outbox::list(conn, &query)).await
+    }
+
+    async fn retry_delivery(
+        &self,
+        account: AccountId,
+        recipient: RecipientId,
+        id: DeliveryId,
+        audit: AuditEvent,
+    ) -> Result<Option<DeliveryRow>, StoreError> {
+        self.db
+            .write(move |conn| {
+                outbox::requeue(conn, account, recipient, id, Timestamp::now(), &audit)
+            })
+            .await
+    }
+
+    async fn delivery_summary(&self, account: AccountId) -> Result<DeliverySummary, StoreError> {
+        self.db
+            .read(move |conn| outbox::summary(conn, account))
+            .await
+    }
+
+    async fn delivered_to(
+        &self,
+        calls: Vec<CallId>,
+    ) -> Result<Vec<(CallId, RecipientId, String)>, StoreError> {
+        self.db
+            .read(move |conn| {
+                let ids: Vec<String> = calls.iter().map(|c| c.to_string()).collect();
+                let json = serde_json::to_string(&ids)
+                    .map_err(|e| StoreError::Backend(format!("call ids: {e}")))?;
+                Ok(outbox::delivered_to(conn, &json)?
+                    .into_iter()
+                    .filter_map(|(c, r, name)| Some((c.parse().ok()?, r.parse().ok()?, name)))
+                    .collect())
             })
             .await
     }

@@ -46,6 +46,22 @@ impl TestApp {
     /// A server whose configuration `adjust` changes first.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
+        let mut this = Self::spawn_in(dir, adjust).await;
+        this.admin = this.token(Role::Admin, None, None, true).await;
+        this
+    }
+
+    /// Stops the server, closes everything, and starts a new one over the same data
+    /// folder (the admin token stays valid).
+    pub async fn restart(self) -> TestApp {
+        let admin = self.admin.clone();
+        let dir = self.stop().await;
+        let mut this = Self::spawn_in(dir, |_| {}).await;
+        this.admin = admin;
+        this
+    }
+
+    async fn spawn_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = Config::in_folder(&dir.path().join("data"));
         adjust(&mut config);
         let resources = Resources::open(&config).expect("open resources");
@@ -59,7 +75,7 @@ impl TestApp {
             .await
             .expect("server");
         });
-        let mut this = TestApp {
+        TestApp {
             address,
             client: reqwest::Client::new(),
             dir,
@@ -67,9 +83,7 @@ impl TestApp {
             admin: String::new(),
             shutdown: Some(tx),
             server: Some(server),
-        };
-        this.admin = this.token(Role::Admin, None, None, true).await;
-        this
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {

@@ -64,6 +64,9 @@ async fn a_callers_export_holds_everything_about_them_and_nothing_of_anyone_else
     let (_, session) = app
         .post(&app.admin, &format!("{accounts}/sessions"), json!({"started_at": "2026-11-28T09:58:00Z", "ip": "203.0.113.5", "landing_url": "https://shop.example/a"}))
         .await;
+    // A CRM receives the account's calls: the export names it for each call it received.
+    let (hook, _) = crate::recipients::receiver(0).await;
+    let crm = crate::recipients::register(&app, account, &hook, &["call.created"]).await;
     let mut ids = Vec::new();
     for n in [1u16, 1001, 2001] {
         let mut call = full_call(n);
@@ -73,6 +76,7 @@ async fn a_callers_export_holds_everything_about_them_and_nothing_of_anyone_else
         }
         ids.push(app.ingest(account, call).await);
     }
+    crate::recipients::drain(&app, &crate::recipients::deliverer(3), 10).await;
     for (i, id) in ids.iter().enumerate().take(2) {
         let (status, _) = app
             .upload_recording(&app.admin, id, vec![i as u8 + 1; 3000], "audio/wav")
@@ -158,6 +162,9 @@ async fn a_callers_export_holds_everything_about_them_and_nothing_of_anyone_else
             .clone()
     };
     assert_eq!(call(&ids[0])["caller"]["name"], "Erika Mustermann");
+    for id in &ids[..2] {
+        assert_eq!(call(id)["recipients"], json!([{"id": crm, "name": "CRM"}]));
+    }
     assert_eq!(
         call(&ids[0])["recording_file"],
         format!("recordings/{}.wav", ids[0])

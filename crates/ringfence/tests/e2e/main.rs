@@ -19,6 +19,7 @@ mod crash;
 mod demo;
 mod export;
 mod matrix;
+mod recipients;
 mod recordings;
 mod redaction;
 mod retention;
