@@ -70,6 +70,10 @@ id_type!(
     /// One API token.
     TokenId
 );
+id_type!(
+    /// One person who signs in to the web interface.
+    UserId
+);
 
 /// A string that is not a canonical id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -18,6 +18,6 @@ pub mod retention;
 pub mod timestamp;
 
 pub use datamap::{DataCategory, RedactionEffect};
-pub use ids::{AccountId, AgencyId, CallId, SessionId, TokenId};
+pub use ids::{AccountId, AgencyId, CallId, SessionId, TokenId, UserId};
 pub use personal::Personal;
 pub use phone::E164;

@@ -12,6 +12,7 @@ pub mod error;
 pub mod export;
 pub mod routes;
 pub mod state;
+pub mod web;
 
 use std::time::Instant;
 
@@ -150,6 +151,8 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state);
+    // web UI: the pages, merged before the API's fallback.
+    let api = web::router().with_state(state.clone()).merge(api);
     Router::new()
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .merge(api)

@@ -422,7 +422,7 @@ pub async fn put_settings(
             .log
             .store()
             .append_audit(AuditEvent {
-                actor: principal.token_id.map(|t| format!("token:{t}")).unwrap_or_else(|| "cli".into()),
+                actor: principal.actor(),
                 action: "account.retention_changed".into(),
                 agency_id: Some(tenant.agency),
                 account_id: Some(account),

@@ -9,6 +9,7 @@ mod db;
 mod redaction;
 mod schema;
 mod store;
+mod users;
 mod vault;
 
 pub use db::SqliteDb;
