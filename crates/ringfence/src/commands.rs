@@ -688,6 +688,7 @@ pub async fn create_token(
         args.no_personal_data,
     )
     .await?;
+    let store = resources.log.store();
     let (token, hash) = new_api_token();
     let now = Timestamp::now();
     let record = TokenRecord {

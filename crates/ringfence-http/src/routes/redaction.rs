@@ -5,7 +5,7 @@ use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use ringfence_core::access::{Denied, Permission, Principal, Role, Scope, Tenant};
+use ringfence_core::access::{Denied, Permission, Role, Scope, Tenant};
 use ringfence_core::call::{FieldError, RedactionReason};
 use ringfence_core::phone::parse_e164;
 use ringfence_core::{AccountId, CallId};

@@ -437,7 +437,7 @@ pub async fn confirm_redact_call(
         chrome: Chrome::new(&user, Some(tenant.account)),
         call_id: id.to_string(),
         recording: c.recording.is_some(),
-        visitor: c.session_id.is_some(),
+        visitor: c.visitor.is_some(),
     })
 }
 

@@ -310,7 +310,7 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Byte
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
         .await
         .unwrap_or(false);
-    let Some(user) = user.filter(|_| ok) else {
+    let Some(user) = user.clone().filter(|_| ok) else {
         if let Some(u) = &user {
             match state
                 .log

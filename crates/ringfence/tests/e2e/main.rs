@@ -23,3 +23,4 @@ mod recordings;
 mod redaction;
 mod retention;
 mod twilio;
+mod web;
