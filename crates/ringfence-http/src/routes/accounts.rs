@@ -192,6 +192,10 @@ pub struct AccountSettingsUpdate {
     /// Required when the change would redact more calls at once than the safety threshold.
     #[serde(default)]
     pub confirm: bool,
+    /// Check the change and answer the document it would give (its `preview` is the dry
+    /// run of the new policy) without saving anything.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// Tells an absent field (`None`: leave as is) from an explicit `null` (`Some(None)`: clear).
@@ -387,6 +391,9 @@ pub async fn put_settings(
             }
         })?;
         record.retention = policy;
+    }
+    if update.dry_run {
+        return Ok(Json(document(&state, &record, max).await?));
     }
     if record.retention != before {
         let now_due = retention_preview(

@@ -44,6 +44,11 @@ pub fn router() -> Router<AppState> {
             get(pages::confirm_redact_caller).post(pages::redact_caller),
         )
         .route("/ui/accounts/{account_id}/checklist", get(pages::checklist))
+        .route("/ui/accounts/{account_id}/settings", get(pages::settings))
+        .route(
+            "/ui/accounts/{account_id}/settings/retention",
+            post(pages::save_retention),
+        )
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(middleware::from_fn(security_headers))
         .route("/assets/{name}", get(assets::asset))

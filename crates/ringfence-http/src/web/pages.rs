@@ -18,6 +18,7 @@ use crate::auth::Auth;
 use crate::body::JsonBody;
 use crate::dto::CallOutput;
 use crate::error::{ApiError, Code};
+use crate::routes::accounts::{self, AccountSettings, AccountSettingsUpdate, AutoRedactUpdate};
 use crate::routes::redaction::{Receipt, RedactCallerInput};
 use crate::routes::{calls, checklist as checklist_route, path_id, recordings, redaction};
 use crate::state::AppState;
@@ -588,4 +589,160 @@ pub async fn checklist(
         chrome: Chrome::new(&user, Some(account)),
         checklist,
     })
+}
+
+/// A proposed automatic-redaction policy as the settings form sends it.
+struct RetentionChoice {
+    after: String,
+    custom: String,
+    scope: String,
+}
+
+impl RetentionChoice {
+    fn from_form(form: &[(String, String)]) -> Self {
+        RetentionChoice {
+            after: field(form, "after_days").unwrap_or("off").to_owned(),
+            custom: field(form, "custom_days").unwrap_or("").trim().to_owned(),
+            scope: field(form, "scope").unwrap_or("everyone").to_owned(),
+        }
+    }
+
+    fn from_settings(s: &AccountSettings) -> Self {
+        let after = match s.auto_redact.after_days {
+            None => "off".to_owned(),
+            Some(d @ (1 | 30 | 60 | 90)) => d.to_string(),
+            Some(_) => "custom".to_owned(),
+        };
+        RetentionChoice {
+            custom: match (&*after, s.auto_redact.after_days) {
+                ("custom", Some(d)) => d.to_string(),
+                _ => String::new(),
+            },
+            after,
+            scope: s.auto_redact.scope.clone(),
+        }
+    }
+
+    /// The days it sets (`None`: off), or a clear error.
+    fn days(&self) -> PageResult<Option<u32>> {
+        let text = match self.after.as_str() {
+            "off" => return Ok(None),
+            "custom" => self.custom.as_str(),
+            preset => preset,
+        };
+        text.parse().map(Some).map_err(|_| {
+            PageError::new(
+                Code::InvalidField,
+                "automatic redaction: choose off, 1, 30, 60 or 90 days, or a custom whole number of days",
+            )
+        })
+    }
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    chrome: Chrome,
+    account_id: String,
+    settings: AccountSettings,
+    choice: RetentionChoice,
+    /// After "preview": what saving would redact now.
+    proposed: Option<AccountSettings>,
+    saved: bool,
+}
+
+impl SettingsPage {
+    fn due(s: &AccountSettings) -> u64 {
+        s.auto_redact.preview.calls
+    }
+
+    fn category_removals(s: &AccountSettings) -> u64 {
+        s.auto_redact.preview.categories.values().sum()
+    }
+}
+
+/// The account's settings: automatic redaction (with its dry run) and what it collects.
+pub async fn settings(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(account): Path<String>,
+) -> PageResult<Response> {
+    let Json(settings) = accounts::get_settings(
+        State(state.clone()),
+        Auth(user.principal.clone()),
+        Path(account.clone()),
+    )
+    .await?;
+    let account: AccountId = path_id(&account, "account")?;
+    render(&SettingsPage {
+        chrome: Chrome::new(&user, Some(account)),
+        account_id: account.to_string(),
+        choice: RetentionChoice::from_settings(&settings),
+        settings,
+        proposed: None,
+        saved: false,
+    })
+}
+
+/// Step one (`step=preview`) answers the dry-run count of the proposed policy through the
+/// API's own `dry_run`; step two (`step=save`) saves it, confirmed.
+pub async fn save_retention(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let form = parse_form(&body)?;
+    user.check_csrf(&headers, &form)?;
+    let choice = RetentionChoice::from_form(&form);
+    let save = field(&form, "step") == Some("save");
+    let run = async {
+        let update = AccountSettingsUpdate {
+            auto_redact: Some(AutoRedactUpdate {
+                after_days: Some(choice.days()?),
+                scope: Some(choice.scope.clone()),
+                categories: None,
+            }),
+            collection: None,
+            telephony: None,
+            confirm: save,
+            dry_run: !save,
+        };
+        let Json(result) = accounts::put_settings(
+            State(state.clone()),
+            Auth(user.principal.clone()),
+            Path(account.clone()),
+            JsonBody(update),
+        )
+        .await?;
+        let account_id: AccountId = path_id(&account, "account")?;
+        let page = if save {
+            SettingsPage {
+                chrome: Chrome::new(&user, Some(account_id)),
+                account_id: account_id.to_string(),
+                choice: RetentionChoice::from_settings(&result),
+                settings: result,
+                proposed: None,
+                saved: true,
+            }
+        } else {
+            let Json(current) = accounts::get_settings(
+                State(state.clone()),
+                Auth(user.principal.clone()),
+                Path(account.clone()),
+            )
+            .await?;
+            SettingsPage {
+                chrome: Chrome::new(&user, Some(account_id)),
+                account_id: account_id.to_string(),
+                settings: current,
+                choice,
+                proposed: Some(result),
+                saved: false,
+            }
+        };
+        render(&page)
+    };
+    run.await.map_err(IntoResponse::into_response)
 }

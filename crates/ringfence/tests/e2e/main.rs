@@ -10,6 +10,7 @@
 mod common;
 
 mod backup;
+mod browser;
 mod calls;
 mod canary;
 mod checklist;

@@ -729,3 +729,96 @@ fn the_cli_creates_a_user_from_a_password_file_and_refuses_a_short_password() {
     assert_eq!(code, 1);
     assert!(err.contains("at least 12"), "{err}");
 }
+
+#[tokio::test]
+async fn automatic_redaction_shows_the_dry_run_count_before_it_is_saved() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    for n in 0..3u16 {
+        let mut call = full_call(40 + n);
+        call["started_at"] = json!("2026-10-01T10:00:00Z");
+        app.ingest(account, call).await;
+    }
+    web_user(
+        &app,
+        "lee@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    web_user(
+        &app,
+        "max@example.com",
+        Role::Analyst,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    let user = sign_in(&app, "lee@example.com").await;
+    let (status, html) = user.get(&format!("/ui/accounts/{account}/settings")).await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = csrf_of(&html);
+    let path = format!("/ui/accounts/{account}/settings/retention");
+    let (status, html) = user
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("after_days", "1"),
+                ("scope", "everyone"),
+                ("step", "preview"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("<strong id=\"dry-run-count\">3</strong>"),
+        "{html}"
+    );
+    let (_, settings) = app
+        .get(&app.admin, &format!("/api/v1/accounts/{account}/settings"))
+        .await;
+    assert!(settings["auto_redact"]["after_days"].is_null());
+    for bad in [
+        vec![("after_days", "custom"), ("custom_days", "0")],
+        vec![("after_days", "custom"), ("custom_days", "lots")],
+        vec![("after_days", "30"), ("scope", "mars")],
+    ] {
+        let mut form = vec![("csrf", csrf.as_str()), ("step", "save")];
+        form.extend(bad.iter().copied());
+        let (status, html) = user.post(&path, &form).await;
+        assert!(status.is_client_error(), "{bad:?}: {status}");
+        assert!(html.contains("invalid_field"), "{html}");
+    }
+    let (status, html) = user
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("after_days", "custom"),
+                ("custom_days", "45"),
+                ("scope", "gdpr"),
+                ("step", "save"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"saved\""));
+    let (_, settings) = app
+        .get(&app.admin, &format!("/api/v1/accounts/{account}/settings"))
+        .await;
+    assert_eq!(settings["auto_redact"]["after_days"], 45);
+    assert_eq!(settings["auto_redact"]["scope"], "gdpr");
+    let (status, _) = user
+        .post(&path, &[("after_days", "1"), ("step", "save")])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token");
+
+    let analyst = sign_in(&app, "max@example.com").await;
+    let (status, _) = analyst
+        .get(&format!("/ui/accounts/{account}/settings"))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    app.stop().await;
+}
