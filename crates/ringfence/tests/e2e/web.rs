@@ -822,3 +822,57 @@ async fn automatic_redaction_shows_the_dry_run_count_before_it_is_saved() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_demo_prints_users_who_can_sign_in_and_its_pages_answer_quickly() {
+    let app = TestApp::spawn().await;
+    let summary = ringfence::demo::run_demo(&app.resources, 2000, false)
+        .await
+        .expect("demo");
+    let users = summary["sign_in"]["users"].as_array().expect("users");
+    assert_eq!(users.len(), 3, "{summary}");
+    let admin = users
+        .iter()
+        .find(|u| u["email"] == "demo-admin@example.com")
+        .expect("the demo admin");
+    let password = admin["password"].as_str().expect("a password");
+    assert!(password.len() >= 12);
+    let r = sign_in_raw(&app, "demo-admin@example.com", password, None).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (cookie, _) = set_cookie(&r, "rf_session").unwrap();
+    let user = Signed {
+        client: browser(),
+        base: app.address.clone(),
+        cookie,
+    };
+    let account = summary["accounts"][0]["id"].as_str().unwrap().to_owned();
+    let (_, log) = user.get(&format!("/ui/accounts/{account}/calls")).await;
+    let start = log.find("/ui/calls/").expect("a call link") + "/ui/calls/".len();
+    let call = log[start..start + 36].to_owned();
+    for path in [
+        format!("/ui/accounts/{account}/calls"),
+        format!("/ui/accounts/{account}/calls?redacted=false&source=google_ads"),
+        format!("/ui/calls/{call}"),
+        format!("/ui/calls/{call}/redact-caller"),
+        format!("/ui/accounts/{account}/checklist"),
+        format!("/ui/accounts/{account}/settings"),
+    ] {
+        // The first request warms caches (keys, statements); the second is the one measured.
+        user.get(&path).await;
+        let started = std::time::Instant::now();
+        let (status, _) = user.get(&path).await;
+        let elapsed = started.elapsed();
+        eprintln!("{path}: {} ms", elapsed.as_millis());
+        assert!(
+            status == StatusCode::OK || status == StatusCode::CONFLICT,
+            "{path}: {status}"
+        );
+        assert!(elapsed.as_millis() < 250, "{path} took {elapsed:?}");
+    }
+    // A second demo run keeps the users and their passwords.
+    let again = ringfence::demo::run_demo(&app.resources, 2000, false)
+        .await
+        .expect("demo");
+    assert!(again["sign_in"]["users"][0]["password"].is_null());
+    app.stop().await;
+}
