@@ -121,7 +121,7 @@ impl WebUser {
         &self,
         headers: &HeaderMap,
         form: &[(String, String)],
-    ) -> Result<(), Response> {
+    ) -> Result<(), FormRefused> {
         let sent = headers
             .get("x-csrf-token")
             .and_then(|v| v.to_str().ok())
@@ -133,18 +133,43 @@ impl WebUser {
             });
         match sent {
             Some(token) if same(&token, &self.csrf) => Ok(()),
-            _ => Err(csrf_failure()),
+            _ => Err(FormRefused::Csrf),
         }
     }
 }
 
-fn csrf_failure() -> Response {
-    error_page(
-        StatusCode::FORBIDDEN,
-        "csrf_failed",
-        "this form was not sent from a page of this session (missing or wrong CSRF token); reload the page and try again",
-        true,
-    )
+/// Why a form was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormRefused {
+    /// Missing or wrong CSRF token.
+    Csrf,
+    /// Not a urlencoded form.
+    Unreadable,
+}
+
+impl IntoResponse for FormRefused {
+    fn into_response(self) -> Response {
+        match self {
+            FormRefused::Csrf => error_page(
+                StatusCode::FORBIDDEN,
+                "csrf_failed",
+                "this form was not sent from a page of this session (missing or wrong CSRF token); reload the page and try again",
+                true,
+            ),
+            FormRefused::Unreadable => error_page(
+                StatusCode::BAD_REQUEST,
+                "invalid_form",
+                "the form could not be read; reload the page and try again",
+                false,
+            ),
+        }
+    }
+}
+
+impl From<FormRefused> for Response {
+    fn from(r: FormRefused) -> Response {
+        r.into_response()
+    }
 }
 
 /// Not signed in: pages go to the sign-in form, htmx requests are told to.
@@ -244,15 +269,8 @@ pub async fn login_page(State(state): State<AppState>) -> Response {
 }
 
 /// Form pairs of a urlencoded body; a body that is not one is a 400 page.
-pub fn parse_form(body: &Bytes) -> Result<Vec<(String, String)>, Response> {
-    serde_urlencoded::from_bytes(body).map_err(|_| {
-        error_page(
-            StatusCode::BAD_REQUEST,
-            "invalid_form",
-            "the form could not be read; reload the page and try again",
-            false,
-        )
-    })
+pub fn parse_form(body: &Bytes) -> Result<Vec<(String, String)>, FormRefused> {
+    serde_urlencoded::from_bytes(body).map_err(|_| FormRefused::Unreadable)
 }
 
 pub fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -267,7 +285,7 @@ const WRONG: &str = "That e-mail address and password do not match a user.";
 pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let form = match parse_form(&body) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let expected = cookie(&headers, LOGIN_COOKIE);
     let sent = field(&form, "csrf");
@@ -366,10 +384,10 @@ pub async fn logout(
 ) -> Response {
     let form = match parse_form(&body) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if let Err(r) = user.check_csrf(&headers, &form) {
-        return r;
+        return r.into_response();
     }
     if let Some(value) = cookie(&headers, SESSION_COOKIE) {
         let now = Timestamp::now().millis();
