@@ -9,6 +9,7 @@
 
 mod assets;
 mod error;
+mod journal;
 mod pages;
 mod session;
 
@@ -45,6 +46,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/ui/accounts/{account_id}/checklist", get(pages::checklist))
         .route("/ui/accounts/{account_id}/settings", get(pages::settings))
+        .route("/ui/journal", get(journal::journal))
         .route(
             "/ui/accounts/{account_id}/settings/retention",
             post(pages::save_retention),

@@ -34,7 +34,7 @@ pub struct Chrome {
 }
 
 impl Chrome {
-    fn new(user: &WebUser, account: Option<AccountId>) -> Self {
+    pub fn new(user: &WebUser, account: Option<AccountId>) -> Self {
         Chrome {
             csrf: user.csrf.clone(),
             role: user.principal.role.as_str(),

@@ -297,18 +297,33 @@ async fn in_a_browser_users_sign_in_filter_play_redact_and_read_the_checklist() 
         .send_keys("bing_ads")
         .await
         .unwrap();
+    // Wait on htmx's own "settled" event rather than on time.
+    c.execute(
+        "window.rfSettled = new Promise(r => document.body.addEventListener('htmx:afterSettle', r, {once: true}));",
+        vec![],
+    )
+    .await
+    .unwrap();
     c.find(Locator::Css("form.filters button[type=submit]"))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
-    c.wait()
-        .for_url(
-            &reqwest::Url::parse(&format!("{base}/ui/accounts/{account}/calls?from=&to=&tracking_number=&source=bing_ads&status=&redacted=&caller_number=")).unwrap(),
-        )
-        .await
-        .unwrap();
+    c.execute_async(
+        "const done = arguments[arguments.length - 1]; window.rfSettled.then(() => done(true));",
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains("source=bing_ads"),
+        "htmx pushed the filtered URL"
+    );
     let rows = c
         .find_all(Locator::Css("table.calls tbody tr"))
         .await
@@ -351,6 +366,8 @@ async fn in_a_browser_users_sign_in_filter_play_redact_and_read_the_checklist() 
         .click()
         .await
         .unwrap();
+    // The empty #confirm placeholder is there before htmx swaps the confirmation in.
+    browser.text("#confirm-redact-call").await;
     let confirm = browser.text("#confirm").await;
     assert!(
         confirm.contains("Removed")
@@ -454,6 +471,11 @@ async fn in_a_browser_users_sign_in_filter_play_redact_and_read_the_checklist() 
         .get(&app.admin, &format!("/api/v1/accounts/{account}/settings"))
         .await;
     assert_eq!(settings["auto_redact"]["after_days"], 1);
+
+    // The journal and its chain verification.
+    c.goto(&format!("{base}/ui/journal")).await.unwrap();
+    assert!(browser.text("#chain").await.contains("Chain verified"));
+    browser.check("12b-journal").await;
 
     // An analyst without personal data: masked numbers, no redact button.
     c.goto(&format!("{base}/ui/accounts/{account}/calls"))

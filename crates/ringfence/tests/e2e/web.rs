@@ -876,3 +876,60 @@ async fn the_demo_prints_users_who_can_sign_in_and_its_pages_answer_quickly() {
     assert!(again["sign_in"]["users"][0]["password"].is_null());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_journal_page_lists_the_users_actions_and_verifies_the_chain() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    let (_, other) = app.tenant().await;
+    let call = app.ingest(account, full_call(50)).await;
+    let their_call = app.ingest(other, full_call(51)).await;
+    app.post(
+        &app.admin,
+        &format!("/api/v1/calls/{their_call}/redact"),
+        json!({}),
+    )
+    .await;
+    web_user(
+        &app,
+        "ned@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    web_user(
+        &app,
+        "oz@example.com",
+        Role::Analyst,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    let user = sign_in(&app, "ned@example.com").await;
+    let csrf = user.csrf().await;
+    let (status, _) = user
+        .post(&format!("/ui/calls/{call}/redact"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, html) = user.get("/ui/journal").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Chain verified"), "{html}");
+    assert!(
+        html.contains("call.redacted") && html.contains(&call),
+        "{html}"
+    );
+    assert!(
+        !html.contains(&their_call),
+        "another account's entries are not shown"
+    );
+    let (status, _) = user.get("/ui/journal?cursor=-4").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = user.get("/ui/journal?limit=3").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let analyst = sign_in(&app, "oz@example.com").await;
+    assert_eq!(analyst.get("/ui/journal").await.0, StatusCode::FORBIDDEN);
+    app.stop().await;
+}
