@@ -508,6 +508,17 @@ async fn in_a_browser_users_sign_in_filter_play_redact_and_read_the_checklist() 
         .await
         .unwrap();
     browser.check("15-call-log-phone").await;
+    let overflow = c
+        .execute(
+            "const w = document.documentElement.clientWidth; const wide = [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > w + 1 && !e.closest('.scroll')).map(e => e.tagName + '.' + e.className + '#' + e.id); return [document.documentElement.scrollWidth, w, wide.slice(0, 5)];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow[0].as_u64() <= overflow[1].as_u64(),
+        "nothing wider than a phone outside scrolling tables: {overflow}"
+    );
 
     browser.client.clone().close().await.unwrap();
     app.stop().await;
