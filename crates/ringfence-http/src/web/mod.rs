@@ -8,6 +8,7 @@
 //! Content-Security-Policy (no inline script or style).
 
 mod assets;
+mod caller;
 mod error;
 mod journal;
 mod pages;
@@ -43,6 +44,11 @@ pub fn router() -> Router<AppState> {
         .route(
             "/ui/calls/{call_id}/redact-caller",
             get(pages::confirm_redact_caller).post(pages::redact_caller),
+        )
+        .route("/ui/calls/{call_id}/caller", get(caller::caller))
+        .route(
+            "/ui/calls/{call_id}/caller/export",
+            post(caller::export_caller),
         )
         .route("/ui/accounts/{account_id}/checklist", get(pages::checklist))
         .route("/ui/accounts/{account_id}/settings", get(pages::settings))

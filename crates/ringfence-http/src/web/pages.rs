@@ -92,16 +92,16 @@ pub async fn home(State(state): State<AppState>, user: WebUser) -> PageResult<Re
     })
 }
 
-struct CallRowView {
-    id: String,
-    time: String,
-    source: String,
-    tracking_number: String,
-    duration: String,
-    status: String,
-    caller: String,
-    recording: bool,
-    redacted: bool,
+pub(super) struct CallRowView {
+    pub(super) id: String,
+    pub(super) time: String,
+    pub(super) source: String,
+    pub(super) tracking_number: String,
+    pub(super) duration: String,
+    pub(super) status: String,
+    pub(super) caller: String,
+    pub(super) recording: bool,
+    pub(super) redacted: bool,
 }
 
 impl From<&CallOutput> for CallRowView {

@@ -389,6 +389,26 @@ async fn in_a_browser_users_sign_in_filter_play_redact_and_read_the_checklist() 
     assert_eq!(call["redaction"]["reason"], "manual");
     assert!(call["recording"].is_null());
 
+    // The caller page: both calls of the number.
+    c.goto(&format!("{base}/ui/calls/{}", repeat[0]))
+        .await
+        .unwrap();
+    c.find(Locator::Id("caller-page"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(browser.text("h1").await.contains(&uk_number(88)));
+    assert_eq!(
+        c.find_all(Locator::Css("table.calls tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    browser.check("06b-caller-page").await;
+
     // Redact a caller: the confirmation says how many calls it touches.
     c.goto(&format!("{base}/ui/calls/{}", repeat[0]))
         .await

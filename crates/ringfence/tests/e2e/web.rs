@@ -933,3 +933,78 @@ async fn the_journal_page_lists_the_users_actions_and_verifies_the_chain() {
     assert_eq!(analyst.get("/ui/journal").await.0, StatusCode::FORBIDDEN);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_caller_page_shows_a_numbers_calls_and_consents_and_exports_them() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    let mut ids = Vec::new();
+    for n in 0..2u16 {
+        let mut call = full_call(60 + n);
+        call["caller_number"] = json!(uk_number(66));
+        ids.push(app.ingest(account, call).await);
+    }
+    let other = app.ingest(account, full_call(62)).await;
+    let (status, body) = app
+        .post(
+            &app.admin,
+            &format!("/api/v1/accounts/{account}/consents"),
+            json!({"subject": {"caller_number": uk_number(66)}, "category": "recording", "status": "granted", "method": "ivr_keypress"}),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    web_user(
+        &app,
+        "pat@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    web_user(
+        &app,
+        "quinn@example.com",
+        Role::Analyst,
+        account_scope(agency, account),
+        false,
+    )
+    .await;
+    let user = sign_in(&app, "pat@example.com").await;
+
+    let (status, html) = user.get(&format!("/ui/calls/{}/caller", ids[0])).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains(&uk_number(66)));
+    assert!(html.contains(&ids[0]) && html.contains(&ids[1]));
+    assert!(
+        !html.contains(&other),
+        "another caller's call is not listed"
+    );
+    assert!(html.contains("ivr_keypress") && html.contains("granted"));
+
+    let csrf = csrf_of(&html);
+    let (status, _) = user
+        .post(&format!("/ui/calls/{}/caller/export", ids[0]), &[])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token");
+    let r = user
+        .client
+        .post(app.url(&format!("/ui/calls/{}/caller/export", ids[0])))
+        .header(COOKIE, format!("rf_session={}", user.cookie))
+        .with_form(&[("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/zip");
+    let zip = r.bytes().await.unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip.to_vec())).unwrap();
+    let mut data = String::new();
+    std::io::Read::read_to_string(&mut archive.by_name("data.json").unwrap(), &mut data).unwrap();
+    assert!(data.contains(&ids[0]) && data.contains(&ids[1]) && !data.contains(&other));
+
+    let analyst = sign_in(&app, "quinn@example.com").await;
+    let (status, html) = analyst.get(&format!("/ui/calls/{}/caller", ids[0])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!html.contains(&uk_number(66)));
+    app.stop().await;
+}
