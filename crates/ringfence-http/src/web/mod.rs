@@ -51,6 +51,10 @@ pub fn router() -> Router<AppState> {
             post(caller::export_caller),
         )
         .route("/ui/accounts/{account_id}/checklist", get(pages::checklist))
+        .route(
+            "/ui/agencies/{agency_id}/checklist",
+            get(pages::agency_checklist),
+        )
         .route("/ui/accounts/{account_id}/settings", get(pages::settings))
         .route("/ui/journal", get(journal::journal))
         .route(

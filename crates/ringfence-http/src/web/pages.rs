@@ -69,6 +69,8 @@ fn duration(seconds: Option<u32>) -> String {
 struct AccountsPage {
     chrome: Chrome,
     accounts: Vec<(String, String)>,
+    /// Agencies whose checklist roll-up the user may read.
+    agencies: Vec<(String, String)>,
 }
 
 /// The accounts the user sees; straight to the call log when there is one.
@@ -83,8 +85,19 @@ pub async fn home(State(state): State<AppState>, user: WebUser) -> PageResult<Re
             )));
         }
     };
+    let agencies = match (user.principal.role, user.principal.scope) {
+        (ringfence_core::access::Role::Admin, _) => store.list_agencies().await?,
+        (ringfence_core::access::Role::AgencyAdmin, Scope::Agency(agency)) => {
+            store.agency(agency).await?.into_iter().collect()
+        }
+        _ => Vec::new(),
+    };
     render(&AccountsPage {
         chrome: Chrome::new(&user, None),
+        agencies: agencies
+            .into_iter()
+            .map(|a| (a.id.to_string(), a.name))
+            .collect(),
         accounts: accounts
             .into_iter()
             .map(|a| (a.id.to_string(), a.name))
@@ -745,4 +758,25 @@ pub async fn save_retention(
         render(&page)
     };
     run.await.map_err(IntoResponse::into_response)
+}
+
+#[derive(Template)]
+#[template(path = "agency_checklist.html")]
+struct AgencyChecklistPage {
+    chrome: Chrome,
+    rollup: checklist_route::AgencyChecklistOutput,
+}
+
+/// The checklists of an agency's accounts, worst first, from the API's handler.
+pub async fn agency_checklist(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(agency): Path<String>,
+) -> PageResult<Response> {
+    let Json(rollup) =
+        checklist_route::agency(State(state), Auth(user.principal.clone()), Path(agency)).await?;
+    render(&AgencyChecklistPage {
+        chrome: Chrome::new(&user, None),
+        rollup,
+    })
 }

@@ -1008,3 +1008,48 @@ async fn the_caller_page_shows_a_numbers_calls_and_consents_and_exports_them() {
     assert!(!html.contains(&uk_number(66)));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_agency_admin_reads_the_roll_up_of_its_accounts_and_not_another_agencys() {
+    let app = TestApp::spawn().await;
+    let (agency, first) = app.tenant().await;
+    let second = app.account(agency).await;
+    let (other_agency, _) = app.tenant().await;
+    web_user(
+        &app,
+        "rae@example.com",
+        Role::AgencyAdmin,
+        Scope::Agency(agency),
+        true,
+    )
+    .await;
+    web_user(
+        &app,
+        "sam@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, first),
+        true,
+    )
+    .await;
+    let user = sign_in(&app, "rae@example.com").await;
+    let (status, home) = user.get("/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(home.contains(&format!("/ui/agencies/{agency}/checklist")));
+    let (status, html) = user.get(&format!("/ui/agencies/{agency}/checklist")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(&first.to_string()) && html.contains(&second.to_string()));
+    assert!(html.contains("id=\"agency-overall\""));
+    let (status, _) = user
+        .get(&format!("/ui/agencies/{other_agency}/checklist"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let account_admin = sign_in(&app, "sam@example.com").await;
+    let (status, _) = account_admin
+        .get(&format!("/ui/agencies/{agency}/checklist"))
+        .await;
+    assert!(
+        status == StatusCode::NOT_FOUND || status == StatusCode::FORBIDDEN,
+        "{status}"
+    );
+    app.stop().await;
+}
