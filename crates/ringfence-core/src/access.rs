@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::ids::{AccountId, AgencyId, TokenId};
+use crate::ids::{AccountId, AgencyId, TokenId, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -102,6 +102,8 @@ pub struct Tenant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub token_id: Option<TokenId>,
+    /// The signed-in user of a web session (then `token_id` is `None`).
+    pub user_id: Option<UserId>,
     pub role: Role,
     pub scope: Scope,
     /// Whether personal data is shown unmasked to this principal.
@@ -127,17 +129,20 @@ pub struct InvalidScope {
 }
 
 impl Principal {
-    /// Who acted, as the journal names it: `token:<id>`, or `cli`.
+    /// Who acted, as the journal names it: `token:<id>`, `user:<id>`, or `cli`.
     pub fn actor(&self) -> String {
-        self.token_id
-            .map(|t| format!("token:{t}"))
-            .unwrap_or_else(|| "cli".into())
+        match (self.token_id, self.user_id) {
+            (Some(t), _) => format!("token:{t}"),
+            (None, Some(u)) => format!("user:{u}"),
+            (None, None) => "cli".into(),
+        }
     }
 
     /// The command line acts with the installation's full authority.
     pub fn operator() -> Self {
         Principal {
             token_id: None,
+            user_id: None,
             role: Role::Admin,
             scope: Scope::Installation,
             personal_data: true,
@@ -213,6 +218,7 @@ mod tests {
     fn principal(role: Role, scope: Scope) -> Principal {
         Principal {
             token_id: None,
+            user_id: None,
             role,
             scope,
             personal_data: true,

@@ -82,6 +82,10 @@ id_type!(
     /// One event's delivery to one recipient.
     DeliveryId
 );
+id_type!(
+    /// One person who signs in to the web interface.
+    UserId
+);
 
 /// A string that is not a canonical id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -19,6 +19,8 @@ pub mod retention;
 pub mod timestamp;
 
 pub use datamap::{DataCategory, RedactionEffect};
-pub use ids::{AccountId, AgencyId, CallId, DeliveryId, EventId, RecipientId, SessionId, TokenId};
+pub use ids::{
+    AccountId, AgencyId, CallId, DeliveryId, EventId, RecipientId, SessionId, TokenId, UserId,
+};
 pub use personal::Personal;
 pub use phone::E164;

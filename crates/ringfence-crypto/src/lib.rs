@@ -10,6 +10,7 @@
 mod aead;
 pub mod audit;
 mod keys;
+pub mod password;
 mod recording;
 pub mod twilio;
 mod vault;

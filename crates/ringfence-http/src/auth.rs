@@ -42,6 +42,7 @@ impl FromRequestParts<AppState> for Auth {
         }
         Ok(Auth(Principal {
             token_id: Some(record.id),
+            user_id: None,
             role: record.role,
             scope: record.scope,
             personal_data: record.personal_data,

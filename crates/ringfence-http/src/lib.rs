@@ -12,6 +12,7 @@ pub mod error;
 pub mod export;
 pub mod routes;
 pub mod state;
+pub mod web;
 
 use std::time::Instant;
 
@@ -176,7 +177,9 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limits.max_json_bytes))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
-        .with_state(state);
+        .with_state(state.clone());
+    // web UI: the pages, merged before the API's fallback.
+    let api = web::router().with_state(state.clone()).merge(api);
     Router::new()
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .merge(api)

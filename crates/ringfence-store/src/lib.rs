@@ -12,6 +12,7 @@ pub mod payload;
 pub mod recipients;
 pub mod records;
 pub mod sqlite;
+pub mod users;
 
 pub use blobs::{BlobError, Blobs};
 pub use calllog::{
@@ -19,6 +20,7 @@ pub use calllog::{
     Ingested, LogError, NewConsent, RecordingRead, RedactionReceipt,
 };
 pub use records::*;
+pub use users::{LoginFailure, UserRecord, WebSessionRecord};
 
 use async_trait::async_trait;
 use ringfence_core::timestamp::Timestamp;
@@ -281,4 +283,40 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<(CallId, RecipientId, String)>, StoreError>;
 
     async fn ping(&self) -> Result<(), StoreError>;
+
+    // web UI: users of the web interface and their sessions.
+    /// Adds a user (`AlreadyExists` when the e-mail index is taken) and journals it.
+    async fn create_user(&self, user: UserRecord, audit: AuditEvent) -> Result<(), StoreError>;
+    async fn user_by_email_index(
+        &self,
+        index: ringfence_crypto::BlindIndex,
+    ) -> Result<Option<UserRecord>, StoreError>;
+    async fn user(&self, id: ringfence_core::UserId) -> Result<Option<UserRecord>, StoreError>;
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Counts a failed sign-in; the `max_failures`th locks the user for `lock_ms`.
+    async fn record_login_failure(
+        &self,
+        user: ringfence_core::UserId,
+        now: Timestamp,
+        max_failures: u32,
+        lock_ms: i64,
+    ) -> Result<LoginFailure, StoreError>;
+    /// Starts a session (resetting the user's failures), ending the one it `replaces`.
+    async fn start_web_session(
+        &self,
+        session: WebSessionRecord,
+        replaces: Option<[u8; 32]>,
+    ) -> Result<(), StoreError>;
+    async fn web_session(
+        &self,
+        hash: [u8; 32],
+    ) -> Result<Option<(WebSessionRecord, UserRecord)>, StoreError>;
+    async fn touch_web_session(&self, hash: [u8; 32], now: Timestamp) -> Result<(), StoreError>;
+    /// Ends a session, and every session idle since `idle_before` or older than `started_before`.
+    async fn end_web_session(
+        &self,
+        hash: [u8; 32],
+        idle_before: Timestamp,
+        started_before: Timestamp,
+    ) -> Result<(), StoreError>;
 }

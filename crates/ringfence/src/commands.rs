@@ -169,6 +169,33 @@ pub enum TokenCommand {
     Create(TokenArgs),
 }
 
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user of the web interface. The password is read from --password-file or,
+    /// without it, from the first line of standard input; never from the command line.
+    Create(UserArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    /// The address the user signs in with.
+    #[arg(long)]
+    pub email: String,
+    /// admin, agency_admin, account_admin or analyst
+    #[arg(long)]
+    pub role: String,
+    #[arg(long)]
+    pub agency: Option<String>,
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Show personal data masked to this user (analysts).
+    #[arg(long)]
+    pub no_personal_data: bool,
+    /// A file whose first line is the password (at least 12 characters).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<std::path::PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct TokenArgs {
     /// admin, agency_admin, account_admin, analyst or ingest
@@ -597,19 +624,23 @@ pub async fn checklist(
     Ok(())
 }
 
-/// Creates a token and returns `(id, token)`.
-pub async fn create_token(
+/// A role and the scope `--agency`/`--account` give it, checked against the store (tokens
+/// and users alike).
+async fn resolve_scope(
     resources: &Resources,
-    args: &TokenArgs,
-) -> anyhow::Result<(TokenId, String)> {
-    let role = Role::parse(&args.role).with_context(|| {
+    role: &str,
+    agency: Option<&str>,
+    account: Option<&str>,
+    no_personal_data: bool,
+) -> anyhow::Result<(Role, Scope)> {
+    let role = Role::parse(role).with_context(|| {
         format!(
             "--role must be one of {}",
             Role::ALL.map(Role::as_str).join(", ")
         )
     })?;
     let store = resources.log.store();
-    let scope = match (&args.agency, &args.account) {
+    let scope = match (agency, account) {
         (None, None) => Scope::Installation,
         (Some(agency), None) => {
             let agency: AgencyId = parse_id(agency, "--agency")?;
@@ -638,9 +669,26 @@ pub async fn create_token(
     };
     Principal::validate_scope(role, &scope)
         .map_err(|e| anyhow::anyhow!("{e}: use --agency or --account accordingly"))?;
-    if args.no_personal_data && role != Role::Analyst {
+    if no_personal_data && role != Role::Analyst {
         bail!("--no-personal-data applies to analysts only");
     }
+    Ok((role, scope))
+}
+
+/// Creates a token and returns `(id, token)`.
+pub async fn create_token(
+    resources: &Resources,
+    args: &TokenArgs,
+) -> anyhow::Result<(TokenId, String)> {
+    let (role, scope) = resolve_scope(
+        resources,
+        &args.role,
+        args.agency.as_deref(),
+        args.account.as_deref(),
+        args.no_personal_data,
+    )
+    .await?;
+    let store = resources.log.store();
     let (token, hash) = new_api_token();
     let now = Timestamp::now();
     let record = TokenRecord {
@@ -694,6 +742,69 @@ pub async fn token(
         println!("{token}");
         eprintln!("token {id} created; it is shown only this once");
     }
+    Ok(())
+}
+
+/// The first line of `text`, without its line ending.
+fn first_line(text: &str) -> zeroize::Zeroizing<String> {
+    zeroize::Zeroizing::new(text.lines().next().unwrap_or("").to_owned())
+}
+
+pub async fn user(
+    resources: &Resources,
+    command: UserCommand,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let UserCommand::Create(args) = command;
+    let password = match &args.password_file {
+        Some(path) => {
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(path).context("reading --password-file")?,
+            );
+            first_line(&text)
+        }
+        None => {
+            let mut text = zeroize::Zeroizing::new(String::new());
+            std::io::stdin()
+                .read_line(&mut text)
+                .context("reading the password from standard input")?;
+            first_line(&text)
+        }
+    };
+    let (role, scope) = resolve_scope(
+        resources,
+        &args.role,
+        args.agency.as_deref(),
+        args.account.as_deref(),
+        args.no_personal_data,
+    )
+    .await?;
+    if role == Role::Ingest {
+        bail!(
+            "ingest is for API tokens; a user needs admin, agency_admin, account_admin or analyst"
+        );
+    }
+    let user = resources
+        .log
+        .create_user(
+            &args.email,
+            password,
+            role,
+            scope,
+            !args.no_personal_data,
+            "cli".into(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(user_id = %user.id, role = role.as_str(), "created a web user");
+    print(
+        as_json,
+        json!({"id": user.id.to_string(), "role": role.as_str()}),
+        &format!(
+            "user {} created ({role}); they can sign in at /login",
+            user.id
+        ),
+    );
     Ok(())
 }
 

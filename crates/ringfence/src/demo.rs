@@ -1174,6 +1174,8 @@ pub async fn run_demo(
     )
     .await?;
 
+    let users = demo_users(resources, first_agency.id, first_account).await?;
+
     tracing::info!(
         calls = created,
         sessions,
@@ -1198,12 +1200,68 @@ pub async fn run_demo(
         "sessions": sessions,
         "recordings": recordings,
         "tokens": {"account_admin": account_admin, "analyst": analyst, "agency_admin": agency_admin},
+        "sign_in": {
+            "url": format!("http://{}/login", resources.config.listen),
+            "users": users,
+        },
         "try": format!(
             "curl -H 'Authorization: Bearer {account_admin}' 'http://{}/api/v1/accounts/{}/calls?limit=5'",
             resources.config.listen,
             first_account.id
         ),
     }))
+}
+
+/// Web interface users for the demo, each with a fresh random password printed once. A user
+/// that exists from an earlier run keeps its password (only its hash is stored).
+async fn demo_users(
+    resources: &Resources,
+    agency: ringfence_core::AgencyId,
+    account: &AccountRecord,
+) -> anyhow::Result<Vec<Value>> {
+    use base64::Engine;
+    use ringfence_core::access::{Role, Scope};
+    use ringfence_store::users::NewUserError;
+    let account_scope = Scope::Account {
+        agency,
+        account: account.id,
+    };
+    let mut users = Vec::new();
+    for (email, role, scope, personal_data) in [
+        (
+            "demo-admin@example.com",
+            Role::AccountAdmin,
+            account_scope,
+            true,
+        ),
+        (
+            "demo-analyst@example.com",
+            Role::Analyst,
+            account_scope,
+            false,
+        ),
+        (
+            "demo-agency@example.com",
+            Role::AgencyAdmin,
+            Scope::Agency(agency),
+            true,
+        ),
+    ] {
+        let password = zeroize::Zeroizing::new(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(ringfence_crypto::random_bytes::<12>()),
+        );
+        match resources
+            .log
+            .create_user(email, password.clone(), role, scope, personal_data, "demo".into())
+            .await
+        {
+            Ok(_) => users.push(json!({"email": email, "role": role.as_str(), "personal_data": personal_data, "password": password.as_str()})),
+            Err(NewUserError::Exists) => users.push(json!({"email": email, "role": role.as_str(), "personal_data": personal_data, "password": null, "note": "created by an earlier demo run, which printed its password"})),
+            Err(e) => return Err(anyhow::anyhow!("{e}")),
+        }
+    }
+    Ok(users)
 }
 
 #[cfg(test)]

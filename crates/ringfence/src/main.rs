@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 use ringfence::commands::{
     self, AccountCommand, AgencyCommand, AuditCommand, RedactCommand, TokenArgs, TokenCommand,
+    UserCommand,
 };
 use ringfence::config::{Config, GlobalArgs};
 use ringfence::{Application, Resources, telemetry};
@@ -44,6 +45,9 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Users of the web interface.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Redact a call or a caller (irreversible).
     #[command(subcommand)]
     Redact(RedactCommand),
@@ -150,6 +154,7 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
         Command::Agency(c) => commands::agency(&resources, c, json).await,
         Command::Account(c) => commands::account(&resources, c, json).await,
         Command::Token(c) => commands::token(&resources, c, json).await,
+        Command::User(c) => commands::user(&resources, c, json).await,
         Command::Redact(c) => commands::redact(&resources, c, json).await,
         Command::Audit(c) => commands::audit(&resources, c, json).await,
         Command::Export(c) => commands::export(&resources, c, json).await,

@@ -192,6 +192,10 @@ pub struct AccountSettingsUpdate {
     /// Required when the change would redact more calls at once than the safety threshold.
     #[serde(default)]
     pub confirm: bool,
+    /// Check the change and answer the document it would give (its `preview` is the dry
+    /// run of the new policy) without saving anything.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// Tells an absent field (`None`: leave as is) from an explicit `null` (`Some(None)`: clear).
@@ -388,6 +392,9 @@ pub async fn put_settings(
         })?;
         record.retention = policy;
     }
+    if update.dry_run {
+        return Ok(Json(document(&state, &record, max).await?));
+    }
     if record.retention != before {
         let now_due = retention_preview(
             &state,
@@ -422,7 +429,7 @@ pub async fn put_settings(
             .log
             .store()
             .append_audit(AuditEvent {
-                actor: principal.token_id.map(|t| format!("token:{t}")).unwrap_or_else(|| "cli".into()),
+                actor: principal.actor(),
                 action: "account.retention_changed".into(),
                 agency_id: Some(tenant.agency),
                 account_id: Some(account),

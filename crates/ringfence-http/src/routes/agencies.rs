@@ -111,7 +111,7 @@ pub async fn put_settings(
         .log
         .store()
         .append_audit(AuditEvent {
-            actor: principal.token_id.map(|t| format!("token:{t}")).unwrap_or_else(|| "cli".into()),
+            actor: principal.actor(),
             action: "agency.settings_changed".into(),
             agency_id: Some(record.id),
             account_id: None,

@@ -78,10 +78,7 @@ pub async fn put_hold(
             "a legal hold needs a reason",
         )])
     })?;
-    let by = principal
-        .token_id
-        .map(|t| format!("token:{t}"))
-        .unwrap_or_else(|| "cli".into());
+    let by = principal.actor();
     let hold = LegalHold {
         at: Timestamp::now(),
         reason: reason.clone(),
@@ -124,10 +121,7 @@ pub async fn delete_hold(
         return Ok(StatusCode::NO_CONTENT);
     }
     let event = AuditEvent {
-        actor: principal
-            .token_id
-            .map(|t| format!("token:{t}"))
-            .unwrap_or_else(|| "cli".into()),
+        actor: principal.actor(),
         action: "call.legal_hold_released".into(),
         agency_id: Some(tenant.agency),
         account_id: Some(tenant.account),

@@ -5,7 +5,7 @@ use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use ringfence_core::access::{Denied, Permission, Principal, Role, Scope, Tenant};
+use ringfence_core::access::{Denied, Permission, Role, Scope, Tenant};
 use ringfence_core::call::{FieldError, RedactionReason};
 use ringfence_core::phone::parse_e164;
 use ringfence_core::{AccountId, CallId};
@@ -94,13 +94,6 @@ pub(crate) fn checked_note(field: &str, note: Option<String>) -> ApiResult<Optio
     Ok(Some(note))
 }
 
-fn actor(principal: &Principal) -> String {
-    principal
-        .token_id
-        .map(|t| format!("token:{t}"))
-        .unwrap_or_else(|| "cli".to_owned())
-}
-
 /// Redaction is available only where the account's agency enabled it.
 async fn check_redaction_enabled(state: &AppState, tenant: &Tenant) -> ApiResult<()> {
     let agency = state
@@ -185,7 +178,7 @@ pub async fn redact_call(
     let input: RedactCallInput = optional_json(&headers, &body)?;
     let note = checked_note("reason", input.reason)?;
     let audit = AuditEvent {
-        actor: actor(&principal),
+        actor: principal.actor(),
         action: "call.redacted".into(),
         agency_id: Some(tenant.agency),
         account_id: Some(tenant.account),
@@ -273,7 +266,7 @@ pub async fn redact_caller(
         details["note"] = serde_json::Value::String(n);
     }
     let audit = AuditEvent {
-        actor: actor(&principal),
+        actor: principal.actor(),
         action: "caller.redacted".into(),
         agency_id: Some(tenant.agency),
         account_id: Some(tenant.account),

@@ -10,6 +10,7 @@ mod outbox;
 mod redaction;
 mod schema;
 mod store;
+mod users;
 mod vault;
 
 pub use db::SqliteDb;

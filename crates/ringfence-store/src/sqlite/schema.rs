@@ -251,6 +251,33 @@ CREATE INDEX deliveries_recipient ON deliveries (recipient_id, id);
 CREATE INDEX deliveries_call ON deliveries (call_id) WHERE call_id IS NOT NULL;
 CREATE INDEX deliveries_dead ON deliveries (account_id) WHERE state = 'dead';
 "#,
+    // web UI: users and sessions
+    r#"
+-- People who sign in to the web interface: found by a keyed hash of the e-mail address (no
+-- address in the clear), argon2id password hashes, a failed-attempt counter for lockout.
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    email_index BLOB NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    agency_id TEXT REFERENCES agencies(id),
+    account_id TEXT REFERENCES accounts(id),
+    personal_data INTEGER NOT NULL,
+    failed_logins INTEGER NOT NULL DEFAULT 0,
+    locked_until INTEGER,
+    created_at INTEGER NOT NULL
+);
+
+-- Signed-in browser sessions: the SHA-256 of the cookie value, never the value.
+CREATE TABLE web_sessions (
+    hash BLOB PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    csrf_token TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX web_sessions_user ON web_sessions (user_id);
+"#,
 ];
 
 /// The vault: wrapped data keys only.

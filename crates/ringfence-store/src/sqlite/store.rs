@@ -13,9 +13,9 @@ use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, CallId, DeliveryId, RecipientId, SessionId};
 
 use super::db::SqliteDb;
-use super::{audit, consent, outbox, redaction, schema};
+use super::{audit, consent, outbox, redaction, schema, users};
 use crate::records::*;
-use crate::{Store, StoreError};
+use crate::{LoginFailure, Store, StoreError, UserRecord, WebSessionRecord};
 use ringfence_core::DataCategory;
 use ringfence_core::collection::{CollectionSettings, IpPolicy, RecordingMode};
 
@@ -1526,6 +1526,76 @@ impl Store for SqliteStore {
                     .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
                     .map(|_| ())?)
             })
+            .await
+    }
+
+    // web UI: users and sessions.
+    async fn create_user(&self, user: UserRecord, audit: AuditEvent) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| users::insert_user(conn, &user, &audit))
+            .await
+    }
+
+    async fn user_by_email_index(
+        &self,
+        index: ringfence_crypto::BlindIndex,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        self.db
+            .read(move |conn| users::user_by_index(conn, &index))
+            .await
+    }
+
+    async fn user(&self, id: ringfence_core::UserId) -> Result<Option<UserRecord>, StoreError> {
+        self.db.read(move |conn| users::user(conn, id)).await
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.db.read(users::list_users).await
+    }
+
+    async fn record_login_failure(
+        &self,
+        user: ringfence_core::UserId,
+        now: Timestamp,
+        max_failures: u32,
+        lock_ms: i64,
+    ) -> Result<LoginFailure, StoreError> {
+        self.db
+            .write(move |conn| users::record_login_failure(conn, user, now, max_failures, lock_ms))
+            .await
+    }
+
+    async fn start_web_session(
+        &self,
+        session: WebSessionRecord,
+        replaces: Option<[u8; 32]>,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| users::start_session(conn, &session, replaces))
+            .await
+    }
+
+    async fn web_session(
+        &self,
+        hash: [u8; 32],
+    ) -> Result<Option<(WebSessionRecord, UserRecord)>, StoreError> {
+        self.db.read(move |conn| users::session(conn, &hash)).await
+    }
+
+    async fn touch_web_session(&self, hash: [u8; 32], now: Timestamp) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| users::touch_session(conn, &hash, now))
+            .await
+    }
+
+    async fn end_web_session(
+        &self,
+        hash: [u8; 32],
+        idle_before: Timestamp,
+        started_before: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| users::end_session(conn, &hash, idle_before, started_before))
             .await
     }
 }

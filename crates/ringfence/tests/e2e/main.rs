@@ -10,6 +10,7 @@
 mod common;
 
 mod backup;
+mod browser;
 mod calls;
 mod canary;
 mod checklist;
@@ -24,3 +25,4 @@ mod recordings;
 mod redaction;
 mod retention;
 mod twilio;
+mod web;

@@ -1,0 +1,782 @@
+//! The pages. Each reads and writes through the JSON API's handler for the same thing,
+//! called as a function with the signed-in user's principal: one data path, one set of rules.
+
+use askama::Template;
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse, Response};
+use bytes::Bytes;
+
+use ringfence_core::access::{Denied, Permission, Principal, Scope, Tenant};
+use ringfence_core::{AccountId, CallId};
+
+use super::assets::{CSS_NAME, HTMX_NAME};
+use super::error::{PageError, PageResult};
+use super::session::{WebUser, field, parse_form};
+use crate::auth::Auth;
+use crate::body::JsonBody;
+use crate::dto::CallOutput;
+use crate::error::{ApiError, Code};
+use crate::routes::accounts::{self, AccountSettings, AccountSettingsUpdate, AutoRedactUpdate};
+use crate::routes::redaction::{Receipt, RedactCallerInput};
+use crate::routes::{calls, checklist as checklist_route, path_id, recordings, redaction};
+use crate::state::AppState;
+
+/// What every page's frame needs: the CSRF token for htmx and the sign-out form, the
+/// signed-in role, and the account the navigation points at.
+pub struct Chrome {
+    pub csrf: String,
+    pub role: &'static str,
+    pub account: Option<String>,
+    pub css: &'static str,
+    pub htmx: &'static str,
+}
+
+impl Chrome {
+    pub fn new(user: &WebUser, account: Option<AccountId>) -> Self {
+        Chrome {
+            csrf: user.csrf.clone(),
+            role: user.principal.role.as_str(),
+            account: account.map(|a| a.to_string()),
+            css: CSS_NAME,
+            htmx: HTMX_NAME,
+        }
+    }
+}
+
+fn render(template: &impl Template) -> PageResult<Response> {
+    Ok(Html(template.render()?).into_response())
+}
+
+/// `2026-11-28T10:00:00Z` → `2026-11-28 10:00:00`.
+fn when(rfc3339: &str) -> String {
+    rfc3339
+        .get(..19)
+        .map(|s| s.replace('T', " "))
+        .unwrap_or_else(|| rfc3339.to_owned())
+}
+
+fn duration(seconds: Option<u32>) -> String {
+    match seconds {
+        Some(s) => format!("{}:{:02}", s / 60, s % 60),
+        None => "–".into(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "accounts.html")]
+struct AccountsPage {
+    chrome: Chrome,
+    accounts: Vec<(String, String)>,
+    /// Agencies whose checklist roll-up the user may read.
+    agencies: Vec<(String, String)>,
+}
+
+/// The accounts the user sees; straight to the call log when there is one.
+pub async fn home(State(state): State<AppState>, user: WebUser) -> PageResult<Response> {
+    let store = state.log.store();
+    let accounts = match user.principal.scope {
+        Scope::Installation => store.list_accounts(None).await?,
+        Scope::Agency(agency) => store.list_accounts(Some(agency)).await?,
+        Scope::Account { account, .. } => {
+            return Ok(super::session::redirect_to(&format!(
+                "/ui/accounts/{account}/calls"
+            )));
+        }
+    };
+    let agencies = match (user.principal.role, user.principal.scope) {
+        (ringfence_core::access::Role::Admin, _) => store.list_agencies().await?,
+        (ringfence_core::access::Role::AgencyAdmin, Scope::Agency(agency)) => {
+            store.agency(agency).await?.into_iter().collect()
+        }
+        _ => Vec::new(),
+    };
+    render(&AccountsPage {
+        chrome: Chrome::new(&user, None),
+        agencies: agencies
+            .into_iter()
+            .map(|a| (a.id.to_string(), a.name))
+            .collect(),
+        accounts: accounts
+            .into_iter()
+            .map(|a| (a.id.to_string(), a.name))
+            .collect(),
+    })
+}
+
+pub(super) struct CallRowView {
+    pub(super) id: String,
+    pub(super) time: String,
+    pub(super) source: String,
+    pub(super) tracking_number: String,
+    pub(super) duration: String,
+    pub(super) status: String,
+    pub(super) caller: String,
+    pub(super) recording: bool,
+    pub(super) redacted: bool,
+}
+
+impl From<&CallOutput> for CallRowView {
+    fn from(c: &CallOutput) -> Self {
+        CallRowView {
+            id: c.id.clone(),
+            time: when(&c.started_at),
+            source: c.source.clone().unwrap_or_else(|| "–".into()),
+            tracking_number: c.tracking_number.clone(),
+            duration: duration(c.duration_s),
+            status: c.status.clone().unwrap_or_else(|| "–".into()),
+            caller: c
+                .caller
+                .as_ref()
+                .and_then(|x| x.number.clone())
+                .unwrap_or_else(|| {
+                    if c.redaction.is_some() {
+                        "redacted".into()
+                    } else {
+                        "withheld".into()
+                    }
+                }),
+            recording: c.recording.is_some(),
+            redacted: c.redaction.is_some(),
+        }
+    }
+}
+
+/// The filters as the form shows them.
+#[derive(Default)]
+struct Filters {
+    from: String,
+    to: String,
+    tracking_number: String,
+    source: String,
+    status: String,
+    redacted: String,
+    caller_number: String,
+}
+
+#[derive(Template)]
+#[template(path = "calls.html")]
+struct CallLogPage {
+    chrome: Chrome,
+    account_id: String,
+    account_name: String,
+    filters: Filters,
+    rows: Vec<CallRowView>,
+    masked: bool,
+    next: Option<String>,
+    statuses: &'static [&'static str],
+}
+
+const STATUSES: &[&str] = &[
+    "queued",
+    "initiated",
+    "ringing",
+    "in-progress",
+    "completed",
+    "busy",
+    "no-answer",
+    "failed",
+    "canceled",
+];
+
+/// The call log: the API's list with the form's filters; dates become whole days (UTC).
+pub async fn call_log(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(account): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> PageResult<Response> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+        .map_err(|_| PageError::new(Code::InvalidQuery, "the filters could not be read"))?;
+    let mut filters = Filters::default();
+    let mut api: Vec<(String, String)> = Vec::new();
+    let mut page_of: Vec<(String, String)> = Vec::new();
+    for (key, value) in pairs {
+        let value = value.trim().to_owned();
+        if key != "cursor" && !value.is_empty() {
+            page_of.push((key.clone(), value.clone()));
+        }
+        let slot = match key.as_str() {
+            "from" => Some(&mut filters.from),
+            "to" => Some(&mut filters.to),
+            "tracking_number" => Some(&mut filters.tracking_number),
+            "source" => Some(&mut filters.source),
+            "status" => Some(&mut filters.status),
+            "redacted" => Some(&mut filters.redacted),
+            "caller_number" => Some(&mut filters.caller_number),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            *slot = value.clone();
+        }
+        let value = match key.as_str() {
+            // A date field gives a day: from its first to its last millisecond (UTC).
+            "from" if value.len() == 10 => format!("{value}T00:00:00Z"),
+            "to" if value.len() == 10 => format!("{value}T23:59:59.999Z"),
+            _ => value,
+        };
+        api.push((key, value));
+    }
+    let query = serde_urlencoded::to_string(&api)
+        .map_err(|_| PageError::new(Code::InvalidQuery, "the filters could not be read"))?;
+    let Json(list) = calls::list_calls(
+        State(state.clone()),
+        Auth(user.principal.clone()),
+        Path(account.clone()),
+        RawQuery(Some(query)),
+    )
+    .await?;
+    let account_id: AccountId = path_id(&account, "account")?;
+    let account_name = state
+        .log
+        .store()
+        .account(account_id)
+        .await?
+        .map(|a| a.name)
+        .unwrap_or_default();
+    let next = list.next_cursor.map(|cursor| {
+        let mut q = page_of.clone();
+        q.push(("cursor".into(), cursor));
+        format!(
+            "/ui/accounts/{account}/calls?{}",
+            serde_urlencoded::to_string(&q).unwrap_or_default()
+        )
+    });
+    render(&CallLogPage {
+        chrome: Chrome::new(&user, Some(account_id)),
+        account_id: account_id.to_string(),
+        account_name,
+        filters,
+        rows: list.items.iter().map(CallRowView::from).collect(),
+        masked: !user.principal.personal_data,
+        next,
+        statuses: STATUSES,
+    })
+}
+
+/// Whether the user may redact in this tenant, or why not (shown beside a disabled button).
+async fn redaction_allowed(
+    state: &AppState,
+    principal: &Principal,
+    tenant: &Tenant,
+) -> PageResult<Result<(), String>> {
+    if principal.check(Permission::Redact, tenant).is_err() {
+        return Ok(Err(format!(
+            "Your role ({}) may not redact; an account admin can.",
+            principal.role
+        )));
+    }
+    let agency = state
+        .log
+        .store()
+        .agency(tenant.agency)
+        .await?
+        .ok_or_else(|| ApiError::not_found("account"))?;
+    if !agency.redaction_enabled {
+        return Ok(Err(
+            "Redaction is not enabled for this account's agency; the agency's admin can enable it in the agency settings.".into(),
+        ));
+    }
+    Ok(Ok(()))
+}
+
+struct Field {
+    label: &'static str,
+    value: String,
+}
+
+fn fields(pairs: Vec<(&'static str, Option<String>)>) -> Vec<Field> {
+    pairs
+        .into_iter()
+        .filter_map(|(label, value)| value.map(|value| Field { label, value }))
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "call.html")]
+struct CallPage {
+    chrome: Chrome,
+    call: CallOutput,
+    started: String,
+    duration: String,
+    facts: Vec<Field>,
+    identity: Vec<Field>,
+    visitor: Vec<Field>,
+    content: Vec<Field>,
+    redaction: Result<(), String>,
+    receipt: Option<Receipt>,
+}
+
+async fn call_page(
+    state: &AppState,
+    user: &WebUser,
+    call: &str,
+    receipt: Option<Receipt>,
+) -> PageResult<Response> {
+    let Json(c) = calls::get_call(
+        State(state.clone()),
+        Auth(user.principal.clone()),
+        Path(call.to_owned()),
+    )
+    .await?;
+    let account: AccountId = path_id(&c.account_id, "call")?;
+    let tenant = state.tenant(account).await?;
+    let redaction = redaction_allowed(state, &user.principal, &tenant).await?;
+    let facts = fields(vec![
+        ("Call id", Some(c.id.clone())),
+        ("External id", c.external_id.clone()),
+        ("Direction", c.direction.clone()),
+        ("Status", c.status.clone()),
+        ("Tracking number", Some(c.tracking_number.clone())),
+        ("Source", c.source.clone()),
+        ("Campaign", c.campaign.clone()),
+        ("UTM source", c.utm.source.clone()),
+        ("UTM medium", c.utm.medium.clone()),
+        ("UTM campaign", c.utm.campaign.clone()),
+        (
+            "GDPR scope",
+            c.gdpr_scope
+                .map(|s| if s { "yes".into() } else { "no".into() }),
+        ),
+    ]);
+    let identity = match &c.caller {
+        Some(x) => fields(vec![
+            ("Number", x.number.clone()),
+            ("Name", x.name.clone()),
+            ("Forwarded from", x.forwarded_from.clone()),
+            ("City", x.city.clone()),
+            ("Region", x.region.clone()),
+            ("Postal code", x.postal_code.clone()),
+            ("Country", x.country.clone()),
+        ]),
+        None => Vec::new(),
+    };
+    let visitor = match &c.visitor {
+        Some(v) => fields(vec![
+            ("Session", Some(v.session_id.clone())),
+            ("IP address", v.ip.clone()),
+            ("User agent", v.user_agent.clone()),
+            ("Referrer", v.referrer.clone()),
+            ("Landing page", v.landing_url.clone()),
+            ("gclid", v.gclid.clone()),
+            ("fbclid", v.fbclid.clone()),
+            ("msclkid", v.msclkid.clone()),
+            ("Visitor id", v.visitor_id.clone()),
+        ]),
+        None => Vec::new(),
+    };
+    let content = fields(vec![
+        ("Transcript", c.transcript.clone()),
+        ("Notes", c.notes.clone()),
+        ("Tags", (!c.tags.is_empty()).then(|| c.tags.join(", "))),
+    ]);
+    let page = CallPage {
+        chrome: Chrome::new(user, Some(account)),
+        started: when(&c.started_at),
+        duration: duration(c.duration_s),
+        call: c,
+        facts,
+        identity,
+        visitor,
+        content,
+        redaction,
+        receipt,
+    };
+    render(&page)
+}
+
+/// One call, all its fields by category, the player and the redaction controls.
+pub async fn call_detail(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(call): Path<String>,
+) -> PageResult<Response> {
+    call_page(&state, &user, &call, None).await
+}
+
+/// The recording, streamed (with Range) to signed-in users allowed to hear it.
+pub async fn recording(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(call): Path<String>,
+    headers: HeaderMap,
+) -> PageResult<Response> {
+    Ok(recordings::get_recording(State(state), Auth(user.principal), Path(call), headers).await?)
+}
+
+#[derive(Template)]
+#[template(path = "confirm_call.html")]
+struct ConfirmCallPage {
+    chrome: Chrome,
+    call_id: String,
+    recording: bool,
+    visitor: bool,
+}
+
+/// Checks that the user may redact this call's data; answers its tenant.
+async fn redactable(state: &AppState, user: &WebUser, call: &str) -> PageResult<(CallId, Tenant)> {
+    let id: CallId = path_id(call, "call")?;
+    let row = state
+        .log
+        .call_row(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("call"))?;
+    let tenant = state.tenant(row.account_id).await?;
+    user.principal
+        .check(Permission::Redact, &tenant)
+        .map_err(|d| match d {
+            Denied::NotFound => ApiError::not_found("call"),
+            other => other.into(),
+        })?;
+    if let Err(why) = redaction_allowed(state, &user.principal, &tenant).await? {
+        return Err(PageError::new(Code::RedactionDisabled, why));
+    }
+    Ok((id, tenant))
+}
+
+/// What redacting this call removes and keeps; the button that does it.
+pub async fn confirm_redact_call(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(call): Path<String>,
+) -> PageResult<Response> {
+    let (id, tenant) = redactable(&state, &user, &call).await?;
+    let c = state
+        .log
+        .call(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("call"))?;
+    render(&ConfirmCallPage {
+        chrome: Chrome::new(&user, Some(tenant.account)),
+        call_id: id.to_string(),
+        recording: c.recording.is_some(),
+        visitor: c.visitor.is_some(),
+    })
+}
+
+/// Redacts the call through the API's handler; the call page shows the receipt.
+pub async fn redact_call(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(call): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let form = parse_form(&body)?;
+    user.check_csrf(&headers, &form)?;
+    let Json(receipt) = redaction::redact_call(
+        State(state.clone()),
+        Auth(user.principal.clone()),
+        Path(call.clone()),
+        HeaderMap::new(),
+        Bytes::new(),
+    )
+    .await
+    .map_err(|e| PageError(e).into_response())?;
+    call_page(&state, &user, &call, Some(receipt))
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+#[derive(Template)]
+#[template(path = "confirm_caller.html")]
+struct ConfirmCallerPage {
+    chrome: Chrome,
+    call_id: String,
+    number: String,
+    live_calls: usize,
+    already_redacted: usize,
+    on_hold: usize,
+    sessions: usize,
+}
+
+/// The caller's number of a call, for a caller redaction started from it.
+async fn caller_of(state: &AppState, id: CallId) -> PageResult<ringfence_core::E164> {
+    let c = state
+        .log
+        .call(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("call"))?;
+    c.caller
+        .and_then(|x| x.number)
+        .ok_or_else(|| {
+            PageError::new(
+                Code::Conflict,
+                "this call has no caller number (withheld or already redacted), so there is no caller to redact",
+            )
+        })
+}
+
+/// How many calls and sessions redacting the caller of this call touches; the button.
+pub async fn confirm_redact_caller(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(call): Path<String>,
+) -> PageResult<Response> {
+    let (id, tenant) = redactable(&state, &user, &call).await?;
+    let number = caller_of(&state, id).await?;
+    let index = state.log.blind_index(tenant.account, &number).await?;
+    let rows = state
+        .log
+        .store()
+        .calls_by_caller(tenant.account, index)
+        .await?;
+    let live: Vec<_> = rows
+        .iter()
+        .filter(|r| r.redacted_at.is_none() && r.legal_hold.is_none())
+        .collect();
+    let mut sessions: Vec<_> = live.iter().filter_map(|r| r.session_id).collect();
+    sessions.sort();
+    sessions.dedup();
+    render(&ConfirmCallerPage {
+        chrome: Chrome::new(&user, Some(tenant.account)),
+        call_id: id.to_string(),
+        number: number.as_str().to_owned(),
+        live_calls: live.len(),
+        already_redacted: rows.iter().filter(|r| r.redacted_at.is_some()).count(),
+        on_hold: rows
+            .iter()
+            .filter(|r| r.redacted_at.is_none() && r.legal_hold.is_some())
+            .count(),
+        sessions: sessions.len(),
+    })
+}
+
+/// Redacts every call and session of the call's caller in the account, through the API's
+/// handler. The number comes from the call, never from the form.
+pub async fn redact_caller(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(call): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let form = parse_form(&body)?;
+    user.check_csrf(&headers, &form)?;
+    let (id, tenant) = redactable(&state, &user, &call)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let number = caller_of(&state, id)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let Json(receipt) = redaction::redact_caller(
+        State(state.clone()),
+        Auth(user.principal.clone()),
+        Path(tenant.account.to_string()),
+        JsonBody(RedactCallerInput {
+            number: number.as_str().to_owned(),
+            forget: field(&form, "forget") == Some("on"),
+            scope: None,
+            reason: None,
+        }),
+    )
+    .await
+    .map_err(|e| PageError(e).into_response())?;
+    call_page(&state, &user, &call, Some(receipt))
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+#[derive(Template)]
+#[template(path = "checklist.html")]
+struct ChecklistPage {
+    chrome: Chrome,
+    checklist: checklist_route::AccountChecklist,
+}
+
+/// The account's compliance checklist, from the API's handler.
+pub async fn checklist(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(account): Path<String>,
+) -> PageResult<Response> {
+    let Json(checklist) = checklist_route::account(
+        State(state.clone()),
+        Auth(user.principal.clone()),
+        Path(account.clone()),
+    )
+    .await?;
+    let account: AccountId = path_id(&account, "account")?;
+    render(&ChecklistPage {
+        chrome: Chrome::new(&user, Some(account)),
+        checklist,
+    })
+}
+
+/// A proposed automatic-redaction policy as the settings form sends it.
+struct RetentionChoice {
+    after: String,
+    custom: String,
+    scope: String,
+}
+
+impl RetentionChoice {
+    fn from_form(form: &[(String, String)]) -> Self {
+        RetentionChoice {
+            after: field(form, "after_days").unwrap_or("off").to_owned(),
+            custom: field(form, "custom_days").unwrap_or("").trim().to_owned(),
+            scope: field(form, "scope").unwrap_or("everyone").to_owned(),
+        }
+    }
+
+    fn from_settings(s: &AccountSettings) -> Self {
+        let after = match s.auto_redact.after_days {
+            None => "off".to_owned(),
+            Some(d @ (1 | 30 | 60 | 90)) => d.to_string(),
+            Some(_) => "custom".to_owned(),
+        };
+        RetentionChoice {
+            custom: match (&*after, s.auto_redact.after_days) {
+                ("custom", Some(d)) => d.to_string(),
+                _ => String::new(),
+            },
+            after,
+            scope: s.auto_redact.scope.clone(),
+        }
+    }
+
+    /// The days it sets (`None`: off), or a clear error.
+    fn days(&self) -> PageResult<Option<u32>> {
+        let text = match self.after.as_str() {
+            "off" => return Ok(None),
+            "custom" => self.custom.as_str(),
+            preset => preset,
+        };
+        text.parse().map(Some).map_err(|_| {
+            PageError::new(
+                Code::InvalidField,
+                "automatic redaction: choose off, 1, 30, 60 or 90 days, or a custom whole number of days",
+            )
+        })
+    }
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    chrome: Chrome,
+    account_id: String,
+    settings: AccountSettings,
+    choice: RetentionChoice,
+    /// After "preview": what saving would redact now.
+    proposed: Option<AccountSettings>,
+    saved: bool,
+}
+
+impl SettingsPage {
+    fn due(s: &AccountSettings) -> u64 {
+        s.auto_redact.preview.calls
+    }
+
+    fn category_removals(s: &AccountSettings) -> u64 {
+        s.auto_redact.preview.categories.values().sum()
+    }
+}
+
+/// The account's settings: automatic redaction (with its dry run) and what it collects.
+pub async fn settings(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(account): Path<String>,
+) -> PageResult<Response> {
+    let Json(settings) = accounts::get_settings(
+        State(state.clone()),
+        Auth(user.principal.clone()),
+        Path(account.clone()),
+    )
+    .await?;
+    let account: AccountId = path_id(&account, "account")?;
+    render(&SettingsPage {
+        chrome: Chrome::new(&user, Some(account)),
+        account_id: account.to_string(),
+        choice: RetentionChoice::from_settings(&settings),
+        settings,
+        proposed: None,
+        saved: false,
+    })
+}
+
+/// Step one (`step=preview`) answers the dry-run count of the proposed policy through the
+/// API's own `dry_run`; step two (`step=save`) saves it, confirmed.
+pub async fn save_retention(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let form = parse_form(&body)?;
+    user.check_csrf(&headers, &form)?;
+    let choice = RetentionChoice::from_form(&form);
+    let save = field(&form, "step") == Some("save");
+    let run = async {
+        let update = AccountSettingsUpdate {
+            auto_redact: Some(AutoRedactUpdate {
+                after_days: Some(choice.days()?),
+                scope: Some(choice.scope.clone()),
+                categories: None,
+            }),
+            collection: None,
+            telephony: None,
+            confirm: save,
+            dry_run: !save,
+        };
+        let Json(result) = accounts::put_settings(
+            State(state.clone()),
+            Auth(user.principal.clone()),
+            Path(account.clone()),
+            JsonBody(update),
+        )
+        .await?;
+        let account_id: AccountId = path_id(&account, "account")?;
+        let page = if save {
+            SettingsPage {
+                chrome: Chrome::new(&user, Some(account_id)),
+                account_id: account_id.to_string(),
+                choice: RetentionChoice::from_settings(&result),
+                settings: result,
+                proposed: None,
+                saved: true,
+            }
+        } else {
+            let Json(current) = accounts::get_settings(
+                State(state.clone()),
+                Auth(user.principal.clone()),
+                Path(account.clone()),
+            )
+            .await?;
+            SettingsPage {
+                chrome: Chrome::new(&user, Some(account_id)),
+                account_id: account_id.to_string(),
+                settings: current,
+                choice,
+                proposed: Some(result),
+                saved: false,
+            }
+        };
+        render(&page)
+    };
+    run.await.map_err(IntoResponse::into_response)
+}
+
+#[derive(Template)]
+#[template(path = "agency_checklist.html")]
+struct AgencyChecklistPage {
+    chrome: Chrome,
+    rollup: checklist_route::AgencyChecklistOutput,
+}
+
+/// The checklists of an agency's accounts, worst first, from the API's handler.
+pub async fn agency_checklist(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(agency): Path<String>,
+) -> PageResult<Response> {
+    let Json(rollup) =
+        checklist_route::agency(State(state), Auth(user.principal.clone()), Path(agency)).await?;
+    render(&AgencyChecklistPage {
+        chrome: Chrome::new(&user, None),
+        rollup,
+    })
+}

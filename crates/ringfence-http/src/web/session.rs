@@ -1,0 +1,438 @@
+//! Signing in and out, the session cookie and CSRF.
+//!
+//! The cookie holds 256 random bits; the store keeps only their SHA-256. A sign-in always
+//! starts a new session (and ends the one the browser came with), so a session id planted
+//! before sign-in never becomes a signed-in one. Sessions end after [`IDLE`] without a
+//! request and [`ABSOLUTE`] after sign-in. Each session has its own CSRF token, required in
+//! the `csrf` field of every form or the `X-CSRF-Token` header of every htmx request that
+//! changes something; the sign-in form itself is protected by a double-submit cookie.
+
+use askama::Template;
+use axum::extract::{FromRequestParts, State};
+use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use ringfence_core::access::Principal;
+use ringfence_core::timestamp::Timestamp;
+use ringfence_crypto::password::{dummy_hash, verify_password};
+use ringfence_crypto::random_bytes;
+use ringfence_store::{UserRecord, WebSessionRecord};
+
+use super::error::error_page;
+use crate::state::AppState;
+
+pub const SESSION_COOKIE: &str = "rf_session";
+const LOGIN_COOKIE: &str = "rf_login";
+/// A session ends after this long without a request.
+pub const IDLE_MS: i64 = 2 * 3_600_000;
+/// A session ends this long after sign-in, however active.
+pub const ABSOLUTE_MS: i64 = 12 * 3_600_000;
+/// `last_seen_at` is written at most this often.
+const TOUCH_MS: i64 = 60_000;
+/// Failed sign-ins in a row that lock a user out, and for how long.
+pub const MAX_FAILURES: u32 = 5;
+pub const LOCK_MS: i64 = 15 * 60_000;
+
+fn random_token() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+}
+
+fn session_hash(value: &str) -> [u8; 32] {
+    Sha256::digest(value.as_bytes()).into()
+}
+
+/// Constant-time comparison of two tokens.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The value of cookie `name`, when the request has exactly one.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut found = None;
+    for header in headers.get_all(COOKIE) {
+        let Ok(text) = header.to_str() else { continue };
+        for pair in text.split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=')
+                && k == name
+            {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(v.to_owned());
+            }
+        }
+    }
+    found.filter(|v| !v.is_empty() && v.len() <= 128)
+}
+
+fn cookie_header(
+    state: &AppState,
+    name: &str,
+    value: &str,
+    max_age: Option<i64>,
+    strict: bool,
+) -> HeaderValue {
+    let secure = state
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
+    let mut text = format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite={}",
+        if strict { "Strict" } else { "Lax" }
+    );
+    if let Some(age) = max_age {
+        text.push_str(&format!("; Max-Age={age}"));
+    }
+    if secure {
+        text.push_str("; Secure");
+    }
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+pub fn redirect_to(to: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        response.headers_mut().insert(LOCATION, v);
+    }
+    response
+}
+
+/// The signed-in user of a page request.
+pub struct WebUser {
+    pub principal: Principal,
+    pub csrf: String,
+    pub user: UserRecord,
+}
+
+impl WebUser {
+    /// Checks the CSRF token of a state-changing request: the `csrf` form field or the
+    /// `X-CSRF-Token` header must equal the session's.
+    pub fn check_csrf(
+        &self,
+        headers: &HeaderMap,
+        form: &[(String, String)],
+    ) -> Result<(), FormRefused> {
+        let sent = headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| {
+                form.iter()
+                    .find(|(k, _)| k == "csrf")
+                    .map(|(_, v)| v.clone())
+            });
+        match sent {
+            Some(token) if same(&token, &self.csrf) => Ok(()),
+            _ => Err(FormRefused::Csrf),
+        }
+    }
+}
+
+/// Why a form was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormRefused {
+    /// Missing or wrong CSRF token.
+    Csrf,
+    /// Not a urlencoded form.
+    Unreadable,
+}
+
+impl IntoResponse for FormRefused {
+    fn into_response(self) -> Response {
+        match self {
+            FormRefused::Csrf => error_page(
+                StatusCode::FORBIDDEN,
+                "csrf_failed",
+                "this form was not sent from a page of this session (missing or wrong CSRF token); reload the page and try again",
+                true,
+            ),
+            FormRefused::Unreadable => error_page(
+                StatusCode::BAD_REQUEST,
+                "invalid_form",
+                "the form could not be read; reload the page and try again",
+                false,
+            ),
+        }
+    }
+}
+
+impl From<FormRefused> for Response {
+    fn from(r: FormRefused) -> Response {
+        r.into_response()
+    }
+}
+
+/// Not signed in: pages go to the sign-in form, htmx requests are told to.
+fn sign_in_first(parts: &Parts) -> Response {
+    if parts.headers.contains_key("hx-request") {
+        let mut response = StatusCode::UNAUTHORIZED.into_response();
+        response
+            .headers_mut()
+            .insert("hx-redirect", HeaderValue::from_static("/login"));
+        return response;
+    }
+    if parts.method == axum::http::Method::GET {
+        return redirect_to("/login");
+    }
+    error_page(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "your session has ended; sign in again",
+        false,
+    )
+}
+
+impl FromRequestParts<AppState> for WebUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Some(value) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(sign_in_first(parts));
+        };
+        let hash = session_hash(&value);
+        let found = state
+            .log
+            .store()
+            .web_session(hash)
+            .await
+            .map_err(|e| super::error::PageError::from(e).into_response())?;
+        let Some((session, user)) = found else {
+            return Err(sign_in_first(parts));
+        };
+        let now = Timestamp::now().millis();
+        if now - session.last_seen_at.millis() > IDLE_MS
+            || now - session.created_at.millis() > ABSOLUTE_MS
+        {
+            let _ = state
+                .log
+                .store()
+                .end_web_session(
+                    hash,
+                    Timestamp::from_millis(now - IDLE_MS),
+                    Timestamp::from_millis(now - ABSOLUTE_MS),
+                )
+                .await;
+            return Err(sign_in_first(parts));
+        }
+        if now - session.last_seen_at.millis() > TOUCH_MS {
+            let _ = state
+                .log
+                .store()
+                .touch_web_session(hash, Timestamp::from_millis(now))
+                .await;
+        }
+        Ok(WebUser {
+            principal: user.principal(),
+            csrf: session.csrf_token,
+            user,
+        })
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    csrf: &'a str,
+    message: Option<&'a str>,
+}
+
+fn login_form(state: &AppState, status: StatusCode, message: Option<&str>) -> Response {
+    let csrf = random_token();
+    let page = LoginPage {
+        csrf: &csrf,
+        message,
+    };
+    let mut response = match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => return super::error::PageError::from(e).into_response(),
+    };
+    response.headers_mut().append(
+        SET_COOKIE,
+        cookie_header(state, LOGIN_COOKIE, &csrf, Some(3600), true),
+    );
+    response
+}
+
+/// The sign-in form.
+pub async fn login_page(State(state): State<AppState>) -> Response {
+    login_form(&state, StatusCode::OK, None)
+}
+
+/// Form pairs of a urlencoded body; a body that is not one is a 400 page.
+pub fn parse_form(body: &Bytes) -> Result<Vec<(String, String)>, FormRefused> {
+    serde_urlencoded::from_bytes(body).map_err(|_| FormRefused::Unreadable)
+}
+
+pub fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+const WRONG: &str = "That e-mail address and password do not match a user.";
+
+/// Checks the e-mail and password; on success starts a fresh session.
+pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = match parse_form(&body) {
+        Ok(f) => f,
+        Err(r) => return r.into_response(),
+    };
+    let expected = cookie(&headers, LOGIN_COOKIE);
+    let sent = field(&form, "csrf");
+    if !matches!((expected.as_deref(), sent), (Some(a), Some(b)) if same(a, b)) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "csrf_failed",
+            "the sign-in form was not sent from this site's sign-in page (missing or wrong CSRF token); open /login again",
+            false,
+        );
+    }
+    let email = field(&form, "email").unwrap_or("").to_owned();
+    let password = zeroize::Zeroizing::new(field(&form, "password").unwrap_or("").to_owned());
+    if email.is_empty() || password.is_empty() || email.len() > 254 || password.len() > 1024 {
+        return login_form(&state, StatusCode::UNPROCESSABLE_ENTITY, Some(WRONG));
+    }
+    let user = match state.log.user_index(&email).await {
+        Ok(index) => state.log.store().user_by_email_index(index).await,
+        Err(e) => return super::error::PageError::from(e).into_response(),
+    };
+    let user = match user {
+        Ok(u) => u,
+        Err(e) => return super::error::PageError::from(e).into_response(),
+    };
+    let now = Timestamp::now();
+    if let Some(u) = &user
+        && u.locked_until.is_some_and(|t| t > now)
+    {
+        tracing::warn!(user_id = %u.id, "sign-in refused: locked out");
+        return login_form(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("Too many failed sign-ins: this user is locked for 15 minutes."),
+        );
+    }
+    let stored = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| dummy_hash().to_owned());
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+        .await
+        .unwrap_or(false);
+    let Some(user) = user.clone().filter(|_| ok) else {
+        if let Some(u) = &user {
+            match state
+                .log
+                .store()
+                .record_login_failure(u.id, now, MAX_FAILURES, LOCK_MS)
+                .await
+            {
+                Ok(f) if f.locked_until.is_some() => {
+                    tracing::warn!(user_id = %u.id, "sign-in failed; user locked out");
+                    return login_form(
+                        &state,
+                        StatusCode::TOO_MANY_REQUESTS,
+                        Some("Too many failed sign-ins: this user is locked for 15 minutes."),
+                    );
+                }
+                Ok(_) => tracing::info!(user_id = %u.id, "sign-in failed"),
+                Err(e) => return super::error::PageError::from(e).into_response(),
+            }
+        }
+        return login_form(&state, StatusCode::UNPROCESSABLE_ENTITY, Some(WRONG));
+    };
+    let value = random_token();
+    let session = WebSessionRecord {
+        hash: session_hash(&value),
+        user_id: user.id,
+        csrf_token: random_token(),
+        created_at: now,
+        last_seen_at: now,
+    };
+    let replaces = cookie(&headers, SESSION_COOKIE).map(|v| session_hash(&v));
+    if let Err(e) = state.log.store().start_web_session(session, replaces).await {
+        return super::error::PageError::from(e).into_response();
+    }
+    tracing::info!(user_id = %user.id, "signed in");
+    let mut response = redirect_to("/");
+    response.headers_mut().append(
+        SET_COOKIE,
+        cookie_header(&state, SESSION_COOKIE, &value, None, false),
+    );
+    response.headers_mut().append(
+        SET_COOKIE,
+        cookie_header(&state, LOGIN_COOKIE, "", Some(0), true),
+    );
+    response
+}
+
+/// Ends the session (CSRF-checked, so another site cannot sign a user out).
+pub async fn logout(
+    State(state): State<AppState>,
+    user: WebUser,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = match parse_form(&body) {
+        Ok(f) => f,
+        Err(r) => return r.into_response(),
+    };
+    if let Err(r) = user.check_csrf(&headers, &form) {
+        return r.into_response();
+    }
+    if let Some(value) = cookie(&headers, SESSION_COOKIE) {
+        let now = Timestamp::now().millis();
+        if let Err(e) = state
+            .log
+            .store()
+            .end_web_session(
+                session_hash(&value),
+                Timestamp::from_millis(now - IDLE_MS),
+                Timestamp::from_millis(now - ABSOLUTE_MS),
+            )
+            .await
+        {
+            return super::error::PageError::from(e).into_response();
+        }
+    }
+    tracing::info!(user_id = %user.user.id, "signed out");
+    let mut response = redirect_to("/login");
+    response.headers_mut().append(
+        SET_COOKIE,
+        cookie_header(&state, SESSION_COOKIE, "", Some(0), false),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_read_only_when_given_once() {
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, HeaderValue::from_static("a=1; rf_session=abc; b=2"));
+        assert_eq!(cookie(&headers, SESSION_COOKIE).as_deref(), Some("abc"));
+        headers.append(COOKIE, HeaderValue::from_static("rf_session=def"));
+        assert_eq!(cookie(&headers, SESSION_COOKIE), None);
+        assert_eq!(cookie(&HeaderMap::new(), SESSION_COOKIE), None);
+    }
+
+    #[test]
+    fn tokens_compare_only_when_equal() {
+        let t = random_token();
+        assert_eq!(t.len(), 43);
+        assert!(same(&t, &t.clone()));
+        assert!(!same(&t, &random_token()));
+        assert!(!same(&t, &t[..42]));
+    }
+}

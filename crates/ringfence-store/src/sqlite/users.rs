@@ -1,0 +1,236 @@
+//! Web interface users and sessions in SQLite.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use ringfence_core::UserId;
+use ringfence_core::access::{Role, Scope};
+use ringfence_core::timestamp::Timestamp;
+
+use super::audit;
+use crate::StoreError;
+use crate::records::AuditEvent;
+use crate::users::{LoginFailure, UserRecord, WebSessionRecord};
+
+const USER_COLUMNS: &str = "id, email_index, password_hash, role, agency_id, account_id, personal_data, failed_logins, locked_until, created_at";
+
+fn bad(column: usize, name: &str, ty: rusqlite::types::Type) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(column, name.into(), ty)
+}
+
+fn parse<T: std::str::FromStr>(column: usize, text: String) -> rusqlite::Result<T> {
+    text.parse()
+        .map_err(|_| bad(column, "id", rusqlite::types::Type::Text))
+}
+
+fn user_from(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
+    let index: Vec<u8> = row.get(1)?;
+    let role: String = row.get(3)?;
+    let agency: Option<String> = row.get(4)?;
+    let account: Option<String> = row.get(5)?;
+    let scope = match (agency, account) {
+        (Some(agency), Some(account)) => Scope::Account {
+            agency: parse(4, agency)?,
+            account: parse(5, account)?,
+        },
+        (Some(agency), None) => Scope::Agency(parse(4, agency)?),
+        _ => Scope::Installation,
+    };
+    Ok(UserRecord {
+        id: parse(0, row.get(0)?)?,
+        email_index: index
+            .try_into()
+            .map_err(|_| bad(1, "email_index", rusqlite::types::Type::Blob))?,
+        password_hash: row.get(2)?,
+        role: Role::parse(&role).ok_or_else(|| bad(3, "role", rusqlite::types::Type::Text))?,
+        scope,
+        personal_data: row.get(6)?,
+        failed_logins: row.get(7)?,
+        locked_until: row.get::<_, Option<i64>>(8)?.map(Timestamp::from_millis),
+        created_at: Timestamp::from_millis(row.get(9)?),
+    })
+}
+
+fn session_from(row: &Row<'_>) -> rusqlite::Result<WebSessionRecord> {
+    let hash: Vec<u8> = row.get(0)?;
+    Ok(WebSessionRecord {
+        hash: hash
+            .try_into()
+            .map_err(|_| bad(0, "hash", rusqlite::types::Type::Blob))?,
+        user_id: parse(1, row.get(1)?)?,
+        csrf_token: row.get(2)?,
+        created_at: Timestamp::from_millis(row.get(3)?),
+        last_seen_at: Timestamp::from_millis(row.get(4)?),
+    })
+}
+
+pub(crate) fn insert_user(
+    conn: &Connection,
+    user: &UserRecord,
+    audit_event: &AuditEvent,
+) -> Result<(), StoreError> {
+    let exists: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM users WHERE email_index = ?1")?
+        .query_row([user.email_index.as_slice()], |r| r.get(0))
+        .optional()?;
+    if exists.is_some() {
+        return Err(StoreError::AlreadyExists("user"));
+    }
+    let (agency, account) = match user.scope {
+        Scope::Installation => (None, None),
+        Scope::Agency(a) => (Some(a.to_string()), None),
+        Scope::Account { agency, account } => (Some(agency.to_string()), Some(account.to_string())),
+    };
+    conn.execute(
+        &format!(
+            "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        ),
+        params![
+            user.id.to_string(),
+            user.email_index.as_slice(),
+            user.password_hash,
+            user.role.as_str(),
+            agency,
+            account,
+            user.personal_data,
+            user.failed_logins,
+            user.locked_until.map(Timestamp::millis),
+            user.created_at.millis(),
+        ],
+    )?;
+    audit::append(conn, audit_event)?;
+    Ok(())
+}
+
+pub(crate) fn user_by_index(
+    conn: &Connection,
+    index: &[u8; 16],
+) -> Result<Option<UserRecord>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE email_index = ?1"
+        ))?
+        .query_row([index.as_slice()], user_from)
+        .optional()?)
+}
+
+pub(crate) fn user(conn: &Connection, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
+        .query_row([id.to_string()], user_from)
+        .optional()?)
+}
+
+pub(crate) fn list_users(conn: &Connection) -> Result<Vec<UserRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {USER_COLUMNS} FROM users ORDER BY created_at, id"
+    ))?;
+    let rows = stmt
+        .query_map([], user_from)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Counts a failed sign-in; at `max_failures` the user is locked until `now + lock_ms` and
+/// the counter starts again.
+pub(crate) fn record_login_failure(
+    conn: &Connection,
+    id: UserId,
+    now: Timestamp,
+    max_failures: u32,
+    lock_ms: i64,
+) -> Result<LoginFailure, StoreError> {
+    let current: Option<u32> = conn
+        .prepare_cached("SELECT failed_logins FROM users WHERE id = ?1")?
+        .query_row([id.to_string()], |r| r.get(0))
+        .optional()?;
+    let Some(current) = current else {
+        return Err(StoreError::NotFound("user"));
+    };
+    let failed = current + 1;
+    let (failed, locked_until) = if failed >= max_failures {
+        (0, Some(Timestamp::from_millis(now.millis() + lock_ms)))
+    } else {
+        (failed, None)
+    };
+    conn.execute(
+        "UPDATE users SET failed_logins = ?2, locked_until = COALESCE(?3, locked_until) WHERE id = ?1",
+        params![id.to_string(), failed, locked_until.map(Timestamp::millis)],
+    )?;
+    Ok(LoginFailure {
+        failed_logins: failed,
+        locked_until,
+    })
+}
+
+/// Starts a session after a successful sign-in: the failure counter is reset and the
+/// session the browser came with (if any) is ended, so a session id planted before sign-in
+/// is never the signed-in one.
+pub(crate) fn start_session(
+    conn: &Connection,
+    session: &WebSessionRecord,
+    replaces: Option<[u8; 32]>,
+) -> Result<(), StoreError> {
+    if let Some(old) = replaces {
+        conn.execute("DELETE FROM web_sessions WHERE hash = ?1", [old.as_slice()])?;
+    }
+    conn.execute(
+        "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?1",
+        [session.user_id.to_string()],
+    )?;
+    conn.execute(
+        "INSERT INTO web_sessions (hash, user_id, csrf_token, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            session.hash.as_slice(),
+            session.user_id.to_string(),
+            session.csrf_token,
+            session.created_at.millis(),
+            session.last_seen_at.millis(),
+        ],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn session(
+    conn: &Connection,
+    hash: &[u8; 32],
+) -> Result<Option<(WebSessionRecord, UserRecord)>, StoreError> {
+    let found = conn
+        .prepare_cached(
+            "SELECT hash, user_id, csrf_token, created_at, last_seen_at FROM web_sessions WHERE hash = ?1",
+        )?
+        .query_row([hash.as_slice()], session_from)
+        .optional()?;
+    let Some(found) = found else { return Ok(None) };
+    Ok(user(conn, found.user_id)?.map(|u| (found, u)))
+}
+
+pub(crate) fn touch_session(
+    conn: &Connection,
+    hash: &[u8; 32],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE web_sessions SET last_seen_at = MAX(last_seen_at, ?2) WHERE hash = ?1",
+        params![hash.as_slice(), now.millis()],
+    )?;
+    Ok(())
+}
+
+/// Ends a session, and every session idle since before `idle_before` or started before
+/// `started_before` (housekeeping on the way).
+pub(crate) fn end_session(
+    conn: &Connection,
+    hash: &[u8; 32],
+    idle_before: Timestamp,
+    started_before: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM web_sessions WHERE hash = ?1",
+        [hash.as_slice()],
+    )?;
+    conn.execute(
+        "DELETE FROM web_sessions WHERE last_seen_at < ?1 OR created_at < ?2",
+        params![idle_before.millis(), started_before.millis()],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,1055 @@
+//! The web interface over plain HTTP: sign-in, sessions, CSRF, lockout, session fixation,
+//! tenant isolation by URL, masking, and the CLI that creates users.
+
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use serde_json::json;
+
+use ringfence_core::access::{Role, Scope};
+use ringfence_core::{AccountId, AgencyId};
+
+use crate::common::*;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+trait WithForm {
+    fn with_form(self, pairs: &[(&str, &str)]) -> Self;
+}
+
+impl WithForm for reqwest::RequestBuilder {
+    fn with_form(self, pairs: &[(&str, &str)]) -> Self {
+        self.header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(pairs).unwrap())
+    }
+}
+
+/// A client that never follows redirects, so each answer can be inspected.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+pub async fn web_user(app: &TestApp, email: &str, role: Role, scope: Scope, personal_data: bool) {
+    app.resources
+        .log
+        .create_user(
+            email,
+            zeroize::Zeroizing::new(PASSWORD.to_owned()),
+            role,
+            scope,
+            personal_data,
+            "test".into(),
+        )
+        .await
+        .expect("user");
+}
+
+pub fn account_scope(agency: AgencyId, account: AccountId) -> Scope {
+    Scope::Account { agency, account }
+}
+
+/// The value of cookie `name` set by a response, if any.
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<(String, String)> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| {
+            let value = v[name.len() + 1..]
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            (value, v.to_owned())
+        })
+}
+
+/// The CSRF token of a page's forms.
+fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("a csrf field") + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+struct Signed {
+    client: reqwest::Client,
+    base: String,
+    cookie: String,
+}
+
+impl Signed {
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, format!("rf_session={}", self.cookie))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, format!("rf_session={}", self.cookie))
+            .with_form(form)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
+    /// A page's CSRF token.
+    async fn csrf(&self) -> String {
+        let (status, html) = self.get("/").await;
+        assert!(
+            status.is_success() || status == StatusCode::SEE_OTHER,
+            "{status}"
+        );
+        if status == StatusCode::SEE_OTHER {
+            let r = self
+                .client
+                .get(format!("{}/", self.base))
+                .header(COOKIE, format!("rf_session={}", self.cookie))
+                .send()
+                .await
+                .unwrap();
+            let to = r.headers()[LOCATION].to_str().unwrap().to_owned();
+            return csrf_of(&self.get(&to).await.1);
+        }
+        csrf_of(&html)
+    }
+}
+
+/// Signs in through the form (with its double-submit cookie); answers the response.
+async fn sign_in_raw(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+    extra_cookie: Option<&str>,
+) -> reqwest::Response {
+    let client = browser();
+    let page = client.get(app.url("/login")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let (login_cookie, _) = set_cookie(&page, "rf_login").expect("login cookie");
+    let csrf = csrf_of(&page.text().await.unwrap());
+    let mut cookies = format!("rf_login={login_cookie}");
+    if let Some(extra) = extra_cookie {
+        cookies.push_str("; ");
+        cookies.push_str(extra);
+    }
+    client
+        .post(app.url("/login"))
+        .header(COOKIE, cookies)
+        .with_form(&[
+            ("csrf", csrf.as_str()),
+            ("email", email),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn sign_in(app: &TestApp, email: &str) -> Signed {
+    let r = sign_in_raw(app, email, PASSWORD, None).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (cookie, _) = set_cookie(&r, "rf_session").expect("session cookie");
+    Signed {
+        client: browser(),
+        base: app.address.clone(),
+        cookie,
+    }
+}
+
+#[tokio::test]
+async fn a_user_signs_in_sees_the_call_log_and_signs_out() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    app.ingest(account, full_call(1)).await;
+    web_user(
+        &app,
+        "ada@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+
+    let r = sign_in_raw(&app, "Ada@Example.com ", PASSWORD, None).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (cookie, header) = set_cookie(&r, "rf_session").unwrap();
+    assert_eq!(cookie.len(), 43, "256 random bits, base64url");
+    assert!(
+        header.contains("HttpOnly") && header.contains("SameSite=Lax"),
+        "{header}"
+    );
+    assert!(
+        !header.contains("Secure"),
+        "no Secure flag without TLS: {header}"
+    );
+    let user = Signed {
+        client: browser(),
+        base: app.address.clone(),
+        cookie,
+    };
+
+    let home = user
+        .client
+        .get(app.url("/"))
+        .header(COOKIE, format!("rf_session={}", user.cookie))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        home.headers()[LOCATION],
+        format!("/ui/accounts/{account}/calls").as_str()
+    );
+
+    let page = user
+        .client
+        .get(app.url(&format!("/ui/accounts/{account}/calls")))
+        .header(COOKIE, format!("rf_session={}", user.cookie))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(&uk_number(1)),
+        "an account admin sees the number"
+    );
+    assert!(html.contains("google_ads"));
+
+    let csrf = csrf_of(&html);
+    let (status, _) = user.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _) = user.get(&format!("/ui/accounts/{account}/calls")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "the session ended");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_user_get_the_same_answer_and_failures_lock_the_user() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    web_user(
+        &app,
+        "bob@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+
+    let unknown = sign_in_raw(&app, "nobody@example.com", PASSWORD, None).await;
+    assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(set_cookie(&unknown, "rf_session").is_none());
+    let unknown = unknown.text().await.unwrap();
+    let wrong = sign_in_raw(&app, "bob@example.com", "not the password at all", None).await;
+    assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let wrong = wrong.text().await.unwrap();
+    assert!(wrong.contains("do not match a user") && unknown.contains("do not match a user"));
+    assert!(
+        !wrong.contains("bob@example.com"),
+        "the address is not echoed"
+    );
+
+    // Four more failures (five in a row) lock the user; then even the right password fails.
+    for attempt in 2..=5 {
+        let r = sign_in_raw(&app, "bob@example.com", "still not the password", None).await;
+        let expected = if attempt == 5 {
+            StatusCode::TOO_MANY_REQUESTS
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        assert_eq!(r.status(), expected, "attempt {attempt}");
+    }
+    let r = sign_in_raw(&app, "bob@example.com", PASSWORD, None).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(set_cookie(&r, "rf_session").is_none());
+    assert!(r.text().await.unwrap().contains("locked"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn forms_without_the_sessions_csrf_token_are_refused_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    let call = app.ingest(account, full_call(2)).await;
+    web_user(
+        &app,
+        "carol@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+
+    // The sign-in form itself: no double-submit cookie, or a different one.
+    let client = browser();
+    let r = client
+        .post(app.url("/login"))
+        .with_form(&[
+            ("csrf", "forged"),
+            ("email", "carol@example.com"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("csrf_failed"));
+    let r = client
+        .post(app.url("/login"))
+        .header(COOKIE, "rf_login=one-value")
+        .with_form(&[
+            ("csrf", "another-value"),
+            ("email", "carol@example.com"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    let user = sign_in(&app, "carol@example.com").await;
+    let path = format!("/ui/calls/{call}/redact");
+    for form in [vec![], vec![("csrf", "wrong-token")]] {
+        let (status, html) = user.post(&path, &form).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{html}");
+        assert!(html.contains("csrf_failed") && html.contains("<h1>"));
+    }
+    let (_, call_json) = app.get(&app.admin, &format!("/api/v1/calls/{call}")).await;
+    assert!(call_json["redaction"].is_null(), "nothing was redacted");
+    let (status, _) = user.post("/logout", &[]).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "another site cannot sign a user out"
+    );
+
+    // The htmx way: the token in the X-CSRF-Token header.
+    let csrf = user.csrf().await;
+    let r = user
+        .client
+        .post(app.url(&path))
+        .header(COOKIE, format!("rf_session={}", user.cookie))
+        .header("x-csrf-token", csrf)
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("Redaction done"));
+    let (_, call_json) = app.get(&app.admin, &format!("/api/v1/calls/{call}")).await;
+    assert_eq!(call_json["redaction"]["reason"], "manual");
+    assert!(
+        call_json["redaction"]["by"]
+            .as_str()
+            .unwrap()
+            .starts_with("user:")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_id_planted_before_sign_in_never_becomes_a_signed_in_session() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    web_user(
+        &app,
+        "dan@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    web_user(
+        &app,
+        "erin@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+
+    let planted = "attacker-chosen-session-value-0000000000000";
+    let r = sign_in_raw(
+        &app,
+        "dan@example.com",
+        PASSWORD,
+        Some(&format!("rf_session={planted}")),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (fresh, _) = set_cookie(&r, "rf_session").unwrap();
+    assert_ne!(fresh, planted);
+    let attacker = Signed {
+        client: browser(),
+        base: app.address.clone(),
+        cookie: planted.into(),
+    };
+    let (status, _) = attacker.get(&format!("/ui/accounts/{account}/calls")).await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "the planted id is not signed in"
+    );
+
+    // Signing in again from a signed-in browser ends the previous session.
+    let r = sign_in_raw(
+        &app,
+        "erin@example.com",
+        PASSWORD,
+        Some(&format!("rf_session={fresh}")),
+    )
+    .await;
+    let (second, _) = set_cookie(&r, "rf_session").unwrap();
+    assert_ne!(second, fresh);
+    let old = Signed {
+        client: browser(),
+        base: app.address.clone(),
+        cookie: fresh,
+    };
+    assert_eq!(
+        old.get(&format!("/ui/accounts/{account}/calls")).await.0,
+        StatusCode::SEE_OTHER
+    );
+    let new = Signed {
+        client: browser(),
+        base: app.address.clone(),
+        cookie: second,
+    };
+    assert_eq!(
+        new.get(&format!("/ui/accounts/{account}/calls")).await.0,
+        StatusCode::OK
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn another_tenants_ids_in_the_url_answer_not_found_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let (agency, mine) = app.tenant().await;
+    let (_, theirs) = app.tenant().await;
+    let their_call = app.ingest(theirs, full_call(3)).await;
+    app.upload_recording(
+        &app.admin,
+        &their_call,
+        b"RIFF0000WAVEfmt ".to_vec(),
+        "audio/wav",
+    )
+    .await;
+    web_user(
+        &app,
+        "fay@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, mine),
+        true,
+    )
+    .await;
+    let user = sign_in(&app, "fay@example.com").await;
+    let csrf = user.csrf().await;
+
+    for path in [
+        format!("/ui/accounts/{theirs}/calls"),
+        format!("/ui/accounts/{theirs}/checklist"),
+        format!("/ui/calls/{their_call}"),
+        format!("/ui/calls/{their_call}/recording"),
+        format!("/ui/calls/{their_call}/redact"),
+        format!("/ui/calls/{their_call}/redact-caller"),
+        "/ui/calls/not-an-id".to_owned(),
+        format!("/ui/accounts/{}/calls", AccountId::generate()),
+    ] {
+        let (status, html) = user.get(&path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(html.contains("not_found"), "{path}: {html}");
+    }
+    for path in [
+        format!("/ui/calls/{their_call}/redact"),
+        format!("/ui/calls/{their_call}/redact-caller"),
+    ] {
+        let (status, _) = user.post(&path, &[("csrf", &csrf)]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (_, call_json) = app
+        .get(&app.admin, &format!("/api/v1/calls/{their_call}"))
+        .await;
+    assert!(call_json["redaction"].is_null());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_analyst_without_personal_data_sees_masked_numbers_and_no_redaction() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    let call = app.ingest(account, full_call(4)).await;
+    web_user(
+        &app,
+        "gus@example.com",
+        Role::Analyst,
+        account_scope(agency, account),
+        false,
+    )
+    .await;
+    let user = sign_in(&app, "gus@example.com").await;
+
+    let (status, html) = user.get(&format!("/ui/accounts/{account}/calls")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!html.contains(&uk_number(4)), "the number is masked");
+    assert!(html.contains("masked"));
+    let (status, html) = user.get(&format!("/ui/calls/{call}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!html.contains(&uk_number(4)) && !html.contains("Erika"));
+    assert!(!html.contains("id=\"redact-call\""), "no redact button");
+    assert!(
+        html.contains("may not redact"),
+        "the disabled button says why"
+    );
+    let (status, _) = user.get(&format!("/ui/calls/{call}/redact")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let csrf = csrf_of(&html);
+    let (status, _) = user
+        .post(&format!("/ui/calls/{call}/redact"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = user.get(&format!("/ui/accounts/{account}/checklist")).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "the checklist is for admins, as in the API"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn redaction_is_disabled_with_an_explanation_where_the_agency_has_not_enabled_it() {
+    let app = TestApp::spawn().await;
+    let agency = app.agency(false).await;
+    let account = app.account(agency).await;
+    let call = app.ingest(account, full_call(5)).await;
+    web_user(
+        &app,
+        "hal@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    let user = sign_in(&app, "hal@example.com").await;
+    let (_, html) = user.get(&format!("/ui/calls/{call}")).await;
+    assert!(html.contains("disabled") && html.contains("not enabled for this account"));
+    let (status, html) = user.get(&format!("/ui/calls/{call}/redact")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(html.contains("redaction_disabled"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_caller_redaction_says_how_many_calls_it_touches_then_redacts_them() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    let mut same_caller = Vec::new();
+    for n in 0..3u16 {
+        let mut call = full_call(10 + n);
+        call["caller_number"] = json!(uk_number(77));
+        call["visitor"] = serde_json::Value::Null;
+        same_caller.push(app.ingest(account, call).await);
+    }
+    let other = app.ingest(account, full_call(20)).await;
+    web_user(
+        &app,
+        "ivy@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    let user = sign_in(&app, "ivy@example.com").await;
+    let (status, html) = user
+        .get(&format!("/ui/calls/{}/redact-caller", same_caller[0]))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("<strong id=\"caller-count\">3 call(s)</strong>"),
+        "{html}"
+    );
+    let csrf = csrf_of(&html);
+    let (status, html) = user
+        .post(
+            &format!("/ui/calls/{}/redact-caller", same_caller[0]),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("3 call(s)"), "{html}");
+    for id in &same_caller {
+        let (_, c) = app.get(&app.admin, &format!("/api/v1/calls/{id}")).await;
+        assert_eq!(c["redaction"]["reason"], "caller");
+    }
+    let (_, c) = app.get(&app.admin, &format!("/api/v1/calls/{other}")).await;
+    assert!(c["redaction"].is_null());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pages_answer_sign_in_first_without_a_session_and_assets_are_cached() {
+    let app = TestApp::spawn().await;
+    let (_, account) = app.tenant().await;
+    let client = browser();
+    let r = client
+        .get(app.url(&format!("/ui/accounts/{account}/calls")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/login");
+    let r = client
+        .get(app.url(&format!("/ui/accounts/{account}/calls")))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["hx-redirect"], "/login");
+    let r = client
+        .get(app.url("/assets/htmx-2.0.11.min.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    let r = client.get(app.url("/assets/nope.js")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // A huge form is refused before it is read.
+    let r = client
+        .post(app.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'a'; 1 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    app.stop().await;
+}
+
+#[test]
+fn the_cli_creates_a_user_from_a_password_file_and_refuses_a_short_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (code, out, err) = run_cli(
+        &data,
+        &["agency", "create", "--name", "Acme Agency", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let agency: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let agency = agency["id"].as_str().unwrap().to_owned();
+    let file = dir.path().join("password");
+    std::fs::write(&file, format!("{PASSWORD}\n")).unwrap();
+    let (code, out, err) = run_cli(
+        &data,
+        &[
+            "user",
+            "create",
+            "--email",
+            "jo@example.org",
+            "--role",
+            "agency_admin",
+            "--agency",
+            &agency,
+            "--password-file",
+            file.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"role\":\"agency_admin\""), "{out}");
+    assert!(
+        !out.contains("jo@example.org") && !err.contains("jo@example.org"),
+        "the address is not printed"
+    );
+    assert!(!err.contains(PASSWORD) && !out.contains(PASSWORD));
+    let (code, _, err) = run_cli(
+        &data,
+        &[
+            "user",
+            "create",
+            "--email",
+            "jo@example.org",
+            "--role",
+            "agency_admin",
+            "--agency",
+            &agency,
+            "--password-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("already exists"), "{err}");
+    std::fs::write(&file, "short\n").unwrap();
+    let (code, _, err) = run_cli(
+        &data,
+        &[
+            "user",
+            "create",
+            "--email",
+            "kim@example.org",
+            "--role",
+            "agency_admin",
+            "--agency",
+            &agency,
+            "--password-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("at least 12"), "{err}");
+}
+
+#[tokio::test]
+async fn automatic_redaction_shows_the_dry_run_count_before_it_is_saved() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    for n in 0..3u16 {
+        let mut call = full_call(40 + n);
+        call["started_at"] = json!("2026-10-01T10:00:00Z");
+        app.ingest(account, call).await;
+    }
+    web_user(
+        &app,
+        "lee@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    web_user(
+        &app,
+        "max@example.com",
+        Role::Analyst,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    let user = sign_in(&app, "lee@example.com").await;
+    let (status, html) = user.get(&format!("/ui/accounts/{account}/settings")).await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = csrf_of(&html);
+    let path = format!("/ui/accounts/{account}/settings/retention");
+    let (status, html) = user
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("after_days", "1"),
+                ("scope", "everyone"),
+                ("step", "preview"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("<strong id=\"dry-run-count\">3</strong>"),
+        "{html}"
+    );
+    let (_, settings) = app
+        .get(&app.admin, &format!("/api/v1/accounts/{account}/settings"))
+        .await;
+    assert!(settings["auto_redact"]["after_days"].is_null());
+    for bad in [
+        vec![("after_days", "custom"), ("custom_days", "0")],
+        vec![("after_days", "custom"), ("custom_days", "lots")],
+        vec![("after_days", "30"), ("scope", "mars")],
+    ] {
+        let mut form = vec![("csrf", csrf.as_str()), ("step", "save")];
+        form.extend(bad.iter().copied());
+        let (status, html) = user.post(&path, &form).await;
+        assert!(status.is_client_error(), "{bad:?}: {status}");
+        assert!(html.contains("invalid_field"), "{html}");
+    }
+    let (status, html) = user
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("after_days", "custom"),
+                ("custom_days", "45"),
+                ("scope", "gdpr"),
+                ("step", "save"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"saved\""));
+    let (_, settings) = app
+        .get(&app.admin, &format!("/api/v1/accounts/{account}/settings"))
+        .await;
+    assert_eq!(settings["auto_redact"]["after_days"], 45);
+    assert_eq!(settings["auto_redact"]["scope"], "gdpr");
+    let (status, _) = user
+        .post(&path, &[("after_days", "1"), ("step", "save")])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token");
+
+    let analyst = sign_in(&app, "max@example.com").await;
+    let (status, _) = analyst
+        .get(&format!("/ui/accounts/{account}/settings"))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_demo_prints_users_who_can_sign_in_and_its_pages_answer_quickly() {
+    let app = TestApp::spawn().await;
+    let summary = ringfence::demo::run_demo(&app.resources, 2000, false)
+        .await
+        .expect("demo");
+    let users = summary["sign_in"]["users"].as_array().expect("users");
+    assert_eq!(users.len(), 3, "{summary}");
+    let admin = users
+        .iter()
+        .find(|u| u["email"] == "demo-admin@example.com")
+        .expect("the demo admin");
+    let password = admin["password"].as_str().expect("a password");
+    assert!(password.len() >= 12);
+    let r = sign_in_raw(&app, "demo-admin@example.com", password, None).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (cookie, _) = set_cookie(&r, "rf_session").unwrap();
+    let user = Signed {
+        client: browser(),
+        base: app.address.clone(),
+        cookie,
+    };
+    let account = summary["accounts"][0]["id"].as_str().unwrap().to_owned();
+    let (_, log) = user.get(&format!("/ui/accounts/{account}/calls")).await;
+    let start = log.find("/ui/calls/").expect("a call link") + "/ui/calls/".len();
+    let call = log[start..start + 36].to_owned();
+    for path in [
+        format!("/ui/accounts/{account}/calls"),
+        format!("/ui/accounts/{account}/calls?redacted=false&source=google_ads"),
+        format!("/ui/calls/{call}"),
+        format!("/ui/calls/{call}/redact-caller"),
+        format!("/ui/accounts/{account}/checklist"),
+        format!("/ui/accounts/{account}/settings"),
+    ] {
+        // The first request warms caches (keys, statements); the second is the one measured.
+        user.get(&path).await;
+        let started = std::time::Instant::now();
+        let (status, _) = user.get(&path).await;
+        let elapsed = started.elapsed();
+        eprintln!("{path}: {} ms", elapsed.as_millis());
+        assert!(
+            status == StatusCode::OK || status == StatusCode::CONFLICT,
+            "{path}: {status}"
+        );
+        assert!(elapsed.as_millis() < 250, "{path} took {elapsed:?}");
+    }
+    // A second demo run keeps the users and their passwords.
+    let again = ringfence::demo::run_demo(&app.resources, 2000, false)
+        .await
+        .expect("demo");
+    assert!(again["sign_in"]["users"][0]["password"].is_null());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_journal_page_lists_the_users_actions_and_verifies_the_chain() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    let (_, other) = app.tenant().await;
+    let call = app.ingest(account, full_call(50)).await;
+    let their_call = app.ingest(other, full_call(51)).await;
+    app.post(
+        &app.admin,
+        &format!("/api/v1/calls/{their_call}/redact"),
+        json!({}),
+    )
+    .await;
+    web_user(
+        &app,
+        "ned@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    web_user(
+        &app,
+        "oz@example.com",
+        Role::Analyst,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    let user = sign_in(&app, "ned@example.com").await;
+    let csrf = user.csrf().await;
+    let (status, _) = user
+        .post(&format!("/ui/calls/{call}/redact"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, html) = user.get("/ui/journal").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Chain verified"), "{html}");
+    assert!(
+        html.contains("call.redacted") && html.contains(&call),
+        "{html}"
+    );
+    assert!(
+        !html.contains(&their_call),
+        "another account's entries are not shown"
+    );
+    let (status, _) = user.get("/ui/journal?cursor=-4").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = user.get("/ui/journal?limit=3").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let analyst = sign_in(&app, "oz@example.com").await;
+    assert_eq!(analyst.get("/ui/journal").await.0, StatusCode::FORBIDDEN);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_caller_page_shows_a_numbers_calls_and_consents_and_exports_them() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    let mut ids = Vec::new();
+    for n in 0..2u16 {
+        let mut call = full_call(60 + n);
+        call["caller_number"] = json!(uk_number(66));
+        ids.push(app.ingest(account, call).await);
+    }
+    let other = app.ingest(account, full_call(62)).await;
+    let (status, body) = app
+        .post(
+            &app.admin,
+            &format!("/api/v1/accounts/{account}/consents"),
+            json!({"subject": {"caller_number": uk_number(66)}, "category": "recording", "status": "granted", "method": "ivr_keypress"}),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    web_user(
+        &app,
+        "pat@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    web_user(
+        &app,
+        "quinn@example.com",
+        Role::Analyst,
+        account_scope(agency, account),
+        false,
+    )
+    .await;
+    let user = sign_in(&app, "pat@example.com").await;
+
+    let (status, html) = user.get(&format!("/ui/calls/{}/caller", ids[0])).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains(&uk_number(66)));
+    assert!(html.contains(&ids[0]) && html.contains(&ids[1]));
+    assert!(
+        !html.contains(&other),
+        "another caller's call is not listed"
+    );
+    assert!(html.contains("ivr_keypress") && html.contains("granted"));
+
+    let csrf = csrf_of(&html);
+    let (status, _) = user
+        .post(&format!("/ui/calls/{}/caller/export", ids[0]), &[])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token");
+    let r = user
+        .client
+        .post(app.url(&format!("/ui/calls/{}/caller/export", ids[0])))
+        .header(COOKIE, format!("rf_session={}", user.cookie))
+        .with_form(&[("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/zip");
+    let zip = r.bytes().await.unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip.to_vec())).unwrap();
+    let mut data = String::new();
+    std::io::Read::read_to_string(&mut archive.by_name("data.json").unwrap(), &mut data).unwrap();
+    assert!(data.contains(&ids[0]) && data.contains(&ids[1]) && !data.contains(&other));
+
+    let analyst = sign_in(&app, "quinn@example.com").await;
+    let (status, html) = analyst.get(&format!("/ui/calls/{}/caller", ids[0])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!html.contains(&uk_number(66)));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_agency_admin_reads_the_roll_up_of_its_accounts_and_not_another_agencys() {
+    let app = TestApp::spawn().await;
+    let (agency, first) = app.tenant().await;
+    let second = app.account(agency).await;
+    let (other_agency, _) = app.tenant().await;
+    web_user(
+        &app,
+        "rae@example.com",
+        Role::AgencyAdmin,
+        Scope::Agency(agency),
+        true,
+    )
+    .await;
+    web_user(
+        &app,
+        "sam@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, first),
+        true,
+    )
+    .await;
+    let user = sign_in(&app, "rae@example.com").await;
+    let (status, home) = user.get("/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(home.contains(&format!("/ui/agencies/{agency}/checklist")));
+    let (status, html) = user.get(&format!("/ui/agencies/{agency}/checklist")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(&first.to_string()) && html.contains(&second.to_string()));
+    assert!(html.contains("id=\"agency-overall\""));
+    let (status, _) = user
+        .get(&format!("/ui/agencies/{other_agency}/checklist"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let account_admin = sign_in(&app, "sam@example.com").await;
+    let (status, _) = account_admin
+        .get(&format!("/ui/agencies/{agency}/checklist"))
+        .await;
+    assert!(
+        status == StatusCode::NOT_FOUND || status == StatusCode::FORBIDDEN,
+        "{status}"
+    );
+    app.stop().await;
+}
