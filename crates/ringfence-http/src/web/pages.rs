@@ -19,6 +19,7 @@ use crate::body::JsonBody;
 use crate::dto::CallOutput;
 use crate::error::{ApiError, Code};
 use crate::routes::accounts::{self, AccountSettings, AccountSettingsUpdate, AutoRedactUpdate};
+use crate::routes::recipients::{self as recipients_route, DeliveryOutput, RecipientOutput};
 use crate::routes::redaction::{Receipt, RedactCallerInput};
 use crate::routes::{calls, checklist as checklist_route, path_id, recordings, redaction};
 use crate::state::AppState;
@@ -662,6 +663,55 @@ struct SettingsPage {
     /// After "preview": what saving would redact now.
     proposed: Option<AccountSettings>,
     saved: bool,
+    recipients: Vec<RecipientView>,
+}
+
+/// A recipient with the state of its outbox, as the settings page shows it.
+struct RecipientView {
+    recipient: RecipientOutput,
+    /// Its most recent deliveries, newest first.
+    latest: Vec<DeliveryOutput>,
+    /// Dead-lettered deliveries (shown as "500+" beyond a page).
+    dead: usize,
+    queued: usize,
+}
+
+/// Most dead or queued deliveries counted per recipient on the page.
+const DELIVERY_PAGE: usize = 500;
+
+/// The account's recipients and their deliveries, through the API's own handlers.
+async fn recipients_view(
+    state: &AppState,
+    user: &WebUser,
+    account: &str,
+) -> PageResult<Vec<RecipientView>> {
+    let Json(list) = recipients_route::list(
+        State(state.clone()),
+        Auth(user.principal.clone()),
+        Path(account.to_owned()),
+    )
+    .await?;
+    let mut out = Vec::with_capacity(list.items.len());
+    for recipient in list.items {
+        let page = |query: &str| {
+            recipients_route::deliveries(
+                State(state.clone()),
+                Auth(user.principal.clone()),
+                Path((account.to_owned(), recipient.id.clone())),
+                RawQuery(Some(query.to_owned())),
+            )
+        };
+        let Json(latest) = page("limit=5").await?;
+        let Json(dead) = page(&format!("state=dead&limit={DELIVERY_PAGE}")).await?;
+        let Json(queued) = page(&format!("state=queued&limit={DELIVERY_PAGE}")).await?;
+        out.push(RecipientView {
+            recipient,
+            latest: latest.items,
+            dead: dead.items.len(),
+            queued: queued.items.len(),
+        });
+    }
+    Ok(out)
 }
 
 impl SettingsPage {
@@ -671,6 +721,14 @@ impl SettingsPage {
 
     fn category_removals(s: &AccountSettings) -> u64 {
         s.auto_redact.preview.categories.values().sum()
+    }
+
+    fn count(n: &usize) -> String {
+        if *n >= DELIVERY_PAGE {
+            format!("{DELIVERY_PAGE}+")
+        } else {
+            n.to_string()
+        }
     }
 }
 
@@ -686,6 +744,7 @@ pub async fn settings(
         Path(account.clone()),
     )
     .await?;
+    let recipients = recipients_view(&state, &user, &account).await?;
     let account: AccountId = path_id(&account, "account")?;
     render(&SettingsPage {
         chrome: Chrome::new(&user, Some(account)),
@@ -694,6 +753,7 @@ pub async fn settings(
         settings,
         proposed: None,
         saved: false,
+        recipients,
     })
 }
 
@@ -730,6 +790,7 @@ pub async fn save_retention(
         )
         .await?;
         let account_id: AccountId = path_id(&account, "account")?;
+        let recipients = recipients_view(&state, &user, &account).await?;
         let page = if save {
             SettingsPage {
                 chrome: Chrome::new(&user, Some(account_id)),
@@ -738,6 +799,7 @@ pub async fn save_retention(
                 settings: result,
                 proposed: None,
                 saved: true,
+                recipients,
             }
         } else {
             let Json(current) = accounts::get_settings(
@@ -753,6 +815,7 @@ pub async fn save_retention(
                 choice,
                 proposed: Some(result),
                 saved: false,
+                recipients,
             }
         };
         render(&page)

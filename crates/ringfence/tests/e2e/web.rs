@@ -1053,3 +1053,38 @@ async fn an_agency_admin_reads_the_roll_up_of_its_accounts_and_not_another_agenc
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_settings_page_shows_recipients_and_their_dead_letters() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    web_user(
+        &app,
+        "ria@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    let user = sign_in(&app, "ria@example.com").await;
+    let page = format!("/ui/accounts/{account}/settings");
+    let (status, html) = user.get(&page).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"no-recipients\""), "{html}");
+
+    // A receiver that refuses the one attempt each delivery gets here: a dead letter.
+    let (url, _) = crate::recipients::receiver(1).await;
+    crate::recipients::register(&app, account, &url, &["call.created", "caller.erased"]).await;
+    app.ingest(account, full_call(9)).await;
+    crate::recipients::drain(&app, &crate::recipients::deliverer(1), 5).await;
+    let (status, html) = user.get(&page).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!html.contains("id=\"no-recipients\""));
+    assert!(html.contains(">CRM<"), "the recipient's name");
+    assert!(html.contains("call.created, caller.erased"));
+    assert!(html.contains("<dd class=\"dead-count\">1 —"), "{html}");
+    assert!(html.contains("<td>dead</td>") && html.contains("<td>http_503</td>"));
+    // The secret is never on a page.
+    assert!(!html.contains(crate::recipients::SECRET));
+    app.stop().await;
+}
