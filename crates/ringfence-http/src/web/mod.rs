@@ -45,6 +45,7 @@ pub fn router() -> Router<AppState> {
             "/ui/calls/{call_id}/redact-caller",
             get(pages::confirm_redact_caller).post(pages::redact_caller),
         )
+        .route("/ui/calls/{call_id}/legal-hold", post(pages::legal_hold))
         .route("/ui/calls/{call_id}/caller", get(caller::caller))
         .route(
             "/ui/calls/{call_id}/caller/export",

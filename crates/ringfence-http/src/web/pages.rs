@@ -21,7 +21,10 @@ use crate::error::{ApiError, Code};
 use crate::routes::accounts::{self, AccountSettings, AccountSettingsUpdate, AutoRedactUpdate};
 use crate::routes::recipients::{self as recipients_route, DeliveryOutput, RecipientOutput};
 use crate::routes::redaction::{Receipt, RedactCallerInput};
-use crate::routes::{calls, checklist as checklist_route, path_id, recordings, redaction};
+use crate::routes::{
+    calls, checklist as checklist_route, legal_hold as legal_hold_route, path_id, recordings,
+    redaction,
+};
 use crate::state::AppState;
 
 /// What every page's frame needs: the CSRF token for htmx and the sign-out form, the
@@ -307,6 +310,8 @@ struct CallPage {
     content: Vec<Field>,
     redaction: Result<(), String>,
     receipt: Option<Receipt>,
+    /// The user may place and release legal holds (account admins and above).
+    manage_hold: bool,
 }
 
 async fn call_page(
@@ -324,6 +329,10 @@ async fn call_page(
     let account: AccountId = path_id(&c.account_id, "call")?;
     let tenant = state.tenant(account).await?;
     let redaction = redaction_allowed(state, &user.principal, &tenant).await?;
+    let manage_hold = user
+        .principal
+        .check(Permission::ManageAccount, &tenant)
+        .is_ok();
     let facts = fields(vec![
         ("Call id", Some(c.id.clone())),
         ("External id", c.external_id.clone()),
@@ -383,8 +392,41 @@ async fn call_page(
         content,
         redaction,
         receipt,
+        manage_hold,
     };
     render(&page)
+}
+
+/// Places (`reason`) or releases (`action=release`) a call's legal hold through the API's
+/// own handlers, then shows the call again.
+pub async fn legal_hold(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(call): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let form = parse_form(&body)?;
+    user.check_csrf(&headers, &form)?;
+    let auth = || Auth(user.principal.clone());
+    if field(&form, "action") == Some("release") {
+        legal_hold_route::delete_hold(State(state.clone()), auth(), Path(call.clone()))
+            .await
+            .map_err(|e| PageError(e).into_response())?;
+    } else {
+        let reason = field(&form, "reason").unwrap_or_default().to_owned();
+        let Json(_) = legal_hold_route::put_hold(
+            State(state.clone()),
+            auth(),
+            Path(call.clone()),
+            JsonBody(legal_hold_route::LegalHoldInput { reason }),
+        )
+        .await
+        .map_err(|e| PageError(e).into_response())?;
+    }
+    call_page(&state, &user, &call, None)
+        .await
+        .map_err(IntoResponse::into_response)
 }
 
 /// One call, all its fields by category, the player and the redaction controls.

@@ -1088,3 +1088,84 @@ async fn the_settings_page_shows_recipients_and_their_dead_letters() {
     assert!(!html.contains(crate::recipients::SECRET));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_account_admin_places_and_releases_a_legal_hold_and_an_analyst_cannot() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    let call = app.ingest(account, full_call(11)).await;
+    for (email, role) in [
+        ("hana@example.com", Role::AccountAdmin),
+        ("ivo@example.com", Role::Analyst),
+    ] {
+        web_user(&app, email, role, account_scope(agency, account), true).await;
+    }
+    let admin = sign_in(&app, "hana@example.com").await;
+    let page = format!("/ui/calls/{call}");
+    let hold = format!("/ui/calls/{call}/legal-hold");
+    let (_, html) = admin.get(&page).await;
+    assert!(html.contains("id=\"place-hold\""));
+    let csrf = csrf_of(&html);
+    let api_hold = || async {
+        app.get(&app.admin, &format!("/api/v1/calls/{call}"))
+            .await
+            .1["legal_hold"]
+            .clone()
+    };
+
+    // Without the CSRF token, or with a reason that could hold personal data: nothing changes.
+    let (status, _) = admin.post(&hold, &[("reason", "CASE-17")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = admin
+        .post(
+            &hold,
+            &[("csrf", &csrf), ("reason", "ask erika@example.com")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        !body.contains("erika@example.com"),
+        "the value is not repeated"
+    );
+    assert!(api_hold().await.is_null());
+
+    let (status, html) = admin
+        .post(&hold, &[("csrf", &csrf), ("reason", "CASE-2026/17")])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"legal-hold\"") && html.contains("CASE-2026/17"));
+    assert!(html.contains("id=\"release-hold\""));
+    assert!(
+        !html.contains("id=\"redact-call\""),
+        "a held call cannot be redacted"
+    );
+    assert_eq!(api_hold().await["reason"], "CASE-2026/17");
+
+    // An analyst sees the hold but neither form, and cannot post one.
+    let analyst = sign_in(&app, "ivo@example.com").await;
+    let (_, html) = analyst.get(&page).await;
+    assert!(html.contains("id=\"legal-hold\""));
+    assert!(!html.contains("id=\"hold-form\""));
+    let analyst_csrf = csrf_of(&html);
+    let (status, _) = analyst
+        .post(&hold, &[("csrf", &analyst_csrf), ("action", "release")])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(api_hold().await["reason"], "CASE-2026/17");
+
+    let (status, html) = admin
+        .post(&hold, &[("csrf", &csrf), ("action", "release")])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!html.contains("id=\"legal-hold\""));
+    assert!(html.contains("id=\"redact-call\""));
+    assert!(api_hold().await.is_null());
+    let journal = all_audit(&app, 500).await;
+    for action in ["call.legal_hold_set", "call.legal_hold_released"] {
+        assert!(
+            journal.iter().any(|e| e["action"] == action),
+            "{action} journaled"
+        );
+    }
+    app.stop().await;
+}
