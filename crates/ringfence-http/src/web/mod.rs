@@ -62,6 +62,10 @@ pub fn router() -> Router<AppState> {
             "/ui/accounts/{account_id}/settings/retention",
             post(pages::save_retention),
         )
+        .route(
+            "/ui/accounts/{account_id}/settings/collection",
+            post(pages::save_collection),
+        )
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(middleware::from_fn(security_headers))
         .route("/assets/{name}", get(assets::asset))

@@ -18,7 +18,9 @@ use crate::auth::Auth;
 use crate::body::JsonBody;
 use crate::dto::CallOutput;
 use crate::error::{ApiError, Code};
-use crate::routes::accounts::{self, AccountSettings, AccountSettingsUpdate, AutoRedactUpdate};
+use crate::routes::accounts::{
+    self, AccountSettings, AccountSettingsUpdate, AutoRedactUpdate, CollectionUpdate,
+};
 use crate::routes::recipients::{self as recipients_route, DeliveryOutput, RecipientOutput};
 use crate::routes::redaction::{Receipt, RedactCallerInput};
 use crate::routes::{
@@ -704,7 +706,8 @@ struct SettingsPage {
     choice: RetentionChoice,
     /// After "preview": what saving would redact now.
     proposed: Option<AccountSettings>,
-    saved: bool,
+    /// What was just saved, said at the top of the page.
+    saved: Option<&'static str>,
     recipients: Vec<RecipientView>,
 }
 
@@ -794,7 +797,7 @@ pub async fn settings(
         choice: RetentionChoice::from_settings(&settings),
         settings,
         proposed: None,
-        saved: false,
+        saved: None,
         recipients,
     })
 }
@@ -840,7 +843,7 @@ pub async fn save_retention(
                 choice: RetentionChoice::from_settings(&result),
                 settings: result,
                 proposed: None,
-                saved: true,
+                saved: Some("Automatic redaction saved."),
                 recipients,
             }
         } else {
@@ -856,11 +859,62 @@ pub async fn save_retention(
                 settings: current,
                 choice,
                 proposed: Some(result),
-                saved: false,
+                saved: None,
                 recipients,
             }
         };
         render(&page)
+    };
+    run.await.map_err(IntoResponse::into_response)
+}
+
+/// Saves what the account collects (every field of the form: an unchecked box is `false`)
+/// through the API's own settings handler.
+pub async fn save_collection(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let form = parse_form(&body)?;
+    user.check_csrf(&headers, &form)?;
+    let run = async {
+        let checked = |name: &str| Some(field(&form, name) == Some("on"));
+        let chosen = |name: &str| Some(field(&form, name).unwrap_or_default().to_owned());
+        let update = AccountSettingsUpdate {
+            auto_redact: None,
+            collection: Some(CollectionUpdate {
+                caller_name: checked("caller_name"),
+                caller_location: checked("caller_location"),
+                recording_gdpr: chosen("recording_gdpr"),
+                recording_other: chosen("recording_other"),
+                transcription: checked("transcription"),
+                visitor_ip: chosen("visitor_ip"),
+                visitor_details: checked("visitor_details"),
+            }),
+            telephony: None,
+            confirm: false,
+            dry_run: false,
+        };
+        let Json(result) = accounts::put_settings(
+            State(state.clone()),
+            Auth(user.principal.clone()),
+            Path(account.clone()),
+            JsonBody(update),
+        )
+        .await?;
+        let account_id: AccountId = path_id(&account, "account")?;
+        let recipients = recipients_view(&state, &user, &account).await?;
+        render(&SettingsPage {
+            chrome: Chrome::new(&user, Some(account_id)),
+            account_id: account_id.to_string(),
+            choice: RetentionChoice::from_settings(&result),
+            settings: result,
+            proposed: None,
+            saved: Some("What is collected saved: it applies to data arriving from now on."),
+            recipients,
+        })
     };
     run.await.map_err(IntoResponse::into_response)
 }

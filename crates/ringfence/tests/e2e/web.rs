@@ -1169,3 +1169,85 @@ async fn an_account_admin_places_and_releases_a_legal_hold_and_an_analyst_cannot
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_account_admin_changes_what_is_collected_and_it_applies_to_new_calls() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    web_user(
+        &app,
+        "jo@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    let user = sign_in(&app, "jo@example.com").await;
+    let page = format!("/ui/accounts/{account}/settings");
+    let save = format!("/ui/accounts/{account}/settings/collection");
+    let (_, html) = user.get(&page).await;
+    assert!(html.contains("id=\"collection-form\""));
+    let csrf = csrf_of(&html);
+    let collection = || async {
+        app.get(&app.admin, &format!("/api/v1/accounts/{account}/settings"))
+            .await
+            .1["collection"]
+            .clone()
+    };
+    let before = collection().await;
+
+    // A value the form never offers: refused, nothing saved.
+    let (status, body) = user
+        .post(
+            &save,
+            &[
+                ("csrf", &csrf),
+                ("recording_gdpr", "opt_in"),
+                ("recording_other", "announce"),
+                ("visitor_ip", "everything"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(collection().await, before);
+
+    // Unchecked boxes are sent as absent: names, locations and transcripts off.
+    let (status, html) = user
+        .post(
+            &save,
+            &[
+                ("csrf", &csrf),
+                ("recording_gdpr", "off"),
+                ("recording_other", "opt_in"),
+                ("visitor_ip", "drop"),
+                ("visitor_details", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("What is collected saved"));
+    assert_eq!(
+        collection().await,
+        json!({"caller_name": false, "caller_location": false, "recording_gdpr": "off",
+               "recording_other": "opt_in", "transcription": false, "visitor_ip": "drop",
+               "visitor_details": true})
+    );
+    let (_, answer) = app
+        .post(
+            &app.admin,
+            &format!("/api/v1/accounts/{account}/calls"),
+            full_call(21),
+        )
+        .await;
+    let dropped = answer["dropped"].to_string();
+    for field in ["caller_name", "transcript", "visitor.ip"] {
+        assert!(dropped.contains(field), "{field} not dropped: {dropped}");
+    }
+    // The change is journaled by the API's handler, with the user as its actor.
+    let journal = all_audit(&app, 500).await;
+    assert!(journal.iter().any(|e| {
+        e["actor"].as_str().unwrap_or("").starts_with("user:")
+            && e["action"] == "account.collection_changed"
+    }));
+    app.stop().await;
+}
