@@ -10,7 +10,7 @@ const CSS: &[u8] = include_bytes!("../../assets/app.css");
 
 /// The asset names pages link to; bump the suffix when a file changes.
 pub const HTMX_NAME: &str = "htmx-2.0.11.min.js";
-pub const CSS_NAME: &str = "app-2.css";
+pub const CSS_NAME: &str = "app-3.css";
 
 pub async fn asset(Path(name): Path<String>) -> Response {
     let (body, content_type) = match name.as_str() {
