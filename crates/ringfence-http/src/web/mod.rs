@@ -13,6 +13,7 @@ mod error;
 mod journal;
 mod pages;
 mod session;
+mod users;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -58,6 +59,10 @@ pub fn router() -> Router<AppState> {
         )
         .route("/ui/accounts/{account_id}/settings", get(pages::settings))
         .route("/ui/journal", get(journal::journal))
+        .route(
+            "/ui/accounts/{account_id}/users",
+            get(users::users).post(users::create_user),
+        )
         .route(
             "/ui/accounts/{account_id}/settings/retention",
             post(pages::save_retention),

@@ -51,12 +51,12 @@ impl Chrome {
     }
 }
 
-fn render(template: &impl Template) -> PageResult<Response> {
+pub(super) fn render(template: &impl Template) -> PageResult<Response> {
     Ok(Html(template.render()?).into_response())
 }
 
 /// `2026-11-28T10:00:00Z` → `2026-11-28 10:00:00`.
-fn when(rfc3339: &str) -> String {
+pub(super) fn when(rfc3339: &str) -> String {
     rfc3339
         .get(..19)
         .map(|s| s.replace('T', " "))

@@ -1251,3 +1251,108 @@ async fn an_account_admin_changes_what_is_collected_and_it_applies_to_new_calls(
     }));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_account_admin_adds_an_analyst_who_then_signs_in_with_masked_numbers() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    let (other_agency, other) = app.tenant().await;
+    let call = app.ingest(account, full_call(31)).await;
+    web_user(
+        &app,
+        "kim@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    let admin = sign_in(&app, "kim@example.com").await;
+    let path = format!("/ui/accounts/{account}/users");
+    let (status, html) = admin.get(&path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"add-user\""));
+    assert!(
+        !html.contains("kim@example.com"),
+        "addresses are not shown (nor stored)"
+    );
+    let csrf = csrf_of(&html);
+    let add = |email: &'static str, password: &'static str, role: &'static str| {
+        let csrf = csrf.clone();
+        let admin = &admin;
+        let path = path.clone();
+        async move {
+            admin
+                .post(
+                    &path,
+                    &[
+                        ("csrf", csrf.as_str()),
+                        ("email", email),
+                        ("password", password),
+                        ("role", role),
+                    ],
+                )
+                .await
+        }
+    };
+    let (status, body) = add("not-an-address", PASSWORD, "analyst").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!body.contains("not-an-address"));
+    let (status, _) = add("lou@example.com", "short", "analyst").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = add("lou@example.com", PASSWORD, "admin").await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no installation admins from here"
+    );
+    let (status, _) = admin
+        .post(
+            &path,
+            &[
+                ("email", "lou@example.com"),
+                ("password", PASSWORD),
+                ("role", "analyst"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "CSRF");
+
+    let (status, html) = add("lou@example.com", PASSWORD, "analyst").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("id=\"created\""));
+    assert!(html.contains("<td>analyst</td><td>masked</td>"), "{html}");
+    let (status, _) = add("Lou@Example.com", PASSWORD, "analyst").await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "one user per address, whatever its case"
+    );
+
+    // The new analyst signs in, sees the call masked, and may not manage users.
+    let analyst = sign_in(&app, "lou@example.com").await;
+    let (_, html) = analyst.get(&format!("/ui/calls/{call}")).await;
+    assert!(
+        !html.contains(&uk_number(31)[3..]),
+        "masked for an analyst without personal data"
+    );
+    let (status, _) = analyst.get(&path).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Another account's users page is not there for this admin.
+    let (status, _) = admin.get(&format!("/ui/accounts/{other}/users")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let _ = other_agency;
+    let journal = all_audit(&app, 500).await;
+    let created: Vec<&serde_json::Value> = journal
+        .iter()
+        .filter(|e| {
+            e["action"] == "user.created" && e["actor"].as_str().unwrap_or("").starts_with("user:")
+        })
+        .collect();
+    assert_eq!(created.len(), 1);
+    assert!(
+        !journal
+            .iter()
+            .any(|e| e.to_string().contains("lou@example.com"))
+    );
+    app.stop().await;
+}

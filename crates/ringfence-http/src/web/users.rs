@@ -1,0 +1,145 @@
+//! The users of an account: who may sign in to it, and adding one. E-mail addresses are not
+//! stored in the clear (users are found by a keyed hash of theirs), so the list shows ids,
+//! roles and state; the address is typed once, when the user is created.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use zeroize::Zeroizing;
+
+use ringfence_core::AccountId;
+use ringfence_core::access::{Permission, Role, Scope, Tenant};
+use ringfence_core::timestamp::Timestamp;
+use ringfence_crypto::password::PasswordError;
+use ringfence_store::users::NewUserError;
+
+use super::error::{PageError, PageResult};
+use super::pages::{Chrome, render, when};
+use super::session::{WebUser, field, parse_form};
+use crate::error::Code;
+use crate::routes::{check_account, path_id};
+use crate::state::AppState;
+
+struct UserRow {
+    id: String,
+    role: &'static str,
+    personal_data: bool,
+    created_at: String,
+    locked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    chrome: Chrome,
+    account_id: String,
+    users: Vec<UserRow>,
+    /// The id of the user just created.
+    created: Option<String>,
+}
+
+/// The account, if this user may manage it.
+async fn managed(state: &AppState, user: &WebUser, account: &str) -> PageResult<Tenant> {
+    let id: AccountId = path_id(account, "account")?;
+    let tenant = state.tenant(id).await?;
+    check_account(&user.principal, Permission::ManageAccount, &tenant)?;
+    Ok(tenant)
+}
+
+async fn page(
+    state: &AppState,
+    user: &WebUser,
+    tenant: Tenant,
+    created: Option<String>,
+) -> PageResult<Response> {
+    let now = Timestamp::now();
+    let users = state
+        .log
+        .store()
+        .list_users()
+        .await?
+        .into_iter()
+        .filter(|u| matches!(u.scope, Scope::Account { account, .. } if account == tenant.account))
+        .map(|u| UserRow {
+            id: u.id.to_string(),
+            role: u.role.as_str(),
+            personal_data: u.personal_data,
+            created_at: when(&u.created_at.to_rfc3339()),
+            locked: u.locked_until.is_some_and(|t| t > now),
+        })
+        .collect();
+    render(&UsersPage {
+        chrome: Chrome::new(user, Some(tenant.account)),
+        account_id: tenant.account.to_string(),
+        users,
+        created,
+    })
+}
+
+/// The account's users and the form to add one.
+pub async fn users(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(account): Path<String>,
+) -> PageResult<Response> {
+    let tenant = managed(&state, &user, &account).await?;
+    page(&state, &user, tenant, None).await
+}
+
+/// Adds a user to the account: an account admin or an analyst (with or without personal
+/// data), with the password the admin sets and hands over.
+pub async fn create_user(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let form = parse_form(&body)?;
+    user.check_csrf(&headers, &form)?;
+    let run = async {
+        let tenant = managed(&state, &user, &account).await?;
+        let role = match field(&form, "role") {
+            Some("account_admin") => Role::AccountAdmin,
+            Some("analyst") => Role::Analyst,
+            _ => {
+                return Err(PageError::new(
+                    Code::InvalidField,
+                    "role: an account's users are account_admin or analyst",
+                ));
+            }
+        };
+        let email = field(&form, "email").unwrap_or_default();
+        let password = Zeroizing::new(field(&form, "password").unwrap_or_default().to_owned());
+        let personal_data = field(&form, "personal_data") == Some("on");
+        let created = state
+            .log
+            .create_user(
+                email,
+                password,
+                role,
+                Scope::Account {
+                    agency: tenant.agency,
+                    account: tenant.account,
+                },
+                personal_data,
+                user.principal.actor(),
+            )
+            .await
+            .map_err(|e| match e {
+                NewUserError::Password(PasswordError::Hashing) => {
+                    PageError(crate::error::ApiError::internal(&"password hashing failed"))
+                }
+                NewUserError::InvalidEmail
+                | NewUserError::Password(PasswordError::Length)
+                | NewUserError::Scope(_) => PageError::new(Code::InvalidField, e.to_string()),
+                NewUserError::Exists => PageError::new(Code::Conflict, e.to_string()),
+                NewUserError::Log(e) => e.into(),
+            })?;
+        state.log.anchor_journal().await?;
+        page(&state, &user, tenant, Some(created.id.to_string())).await
+    };
+    run.await.map_err(IntoResponse::into_response)
+}
