@@ -7,6 +7,7 @@
 //! state-changing request carries the session's CSRF token; pages are sent with a strict
 //! Content-Security-Policy (no inline script or style).
 
+mod agency;
 mod assets;
 mod caller;
 mod error;
@@ -59,6 +60,10 @@ pub fn router() -> Router<AppState> {
         )
         .route("/ui/accounts/{account_id}/settings", get(pages::settings))
         .route("/ui/journal", get(journal::journal))
+        .route(
+            "/ui/agencies/{agency_id}/settings",
+            get(agency::settings).post(agency::save),
+        )
         .route(
             "/ui/accounts/{account_id}/users",
             get(users::users).post(users::create_user),

@@ -1356,3 +1356,89 @@ async fn an_account_admin_adds_an_analyst_who_then_signs_in_with_masked_numbers(
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_agency_admin_changes_the_agency_settings_and_its_accounts_follow() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    let (other_agency, _) = app.tenant().await;
+    let call = app.ingest(account, full_call(41)).await;
+    web_user(
+        &app,
+        "ada@example.com",
+        Role::AgencyAdmin,
+        Scope::Agency(agency),
+        true,
+    )
+    .await;
+    web_user(
+        &app,
+        "ben@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    let boss = sign_in(&app, "ada@example.com").await;
+    let path = format!("/ui/agencies/{agency}/settings");
+    let (status, html) = boss.get("/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(&path), "linked from the accounts page");
+    let (status, html) = boss.get(&path).await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = csrf_of(&html);
+    let settings = || async {
+        app.get(&app.admin, &format!("/api/v1/agencies/{agency}/settings"))
+            .await
+            .1
+    };
+
+    let (status, _) = boss
+        .post(&path, &[("csrf", &csrf), ("max_retention_days", "soon")])
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(settings().await["redaction_enabled"], true);
+    let (status, _) = boss.post(&path, &[("max_retention_days", "60")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "CSRF");
+
+    // Redaction off (box unchecked), at most 60 days.
+    let (status, html) = boss
+        .post(&path, &[("csrf", &csrf), ("max_retention_days", "60")])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("id=\"saved\""));
+    assert_eq!(
+        settings().await,
+        json!({"redaction_enabled": false, "max_retention_days": 60})
+    );
+    // The account's admin now finds redaction disabled, with the reason.
+    let admin = sign_in(&app, "ben@example.com").await;
+    let (_, html) = admin.get(&format!("/ui/calls/{call}")).await;
+    assert!(html.contains("id=\"why-no-redact\""));
+    // It may not change the agency, nor see another agency's settings.
+    // (An account's users see their agency only through their account: not found.)
+    let (status, _) = admin.get(&path).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = boss
+        .get(&format!("/ui/agencies/{other_agency}/settings"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Back on, no limit.
+    let (status, _) = boss
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("redaction_enabled", "on"),
+                ("max_retention_days", ""),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        settings().await,
+        json!({"redaction_enabled": true, "max_retention_days": null})
+    );
+    app.stop().await;
+}
