@@ -76,6 +76,10 @@ pub fn router() -> Router<AppState> {
             "/ui/accounts/{account_id}/settings/collection",
             post(pages::save_collection),
         )
+        .route(
+            "/ui/accounts/{account_id}/notices",
+            post(pages::create_notice),
+        )
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(middleware::from_fn(security_headers))
         .route("/assets/{name}", get(assets::asset))

@@ -21,6 +21,7 @@ use crate::error::{ApiError, Code};
 use crate::routes::accounts::{
     self, AccountSettings, AccountSettingsUpdate, AutoRedactUpdate, CollectionUpdate,
 };
+use crate::routes::consents::{self, NoticeOutput};
 use crate::routes::recipients::{self as recipients_route, DeliveryOutput, RecipientOutput};
 use crate::routes::redaction::{Receipt, RedactCallerInput};
 use crate::routes::{
@@ -709,6 +710,72 @@ struct SettingsPage {
     /// What was just saved, said at the top of the page.
     saved: Option<&'static str>,
     recipients: Vec<RecipientView>,
+    /// Every notice version, by category then version.
+    notices: Vec<NoticeOutput>,
+}
+
+/// What the settings page shows besides the settings document: the recipients and the
+/// notices, through the API's own handlers.
+async fn extras(
+    state: &AppState,
+    user: &WebUser,
+    account: &str,
+) -> PageResult<(Vec<RecipientView>, Vec<NoticeOutput>)> {
+    let recipients = recipients_view(state, user, account).await?;
+    let Json(list) = consents::list_notices(
+        State(state.clone()),
+        Auth(user.principal.clone()),
+        Path(account.to_owned()),
+    )
+    .await?;
+    let mut notices = list.items;
+    notices.sort_by(|a, b| (&a.category, a.version).cmp(&(&b.category, b.version)));
+    Ok((recipients, notices))
+}
+
+/// Adds a notice version (the text announced or shown before consent is asked) through the
+/// API's handler; versions count up per category and are immutable once a consent cites one.
+pub async fn create_notice(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let form = parse_form(&body)?;
+    user.check_csrf(&headers, &form)?;
+    let run = async {
+        let input = consents::NoticeInput {
+            category: field(&form, "category").unwrap_or_default().to_owned(),
+            text: field(&form, "text").unwrap_or_default().to_owned(),
+        };
+        let (_, Json(_)) = consents::create_notice(
+            State(state.clone()),
+            Auth(user.principal.clone()),
+            Path(account.clone()),
+            JsonBody(input),
+        )
+        .await?;
+        let Json(current) = accounts::get_settings(
+            State(state.clone()),
+            Auth(user.principal.clone()),
+            Path(account.clone()),
+        )
+        .await?;
+        let account_id: AccountId = path_id(&account, "account")?;
+        let (recipients, notices) = extras(&state, &user, &account).await?;
+        render(&SettingsPage {
+            chrome: Chrome::new(&user, Some(account_id)),
+            account_id: account_id.to_string(),
+            choice: RetentionChoice::from_settings(&current),
+            settings: current,
+            proposed: None,
+            saved: Some("Notice version added."),
+            recipients,
+            notices,
+        })
+    };
+    run.await.map_err(IntoResponse::into_response)
 }
 
 /// A recipient with the state of its outbox, as the settings page shows it.
@@ -789,7 +856,7 @@ pub async fn settings(
         Path(account.clone()),
     )
     .await?;
-    let recipients = recipients_view(&state, &user, &account).await?;
+    let (recipients, notices) = extras(&state, &user, &account).await?;
     let account: AccountId = path_id(&account, "account")?;
     render(&SettingsPage {
         chrome: Chrome::new(&user, Some(account)),
@@ -799,6 +866,7 @@ pub async fn settings(
         proposed: None,
         saved: None,
         recipients,
+        notices,
     })
 }
 
@@ -835,7 +903,7 @@ pub async fn save_retention(
         )
         .await?;
         let account_id: AccountId = path_id(&account, "account")?;
-        let recipients = recipients_view(&state, &user, &account).await?;
+        let (recipients, notices) = extras(&state, &user, &account).await?;
         let page = if save {
             SettingsPage {
                 chrome: Chrome::new(&user, Some(account_id)),
@@ -845,6 +913,7 @@ pub async fn save_retention(
                 proposed: None,
                 saved: Some("Automatic redaction saved."),
                 recipients,
+                notices,
             }
         } else {
             let Json(current) = accounts::get_settings(
@@ -861,6 +930,7 @@ pub async fn save_retention(
                 proposed: Some(result),
                 saved: None,
                 recipients,
+                notices,
             }
         };
         render(&page)
@@ -905,7 +975,7 @@ pub async fn save_collection(
         )
         .await?;
         let account_id: AccountId = path_id(&account, "account")?;
-        let recipients = recipients_view(&state, &user, &account).await?;
+        let (recipients, notices) = extras(&state, &user, &account).await?;
         render(&SettingsPage {
             chrome: Chrome::new(&user, Some(account_id)),
             account_id: account_id.to_string(),
@@ -914,6 +984,7 @@ pub async fn save_collection(
             proposed: None,
             saved: Some("What is collected saved: it applies to data arriving from now on."),
             recipients,
+            notices,
         })
     };
     run.await.map_err(IntoResponse::into_response)

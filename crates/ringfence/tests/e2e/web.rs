@@ -1442,3 +1442,76 @@ async fn an_agency_admin_changes_the_agency_settings_and_its_accounts_follow() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn notices_get_new_versions_from_the_settings_page() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    web_user(
+        &app,
+        "noa@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    let user = sign_in(&app, "noa@example.com").await;
+    let (_, html) = user.get(&format!("/ui/accounts/{account}/settings")).await;
+    assert!(html.contains("id=\"no-notices\""));
+    let csrf = csrf_of(&html);
+    let path = format!("/ui/accounts/{account}/notices");
+    let (status, _) = user
+        .post(
+            &path,
+            &[("csrf", &csrf), ("category", "recording"), ("text", "")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = user
+        .post(
+            &path,
+            &[("csrf", &csrf), ("category", "mood"), ("text", "Hello")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = user
+        .post(
+            &path,
+            &[("category", "recording"), ("text", "Calls are recorded.")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "CSRF");
+    for text in ["Calls are recorded.", "Calls are recorded for training."] {
+        let (status, html) = user
+            .post(
+                &path,
+                &[("csrf", &csrf), ("category", "recording"), ("text", text)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        assert!(html.contains("Notice version added."));
+        assert!(html.contains(text));
+    }
+    let (_, notices) = app
+        .get(&app.admin, &format!("/api/v1/accounts/{account}/notices"))
+        .await;
+    let versions: Vec<(String, u64)> = notices["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["text"].as_str().unwrap().to_owned(),
+                n["version"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        vec![
+            ("Calls are recorded.".to_owned(), 1),
+            ("Calls are recorded for training.".to_owned(), 2)
+        ]
+    );
+    app.stop().await;
+}
