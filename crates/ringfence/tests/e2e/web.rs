@@ -824,7 +824,7 @@ async fn automatic_redaction_shows_the_dry_run_count_before_it_is_saved() {
 }
 
 #[tokio::test]
-async fn the_demo_prints_users_who_can_sign_in_and_its_pages_answer_quickly() {
+async fn the_demo_prints_users_who_can_sign_in_and_its_pages_answer() {
     let app = TestApp::spawn().await;
     let summary = ringfence::demo::run_demo(&app.resources, 2000, false)
         .await
@@ -857,17 +857,12 @@ async fn the_demo_prints_users_who_can_sign_in_and_its_pages_answer_quickly() {
         format!("/ui/accounts/{account}/checklist"),
         format!("/ui/accounts/{account}/settings"),
     ] {
-        // The first request warms caches (keys, statements); the second is the one measured.
-        user.get(&path).await;
-        let started = std::time::Instant::now();
+        // Speed is the pages benchmark's (`--bin pages`, BENCHMARKS.md), not a test's.
         let (status, _) = user.get(&path).await;
-        let elapsed = started.elapsed();
-        eprintln!("{path}: {} ms", elapsed.as_millis());
         assert!(
             status == StatusCode::OK || status == StatusCode::CONFLICT,
             "{path}: {status}"
         );
-        assert!(elapsed.as_millis() < 250, "{path} took {elapsed:?}");
     }
     // A second demo run keeps the users and their passwords.
     let again = ringfence::demo::run_demo(&app.resources, 2000, false)
