@@ -655,6 +655,8 @@ struct RetentionChoice {
     after: String,
     custom: String,
     scope: String,
+    /// Earlier removal per personal category: (category, days as typed, empty for none).
+    categories: Vec<(&'static str, String)>,
 }
 
 impl RetentionChoice {
@@ -663,7 +665,33 @@ impl RetentionChoice {
             after: field(form, "after_days").unwrap_or("off").to_owned(),
             custom: field(form, "custom_days").unwrap_or("").trim().to_owned(),
             scope: field(form, "scope").unwrap_or("everyone").to_owned(),
+            categories: ringfence_core::DataCategory::PERSONAL
+                .iter()
+                .map(|c| {
+                    let name = c.as_str();
+                    let typed = field(form, &format!("category_{name}")).unwrap_or("");
+                    (name, typed.trim().to_owned())
+                })
+                .collect(),
         }
+    }
+
+    /// The per-category schedule it sets (empty boxes left out), or a clear error.
+    fn category_days(&self) -> PageResult<std::collections::BTreeMap<String, u32>> {
+        let mut out = std::collections::BTreeMap::new();
+        for (name, typed) in &self.categories {
+            if typed.is_empty() {
+                continue;
+            }
+            let days = typed.parse::<u32>().map_err(|_| {
+                PageError::new(
+                    Code::InvalidField,
+                    format!("{name}: a whole number of days, or empty"),
+                )
+            })?;
+            out.insert((*name).to_owned(), days);
+        }
+        Ok(out)
     }
 
     fn from_settings(s: &AccountSettings) -> Self {
@@ -679,6 +707,14 @@ impl RetentionChoice {
             },
             after,
             scope: s.auto_redact.scope.clone(),
+            categories: ringfence_core::DataCategory::PERSONAL
+                .iter()
+                .map(|c| {
+                    let name = c.as_str();
+                    let days = s.auto_redact.categories.get(name);
+                    (name, days.map(u32::to_string).unwrap_or_default())
+                })
+                .collect(),
         }
     }
 
@@ -888,7 +924,7 @@ pub async fn save_retention(
             auto_redact: Some(AutoRedactUpdate {
                 after_days: Some(choice.days()?),
                 scope: Some(choice.scope.clone()),
-                categories: None,
+                categories: Some(choice.category_days()?),
             }),
             collection: None,
             telephony: None,

@@ -1510,3 +1510,74 @@ async fn notices_get_new_versions_from_the_settings_page() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn per_category_retention_is_previewed_then_saved_from_the_settings_page() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    for n in 0..2u16 {
+        let mut call = full_call(50 + n);
+        call["started_at"] = json!("2026-10-01T10:00:00Z");
+        app.ingest(account, call).await;
+    }
+    web_user(
+        &app,
+        "ola@example.com",
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    let user = sign_in(&app, "ola@example.com").await;
+    let (_, html) = user.get(&format!("/ui/accounts/{account}/settings")).await;
+    assert!(html.contains("id=\"category_recording\""));
+    let csrf = csrf_of(&html);
+    let path = format!("/ui/accounts/{account}/settings/retention");
+    let (status, html) = user
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("after_days", "off"),
+                ("scope", "everyone"),
+                ("category_transcript", "many"),
+                ("step", "preview"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    // Transcripts after 7 days: both calls (older than that) would lose theirs now.
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("after_days", "off"),
+        ("scope", "everyone"),
+        ("category_transcript", "7"),
+        ("category_recording", ""),
+    ];
+    let mut preview = form.to_vec();
+    preview.push(("step", "preview"));
+    let (status, html) = user.post(&path, &preview).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("remove single categories from 2 more"),
+        "{html}"
+    );
+    assert!(html.contains("name=\"category_transcript\" value=\"7\""));
+    let (_, settings) = app
+        .get(&app.admin, &format!("/api/v1/accounts/{account}/settings"))
+        .await;
+    assert_eq!(settings["auto_redact"]["categories"], json!({}));
+    let mut save = form.to_vec();
+    save.push(("step", "save"));
+    let (status, html) = user.post(&path, &save).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let (_, settings) = app
+        .get(&app.admin, &format!("/api/v1/accounts/{account}/settings"))
+        .await;
+    assert_eq!(
+        settings["auto_redact"]["categories"],
+        json!({"transcript": 7})
+    );
+    assert!(settings["auto_redact"]["after_days"].is_null());
+    app.stop().await;
+}
