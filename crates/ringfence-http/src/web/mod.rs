@@ -80,6 +80,10 @@ pub fn router() -> Router<AppState> {
             "/ui/accounts/{account_id}/notices",
             post(pages::create_notice),
         )
+        .route(
+            "/ui/accounts/{account_id}/recipients/{recipient_id}/deliveries/{delivery_id}/retry",
+            post(pages::retry_delivery),
+        )
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(middleware::from_fn(security_headers))
         .route("/assets/{name}", get(assets::asset))

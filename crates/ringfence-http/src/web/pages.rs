@@ -769,6 +769,46 @@ async fn extras(
     Ok((recipients, notices))
 }
 
+/// Puts a dead-lettered delivery back in the queue through the API's handler (journaled
+/// there), then shows the settings again.
+pub async fn retry_delivery(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path((account, recipient, delivery)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let form = parse_form(&body)?;
+    user.check_csrf(&headers, &form)?;
+    let run = async {
+        let Json(_) = recipients_route::retry(
+            State(state.clone()),
+            Auth(user.principal.clone()),
+            Path((account.clone(), recipient, delivery)),
+        )
+        .await?;
+        let Json(current) = accounts::get_settings(
+            State(state.clone()),
+            Auth(user.principal.clone()),
+            Path(account.clone()),
+        )
+        .await?;
+        let account_id: AccountId = path_id(&account, "account")?;
+        let (recipients, notices) = extras(&state, &user, &account).await?;
+        render(&SettingsPage {
+            chrome: Chrome::new(&user, Some(account_id)),
+            account_id: account_id.to_string(),
+            choice: RetentionChoice::from_settings(&current),
+            settings: current,
+            proposed: None,
+            saved: Some("Delivery queued again: it is sent within seconds."),
+            recipients,
+            notices,
+        })
+    };
+    run.await.map_err(IntoResponse::into_response)
+}
+
 /// Adds a notice version (the text announced or shown before consent is asked) through the
 /// API's handler; versions count up per category and are immutable once a consent cites one.
 pub async fn create_notice(
@@ -821,6 +861,8 @@ struct RecipientView {
     latest: Vec<DeliveryOutput>,
     /// Dead-lettered deliveries (shown as "500+" beyond a page).
     dead: usize,
+    /// The newest dead letters, each with a retry button.
+    dead_latest: Vec<DeliveryOutput>,
     queued: usize,
 }
 
@@ -856,6 +898,7 @@ async fn recipients_view(
             recipient,
             latest: latest.items,
             dead: dead.items.len(),
+            dead_latest: dead.items.into_iter().take(20).collect(),
             queued: queued.items.len(),
         });
     }

@@ -1081,6 +1081,30 @@ async fn the_settings_page_shows_recipients_and_their_dead_letters() {
     assert!(html.contains("<td>dead</td>") && html.contains("<td>http_503</td>"));
     // The secret is never on a page.
     assert!(!html.contains(crate::recipients::SECRET));
+
+    // Retry the dead letter from the page (the receiver is back): delivered on the next pass.
+    let start = html.find("/deliveries/").expect("a retry form") + "/deliveries/".len();
+    let delivery = html[start..start + 36].to_owned();
+    let recipient_start = html.find("/recipients/").unwrap() + "/recipients/".len();
+    let recipient = html[recipient_start..recipient_start + 36].to_owned();
+    let retry =
+        format!("/ui/accounts/{account}/recipients/{recipient}/deliveries/{delivery}/retry");
+    let (status, _) = user.post(&retry, &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "CSRF");
+    let csrf = csrf_of(&html);
+    let (status, html) = user.post(&retry, &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("Delivery queued again"));
+    assert!(html.contains("<dd class=\"dead-count\">0</dd>"), "{html}");
+    let (status, _) = user.post(&retry, &[("csrf", &csrf)]).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "only a dead letter can be retried"
+    );
+    crate::recipients::drain(&app, &crate::recipients::deliverer(1), 5).await;
+    let (_, html) = user.get(&page).await;
+    assert!(html.contains("<td>delivered</td>"), "{html}");
     app.stop().await;
 }
 
