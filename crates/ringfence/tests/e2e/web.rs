@@ -450,7 +450,7 @@ async fn a_session_id_planted_before_sign_in_never_becomes_a_signed_in_session()
 async fn another_tenants_ids_in_the_url_answer_not_found_and_change_nothing() {
     let app = TestApp::spawn().await;
     let (agency, mine) = app.tenant().await;
-    let (_, theirs) = app.tenant().await;
+    let (their_agency, theirs) = app.tenant().await;
     let their_call = app.ingest(theirs, full_call(3)).await;
     app.upload_recording(
         &app.admin,
@@ -477,6 +477,11 @@ async fn another_tenants_ids_in_the_url_answer_not_found_and_change_nothing() {
         format!("/ui/calls/{their_call}/recording"),
         format!("/ui/calls/{their_call}/redact"),
         format!("/ui/calls/{their_call}/redact-caller"),
+        format!("/ui/calls/{their_call}/caller"),
+        format!("/ui/accounts/{theirs}/settings"),
+        format!("/ui/accounts/{theirs}/users"),
+        format!("/ui/agencies/{their_agency}/settings"),
+        format!("/ui/agencies/{their_agency}/checklist"),
         "/ui/calls/not-an-id".to_owned(),
         format!("/ui/accounts/{}/calls", AccountId::generate()),
     ] {
@@ -484,17 +489,70 @@ async fn another_tenants_ids_in_the_url_answer_not_found_and_change_nothing() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert!(html.contains("not_found"), "{path}: {html}");
     }
-    for path in [
-        format!("/ui/calls/{their_call}/redact"),
-        format!("/ui/calls/{their_call}/redact-caller"),
-    ] {
-        let (status, _) = user.post(&path, &[("csrf", &csrf)]).await;
+    let forms: [(String, Vec<(&str, &str)>); 9] = [
+        (format!("/ui/calls/{their_call}/redact"), vec![]),
+        (format!("/ui/calls/{their_call}/redact-caller"), vec![]),
+        (
+            format!("/ui/calls/{their_call}/legal-hold"),
+            vec![("reason", "CASE-1")],
+        ),
+        (format!("/ui/calls/{their_call}/caller/export"), vec![]),
+        (
+            format!("/ui/accounts/{theirs}/settings/retention"),
+            vec![("after_days", "1"), ("step", "save")],
+        ),
+        (
+            format!("/ui/accounts/{theirs}/settings/collection"),
+            vec![
+                ("recording_gdpr", "off"),
+                ("recording_other", "off"),
+                ("visitor_ip", "drop"),
+            ],
+        ),
+        (
+            format!("/ui/accounts/{theirs}/notices"),
+            vec![("category", "recording"), ("text", "x")],
+        ),
+        (
+            format!("/ui/accounts/{theirs}/users"),
+            vec![
+                ("email", "eve@example.com"),
+                ("password", PASSWORD),
+                ("role", "analyst"),
+            ],
+        ),
+        (
+            format!("/ui/agencies/{their_agency}/settings"),
+            vec![("max_retention_days", "1")],
+        ),
+    ];
+    for (path, fields) in forms {
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend(fields);
+        let (status, _) = user.post(&path, &form).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
     let (_, call_json) = app
         .get(&app.admin, &format!("/api/v1/calls/{their_call}"))
         .await;
     assert!(call_json["redaction"].is_null());
+    assert!(call_json["legal_hold"].is_null());
+    let (_, settings) = app
+        .get(&app.admin, &format!("/api/v1/accounts/{theirs}/settings"))
+        .await;
+    assert!(settings["auto_redact"]["after_days"].is_null());
+    assert_eq!(settings["collection"]["visitor_ip"], "full");
+    let (_, notices) = app
+        .get(&app.admin, &format!("/api/v1/accounts/{theirs}/notices"))
+        .await;
+    assert_eq!(notices["items"], json!([]));
+    let (_, agency_settings) = app
+        .get(
+            &app.admin,
+            &format!("/api/v1/agencies/{their_agency}/settings"),
+        )
+        .await;
+    assert!(agency_settings["max_retention_days"].is_null());
     app.stop().await;
 }
 
