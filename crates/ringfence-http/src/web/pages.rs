@@ -769,6 +769,52 @@ async fn extras(
     Ok((recipients, notices))
 }
 
+/// What the settings page shows around the settings document.
+#[derive(Default)]
+struct SettingsView {
+    /// The document to show; fetched through the API when `None`.
+    settings: Option<AccountSettings>,
+    /// The form's choice; the document's own when `None`.
+    choice: Option<RetentionChoice>,
+    proposed: Option<AccountSettings>,
+    saved: Option<&'static str>,
+}
+
+/// Renders the settings page of `account` with the API's settings, recipients and notices.
+async fn show_settings(
+    state: &AppState,
+    user: &WebUser,
+    account: &str,
+    view: SettingsView,
+) -> PageResult<Response> {
+    let settings = match view.settings {
+        Some(s) => s,
+        None => {
+            let Json(s) = accounts::get_settings(
+                State(state.clone()),
+                Auth(user.principal.clone()),
+                Path(account.to_owned()),
+            )
+            .await?;
+            s
+        }
+    };
+    let account_id: AccountId = path_id(account, "account")?;
+    let (recipients, notices) = extras(state, user, account).await?;
+    render(&SettingsPage {
+        chrome: Chrome::new(user, Some(account_id)),
+        account_id: account_id.to_string(),
+        choice: view
+            .choice
+            .unwrap_or_else(|| RetentionChoice::from_settings(&settings)),
+        settings,
+        proposed: view.proposed,
+        saved: view.saved,
+        recipients,
+        notices,
+    })
+}
+
 /// Puts a dead-lettered delivery back in the queue through the API's handler (journaled
 /// there), then shows the settings again.
 pub async fn retry_delivery(
@@ -787,24 +833,16 @@ pub async fn retry_delivery(
             Path((account.clone(), recipient, delivery)),
         )
         .await?;
-        let Json(current) = accounts::get_settings(
-            State(state.clone()),
-            Auth(user.principal.clone()),
-            Path(account.clone()),
+        show_settings(
+            &state,
+            &user,
+            &account,
+            SettingsView {
+                saved: Some("Delivery queued again: it is sent within seconds."),
+                ..Default::default()
+            },
         )
-        .await?;
-        let account_id: AccountId = path_id(&account, "account")?;
-        let (recipients, notices) = extras(&state, &user, &account).await?;
-        render(&SettingsPage {
-            chrome: Chrome::new(&user, Some(account_id)),
-            account_id: account_id.to_string(),
-            choice: RetentionChoice::from_settings(&current),
-            settings: current,
-            proposed: None,
-            saved: Some("Delivery queued again: it is sent within seconds."),
-            recipients,
-            notices,
-        })
+        .await
     };
     run.await.map_err(IntoResponse::into_response)
 }
@@ -832,24 +870,16 @@ pub async fn create_notice(
             JsonBody(input),
         )
         .await?;
-        let Json(current) = accounts::get_settings(
-            State(state.clone()),
-            Auth(user.principal.clone()),
-            Path(account.clone()),
+        show_settings(
+            &state,
+            &user,
+            &account,
+            SettingsView {
+                saved: Some("Notice version added."),
+                ..Default::default()
+            },
         )
-        .await?;
-        let account_id: AccountId = path_id(&account, "account")?;
-        let (recipients, notices) = extras(&state, &user, &account).await?;
-        render(&SettingsPage {
-            chrome: Chrome::new(&user, Some(account_id)),
-            account_id: account_id.to_string(),
-            choice: RetentionChoice::from_settings(&current),
-            settings: current,
-            proposed: None,
-            saved: Some("Notice version added."),
-            recipients,
-            notices,
-        })
+        .await
     };
     run.await.map_err(IntoResponse::into_response)
 }
@@ -929,24 +959,7 @@ pub async fn settings(
     user: WebUser,
     Path(account): Path<String>,
 ) -> PageResult<Response> {
-    let Json(settings) = accounts::get_settings(
-        State(state.clone()),
-        Auth(user.principal.clone()),
-        Path(account.clone()),
-    )
-    .await?;
-    let (recipients, notices) = extras(&state, &user, &account).await?;
-    let account: AccountId = path_id(&account, "account")?;
-    render(&SettingsPage {
-        chrome: Chrome::new(&user, Some(account)),
-        account_id: account.to_string(),
-        choice: RetentionChoice::from_settings(&settings),
-        settings,
-        proposed: None,
-        saved: None,
-        recipients,
-        notices,
-    })
+    show_settings(&state, &user, &account, SettingsView::default()).await
 }
 
 /// Step one (`step=preview`) answers the dry-run count of the proposed policy through the
@@ -981,38 +994,20 @@ pub async fn save_retention(
             JsonBody(update),
         )
         .await?;
-        let account_id: AccountId = path_id(&account, "account")?;
-        let (recipients, notices) = extras(&state, &user, &account).await?;
-        let page = if save {
-            SettingsPage {
-                chrome: Chrome::new(&user, Some(account_id)),
-                account_id: account_id.to_string(),
-                choice: RetentionChoice::from_settings(&result),
-                settings: result,
-                proposed: None,
+        let view = if save {
+            SettingsView {
+                settings: Some(result),
                 saved: Some("Automatic redaction saved."),
-                recipients,
-                notices,
+                ..Default::default()
             }
         } else {
-            let Json(current) = accounts::get_settings(
-                State(state.clone()),
-                Auth(user.principal.clone()),
-                Path(account.clone()),
-            )
-            .await?;
-            SettingsPage {
-                chrome: Chrome::new(&user, Some(account_id)),
-                account_id: account_id.to_string(),
-                settings: current,
-                choice,
+            SettingsView {
+                choice: Some(choice),
                 proposed: Some(result),
-                saved: None,
-                recipients,
-                notices,
+                ..Default::default()
             }
         };
-        render(&page)
+        show_settings(&state, &user, &account, view).await
     };
     run.await.map_err(IntoResponse::into_response)
 }
@@ -1053,18 +1048,17 @@ pub async fn save_collection(
             JsonBody(update),
         )
         .await?;
-        let account_id: AccountId = path_id(&account, "account")?;
-        let (recipients, notices) = extras(&state, &user, &account).await?;
-        render(&SettingsPage {
-            chrome: Chrome::new(&user, Some(account_id)),
-            account_id: account_id.to_string(),
-            choice: RetentionChoice::from_settings(&result),
-            settings: result,
-            proposed: None,
-            saved: Some("What is collected saved: it applies to data arriving from now on."),
-            recipients,
-            notices,
-        })
+        show_settings(
+            &state,
+            &user,
+            &account,
+            SettingsView {
+                settings: Some(result),
+                saved: Some("What is collected saved: it applies to data arriving from now on."),
+                ..Default::default()
+            },
+        )
+        .await
     };
     run.await.map_err(IntoResponse::into_response)
 }
