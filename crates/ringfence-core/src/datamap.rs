@@ -288,6 +288,13 @@ pub const DATA_MAP: &[FieldSpec] = &[
     ),
     field(
         Call,
+        "sweep.retired",
+        C::CallFacts,
+        Column("swept"),
+        "bookkeeping: automatic redaction has nothing left to do with the call (not shown)",
+    ),
+    field(
+        Call,
         "gdpr_scope",
         C::CallerIdentity,
         Column("gdpr_scope"),

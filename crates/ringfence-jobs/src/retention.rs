@@ -187,7 +187,7 @@ async fn sweep_account(
         steps.push((None, before));
     }
     steps.extend(schedule.categories.iter().map(|(c, t)| (Some(*c), *t)));
-    for (category, before) in steps {
+    for &(category, before) in &steps {
         let mut idle_batches = 0;
         loop {
             let rows = log
@@ -246,6 +246,11 @@ async fn sweep_account(
             // Let the API's requests through between batches.
             tokio::task::yield_now().await;
         }
+    }
+    // Calls redacted otherwise (by hand, by caller, on withdrawal) stay in the sweep's index
+    // until a sweep passes them; these ones it has passed, so the next sweep need not.
+    if let Some(latest) = steps.iter().map(|(_, before)| *before).max() {
+        log.store().retire_redacted(account.id, latest).await?;
     }
     if out != AccountSweep::default() {
         tracing::info!(account = %account.id, calls = out.calls, category_removals = out.categories.values().sum::<u64>(), "automatic redaction");

@@ -1264,27 +1264,39 @@ impl CallLog {
         }
         keys.extend(job.subjects.iter().map(|(a, b)| subject_key_id(*a, b)));
         let started = std::time::Instant::now();
-        // 1. The keys: from here on the ciphertext is unreadable wherever it lies.
-        self.vault.destroy(keys).await?;
-        let keys_done = started.elapsed();
-        self.vault.compact().await?;
-        // 2. The ciphertext, the marks and the journal entry, in one transaction.
-        let applied = self
+        // 1. The keys: once the vault has committed their deletion, the ciphertext is
+        // unreadable wherever it lies. 2. The ciphertext, the marks and the journal entry, in
+        // one call-log transaction that the store prepares meanwhile but commits only after
+        // step 1 (and rolls back if step 1 fails): on disk, no call's ciphertext is cleared
+        // while its key exists, and the two databases work at the same time.
+        let (signal, keys_gone) = KeysDestroyed::channel();
+        let destroy = async {
+            let destroyed = self.vault.destroy(keys).await;
+            signal.send(destroyed.is_ok());
+            let keys_done = started.elapsed();
+            destroyed.map(|_| keys_done)
+        };
+        let apply = self
             .store
-            .apply_redaction(job.clone(), job.audit.actor.clone())
-            .await?;
+            .apply_redaction(job.clone(), job.audit.actor.clone(), keys_gone);
+        let (destroyed, applied) = futures::join!(destroy, apply);
+        let keys_done = destroyed?;
+        let applied = applied?;
         let rows_done = started.elapsed();
-        // 3. The files.
+        // 3. The files, while the vault's WAL, which still holds the pages the keys were
+        // deleted from, is written back and truncated.
         // Deleting a file is a blocking call of its own: run many at once.
         let blobs = self.blobs.clone();
         let deletes = applied.objects.clone().into_iter().map(move |object| {
             let blobs = blobs.clone();
             async move { blobs.delete(&object).await }
         });
-        futures::stream::iter(deletes)
+        let files = futures::stream::iter(deletes)
             .buffer_unordered(32)
-            .try_collect::<Vec<()>>()
-            .await?;
+            .try_collect::<Vec<()>>();
+        let (compacted, deleted) = futures::join!(self.vault.compact(), files);
+        compacted?;
+        deleted?;
         let files_done = started.elapsed();
         self.store.end_redaction(job.id.clone()).await?;
         self.store.compact().await?;
@@ -1293,8 +1305,8 @@ impl CallLog {
             job = %job.id,
             calls = applied.calls,
             keys_ms = keys_done.as_secs_f64() * 1e3,
-            rows_ms = (rows_done - keys_done).as_secs_f64() * 1e3,
-            files_ms = (files_done - rows_done).as_secs_f64() * 1e3,
+            rows_ms = rows_done.as_secs_f64() * 1e3,
+            files_and_vault_wal_ms = (files_done - rows_done).as_secs_f64() * 1e3,
             compact_ms = (started.elapsed() - files_done).as_secs_f64() * 1e3,
             "redaction steps"
         );

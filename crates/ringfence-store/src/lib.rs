@@ -180,6 +180,14 @@ pub trait Store: Send + Sync + 'static {
     /// Calls due for automatic redaction (oldest first), through the `calls_live` index.
     async fn due_calls(&self, query: DueQuery) -> Result<Vec<CallRow>, StoreError>;
     /// How many calls `due_calls` would return without a limit.
+    /// Takes calls redacted otherwise than by automatic redaction, started before `before`,
+    /// out of the sweep's index (a redaction by hand leaves them there, to stay cheap); the
+    /// number retired. Changes nothing anyone can read.
+    async fn retire_redacted(
+        &self,
+        account: AccountId,
+        before: Timestamp,
+    ) -> Result<u64, StoreError>;
     async fn count_due(&self, query: DueQuery) -> Result<u64, StoreError>;
     /// Puts a call on legal hold (`Some`) or releases it (`None`); journals it. Returns the
     /// journal entry's sequence number.
@@ -206,11 +214,13 @@ pub trait Store: Send + Sync + 'static {
     async fn begin_redaction(&self, job: RedactionJob) -> Result<(), StoreError>;
     /// Clears the personal columns of the job's calls and sessions that are not redacted yet,
     /// marks them redacted, adds the forget-list entries and journals the event: one
-    /// transaction. Safe to repeat.
+    /// transaction, committed only after `keys_gone` says the job's keys are destroyed (and
+    /// rolled back if it says they are not). Safe to repeat.
     async fn apply_redaction(
         &self,
         job: RedactionJob,
         by: String,
+        keys_gone: KeysDestroyed,
     ) -> Result<RedactionApplied, StoreError>;
     /// Forgets a finished job.
     async fn end_redaction(&self, job_id: String) -> Result<(), StoreError>;

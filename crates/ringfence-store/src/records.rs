@@ -473,3 +473,48 @@ pub struct DeliverySummary {
     /// The oldest queued erasure notice's creation time.
     pub oldest_queued_erasure: Option<Timestamp>,
 }
+
+/// Tells a store when a redaction's data keys are destroyed. A store may prepare the
+/// redaction's changes before then, but commits them only once the keys are gone for good
+/// (the vault has committed their deletion): so on disk a call's ciphertext is never cleared
+/// while its key still exists, and the work of both overlaps. If the vault fails, or the
+/// sender is dropped, the store undoes its changes and fails.
+#[derive(Debug)]
+pub struct KeysDestroyed(tokio::sync::oneshot::Receiver<bool>);
+
+/// The vault's side of [`KeysDestroyed`].
+#[derive(Debug)]
+pub struct KeysDestroyedSignal(tokio::sync::oneshot::Sender<bool>);
+
+impl KeysDestroyed {
+    pub fn channel() -> (KeysDestroyedSignal, KeysDestroyed) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (KeysDestroyedSignal(tx), KeysDestroyed(rx))
+    }
+
+    /// Keys already destroyed (or none to destroy).
+    pub fn already() -> KeysDestroyed {
+        let (tx, rx) = Self::channel();
+        tx.send(true);
+        rx
+    }
+
+    /// Blocks until the vault has answered; whether the keys are destroyed. For a store's
+    /// own writer thread, never for an async task.
+    pub fn wait_blocking(self) -> bool {
+        self.0.blocking_recv().unwrap_or(false)
+    }
+
+    /// Waits until the vault has answered; whether the keys are destroyed.
+    pub async fn wait(self) -> bool {
+        self.0.await.unwrap_or(false)
+    }
+}
+
+impl KeysDestroyedSignal {
+    /// `destroyed`: whether the vault committed the deletion of every key.
+    pub fn send(self, destroyed: bool) {
+        // The store may have given up already (its transaction failed): nothing to tell.
+        let _ = self.0.send(destroyed);
+    }
+}

@@ -76,6 +76,18 @@ pub fn load_or_create_master_key(path: &Path) -> anyhow::Result<MasterKey> {
     }
 }
 
+/// Whether two paths name the same file (one that need not exist yet).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let resolve = |p: &Path| {
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+        let dir = parent
+            .map(|d| d.canonicalize().unwrap_or_else(|_| d.to_owned()))
+            .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
+        dir.join(p.file_name().unwrap_or_default())
+    };
+    a == b || resolve(a) == resolve(b)
+}
+
 impl Resources {
     /// Opens (creating on first use) the data folder, the master key, the call log, the vault
     /// and the recordings store, applying migrations.
@@ -84,6 +96,13 @@ impl Resources {
         let master = load_or_create_master_key(&config.master_key_file)?;
         let DatabaseLocation::Sqlite(db_path) = &config.database;
         let DatabaseLocation::Sqlite(vault_path) = &config.vault;
+        // A redaction commits the call log's changes only after the vault has committed the
+        // keys' deletion; in one file the two writers would wait for each other.
+        anyhow::ensure!(
+            !same_file(db_path, vault_path),
+            "the vault must be a database of its own, not the call log's file ({})",
+            vault_path.display()
+        );
         let store = SqliteStore::open(db_path)
             .with_context(|| format!("cannot open the call log {}", db_path.display()))?;
         let vault = SqliteVault::open(vault_path)
@@ -192,5 +211,25 @@ pub fn open_geoip(
             "--geoip-file {} does not open",
             location.path.display()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vault_may_not_share_the_call_logs_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let mut config = Config::in_folder(&data);
+        config.vault = DatabaseLocation::Sqlite(data.join(".").join("ringfence.db"));
+        let error = Resources::open(&config).err().expect("refused");
+        assert!(
+            error.to_string().contains("database of its own"),
+            "{error:#}"
+        );
+        assert!(same_file(Path::new("a/b.db"), Path::new("a/./b.db")));
+        assert!(!same_file(Path::new("a/b.db"), Path::new("a/c.db")));
     }
 }

@@ -322,7 +322,7 @@ fn baseline_sweep(data: &Path, account: AccountId) -> anyhow::Result<(f64, u64)>
     loop {
         let tx = log.transaction()?;
         let ids: Vec<String> = {
-            let mut stmt = tx.prepare_cached("SELECT id FROM calls WHERE account_id = ?1 AND redacted_at IS NULL AND legal_hold_at IS NULL AND started_at < ?2 ORDER BY started_at LIMIT 2000")?;
+            let mut stmt = tx.prepare_cached("SELECT id FROM calls WHERE account_id = ?1 AND swept IS NULL AND legal_hold_at IS NULL AND started_at < ?2 AND redacted_at IS NULL ORDER BY started_at LIMIT 2000")?;
             stmt.query_map(params![account.to_string(), cutoff], |r| r.get(0))?
                 .collect::<Result<_, _>>()?
         };
@@ -330,7 +330,7 @@ fn baseline_sweep(data: &Path, account: AccountId) -> anyhow::Result<(f64, u64)>
             break;
         }
         {
-            let mut update = tx.prepare_cached(&format!("UPDATE calls SET {clear}, redacted_at = ?2, redaction_reason = 'retention', redacted_by = 'retention' WHERE id = ?1"))?;
+            let mut update = tx.prepare_cached(&format!("UPDATE calls SET {clear}, redacted_at = ?2, redaction_reason = 'retention', redacted_by = 'retention', swept = 1 WHERE id = ?1"))?;
             for id in &ids {
                 update.execute(params![id, Timestamp::now().millis()])?;
             }

@@ -295,8 +295,16 @@ pub(crate) fn apply(
     // statement per call inside the job's savepoint costs SQLite a statement journal each,
     // and closing one grows with every page the transaction has dirtied.)
     let objects = objects_with(conn, &ids, &job.objects)?;
+    // Automatic redaction takes its calls out of the sweep's index (`calls_live`) as it goes;
+    // any other redaction leaves the index alone (a caller's calls are scattered through it,
+    // one index page each) and the sweep retires them when it passes them.
+    let swept = if job.reason == RedactionReason::Retention {
+        ", swept = 1"
+    } else {
+        ""
+    };
     let call_sql = format!(
-        "UPDATE calls SET {}, redacted_at = ?2, redaction_reason = ?3, redacted_by = ?4
+        "UPDATE calls SET {}, redacted_at = ?2, redaction_reason = ?3, redacted_by = ?4{swept}
          WHERE id IN (SELECT value FROM json_each(?1)) AND redacted_at IS NULL RETURNING id",
         personal_assignments(Entity::Call)
     );

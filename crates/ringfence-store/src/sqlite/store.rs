@@ -963,6 +963,32 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn retire_redacted(
+        &self,
+        account: AccountId,
+        before: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let mut retired = 0;
+        // In batches, so that the writer lets other work through between them.
+        loop {
+            let n = self
+                .db
+                .write(move |conn| {
+                    Ok(conn
+                        .prepare_cached(
+                            "UPDATE calls SET swept = 1 WHERE rowid IN (SELECT rowid FROM calls WHERE account_id = ?1 AND swept IS NULL AND legal_hold_at IS NULL AND started_at < ?2 AND redacted_at IS NOT NULL LIMIT 2000)",
+                        )?
+                        .execute(params![account.to_string(), before.millis()])?
+                        as u64)
+                })
+                .await?;
+            retired += n;
+            if n == 0 {
+                return Ok(retired);
+            }
+        }
+    }
+
     async fn count_due(&self, q: DueQuery) -> Result<u64, StoreError> {
         self.db
             .read(move |conn| {
@@ -1084,9 +1110,21 @@ impl Store for SqliteStore {
         &self,
         job: RedactionJob,
         by: String,
+        keys_gone: KeysDestroyed,
     ) -> Result<RedactionApplied, StoreError> {
         self.db
-            .write(move |conn| redaction::apply(conn, &job, &by))
+            .write(move |conn| {
+                // The statements run while the vault destroys the keys; the transaction
+                // commits (after this returns) only once they are destroyed.
+                let applied = redaction::apply(conn, &job, &by)?;
+                if keys_gone.wait_blocking() {
+                    Ok(applied)
+                } else {
+                    Err(StoreError::Backend(
+                        "the vault did not destroy the keys: the rows stay as they were".into(),
+                    ))
+                }
+            })
             .await
     }
 
@@ -1601,10 +1639,11 @@ impl Store for SqliteStore {
 }
 
 /// The `WHERE` of a due-calls query; parameters ?1 account, ?2 before, ?3 gdpr_only.
-/// Its first terms match the partial index `calls_live`.
+/// Its first terms match the partial index `calls_live`, which also holds calls redacted by
+/// hand until the sweep retires them (`retire_redacted`).
 fn due_predicate(q: &DueQuery) -> String {
     let mut sql = String::from(
-        "WHERE account_id = ?1 AND redacted_at IS NULL AND legal_hold_at IS NULL AND started_at < ?2 AND (?3 = 0 OR gdpr_scope IS NULL OR gdpr_scope = 1) AND (?5 IS NULL OR started_at >= ?5)",
+        "WHERE account_id = ?1 AND swept IS NULL AND legal_hold_at IS NULL AND started_at < ?2 AND redacted_at IS NULL AND (?3 = 0 OR gdpr_scope IS NULL OR gdpr_scope = 1) AND (?5 IS NULL OR started_at >= ?5)",
     );
     if let Some(category) = q.category {
         let columns = columns_of(Entity::Call, category);
@@ -1645,6 +1684,62 @@ pub(crate) fn table_columns(conn: &Connection, table: &str) -> Vec<String> {
 mod tests {
     use super::*;
     use ringfence_core::datamap::{DATA_MAP, Entity};
+
+    #[test]
+    fn the_due_calls_query_reads_the_sweeps_index_and_a_redaction_by_hand_leaves_it_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = Connection::open(dir.path().join("t.db")).expect("open");
+        for migration in schema::CALL_LOG {
+            conn.execute_batch(migration).expect("schema");
+        }
+        let plan = |sql: &str| -> String {
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("plan");
+            let params = params!["a", 0i64, 0i64, 10i64, None::<i64>];
+            stmt.query_map(params, |r| r.get::<_, String>(3))
+                .expect("query")
+                .collect::<Result<Vec<_>, _>>()
+                .expect("rows")
+                .join("; ")
+        };
+        for category in [None, Some(ringfence_core::DataCategory::Recording)] {
+            let q = DueQuery {
+                account_id: AccountId::generate(),
+                before: Timestamp::now(),
+                gdpr_only: true,
+                category,
+                not_before: None,
+                limit: 10,
+            };
+            let due = plan(&format!(
+                "SELECT id FROM calls {} ORDER BY started_at LIMIT ?4",
+                due_predicate(&q)
+            ));
+            assert!(due.contains("INDEX calls_live"), "{category:?}: {due}");
+            let count = plan(&format!("SELECT COUNT(*) FROM calls {}", due_predicate(&q)));
+            assert!(count.contains("INDEX calls_live"), "{category:?}: {count}");
+        }
+        // The columns a redaction changes are neither in the index nor in its condition, so
+        // SQLite does not touch it (it would cost one scattered page per redacted call).
+        let (sql,): (String,) = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'calls_live'",
+                [],
+                |r| Ok((r.get(0)?,)),
+            )
+            .expect("index");
+        let redaction_columns = DATA_MAP
+            .iter()
+            .filter(|f| {
+                f.entity == Entity::Call && f.category != ringfence_core::DataCategory::CallFacts
+            })
+            .map(|f| f.storage.column())
+            .chain(["redacted_at", "redaction_reason", "redacted_by"]);
+        for column in redaction_columns {
+            assert!(!sql.contains(column), "calls_live mentions {column}: {sql}");
+        }
+    }
 
     #[test]
     fn every_column_of_calls_and_sessions_is_declared_in_the_data_map() {

@@ -633,3 +633,74 @@ async fn audit_verify_passes_on_a_real_history_and_fails_on_each_kind_of_tamperi
     assert_eq!(code, 1, "a rewritten chain must not verify");
     assert!(err.contains("rewritten"), "{err}");
 }
+
+#[tokio::test]
+async fn if_the_vault_cannot_destroy_the_keys_no_row_is_cleared_and_the_job_finishes_later() {
+    let app = TestApp::spawn().await;
+    let (_, account) = app.tenant().await;
+    let ids = [
+        app.ingest(account, full_call(1)).await,
+        app.ingest(account, full_call(2)).await,
+    ];
+    // The vault refuses to delete keys (as a full or failing disk would).
+    let vault = app.data_dir().join("vault.db");
+    let refuse = |on: bool| {
+        let conn = rusqlite::Connection::open(&vault).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        conn.execute_batch(if on {
+            "CREATE TRIGGER refuse_delete BEFORE DELETE ON data_keys BEGIN SELECT RAISE(ABORT, 'refused'); END;"
+        } else {
+            "DROP TRIGGER refuse_delete;"
+        })
+        .unwrap();
+    };
+    refuse(true);
+    let (status, body) = app
+        .post(
+            &app.admin,
+            &format!("/api/v1/accounts/{account}/callers/redact"),
+            json!({"number": uk_number(1)}),
+        )
+        .await;
+    assert!(status.is_server_error(), "{status} {body}");
+    let (status, body) = app
+        .post(
+            &app.admin,
+            &format!("/api/v1/calls/{}/redact", ids[1]),
+            json!({}),
+        )
+        .await;
+    assert!(status.is_server_error(), "{status} {body}");
+    // The call log's transaction, prepared while the vault worked, was rolled back: both
+    // calls read as before, and the journal records no redaction.
+    for id in &ids {
+        let (status, call) = app.get(&app.admin, &format!("/api/v1/calls/{id}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(call["redaction"].is_null(), "{call}");
+        assert!(call["caller"]["number"].is_string(), "{call}");
+        assert!(
+            call["transcript"].is_array() || call["transcript"].is_string(),
+            "{call}"
+        );
+    }
+    let (_, journal) = app.get(&app.admin, "/api/v1/audit?limit=500").await;
+    assert!(
+        !journal["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"].as_str().unwrap().contains("redacted")),
+        "{journal}"
+    );
+    // Once the vault works again, the recorded jobs are finished on the next start (as
+    // `serve` does before it listens).
+    refuse(false);
+    let app = app.restart().await;
+    app.resources.log.resume_redactions().await.unwrap();
+    for id in &ids {
+        let (_, call) = app.get(&app.admin, &format!("/api/v1/calls/{id}")).await;
+        assert!(!call["redaction"].is_null(), "{call}");
+        assert!(call["caller"].is_null(), "{call}");
+    }
+}

@@ -511,3 +511,83 @@ async fn two_sweeps_at_once_never_redact_a_call_twice_and_metrics_tell_what_happ
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn calls_redacted_by_hand_are_left_to_the_sweep_which_skips_them_and_retires_them() {
+    let app = TestApp::spawn().await;
+    let (_, account) = app.tenant().await;
+    let calls = ingest_ages(&app, account).await;
+    // Two calls past the policy below (120 and 95 days old) and a young one (5 days).
+    let by_hand = [calls[0].2.clone(), calls[4].2.clone(), calls[13].2.clone()];
+    assert_eq!(
+        [calls[0].0, calls[4].0, calls[13].0],
+        [120, 95, 5],
+        "test data"
+    );
+    for id in &by_hand {
+        let (status, body) = app
+            .post(&app.admin, &format!("/api/v1/calls/{id}/redact"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let db = app.data_dir().join("ringfence.db");
+    let count = |sql: &str| -> i64 {
+        let conn =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        conn.query_row(sql, [account.to_string()], |r| r.get(0))
+            .unwrap()
+    };
+    let in_index = "SELECT COUNT(*) FROM calls WHERE account_id = ?1 AND redacted_at IS NOT NULL AND swept IS NULL AND legal_hold_at IS NULL";
+    assert_eq!(
+        count(in_index),
+        3,
+        "a redaction by hand leaves the index alone"
+    );
+
+    set_policy(&app, account, json!({"after_days": 30})).await;
+    // Past 30 days: 4 ages x 3 callers, of which 2 are redacted already.
+    let dry = sweep(
+        &app.resources.log,
+        SweepOptions {
+            now: Timestamp::now(),
+            batch: 4,
+            dry_run: true,
+        },
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(dry.accounts[&account].calls, 10, "{dry:?}");
+    let report = run_sweep(&app).await;
+    assert_eq!(report.accounts[&account].calls, 10, "{report:?}");
+    for (age, _, id) in &calls {
+        let (_, call) = app.get(&app.admin, &format!("/api/v1/calls/{id}")).await;
+        let expected = if by_hand.contains(id) {
+            Some("manual")
+        } else if *age > 30 {
+            Some("retention")
+        } else {
+            None
+        };
+        assert_eq!(
+            call["redaction"]["reason"].as_str(),
+            expected,
+            "{age} days: {call}"
+        );
+    }
+    // The sweep retired the calls it passed: only the young one redacted by hand is still
+    // in its index, and no live call left it.
+    assert_eq!(count(in_index), 1);
+    assert_eq!(
+        count(
+            "SELECT COUNT(*) FROM calls WHERE account_id = ?1 AND redacted_at IS NULL AND swept IS NOT NULL"
+        ),
+        0
+    );
+    let again = run_sweep(&app).await;
+    assert!(
+        !again.accounts.contains_key(&account),
+        "nothing left to do: {again:?}"
+    );
+}
