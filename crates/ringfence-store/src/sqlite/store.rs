@@ -969,22 +969,44 @@ impl Store for SqliteStore {
         before: Timestamp,
     ) -> Result<u64, StoreError> {
         let mut retired = 0;
-        // In batches, so that the writer lets other work through between them.
+        // Through the index in order, a window at a time, so that the writer lets other work
+        // through between windows and no entry is read twice (calls that stay, such as those
+        // out of a GDPR-only scope, would otherwise be passed again by every window).
+        let mut after = (i64::MIN, i64::MIN);
         loop {
-            let n = self
+            let (n, last) = self
                 .db
                 .write(move |conn| {
-                    Ok(conn
-                        .prepare_cached(
-                            "UPDATE calls SET swept = 1 WHERE rowid IN (SELECT rowid FROM calls WHERE account_id = ?1 AND swept IS NULL AND legal_hold_at IS NULL AND started_at < ?2 AND redacted_at IS NOT NULL LIMIT 2000)",
+                    let window: Vec<(i64, i64, bool)> = conn
+                        .prepare_cached(RETIRE_WINDOW)?
+                        .query_map(
+                            params![account.to_string(), before.millis(), after.0, after.1],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                         )?
-                        .execute(params![account.to_string(), before.millis()])?
-                        as u64)
+                        .collect::<Result<_, _>>()?;
+                    let stale: Vec<String> = window
+                        .iter()
+                        .filter(|(_, _, redacted)| *redacted)
+                        .map(|(rowid, _, _)| rowid.to_string())
+                        .collect();
+                    let n = if stale.is_empty() {
+                        0
+                    } else {
+                        conn.prepare_cached(
+                            "UPDATE calls SET swept = 1 WHERE rowid IN (SELECT value FROM json_each(?1))",
+                        )?
+                        .execute([format!("[{}]", stale.join(","))])? as u64
+                    };
+                    let last = (window.len() as u32 == RETIRE_WINDOW_SIZE)
+                        .then(|| window.last().map(|(rowid, started, _)| (*started, *rowid)))
+                        .flatten();
+                    Ok((n, last))
                 })
                 .await?;
             retired += n;
-            if n == 0 {
-                return Ok(retired);
+            match last {
+                Some(last) => after = last,
+                None => return Ok(retired),
             }
         }
     }
@@ -1655,6 +1677,12 @@ fn due_predicate(q: &DueQuery) -> String {
     sql
 }
 
+/// How many entries of `calls_live` one step of `retire_redacted` reads.
+const RETIRE_WINDOW_SIZE: u32 = 2000;
+/// The next window of `calls_live` after `(?3 started_at, ?4 rowid)`, with whether each call
+/// is redacted.
+const RETIRE_WINDOW: &str = "SELECT rowid, started_at, redacted_at IS NOT NULL FROM calls WHERE account_id = ?1 AND swept IS NULL AND legal_hold_at IS NULL AND started_at < ?2 AND (started_at, rowid) > (?3, ?4) ORDER BY started_at, rowid LIMIT 2000";
+
 /// `wal_checkpoint(TRUNCATE)`, retried while readers hold old snapshots.
 pub(crate) fn checkpoint_truncate(conn: &Connection) -> Result<(), StoreError> {
     for _ in 0..50 {
@@ -1685,6 +1713,68 @@ mod tests {
     use super::*;
     use ringfence_core::datamap::{DATA_MAP, Entity};
 
+    #[tokio::test]
+    async fn retiring_walks_the_index_in_windows_and_takes_only_redacted_calls_before_the_cutoff() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        let store = SqliteStore::open(&path).expect("open");
+        let account = AccountId::generate();
+        // 5,000 calls, three to each instant (ties across window edges); every third one
+        // redacted by hand, every seventh on legal hold.
+        let conn = Connection::open(&path).expect("open");
+        // Rows of an account that exists nowhere else: only the calls table matters here.
+        conn.pragma_update(None, "foreign_keys", "OFF")
+            .expect("pragma");
+        conn.execute_batch("BEGIN").expect("begin");
+        for i in 0..5000i64 {
+            conn.execute(
+                "INSERT INTO calls (id, account_id, started_at, created_at, tracking_number, redacted_at, legal_hold_at) VALUES (?1, ?2, ?3, 0, 't', ?4, ?5)",
+                params![
+                    format!("call-{i}"),
+                    account.to_string(),
+                    i / 3,
+                    (i % 3 == 0).then_some(1i64),
+                    (i % 7 == 0).then_some(1i64)
+                ],
+            )
+            .expect("insert");
+        }
+        conn.execute_batch("COMMIT").expect("commit");
+        let before = 1200; // calls 0..3600
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect("count") };
+        let expected = (0..3600i64).filter(|i| i % 3 == 0 && i % 7 != 0).count() as u64;
+        let retired = store
+            .retire_redacted(account, Timestamp::from_millis(before))
+            .await
+            .expect("retire");
+        assert_eq!(retired, expected);
+        assert_eq!(
+            count("SELECT COUNT(*) FROM calls WHERE swept = 1") as u64,
+            expected
+        );
+        assert_eq!(
+            count(&format!(
+                "SELECT COUNT(*) FROM calls WHERE swept = 1 AND (redacted_at IS NULL OR legal_hold_at IS NOT NULL OR started_at >= {before})"
+            )),
+            0
+        );
+        // Another account's calls and a second pass: nothing more.
+        assert_eq!(
+            store
+                .retire_redacted(AccountId::generate(), Timestamp::from_millis(i64::MAX))
+                .await
+                .expect("retire"),
+            0
+        );
+        assert_eq!(
+            store
+                .retire_redacted(account, Timestamp::from_millis(before))
+                .await
+                .expect("retire"),
+            0
+        );
+    }
+
     #[test]
     fn the_due_calls_query_reads_the_sweeps_index_and_a_redaction_by_hand_leaves_it_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1696,8 +1786,9 @@ mod tests {
             let mut stmt = conn
                 .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
                 .expect("plan");
-            let params = params!["a", 0i64, 0i64, 10i64, None::<i64>];
-            stmt.query_map(params, |r| r.get::<_, String>(3))
+            let values: [&dyn rusqlite::ToSql; 5] = [&"a", &0i64, &0i64, &10i64, &None::<i64>];
+            let n = stmt.parameter_count();
+            stmt.query_map(&values[..n], |r| r.get::<_, String>(3))
                 .expect("query")
                 .collect::<Result<Vec<_>, _>>()
                 .expect("rows")
@@ -1720,6 +1811,12 @@ mod tests {
             let count = plan(&format!("SELECT COUNT(*) FROM calls {}", due_predicate(&q)));
             assert!(count.contains("INDEX calls_live"), "{category:?}: {count}");
         }
+        let retire = plan(RETIRE_WINDOW);
+        assert!(
+            retire.contains("INDEX calls_live") && !retire.contains("TEMP B-TREE"),
+            "{retire}"
+        );
+        assert!(RETIRE_WINDOW.ends_with(&format!("LIMIT {RETIRE_WINDOW_SIZE}")));
         // The columns a redaction changes are neither in the index nor in its condition, so
         // SQLite does not touch it (it would cost one scattered page per redacted call).
         let (sql,): (String,) = conn
