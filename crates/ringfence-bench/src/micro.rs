@@ -67,6 +67,33 @@ pub fn run(args: MicroArgs) -> anyhow::Result<()> {
             let _ = black_box(parse_caller_number(&format!("+44207946{:04}", n % 1000)));
         }),
     ));
+    // libphonenumber's own example numbers (its metadata's fixed-line examples) of the EU/EEA
+    // states, the UK and Switzerland, one after another, as a call tracker serving callers
+    // from all over Europe sees them.
+    let european: Vec<String> = [
+        "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT",
+        "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO",
+        "GB", "CH",
+    ]
+    .into_iter()
+    .filter_map(|region| {
+        let meta = phonenumber::metadata::DATABASE.by_id(region)?;
+        let example = meta.descriptors().fixed_line()?.example()?;
+        Some(format!("+{}{example}", meta.country_code()))
+    })
+    .collect();
+    assert!(
+        european
+            .iter()
+            .all(|n| parse_caller_number(n).is_ok_and(|p| p.is_some())),
+        "every example number is valid"
+    );
+    rows.push((
+        "parse one number, 32 European countries in turn",
+        measure(&args, |n| {
+            let _ = black_box(parse_caller_number(&european[n as usize % european.len()]));
+        }),
+    ));
     rows.push((
         "parse one US number, +1 415 555 01xx",
         measure(&args, |n| {
