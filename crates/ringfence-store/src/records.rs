@@ -477,37 +477,30 @@ pub struct DeliverySummary {
 /// Tells a store when a redaction's data keys are destroyed. A store may prepare the
 /// redaction's changes before then, but commits them only once the keys are gone for good
 /// (the vault has committed their deletion): so on disk a call's ciphertext is never cleared
-/// while its key still exists, and the work of both overlaps. If the vault fails, or the
-/// sender is dropped, the store undoes its changes and fails.
+/// while its key exists, and the work of both overlaps. If the vault fails, the sender is
+/// dropped (the request was abandoned), or no answer comes within [`KEYS_WAIT`], the store
+/// undoes its changes and fails; the recorded job finishes the redaction later.
 #[derive(Debug)]
-pub struct KeysDestroyed(tokio::sync::oneshot::Receiver<bool>);
+pub struct KeysDestroyed(std::sync::mpsc::Receiver<bool>);
 
 /// The vault's side of [`KeysDestroyed`].
 #[derive(Debug)]
-pub struct KeysDestroyedSignal(tokio::sync::oneshot::Sender<bool>);
+pub struct KeysDestroyedSignal(std::sync::mpsc::Sender<bool>);
+
+/// The longest a store waits for the vault with a redaction's changes prepared (a writer
+/// waiting holds up the store's other writes).
+pub const KEYS_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl KeysDestroyed {
     pub fn channel() -> (KeysDestroyedSignal, KeysDestroyed) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = std::sync::mpsc::channel();
         (KeysDestroyedSignal(tx), KeysDestroyed(rx))
     }
 
-    /// Keys already destroyed (or none to destroy).
-    pub fn already() -> KeysDestroyed {
-        let (tx, rx) = Self::channel();
-        tx.send(true);
-        rx
-    }
-
-    /// Blocks until the vault has answered; whether the keys are destroyed. For a store's
-    /// own writer thread, never for an async task.
+    /// Blocks until the vault has answered, at most [`KEYS_WAIT`]; whether the keys are
+    /// destroyed. For a store's own writer thread, never for an async task.
     pub fn wait_blocking(self) -> bool {
-        self.0.blocking_recv().unwrap_or(false)
-    }
-
-    /// Waits until the vault has answered; whether the keys are destroyed.
-    pub async fn wait(self) -> bool {
-        self.0.await.unwrap_or(false)
+        self.0.recv_timeout(KEYS_WAIT).unwrap_or(false)
     }
 }
 
