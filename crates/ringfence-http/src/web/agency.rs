@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::error::{PageError, PageResult};
 use super::pages::{Chrome, render};
-use super::session::{WebUser, field, parse_form};
+use super::session::{WebUser, field};
 use crate::auth::Auth;
 use crate::body::JsonBody;
 use crate::error::Code;
@@ -54,8 +54,7 @@ pub async fn save(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Response> {
-    let form = parse_form(&body)?;
-    user.check_csrf(&headers, &form)?;
+    let form = user.form(&headers, &body)?;
     let run = async {
         let max = match field(&form, "max_retention_days").map(str::trim) {
             None | Some("") => None,

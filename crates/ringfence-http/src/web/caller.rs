@@ -14,7 +14,7 @@ use ringfence_core::{AccountId, CallId};
 
 use super::error::{PageError, PageResult};
 use super::pages::{CallRowView, Chrome};
-use super::session::{WebUser, parse_form};
+use super::session::WebUser;
 use crate::auth::Auth;
 use crate::error::{ApiError, Code};
 use crate::routes::consents::{self, ConsentOutput};
@@ -128,8 +128,7 @@ pub async fn export_caller(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Response> {
-    let form = parse_form(&body)?;
-    user.check_csrf(&headers, &form)?;
+    user.form(&headers, &body)?;
     let (account, number) = caller_of_call(&state, &user, &call)
         .await
         .map_err(IntoResponse::into_response)?;

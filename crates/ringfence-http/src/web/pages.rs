@@ -13,7 +13,7 @@ use ringfence_core::{AccountId, CallId};
 
 use super::assets::{CSS_NAME, HTMX_NAME};
 use super::error::{PageError, PageResult};
-use super::session::{WebUser, field, parse_form};
+use super::session::{WebUser, field};
 use crate::auth::Auth;
 use crate::body::JsonBody;
 use crate::dto::CallOutput;
@@ -409,8 +409,7 @@ pub async fn legal_hold(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Response> {
-    let form = parse_form(&body)?;
-    user.check_csrf(&headers, &form)?;
+    let form = user.form(&headers, &body)?;
     let auth = || Auth(user.principal.clone());
     if field(&form, "action") == Some("release") {
         legal_hold_route::delete_hold(State(state.clone()), auth(), Path(call.clone()))
@@ -509,8 +508,7 @@ pub async fn redact_call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Response> {
-    let form = parse_form(&body)?;
-    user.check_csrf(&headers, &form)?;
+    user.form(&headers, &body)?;
     let Json(receipt) = redaction::redact_call(
         State(state.clone()),
         Auth(user.principal.clone()),
@@ -598,8 +596,7 @@ pub async fn redact_caller(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Response> {
-    let form = parse_form(&body)?;
-    user.check_csrf(&headers, &form)?;
+    let form = user.form(&headers, &body)?;
     let (id, tenant) = redactable(&state, &user, &call)
         .await
         .map_err(IntoResponse::into_response)?;
@@ -824,8 +821,7 @@ pub async fn retry_delivery(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Response> {
-    let form = parse_form(&body)?;
-    user.check_csrf(&headers, &form)?;
+    user.form(&headers, &body)?;
     let run = async {
         let Json(_) = recipients_route::retry(
             State(state.clone()),
@@ -856,8 +852,7 @@ pub async fn create_notice(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Response> {
-    let form = parse_form(&body)?;
-    user.check_csrf(&headers, &form)?;
+    let form = user.form(&headers, &body)?;
     let run = async {
         let input = consents::NoticeInput {
             category: field(&form, "category").unwrap_or_default().to_owned(),
@@ -971,8 +966,7 @@ pub async fn save_retention(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Response> {
-    let form = parse_form(&body)?;
-    user.check_csrf(&headers, &form)?;
+    let form = user.form(&headers, &body)?;
     let choice = RetentionChoice::from_form(&form);
     let save = field(&form, "step") == Some("save");
     let run = async {
@@ -1021,8 +1015,7 @@ pub async fn save_collection(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Response> {
-    let form = parse_form(&body)?;
-    user.check_csrf(&headers, &form)?;
+    let form = user.form(&headers, &body)?;
     let run = async {
         let checked = |name: &str| Some(field(&form, name) == Some("on"));
         let chosen = |name: &str| Some(field(&form, name).unwrap_or_default().to_owned());

@@ -115,9 +115,21 @@ pub struct WebUser {
 }
 
 impl WebUser {
+    /// The fields of a state-changing form, once its CSRF token is checked: the one way a
+    /// handler reads a form, so that none can forget the check.
+    pub fn form(
+        &self,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<Vec<(String, String)>, FormRefused> {
+        let form = parse_form(body)?;
+        self.check_csrf(headers, &form)?;
+        Ok(form)
+    }
+
     /// Checks the CSRF token of a state-changing request: the `csrf` form field or the
     /// `X-CSRF-Token` header must equal the session's.
-    pub fn check_csrf(
+    fn check_csrf(
         &self,
         headers: &HeaderMap,
         form: &[(String, String)],
@@ -269,7 +281,7 @@ pub async fn login_page(State(state): State<AppState>) -> Response {
 }
 
 /// Form pairs of a urlencoded body; a body that is not one is a 400 page.
-pub fn parse_form(body: &Bytes) -> Result<Vec<(String, String)>, FormRefused> {
+fn parse_form(body: &Bytes) -> Result<Vec<(String, String)>, FormRefused> {
     serde_urlencoded::from_bytes(body).map_err(|_| FormRefused::Unreadable)
 }
 
@@ -382,11 +394,7 @@ pub async fn logout(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = match parse_form(&body) {
-        Ok(f) => f,
-        Err(r) => return r.into_response(),
-    };
-    if let Err(r) = user.check_csrf(&headers, &form) {
+    if let Err(r) = user.form(&headers, &body) {
         return r.into_response();
     }
     if let Some(value) = cookie(&headers, SESSION_COOKIE) {

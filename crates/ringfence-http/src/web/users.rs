@@ -17,7 +17,7 @@ use ringfence_store::users::NewUserError;
 
 use super::error::{PageError, PageResult};
 use super::pages::{Chrome, render, when};
-use super::session::{WebUser, field, parse_form};
+use super::session::{WebUser, field};
 use crate::error::Code;
 use crate::routes::{check_account, path_id};
 use crate::state::AppState;
@@ -97,8 +97,7 @@ pub async fn create_user(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Response> {
-    let form = parse_form(&body)?;
-    user.check_csrf(&headers, &form)?;
+    let form = user.form(&headers, &body)?;
     let run = async {
         let tenant = managed(&state, &user, &account).await?;
         let role = match field(&form, "role") {

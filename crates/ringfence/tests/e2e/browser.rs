@@ -147,6 +147,26 @@ impl Browser {
         assert!(errors.is_empty(), "console errors on {name}: {errors:?}");
     }
 
+    async fn click(&self, locator: Locator<'_>) {
+        self.client
+            .find(locator)
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    async fn type_into(&self, locator: Locator<'_>, text: &str) {
+        self.client
+            .find(locator)
+            .await
+            .unwrap()
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+
     async fn text(&self, css: &str) -> String {
         self.client
             .wait()
@@ -160,27 +180,9 @@ impl Browser {
 
     async fn sign_in(&self, base: &str, email: &str) {
         self.client.goto(&format!("{base}/login")).await.unwrap();
-        self.client
-            .find(Locator::Id("email"))
-            .await
-            .unwrap()
-            .send_keys(email)
-            .await
-            .unwrap();
-        self.client
-            .find(Locator::Id("password"))
-            .await
-            .unwrap()
-            .send_keys(PASSWORD)
-            .await
-            .unwrap();
-        self.client
-            .find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        self.type_into(Locator::Id("email"), email).await;
+        self.type_into(Locator::Id("password"), PASSWORD).await;
+        self.click(Locator::Css("button[type=submit]")).await;
         self.client
             .wait()
             .for_element(Locator::Css("form.filters"))
@@ -189,13 +191,7 @@ impl Browser {
     }
 
     async fn sign_out(&self) {
-        self.client
-            .find(Locator::Css("form.signout button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        self.click(Locator::Css("form.signout button")).await;
         self.client
             .wait()
             .for_element(Locator::Id("email"))
@@ -291,12 +287,7 @@ async fn in_a_browser_users_sign_in_filter_play_redact_and_read_the_checklist() 
     browser.check("02-call-log").await;
 
     // Filter the log (htmx swaps the table in place).
-    c.find(Locator::Id("f-source"))
-        .await
-        .unwrap()
-        .send_keys("bing_ads")
-        .await
-        .unwrap();
+    browser.type_into(Locator::Id("f-source"), "bing_ads").await;
     // Wait on htmx's own "settled" event rather than on time.
     c.execute(
         "window.rfSettled = new Promise(r => document.body.addEventListener('htmx:afterSettle', r, {once: true}));",
@@ -304,12 +295,9 @@ async fn in_a_browser_users_sign_in_filter_play_redact_and_read_the_checklist() 
     )
     .await
     .unwrap();
-    c.find(Locator::Css("form.filters button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser
+        .click(Locator::Css("form.filters button[type=submit]"))
+        .await;
     c.execute_async(
         "const done = arguments[arguments.length - 1]; window.rfSettled.then(() => done(true));",
         vec![],
@@ -360,12 +348,7 @@ async fn in_a_browser_users_sign_in_filter_play_redact_and_read_the_checklist() 
     browser.check("04-call-detail").await;
 
     // Redact the call, through its confirmation.
-    c.find(Locator::Id("redact-call"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::Id("redact-call")).await;
     // The empty #confirm placeholder is there before htmx swaps the confirmation in.
     browser.text("#confirm-redact-call").await;
     let confirm = browser.text("#confirm").await;
@@ -375,12 +358,7 @@ async fn in_a_browser_users_sign_in_filter_play_redact_and_read_the_checklist() 
             && confirm.contains("the recording")
     );
     browser.check("05-redact-call-confirm").await;
-    c.find(Locator::Id("confirm-redact-call"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::Id("confirm-redact-call")).await;
     assert!(browser.text("#receipt").await.contains("1 call(s)"));
     browser.check("06-redact-call-done").await;
     let (_, call) = app
@@ -393,12 +371,7 @@ async fn in_a_browser_users_sign_in_filter_play_redact_and_read_the_checklist() 
     c.goto(&format!("{base}/ui/calls/{}", repeat[0]))
         .await
         .unwrap();
-    c.find(Locator::Id("caller-page"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::Id("caller-page")).await;
     assert!(browser.text("h1").await.contains(&uk_number(88)));
     assert_eq!(
         c.find_all(Locator::Css("table.calls tbody tr"))
@@ -413,20 +386,10 @@ async fn in_a_browser_users_sign_in_filter_play_redact_and_read_the_checklist() 
     c.goto(&format!("{base}/ui/calls/{}", repeat[0]))
         .await
         .unwrap();
-    c.find(Locator::Id("redact-caller"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::Id("redact-caller")).await;
     assert_eq!(browser.text("#caller-count").await, "2 call(s)");
     browser.check("07-redact-caller-confirm").await;
-    c.find(Locator::Id("confirm-redact-caller"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::Id("confirm-redact-caller")).await;
     assert!(browser.text("#receipt").await.contains("2 call(s)"));
     browser.check("08-redact-caller-done").await;
     for id in &repeat {
@@ -457,18 +420,10 @@ async fn in_a_browser_users_sign_in_filter_play_redact_and_read_the_checklist() 
         .await
         .unwrap();
     browser.check("10-settings").await;
-    c.find(Locator::Css("#after option[value='1']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Id("preview-retention"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser
+        .click(Locator::Css("#after option[value='1']"))
+        .await;
+    browser.click(Locator::Id("preview-retention")).await;
     // One call is left live (the Bing call); it is more than a day old.
     assert_eq!(browser.text("#dry-run-count").await, "1");
     browser.check("11-settings-dry-run").await;
@@ -479,12 +434,7 @@ async fn in_a_browser_users_sign_in_filter_play_redact_and_read_the_checklist() 
         settings["auto_redact"]["after_days"].is_null(),
         "a dry run saves nothing"
     );
-    c.find(Locator::Id("save-retention"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::Id("save-retention")).await;
     browser.text("#saved").await;
     browser.check("12-settings-saved").await;
     let (_, settings) = app
