@@ -8,7 +8,7 @@ use ringfence::commands::{
     self, AccountCommand, AgencyCommand, AuditCommand, RedactCommand, TokenArgs, TokenCommand,
     UserCommand,
 };
-use ringfence::config::{Config, GlobalArgs};
+use ringfence::config::{Config, DatabaseLocation, GlobalArgs};
 use ringfence::{Application, Resources, telemetry};
 
 #[derive(Debug, Parser)]
@@ -139,6 +139,23 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
         );
         return Ok(());
     }
+    // Commands that read or change what is already stored never start an empty folder: run
+    // in the wrong directory, `audit verify` would otherwise report an empty journal intact.
+    let needs_data = matches!(
+        command,
+        Command::Redact(_)
+            | Command::Audit(_)
+            | Command::Export(_)
+            | Command::Checklist { .. }
+            | Command::Sweep { .. }
+            | Command::Backup { .. }
+    );
+    let DatabaseLocation::Sqlite(call_log) = &config.database;
+    anyhow::ensure!(
+        !needs_data || call_log.exists(),
+        "no Ringfence data at {}: pass --data (or set RINGFENCE_DATA) to the folder `serve` uses",
+        config.data.display()
+    );
     let resources = Resources::open(&config)?;
     let result = match command {
         Command::Serve => serve(&resources).await,

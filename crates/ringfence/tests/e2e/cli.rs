@@ -246,3 +246,28 @@ async fn serve_prints_a_bootstrap_token_once_and_shuts_down_without_losing_ackno
     let status = served.stop();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn commands_on_stored_data_refuse_a_folder_without_any_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for args in [
+        &["audit", "verify"][..],
+        &["sweep", "--dry-run"],
+        &["backup", "--out", dir.path().join("b").to_str().unwrap()],
+    ] {
+        let (code, _, err) = run_cli(&data, args);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains("no Ringfence data at"), "{args:?}: {err}");
+        assert!(!data.exists(), "{args:?} created the folder");
+    }
+    // Once `serve` (here: a command that creates) has made it, they run.
+    let (code, _, err) = run_cli(&data, &["agency", "create", "--name", "A"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run_cli(&data, &["audit", "verify"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("intact") || err.contains("intact"),
+        "{out} {err}"
+    );
+}
