@@ -21,10 +21,10 @@ use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, CallId, SessionId};
 use ringfence_crypto::SEAL_OVERHEAD;
 use ringfence_store::payload;
-use ringfence_store::sqlite::{SqliteStore, SqliteVault};
+use ringfence_store::sqlite::{Checkpointer, SqliteStore, SqliteVault};
 
 use crate::synthetic::Calls;
-use crate::whatif::{Checkpointer, WhatIf};
+use crate::whatif::WhatIf;
 
 /// The bytes of a wrapped data key as the vault stores it: a 32-byte key, sealed.
 const WRAPPED_KEY_LEN: usize = 32 + SEAL_OVERHEAD;
@@ -125,7 +125,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 /// A fresh call-log database with the schema, an agency and an account, and the row templates.
 pub struct CallLogDb {
     conn: Connection,
-    _checkpointer: Option<Checkpointer>,
+    checkpointer: Checkpointer,
     account: String,
     rows: Vec<RowTemplate>,
 }
@@ -133,7 +133,7 @@ pub struct CallLogDb {
 /// A fresh vault database with its schema.
 pub struct VaultDb {
     conn: Connection,
-    _checkpointer: Option<Checkpointer>,
+    checkpointer: Checkpointer,
     account: String,
 }
 
@@ -154,7 +154,9 @@ impl CallLogDb {
         let conn = Connection::open(&path)?;
         configure(&conn)?;
         what_if.apply(&conn)?;
-        let checkpointer = what_if.checkpointer(&path)?;
+        // Checkpoints as Ringfence's writers have them: in a thread of their own.
+        let checkpointer = Checkpointer::start(&path)?;
+        checkpointer.attach(&conn)?;
         let agency = AgencyId::generate().to_string();
         let account = AccountId::generate().to_string();
         let now = Timestamp::now().millis();
@@ -165,7 +167,7 @@ impl CallLogDb {
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(CallLogDb {
             conn,
-            _checkpointer: checkpointer,
+            checkpointer,
             account,
             rows,
         })
@@ -239,9 +241,11 @@ impl VaultDb {
         let conn = Connection::open(&path)?;
         configure(&conn)?;
         what_if.apply(&conn)?;
+        let checkpointer = Checkpointer::start(&path)?;
+        checkpointer.attach(&conn)?;
         Ok(VaultDb {
             conn,
-            _checkpointer: what_if.checkpointer(&path)?,
+            checkpointer,
             account: calls.account.clone(),
         })
     }
@@ -279,12 +283,14 @@ pub fn insert_batches(
                 vault.insert(id, now)?;
             }
             vault.conn.execute_batch("COMMIT")?;
+            vault.checkpointer.after_commit(&vault.conn);
         }
         calls.conn.execute_batch("BEGIN IMMEDIATE")?;
         for (i, id) in (n..end).zip(&ids) {
             calls.insert(i, templates, id, now)?;
         }
         calls.conn.execute_batch("COMMIT")?;
+        calls.checkpointer.after_commit(&calls.conn);
         n = end;
     }
     Ok(started.elapsed())
@@ -305,16 +311,17 @@ type Job = (u64, Arc<RowIds>, Reply);
 fn one_commit_writer<D: Send + 'static>(
     db: D,
     write: impl Fn(&D, u64, &RowIds) -> rusqlite::Result<()> + Send + 'static,
-    conn: fn(&D) -> &Connection,
+    conn: fn(&D) -> (&Connection, &Checkpointer),
 ) -> (std::sync::mpsc::Sender<Job>, std::thread::JoinHandle<D>) {
     let (jobs, queue) = std::sync::mpsc::channel::<Job>();
     let thread = std::thread::spawn(move || {
         for (n, ids, reply) in queue {
-            let c = conn(&db);
+            let (c, checkpointer) = conn(&db);
             let result = c
                 .execute_batch("BEGIN IMMEDIATE")
                 .and_then(|()| write(&db, n, &ids))
                 .and_then(|()| c.execute_batch("COMMIT"));
+            checkpointer.after_commit(c);
             let _ = reply.send(result);
         }
         db
@@ -338,13 +345,13 @@ pub fn commit_per_call(
     let (call_jobs, call_writer) = one_commit_writer(
         calls,
         move |db: &CallLogDb, n, ids| db.insert(n, &t, ids, Timestamp::now().millis()),
-        |db| &db.conn,
+        |db| (&db.conn, &db.checkpointer),
     );
     let vault_writer = vault.map(|v| {
         one_commit_writer(
             v,
             |db: &VaultDb, _, ids| db.insert(ids, Timestamp::now().millis()),
-            |db| &db.conn,
+            |db| (&db.conn, &db.checkpointer),
         )
     });
     let sessions: Arc<Vec<bool>> = Arc::new(

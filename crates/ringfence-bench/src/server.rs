@@ -16,7 +16,7 @@ use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId};
 use ringfence_store::{AccountRecord, AgencyRecord, CallLog};
 
-use crate::whatif::{Checkpointer, WhatIf};
+use crate::whatif::WhatIf;
 
 pub struct Server {
     pub address: SocketAddr,
@@ -26,7 +26,6 @@ pub struct Server {
     resources: Resources,
     shutdown: Option<oneshot::Sender<()>>,
     serving: tokio::task::JoinHandle<anyhow::Result<()>>,
-    checkpointers: Vec<Checkpointer>,
     _dir: TempDir,
 }
 
@@ -56,16 +55,11 @@ impl Server {
                 db.path().display()
             );
         }
-        let mut checkpointers = Vec::new();
         if what_if.is_active() {
-            for (db, file) in [
-                (resources.store.db(), "ringfence.db"),
-                (resources.vault.db(), "vault.db"),
-            ] {
+            for db in [resources.store.db(), resources.vault.db()] {
                 let settings = what_if.clone();
                 db.maintenance(move |conn| Ok(settings.apply(conn)?))
                     .await?;
-                checkpointers.extend(what_if.checkpointer(&data.join(file))?);
             }
         }
         let now = Timestamp::now();
@@ -116,7 +110,6 @@ impl Server {
             resources,
             shutdown: Some(tx),
             serving,
-            checkpointers,
             _dir: dir,
         })
     }
@@ -136,7 +129,6 @@ impl Server {
             .await
             .context("the server task failed")??;
         self.resources.close();
-        self.checkpointers.clear();
         let conn = rusqlite::Connection::open(self.data.join("ringfence.db"))?;
         Ok(conn.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get::<_, i64>(0))? as u64)
     }

@@ -24,6 +24,7 @@ use ringfence_core::retention::RetentionPolicy;
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, Personal};
 use ringfence_jobs::retention::{SweepOptions, sweep};
+use ringfence_store::sqlite::Checkpointer;
 use ringfence_store::{AccountRecord, AgencyRecord, AuditEvent};
 
 #[derive(Parser)]
@@ -307,6 +308,11 @@ fn baseline_sweep(data: &Path, account: AccountId) -> anyhow::Result<(f64, u64)>
     };
     let mut log = open(data.join("ringfence.db"))?;
     let mut vault = open(data.join("vault.db"))?;
+    // Checkpoints as Ringfence's writers have them: in a thread of their own.
+    let log_checkpoints = Checkpointer::start(&data.join("ringfence.db"))?;
+    log_checkpoints.attach(&log)?;
+    let vault_checkpoints = Checkpointer::start(&data.join("vault.db"))?;
+    vault_checkpoints.attach(&vault)?;
     let mut columns = Vec::new();
     for c in DataCategory::PERSONAL {
         columns.extend(columns_of(Entity::Call, c));
@@ -336,6 +342,7 @@ fn baseline_sweep(data: &Path, account: AccountId) -> anyhow::Result<(f64, u64)>
             }
         }
         tx.commit()?;
+        log_checkpoints.after_commit(&log);
         let vtx = vault.transaction()?;
         {
             let mut delete = vtx.prepare_cached("DELETE FROM data_keys WHERE id = ?1")?;
@@ -344,6 +351,7 @@ fn baseline_sweep(data: &Path, account: AccountId) -> anyhow::Result<(f64, u64)>
             }
         }
         vtx.commit()?;
+        vault_checkpoints.after_commit(&vault);
         total += ids.len() as u64;
     }
     Ok((started.elapsed().as_secs_f64(), total))

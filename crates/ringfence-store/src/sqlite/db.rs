@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, oneshot};
 
+use super::checkpoint::Checkpointer;
 use crate::StoreError;
 
 /// Most write jobs committed in one transaction.
@@ -35,6 +36,7 @@ pub struct SqliteDb {
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     reader_slots: Arc<Semaphore>,
+    checkpointer: Arc<Checkpointer>,
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -57,6 +59,10 @@ impl SqliteDb {
         // so a redaction's scattered rows cost one leaf read each, not a walk from the root.
         writer.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         migrate(&mut writer, migrations)?;
+        // Checkpoints run on a thread of their own, not inside the commits that requests
+        // wait for (see `checkpoint`).
+        let checkpointer = Arc::new(Checkpointer::start(path)?);
+        checkpointer.attach(&writer)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let reader = Connection::open_with_flags(
@@ -72,16 +78,20 @@ impl SqliteDb {
             "sqlite-writer-{}",
             path.file_name().and_then(|n| n.to_str()).unwrap_or("db")
         );
-        let thread = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || write_loop(writer, rx))
-            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+        let thread = {
+            let checkpointer = checkpointer.clone();
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || write_loop(writer, rx, &checkpointer))
+        }
+        .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
         Ok(Arc::new(Self {
             path: path.to_owned(),
             writer: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(thread)),
             readers: Arc::new(Mutex::new(readers)),
             reader_slots: Arc::new(Semaphore::new(READERS)),
+            checkpointer,
         }))
     }
 
@@ -171,6 +181,15 @@ impl SqliteDb {
             .map_err(|_| StoreError::Backend("the writer thread stopped".into()))?
     }
 
+    /// Copies the whole WAL back into the database and truncates it to nothing, once the
+    /// jobs queued before are committed (and after a background checkpoint that is
+    /// running). Afterwards no page the WAL held, overwritten data included, is left in it.
+    pub async fn truncate_wal(&self) -> Result<(), StoreError> {
+        let checkpointer = self.checkpointer.clone();
+        self.maintenance(move |conn| checkpointer.truncate(conn))
+            .await
+    }
+
     fn send(&self, job: Job) -> Result<(), StoreError> {
         let sender = self
             .writer
@@ -194,6 +213,7 @@ impl SqliteDb {
         {
             let _ = t.join();
         }
+        self.checkpointer.stop();
     }
 }
 
@@ -218,7 +238,7 @@ fn run_in_savepoint<T>(
     result
 }
 
-fn write_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+fn write_loop(conn: Connection, rx: mpsc::Receiver<Job>, checkpointer: &Checkpointer) {
     let mut next: Option<Job> = None;
     loop {
         let first = match next.take() {
@@ -247,6 +267,7 @@ fn write_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             }
         }
         commit_group(&conn, jobs);
+        checkpointer.after_commit(&conn);
     }
 }
 

@@ -4,6 +4,7 @@
 //! keys and a busy timeout.
 
 mod audit;
+mod checkpoint;
 mod consent;
 mod db;
 mod outbox;
@@ -13,6 +14,7 @@ mod store;
 mod users;
 mod vault;
 
+pub use checkpoint::Checkpointer;
 pub use db::SqliteDb;
 pub use store::SqliteStore;
 pub use vault::SqliteVault;

@@ -1173,7 +1173,7 @@ impl Store for SqliteStore {
     }
 
     async fn compact(&self) -> Result<(), StoreError> {
-        self.db.maintenance(checkpoint_truncate).await
+        self.db.truncate_wal().await
     }
 
     async fn call_by_external(
@@ -1682,20 +1682,6 @@ const RETIRE_WINDOW_SIZE: u32 = 2000;
 /// The next window of `calls_live` after `(?3 started_at, ?4 rowid)`, with whether each call
 /// is redacted.
 const RETIRE_WINDOW: &str = "SELECT rowid, started_at, redacted_at IS NOT NULL FROM calls WHERE account_id = ?1 AND swept IS NULL AND legal_hold_at IS NULL AND started_at < ?2 AND (started_at, rowid) > (?3, ?4) ORDER BY started_at, rowid LIMIT 2000";
-
-/// `wal_checkpoint(TRUNCATE)`, retried while readers hold old snapshots.
-pub(crate) fn checkpoint_truncate(conn: &Connection) -> Result<(), StoreError> {
-    for _ in 0..50 {
-        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
-        if busy == 0 {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Err(StoreError::Backend(
-        "the WAL could not be truncated: readers kept it busy".into(),
-    ))
-}
 
 #[cfg(test)]
 pub(crate) fn table_columns(conn: &Connection, table: &str) -> Vec<String> {

@@ -155,10 +155,7 @@ impl VaultStore for SqliteVault {
     }
 
     async fn compact(&self) -> Result<(), VaultError> {
-        self.db
-            .maintenance(super::store::checkpoint_truncate)
-            .await
-            .map_err(backend)
+        self.db.truncate_wal().await.map_err(backend)
     }
 
     async fn ping(&self) -> Result<(), VaultError> {
