@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use rusqlite::hooks::Wal;
 
+use super::db::spawn_for;
 use crate::StoreError;
 
 /// WAL pages after a commit that wake the background checkpoint (SQLite's own automatic
@@ -94,18 +95,9 @@ impl Checkpointer {
             wake: Condvar::new(),
             running: Mutex::new(()),
         });
-        let name = format!(
-            "sqlite-ckpt-{}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("db")
-        );
         let thread = {
             let shared = shared.clone();
-            std::thread::Builder::new()
-                .name(name)
-                .spawn(move || run(conn, &shared))
-                .map_err(|e| {
-                    StoreError::Backend(format!("cannot start the checkpoint thread: {e}"))
-                })?
+            spawn_for(path, "ckpt", move || run(conn, &shared))?
         };
         Ok(Checkpointer {
             shared,

@@ -74,17 +74,12 @@ impl SqliteDb {
             readers.push(reader);
         }
         let (tx, rx) = mpsc::channel::<Job>();
-        let name = format!(
-            "sqlite-writer-{}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("db")
-        );
         let thread = {
             let checkpointer = checkpointer.clone();
-            std::thread::Builder::new()
-                .name(name)
-                .spawn(move || write_loop(writer, rx, &checkpointer))
-        }
-        .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+            spawn_for(path, "writer", move || {
+                write_loop(writer, rx, &checkpointer)
+            })?
+        };
         Ok(Arc::new(Self {
             path: path.to_owned(),
             writer: Mutex::new(Some(tx)),
@@ -221,6 +216,19 @@ impl Drop for SqliteDb {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Starts the thread `sqlite-{role}-{file name}` that serves the database at `path`.
+pub(super) fn spawn_for(
+    path: &Path,
+    role: &str,
+    run: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, StoreError> {
+    let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("db");
+    std::thread::Builder::new()
+        .name(format!("sqlite-{role}-{file}"))
+        .spawn(run)
+        .map_err(|e| StoreError::Backend(format!("cannot start the {role} thread: {e}")))
 }
 
 fn run_in_savepoint<T>(
