@@ -128,6 +128,8 @@ impl Server {
         (&mut self.serving)
             .await
             .context("the server task failed")??;
+        // As `ringfence serve` does on its way out.
+        self.resources.log.key_pool().release().await;
         self.resources.close();
         let conn = rusqlite::Connection::open(self.data.join("ringfence.db"))?;
         Ok(conn.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get::<_, i64>(0))? as u64)

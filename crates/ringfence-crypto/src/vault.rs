@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::keys::{DataKey, MasterKey};
 
 /// What a key opens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyPurpose {
     Call,
     Session,

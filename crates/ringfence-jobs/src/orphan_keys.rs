@@ -1,7 +1,8 @@
 //! Destroys data keys that open nothing.
 //!
 //! Ingest writes a record's key to the vault before the record itself, so a crash (or a
-//! failed insert whose clean-up did not run) can leave keys without records. Such a key is
+//! failed insert whose clean-up did not run, or keys a crash left in the `KeyPool`, issued
+//! ahead of need) can leave keys without records. Such a key is
 //! harmless but is key material kept without purpose, so it is destroyed once it is older
 //! than a grace period much longer than any ingest can take.
 
@@ -117,6 +118,13 @@ mod tests {
     use ringfence_crypto::{MasterKey, Vault};
     use ringfence_store::sqlite::{SqliteStore, SqliteVault};
     use ringfence_store::{AccountRecord, AgencyRecord, Blobs, Store};
+
+    #[test]
+    fn the_sweep_never_reaches_a_key_the_pool_may_still_hand_out() {
+        // A pooled key is used only while younger than MAX_AGE; the sweep only looks at keys
+        // older than GRACE. With a wide margin, a slow ingest cannot bridge the two.
+        assert!(ringfence_store::keypool::MAX_AGE * 100 <= GRACE);
+    }
 
     #[tokio::test]
     async fn keys_without_records_are_destroyed_and_others_kept() {

@@ -26,6 +26,7 @@ use ringfence_crypto::{
 };
 
 use crate::blobs::{BlobError, Blobs};
+use crate::keypool::KeyPool;
 use crate::payload::{self, PayloadError};
 use crate::records::*;
 use crate::{Store, StoreError};
@@ -211,21 +212,60 @@ pub struct CallLog {
     vault: Vault,
     blobs: Blobs,
     blind_keys: Mutex<HashMap<AccountId, BlindIndexKey>>,
+    keys: Arc<KeyPool>,
+}
+
+/// Requests of at most this many calls take their keys from the [`KeyPool`]; larger ones
+/// issue their own and commit them to the vault in one transaction, which they amortise.
+const POOLED_MAX: usize = 8;
+
+/// What the records of one request are sealed for.
+#[derive(Clone, Copy)]
+struct Sealing {
+    account: AccountId,
+    now: Timestamp,
+    /// Take keys from the [`KeyPool`] (small requests) rather than issue them.
+    pooled: bool,
 }
 
 struct SealedSession {
     row: SessionRow,
-    key: KeyRecord,
+    /// The key to insert in the vault first; `None` if it came from the pool, already durable.
+    key: Option<KeyRecord>,
 }
 
 impl CallLog {
     pub fn new(store: Arc<dyn Store>, vault: Vault, blobs: Blobs) -> Self {
         Self {
             store,
+            keys: Arc::new(KeyPool::new(vault.clone())),
             vault,
             blobs,
             blind_keys: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The pool of keys issued ahead of need (see [`KeyPool`]).
+    pub fn key_pool(&self) -> &Arc<KeyPool> {
+        &self.keys
+    }
+
+    /// A new record's id and key: from the pool if `pooled` and it has one (then nothing
+    /// needs inserting), else freshly issued with the record to insert in the vault.
+    fn new_key(
+        &self,
+        account: AccountId,
+        purpose: KeyPurpose,
+        pooled: bool,
+    ) -> (uuid::Uuid, DataKey, Option<KeyRecord>) {
+        if pooled && let Some((id, key)) = self.keys.take(account, purpose) {
+            return (id, key, None);
+        }
+        let id = uuid::Uuid::now_v7();
+        let (key, record) = self
+            .vault
+            .issue(id.to_string(), account.to_string(), purpose);
+        (id, key, Some(record))
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -270,17 +310,14 @@ impl CallLog {
         Ok(self.blind_key(account).await?.index(number.as_str()))
     }
 
-    fn seal_session(
-        &self,
-        account: AccountId,
-        blind: &BlindIndexKey,
-        s: &NewSession,
-        now: Timestamp,
-    ) -> SealedSession {
-        let id = SessionId::generate();
-        let (key, record) =
-            self.vault
-                .issue(id.to_string(), account.to_string(), KeyPurpose::Session);
+    fn seal_session(&self, ctx: Sealing, blind: &BlindIndexKey, s: &NewSession) -> SealedSession {
+        let Sealing {
+            account,
+            now,
+            pooled,
+        } = ctx;
+        let (id, key, record) = self.new_key(account, KeyPurpose::Session, pooled);
+        let id = SessionId::from_uuid(id);
         let visitor = seal_opt(
             &key,
             &aad("session", &id.to_string(), "visitor"),
@@ -316,19 +353,21 @@ impl CallLog {
 
     fn seal_call(
         &self,
-        account: AccountId,
+        ctx: Sealing,
         blind: &BlindIndexKey,
         c: &NewCall,
-        now: Timestamp,
         policy: &IngestPolicy,
         subject: Option<&(SubjectKind, BlindIndex, DataKey)>,
     ) -> (NewCallRow, Vec<KeyRecord>) {
-        let id = CallId::generate();
+        let Sealing {
+            account,
+            now,
+            pooled,
+        } = ctx;
+        let (id, key, record) = self.new_key(account, KeyPurpose::Call, pooled);
+        let id = CallId::from_uuid(id);
         let ids = id.to_string();
-        let (key, record) = self
-            .vault
-            .issue(ids.clone(), account.to_string(), KeyPurpose::Call);
-        let mut keys = vec![record];
+        let mut keys: Vec<KeyRecord> = record.into_iter().collect();
         let inline_session = c.visitor.as_ref().map(|v| {
             let session = NewSession {
                 external_id: None,
@@ -336,8 +375,8 @@ impl CallLog {
                 utm: c.utm.clone(),
                 visitor: v.clone(),
             };
-            let sealed = self.seal_session(account, blind, &session, now);
-            keys.push(sealed.key);
+            let sealed = self.seal_session(ctx, blind, &session);
+            keys.extend(sealed.key);
             sealed.row
         });
         let row = CallRow {
@@ -635,16 +674,26 @@ impl CallLog {
             subjects.push(Some((subject.kind(), bidx, key)));
         }
         // Sealing costs microseconds per call: a large batch goes off the async runtime.
-        let (rows, keys) = if calls.len() > 8 {
+        let (rows, keys) = if calls.len() > POOLED_MAX {
             let this = Arc::clone(self);
             let policy = policy.clone();
             tokio::task::spawn_blocking(move || {
-                this.seal_calls(account, &blind, &calls, now, &policy, &subjects)
+                let ctx = Sealing {
+                    account,
+                    now,
+                    pooled: false,
+                };
+                this.seal_calls(ctx, &blind, &calls, &policy, &subjects)
             })
             .await
             .map_err(|e| LogError::Task(e.to_string()))?
         } else {
-            self.seal_calls(account, &blind, &calls, now, policy, &subjects)
+            let ctx = Sealing {
+                account,
+                now,
+                pooled: true,
+            };
+            self.seal_calls(ctx, &blind, &calls, policy, &subjects)
         };
         let key_ids_by_call: Vec<Vec<String>> = rows
             .iter()
@@ -759,10 +808,9 @@ impl CallLog {
 
     fn seal_calls(
         &self,
-        account: AccountId,
+        ctx: Sealing,
         blind: &BlindIndexKey,
         calls: &[NewCall],
-        now: Timestamp,
         policy: &IngestPolicy,
         subjects: &[Option<(SubjectKind, BlindIndex, DataKey)>],
     ) -> (Vec<NewCallRow>, Vec<KeyRecord>) {
@@ -770,7 +818,7 @@ impl CallLog {
         let mut keys = Vec::with_capacity(calls.len());
         for (i, c) in calls.iter().enumerate() {
             let subject = subjects.get(i).and_then(Option::as_ref);
-            let (row, k) = self.seal_call(account, blind, c, now, policy, subject);
+            let (row, k) = self.seal_call(ctx, blind, c, policy, subject);
             rows.push(row);
             keys.extend(k);
         }
@@ -788,9 +836,14 @@ impl CallLog {
     ) -> Result<(Inserted<SessionId>, Vec<String>), LogError> {
         let mut dropped = collection.minimise_session(&mut session);
         let blind = self.blind_key(account).await?;
-        let sealed = self.seal_session(account, &blind, &session, Timestamp::now());
-        let key_id = sealed.key.id.clone();
-        self.vault.insert(vec![sealed.key]).await?;
+        let ctx = Sealing {
+            account,
+            now: Timestamp::now(),
+            pooled: true,
+        };
+        let sealed = self.seal_session(ctx, &blind, &session);
+        let key_id = sealed.row.id.to_string();
+        self.vault.insert(sealed.key.into_iter().collect()).await?;
         let (outcome, withheld) = match self.store.insert_session(sealed.row).await {
             Ok(o) => o,
             Err(e) => {

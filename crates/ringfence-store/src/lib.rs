@@ -8,6 +8,7 @@
 pub mod blobs;
 pub mod calllog;
 pub mod journal;
+pub mod keypool;
 pub mod payload;
 pub mod recipients;
 pub mod records;

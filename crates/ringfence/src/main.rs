@@ -196,6 +196,8 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
     if let Err(e) = resources.log.anchor_journal().await {
         tracing::warn!(cause = %e, "could not record the journal's head");
     }
+    // Keys issued ahead of need open nothing once the process ends.
+    resources.log.key_pool().release().await;
     resources.close();
     result
 }
@@ -328,6 +330,7 @@ async fn serve(resources: &Resources) -> anyhow::Result<()> {
     let _ = sweeper.await;
     let _ = jobs.await;
     let _ = repair.await;
+    resources.log.key_pool().release().await;
     tracing::info!("stopped; every acknowledged write is committed");
     Ok(())
 }
