@@ -17,10 +17,22 @@ const READERS: usize = 4;
 const WRITER_CACHE_KIB: i64 = 32 * 1024;
 
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
-/// A write: given the connection and whether it shares the transaction with other jobs
-/// (then it runs in a savepoint of its own), it returns whether it succeeded and what to do
-/// once the transaction has ended.
-type WriteJob = Box<dyn FnOnce(&Connection, bool) -> (bool, Completion) + Send>;
+/// A write: given the connection and whether it shares the transaction with other jobs, it
+/// returns how it went and what to do once the transaction has ended.
+type WriteJob = Box<dyn FnOnce(&Connection, bool) -> (Outcome, Completion) + Send>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Done,
+    /// Failed, and its changes are undone (or it made none).
+    Failed,
+    /// Failed after changing the database without a savepoint to undo it: the whole
+    /// transaction must be rolled back.
+    Poisoned,
+}
+
+/// What the other jobs of a transaction that a job poisoned are told.
+const POISONED: &str = "another write in the same transaction failed part-way; retry";
 
 enum Job {
     /// Runs inside the group's transaction; completes after the commit.
@@ -101,20 +113,53 @@ impl SqliteDb {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.submit(f, true).await
+    }
+
+    /// Like [`write`](Self::write), for a job that fails only before it has changed
+    /// anything (it checks first, then writes): it runs without a savepoint of its own, so
+    /// SQLite does not copy each page it touches into a statement journal. Should it fail
+    /// after a change after all (a database error), the whole transaction is rolled back and
+    /// every job in it fails, so nothing is half-stored either way.
+    pub async fn write_checked_first<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(f, false).await
+    }
+
+    async fn submit<T, F>(&self, f: F, savepoint: bool) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
         let job = Job::Write(Box::new(move |conn: &Connection, shared: bool| {
             // Alone in its transaction, a job needs no savepoint: if it fails, the whole
             // transaction is rolled back. (Statements inside a savepoint cost SQLite more
             // the more pages the transaction has dirtied.)
-            let result = if shared {
-                run_in_savepoint(conn, f)
+            let (result, outcome) = if shared && savepoint {
+                let result = run_in_savepoint(conn, f);
+                let outcome = if result.is_ok() {
+                    Outcome::Done
+                } else {
+                    Outcome::Failed
+                };
+                (result, outcome)
             } else {
-                catch_unwind(AssertUnwindSafe(|| f(conn)))
-                    .unwrap_or_else(|_| Err(StoreError::Backend("a write panicked".into())))
+                let before = conn.total_changes();
+                let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
+                    .unwrap_or_else(|_| Err(StoreError::Backend("a write panicked".into())));
+                let outcome = match &result {
+                    Ok(_) => Outcome::Done,
+                    Err(_) if conn.total_changes() == before => Outcome::Failed,
+                    Err(_) => Outcome::Poisoned,
+                };
+                (result, outcome)
             };
-            let ok = result.is_ok();
             (
-                ok,
+                outcome,
                 Box::new(move |commit: Result<(), String>| {
                     let _ = tx.send(match commit {
                         Ok(()) => result,
@@ -292,18 +337,23 @@ fn commit_group(conn: &Connection, jobs: Vec<WriteJob>) {
         return;
     }
     let shared = jobs.len() > 1;
-    let mut completions: Vec<Completion> = Vec::with_capacity(jobs.len());
-    let mut all_ok = true;
+    let mut completions: Vec<(Outcome, Completion)> = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let (ok, completion) = job(conn, shared);
-        all_ok &= ok;
-        completions.push(completion);
+        completions.push(job(conn, shared));
     }
-    if !shared && !all_ok {
-        // A job alone in its transaction failed: undo it whole. Its caller gets its error.
+    let all_ok = completions.iter().all(|(o, _)| *o == Outcome::Done);
+    let poisoned = completions.iter().any(|(o, _)| *o == Outcome::Poisoned);
+    if poisoned || (!shared && !all_ok) {
+        // A job alone in its transaction failed, or one left changes it could not undo:
+        // undo the transaction whole. A job that failed gets its own error; the others
+        // are told to retry.
         let _ = conn.execute_batch("ROLLBACK");
-        for completion in completions {
-            completion(Ok(()));
+        for (outcome, completion) in completions {
+            completion(if outcome == Outcome::Done {
+                Err(POISONED.to_owned())
+            } else {
+                Ok(())
+            });
         }
         return;
     }
@@ -311,7 +361,7 @@ fn commit_group(conn: &Connection, jobs: Vec<WriteJob>) {
         let _ = conn.execute_batch("ROLLBACK");
         e.to_string()
     });
-    for completion in completions {
+    for (_, completion) in completions {
         completion(commit.clone());
     }
 }
@@ -346,4 +396,140 @@ fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError>
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn open(dir: &Path) -> Arc<SqliteDb> {
+        SqliteDb::open(
+            &dir.join("t.db"),
+            &["CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)"],
+        )
+        .unwrap()
+    }
+
+    fn insert(conn: &Connection, k: i64) -> Result<(), StoreError> {
+        conn.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])?;
+        Ok(())
+    }
+
+    async fn keys(db: &SqliteDb) -> Vec<i64> {
+        db.read(|conn| {
+            let mut stmt = conn.prepare("SELECT k FROM t ORDER BY k")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<i64>, _>>()?)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Runs `jobs` in one group: a first job holds the writer until all are queued.
+    async fn in_one_group<T: Send + 'static>(
+        db: &Arc<SqliteDb>,
+        jobs: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>>,
+    ) -> Vec<T> {
+        let hold = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.write(|_| {
+                    std::thread::sleep(Duration::from_millis(200));
+                    Ok(())
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let out = futures::future::join_all(jobs).await;
+        hold.await.unwrap().unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_checked_job_that_fails_before_writing_leaves_its_group_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let (a, b, c) = (db.clone(), db.clone(), db.clone());
+        let out = in_one_group(
+            &db,
+            vec![
+                Box::pin(async move { a.write_checked_first(|conn| insert(conn, 1)).await }),
+                Box::pin(async move {
+                    b.write_checked_first(|_| -> Result<(), StoreError> {
+                        Err(StoreError::Backend("refused".into()))
+                    })
+                    .await
+                }),
+                Box::pin(async move { c.write(|conn| insert(conn, 3)).await }),
+            ],
+        )
+        .await;
+        assert!(out[0].is_ok() && out[2].is_ok(), "{out:?}");
+        assert!(matches!(&out[1], Err(StoreError::Backend(m)) if m == "refused"));
+        assert_eq!(keys(&db).await, vec![1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_checked_job_that_fails_after_writing_rolls_back_its_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let (a, b, c) = (db.clone(), db.clone(), db.clone());
+        let out = in_one_group(
+            &db,
+            vec![
+                Box::pin(async move { a.write_checked_first(|conn| insert(conn, 1)).await }),
+                // Writes 2, then fails on a duplicate key: no savepoint can undo the 2.
+                Box::pin(async move {
+                    b.write_checked_first(|conn| {
+                        insert(conn, 2)?;
+                        insert(conn, 1)
+                    })
+                    .await
+                }),
+                Box::pin(async move { c.write(|conn| insert(conn, 3)).await }),
+            ],
+        )
+        .await;
+        assert!(
+            matches!(&out[1], Err(StoreError::Backend(m)) if m.contains("UNIQUE")),
+            "the failing job gets its own error: {out:?}"
+        );
+        for other in [&out[0], &out[2]] {
+            assert!(
+                matches!(other, Err(StoreError::Backend(m)) if m.contains(POISONED)),
+                "{out:?}"
+            );
+        }
+        assert!(keys(&db).await.is_empty(), "nothing of the group is stored");
+        // The writer goes on.
+        db.write_checked_first(|conn| insert(conn, 4))
+            .await
+            .unwrap();
+        assert_eq!(keys(&db).await, vec![4]);
+    }
+
+    #[tokio::test]
+    async fn a_guarded_job_that_fails_part_way_undoes_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let (a, b) = (db.clone(), db.clone());
+        let out = in_one_group(
+            &db,
+            vec![
+                Box::pin(async move { a.write(|conn| insert(conn, 1)).await }),
+                Box::pin(async move {
+                    b.write(|conn| {
+                        insert(conn, 2)?;
+                        insert(conn, 1)
+                    })
+                    .await
+                }),
+            ],
+        )
+        .await;
+        assert!(out[0].is_ok() && out[1].is_err(), "{out:?}");
+        assert_eq!(keys(&db).await, vec![1]);
+    }
 }

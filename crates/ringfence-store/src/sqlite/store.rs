@@ -779,6 +779,17 @@ impl Store for SqliteStore {
     }
 
     async fn insert_calls(&self, calls: Vec<NewCallRow>) -> Result<InsertReport, StoreError> {
+        // One call without inline consents fails only before it writes (every check comes
+        // before its inserts), so it needs no savepoint; a batch, or consents whose notice
+        // version is checked as they are recorded, may fail part-way.
+        if let [only] = calls.as_slice()
+            && only.consents.is_empty()
+        {
+            return self
+                .db
+                .write_checked_first(move |conn| insert_call_rows(conn, &calls))
+                .await;
+        }
         self.db
             .write(move |conn| insert_call_rows(conn, &calls))
             .await
