@@ -1,5 +1,8 @@
 //! Identifiers. Every id is a UUID (version 7 when Ringfence makes it, so ids sort by
-//! creation time and keep B-tree inserts local). Ids are never personal data.
+//! creation time and keep B-tree inserts local). Ids are never personal data. A call's or
+//! session's id is its data key's: one taken from the ingest key pool was made when the key
+//! was issued, up to 30 s before the record, so those ids sort by creation only roughly;
+//! nothing relies on more (lists order by `started_at`, the id only breaks ties).
 
 use std::fmt;
 use std::str::FromStr;
