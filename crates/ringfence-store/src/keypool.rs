@@ -13,8 +13,9 @@
 //!   to one record. Its id (a fresh UUIDv7) becomes that record's id.
 //! - A key is handed out only while younger than [`MAX_AGE`], far below the orphan-key
 //!   sweep's grace period, so the sweep never destroys a key that a record is about to use.
-//!   Older keys are destroyed in the vault, as are those left when the log closes; after a
-//!   crash the orphan-key sweep destroys them.
+//!   Older keys are destroyed in the vault, as are those left when the log closes
+//!   ([`KeyPool::release`] waits for refills under way and starts no more); after a crash
+//!   the orphan-key sweep destroys them.
 //! - The pool is per account and purpose, so every vault record keeps its true account.
 //! - An account that ingests rarely gets no pool: keys are pooled only at a measured rate
 //!   of at least [`MIN_REFILL`] per [`LEAD`], so idle accounts leave no key material waiting.
@@ -35,6 +36,8 @@ const LEAD: Duration = Duration::from_millis(500);
 const MIN_REFILL: usize = 8;
 /// Most keys issued by one refill.
 const MAX_REFILL: usize = 2048;
+/// Longest wait of `release` for refills under way.
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
 /// Shortest window over which the rate is measured.
 const MIN_WINDOW: Duration = Duration::from_millis(10);
 
@@ -72,6 +75,8 @@ pub struct PoolStats {
 pub struct KeyPool {
     vault: Vault,
     max_age: Duration,
+    /// Set by `release`: no refill starts any more.
+    closed: std::sync::atomic::AtomicBool,
     pools: Mutex<HashMap<(AccountId, KeyPurpose), Pool>>,
     stats: Mutex<PoolStats>,
 }
@@ -85,6 +90,7 @@ impl KeyPool {
         Self {
             vault,
             max_age,
+            closed: std::sync::atomic::AtomicBool::new(false),
             pools: Mutex::new(HashMap::new()),
             stats: Mutex::new(PoolStats::default()),
         }
@@ -119,7 +125,8 @@ impl KeyPool {
                 expired.push(p.id.to_string());
             }
             let mut refill = 0;
-            if !pool.refilling && pool.ready.len() * 2 <= pool.last_refill {
+            let closed = self.closed.load(std::sync::atomic::Ordering::SeqCst);
+            if !closed && !pool.refilling && pool.ready.len() * 2 <= pool.last_refill {
                 // The rate asked for since the last decision (the first ask only starts the
                 // window), over at least MIN_WINDOW.
                 if let Some(since) = pool.since {
@@ -208,15 +215,34 @@ impl KeyPool {
         }
     }
 
-    /// Destroys every pooled key in the vault (on shutdown: they would open nothing).
+    /// Destroys every pooled key in the vault (on shutdown: they would open nothing), after
+    /// the refills under way have landed (for at most [`RELEASE_WAIT`]); no refill starts
+    /// afterwards.
     pub async fn release(&self) {
-        let ids: Vec<String> = match self.pools.lock() {
-            Ok(mut pools) => pools
-                .values_mut()
-                .flat_map(|p| p.ready.drain(..))
-                .map(|p| p.id.to_string())
-                .collect(),
-            Err(_) => return,
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let deadline = Instant::now() + RELEASE_WAIT;
+        let ids: Vec<String> = loop {
+            // `None` while a refill is under way (and the deadline not passed).
+            let drained: Option<Vec<String>> = {
+                let Ok(mut pools) = self.pools.lock() else {
+                    return;
+                };
+                if pools.values().any(|p| p.refilling) && Instant::now() < deadline {
+                    None
+                } else {
+                    Some(
+                        pools
+                            .values_mut()
+                            .flat_map(|p| p.ready.drain(..))
+                            .map(|p| p.id.to_string())
+                            .collect(),
+                    )
+                }
+            };
+            match drained {
+                Some(ids) => break ids,
+                None => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
         };
         if ids.is_empty() {
             return;
@@ -359,18 +385,37 @@ mod tests {
         let pool = pool(dir.path(), MAX_AGE);
         let account = AccountId::generate();
         let (used, _) = take_until_hit(&pool, account, 2000).await.expect("filled");
-        // Let any refill in flight land, so that release sees every pooled key.
-        for _ in 0..200 {
-            if !pool.pools.lock().unwrap().values().any(|p| p.refilling) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        // Keep asking until a refill is under way, then release at once: release waits for
+        // it, so that its keys do not land in the pool after the pool was emptied.
+        let mut asked = 0;
+        while !pool.pools.lock().unwrap().values().any(|p| p.refilling) {
+            let _ = pool.take(account, KeyPurpose::Call);
+            asked += 1;
+            assert!(asked < 100_000, "no refill started");
         }
-        let waiting = pooled_ids(&pool);
-        assert!(!waiting.is_empty());
+        let issued_ids = |pool: &KeyPool| pooled_ids(pool);
+        let before_release = issued_ids(&pool);
         pool.release().await;
         assert!(pooled_ids(&pool).is_empty());
-        assert!(pool.vault.open_keys(waiting).await.unwrap().is_empty());
+        assert!(
+            !pool.pools.lock().unwrap().values().any(|p| p.refilling),
+            "release returned with a refill under way"
+        );
+        assert!(
+            pool.vault
+                .open_keys(before_release)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Every key the vault still holds is one that was handed out: nothing pooled is left.
+        let stats = pool.stats();
+        assert_eq!(stats.issued, stats.hits + stats.discarded, "{stats:?}");
+        // No refill starts after release.
+        for _ in 0..50 {
+            let _ = pool.take(account, KeyPurpose::Call);
+        }
+        assert!(!pool.pools.lock().unwrap().values().any(|p| p.refilling));
         assert!(
             pool.vault
                 .open_key(&used.to_string())
