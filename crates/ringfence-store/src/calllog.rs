@@ -250,21 +250,22 @@ impl CallLog {
         &self.keys
     }
 
-    /// A new record's id and key: from the pool if `pooled` and it has one (then nothing
+    /// A new record's id and key: from the pool if `ctx.pooled` and it has one (then nothing
     /// needs inserting), else freshly issued with the record to insert in the vault.
     fn new_key(
         &self,
-        account: AccountId,
+        ctx: Sealing,
         purpose: KeyPurpose,
-        pooled: bool,
     ) -> (uuid::Uuid, DataKey, Option<KeyRecord>) {
-        if pooled && let Some((id, key)) = self.keys.take(account, purpose) {
+        if ctx.pooled
+            && let Some((id, key)) = self.keys.take(ctx.account, purpose)
+        {
             return (id, key, None);
         }
         let id = uuid::Uuid::now_v7();
         let (key, record) = self
             .vault
-            .issue(id.to_string(), account.to_string(), purpose);
+            .issue(id.to_string(), ctx.account.to_string(), purpose);
         (id, key, Some(record))
     }
 
@@ -311,12 +312,8 @@ impl CallLog {
     }
 
     fn seal_session(&self, ctx: Sealing, blind: &BlindIndexKey, s: &NewSession) -> SealedSession {
-        let Sealing {
-            account,
-            now,
-            pooled,
-        } = ctx;
-        let (id, key, record) = self.new_key(account, KeyPurpose::Session, pooled);
+        let Sealing { account, now, .. } = ctx;
+        let (id, key, record) = self.new_key(ctx, KeyPurpose::Session);
         let id = SessionId::from_uuid(id);
         let visitor = seal_opt(
             &key,
@@ -359,12 +356,8 @@ impl CallLog {
         policy: &IngestPolicy,
         subject: Option<&(SubjectKind, BlindIndex, DataKey)>,
     ) -> (NewCallRow, Vec<KeyRecord>) {
-        let Sealing {
-            account,
-            now,
-            pooled,
-        } = ctx;
-        let (id, key, record) = self.new_key(account, KeyPurpose::Call, pooled);
+        let Sealing { account, now, .. } = ctx;
+        let (id, key, record) = self.new_key(ctx, KeyPurpose::Call);
         let id = CallId::from_uuid(id);
         let ids = id.to_string();
         let mut keys: Vec<KeyRecord> = record.into_iter().collect();

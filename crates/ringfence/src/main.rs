@@ -330,7 +330,6 @@ async fn serve(resources: &Resources) -> anyhow::Result<()> {
     let _ = sweeper.await;
     let _ = jobs.await;
     let _ = repair.await;
-    resources.log.key_pool().release().await;
     tracing::info!("stopped; every acknowledged write is committed");
     Ok(())
 }

@@ -416,6 +416,12 @@ mod tests {
         Ok(())
     }
 
+    /// Writes 2, then fails on 1, a duplicate key of the job before it.
+    fn insert_2_then_duplicate_1(conn: &Connection) -> Result<(), StoreError> {
+        insert(conn, 2)?;
+        insert(conn, 1)
+    }
+
     async fn keys(db: &SqliteDb) -> Vec<i64> {
         db.read(|conn| {
             let mut stmt = conn.prepare("SELECT k FROM t ORDER BY k")?;
@@ -481,13 +487,7 @@ mod tests {
             vec![
                 Box::pin(async move { a.write_checked_first(|conn| insert(conn, 1)).await }),
                 // Writes 2, then fails on a duplicate key: no savepoint can undo the 2.
-                Box::pin(async move {
-                    b.write_checked_first(|conn| {
-                        insert(conn, 2)?;
-                        insert(conn, 1)
-                    })
-                    .await
-                }),
+                Box::pin(async move { b.write_checked_first(insert_2_then_duplicate_1).await }),
                 Box::pin(async move { c.write(|conn| insert(conn, 3)).await }),
             ],
         )
@@ -519,13 +519,7 @@ mod tests {
             &db,
             vec![
                 Box::pin(async move { a.write(|conn| insert(conn, 1)).await }),
-                Box::pin(async move {
-                    b.write(|conn| {
-                        insert(conn, 2)?;
-                        insert(conn, 1)
-                    })
-                    .await
-                }),
+                Box::pin(async move { b.write(insert_2_then_duplicate_1).await }),
             ],
         )
         .await;
