@@ -10,6 +10,7 @@
 
 mod baseline;
 mod client;
+mod cpu;
 mod layers;
 mod micro;
 mod report;
@@ -410,8 +411,10 @@ fn run_figure(
             let target =
                 client::Target::new(server.address, &server.token, &server.account.to_string());
             // Call numbers start above the warm-up call's.
+            let mut cpu_before = None;
             let load = rt.client.block_on(async {
                 client::warm_up(&target, calls, 0).await?;
+                cpu_before = Some(cpu::snapshot());
                 match figure {
                     Figure::HttpBatch => {
                         client::batches(
@@ -436,8 +439,16 @@ fn run_figure(
                     }
                 }
             });
+            let cpu_after = cpu::snapshot();
             let stored = rt.server.block_on(server.stop())?;
             let mut load = load?;
+            if let Some(before) = &cpu_before {
+                eprintln!(
+                    "      {}: {} (the load generator's threads included)",
+                    figure.name(),
+                    cpu::per_call(before, &cpu_after, load.calls)
+                );
+            }
             // Every 201 must be a call in the file after shutdown.
             anyhow::ensure!(
                 stored == load.calls + 1,
