@@ -1,7 +1,7 @@
 //! CPU time of this process's threads, read from `/proc/self/task/*/schedstat` (Linux): the
 //! time each thread ran and the time it was runnable but waited for a core, in nanoseconds.
-//! Per call, CPU time varies far less on a noisy machine than calls per second do, and the
-//! split by thread says which stage a change made cheaper.
+//! The split by thread says which stage a change made cheaper, and the waiting time whether
+//! a slow run was short of CPU.
 
 use std::collections::BTreeMap;
 

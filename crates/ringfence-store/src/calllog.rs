@@ -666,27 +666,24 @@ impl CallLog {
             let key = self.subject_key(account, &bidx).await?;
             subjects.push(Some((subject.kind(), bidx, key)));
         }
-        // Sealing costs microseconds per call: a large batch goes off the async runtime.
-        let (rows, keys) = if calls.len() > POOLED_MAX {
+        // Small requests take pooled keys; a larger one issues its own and commits them in
+        // one transaction. Sealing costs microseconds per call: a large batch goes off the
+        // async runtime.
+        let ctx = Sealing {
+            account,
+            now,
+            pooled: calls.len() <= POOLED_MAX,
+        };
+        let (rows, keys) = if ctx.pooled {
+            self.seal_calls(ctx, &blind, &calls, policy, &subjects)
+        } else {
             let this = Arc::clone(self);
             let policy = policy.clone();
             tokio::task::spawn_blocking(move || {
-                let ctx = Sealing {
-                    account,
-                    now,
-                    pooled: false,
-                };
                 this.seal_calls(ctx, &blind, &calls, &policy, &subjects)
             })
             .await
             .map_err(|e| LogError::Task(e.to_string()))?
-        } else {
-            let ctx = Sealing {
-                account,
-                now,
-                pooled: true,
-            };
-            self.seal_calls(ctx, &blind, &calls, policy, &subjects)
         };
         let key_ids_by_call: Vec<Vec<String>> = rows
             .iter()

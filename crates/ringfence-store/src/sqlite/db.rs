@@ -453,25 +453,29 @@ mod tests {
         out
     }
 
+    /// In one group: a checked job inserting 1, the checked job `middle`, a guarded job
+    /// inserting 3.
+    async fn checked_between<F>(db: &Arc<SqliteDb>, middle: F) -> Vec<Result<(), StoreError>>
+    where
+        F: FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
+    {
+        let (a, b, c) = (db.clone(), db.clone(), db.clone());
+        in_one_group(
+            db,
+            vec![
+                Box::pin(async move { a.write_checked_first(|conn| insert(conn, 1)).await }),
+                Box::pin(async move { b.write_checked_first(middle).await }),
+                Box::pin(async move { c.write(|conn| insert(conn, 3)).await }),
+            ],
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn a_checked_job_that_fails_before_writing_leaves_its_group_committed() {
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path());
-        let (a, b, c) = (db.clone(), db.clone(), db.clone());
-        let out = in_one_group(
-            &db,
-            vec![
-                Box::pin(async move { a.write_checked_first(|conn| insert(conn, 1)).await }),
-                Box::pin(async move {
-                    b.write_checked_first(|_| -> Result<(), StoreError> {
-                        Err(StoreError::Backend("refused".into()))
-                    })
-                    .await
-                }),
-                Box::pin(async move { c.write(|conn| insert(conn, 3)).await }),
-            ],
-        )
-        .await;
+        let out = checked_between(&db, |_| Err(StoreError::Backend("refused".into()))).await;
         assert!(out[0].is_ok() && out[2].is_ok(), "{out:?}");
         assert!(matches!(&out[1], Err(StoreError::Backend(m)) if m == "refused"));
         assert_eq!(keys(&db).await, vec![1, 3]);
@@ -481,17 +485,8 @@ mod tests {
     async fn a_checked_job_that_fails_after_writing_rolls_back_its_whole_group() {
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path());
-        let (a, b, c) = (db.clone(), db.clone(), db.clone());
-        let out = in_one_group(
-            &db,
-            vec![
-                Box::pin(async move { a.write_checked_first(|conn| insert(conn, 1)).await }),
-                // Writes 2, then fails on a duplicate key: no savepoint can undo the 2.
-                Box::pin(async move { b.write_checked_first(insert_2_then_duplicate_1).await }),
-                Box::pin(async move { c.write(|conn| insert(conn, 3)).await }),
-            ],
-        )
-        .await;
+        // The middle job writes 2, then fails on a duplicate key: no savepoint can undo the 2.
+        let out = checked_between(&db, insert_2_then_duplicate_1).await;
         assert!(
             matches!(&out[1], Err(StoreError::Backend(m)) if m.contains("UNIQUE")),
             "the failing job gets its own error: {out:?}"
