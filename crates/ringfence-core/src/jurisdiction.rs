@@ -42,7 +42,13 @@ pub fn is_gdpr_region(iso2: &str) -> bool {
 /// in Saint-Martin and in Saint-Barthélemy).
 pub fn gdpr_scope_of_number(number: &E164) -> Option<bool> {
     let region = number.region()?;
-    Some(is_gdpr_region(region) || number.also_valid_in().any(is_gdpr_region))
+    // The search of the regions sharing the number tries every one's patterns (24 of them
+    // for +1); a calling code none of whose regions is in scope needs none.
+    Some(
+        is_gdpr_region(region)
+            || (number.code_regions().any(is_gdpr_region)
+                && number.also_valid_in().any(is_gdpr_region)),
+    )
 }
 
 /// A call's scope from its number's and its visit's: in scope if either is; out of scope if

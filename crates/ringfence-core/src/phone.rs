@@ -89,6 +89,12 @@ impl E164 {
         (id != NON_GEOGRAPHIC).then_some(id)
     }
 
+    /// Every region of this number's calling code (cheap: no number pattern is tried).
+    pub(crate) fn code_regions(&self) -> impl Iterator<Item = &'static str> {
+        let (code, _) = self.split();
+        database().region(&code).unwrap_or_default().into_iter()
+    }
+
     /// Every other region sharing this number's calling code for which the national number is
     /// also a valid number: where the numbering plan cannot tell the regions apart.
     pub(crate) fn also_valid_in(&self) -> impl Iterator<Item = &'static str> + '_ {
