@@ -9,6 +9,8 @@ mod consent;
 mod db;
 mod outbox;
 mod redaction;
+mod redo;
+mod redo_record;
 mod schema;
 mod store;
 mod users;

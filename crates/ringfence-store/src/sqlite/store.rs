@@ -12,8 +12,8 @@ use ringfence_core::retention::{RetentionPolicy, RetentionScope};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, CallId, DeliveryId, RecipientId, SessionId};
 
-use super::db::SqliteDb;
-use super::{audit, consent, outbox, redaction, schema, users};
+use super::db::{RedoLimits, SqliteDb};
+use super::{audit, consent, outbox, redaction, redo_record, schema, users};
 use crate::records::*;
 use crate::{LoginFailure, Store, StoreError, UserRecord, WebSessionRecord};
 use ringfence_core::DataCategory;
@@ -26,9 +26,16 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Opens the call log; ingest is acknowledged from its redo log (see `redo`), and what a
+    /// crash left there is stored before this returns.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Ok(Self {
-            db: SqliteDb::open(path, schema::CALL_LOG)?,
+            db: SqliteDb::open_logged(
+                path,
+                schema::CALL_LOG,
+                RedoLimits::default(),
+                replay_insert_calls,
+            )?,
         })
     }
 
@@ -296,6 +303,11 @@ fn insert_session_row(
             r.get(0)
         })?;
     Ok(Inserted::Existing(parse_id(existing)?))
+}
+
+/// Runs an ingest's redo record again (see `redo`).
+fn replay_insert_calls(conn: &Connection, record: &[u8]) -> Result<(), StoreError> {
+    insert_call_rows(conn, &redo_record::decode(record)?).map(|_| ())
 }
 
 fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertReport, StoreError> {
@@ -782,16 +794,17 @@ impl Store for SqliteStore {
         // One call without inline consents fails only before it writes (every check comes
         // before its inserts), so it needs no savepoint; a batch, or consents whose notice
         // version is checked as they are recorded, may fail part-way.
+        let record = redo_record::encode(&calls);
         if let [only] = calls.as_slice()
             && only.consents.is_empty()
         {
             return self
                 .db
-                .write_checked_first(move |conn| insert_call_rows(conn, &calls))
+                .write_logged_checked_first(record, move |conn| insert_call_rows(conn, &calls))
                 .await;
         }
         self.db
-            .write(move |conn| insert_call_rows(conn, &calls))
+            .write_logged(record, move |conn| insert_call_rows(conn, &calls))
             .await
     }
 

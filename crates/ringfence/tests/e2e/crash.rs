@@ -473,3 +473,166 @@ async fn a_sweep_killed_midway_finishes_on_the_next_run_redacting_each_overdue_c
     let (code, _, err) = run_cli(&data, &["audit", "verify"]);
     assert_eq!(code, 0, "{err}");
 }
+
+/// The redo log of the call log in `data` (`ringfence.db-redo` or wherever it lies), and its size.
+fn redo_log_size(data: &Path) -> u64 {
+    let mut total = 0;
+    for entry in walk(data) {
+        if entry.to_string_lossy().ends_with("-redo") {
+            total += std::fs::metadata(&entry).map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    total
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn calls_acknowledged_just_before_a_sigkill_are_all_there_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let logs = dir.path().join("logs");
+    let account = setup(&data);
+    let client = reqwest::Client::new();
+    let mut admin = String::new();
+    // (id, external id, caller number) of every call answered 201.
+    let mut acknowledged: Vec<(String, String, Value)> = Vec::new();
+    let mut replays = 0;
+    for round in 0..3u16 {
+        let served = Served::start(&data, &logs, &[]);
+        if let Some(t) = served.bootstrap_token.clone() {
+            admin = t;
+        }
+        // Single calls from 16 connections and two batches, all at once; SIGKILL right
+        // after the last answer, before the open transaction's own commit (200 ms).
+        let mut tasks = Vec::new();
+        for conn in 0..16u16 {
+            let (client, base, admin, account) = (
+                client.clone(),
+                served.address.clone(),
+                admin.clone(),
+                account.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                for i in 0..8u16 {
+                    let mut call = full_call(conn * 8 + i);
+                    let external = format!("k{round}-{conn}-{i}");
+                    call["external_id"] = json!(external);
+                    let caller = call["caller_number"].clone();
+                    let response = client
+                        .post(format!("{base}/api/v1/accounts/{account}/calls"))
+                        .bearer_auth(&admin)
+                        .json(&call)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), StatusCode::CREATED);
+                    let body: Value = response.json().await.unwrap();
+                    got.push((body["id"].as_str().unwrap().to_owned(), external, caller));
+                }
+                got
+            }));
+        }
+        for b in 0..2u16 {
+            let (client, base, admin, account) = (
+                client.clone(),
+                served.address.clone(),
+                admin.clone(),
+                account.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let calls: Vec<Value> = (0..100u16)
+                    .map(|i| {
+                        let mut c = full_call(i);
+                        c["external_id"] = json!(format!("kb{round}-{b}-{i}"));
+                        c
+                    })
+                    .collect();
+                let response = client
+                    .post(format!("{base}/api/v1/accounts/{account}/calls/batch"))
+                    .bearer_auth(&admin)
+                    .json(&json!({ "calls": calls }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), StatusCode::CREATED);
+                let body: Value = response.json().await.unwrap();
+                body["ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .zip(&calls)
+                    .map(|(id, c)| {
+                        (
+                            id.as_str().unwrap().to_owned(),
+                            c["external_id"].as_str().unwrap().to_owned(),
+                            c["caller_number"].clone(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            }));
+        }
+        for t in tasks {
+            acknowledged.extend(t.await.unwrap());
+        }
+        tokio::task::spawn_blocking(move || served.kill())
+            .await
+            .unwrap();
+        if redo_log_size(&data) > 0 {
+            replays += 1;
+        }
+    }
+    assert!(
+        replays > 0,
+        "every kill found the log empty: the test did not reach a crash with writes to replay"
+    );
+    let served = Served::start(&data, &logs, &[]);
+    assert_eq!(redo_log_size(&data), 0, "replayed on start");
+    for (id, external, caller) in &acknowledged {
+        let response = client
+            .get(format!("{}/api/v1/calls/{id}", served.address))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "acknowledged call {id} is lost"
+        );
+        let call: Value = response.json().await.unwrap();
+        assert_eq!(call["external_id"], json!(external));
+        assert_eq!(&call["caller"]["number"], caller);
+    }
+    let all = all_calls(&client, &served.address, &admin, &account).await;
+    assert_eq!(all.len(), acknowledged.len(), "nothing stored twice");
+    // A re-delivery after the restart is recognised.
+    let (id, external, _) = &acknowledged[0];
+    let mut again = full_call(0);
+    again["external_id"] = json!(external);
+    let response = client
+        .post(format!(
+            "{}/api/v1/accounts/{account}/calls",
+            served.address
+        ))
+        .bearer_auth(&admin)
+        .json(&again)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.unwrap()["id"], json!(id));
+    assert!(served.stop().success());
+}
