@@ -529,15 +529,7 @@ impl Writer {
             }
             return;
         }
-        // The group's changes can be undone without undoing the acknowledged ones before it.
         let pending = self.since.is_some();
-        if pending && let Err(e) = self.conn.execute_batch("SAVEPOINT grp") {
-            let message = e.to_string();
-            for job in jobs {
-                (job(&self.conn, false).completion)(Err(message.clone()));
-            }
-            return;
-        }
         let shared = jobs.len() > 1;
         let mut ran: Vec<Ran> = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -546,10 +538,12 @@ impl Writer {
         let all_ok = ran.iter().all(|r| r.outcome == Outcome::Done);
         let poisoned = ran.iter().any(|r| r.outcome == Outcome::Poisoned);
         if poisoned || (!shared && !all_ok) {
-            // A job alone in its group failed, or one left changes it could not undo: undo
-            // the group whole. A job that failed gets its own error; the others are told to
-            // retry.
-            self.undo_group(pending);
+            // A job left changes it could not undo: undo the group whole. (A job alone in
+            // its group that failed changed nothing; only an otherwise empty transaction is
+            // ended.) A job that failed gets its own error; the others are told to retry.
+            if poisoned || !pending {
+                self.undo_group();
+            }
             for r in ran {
                 (r.completion)(if r.outcome == Outcome::Done {
                     Err(POISONED.to_owned())
@@ -564,9 +558,6 @@ impl Writer {
                 .iter()
                 .all(|r| r.outcome != Outcome::Done || r.record.is_some());
         if !logged {
-            if pending {
-                let _ = self.conn.execute_batch("RELEASE grp");
-            }
             let commit = self.commit_open();
             for r in ran {
                 (r.completion)(commit.clone());
@@ -580,9 +571,6 @@ impl Writer {
         };
         match appended {
             Ok(seq) => {
-                if pending {
-                    let _ = self.conn.execute_batch("RELEASE grp");
-                }
                 if let Some(seq) = seq {
                     self.progress.acked.store(seq, Ordering::SeqCst);
                     self.since.get_or_insert_with(Instant::now);
@@ -604,7 +592,7 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %e, "redo log append failed; the group is undone");
-                self.undo_group(pending);
+                self.undo_group();
                 let message = e.to_string();
                 for r in ran {
                     (r.completion)(Err(message.clone()));
@@ -613,14 +601,16 @@ impl Writer {
         }
     }
 
-    /// Undoes the current group: back to its savepoint if acknowledged writes precede it in
-    /// the transaction, else the whole transaction.
-    fn undo_group(&mut self, pending: bool) {
-        if pending {
-            let _ = self.conn.execute_batch("ROLLBACK TO grp; RELEASE grp");
-        } else {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            self.open = false;
+    /// Undoes the current group by rolling the transaction back. The acknowledged writes
+    /// that shared it (rare: only a database error undoes a group) are applied again from
+    /// the redo log and committed. No savepoint marks the group's start: under one, SQLite
+    /// copies every page the group touches into a statement journal.
+    fn undo_group(&mut self) {
+        let _ = self.conn.execute_batch("ROLLBACK");
+        self.open = false;
+        if self.since.take().is_some() {
+            let last = self.redo.as_ref().map_or(0, |(log, _)| log.last_seq());
+            self.recover(last, "a write failed part-way after acknowledged ones");
         }
     }
 
@@ -658,15 +648,16 @@ impl Writer {
                 }
                 self.checkpointer.after_commit(&self.conn);
             }
-            Err(e) if pending => self.recover(last, e),
+            Err(e) if pending => self.recover(last, &format!("commit failed: {e}")),
             Err(_) => {}
         }
         commit
     }
 
-    /// After a failed commit: applies the redo log again, from what the database holds.
-    fn recover(&mut self, last: u64, error: &str) {
-        tracing::error!(error = %error, "commit of logged writes failed; applying the redo log again");
+    /// After the acknowledged writes were rolled back (`why`): applies the redo log again,
+    /// from what the database holds, up to `last`.
+    fn recover(&mut self, last: u64, why: &str) {
+        tracing::error!(reason = %why, "acknowledged writes rolled back; applying the redo log again");
         let replayed = match self.redo.as_mut() {
             Some((log, _)) => log.replay(&self.conn).and_then(|applied| {
                 if applied < last {
@@ -1033,5 +1024,27 @@ mod tests {
         insert_logged(&first, 2).await.unwrap();
         assert_eq!(committed_keys(&path), vec![1]);
         assert_eq!(keys(&first).await, vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_write_failing_part_way_after_acknowledged_ones_leaves_those_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let db = open_logged(&path);
+        insert_logged(&db, 1).await.unwrap();
+        // Writes 2, then fails on 1: no savepoint can undo the 2, so the transaction is
+        // rolled back, 1 with it, and 1 is applied again from the log.
+        let failed = db
+            .write_logged_checked_first(2i64.to_le_bytes().to_vec(), insert_2_then_duplicate_1)
+            .await;
+        assert!(
+            matches!(&failed, Err(StoreError::Backend(m)) if m.contains("UNIQUE")),
+            "{failed:?}"
+        );
+        assert_eq!(committed_keys(&path), vec![1], "replayed and committed");
+        insert_logged(&db, 3).await.unwrap();
+        assert_eq!(keys(&db).await, vec![1, 3]);
+        drop(db);
+        assert_eq!(keys(&open_logged(&path)).await, vec![1, 3]);
     }
 }
