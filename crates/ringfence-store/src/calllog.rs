@@ -188,7 +188,14 @@ impl std::fmt::Debug for RecordingRead {
 }
 
 pub(crate) fn aad(table: &str, id: &str, column: &str) -> Vec<u8> {
-    format!("{table}|{id}|{column}").into_bytes()
+    let mut out = Vec::with_capacity(table.len() + id.len() + column.len() + 2);
+    for (i, part) in [table, id, column].into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'|');
+        }
+        out.extend_from_slice(part.as_bytes());
+    }
+    out
 }
 
 fn seal_opt(key: &DataKey, aad: &[u8], plain: Option<Zeroizing<Vec<u8>>>) -> Option<Vec<u8>> {
