@@ -460,13 +460,11 @@ impl Writer {
                     {
                         Ok(job) => job,
                         Err(mpsc::RecvTimeoutError::Timeout) => {
-                            // A failure is handled inside (the log is applied again).
-                            let _ = self.commit_open();
+                            self.commit_quietly();
                             continue;
                         }
                         Err(mpsc::RecvTimeoutError::Disconnected) => {
-                            // A failure is handled inside (the log is applied again).
-                            let _ = self.commit_open();
+                            self.commit_quietly();
                             return;
                         }
                     },
@@ -478,8 +476,7 @@ impl Writer {
             };
             let first = match first {
                 Job::Maintenance(run) => {
-                    // A failure is handled inside (the log is applied again).
-                    let _ = self.commit_open();
+                    self.commit_quietly();
                     run(&self.conn);
                     continue;
                 }
@@ -576,7 +573,7 @@ impl Writer {
                     self.since.get_or_insert_with(Instant::now);
                 } else if !pending {
                     // Nothing changed and nothing waits: end the transaction.
-                    let _ = self.commit_open();
+                    self.commit_quietly();
                 }
                 for r in ran {
                     (r.completion)(Ok(()));
@@ -586,8 +583,7 @@ impl Writer {
                     .as_ref()
                     .is_some_and(|(log, limits)| log.bytes() >= limits.max_bytes);
                 if full || self.deadline().is_some_and(|at| Instant::now() >= at) {
-                    // A failure is handled inside (the log is applied again).
-                    let _ = self.commit_open();
+                    self.commit_quietly();
                 }
             }
             Err(e) => {
@@ -652,6 +648,12 @@ impl Writer {
             Err(_) => {}
         }
         commit
+    }
+
+    /// [`commit_open`](Self::commit_open) where no job waits for the outcome: a failure is
+    /// handled inside (the log is applied again).
+    fn commit_quietly(&mut self) {
+        let _ = self.commit_open();
     }
 
     /// After the acknowledged writes were rolled back (`why`): applies the redo log again,
