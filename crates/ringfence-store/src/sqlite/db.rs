@@ -209,7 +209,7 @@ impl SqliteDb {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit(f, true, None).await
+        self.submit(move |c| f(c).map(|t| (t, None)), true).await
     }
 
     /// Like [`write`](Self::write), for a job that fails only before it has changed
@@ -222,45 +222,41 @@ impl SqliteDb {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit(f, false, None).await
+        self.submit(move |c| f(c).map(|t| (t, None)), false).await
     }
 
-    /// Like [`write`](Self::write), acknowledged once `record` is synced to the redo log
-    /// rather than once the transaction commits (on a database opened with
-    /// [`open_logged`](Self::open_logged) that holds its log; else the same as `write`).
-    /// `record` must make the open's `replay` do exactly what `f` does. Reads still see the
-    /// write: a read commits the open transaction first.
-    pub async fn write_logged<T, F>(&self, record: Vec<u8>, f: F) -> Result<T, StoreError>
+    /// Like [`write`](Self::write), acknowledged once the redo record `f` returns with its
+    /// result is synced to the redo log rather than once the transaction commits (on a
+    /// database opened with [`open_logged`](Self::open_logged) that holds its log; else the
+    /// same as `write`). The open's `replay` given the record must do exactly what `f` did.
+    /// Reads still see the write: a read commits the open transaction first.
+    pub async fn write_logged<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<(T, Vec<u8>), StoreError> + Send + 'static,
     {
-        self.submit(f, true, self.logged.then_some(record)).await
+        let logged = self.logged;
+        self.submit(move |c| f(c).map(|(t, r)| (t, logged.then_some(r))), true)
+            .await
     }
 
     /// [`write_checked_first`](Self::write_checked_first), logged as
     /// [`write_logged`](Self::write_logged) is.
-    pub async fn write_logged_checked_first<T, F>(
-        &self,
-        record: Vec<u8>,
-        f: F,
-    ) -> Result<T, StoreError>
+    pub async fn write_logged_checked_first<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<(T, Vec<u8>), StoreError> + Send + 'static,
     {
-        self.submit(f, false, self.logged.then_some(record)).await
+        let logged = self.logged;
+        self.submit(move |c| f(c).map(|(t, r)| (t, logged.then_some(r))), false)
+            .await
     }
 
-    async fn submit<T, F>(
-        &self,
-        f: F,
-        savepoint: bool,
-        record: Option<Vec<u8>>,
-    ) -> Result<T, StoreError>
+    /// Queues `f`, which returns its result and, for a logged write, its redo record.
+    async fn submit<T, F>(&self, f: F, savepoint: bool) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<(T, Option<Vec<u8>>), StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
         let job = Job::Write(Box::new(move |conn: &Connection, shared: bool| {
@@ -286,6 +282,11 @@ impl SqliteDb {
                 };
                 (result, outcome)
             };
+            // Only what was done is replayed.
+            let (result, record) = match result {
+                Ok((t, record)) => (Ok(t), record),
+                Err(e) => (Err(e), None),
+            };
             Ran {
                 outcome,
                 completion: Box::new(move |commit: Result<(), String>| {
@@ -294,8 +295,7 @@ impl SqliteDb {
                         Err(e) => Err(StoreError::Backend(format!("commit failed: {e}"))),
                     });
                 }),
-                // Only what was done is replayed.
-                record: record.filter(|_| outcome == Outcome::Done),
+                record,
             }
         }));
         self.send(job)?;
@@ -874,7 +874,7 @@ mod tests {
     }
 
     async fn insert_logged(db: &SqliteDb, k: i64) -> Result<(), StoreError> {
-        db.write_logged(k.to_le_bytes().to_vec(), move |conn| insert(conn, k))
+        db.write_logged(move |conn| insert(conn, k).map(|()| ((), k.to_le_bytes().to_vec())))
             .await
     }
 
@@ -1037,7 +1037,9 @@ mod tests {
         // Writes 2, then fails on 1: no savepoint can undo the 2, so the transaction is
         // rolled back, 1 with it, and 1 is applied again from the log.
         let failed = db
-            .write_logged_checked_first(2i64.to_le_bytes().to_vec(), insert_2_then_duplicate_1)
+            .write_logged_checked_first(|conn| {
+                insert_2_then_duplicate_1(conn).map(|()| ((), 2i64.to_le_bytes().to_vec()))
+            })
             .await;
         assert!(
             matches!(&failed, Err(StoreError::Backend(m)) if m.contains("UNIQUE")),

@@ -1,7 +1,9 @@
-//! The redo record of an ingest: the rows `insert_call_rows` was given, in a compact binary
-//! form, so that replaying it runs the same inserts with the same checks (see `redo`). Its
-//! personal fields are the sealed blobs and blind indexes the database stores; nothing in it
-//! is in the clear that the database holds sealed.
+//! The redo record of an ingest: the rows `insert_call_rows` stored, in a compact binary
+//! form, so that replaying it runs the same inserts with the same checks (see `redo`). Only
+//! what the database stores goes in: not a re-delivered call, not a category the subject
+//! withdrew consent for, nothing of a forgotten caller but the blind index that makes the
+//! replay forget them again. Its personal fields are sealed blobs and blind indexes; nothing
+//! in it is in the clear that the database holds sealed.
 //!
 //! Every field is written in declaration order: integers little-endian, strings and blobs
 //! with a u32 length, options with a 0/1 tag, enums by their stored names. A record starts
@@ -18,21 +20,58 @@ use crate::records::{CallRow, ConsentRow, NewCallRow, RecordingRow, SessionRow};
 
 const VERSION: u8 = 1;
 
-/// Encodes the rows of one ingest.
-pub(super) fn encode(rows: &[NewCallRow]) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(rows.len() * 2048));
-    w.0.push(VERSION);
-    w.u32(rows.len() as u32);
-    for row in rows {
-        call(&mut w, &row.call);
-        w.opt(&row.inline_session, session);
-        w.u32(row.consents.len() as u32);
-        for c in &row.consents {
-            consent(&mut w, c);
-        }
-        w.bool(row.transcript_needs_consent);
+/// Builds the record of one ingest, row by row, as the writer stores them.
+pub(super) struct Encoder {
+    w: Writer,
+    rows: u32,
+}
+
+impl Encoder {
+    pub(super) fn new(capacity: usize) -> Self {
+        let mut w = Writer(Vec::with_capacity(capacity * 2048));
+        w.0.push(VERSION);
+        w.u32(0);
+        Self { w, rows: 0 }
     }
-    w.0
+
+    /// Adds a row: the parts of a [`NewCallRow`].
+    pub(super) fn push(
+        &mut self,
+        c: &CallRow,
+        inline_session: Option<&SessionRow>,
+        consents: &[ConsentRow],
+        transcript_needs_consent: bool,
+    ) {
+        let w = &mut self.w;
+        call(w, c);
+        w.opt(&inline_session, |w, s| session(w, s));
+        w.u32(consents.len() as u32);
+        for c in consents {
+            consent(w, c);
+        }
+        w.bool(transcript_needs_consent);
+        self.rows += 1;
+    }
+
+    pub(super) fn finish(mut self) -> Vec<u8> {
+        self.w.0[1..5].copy_from_slice(&self.rows.to_le_bytes());
+        self.w.0
+    }
+}
+
+/// Encodes whole rows (what [`Encoder`] does row by row).
+#[cfg(test)]
+pub(super) fn encode(rows: &[NewCallRow]) -> Vec<u8> {
+    let mut e = Encoder::new(rows.len());
+    for r in rows {
+        e.push(
+            &r.call,
+            r.inline_session.as_ref(),
+            &r.consents,
+            r.transcript_needs_consent,
+        );
+    }
+    e.finish()
 }
 
 /// Decodes what [`encode`] made.

@@ -42,6 +42,14 @@ impl SqliteStore {
     pub fn db(&self) -> &Arc<SqliteDb> {
         &self.db
     }
+
+    /// [`open`](Self::open) with other limits for the open transaction.
+    #[cfg(test)]
+    fn open_with_limits(path: &Path, limits: RedoLimits) -> Result<Self, StoreError> {
+        Ok(Self {
+            db: SqliteDb::open_logged(path, schema::CALL_LOG, limits, replay_insert_calls)?,
+        })
+    }
 }
 
 fn parse_id<T: std::str::FromStr>(text: String) -> rusqlite::Result<T> {
@@ -307,10 +315,23 @@ fn insert_session_row(
 
 /// Runs an ingest's redo record again (see `redo`).
 fn replay_insert_calls(conn: &Connection, record: &[u8]) -> Result<(), StoreError> {
-    insert_call_rows(conn, &redo_record::decode(record)?).map(|_| ())
+    insert_call_rows(conn, &redo_record::decode(record)?, Rows::Replayed).map(|_| ())
 }
 
-fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertReport, StoreError> {
+/// Where `insert_call_rows`' rows come from.
+enum Rows<'a> {
+    /// An ingest: each row is checked; what is stored goes into the redo record.
+    New(&'a mut redo_record::Encoder),
+    /// A redo record: rows as they were stored, the consent checks already passed (the
+    /// forget list is checked again: it left a forgotten caller's blind index for it).
+    Replayed,
+}
+
+fn insert_call_rows(
+    conn: &Connection,
+    calls: &[NewCallRow],
+    mut rows: Rows<'_>,
+) -> Result<InsertReport, StoreError> {
     // Two calls of one batch with the same external id are a sender's bug, not a re-delivery.
     let mut seen = std::collections::HashSet::with_capacity(calls.len());
     for (i, a) in calls.iter().enumerate() {
@@ -335,6 +356,7 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
         let consented_session;
         let linked;
         let mut inline_session = new.inline_session.as_ref();
+        let mut forgotten_now = false;
         let forget_list_used = match forget_lists.get(&c.account_id) {
             Some(used) => *used,
             None => {
@@ -368,13 +390,14 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
             };
             c = &stripped;
             inline_session = None;
+            forgotten_now = true;
             forgotten.push((c.account_id, c.id));
         }
         // Consent: categories the subject withdrew are left out; a transcript that needs a
         // granted consent without one refuses the batch. Checked here, in the writer, so
         // that a withdrawal and an ingest never pass each other.
         let mut withheld: Vec<DataCategory> = Vec::new();
-        if c.redacted_at.is_none() {
+        if c.redacted_at.is_none() && matches!(rows, Rows::New(_)) {
             let has_ledger = match ledgers.get(&c.account_id) {
                 Some(has) => *has,
                 None => {
@@ -564,6 +587,23 @@ fn insert_call_rows(conn: &Connection, calls: &[NewCallRow]) -> Result<InsertRep
                     other => other,
                 })?;
                 ledgers.insert(c.account_id, true);
+            }
+        }
+        if let Rows::New(record) = &mut rows {
+            if forgotten_now {
+                // Nothing of the caller but the blind index that forgets them again.
+                let blind_only = CallRow {
+                    caller_bidx: new.call.caller_bidx,
+                    ..c.clone()
+                };
+                record.push(&blind_only, None, &[], false);
+            } else {
+                record.push(
+                    c,
+                    inline_session,
+                    &new.consents,
+                    new.transcript_needs_consent,
+                );
             }
         }
         outcomes.push(Inserted::Created(c.id));
@@ -794,18 +834,16 @@ impl Store for SqliteStore {
         // One call without inline consents fails only before it writes (every check comes
         // before its inserts), so it needs no savepoint; a batch, or consents whose notice
         // version is checked as they are recorded, may fail part-way.
-        let record = redo_record::encode(&calls);
-        if let [only] = calls.as_slice()
-            && only.consents.is_empty()
-        {
-            return self
-                .db
-                .write_logged_checked_first(record, move |conn| insert_call_rows(conn, &calls))
-                .await;
+        let checked_first = matches!(calls.as_slice(), [only] if only.consents.is_empty());
+        let job = move |conn: &Connection| {
+            let mut record = redo_record::Encoder::new(calls.len());
+            let report = insert_call_rows(conn, &calls, Rows::New(&mut record))?;
+            Ok((report, record.finish()))
+        };
+        if checked_first {
+            return self.db.write_logged_checked_first(job).await;
         }
-        self.db
-            .write_logged(record, move |conn| insert_call_rows(conn, &calls))
-            .await
+        self.db.write_logged(job).await
     }
 
     async fn insert_session(
@@ -1869,5 +1907,160 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A call row whose four sealed categories are `marker` followed by a category letter.
+    fn marked_call(account: AccountId, bidx: [u8; 16], marker: &str) -> NewCallRow {
+        let blob = |c: &str| Some(format!("{marker}-{c}").into_bytes());
+        NewCallRow {
+            call: CallRow {
+                id: CallId::generate(),
+                account_id: account,
+                external_id: Some(format!("ext-{marker}")),
+                started_at: Timestamp::from_millis(1_000),
+                created_at: Timestamp::from_millis(2_000),
+                duration_s: None,
+                direction: None,
+                status: None,
+                tracking_number: "+14155550100".into(),
+                source: None,
+                campaign: None,
+                utm_source: None,
+                utm_medium: None,
+                utm_campaign: None,
+                gdpr_scope: Some(true),
+                caller_bidx: Some(bidx),
+                session_id: None,
+                caller_identity: blob("I"),
+                caller_location: blob("L"),
+                transcript: blob("T"),
+                interaction: blob("X"),
+                recording: None,
+                redacted_at: None,
+                redaction_reason: None,
+                redacted_by: None,
+                legal_hold: None,
+            },
+            inline_session: None,
+            consents: Vec::new(),
+            transcript_needs_consent: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_redo_log_holds_only_what_is_stored_and_replays_it_as_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        let hour = RedoLimits {
+            max_delay: std::time::Duration::from_secs(3600),
+            max_bytes: u64::MAX,
+        };
+        let store = SqliteStore::open_with_limits(&path, hour).expect("open");
+        let account = AccountId::generate();
+        let (forgotten, withdrew, plain) = ([1u8; 16], [2u8; 16], [3u8; 16]);
+        store
+            .db
+            .write(move |conn| {
+                conn.execute_batch(&format!(
+                    "INSERT INTO agencies (id, name, created_at) VALUES ('ag', 'A', 0);
+                     INSERT INTO accounts (id, agency_id, name, settings, created_at) VALUES ('{account}', 'ag', 'B', '{{}}', 0);"
+                ))?;
+                conn.execute(
+                    "INSERT INTO forget_list (account_id, caller_bidx, created_at) VALUES (?1, ?2, 0)",
+                    params![account.to_string(), &forgotten[..]],
+                )?;
+                conn.execute(
+                    "INSERT INTO consents (id, account_id, subject_kind, subject_bidx, subject, category, status, method, at, recorded_by) VALUES ('c1', ?1, 'caller', ?2, x'00', 'caller_location', 'withdrawn', 'api', 0, 'test')",
+                    params![account.to_string(), &withdrew[..]],
+                )?;
+                Ok(())
+            })
+            .await
+            .expect("setup");
+        let report = store
+            .insert_calls(vec![
+                marked_call(account, forgotten, "FORGOTTEN"),
+                marked_call(account, withdrew, "WITHDREW"),
+                marked_call(account, plain, "PLAIN"),
+            ])
+            .await
+            .expect("insert");
+        assert_eq!(report.forgotten.len(), 1);
+        assert_eq!(report.withheld[1], vec![DataCategory::CallerLocation]);
+        let log = std::fs::read(dir.path().join("t.db-redo")).expect("log");
+        let holds = |m: &str| log.windows(m.len()).any(|w| w == m.as_bytes());
+        assert!(
+            holds("PLAIN-I") && holds("PLAIN-L") && holds("WITHDREW-I"),
+            "the log holds what is stored"
+        );
+        for absent in [
+            "FORGOTTEN-I",
+            "FORGOTTEN-L",
+            "FORGOTTEN-T",
+            "FORGOTTEN-X",
+            "WITHDREW-L",
+        ] {
+            assert!(
+                !holds(absent),
+                "{absent} is not stored, so not logged either"
+            );
+        }
+        // A re-delivery stores nothing and logs nothing.
+        let before = log.len();
+        store
+            .insert_calls(vec![marked_call(account, plain, "PLAIN")])
+            .await
+            .expect("re-delivery");
+        let log = std::fs::read(dir.path().join("t.db-redo")).expect("log");
+        assert!(!log[before..].windows(7).any(|w| w == b"PLAIN-I"));
+        // A crash now: the copy replays to what was stored, the forgetting journaled again.
+        let crash = dir.path().join("crash");
+        std::fs::create_dir(&crash).expect("dir");
+        for f in ["t.db", "t.db-wal", "t.db-redo"] {
+            if dir.path().join(f).exists() {
+                std::fs::copy(dir.path().join(f), crash.join(f)).expect("copy");
+            }
+        }
+        // (caller identity, caller location, redaction reason) of each call.
+        type Stored = (Option<Vec<u8>>, Option<Vec<u8>>, Option<String>);
+        let stored = |path: &Path| -> Vec<Stored> {
+            let conn = Connection::open(path).expect("open");
+            let mut stmt = conn
+                .prepare("SELECT caller_identity, caller_location, redaction_reason FROM calls ORDER BY external_id")
+                .expect("prepare");
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows")
+        };
+        assert!(
+            stored(&crash.join("t.db")).is_empty(),
+            "nothing committed before the crash"
+        );
+        let replayed = SqliteStore::open(&crash.join("t.db")).expect("replay");
+        drop(replayed);
+        let rows = stored(&crash.join("t.db"));
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            rows[0],
+            (None, None, Some("forget_list".into())),
+            "FORGOTTEN"
+        );
+        assert_eq!(
+            rows[1],
+            (Some(b"PLAIN-I".to_vec()), Some(b"PLAIN-L".to_vec()), None)
+        );
+        assert_eq!(rows[2], (Some(b"WITHDREW-I".to_vec()), None, None));
+        let journaled: i64 = Connection::open(crash.join("t.db"))
+            .expect("open")
+            .query_row(
+                "SELECT COUNT(*) FROM audit_log WHERE action = 'call.redacted_on_arrival'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(journaled, 1);
+        drop(store);
+        assert_eq!(stored(&path), rows, "the live database stored the same");
     }
 }
