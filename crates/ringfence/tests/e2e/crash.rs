@@ -474,28 +474,13 @@ async fn a_sweep_killed_midway_finishes_on_the_next_run_redacting_each_overdue_c
     assert_eq!(code, 0, "{err}");
 }
 
-/// The redo log of the call log in `data` (`ringfence.db-redo` or wherever it lies), and its size.
+/// The size of the call log's redo log (`ringfence.db-redo`) in `data`.
 fn redo_log_size(data: &Path) -> u64 {
-    let mut total = 0;
-    for entry in walk(data) {
-        if entry.to_string_lossy().ends_with("-redo") {
-            total += std::fs::metadata(&entry).map(|m| m.len()).unwrap_or(0);
-        }
-    }
-    total
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
+    files_below(data)
+        .iter()
+        .filter(|f| f.to_string_lossy().ends_with("-redo"))
+        .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .sum()
 }
 
 #[tokio::test]
@@ -517,13 +502,14 @@ async fn calls_acknowledged_just_before_a_sigkill_are_all_there_after_a_restart(
         // Single calls from 16 connections and two batches, all at once; SIGKILL right
         // after the last answer, before the open transaction's own commit (200 ms).
         let mut tasks = Vec::new();
+        let target = (
+            client.clone(),
+            served.address.clone(),
+            admin.clone(),
+            account.clone(),
+        );
         for conn in 0..16u16 {
-            let (client, base, admin, account) = (
-                client.clone(),
-                served.address.clone(),
-                admin.clone(),
-                account.clone(),
-            );
+            let (client, base, admin, account) = target.clone();
             tasks.push(tokio::spawn(async move {
                 let mut got = Vec::new();
                 for i in 0..8u16 {
@@ -546,12 +532,7 @@ async fn calls_acknowledged_just_before_a_sigkill_are_all_there_after_a_restart(
             }));
         }
         for b in 0..2u16 {
-            let (client, base, admin, account) = (
-                client.clone(),
-                served.address.clone(),
-                admin.clone(),
-                account.clone(),
-            );
+            let (client, base, admin, account) = target.clone();
             tasks.push(tokio::spawn(async move {
                 let calls: Vec<Value> = (0..100u16)
                     .map(|i| {
