@@ -135,7 +135,7 @@ impl SqliteDb {
     fn open_with(
         path: &Path,
         migrations: &[&str],
-        logged: Option<(RedoLimits, Replay)>,
+        redo_log: Option<(RedoLimits, Replay)>,
     ) -> Result<Arc<Self>, StoreError> {
         let mut writer = Connection::open(path)?;
         configure(&writer)?;
@@ -144,7 +144,7 @@ impl SqliteDb {
         writer.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         migrate(&mut writer, migrations)?;
         let progress = Arc::new(Progress::default());
-        let redo = match logged {
+        let redo = match redo_log {
             Some((limits, replay)) => {
                 writer.execute_batch(redo::APPLIED_TABLE)?;
                 RedoLog::open(&redo::path_for(path), &writer, replay)?.map(|log| {

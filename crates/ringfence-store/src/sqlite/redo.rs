@@ -25,7 +25,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::db::Replay;
 use crate::StoreError;
@@ -62,11 +62,7 @@ pub(super) fn applied_seq(conn: &Connection) -> Result<u64, StoreError> {
     let seq: Option<i64> = conn
         .prepare_cached("SELECT seq FROM redo_applied WHERE id = 1")?
         .query_row([], |r| r.get(0))
-        .map(Some)
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })?;
+        .optional()?;
     Ok(seq.unwrap_or(0).max(0) as u64)
 }
 
