@@ -114,6 +114,15 @@ impl CallerIdentity {
     pub fn is_empty(&self) -> bool {
         self.number.is_none() && self.name.is_none() && self.forwarded_from.is_none()
     }
+    /// The stored fields updated by a later delivery, field by field: what the later one
+    /// leaves out (a status callback without `CallerName`) is kept, not erased.
+    pub fn updated_by(self, later: CallerIdentity) -> CallerIdentity {
+        CallerIdentity {
+            number: later.number.or(self.number),
+            name: later.name.or(self.name),
+            forwarded_from: later.forwarded_from.or(self.forwarded_from),
+        }
+    }
 }
 
 /// Category `caller_location`.
@@ -127,6 +136,15 @@ pub struct CallerLocation {
 }
 
 impl CallerLocation {
+    /// As [`CallerIdentity::updated_by`]: field by field, a field left out is kept.
+    pub fn updated_by(self, later: CallerLocation) -> CallerLocation {
+        CallerLocation {
+            city: later.city.or(self.city),
+            region: later.region.or(self.region),
+            postal_code: later.postal_code.or(self.postal_code),
+            country: later.country.or(self.country),
+        }
+    }
     pub fn is_empty(&self) -> bool {
         self.city.is_none()
             && self.region.is_none()

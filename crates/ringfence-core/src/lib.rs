@@ -16,6 +16,7 @@ pub mod personal;
 pub mod phone;
 pub mod recipients;
 pub mod retention;
+pub mod throttle;
 pub mod timestamp;
 
 pub use datamap::{DataCategory, RedactionEffect};

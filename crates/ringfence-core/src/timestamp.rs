@@ -20,7 +20,16 @@ pub enum TimestampError {
     OutOfRange,
 }
 
+/// How far ahead of the server's clock a call or visit may say it started (clocks of
+/// telephony systems drift a little; a date further ahead is a typo or an attempt to keep a
+/// call out of retention).
+pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+
 impl Timestamp {
+    /// Whether this instant is more than [`MAX_CLOCK_SKEW_MS`] ahead of `now`.
+    pub fn is_beyond_skew_of(self, now: Timestamp) -> bool {
+        self.0 > now.0.saturating_add(MAX_CLOCK_SKEW_MS)
+    }
     pub fn now() -> Self {
         Self::from_datetime(OffsetDateTime::now_utc())
     }

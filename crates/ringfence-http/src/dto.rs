@@ -219,6 +219,19 @@ impl Checker {
                 .map_err(|e| FieldError::new(name, "invalid_field", e.to_string())),
         )
     }
+    /// A start time, at most `MAX_CLOCK_SKEW_MS` ahead of the server's clock: a call dated
+    /// in the future would escape retention.
+    fn start(&mut self, name: &str, v: &str) -> Option<Timestamp> {
+        let at = self.timestamp(name, v)?;
+        if at.is_beyond_skew_of(Timestamp::now()) {
+            return self.take(Err(FieldError::new(
+                name,
+                "start_in_future",
+                "more than 5 minutes ahead of the server's clock",
+            )));
+        }
+        Some(at)
+    }
     fn number(&mut self, name: &str, v: &str) -> Option<E164> {
         self.take(parse_e164(v).map_err(|e| {
             FieldError::new(
@@ -313,7 +326,7 @@ impl CallInput {
             errors: Vec::new(),
         };
         let external_id = c.text("external_id", self.external_id, limits::EXTERNAL_ID);
-        let started_at = c.timestamp("started_at", &self.started_at);
+        let started_at = c.start("started_at", &self.started_at);
         if let Some(d) = self.duration_s
             && d > limits::DURATION_S
         {
@@ -463,7 +476,7 @@ impl SessionInput {
             errors: Vec::new(),
         };
         let external_id = c.text("external_id", self.external_id, limits::EXTERNAL_ID);
-        let started_at = c.timestamp("started_at", &self.started_at);
+        let started_at = c.start("started_at", &self.started_at);
         let utm = c.utm("", self.utm_source, self.utm_medium, self.utm_campaign);
         let visitor = c.visitor(
             "",
@@ -545,6 +558,16 @@ pub struct LegalHoldOutput {
     pub at: String,
     pub reason: String,
     pub by: String,
+}
+
+/// The answer to a re-delivery from a token that may not read the call log (an ingest
+/// token): the stored call's id, nothing of its content.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Redelivered {
+    pub id: String,
+    /// Always `already_stored`.
+    #[schema(example = "already_stored")]
+    pub status: &'static str,
 }
 
 /// A call as the API shows it. After redaction `caller`, `recording`, `transcript`,

@@ -39,6 +39,7 @@ pub enum Code {
     CollectionDisabled,
     UnknownCategory,
     UnknownNoticeVersion,
+    StartInFuture,
     NoticeInUse,
     InvalidSignature,
     InvalidForm,
@@ -75,6 +76,7 @@ impl Code {
             Code::CollectionDisabled => "collection_disabled",
             Code::UnknownCategory => "unknown_category",
             Code::UnknownNoticeVersion => "unknown_notice_version",
+            Code::StartInFuture => "start_in_future",
             Code::NoticeInUse => "notice_in_use",
             Code::InvalidSignature => "invalid_signature",
             Code::InvalidForm => "invalid_form",
@@ -108,7 +110,8 @@ impl Code {
             | Code::ConsentRequired
             | Code::CollectionDisabled
             | Code::UnknownCategory
-            | Code::UnknownNoticeVersion => StatusCode::UNPROCESSABLE_ENTITY,
+            | Code::UnknownNoticeVersion
+            | Code::StartInFuture => StatusCode::UNPROCESSABLE_ENTITY,
             Code::NoticeInUse => StatusCode::CONFLICT,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -123,6 +126,7 @@ impl Code {
             "too_long" => Code::TooLong,
             "unknown_category" => Code::UnknownCategory,
             "unknown_notice_version" => Code::UnknownNoticeVersion,
+            "start_in_future" => Code::StartInFuture,
             "consent_required" => Code::ConsentRequired,
             _ => Code::InvalidField,
         }

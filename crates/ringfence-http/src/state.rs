@@ -24,6 +24,8 @@ pub struct Limits {
     pub max_recording_bytes: u64,
     /// A settings change that would redact more calls than this at once needs `confirm`.
     pub confirm_threshold: u64,
+    /// The sign-in throttle's first delay (`ringfence_core::throttle`).
+    pub sign_in_first_delay_ms: i64,
 }
 
 impl Limits {
@@ -33,6 +35,7 @@ impl Limits {
         max_batch_calls: 5_000,
         max_recording_bytes: 256 << 20,
         confirm_threshold: 100,
+        sign_in_first_delay_ms: 1_000,
     };
 }
 
@@ -58,6 +61,8 @@ pub struct Inner {
     /// The data folder and master key file on this machine, for the checklist's permission
     /// check; unset, that item is left out.
     data_paths: OnceLock<ringfence_jobs::checklist::DataPaths>,
+    /// Failed sign-ins, for the growing delays of `web::throttle`.
+    pub sign_in_throttle: crate::web::throttle::SignInThrottle,
 }
 
 #[derive(Clone)]
@@ -92,6 +97,9 @@ impl AppState {
             geo,
             public_url,
             data_paths: OnceLock::new(),
+            sign_in_throttle: crate::web::throttle::SignInThrottle::new(
+                limits.sign_in_first_delay_ms,
+            ),
         }))
     }
 

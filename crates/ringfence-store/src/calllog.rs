@@ -12,8 +12,8 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use zeroize::Zeroizing;
 
 use ringfence_core::call::{
-    Call, NewCall, NewSession, RecordingMeta, Redaction, RedactionReason, Session, Utm,
-    VisitorDetails,
+    Call, CallerIdentity, CallerLocation, NewCall, NewSession, RecordingMeta, Redaction,
+    RedactionReason, Session, Utm, VisitorDetails,
 };
 use ringfence_core::collection::{CollectionSettings, RecordingMode};
 use ringfence_core::consent::{ConsentMethod, ConsentStatus, SubjectKind};
@@ -562,7 +562,7 @@ impl CallLog {
             .ok_or_else(|| LogError::Task("a status needs the provider's call id".into()))?;
         let mut minimised = call.clone();
         let dropped = policy.collection.minimise_call(&mut minimised);
-        let existing = match self
+        let mut existing = match self
             .store
             .call_by_external(account, external.clone())
             .await?
@@ -580,40 +580,78 @@ impl CallLog {
                 }
                 // Another delivery of the same call was first: update it instead.
                 self.store
-                    .call_by_external(account, external)
+                    .call_by_external(account, external.clone())
                     .await?
                     .ok_or_else(|| {
                         LogError::Corrupt(ingested.outcome.id().to_string(), "call vanished")
                     })?
             }
         };
-        if existing.redacted_at.is_some() {
-            return Ok((existing.id, false, dropped));
+        // A later delivery updates the caller's fields one by one (what it leaves out is
+        // kept). The merge is read here and written only while the row still holds what was
+        // read; a delivery merging at the same moment makes us read again. Each round
+        // either applies or sees another delivery's write, so this ends.
+        loop {
+            if existing.redacted_at.is_some() {
+                return Ok((existing.id, false, dropped));
+            }
+            let Some(key) = self.vault.open_key(&existing.id.to_string()).await? else {
+                // Its key is gone: a redaction is under way.
+                return Ok((existing.id, false, dropped));
+            };
+            let ids = existing.id.to_string();
+            let identity_aad = aad("call", &ids, "caller_identity");
+            let location_aad = aad("call", &ids, "caller_location");
+            let stored_identity = match &existing.caller_identity {
+                Some(sealed) => {
+                    payload::decode_identity(&open(&key, &identity_aad, sealed).map_err(|_| {
+                        LogError::Corrupt(ids.clone(), "caller identity does not open")
+                    })?)
+                    .map_err(|_| {
+                        LogError::Corrupt(ids.clone(), "caller identity does not decode")
+                    })?
+                }
+                None => CallerIdentity::default(),
+            };
+            let stored_location = match &existing.caller_location {
+                Some(sealed) => {
+                    payload::decode_location(&open(&key, &location_aad, sealed).map_err(|_| {
+                        LogError::Corrupt(ids.clone(), "caller location does not open")
+                    })?)
+                    .map_err(|_| {
+                        LogError::Corrupt(ids.clone(), "caller location does not decode")
+                    })?
+                }
+                None => CallerLocation::default(),
+            };
+            let identity = stored_identity.updated_by(minimised.caller.clone());
+            let location = stored_location.updated_by(minimised.location.clone());
+            let update = CallUpdate {
+                id: existing.id,
+                started_at: minimised.started_at,
+                duration_s: minimised.duration_s,
+                direction: minimised.direction,
+                status: minimised.status,
+                caller_identity: seal_opt(&key, &identity_aad, payload::encode_identity(&identity)),
+                caller_location: seal_opt(&key, &location_aad, payload::encode_location(&location)),
+                based_on: (
+                    existing.caller_identity.clone(),
+                    existing.caller_location.clone(),
+                ),
+            };
+            match self.store.update_call(update).await? {
+                CallUpdated::Applied | CallUpdated::Unchanged => {
+                    return Ok((existing.id, false, dropped));
+                }
+                CallUpdated::Stale => {
+                    existing = self
+                        .store
+                        .call_by_external(account, external.clone())
+                        .await?
+                        .ok_or_else(|| LogError::Corrupt(ids.clone(), "call vanished"))?;
+                }
+            }
         }
-        let Some(key) = self.vault.open_key(&existing.id.to_string()).await? else {
-            // Its key is gone: a redaction is under way.
-            return Ok((existing.id, false, dropped));
-        };
-        let ids = existing.id.to_string();
-        let update = CallUpdate {
-            id: existing.id,
-            started_at: minimised.started_at,
-            duration_s: minimised.duration_s,
-            direction: minimised.direction,
-            status: minimised.status,
-            caller_identity: seal_opt(
-                &key,
-                &aad("call", &ids, "caller_identity"),
-                payload::encode_identity(&minimised.caller),
-            ),
-            caller_location: seal_opt(
-                &key,
-                &aad("call", &ids, "caller_location"),
-                payload::encode_location(&minimised.location),
-            ),
-        };
-        self.store.update_call(update).await?;
-        Ok((existing.id, false, dropped))
     }
 
     /// The key that seals a consent subject's events, created on first use; destroyed when
@@ -1141,26 +1179,38 @@ impl CallLog {
         forget: bool,
         audit: AuditEvent,
     ) -> Result<RedactionReceipt, LogError> {
-        let mut rows = Vec::new();
-        let mut forget_entries = Vec::new();
-        let mut subjects = Vec::new();
+        let mut callers = Vec::new();
         for account in accounts {
-            let bidx = self.blind_index(*account, number).await?;
-            rows.extend(self.store.calls_by_caller(*account, bidx).await?);
-            if forget {
-                forget_entries.push((*account, bidx));
-            }
-            // The caller's consent records go with them.
-            subjects.push((*account, bidx));
+            callers.push((*account, self.blind_index(*account, number).await?));
         }
-        self.redact(
-            rows,
-            forget_entries,
-            subjects,
-            RedactionReason::Caller,
+        let template = RedactionJob {
+            id: uuid::Uuid::now_v7().to_string(),
+            created_at: Timestamp::now(),
+            reason: RedactionReason::Caller,
+            call_ids: Vec::new(),
+            session_ids: Vec::new(),
+            objects: Vec::new(),
+            forget: if forget { callers.clone() } else { Vec::new() },
+            // The caller's consent records go with them.
+            subjects: callers.clone(),
             audit,
-        )
-        .await
+            categories: Vec::new(),
+        };
+        // The calls are chosen in the transaction that puts the number on the forget list
+        // (not read beforehand), so a call arriving meanwhile is either chosen or redacted
+        // on arrival.
+        let (job, skipped_legal_hold) =
+            self.store.begin_caller_redaction(template, callers).await?;
+        let applied = self.finish_redaction(job.clone()).await?;
+        Ok(RedactionReceipt {
+            redacted_calls: applied.calls,
+            redacted_sessions: applied.sessions,
+            call_ids: job.call_ids,
+            at: applied.at,
+            audit_seq: applied.audit_seq,
+            forgotten: forget,
+            skipped_legal_hold,
+        })
     }
 
     /// Redacts calls by id and puts blind indexes on forget lists (a restore re-applying the

@@ -113,8 +113,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<CallRow>, StoreError>;
     /// Applies a later status of a call. Statuses only move forward (an earlier status
     /// arriving late changes nothing); categories the caller withdrew consent to are not
-    /// written. Answers whether the row changed.
-    async fn update_call(&self, update: CallUpdate) -> Result<bool, StoreError>;
+    /// written; the caller categories only while the row holds `update.based_on`.
+    async fn update_call(&self, update: CallUpdate) -> Result<CallUpdated, StoreError>;
 
     /// Which of these recording objects a call points at (live or not yet cleared).
     async fn referenced_recordings(&self, objects: Vec<String>) -> Result<Vec<String>, StoreError>;
@@ -213,6 +213,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records a redaction before any of its steps (durably).
     async fn begin_redaction(&self, job: RedactionJob) -> Result<(), StoreError>;
+    /// Records the redaction of every live call of these callers (`job` is the template;
+    /// its calls, sessions and objects are chosen here) and adds `job.forget` to the
+    /// forget lists, in one transaction with the choice of calls, so that no call of a
+    /// forgotten caller is neither chosen nor redacted on arrival. Returns the job and the
+    /// number of calls left out for a legal hold.
+    async fn begin_caller_redaction(
+        &self,
+        job: RedactionJob,
+        callers: Vec<(AccountId, ringfence_crypto::BlindIndex)>,
+    ) -> Result<(RedactionJob, u64), StoreError>;
     /// Clears the personal columns of the job's calls and sessions that are not redacted yet,
     /// marks them redacted, adds the forget-list entries and journals the event: one
     /// transaction, committed only after `keys_gone` says the job's keys are destroyed (and

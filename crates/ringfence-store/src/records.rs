@@ -186,6 +186,20 @@ pub struct CallUpdate {
     pub status: Option<CallStatus>,
     pub caller_identity: Option<Vec<u8>>,
     pub caller_location: Option<Vec<u8>>,
+    /// The sealed categories the update was merged from (as read): the update applies only
+    /// while the row still holds them, so two deliveries merging at once cannot erase
+    /// each other's fields.
+    pub based_on: (Option<Vec<u8>>, Option<Vec<u8>>),
+}
+
+/// What a later status did to a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallUpdated {
+    Applied,
+    /// Nothing to do (redacted, or an earlier status arriving late).
+    Unchanged,
+    /// The call's caller categories changed since they were read: merge again.
+    Stale,
 }
 
 /// A recording to fetch from the telephony provider, durably queued.

@@ -142,6 +142,7 @@ impl Application {
     pub async fn build(resources: &Resources) -> anyhow::Result<Application> {
         let limits = Limits {
             max_recording_bytes: resources.config.max_recording_bytes,
+            sign_in_first_delay_ms: resources.config.sign_in_first_delay_ms,
             ..Limits::STANDARD
         };
         let geo = open_geoip(&resources.config)?;
@@ -180,7 +181,11 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
+        // The peer address reaches handlers (the sign-in throttle counts per client).
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await
             .context("server failed")

@@ -130,6 +130,10 @@ pub struct Config {
     pub geoip: Option<GeoIpLocation>,
     /// The server's public base URL (no trailing slash).
     pub public_url: Option<String>,
+    /// The first delay of the sign-in throttle, which the others double from
+    /// (`ringfence_core::throttle`); not a flag: tests lengthen it so that no delay runs out
+    /// while they look at it.
+    pub sign_in_first_delay_ms: i64,
 }
 
 /// Where the IP-to-country database is, and whether the operator asked for it by name (then
@@ -282,6 +286,7 @@ impl Config {
             sweep_interval_secs,
             geoip,
             public_url,
+            sign_in_first_delay_ms: 1_000,
         })
     }
 
@@ -300,6 +305,7 @@ impl Config {
             sweep_interval_secs: 60,
             geoip: None,
             public_url: None,
+            sign_in_first_delay_ms: 1_000,
         }
     }
 }

@@ -1,6 +1,7 @@
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -14,7 +15,7 @@ use ringfence_store::{CallQuery, IngestPolicy};
 use super::{check_account, path_id};
 use crate::auth::Auth;
 use crate::body::JsonBody;
-use crate::dto::{BatchInput, BatchOutput, CallInput, CallList, CallOutput};
+use crate::dto::{BatchInput, BatchOutput, CallInput, CallList, CallOutput, Redelivered};
 use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
 use crate::state::AppState;
 
@@ -23,13 +24,18 @@ const MAX_LIMIT: u32 = 500;
 
 /// Ingest one call.
 ///
-/// Idempotent on `external_id`: a re-delivery answers 200 with the stored call and changes nothing.
+/// Idempotent on `external_id`: a re-delivery answers 200 and changes nothing. A token that
+/// may read the call log gets the stored call; an ingest token only its id
+/// (`{"id", "status": "already_stored"}`), since external ids are easy to guess.
 #[utoipa::path(post, path = "/api/v1/accounts/{account_id}/calls", tag = "calls",
     params(("account_id" = String, Path, description = "account id")),
     request_body = CallInput,
     responses(
         (status = 201, description = "stored, durably", body = CallOutput),
-        (status = 200, description = "already stored under this external_id", body = CallOutput),
+        (status = 200, description = "already stored under this external_id: the stored call, or for an ingest token only its id", content(
+            (CallOutput = "application/json"),
+            (Redelivered = "application/json"),
+        )),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
         (status = 422, description = "invalid field (codes invalid_phone_number, invalid_field, missing_field, unknown_field, too_long)", body = ErrorEnvelope),
@@ -40,7 +46,7 @@ pub async fn create_call(
     Auth(principal): Auth,
     Path(account): Path<String>,
     JsonBody(input): JsonBody<CallInput>,
-) -> ApiResult<(StatusCode, Json<CallOutput>)> {
+) -> ApiResult<Response> {
     let account: AccountId = path_id(&account, "account")?;
     let tenant = state.tenant(account).await?;
     check_account(&principal, Permission::Ingest, &tenant)?;
@@ -55,15 +61,23 @@ pub async fn create_call(
     let (ingested, stored) = state.log.ingest_call(account, call, &policy).await?;
     let outcome = ingested.outcome;
     metrics::counter!("ringfence_calls_ingested_total").increment(u64::from(outcome.is_created()));
+    if !outcome.is_created() && principal.check(Permission::ReadCalls, &tenant).is_err() {
+        // A re-delivery tells an ingest token nothing it did not send in this request.
+        let answer = Redelivered {
+            id: stored.id.to_string(),
+            status: "already_stored",
+        };
+        return Ok((StatusCode::OK, Json(answer)).into_response());
+    }
     let status = if outcome.is_created() {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    // An ingest-only token sent the data; it may read back what it sent, not the log.
+    // An ingest-only token sent the data; it may read back what it just stored, not the log.
     let mut output = CallOutput::from_call(&stored, principal.personal_data);
     output.dropped = Some(ingested.dropped);
-    Ok((status, Json(output)))
+    Ok((status, Json(output)).into_response())
 }
 
 /// Ingest a batch of calls, atomically.
@@ -284,6 +298,14 @@ pub async fn list_calls(
                 })
             }
             "caller_number" => {
+                // Without personal data a reader sees masked numbers; finding calls by a
+                // number would tell them whether it called.
+                if !principal.personal_data {
+                    return Err(ApiError::new(
+                        Code::Forbidden,
+                        "caller_number: filtering by a caller's number needs access to personal data",
+                    ));
+                }
                 let number = parse_caller_number(&value).ok().flatten().ok_or_else(|| {
                     ApiError::new(
                         Code::InvalidPhoneNumber,

@@ -196,10 +196,19 @@ fn voice_call(form: &Form) -> Result<NewCall, Vec<FieldError>> {
         .and_then(|s| CallStatus::parse(&s));
     // The call started at the callback's time less its duration (Twilio's `Timestamp` is
     // RFC 2822); stores keep the earliest start any callback implies.
+    let now = Timestamp::now();
     let at = form
         .get(&["Timestamp"])
         .and_then(|t| Timestamp::parse_rfc2822(&t))
-        .unwrap_or_else(Timestamp::now);
+        .unwrap_or(now);
+    // A date ahead of the clock would keep the call out of retention.
+    if at.is_beyond_skew_of(now) {
+        errors.push(FieldError::new(
+            "Timestamp",
+            "start_in_future",
+            "more than 5 minutes ahead of the server's clock",
+        ));
+    }
     let started_at =
         Timestamp::from_millis(at.millis() - i64::from(duration_s.unwrap_or(0)) * 1000);
     match (sid, tracking, errors.is_empty()) {

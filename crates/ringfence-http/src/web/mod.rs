@@ -14,6 +14,7 @@ mod error;
 mod journal;
 mod pages;
 mod session;
+pub mod throttle;
 mod users;
 
 use axum::Router;

@@ -9,7 +9,7 @@
 
 use askama::Template;
 use axum::extract::{FromRequestParts, State};
-use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::{COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -25,6 +25,7 @@ use ringfence_crypto::random_bytes;
 use ringfence_store::{UserRecord, WebSessionRecord};
 
 use super::error::error_page;
+use super::throttle::AttemptKeys;
 use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "rf_session";
@@ -35,9 +36,11 @@ pub const IDLE_MS: i64 = 2 * 3_600_000;
 pub const ABSOLUTE_MS: i64 = 12 * 3_600_000;
 /// `last_seen_at` is written at most this often.
 const TOUCH_MS: i64 = 60_000;
-/// Failed sign-ins in a row that lock a user out, and for how long.
-pub const MAX_FAILURES: u32 = 5;
-pub const LOCK_MS: i64 = 15 * 60_000;
+/// Set on a browser that signed in to an address: failures made for that address from
+/// elsewhere do not slow it down (OWASP's device cookies). Its value is a keyed hash of
+/// the address, so it proves the browser once knew the password and reveals nothing.
+const DEVICE_COOKIE: &str = "rf_device";
+const DEVICE_MAX_AGE_S: i64 = 180 * 86_400;
 
 fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<32>())
@@ -294,7 +297,17 @@ pub fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
 const WRONG: &str = "That e-mail address and password do not match a user.";
 
 /// Checks the e-mail and password; on success starts a fresh session.
-pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+///
+/// Failed sign-ins slow further attempts down (`ringfence_core::throttle`): the same work
+/// and the same answers whether or not the address has a user, and no lock: the owner,
+/// from a browser that signed in before, is never held back by failures made elsewhere,
+/// and from any other client waits at most half a minute.
+pub async fn login(
+    State(state): State<AppState>,
+    extensions: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = match parse_form(&body) {
         Ok(f) => f,
         Err(r) => return r.into_response(),
@@ -314,25 +327,37 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Byte
     if email.is_empty() || password.is_empty() || email.len() > 254 || password.len() > 1024 {
         return login_form(&state, StatusCode::UNPROCESSABLE_ENTITY, Some(WRONG));
     }
-    let user = match state.log.user_index(&email).await {
-        Ok(index) => state.log.store().user_by_email_index(index).await,
-        Err(e) => return super::error::PageError::from(e).into_response(),
+    let (index, device) = match (
+        state.log.user_index(&email).await,
+        state.log.user_index(&format!("device:{email}")).await,
+    ) {
+        (Ok(index), Ok(device)) => (index, hex(&device)),
+        (Err(e), _) | (_, Err(e)) => return super::error::PageError::from(e).into_response(),
     };
-    let user = match user {
+    let client = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let keys = AttemptKeys::new(&index, client);
+    let trusted = cookie(&headers, DEVICE_COOKIE).is_some_and(|c| same(&c, &device));
+    let now = Timestamp::now();
+    let wait = state.sign_in_throttle.wait_ms(&keys, trusted, now);
+    if wait > 0 {
+        // Nothing is looked up or verified: the answer is the same for every address.
+        let seconds = (wait + 999) / 1000;
+        tracing::info!(wait_s = seconds, "sign-in throttled");
+        let message = format!(
+            "Too many failed sign-ins from here or for this address: try again in {seconds} seconds."
+        );
+        let mut response = login_form(&state, StatusCode::TOO_MANY_REQUESTS, Some(&message));
+        if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(RETRY_AFTER, v);
+        }
+        return response;
+    }
+    let user = match state.log.store().user_by_email_index(index).await {
         Ok(u) => u,
         Err(e) => return super::error::PageError::from(e).into_response(),
     };
-    let now = Timestamp::now();
-    if let Some(u) = &user
-        && u.locked_until.is_some_and(|t| t > now)
-    {
-        tracing::warn!(user_id = %u.id, "sign-in refused: locked out");
-        return login_form(
-            &state,
-            StatusCode::TOO_MANY_REQUESTS,
-            Some("Too many failed sign-ins: this user is locked for 15 minutes."),
-        );
-    }
     let stored = user
         .as_ref()
         .map(|u| u.password_hash.clone())
@@ -341,27 +366,14 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Byte
         .await
         .unwrap_or(false);
     let Some(user) = user.clone().filter(|_| ok) else {
-        if let Some(u) = &user {
-            match state
-                .log
-                .store()
-                .record_login_failure(u.id, now, MAX_FAILURES, LOCK_MS)
-                .await
-            {
-                Ok(f) if f.locked_until.is_some() => {
-                    tracing::warn!(user_id = %u.id, "sign-in failed; user locked out");
-                    return login_form(
-                        &state,
-                        StatusCode::TOO_MANY_REQUESTS,
-                        Some("Too many failed sign-ins: this user is locked for 15 minutes."),
-                    );
-                }
-                Ok(_) => tracing::info!(user_id = %u.id, "sign-in failed"),
-                Err(e) => return super::error::PageError::from(e).into_response(),
-            }
+        state.sign_in_throttle.failed(&keys, now);
+        match &user {
+            Some(u) => tracing::info!(user_id = %u.id, "sign-in failed"),
+            None => tracing::info!("sign-in failed"),
         }
         return login_form(&state, StatusCode::UNPROCESSABLE_ENTITY, Some(WRONG));
     };
+    state.sign_in_throttle.succeeded(&keys);
     let value = random_token();
     let session = WebSessionRecord {
         hash: session_hash(&value),
@@ -384,7 +396,15 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Byte
         SET_COOKIE,
         cookie_header(&state, LOGIN_COOKIE, "", Some(0), true),
     );
+    response.headers_mut().append(
+        SET_COOKIE,
+        cookie_header(&state, DEVICE_COOKIE, &device, Some(DEVICE_MAX_AGE_S), true),
+    );
     response
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Ends the session (CSRF-checked, so another site cannot sign a user out).

@@ -11,7 +11,6 @@ use zeroize::Zeroizing;
 
 use ringfence_core::AccountId;
 use ringfence_core::access::{Permission, Role, Scope, Tenant};
-use ringfence_core::timestamp::Timestamp;
 use ringfence_crypto::password::PasswordError;
 use ringfence_store::users::NewUserError;
 
@@ -27,7 +26,6 @@ struct UserRow {
     role: &'static str,
     personal_data: bool,
     created_at: String,
-    locked: bool,
 }
 
 #[derive(Template)]
@@ -36,8 +34,8 @@ struct UsersPage {
     chrome: Chrome,
     account_id: String,
     users: Vec<UserRow>,
-    /// The id of the user just created.
-    created: Option<String>,
+    /// The answer to an addition just made (the same whether or not the address was new).
+    added: bool,
 }
 
 /// The account, if this user may manage it.
@@ -52,9 +50,8 @@ async fn page(
     state: &AppState,
     user: &WebUser,
     tenant: Tenant,
-    created: Option<String>,
+    added: bool,
 ) -> PageResult<Response> {
-    let now = Timestamp::now();
     let users = state
         .log
         .store()
@@ -67,14 +64,13 @@ async fn page(
             role: u.role.as_str(),
             personal_data: u.personal_data,
             created_at: when(&u.created_at.to_rfc3339()),
-            locked: u.locked_until.is_some_and(|t| t > now),
         })
         .collect();
     render(&UsersPage {
         chrome: Chrome::new(user, Some(tenant.account)),
         account_id: tenant.account.to_string(),
         users,
-        created,
+        added,
     })
 }
 
@@ -85,7 +81,7 @@ pub async fn users(
     Path(account): Path<String>,
 ) -> PageResult<Response> {
     let tenant = managed(&state, &user, &account).await?;
-    page(&state, &user, tenant, None).await
+    page(&state, &user, tenant, false).await
 }
 
 /// Adds a user to the account: an account admin or an analyst (with or without personal
@@ -126,19 +122,42 @@ pub async fn create_user(
                 personal_data,
                 user.principal.actor(),
             )
-            .await
-            .map_err(|e| match e {
-                NewUserError::Password(PasswordError::Hashing) => {
-                    PageError(crate::error::ApiError::internal(&"password hashing failed"))
-                }
-                NewUserError::InvalidEmail
+            .await;
+        match created {
+            Ok(_) => {}
+            // An address that already has a user, here or in another tenant: answered as
+            // an addition, so that an account admin cannot learn which addresses have
+            // accounts elsewhere. Only the installation's admin attaches an existing user.
+            Err(NewUserError::Exists) => {
+                state
+                    .log
+                    .store()
+                    .append_audit(ringfence_store::AuditEvent {
+                        actor: user.principal.actor(),
+                        action: "user.add_existing_address".into(),
+                        agency_id: Some(tenant.agency),
+                        account_id: Some(tenant.account),
+                        subject: None,
+                        count: None,
+                        reason: None,
+                        details: "{}".into(),
+                    })
+                    .await?;
+            }
+            Err(NewUserError::Password(PasswordError::Hashing)) => {
+                return Err(PageError(crate::error::ApiError::internal(
+                    &"password hashing failed",
+                )));
+            }
+            Err(
+                e @ (NewUserError::InvalidEmail
                 | NewUserError::Password(PasswordError::Length)
-                | NewUserError::Scope(_) => PageError::new(Code::InvalidField, e.to_string()),
-                NewUserError::Exists => PageError::new(Code::Conflict, e.to_string()),
-                NewUserError::Log(e) => e.into(),
-            })?;
+                | NewUserError::Scope(_)),
+            ) => return Err(PageError::new(Code::InvalidField, e.to_string())),
+            Err(NewUserError::Log(e)) => return Err(e.into()),
+        }
         state.log.anchor_journal().await?;
-        page(&state, &user, tenant, Some(created.id.to_string())).await
+        page(&state, &user, tenant, true).await
     };
     run.await.map_err(IntoResponse::into_response)
 }

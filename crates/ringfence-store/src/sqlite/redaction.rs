@@ -79,6 +79,60 @@ pub(crate) fn begin(conn: &Connection, job: &RedactionJob) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Begins the redaction of every call of these callers (account, blind index) in one
+/// transaction: the forget-list entries are added and the callers' calls chosen in the
+/// same transaction that records the job. Ingest checks the forget list inside its own
+/// transaction, so a call committed before this one is chosen here and a call committed
+/// after it is redacted on arrival: a `forget` can miss no call. Calls on legal hold are
+/// left out and counted.
+pub(crate) fn begin_callers(
+    conn: &Connection,
+    job: &mut RedactionJob,
+    callers: &[(AccountId, BlindIndex)],
+) -> Result<u64, StoreError> {
+    let at = Timestamp::now();
+    let mut forget = conn.prepare_cached("INSERT INTO forget_list (account_id, caller_bidx, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")?;
+    for (account, bidx) in &job.forget {
+        forget.execute(params![account.to_string(), bidx.as_slice(), at.millis()])?;
+    }
+    let mut skipped = 0u64;
+    let mut select = conn.prepare_cached(
+        "SELECT id, session_id, recording_object, legal_hold_at IS NOT NULL FROM calls
+         WHERE account_id = ?1 AND caller_bidx = ?2 AND redacted_at IS NULL",
+    )?;
+    for (account, bidx) in callers {
+        let rows = select
+            .query_map(params![account.to_string(), bidx.as_slice()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, bool>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        for (id, session, object, held) in rows {
+            // Calls on legal hold are exempt (GDPR Art. 17(3)(e)); the receipt counts them.
+            if held {
+                skipped += 1;
+                continue;
+            }
+            job.call_ids.push(
+                id.parse()
+                    .map_err(|_| StoreError::Backend("a call id does not parse".into()))?,
+            );
+            if let Some(session) = session.and_then(|s| s.parse().ok()) {
+                job.session_ids.push(session);
+            }
+            job.objects.extend(object);
+        }
+    }
+    job.session_ids.sort();
+    job.session_ids.dedup();
+    begin(conn, job)?;
+    Ok(skipped)
+}
+
 /// `account:hex,…` pairs.
 fn pairs(text: &str) -> Vec<(AccountId, BlindIndex)> {
     text.split(',')

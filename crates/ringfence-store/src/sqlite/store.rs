@@ -1190,6 +1190,19 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn begin_caller_redaction(
+        &self,
+        mut job: RedactionJob,
+        callers: Vec<(AccountId, ringfence_crypto::BlindIndex)>,
+    ) -> Result<(RedactionJob, u64), StoreError> {
+        self.db
+            .write(move |conn| {
+                let skipped = redaction::begin_callers(conn, &mut job, &callers)?;
+                Ok((job, skipped))
+            })
+            .await
+    }
+
     async fn apply_redaction(
         &self,
         job: RedactionJob,
@@ -1255,24 +1268,28 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn update_call(&self, u: CallUpdate) -> Result<bool, StoreError> {
+    async fn update_call(&self, u: CallUpdate) -> Result<CallUpdated, StoreError> {
         self.db
             .write(move |conn| {
-                let current: Option<(Option<String>, Option<i64>, String, Option<Vec<u8>>)> = conn
-                    .prepare_cached("SELECT status, redacted_at, account_id, caller_bidx FROM calls WHERE id = ?1")?
-                    .query_row([u.id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                type Current = (Option<String>, Option<i64>, String, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+                let current: Option<Current> = conn
+                    .prepare_cached("SELECT status, redacted_at, account_id, caller_bidx, caller_identity, caller_location FROM calls WHERE id = ?1")?
+                    .query_row([u.id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
                     .optional()?;
-                let Some((status, redacted_at, account, caller)) = current else {
+                let Some((status, redacted_at, account, caller, identity_now, location_now)) = current else {
                     return Err(StoreError::NotFound("call"));
                 };
                 if redacted_at.is_some() {
-                    return Ok(false);
+                    return Ok(CallUpdated::Unchanged);
+                }
+                if (identity_now, location_now) != u.based_on {
+                    return Ok(CallUpdated::Stale);
                 }
                 // Statuses only move forward: an earlier one arriving late changes nothing, so
                 // any delivery order converges on the same call.
                 let stored = status.as_deref().and_then(CallStatus::parse);
                 if status_order(u.status) < status_order(stored) {
-                    return Ok(false);
+                    return Ok(CallUpdated::Unchanged);
                 }
                 // Categories the caller withdrew consent to stay out.
                 let account: AccountId = parse_id(account)?;
@@ -1299,7 +1316,7 @@ impl Store for SqliteStore {
                     identity,
                     location,
                 ])?;
-                Ok(true)
+                Ok(CallUpdated::Applied)
             })
             .await
     }
