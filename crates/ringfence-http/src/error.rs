@@ -147,6 +147,10 @@ pub struct ErrorBody {
     pub message: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<ErrorDetail>,
+    /// With `confirmation_required` from an agency's settings: the calls each account
+    /// would lose at once (account id → count).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_redact: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 /// `{"error": {...}}`
@@ -164,6 +168,8 @@ pub struct ApiError {
     pub headers: Vec<(axum::http::HeaderName, String)>,
     /// A status other than the code's usual one (a bad number in a query string is a 400).
     pub status: Option<StatusCode>,
+    /// See [`ErrorBody::would_redact`].
+    pub would_redact: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 impl ApiError {
@@ -174,6 +180,7 @@ impl ApiError {
             details: Vec::new(),
             headers: Vec::new(),
             status: None,
+            would_redact: None,
         }
     }
 
@@ -237,6 +244,7 @@ impl ApiError {
             details,
             headers: Vec::new(),
             status: None,
+            would_redact: None,
         }
     }
 }
@@ -345,6 +353,7 @@ impl IntoResponse for ApiError {
                 code: self.code.as_str().to_owned(),
                 message: self.message,
                 details: self.details,
+                would_redact: self.would_redact,
             },
         };
         let mut response = (self.status.unwrap_or(self.code.status()), Json(body)).into_response();

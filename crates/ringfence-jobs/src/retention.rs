@@ -83,6 +83,34 @@ fn audit_for(account: &AccountRecord, categories: &[DataCategory]) -> AuditEvent
     }
 }
 
+/// What changing an agency's retention ceiling from `before` to `after` would redact at
+/// the next sweep, per account of the agency (accounts it would not touch are left out):
+/// the calls due under the new ceiling less those due already. The ceiling caps every
+/// account, those whose own automatic redaction is off included, so the API, the CLI and
+/// the web page preview it with this before it is applied.
+pub async fn ceiling_preview(
+    log: &CallLog,
+    agency: ringfence_core::AgencyId,
+    before: Option<u32>,
+    after: Option<u32>,
+    now: Timestamp,
+) -> Result<BTreeMap<AccountId, u64>, LogError> {
+    let mut out = BTreeMap::new();
+    if before == after {
+        return Ok(out);
+    }
+    let total = |p: &AccountSweep| p.calls + p.categories.values().sum::<u64>();
+    for account in log.store().list_accounts(Some(agency)).await? {
+        let was = preview(log, &account, before, now).await?;
+        let will = preview(log, &account, after, now).await?;
+        let newly = total(&will).saturating_sub(total(&was));
+        if newly > 0 {
+            out.insert(account.id, newly);
+        }
+    }
+    Ok(out)
+}
+
 /// How many calls a sweep would handle now, per account and category (no change).
 pub async fn preview(
     log: &CallLog,

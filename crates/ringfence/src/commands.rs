@@ -34,9 +34,14 @@ pub enum AgencyCommand {
         id: String,
         #[arg(long, value_name = "true|false")]
         redaction_enabled: Option<bool>,
-        /// Longest retention (days) its accounts may use; 0 removes the limit.
+        /// Longest retention (days) its accounts may use; 0 removes the limit. It caps
+        /// every account, those with automatic redaction off included: a ceiling that
+        /// would redact calls at once is previewed per account and needs --yes.
         #[arg(long, value_name = "N")]
         max_retention_days: Option<u32>,
+        /// Apply a ceiling that would redact calls at once (after reading its preview).
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -261,6 +266,7 @@ pub async fn agency(
             id,
             redaction_enabled,
             max_retention_days,
+            yes,
         } => {
             let id: AgencyId = parse_id(&id, "agency id")?;
             let mut record = store
@@ -279,6 +285,31 @@ pub async fn agency(
                 }
                 record.max_retention_days = (days > 0).then_some(days);
             }
+            let before = store.agency(id).await?.and_then(|a| a.max_retention_days);
+            let would_redact = ringfence_jobs::retention::ceiling_preview(
+                &resources.log,
+                id,
+                before,
+                record.max_retention_days,
+                Timestamp::now(),
+            )
+            .await?;
+            let total: u64 = would_redact.values().sum();
+            let per_account: std::collections::BTreeMap<String, u64> = would_redact
+                .iter()
+                .map(|(a, n)| (a.to_string(), *n))
+                .collect();
+            if total > 0 && !yes {
+                let lines: Vec<String> = would_redact
+                    .iter()
+                    .map(|(a, n)| format!("  account {a}: {n}"))
+                    .collect();
+                bail!(
+                    "this ceiling would redact {total} {} at once (it caps every account, automatic redaction off or not):\n{}\nnothing changed; run it again with --yes to apply it",
+                    if total == 1 { "call" } else { "calls" },
+                    lines.join("\n")
+                );
+            }
             store.update_agency(record.clone()).await?;
             store
                 .append_audit(AuditEvent {
@@ -287,15 +318,20 @@ pub async fn agency(
                     agency_id: Some(record.id),
                     account_id: None,
                     subject: Some(record.id.to_string()),
-                    count: None,
+                    count: Some(total),
                     reason: None,
-                    details: json!({"role": "admin", "after": {"redaction_enabled": record.redaction_enabled, "max_retention_days": record.max_retention_days}}).to_string(),
+                    details: json!({"role": "admin", "after": {"redaction_enabled": record.redaction_enabled, "max_retention_days": record.max_retention_days},
+                                    "would_redact": per_account, "confirmed": yes}).to_string(),
                 })
                 .await?;
             print(
                 as_json,
-                json!({"id": record.id.to_string(), "redaction_enabled": record.redaction_enabled, "max_retention_days": record.max_retention_days}),
-                &format!("agency {} updated", record.id),
+                json!({"id": record.id.to_string(), "redaction_enabled": record.redaction_enabled, "max_retention_days": record.max_retention_days, "would_redact": per_account}),
+                &format!(
+                    "agency {} updated; {total} {} due for redaction at the next sweep",
+                    record.id,
+                    if total == 1 { "call is" } else { "calls are" }
+                ),
             );
         }
     }

@@ -6,12 +6,13 @@ use utoipa::ToSchema;
 use ringfence_core::AgencyId;
 use ringfence_core::access::Permission;
 use ringfence_core::call::FieldError;
+use ringfence_core::timestamp::Timestamp;
 use ringfence_store::{AgencyRecord, AuditEvent};
 
 use super::path_id;
 use crate::auth::Auth;
 use crate::body::JsonBody;
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
 use crate::state::AppState;
 
 /// An agency's settings.
@@ -31,6 +32,10 @@ pub struct AgencySettingsUpdate {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u32>)]
     pub max_retention_days: Option<Option<u32>>,
+    /// A ceiling that would redact calls at once is applied only with `true`; without it
+    /// the answer is 409 `confirmation_required` with `would_redact` per account.
+    #[serde(default)]
+    pub confirm: bool,
 }
 
 /// Tells a missing field (`None`) from an explicit null (`Some(None)`).
@@ -78,10 +83,15 @@ pub async fn get_settings(
 }
 
 /// Change an agency's settings; journaled.
+///
+/// A retention ceiling caps every account of the agency, including those whose own
+/// automatic redaction is off. One that would make calls due at once is refused with 409
+/// `confirmation_required` and `error.would_redact` (account id → calls) until it is sent
+/// again with `"confirm": true`; the journal entry records the counts confirmed.
 #[utoipa::path(put, path = "/api/v1/agencies/{agency_id}/settings", tag = "agencies",
     params(("agency_id" = String, Path, description = "agency id")),
     request_body = AgencySettingsUpdate,
-    responses((status = 200, body = AgencySettings), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
+    responses((status = 200, body = AgencySettings), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, description = "confirmation_required, with would_redact per account", body = ErrorEnvelope), (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn put_settings(
     State(state): State<AppState>,
@@ -105,6 +115,33 @@ pub async fn put_settings(
         }
         record.max_retention_days = days;
     }
+    let would_redact = ringfence_jobs::retention::ceiling_preview(
+        &state.log,
+        record.id,
+        before.max_retention_days,
+        record.max_retention_days,
+        Timestamp::now(),
+    )
+    .await?;
+    let total: u64 = would_redact.values().sum();
+    if total > 0 && !update.confirm {
+        let mut err = ApiError::new(
+            Code::ConfirmationRequired,
+            format!(
+                "this ceiling would redact {total} {} at once in {} {}; send it again with \"confirm\": true",
+                plural(total, "call", "calls"),
+                would_redact.len(),
+                plural(would_redact.len() as u64, "account", "accounts"),
+            ),
+        );
+        err.would_redact = Some(
+            would_redact
+                .iter()
+                .map(|(a, n)| (a.to_string(), *n))
+                .collect(),
+        );
+        return Err(err);
+    }
     state.log.store().update_agency(record.clone()).await?;
     let after = settings_of(&record);
     state
@@ -116,10 +153,16 @@ pub async fn put_settings(
             agency_id: Some(record.id),
             account_id: None,
             subject: Some(record.id.to_string()),
-            count: None,
+            count: Some(total),
             reason: None,
-            details: serde_json::json!({"role": principal.role.as_str(), "before": before, "after": after}).to_string(),
+            details: serde_json::json!({"role": principal.role.as_str(), "before": before, "after": after,
+                "would_redact": would_redact.iter().map(|(a, n)| (a.to_string(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
+                "confirmed": update.confirm}).to_string(),
         })
         .await?;
     Ok(Json(after))
+}
+
+fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
 }

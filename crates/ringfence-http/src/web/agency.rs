@@ -15,6 +15,7 @@ use crate::auth::Auth;
 use crate::body::JsonBody;
 use crate::error::Code;
 use crate::routes::agencies::{self, AgencySettings, AgencySettingsUpdate};
+use crate::routes::path_id;
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -24,6 +25,15 @@ struct AgencySettingsPage {
     agency_id: String,
     settings: AgencySettings,
     saved: bool,
+    /// A ceiling waiting for confirmation: what it would redact at once, per account.
+    pending: Option<PendingCeiling>,
+}
+
+struct PendingCeiling {
+    redaction_enabled: bool,
+    max_retention_days: String,
+    total: u64,
+    accounts: Vec<(String, u64)>,
 }
 
 /// The agency's settings, from the API's handler (which checks the role and the tenant).
@@ -43,6 +53,7 @@ pub async fn settings(
         agency_id: agency,
         settings,
         saved: false,
+        pending: None,
     })
 }
 
@@ -65,22 +76,63 @@ pub async fn save(
                 )
             })?),
         };
+        let redaction_enabled = field(&form, "redaction_enabled") == Some("on");
         let update = AgencySettingsUpdate {
-            redaction_enabled: Some(field(&form, "redaction_enabled") == Some("on")),
+            redaction_enabled: Some(redaction_enabled),
             max_retention_days: Some(max),
+            confirm: field(&form, "confirm") == Some("yes"),
         };
-        let Json(settings) = agencies::put_settings(
+        let saved = agencies::put_settings(
             State(state.clone()),
             Auth(user.principal.clone()),
             Path(agency.clone()),
             JsonBody(update),
         )
-        .await?;
+        .await;
+        let settings = match saved {
+            Ok(Json(settings)) => settings,
+            Err(e) if e.code == Code::ConfirmationRequired => {
+                // Nothing was changed: show what the ceiling would redact, per account,
+                // and ask again.
+                let Json(settings) = agencies::get_settings(
+                    State(state.clone()),
+                    Auth(user.principal.clone()),
+                    Path(agency.clone()),
+                )
+                .await?;
+                let counts = e.would_redact.unwrap_or_default();
+                let mut accounts = Vec::new();
+                for account in state
+                    .log
+                    .store()
+                    .list_accounts(Some(path_id(&agency, "agency")?))
+                    .await?
+                {
+                    if let Some(n) = counts.get(&account.id.to_string()) {
+                        accounts.push((account.name, *n));
+                    }
+                }
+                return render(&AgencySettingsPage {
+                    chrome: Chrome::new(&user, None),
+                    agency_id: agency,
+                    settings,
+                    saved: false,
+                    pending: Some(PendingCeiling {
+                        redaction_enabled,
+                        max_retention_days: max.map(|d| d.to_string()).unwrap_or_default(),
+                        total: counts.values().sum(),
+                        accounts,
+                    }),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
         render(&AgencySettingsPage {
             chrome: Chrome::new(&user, None),
             agency_id: agency,
             settings,
             saved: true,
+            pending: None,
         })
     };
     run.await.map_err(IntoResponse::into_response)

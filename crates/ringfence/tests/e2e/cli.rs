@@ -67,7 +67,7 @@ fn cli_commands_create_tenants_and_tokens_and_print_json() {
     assert_eq!(code, 0);
     assert_eq!(
         json_of(&out),
-        json!({"id": agency, "redaction_enabled": true, "max_retention_days": 90})
+        json!({"id": agency, "redaction_enabled": true, "max_retention_days": 90, "would_redact": {}})
     );
 
     // Errors: exit 1, a message on stderr, nothing on stdout, nothing created.

@@ -13,6 +13,7 @@ mod backup;
 mod browser;
 mod calls;
 mod canary;
+mod ceiling;
 mod checklist;
 mod cli;
 mod consent;

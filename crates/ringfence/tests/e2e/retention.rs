@@ -175,12 +175,27 @@ async fn the_agency_maximum_applies_and_accounts_may_only_tighten_it() {
     let app = TestApp::spawn().await;
     let (agency, account) = app.tenant().await;
     let calls = ingest_ages(&app, account).await;
-    let (status, _) = app
+    // The ceiling would redact calls at once (this account's automatic redaction is off):
+    // previewed first, applied when confirmed.
+    let (status, body) = app
         .send(
             Method::PUT,
             &app.admin,
             &format!("/api/v1/agencies/{agency}/settings"),
             Some(json!({"max_retention_days": 60})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        body["error"]["would_redact"],
+        json!({account.to_string(): 9})
+    );
+    let (status, _) = app
+        .send(
+            Method::PUT,
+            &app.admin,
+            &format!("/api/v1/agencies/{agency}/settings"),
+            Some(json!({"max_retention_days": 60, "confirm": true})),
         )
         .await;
     assert_eq!(status, StatusCode::OK);

@@ -3,9 +3,10 @@
 
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use ringfence_core::access::{Role, Scope};
+use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId};
 
 use crate::common::*;
@@ -1619,6 +1620,66 @@ async fn an_account_admin_adds_an_analyst_who_then_signs_in_with_masked_numbers(
             .iter()
             .any(|e| e.to_string().contains("lou@example.com"))
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_agency_page_previews_a_ceiling_per_account_before_it_redacts_anything() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    for n in 0..3u16 {
+        let mut call = full_call(n);
+        call["started_at"] =
+            json!(Timestamp::from_millis(Timestamp::now().millis() - 50 * 86_400_000).to_rfc3339());
+        app.ingest(account, call).await;
+    }
+    web_user(
+        &app,
+        "ada@example.com",
+        Role::AgencyAdmin,
+        Scope::Agency(agency),
+        true,
+    )
+    .await;
+    let boss = sign_in(&app, "ada@example.com").await;
+    let path = format!("/ui/agencies/{agency}/settings");
+    let (_, html) = boss.get(&path).await;
+    let csrf = csrf_of(&html);
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("redaction_enabled", "on"),
+        ("max_retention_days", "30"),
+    ];
+    let (status, html) = boss.post(&path, &form).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("id=\"ceiling-preview\""), "{html}");
+    assert!(html.contains("<strong>3</strong> calls"), "{html}");
+    assert!(html.contains("<td>3</td>"), "the account's row: {html}");
+    assert!(!html.contains("id=\"saved\""));
+    let settings = app
+        .get(&app.admin, &format!("/api/v1/agencies/{agency}/settings"))
+        .await
+        .1;
+    assert_eq!(
+        settings["max_retention_days"],
+        Value::Null,
+        "nothing changed yet"
+    );
+    // The confirmation form applies it.
+    let confirm = [
+        ("csrf", csrf.as_str()),
+        ("redaction_enabled", "on"),
+        ("max_retention_days", "30"),
+        ("confirm", "yes"),
+    ];
+    let (status, html) = boss.post(&path, &confirm).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"saved\""), "{html}");
+    let settings = app
+        .get(&app.admin, &format!("/api/v1/agencies/{agency}/settings"))
+        .await
+        .1;
+    assert_eq!(settings["max_retention_days"], 30);
     app.stop().await;
 }
 
