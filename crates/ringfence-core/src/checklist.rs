@@ -243,7 +243,7 @@ fn recording_consent_gdpr(a: &AccountFacts) -> Item {
     }
     if a.consents_without_notice > 0 {
         explanations.push(format!(
-            "{} consent events were recorded without a notice version: weaker evidence",
+            "{} consents were granted without a notice version: weaker evidence",
             a.consents_without_notice
         ));
         fixes.push(format!(
@@ -445,8 +445,9 @@ fn recipients(a: &AccountFacts, now: Timestamp) -> Item {
             ID,
             Status::Warn,
             format!(
-                "{} recipients take no erasure notices (call.redacted, caller.erased, consent.withdrawn)",
-                r.recipients
+                "{} {} no erasure notices (call.redacted, caller.erased, consent.withdrawn)",
+                crate::text::counted(u64::from(r.recipients), "recipient", "recipients"),
+                if r.recipients == 1 { "takes" } else { "take" }
             ),
             format!(
                 "add the erasure events to each: PUT /api/v1/accounts/{}/recipients/{{id}} {{\"events\": [\"call.created\", \"call.redacted\", \"caller.erased\", \"consent.withdrawn\"]}}",
@@ -471,15 +472,26 @@ fn recipients(a: &AccountFacts, now: Timestamp) -> Item {
         return item(
             ID,
             Status::Warn,
-            format!("{} call deliveries were dead-lettered", r.dead),
+            format!(
+                "{} dead-lettered",
+                crate::text::counted(
+                    u64::from(r.dead),
+                    "call delivery was",
+                    "call deliveries were"
+                )
+            ),
             dead_letters,
         );
     }
     pass(
         ID,
         format!(
-            "{} recipients are told of erasures and no notice is dead-lettered",
-            r.erasure_recipients
+            "{} told of erasures and no notice is dead-lettered",
+            crate::text::counted(
+                u64::from(r.erasure_recipients),
+                "recipient is",
+                "recipients are"
+            )
         ),
     )
 }

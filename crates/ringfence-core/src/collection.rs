@@ -120,7 +120,8 @@ impl CollectionSettings {
     }
 
     /// Removes what the settings exclude from a call (and the visit sent with it); returns
-    /// the names of the input fields dropped. IP truncation is not a drop.
+    /// the names of the input fields dropped, and `visitor.ip:truncated` when only the
+    /// IP's network part (/24, /48) was kept.
     pub fn minimise_call(&self, call: &mut NewCall) -> Vec<String> {
         let mut dropped = Vec::new();
         if !self.caller_name && call.caller.name.take().is_some() {
@@ -170,6 +171,7 @@ impl CollectionSettings {
                         .parse::<IpAddr>()
                         .ok()
                         .map(|ip| Personal::new(truncate_ip(ip).to_string()));
+                    dropped.push(format!("{prefix}ip:truncated"));
                 }
             }
         }
@@ -276,7 +278,8 @@ mod tests {
                 "caller_city",
                 "caller_postal_code",
                 "caller_country",
-                "transcript"
+                "transcript",
+                "visitor.ip:truncated"
             ]
         );
         assert!(call.caller.name.is_none() && call.location.is_empty());

@@ -12,6 +12,11 @@ pub enum ConsentStatus {
 }
 
 impl ConsentStatus {
+    /// Whether an event with this status and no notice version is weaker evidence: a grant
+    /// must show what the subject was told; a withdrawal needs no notice to count.
+    pub fn weak_without_notice(self, notice_version: Option<u32>) -> bool {
+        self == ConsentStatus::Granted && notice_version.is_none()
+    }
     pub fn as_str(self) -> &'static str {
         match self {
             ConsentStatus::Granted => "granted",

@@ -16,6 +16,7 @@ pub mod personal;
 pub mod phone;
 pub mod recipients;
 pub mod retention;
+pub mod text;
 pub mod throttle;
 pub mod timestamp;
 

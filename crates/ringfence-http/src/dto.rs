@@ -600,8 +600,9 @@ pub struct CallOutput {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub masked: bool,
     /// Only in the answer to an ingest: input fields not stored because the account's
-    /// collection settings exclude them (`caller_name`, `visitor.ip`…), or whole categories
-    /// the subject withdrew consent to (`caller_location`…).
+    /// collection settings exclude them (`caller_name`, `visitor.ip`…), `visitor.ip:truncated`
+    /// when only the IP's network part was kept, or whole categories the subject withdrew
+    /// consent to (`caller_location`…).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dropped: Option<Vec<String>>,
 }
@@ -729,7 +730,8 @@ pub struct BatchOutput {
     /// How many of them were new.
     pub created: usize,
     /// Per input call (same order): the input fields not stored because the account's
-    /// collection settings exclude them, or whole categories the subject withdrew consent to.
+    /// collection settings exclude them (`visitor.ip:truncated` when only the IP's network
+    /// part was kept), or whole categories the subject withdrew consent to.
     pub dropped: Vec<Vec<String>>,
 }
 

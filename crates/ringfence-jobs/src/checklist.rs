@@ -109,8 +109,10 @@ async fn account_facts(
         let page = store.consents(account.id, None, after_seq, 1000).await?;
         let Some(last) = page.last() else { break };
         after_seq = Some(last.seq);
-        consents_without_notice +=
-            page.iter().filter(|c| c.notice_version.is_none()).count() as u64;
+        consents_without_notice += page
+            .iter()
+            .filter(|c| c.status.weak_without_notice(c.notice_version))
+            .count() as u64;
     }
     let agency_max = agency.max_retention_days;
     let due_now = total(&preview(log, account, agency_max, shared.now).await?);

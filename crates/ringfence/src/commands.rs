@@ -3,6 +3,7 @@
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use ringfence_core::text::counted;
 use serde_json::json;
 
 use ringfence_core::access::{Principal, Role, Scope};
@@ -23,6 +24,7 @@ use crate::app::Resources;
 pub enum AgencyCommand {
     /// Create an agency; prints its id.
     Create {
+        /// The agency's name as people see it (not personal data: a business's name).
         #[arg(long)]
         name: String,
         /// Let the agency's accounts redact calls and callers.
@@ -49,8 +51,10 @@ pub enum AgencyCommand {
 pub enum AccountCommand {
     /// Create an account under an agency; prints its id.
     Create {
-        #[arg(long)]
+        /// The id of the agency the account belongs to.
+        #[arg(long, value_name = "ID")]
         agency: String,
+        /// The account's name as people see it (the business).
         #[arg(long)]
         name: String,
     },
@@ -149,7 +153,8 @@ pub enum RedactCommand {
     },
     /// Redact every call and visitor session of a caller in an account; prints the receipt.
     Caller {
-        #[arg(long)]
+        /// The id of the account whose calls from the number are redacted.
+        #[arg(long, value_name = "ID")]
         account: String,
         /// The caller's number, E.164.
         number: String,
@@ -536,16 +541,15 @@ pub async fn sweep(resources: &Resources, dry_run: bool, as_json: bool) -> anyho
     }
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && !dry_run {
         let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} redacting [{bar:40}] {pos}/{len} calls {per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
+        bar.set_style(crate::telemetry::rate_style(
+            "{spinner} redacting [{bar:40}] {pos}/{len} calls {rate} eta {eta}",
+        ));
         Some(bar)
     } else {
         None
     };
+    // Log lines print with the bar hidden, never over it.
+    let _shown = bar.as_ref().map(crate::telemetry::show_bar);
     let mut done = 0u64;
     let mut last_line = std::time::Instant::now();
     let mut progress = |n: u64| {
@@ -579,12 +583,15 @@ pub async fn sweep(resources: &Resources, dry_run: bool, as_json: bool) -> anyho
         .collect();
     let verb = if dry_run { "would redact" } else { "redacted" };
     let mut human = format!(
-        "{verb} {} calls and removed {} categories",
-        report.total_calls(),
-        report.total_category_removals()
+        "{verb} {} and removed {}",
+        counted(report.total_calls(), "call", "calls"),
+        counted(report.total_category_removals(), "category", "categories")
     );
     for (id, a) in &report.accounts {
-        human.push_str(&format!("\n  account {id}: {} calls", a.calls));
+        human.push_str(&format!(
+            "\n  account {id}: {}",
+            counted(a.calls, "call", "calls")
+        ));
         for (c, n) in &a.categories {
             human.push_str(&format!(", {c} {n}"));
         }
@@ -643,10 +650,10 @@ pub async fn checklist(
                     .with_context(|| format!("no agency {id}"))?
                     .into();
             let mut human = format!(
-                "agency {}: {} ({} accounts, worst first)",
+                "agency {}: {} ({}, worst first)",
                 a.agency_id,
                 a.status,
-                a.accounts.len()
+                counted(a.accounts.len() as u64, "account", "accounts")
             );
             for c in &a.accounts {
                 human.push('\n');
@@ -844,6 +851,84 @@ pub async fn user(
     Ok(())
 }
 
+/// A command's failure: under `--json` one document `{"error": {"code", "message"}}` on
+/// stdout (as the API answers), otherwise `error: message` on stderr.
+pub fn print_error(as_json: bool, code: &str, message: &str) {
+    if as_json {
+        println!("{}", json!({"error": {"code": code, "message": message}}));
+    } else {
+        eprintln!("error: {message}");
+    }
+}
+
+/// A failure with a stable code for `--json` (`bail!` gives `failed`).
+#[derive(Debug)]
+pub struct CliError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// The stable code of a command's failure.
+pub fn error_code(e: &anyhow::Error) -> &'static str {
+    if let Some(c) = e.downcast_ref::<CliError>() {
+        return c.code;
+    }
+    if e.downcast_ref::<std::io::Error>().is_some() {
+        return "io_error";
+    }
+    "failed"
+}
+
+/// A JSON document as indented `key: value` lines, for people (with `--json` the document
+/// itself is printed).
+pub fn human(value: &serde_json::Value) -> String {
+    fn walk(value: &serde_json::Value, indent: usize, out: &mut String) {
+        let pad = "  ".repeat(indent);
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match v {
+                        serde_json::Value::Object(m) if !m.is_empty() => {
+                            out.push_str(&format!("{pad}{}:\n", k.replace('_', " ")));
+                            walk(v, indent + 1, out);
+                        }
+                        serde_json::Value::Array(a) if a.iter().any(|x| x.is_object()) => {
+                            out.push_str(&format!("{pad}{}:\n", k.replace('_', " ")));
+                            for item in a {
+                                walk(item, indent + 1, out);
+                                out.push('\n');
+                            }
+                        }
+                        _ => {
+                            out.push_str(&format!("{pad}{}: {}\n", k.replace('_', " "), scalar(v)))
+                        }
+                    }
+                }
+            }
+            other => out.push_str(&format!("{pad}{}\n", scalar(other))),
+        }
+    }
+    fn scalar(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "-".to_owned(),
+            serde_json::Value::Array(a) => a.iter().map(scalar).collect::<Vec<_>>().join(", "),
+            other => other.to_string(),
+        }
+    }
+    let mut out = String::new();
+    walk(value, 0, &mut out);
+    out.trim_end().to_owned()
+}
+
 pub fn print(as_json: bool, value: serde_json::Value, human: &str) {
     if as_json {
         println!("{value}");
@@ -966,9 +1051,9 @@ pub async fn redact(
         as_json,
         receipt_json(&receipt),
         &format!(
-            "redacted {} calls and {} sessions (journal entry {}){}",
-            receipt.redacted_calls,
-            receipt.redacted_sessions,
+            "redacted {} and {} (journal entry {}){}",
+            counted(receipt.redacted_calls, "call", "calls"),
+            counted(receipt.redacted_sessions, "session", "sessions"),
             receipt.audit_seq,
             if receipt.forgotten {
                 "; the number is on the forget list"
@@ -1011,10 +1096,12 @@ pub enum ExportCommand {
     /// Everything held about a caller in an account, as one ZIP (data.json, recordings,
     /// README.txt). The file is created with mode 0600 and must not exist yet.
     Caller {
+        /// The id of the account whose data about the caller is exported.
         #[arg(long, value_name = "ID")]
         account: String,
         /// E.164, e.g. +442079460123.
         number: String,
+        /// The archive to write (created with mode 0600; must not exist yet).
         #[arg(long, value_name = "FILE.zip")]
         out: std::path::PathBuf,
     },
@@ -1089,12 +1176,12 @@ pub async fn export(
         json!({"out": out.display().to_string(), "calls": summary.calls, "sessions": summary.sessions,
                "consents": summary.consents, "recordings": summary.recordings}),
         &format!(
-            "wrote {}: {} calls, {} sessions, {} consents, {} recordings",
+            "wrote {}: {}, {}, {}, {}",
             out.display(),
-            summary.calls,
-            summary.sessions,
-            summary.consents,
-            summary.recordings
+            counted(summary.calls as u64, "call", "calls"),
+            counted(summary.sessions as u64, "session", "sessions"),
+            counted(summary.consents as u64, "consent", "consents"),
+            counted(summary.recordings as u64, "recording", "recordings")
         ),
     );
     Ok(())

@@ -8,8 +8,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
 
-/// Settings shared by every command.
+/// Settings shared by every command (listed under their own heading in each command's help).
 #[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// TOML file with any of the settings below (flags and environment override it).
     #[arg(long, global = true, env = "RINGFENCE_CONFIG", value_name = "FILE")]

@@ -33,6 +33,7 @@ enum Command {
     Serve,
     /// Fill --data with realistic synthetic agencies, accounts, calls and recordings.
     Demo {
+        /// How many synthetic calls to create, spread over the last 120 days.
         #[arg(long, default_value_t = 5000)]
         calls: usize,
     },
@@ -59,6 +60,7 @@ enum Command {
     Export(commands::ExportCommand),
     /// The compliance checklist of an account, or of each account of an agency (worst first).
     Checklist {
+        /// The account to check.
         #[arg(
             long,
             value_name = "ID",
@@ -66,6 +68,7 @@ enum Command {
             required_unless_present = "agency"
         )]
         account: Option<String>,
+        /// The agency whose accounts are checked, worst first.
         #[arg(long, value_name = "ID")]
         agency: Option<String>,
     },
@@ -77,11 +80,13 @@ enum Command {
     },
     /// Take a consistent backup while the server runs (never includes the master key).
     Backup {
+        /// The folder to write the backup into.
         #[arg(long, value_name = "DIR")]
         out: std::path::PathBuf,
     },
     /// Restore a backup into an empty --data folder, re-applying every redaction journaled since.
     Restore {
+        /// The backup folder `ringfence backup --out` wrote.
         #[arg(long, value_name = "DIR")]
         from: std::path::PathBuf,
         /// The live data folder (or its ringfence.db) whose journal holds the redactions since the backup.
@@ -98,7 +103,7 @@ fn main() -> ExitCode {
     let config = match Config::resolve(&cli.global) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            commands::print_error(cli.json, "invalid_configuration", &format!("{e:#}"));
             return ExitCode::from(2);
         }
     };
@@ -109,14 +114,18 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            commands::print_error(
+                cli.json,
+                "internal",
+                &format!("cannot start the runtime: {e}"),
+            );
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(cli.command, config, cli.json)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            commands::print_error(cli.json, commands::error_code(&e), &format!("{e:#}"));
             ExitCode::FAILURE
         }
     }
@@ -132,11 +141,7 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
     {
         let summary =
             ringfence::backup::restore(&config, from, journal_from.as_deref(), *no_journal).await?;
-        commands::print(
-            json,
-            summary.clone(),
-            &serde_json::to_string_pretty(&summary)?,
-        );
+        commands::print(json, summary.clone(), &commands::human(&summary));
         return Ok(());
     }
     // Commands that read or change what is already stored never start an empty folder: run
@@ -161,11 +166,7 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
         Command::Serve => serve(&resources).await,
         Command::Demo { calls } => {
             let summary = ringfence::demo::run_demo(&resources, calls, !json).await?;
-            commands::print(
-                json,
-                summary.clone(),
-                &serde_json::to_string_pretty(&summary)?,
-            );
+            commands::print(json, summary.clone(), &commands::human(&summary));
             Ok(())
         }
         Command::Agency(c) => commands::agency(&resources, c, json).await,
@@ -181,11 +182,7 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
         Command::Sweep { dry_run } => commands::sweep(&resources, dry_run, json).await,
         Command::Backup { out } => match ringfence::backup::backup(&resources, &out).await {
             Ok(summary) => {
-                commands::print(
-                    json,
-                    summary.clone(),
-                    &serde_json::to_string_pretty(&summary)?,
-                );
+                commands::print(json, summary.clone(), &commands::human(&summary));
                 Ok(())
             }
             Err(e) => Err(e),

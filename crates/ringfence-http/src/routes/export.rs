@@ -57,6 +57,26 @@ impl Drop for ChannelWriter {
     }
 }
 
+/// The archive's file name: one per caller and day, without the number (a download
+/// folder, a browser's history and a proxy's log keep names): the account, the first
+/// 8 hex digits of the number's blind index (a keyed hash, meaningless without the
+/// vault) and the date.
+async fn export_filename(
+    state: &AppState,
+    account: AccountId,
+    number: &ringfence_core::E164,
+) -> ApiResult<String> {
+    let bidx = state.log.blind_index(account, number).await?;
+    let tag: String = bidx[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let day: String = ringfence_core::timestamp::Timestamp::now()
+        .to_rfc3339()
+        .chars()
+        .take(10)
+        .filter(|c| *c != '-')
+        .collect();
+    Ok(format!("ringfence-export-{account}-{tag}-{day}.zip"))
+}
+
 /// Export everything held about a caller in the account (GDPR Art. 15 and 20): a ZIP with
 /// `data.json` (schema `schemas/export-v1.schema.json`), the recordings and a README.
 /// Streamed; journaled (who, when, how many items — never the number). Redacted calls appear
@@ -102,6 +122,7 @@ pub async fn export_caller(
         .agency(record.agency_id)
         .await?
         .and_then(|a| a.max_retention_days);
+    let filename = export_filename(&state, account, &number).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let log = state.log.clone();
     let actor = principal.actor();
@@ -125,7 +146,7 @@ pub async fn export_caller(
             (header::CONTENT_TYPE, "application/zip".to_owned()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"ringfence-export-{account}.zip\""),
+                format!("attachment; filename=\"{filename}\""),
             ),
             (header::CACHE_CONTROL, "no-store".to_owned()),
         ],

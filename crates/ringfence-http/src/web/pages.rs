@@ -401,7 +401,7 @@ async fn call_page(
 }
 
 /// Places (`reason`) or releases (`action=release`) a call's legal hold through the API's
-/// own handlers, then shows the call again.
+/// own handlers, then sends the browser back to the call's page.
 pub async fn legal_hold(
     State(state): State<AppState>,
     user: WebUser,
@@ -426,9 +426,12 @@ pub async fn legal_hold(
         .await
         .map_err(|e| PageError(e).into_response())?;
     }
-    call_page(&state, &user, &call, None)
-        .await
-        .map_err(IntoResponse::into_response)
+    // Back to the call's own page (post, redirect, get): a reload does not post again.
+    let id: ringfence_core::CallId =
+        path_id(&call, "call").map_err(|e| PageError(e).into_response())?;
+    Ok(super::session::redirect_to(&format!(
+        "/ui/calls/{id}#legal-hold"
+    )))
 }
 
 /// One call, all its fields by category, the player and the redaction controls.

@@ -239,6 +239,13 @@ async fn recording_consent_needs_a_notice_and_consents_with_its_version() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(status_of(&app, account, id).await.0, "pass");
+    // A withdrawal needs no notice version: it is not weaker evidence.
+    let (status, body) = app
+        .post(&app.admin, &consents, json!({"subject": {"caller_number": uk_number(1)}, "category": "recording", "status": "withdrawn", "method": "api"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, it) = status_of(&app, account, id).await;
+    assert_eq!(status, "pass", "{it}");
     for n in [2, 3] {
         let (status, body) = app
             .post(&app.admin, &consents, json!({"subject": {"caller_number": uk_number(n)}, "category": "recording", "status": "granted", "method": "api"}))
@@ -248,7 +255,7 @@ async fn recording_consent_needs_a_notice_and_consents_with_its_version() {
     let (status, it) = status_of(&app, account, id).await;
     assert_eq!(status, "warn");
     let explanation = it["explanation"].as_str().unwrap();
-    assert!(explanation.contains("2 consent events"), "{it}");
+    assert!(explanation.contains("2 consents were granted"), "{it}");
     assert!(!explanation.contains("7946"), "no number in the checklist");
 }
 

@@ -99,7 +99,8 @@ async fn defaults_keep_only_what_attribution_needs_and_say_what_was_dropped() {
             "caller_region",
             "caller_postal_code",
             "caller_country",
-            "transcript"
+            "transcript",
+            "visitor.ip:truncated"
         ]
     );
     let id = body["id"].as_str().unwrap();
@@ -161,13 +162,13 @@ async fn every_collection_setting_stores_or_drops_what_it_says() {
         (
             json!({"visitor_ip": "truncate"}),
             "203.0.113.77",
-            vec![],
+            vec!["visitor.ip:truncated"],
             Some("203.0.113.0"),
         ),
         (
             json!({"visitor_ip": "truncate"}),
             "2001:db8:abcd:12:1:2:3:4",
-            vec![],
+            vec!["visitor.ip:truncated"],
             Some("2001:db8:abcd::"),
         ),
         (

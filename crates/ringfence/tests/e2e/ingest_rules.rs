@@ -198,3 +198,28 @@ async fn a_later_status_callback_without_the_caller_name_keeps_the_stored_name()
     assert_eq!(call["caller"]["postal_code"], "EC1A 1BB", "{call}");
     assert_eq!(call["caller"]["number"], from);
 }
+
+#[tokio::test]
+async fn a_truncated_ip_is_named_in_the_ingest_answer() {
+    let app = TestApp::spawn().await;
+    let (_, account) = app.tenant().await;
+    let (status, body) = app
+        .send(
+            reqwest::Method::PUT,
+            &app.admin,
+            &format!("/api/v1/accounts/{account}/settings"),
+            Some(json!({"collection": {"visitor_ip": "truncate"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, answer) = app
+        .post(
+            &app.admin,
+            &format!("/api/v1/accounts/{account}/calls"),
+            full_call(71),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(answer["dropped"], json!(["visitor.ip:truncated"]));
+    assert_eq!(answer["visitor"]["ip"], "203.0.113.0");
+}

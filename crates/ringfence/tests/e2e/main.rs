@@ -18,6 +18,7 @@ mod checklist;
 mod cli;
 mod consent;
 mod crash;
+mod day_to_day;
 mod demo;
 mod export;
 mod ingest_rules;

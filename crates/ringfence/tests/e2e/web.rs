@@ -1373,10 +1373,15 @@ async fn an_account_admin_places_and_releases_a_legal_hold_and_an_analyst_cannot
     );
     assert!(api_hold().await.is_null());
 
-    let (status, html) = admin
+    let (status, _) = admin
         .post(&hold, &[("csrf", &csrf), ("reason", "CASE-2026/17")])
         .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "back to the call's page, not left on the form's URL"
+    );
+    let (_, html) = admin.get(&page).await;
     assert!(html.contains("id=\"legal-hold\"") && html.contains("CASE-2026/17"));
     assert!(html.contains("id=\"release-hold\""));
     assert!(
@@ -1397,10 +1402,11 @@ async fn an_account_admin_places_and_releases_a_legal_hold_and_an_analyst_cannot
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(api_hold().await["reason"], "CASE-2026/17");
 
-    let (status, html) = admin
+    let (status, _) = admin
         .post(&hold, &[("csrf", &csrf), ("action", "release")])
         .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, html) = admin.get(&page).await;
     assert!(!html.contains("id=\"legal-hold\""));
     assert!(html.contains("id=\"redact-call\""));
     assert!(api_hold().await.is_null());
