@@ -446,7 +446,7 @@ fn recipients(a: &AccountFacts, now: Timestamp) -> Item {
             Status::Warn,
             format!(
                 "{} {} no erasure notices (call.redacted, caller.erased, consent.withdrawn)",
-                crate::text::counted(u64::from(r.recipients), "recipient", "recipients"),
+                crate::text::counted(r.recipients, "recipient", "recipients"),
                 if r.recipients == 1 { "takes" } else { "take" }
             ),
             format!(
@@ -474,11 +474,7 @@ fn recipients(a: &AccountFacts, now: Timestamp) -> Item {
             Status::Warn,
             format!(
                 "{} dead-lettered",
-                crate::text::counted(
-                    u64::from(r.dead),
-                    "call delivery was",
-                    "call deliveries were"
-                )
+                crate::text::counted(r.dead, "call delivery was", "call deliveries were")
             ),
             dead_letters,
         );
@@ -487,11 +483,7 @@ fn recipients(a: &AccountFacts, now: Timestamp) -> Item {
         ID,
         format!(
             "{} told of erasures and no notice is dead-lettered",
-            crate::text::counted(
-                u64::from(r.erasure_recipients),
-                "recipient is",
-                "recipients are"
-            )
+            crate::text::counted(r.erasure_recipients, "recipient is", "recipients are")
         ),
     )
 }
