@@ -26,6 +26,12 @@ pub enum TimestampError {
 pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
 impl Timestamp {
+    /// The start time kept for a call or visit said to start at `self` and arriving at
+    /// `arrival`: the earlier of the two (a call cannot start after it is reported; a clock
+    /// a little fast must not delay retention, which counts from the start).
+    pub fn as_start_arriving_at(self, arrival: Timestamp) -> Timestamp {
+        self.min(arrival)
+    }
     /// Whether this instant is more than [`MAX_CLOCK_SKEW_MS`] ahead of `now`.
     pub fn is_beyond_skew_of(self, now: Timestamp) -> bool {
         self.0 > now.0.saturating_add(MAX_CLOCK_SKEW_MS)

@@ -223,14 +223,15 @@ impl Checker {
     /// in the future would escape retention.
     fn start(&mut self, name: &str, v: &str) -> Option<Timestamp> {
         let at = self.timestamp(name, v)?;
-        if at.is_beyond_skew_of(Timestamp::now()) {
+        let now = Timestamp::now();
+        if at.is_beyond_skew_of(now) {
             return self.take(Err(FieldError::new(
                 name,
                 "start_in_future",
                 "more than 5 minutes ahead of the server's clock",
             )));
         }
-        Some(at)
+        Some(at.as_start_arriving_at(now))
     }
     fn number(&mut self, name: &str, v: &str) -> Option<E164> {
         self.take(parse_e164(v).map_err(|e| {

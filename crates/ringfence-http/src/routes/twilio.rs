@@ -210,7 +210,8 @@ fn voice_call(form: &Form) -> Result<NewCall, Vec<FieldError>> {
         ));
     }
     let started_at =
-        Timestamp::from_millis(at.millis() - i64::from(duration_s.unwrap_or(0)) * 1000);
+        Timestamp::from_millis(at.millis() - i64::from(duration_s.unwrap_or(0)) * 1000)
+            .as_start_arriving_at(now);
     match (sid, tracking, errors.is_empty()) {
         (Some(sid), Some(tracking_number), true) => Ok(NewCall {
             external_id: checked_text("CallSid", Some(sid), limits::EXTERNAL_ID, false)

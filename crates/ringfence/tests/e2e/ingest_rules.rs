@@ -78,7 +78,8 @@ async fn calls_and_visits_dated_ahead_of_the_clock_are_refused() {
         .get(&app.admin, &format!("/api/v1/accounts/{account}/calls"))
         .await;
     assert_eq!(list["items"], json!([]));
-    let (status, _) = app
+    let before = Timestamp::now();
+    let (status, stored) = app
         .post(
             &app.admin,
             &format!("/api/v1/accounts/{account}/calls"),
@@ -86,6 +87,12 @@ async fn calls_and_visits_dated_ahead_of_the_clock_are_refused() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
+    // Kept as its arrival: retention counts from the earlier of start and arrival.
+    let kept = Timestamp::parse_rfc3339(stored["started_at"].as_str().unwrap()).unwrap();
+    assert!(
+        kept >= before && kept <= Timestamp::now(),
+        "{stored}: started at its arrival, not a minute later"
+    );
 }
 
 async fn set_twilio_token(app: &TestApp, account: ringfence_core::AccountId) {
