@@ -37,7 +37,7 @@ pub struct Blobs {
 impl Blobs {
     /// A store in a local folder (created if missing).
     pub fn local(root: &FsPath) -> Result<Self, BlobError> {
-        std::fs::create_dir_all(root)
+        crate::private::create_dir(root)
             .map_err(|e| BlobError::Backend(format!("cannot create the recordings folder: {e}")))?;
         let store = LocalFileSystem::new_with_prefix(root)?.with_automatic_cleanup(true);
         Ok(Self {
@@ -63,7 +63,7 @@ impl Blobs {
         let upload = self.store.put_multipart(&location).await?;
         Ok(BlobUpload {
             writer: WriteMultipart::new_with_chunk_size(upload, 8 << 20),
-            local_file: self.local_root.as_ref().map(|r| r.join(path)),
+            local_file: self.local_root.as_ref().map(|r| (r.clone(), r.join(path))),
         })
     }
 
@@ -106,7 +106,8 @@ impl Blobs {
 /// An object being written; nothing is visible under its path until `finish`.
 pub struct BlobUpload {
     writer: WriteMultipart,
-    local_file: Option<PathBuf>,
+    /// For a local folder: the folder and the file being written in it.
+    local_file: Option<(PathBuf, PathBuf)>,
 }
 
 impl BlobUpload {
@@ -119,8 +120,8 @@ impl BlobUpload {
     /// Completes the object and, for a local folder, makes it durable.
     pub async fn finish(self) -> Result<(), BlobError> {
         self.writer.finish().await?;
-        if let Some(file) = self.local_file {
-            tokio::task::spawn_blocking(move || sync_file_and_parents(&file))
+        if let Some((root, file)) = self.local_file {
+            tokio::task::spawn_blocking(move || sync_file_and_parents(&root, &file))
                 .await
                 .map_err(|e| BlobError::Backend(e.to_string()))?
                 .map_err(|e| {
@@ -135,7 +136,15 @@ impl BlobUpload {
     }
 }
 
-fn sync_file_and_parents(file: &FsPath) -> std::io::Result<()> {
+/// Makes `file` durable and private (0600, its folders below `root` 0700: the object store
+/// creates them with the process's umask).
+fn sync_file_and_parents(root: &FsPath, file: &FsPath) -> std::io::Result<()> {
+    crate::private::restrict_file(file)?;
+    let mut dir = file.parent();
+    while let Some(d) = dir.filter(|d| d.starts_with(root) && *d != root) {
+        crate::private::restrict_dir(d)?;
+        dir = d.parent();
+    }
     std::fs::File::open(file)?.sync_all()?;
     // The new directory entries must reach the disk too.
     let mut dir = file.parent();

@@ -10,6 +10,7 @@ pub mod calllog;
 pub mod journal;
 pub mod keypool;
 pub mod payload;
+pub mod private;
 pub mod recipients;
 pub mod records;
 pub mod sqlite;
@@ -55,6 +56,12 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
+            return StoreError::Backend(format!(
+                "{e}: another process held the database's write lock for longer than the busy timeout ({} s)",
+                sqlite::BUSY_TIMEOUT.as_secs()
+            ));
+        }
         StoreError::Backend(e.to_string())
     }
 }

@@ -23,16 +23,12 @@ pub struct Resources {
     pub vault: SqliteVault,
 }
 
+/// Creates the folder 0700 if it is missing (a folder of the operator's that holds the key
+/// file keeps its mode).
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.exists() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the data folder {}", dir.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .with_context(|| format!("cannot restrict {}", dir.display()))?;
-        }
+        ringfence_store::private::create_dir(dir)
+            .with_context(|| format!("cannot create the folder {}", dir.display()))?;
     }
     Ok(())
 }
@@ -92,8 +88,18 @@ impl Resources {
     /// Opens (creating on first use) the data folder, the master key, the call log, the vault
     /// and the recordings store, applying migrations.
     pub fn open(config: &Config) -> anyhow::Result<Resources> {
-        create_private_dir(&config.data)?;
+        // 0700 also when the operator made the folder first (every file in it is 0600).
+        ringfence_store::private::create_dir(&config.data).with_context(|| {
+            format!(
+                "cannot create or restrict the data folder {}",
+                config.data.display()
+            )
+        })?;
         let master = load_or_create_master_key(&config.master_key_file)?;
+        if config.master_key_file.starts_with(&config.data) {
+            ringfence_store::private::restrict_file(&config.master_key_file)
+                .with_context(|| format!("cannot restrict {}", config.master_key_file.display()))?;
+        }
         let DatabaseLocation::Sqlite(db_path) = &config.database;
         let DatabaseLocation::Sqlite(vault_path) = &config.vault;
         // A redaction commits the call log's changes only after the vault has committed the

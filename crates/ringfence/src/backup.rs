@@ -1,14 +1,19 @@
 //! Backups that do not resurrect redacted data.
 //!
-//! A backup is a consistent online snapshot of the call log, then the vault, then the
-//! recordings (in that order, so that anything written in between can only be a key without
-//! a row or a file without a row, never a row without its key), plus a manifest naming the
-//! journal position it was taken at. It never contains the master key.
+//! A backup is a copy of the call log's redo log, then a consistent online snapshot of the
+//! call log, then the vault, then the recordings (in that order: the redo log before the
+//! snapshot, so that every call acknowledged before the backup started is in one or the
+//! other; then anything written in between can only be a key without a row or a file without
+//! a row, never a row without its key), plus a manifest naming the journal position it was
+//! taken at. It never contains the master key. The manifest is written last, atomically,
+//! once everything else is synced: it marks the backup complete, and `restore` refuses a
+//! folder without it.
 //!
-//! A restore copies a backup into an empty data folder and, before anything can be served,
-//! re-applies every redaction journaled after that position in the journal of the live
-//! system (`--journal-from`): the calls are redacted again, their keys destroyed, their
-//! files deleted, their callers put back on forget lists.
+//! A restore copies a backup into an empty data folder, the redo log beside the call log, so
+//! that opening it applies the acknowledged calls the snapshot lacks; then, before anything
+//! can be served, it re-applies every redaction journaled after that position in the journal
+//! of the live system (`--journal-from`): the calls are redacted again, their keys destroyed,
+//! their files deleted, their callers put back on forget lists.
 
 use std::path::{Path, PathBuf};
 
@@ -21,12 +26,20 @@ use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, CallId};
 use ringfence_core::{DataCategory, SessionId};
 use ringfence_store::AuditEvent;
-use ringfence_store::sqlite::{blind_index_from_hex, last_journal_seq, read_journal, snapshot};
+use ringfence_store::private;
+use ringfence_store::sqlite::{
+    blind_index_from_hex, copy_redo_log, last_journal_seq, read_journal, redo_log_path, snapshot,
+};
 
 use crate::app::{Resources, load_existing_master_key};
 use crate::config::{BlobLocation, Config, DatabaseLocation};
 
+/// Written last: a backup without it is incomplete.
 const MANIFEST: &str = "manifest.json";
+/// The copy of the call log's redo log.
+const REDO: &str = "ringfence.db-redo";
+/// Backups that carry the redo log and are marked complete by their manifest.
+const FORMAT: u32 = 2;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +50,9 @@ struct Manifest {
     audit_seq: i64,
     master_key_fingerprint: String,
     recordings: u64,
+    /// Records in the copy of the redo log (acknowledged calls, some perhaps committed).
+    #[serde(default)]
+    redo_records: u64,
 }
 
 fn paths(config: &Config) -> (PathBuf, PathBuf, PathBuf) {
@@ -50,12 +66,13 @@ fn is_empty_dir(dir: &Path) -> anyhow::Result<bool> {
     Ok(!dir.exists() || std::fs::read_dir(dir)?.next().is_none())
 }
 
+/// Copies the folder `from` into `to`: files 0600 and synced, folders 0700 and synced.
 fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<u64> {
     let mut copied = 0;
     if !from.exists() {
         return Ok(0);
     }
-    std::fs::create_dir_all(to)?;
+    private::create_dir(to).with_context(|| format!("cannot create {}", to.display()))?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let target = to.join(entry.file_name());
@@ -63,9 +80,11 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<u64> {
             copied += copy_tree(&entry.path(), &target)?;
         } else {
             // A recording deleted by a redaction while we copy is simply not in the backup.
-            match std::fs::copy(entry.path(), &target) {
+            match private::copy_file(&entry.path(), &target) {
                 Ok(_) => copied += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let _ = std::fs::remove_file(&target);
+                }
                 Err(e) => {
                     return Err(e)
                         .with_context(|| format!("cannot copy {}", entry.path().display()));
@@ -73,7 +92,23 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<u64> {
             }
         }
     }
+    private::sync_dir(to).with_context(|| format!("cannot sync {}", to.display()))?;
     Ok(copied)
+}
+
+/// Writes the manifest atomically (a synced temporary file renamed into place, then the
+/// folder synced): it exists whole or not at all.
+fn write_manifest(out: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+    let temporary = out.join(format!("{MANIFEST}.partial"));
+    {
+        use std::io::Write;
+        let mut file = private::create_new_file(&temporary)?;
+        file.write_all(&serde_json::to_vec_pretty(manifest)?)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temporary, out.join(MANIFEST))?;
+    private::sync_dir(out)?;
+    Ok(())
 }
 
 /// `ringfence backup --out DIR`, safe while the server runs.
@@ -84,14 +119,17 @@ pub async fn backup(resources: &Resources, out: &Path) -> anyhow::Result<serde_j
             out.display()
         );
     }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    private::create_dir(out).with_context(|| format!("cannot create {}", out.display()))?;
     let (db, vault, folder) = paths(&resources.config);
-    // Order matters: call log, then vault, then files (see the module's comment).
-    let audit_seq = {
-        let out_db = out.join("ringfence.db");
-        let db = db.clone();
-        tokio::task::spawn_blocking(move || snapshot(&db, &out_db)).await??;
-        last_journal_seq(&out.join("ringfence.db"))?
+    // Order matters: redo log, call log, then vault, then files (see the module's comment).
+    let (audit_seq, redo_records) = {
+        let out = out.to_owned();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(i64, u64)> {
+            let redo_records = copy_redo_log(&db, &out.join(REDO))?;
+            snapshot(&db, &out.join("ringfence.db"))?;
+            Ok((last_journal_seq(&out.join("ringfence.db"))?, redo_records))
+        })
+        .await??
     };
     {
         let out_vault = out.join("vault.db");
@@ -102,13 +140,14 @@ pub async fn backup(resources: &Resources, out: &Path) -> anyhow::Result<serde_j
         tokio::task::spawn_blocking(move || copy_tree(&folder, &to)).await??
     };
     let manifest = Manifest {
-        format: 1,
+        format: FORMAT,
         taken_at: Timestamp::now().to_rfc3339(),
         audit_seq,
         master_key_fingerprint: resources.log.vault().master_fingerprint(),
         recordings,
+        redo_records,
     };
-    std::fs::write(out.join(MANIFEST), serde_json::to_vec_pretty(&manifest)?)?;
+    // Journaled before the manifest: a backup that could not be journaled is not complete.
     resources
         .log
         .store()
@@ -119,9 +158,14 @@ pub async fn backup(resources: &Resources, out: &Path) -> anyhow::Result<serde_j
             details: json!({"audit_seq": audit_seq, "recordings": recordings}).to_string(),
             ..Default::default()
         })
-        .await?;
+        .await
+        .context(
+            "the backup could not be journaled in the live call log, so it is not marked complete",
+        )?;
+    write_manifest(out, &manifest)
+        .with_context(|| format!("cannot write the backup's manifest in {}", out.display()))?;
     Ok(
-        json!({"out": out.display().to_string(), "audit_seq": audit_seq, "recordings": recordings, "taken_at": manifest.taken_at}),
+        json!({"out": out.display().to_string(), "audit_seq": audit_seq, "recordings": recordings, "redo_records": redo_records, "taken_at": manifest.taken_at}),
     )
 }
 
@@ -222,14 +266,29 @@ pub async fn restore(
     journal_from: Option<&Path>,
     no_journal: bool,
 ) -> anyhow::Result<serde_json::Value> {
-    let manifest: Manifest =
-        serde_json::from_slice(&std::fs::read(from.join(MANIFEST)).with_context(|| {
+    let manifest: Manifest = match std::fs::read(from.join(MANIFEST)) {
+        Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
             format!(
-                "{} has no {MANIFEST}: not a ringfence backup",
+                "the manifest in {} is not readable: not a complete ringfence backup",
                 from.display()
             )
-        })?)
-        .context("the backup's manifest is not readable")?;
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "{} has no {MANIFEST}: not a complete ringfence backup (a backup writes it last, so an interrupted or failed one has none); take a new backup",
+            from.display()
+        ),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot read {}", from.join(MANIFEST).display()));
+        }
+    };
+    if manifest.format != FORMAT {
+        bail!(
+            "the backup in {} has format {}, not {FORMAT}: backups of format 1 were not marked complete and lack the calls acknowledged in the 200 ms before them; restore it with the ringfence version that took it, or take a new backup",
+            from.display(),
+            manifest.format
+        );
+    }
     let (db, vault, folder) = paths(config);
     if db.exists() || vault.exists() {
         bail!(
@@ -260,9 +319,11 @@ pub async fn restore(
             "give --journal-from with the live data folder (or its ringfence.db) so that redactions made since the backup are applied again; --no-journal restores without them"
         ),
     };
-    std::fs::create_dir_all(&config.data)?;
-    std::fs::copy(from.join("ringfence.db"), &db)?;
-    std::fs::copy(from.join("vault.db"), &vault)?;
+    private::create_dir(&config.data)?;
+    private::copy_file(&from.join("ringfence.db"), &db)?;
+    // Opening the call log replays the acknowledged calls the snapshot lacks.
+    private::copy_file(&from.join(REDO), &redo_log_path(&db))?;
+    private::copy_file(&from.join("vault.db"), &vault)?;
     copy_tree(&from.join("recordings"), &folder)?;
 
     // Nothing is served before this finishes: restore is an offline command.

@@ -13,6 +13,9 @@ use super::checkpoint::Checkpointer;
 use super::redo::{self, RedoLog};
 use crate::StoreError;
 
+/// How long a connection waits for another's lock before it fails as busy.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Most write jobs committed in one transaction.
 const MAX_GROUP: usize = 1024;
 const READERS: usize = 4;
@@ -101,13 +104,48 @@ pub struct SqliteDb {
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "secure_delete", "ON")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// What a failed statement of the writer tells its jobs (a busy database names the bound).
+fn describe(e: rusqlite::Error) -> String {
+    match StoreError::from(e) {
+        StoreError::Backend(message) => message,
+        other => other.to_string(),
+    }
+}
+
+/// Creates the database file 0600 if it is missing (SQLite would make it 0644 less the
+/// umask, and gives its `-wal` and `-shm` files the database file's mode), and restricts
+/// the files of an existing one.
+fn restrict_files(path: &Path) -> Result<(), StoreError> {
+    let failed = |e: std::io::Error| {
+        StoreError::Backend(format!(
+            "cannot restrict {} to its owner: {e}",
+            path.display()
+        ))
+    };
+    match crate::private::create_new_file(path) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(failed(e)),
+    }
+    for suffix in ["", "-wal", "-shm", "-redo"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        match crate::private::restrict_file(Path::new(&name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(failed(e)),
+        }
+    }
     Ok(())
 }
 
@@ -137,6 +175,7 @@ impl SqliteDb {
         migrations: &[&str],
         redo_log: Option<(RedoLimits, Replay)>,
     ) -> Result<Arc<Self>, StoreError> {
+        restrict_files(path)?;
         let mut writer = Connection::open(path)?;
         configure(&writer)?;
         // The writer's page cache keeps the B-trees' inner pages of a large log in memory,
@@ -513,7 +552,7 @@ impl Writer {
                     self.open = true;
                     None
                 }
-                Err(e) => Some(e.to_string()),
+                Err(e) => Some(describe(e)),
             }
         });
         if let Some(message) = message {
@@ -627,7 +666,7 @@ impl Writer {
         let commit = marked.and_then(|()| {
             self.conn.execute_batch("COMMIT").map_err(|e| {
                 let _ = self.conn.execute_batch("ROLLBACK");
-                e.to_string()
+                describe(e)
             })
         });
         self.open = false;

@@ -17,7 +17,7 @@ mod users;
 mod vault;
 
 pub use checkpoint::Checkpointer;
-pub use db::SqliteDb;
+pub use db::{BUSY_TIMEOUT, SqliteDb};
 pub use store::SqliteStore;
 pub use vault::SqliteVault;
 
@@ -26,13 +26,26 @@ use std::path::Path;
 use crate::StoreError;
 use crate::records::{AuditEntry, AuditQuery};
 
-/// A consistent copy of a live database (`VACUUM INTO`), taken without stopping its writers.
+/// Copies the redo log of the call log at `database` into `out` for a backup, before its
+/// [`snapshot`]: the calls acknowledged but not yet committed (see `redo`). Returns the
+/// number of records copied; a restore replays those the snapshot lacks.
+pub fn copy_redo_log(database: &Path, out: &Path) -> Result<u64, StoreError> {
+    redo::copy_for_backup(database, out)
+}
+
+/// The name of the redo log of the database at `database`.
+pub fn redo_log_path(database: &Path) -> std::path::PathBuf {
+    redo::path_for(database)
+}
+
+/// A consistent copy of a live database (`VACUUM INTO`), taken without stopping its writers,
+/// into a new file (0600, synced).
 pub fn snapshot(database: &Path, out: &Path) -> Result<(), StoreError> {
     let conn = rusqlite::Connection::open_with_flags(
         database,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // The copy is built by inserting every row into a fresh file; without secure_delete,
     // the page splits of that build leave stale copies of some rows in the pages' free
     // space, where deleting the row later (a redaction re-applied by a restore) would not
@@ -41,7 +54,13 @@ pub fn snapshot(database: &Path, out: &Path) -> Result<(), StoreError> {
     let target = out
         .to_str()
         .ok_or_else(|| StoreError::Backend("backup path is not valid UTF-8".into()))?;
+    // SQLite would create the file 0644 less the umask; an empty file is a valid target.
+    crate::private::create_new_file(out)
+        .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", out.display())))?;
     conn.execute("VACUUM INTO ?1", [target])?;
+    std::fs::File::open(out)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| StoreError::Backend(format!("cannot sync {}: {e}", out.display())))?;
     Ok(())
 }
 

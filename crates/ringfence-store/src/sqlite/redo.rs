@@ -75,7 +75,11 @@ pub(super) fn mark_applied(conn: &Connection, seq: u64) -> Result<(), StoreError
     Ok(())
 }
 
-/// The records in `bytes` in order, up to the first that is torn or out of order.
+/// The records in `bytes` in order, up to the first that is torn or does not follow the one
+/// before it. Sequence numbers go up by one from record to record, also across the log's
+/// emptying (the first record after it follows the last one committed), so a gap can only
+/// come from a copy read while the log was emptied and written again (see
+/// [`copy_for_backup`]); what follows it is not taken.
 fn records(bytes: &[u8]) -> Vec<(u64, &[u8])> {
     let mut out: Vec<(u64, &[u8])> = Vec::new();
     let mut at = 0usize;
@@ -93,13 +97,42 @@ fn records(bytes: &[u8]) -> Vec<(u64, &[u8])> {
         let mut h = crc32fast::Hasher::new();
         h.update(&head[4..16]);
         h.update(payload);
-        if h.finalize() != crc || out.last().is_some_and(|(last, _)| seq <= *last) {
+        if h.finalize() != crc || out.last().is_some_and(|(last, _)| seq != *last + 1) {
             break;
         }
         out.push((seq, payload));
         at += HEADER + len;
     }
     out
+}
+
+/// Copies the redo log of the database at `db`, as far as it is whole, into a new file at
+/// `out` (0600, synced), without taking the log: the process serving the database may hold
+/// it and go on appending and emptying it meanwhile. Returns the number of records copied.
+///
+/// A backup takes this copy *before* its snapshot of the database. Every record acknowledged
+/// before the copy started is then either in the copy or committed before the snapshot (a
+/// record leaves the log only once a commit holds it), and the snapshot's `redo_applied`
+/// tells which of the copied records it lacks: replaying the copy on the restored snapshot
+/// (the ordinary replay on open) applies exactly those, in order, on the committed state they
+/// first ran on. A record being appended while the copy is read is torn and ends the copy;
+/// it was not acknowledged yet.
+pub(super) fn copy_for_backup(db: &Path, out: &Path) -> Result<u64, StoreError> {
+    let bytes = match std::fs::read(path_for(db)) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io("read it", e)),
+    };
+    let whole = records(&bytes);
+    let len: usize = whole
+        .iter()
+        .map(|(_, payload)| HEADER + payload.len())
+        .sum();
+    let mut file = crate::private::create_new_file(out).map_err(|e| io("copy it", e))?;
+    file.write_all(&bytes[..len])
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io("copy it", e))?;
+    Ok(whole.len() as u64)
 }
 
 /// Splits a payload into the records of its writes.
@@ -128,13 +161,14 @@ impl RedoLog {
         conn: &Connection,
         replay: Replay,
     ) -> Result<Option<Self>, StoreError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .write(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| io("open it", e))?;
+        let mut options = OpenOptions::new();
+        options.create(true).read(true).write(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let file = options.open(path).map_err(|e| io("open it", e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
@@ -158,6 +192,15 @@ impl RedoLog {
             .seek(SeekFrom::Start(0))
             .and_then(|_| self.file.read_to_end(&mut bytes))
             .map_err(|e| io("read it", e))?;
+        if records(&bytes).is_empty() {
+            // Nothing to apply, so no write lock to take: opening beside another writer
+            // does not wait for it.
+            let applied = applied_seq(conn)?;
+            self.bytes = bytes.len() as u64;
+            self.next_seq = applied + 1;
+            self.clear()?;
+            return Ok(applied);
+        }
         conn.execute_batch("BEGIN IMMEDIATE")?;
         let result = (|| {
             let applied = applied_seq(conn)?;

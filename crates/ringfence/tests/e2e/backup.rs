@@ -309,3 +309,285 @@ async fn a_restore_removes_again_what_consent_withdrawals_removed_and_the_consen
     let (code, _, err) = run_cli(&restored, &["audit", "verify"]);
     assert_eq!(code, 0, "{err}");
 }
+
+/// Posts single calls to `base` until `stop` is set; every id answered 201 goes to `acked`
+/// as soon as the answer arrives.
+async fn ingest_until(
+    client: reqwest::Client,
+    base: String,
+    admin: String,
+    account: String,
+    client_no: u16,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut n = 0u32;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let call = |i: u32| {
+            let mut call = full_call((i % 100) as u16);
+            call["external_id"] = json!(format!("load-{client_no}-{i}"));
+            call
+        };
+        // Even clients post single calls, odd ones batches of 50.
+        let (route, body, count) = if client_no % 2 == 0 {
+            ("calls", call(n), 1)
+        } else {
+            let calls: Vec<Value> = (n..n + 50).map(call).collect();
+            ("calls/batch", json!({ "calls": calls }), 50)
+        };
+        let response = client
+            .post(format!("{base}/api/v1/accounts/{account}/{route}"))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        let ids: Vec<String> = match body["ids"].as_array() {
+            Some(ids) => ids
+                .iter()
+                .map(|id| id.as_str().unwrap().to_owned())
+                .collect(),
+            None => vec![body["id"].as_str().unwrap().to_owned()],
+        };
+        acked.lock().unwrap().extend(ids);
+        n += count;
+    }
+}
+
+/// The ids of the calls in the call log at `db`.
+fn stored_call_ids(db: &std::path::Path) -> std::collections::HashSet<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut statement = conn.prepare("SELECT id FROM calls").unwrap();
+    statement
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_taken_under_sustained_ingest_succeed_and_restore_every_call_acknowledged_before_they_started()
+ {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let logs = dir.path().join("logs");
+    let (_, account) = cli_tenant(&live, true);
+    let served = Served::start(&live, &logs, &[]);
+    let admin = served.bootstrap_token.clone().unwrap();
+    let client = reqwest::Client::new();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for client_no in 0..6u16 {
+        clients.push(tokio::spawn(ingest_until(
+            client.clone(),
+            served.address.clone(),
+            admin.clone(),
+            account.clone(),
+            client_no,
+            acked.clone(),
+            stop.clone(),
+        )));
+    }
+    // (backup folder, the calls acknowledged before its command started)
+    let mut backups: Vec<(std::path::PathBuf, Vec<String>)> = Vec::new();
+    for round in 0..4 {
+        // Ingest is under way before each backup starts.
+        let floor = acked.lock().unwrap().len() + 50;
+        while acked.lock().unwrap().len() < floor {
+            tokio::task::yield_now().await;
+        }
+        let out = dir.path().join(format!("backup-{round}"));
+        let before = acked.lock().unwrap().clone();
+        let (code, _, err) = {
+            let (live, out) = (live.clone(), out.clone());
+            tokio::task::spawn_blocking(move || {
+                run_cli(&live, &["backup", "--out", out.to_str().unwrap()])
+            })
+            .await
+            .unwrap()
+        };
+        assert_eq!(code, 0, "backup {round} under load failed: {err}");
+        assert!(
+            acked.lock().unwrap().len() > before.len(),
+            "ingest went on while backup {round} ran"
+        );
+        backups.push((out, before));
+    }
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+    assert!(served.stop().success());
+
+    for (round, (backup, before)) in backups.iter().enumerate() {
+        let restored = dir.path().join(format!("restored-{round}"));
+        std::fs::create_dir_all(&restored).unwrap();
+        std::fs::copy(live.join("master.key"), restored.join("master.key")).unwrap();
+        let (code, _, err) = run_cli(
+            &restored,
+            &[
+                "restore",
+                "--from",
+                backup.to_str().unwrap(),
+                "--journal-from",
+                live.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        let stored = stored_call_ids(&restored.join("ringfence.db"));
+        let missing = before.iter().filter(|id| !stored.contains(*id)).count();
+        assert_eq!(
+            missing,
+            0,
+            "backup {round}: {missing} of {} calls acknowledged before it started are not in its restore",
+            before.len()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_backup_that_fails_before_its_end_is_not_marked_complete_and_restore_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let backup = dir.path().join("backup");
+    let restored = dir.path().join("restored");
+    cli_tenant(&live, true);
+    // Another process holds the call log's write lock for longer than the backup waits:
+    // the snapshots (reads) go through, journaling the backup cannot.
+    let holder = rusqlite::Connection::open(live.join("ringfence.db")).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (code, _, err) = run_cli(&live, &["backup", "--out", backup.to_str().unwrap()]);
+    holder.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("not marked complete") && err.contains("busy timeout (10 s)"),
+        "the failure names its cause and the bound: {err}"
+    );
+    assert!(
+        backup.join("ringfence.db").exists(),
+        "the test must fail after the copies were made"
+    );
+
+    std::fs::create_dir_all(&restored).unwrap();
+    std::fs::copy(live.join("master.key"), restored.join("master.key")).unwrap();
+    let restore = |from: &std::path::Path| {
+        run_cli(
+            &restored,
+            &[
+                "restore",
+                "--from",
+                from.to_str().unwrap(),
+                "--journal-from",
+                live.to_str().unwrap(),
+            ],
+        )
+    };
+    let (code, _, err) = restore(&backup);
+    assert_eq!(code, 1, "an incomplete backup restores: {err}");
+    assert!(err.contains("not a complete ringfence backup"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&restored)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec!["master.key"], "nothing written to the target");
+
+    // A complete backup whose manifest is cut short (an interruption while writing it) is
+    // refused too.
+    let whole = dir.path().join("whole");
+    let (code, _, err) = run_cli(&live, &["backup", "--out", whole.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let manifest = std::fs::read(whole.join("manifest.json")).unwrap();
+    std::fs::write(whole.join("manifest.json"), &manifest[..manifest.len() / 2]).unwrap();
+    let (code, _, err) = restore(&whole);
+    assert_eq!(code, 1, "{err}");
+    assert!(!restored.join("ringfence.db").exists());
+    std::fs::write(whole.join("manifest.json"), &manifest).unwrap();
+    let (code, _, err) = restore(&whole);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn every_file_of_the_data_folder_and_of_a_backup_is_0600_and_every_folder_0700_even_in_folders_made_0755_beforehand()
+ {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let backup = dir.path().join("backup");
+    let restored = dir.path().join("restored");
+    let logs = dir.path().join("logs");
+    for folder in [&live, &backup, &restored] {
+        std::fs::create_dir(folder).unwrap();
+        std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let (_, account) = cli_tenant(&live, true);
+    let served = Served::start(&live, &logs, &[]);
+    let admin = served.bootstrap_token.clone().unwrap();
+    let client = reqwest::Client::new();
+    let base = served.address.clone();
+    let created = post_json(
+        &client,
+        &format!("{base}/api/v1/accounts/{account}/calls"),
+        &admin,
+        &full_call(1),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+    let status = put_audio(
+        &client,
+        &format!("{base}/api/v1/calls/{id}/recording"),
+        &admin,
+        vec![7; 5000],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (code, _, err) = run_cli(&live, &["backup", "--out", backup.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(served.stop().success());
+    std::fs::copy(live.join("master.key"), restored.join("master.key")).unwrap();
+    let (code, _, err) = run_cli(
+        &restored,
+        &[
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--journal-from",
+            live.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mut wrong = Vec::new();
+    let mut files = 0;
+    for root in [&live, &backup, &restored] {
+        let mut stack = vec![root.clone()];
+        while let Some(folder) = stack.pop() {
+            if mode(&folder) != 0o700 {
+                wrong.push(format!("{} {:o}", folder.display(), mode(&folder)));
+            }
+            for entry in std::fs::read_dir(&folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    files += 1;
+                    if mode(&path) != 0o600 {
+                        wrong.push(format!("{} {:o}", path.display(), mode(&path)));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        files_below(&backup.join("recordings")).len() == 1 && files > 10,
+        "the walk saw the recordings and the databases ({files} files)"
+    );
+    assert!(wrong.is_empty(), "not private: {wrong:#?}");
+}
