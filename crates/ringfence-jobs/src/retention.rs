@@ -195,6 +195,11 @@ pub async fn sweep(
         log.store()
             .record_job_run(SWEEP_JOB.into(), finished)
             .await?;
+        // Once for the whole sweep, not after each batch: the call log's WAL truncated and
+        // the journal anchored.
+        if report != SweepReport::default() {
+            log.finish_sweep().await?;
+        }
     }
     Ok(report)
 }

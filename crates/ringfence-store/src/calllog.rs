@@ -1399,8 +1399,13 @@ impl CallLog {
         deleted?;
         let files_done = started.elapsed();
         self.store.end_redaction(job.id.clone()).await?;
-        self.store.compact().await?;
-        self.anchor_journal().await?;
+        // A sweep's batches leave the call log's WAL and the journal's anchor to the sweep,
+        // which does both once when it ends (`finish_sweep`): truncating after each batch
+        // copied every page back in line while the next batch waited, and halved the sweep.
+        // The keys are gone and the vault's WAL truncated by now, batch by batch.
+        if job.reason != RedactionReason::Retention {
+            self.finish_sweep().await?;
+        }
         tracing::debug!(
             job = %job.id,
             calls = applied.calls,
@@ -1581,6 +1586,14 @@ impl CallLog {
 
     /// Records the journal's current head in the vault, apart from the journal, so that
     /// deleting its last entries or rewriting it whole does not verify.
+    /// What ends every redaction but a sweep's batches, which leave it to the end of their
+    /// sweep: the call log's WAL truncated (no page it held before the redaction, cleared
+    /// ciphertext included, is left in it) and the journal anchored in the vault.
+    pub async fn finish_sweep(&self) -> Result<(), LogError> {
+        self.store.compact().await?;
+        self.anchor_journal().await
+    }
+
     pub async fn anchor_journal(&self) -> Result<(), LogError> {
         if let Some(last) = self.store.last_audit().await? {
             self.vault.anchor_journal(last.seq, last.hash).await?;
@@ -1596,6 +1609,10 @@ impl CallLog {
             let id = job.id.clone();
             self.finish_redaction(job).await?;
             tracing::info!(job = %id, "finished an interrupted redaction");
+        }
+        // An interrupted sweep's batches, finished here, end as the sweep would have.
+        if n > 0 {
+            self.finish_sweep().await?;
         }
         Ok(n)
     }

@@ -606,3 +606,49 @@ async fn calls_redacted_by_hand_are_left_to_the_sweep_which_skips_them_and_retir
         "nothing left to do: {again:?}"
     );
 }
+
+/// Bytes in the call log's WAL file (0 when it was truncated or is absent).
+fn call_log_wal_bytes(app: &TestApp) -> u64 {
+    std::fs::metadata(app.data_dir().join("ringfence.db-wal")).map_or(0, |m| m.len())
+}
+
+#[tokio::test]
+async fn a_sweep_truncates_the_call_logs_wal_once_when_it_ends_not_after_each_batch() {
+    let app = TestApp::spawn().await;
+    let (_, account) = app.tenant().await;
+    let calls = ingest_ages(&app, account).await;
+    let (status, settings) = set_policy(
+        &app,
+        account,
+        json!({"after_days": 30, "scope": "everyone"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{settings}");
+    let due = calls.iter().filter(|(age, _, _)| *age > 30).count();
+    // Batches of 4: the due calls take several, and each batch reports before the next.
+    let mut wal_after_batch = Vec::new();
+    let report = sweep(
+        &app.resources.log,
+        SweepOptions {
+            now: Timestamp::now(),
+            batch: 4,
+            dry_run: false,
+        },
+        &mut |_| wal_after_batch.push(call_log_wal_bytes(&app)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.total_calls(), due as u64);
+    assert!(wal_after_batch.len() >= 3, "batches: {wal_after_batch:?}");
+    // Truncating after each batch copied the WAL back in line while the next batch waited:
+    // the batches now leave their pages to the background checkpoint...
+    assert!(
+        wal_after_batch.iter().all(|bytes| *bytes > 0),
+        "the WAL after each batch: {wal_after_batch:?}"
+    );
+    // ...and the sweep truncates it once it has redacted them all.
+    assert_eq!(call_log_wal_bytes(&app), 0, "the WAL after the sweep");
+    for (age, _, id) in &calls {
+        assert_eq!(redacted(&app, id).await, *age > 30, "call aged {age}");
+    }
+}
