@@ -99,6 +99,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Every file and folder this process creates is its owner's alone (0600/0700), from
+    // the moment it exists: temporary files of the object store and SQLite's included.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     let config = match Config::resolve(&cli.global) {
         Ok(c) => c,
