@@ -12,6 +12,7 @@ pub mod consent;
 pub mod datamap;
 pub mod ids;
 pub mod jurisdiction;
+pub mod net;
 pub mod personal;
 pub mod phone;
 pub mod recipients;

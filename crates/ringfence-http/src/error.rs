@@ -36,6 +36,7 @@ pub enum Code {
     LegalHold,
     ExceedsAgencyMaximum,
     ConsentRequired,
+    AddressNotAllowed,
     CollectionDisabled,
     UnknownCategory,
     UnknownNoticeVersion,
@@ -73,6 +74,7 @@ impl Code {
             Code::LegalHold => "legal_hold",
             Code::ExceedsAgencyMaximum => "exceeds_agency_maximum",
             Code::ConsentRequired => "consent_required",
+            Code::AddressNotAllowed => "address_not_allowed",
             Code::CollectionDisabled => "collection_disabled",
             Code::UnknownCategory => "unknown_category",
             Code::UnknownNoticeVersion => "unknown_notice_version",
@@ -108,6 +110,7 @@ impl Code {
             Code::Conflict | Code::ConfirmationRequired | Code::LegalHold => StatusCode::CONFLICT,
             Code::ExceedsAgencyMaximum
             | Code::ConsentRequired
+            | Code::AddressNotAllowed
             | Code::CollectionDisabled
             | Code::UnknownCategory
             | Code::UnknownNoticeVersion
@@ -128,6 +131,7 @@ impl Code {
             "unknown_notice_version" => Code::UnknownNoticeVersion,
             "start_in_future" => Code::StartInFuture,
             "consent_required" => Code::ConsentRequired,
+            "address_not_allowed" => Code::AddressNotAllowed,
             _ => Code::InvalidField,
         }
     }

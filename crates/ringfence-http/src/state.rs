@@ -63,6 +63,26 @@ pub struct Inner {
     data_paths: OnceLock<ringfence_jobs::checklist::DataPaths>,
     /// Failed sign-ins, for the growing delays of `web::throttle`.
     pub sign_in_throttle: crate::web::throttle::SignInThrottle,
+    /// Where outbound requests named by others may go; unset, the safe defaults.
+    outbound: OnceLock<Outbound>,
+}
+
+/// The operator's rules for URLs others name: recording downloads and webhook recipients.
+#[derive(Debug, Clone, Default)]
+pub struct Outbound {
+    /// Hosts Twilio recordings may come from, and whether loopback is open to them.
+    pub twilio_media: ringfence_jobs::outbound::MediaHosts,
+    /// Whether recipients may be loopback addresses (local relays).
+    pub allow_local_relays: bool,
+}
+
+impl Outbound {
+    /// The address rules for webhook recipients.
+    pub fn recipient_guard(&self) -> ringfence_jobs::outbound::AddressGuard {
+        ringfence_jobs::outbound::AddressGuard {
+            allow_loopback: self.allow_local_relays,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -100,6 +120,7 @@ impl AppState {
             sign_in_throttle: crate::web::throttle::SignInThrottle::new(
                 limits.sign_in_first_delay_ms,
             ),
+            outbound: OnceLock::new(),
         }))
     }
 
@@ -107,6 +128,16 @@ impl AppState {
     pub fn with_data_paths(self, paths: ringfence_jobs::checklist::DataPaths) -> Self {
         let _ = self.data_paths.set(paths);
         self
+    }
+
+    /// Sets the rules for outbound URLs (once, at startup).
+    pub fn with_outbound(self, outbound: Outbound) -> Self {
+        let _ = self.outbound.set(outbound);
+        self
+    }
+
+    pub fn outbound(&self) -> &Outbound {
+        self.outbound.get_or_init(Outbound::default)
     }
 
     pub fn data_paths(&self) -> Option<&ringfence_jobs::checklist::DataPaths> {

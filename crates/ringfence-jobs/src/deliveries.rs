@@ -20,6 +20,13 @@ use ringfence_core::{AccountId, RecipientId};
 use ringfence_crypto::webhook::{SIGNATURE_HEADER, sign_webhook};
 use ringfence_store::{AuditEvent, CallLog, DeliveryAttempt, DeliveryRow, LogError, RecipientRow};
 
+use crate::outbound::{self, AddressGuard};
+
+/// The one error of a delivery that got no HTTP answer: connection refused, timed out or
+/// broken off, a name that does not resolve, an address the guard refuses. One code, so the
+/// deliveries list never tells an open port from a closed one.
+pub const UNREACHABLE: &str = "unreachable";
+
 /// Renders a call as a `call.created` event's data; the flag says whether the recipient may
 /// receive its personal data (masked otherwise).
 pub type RenderCall = Arc<dyn Fn(&Call, bool) -> serde_json::Value + Send + Sync>;
@@ -28,6 +35,9 @@ pub type RenderCall = Arc<dyn Fn(&Call, bool) -> serde_json::Value + Send + Sync
 #[derive(Clone)]
 pub struct Deliverer {
     pub client: reqwest::Client,
+    /// The addresses the client may connect to; IP-literal URLs are checked against it
+    /// before each attempt (the client's resolver checks names).
+    pub guard: AddressGuard,
     pub policy: RetryPolicy,
     pub render: RenderCall,
     /// Deliveries in flight at once.
@@ -47,15 +57,21 @@ impl std::fmt::Debug for Deliverer {
 
 impl Deliverer {
     /// A client with a whole-request timeout that follows no redirect (a receiver must
-    /// answer at the URL it registered).
-    pub fn new(timeout: Duration, render: RenderCall) -> Result<Self, reqwest::Error> {
+    /// answer at the URL it registered) and connects only to addresses `guard` permits
+    /// (public ones; loopback too where the operator enables local relays).
+    pub fn new(
+        timeout: Duration,
+        render: RenderCall,
+        guard: AddressGuard,
+    ) -> Result<Self, reqwest::Error> {
+        let builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("Ringfence/", env!("CARGO_PKG_VERSION")));
         Ok(Self {
-            client: reqwest::Client::builder()
-                .timeout(timeout)
-                .connect_timeout(timeout.min(Duration::from_secs(10)))
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("Ringfence/", env!("CARGO_PKG_VERSION")))
-                .build()?,
+            client: outbound::guarded(builder, guard).build()?,
+            guard,
             policy: RetryPolicy::default(),
             render,
             concurrency: 8,
@@ -131,6 +147,10 @@ async fn attempt(
             ));
         }
     };
+    if !reqwest::Url::parse(&recipient.url).is_ok_and(|u| deliverer.guard.permits_url(&u)) {
+        // Registered before the address rules, or loopback with local relays since turned off.
+        return Ok(Outcome::Failed(None, UNREACHABLE.into()));
+    }
     let body = body(row, data);
     let secret = log.recipient_secret(recipient).await?;
     let signature = sign_webhook(&secret, Timestamp::now().millis() / 1000, &body);
@@ -154,11 +174,9 @@ async fn attempt(
             let status = response.status().as_u16();
             Outcome::Failed(Some(status), format!("http_{status}"))
         }
-        // Error kinds only: a reqwest error's text can hold the URL.
-        Err(e) if e.is_timeout() => Outcome::Failed(None, "timeout".into()),
-        Err(e) if e.is_connect() => Outcome::Failed(None, "connect".into()),
-        Err(e) if e.is_redirect() => Outcome::Failed(None, "redirect".into()),
-        Err(_) => Outcome::Failed(None, "request".into()),
+        // Never the error's kind or text (the text can hold the URL, the kind tells a
+        // filtered port from a closed one from one that speaks something else).
+        Err(_) => Outcome::Failed(None, UNREACHABLE.into()),
     })
 }
 

@@ -15,10 +15,15 @@ use ringfence_core::collection::RecordingMode;
 use ringfence_core::timestamp::Timestamp;
 use ringfence_store::{AuditEvent, CallLog, DownloadJob, LogError, RecordingConsent, StoreError};
 
+use crate::outbound::{self, MediaHosts};
+
 /// How the worker talks to the provider.
 #[derive(Debug, Clone)]
 pub struct Downloader {
     pub client: reqwest::Client,
+    /// Where recordings may come from; checked before the request and on every redirect,
+    /// and the address connected to is checked by the client's resolver.
+    pub hosts: MediaHosts,
     /// Largest recording accepted, in bytes.
     pub max_bytes: u64,
     /// Attempts before a download is given up.
@@ -28,14 +33,20 @@ pub struct Downloader {
 }
 
 impl Downloader {
-    /// A client with a whole-request timeout (connect, headers and body).
-    pub fn new(timeout: Duration, max_bytes: u64) -> Result<Self, reqwest::Error> {
+    /// A client with a whole-request timeout (connect, headers and body) that connects only
+    /// to addresses `hosts` permits and follows at most 3 redirects, each to a permitted URL.
+    pub fn new(
+        timeout: Duration,
+        max_bytes: u64,
+        hosts: MediaHosts,
+    ) -> Result<Self, reqwest::Error> {
+        let builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .redirect(hosts.redirect_policy(3));
         Ok(Self {
-            client: reqwest::Client::builder()
-                .timeout(timeout)
-                .connect_timeout(timeout.min(Duration::from_secs(10)))
-                .redirect(reqwest::redirect::Policy::limited(3))
-                .build()?,
+            client: outbound::guarded(builder, hosts.guard()).build()?,
+            hosts,
             max_bytes,
             max_attempts: 8,
             backoff: Duration::from_secs(5),
@@ -136,6 +147,25 @@ async fn attempt(
     let Some(account) = log.store().account(job.account_id).await? else {
         return Ok(Step::Failed("the account no longer exists".into()));
     };
+    // Nothing is sent anywhere, and no credential, unless the URL is on the media hosts and
+    // the callback named the account's own Account SID (checked at the callback too; this
+    // covers jobs queued before, and settings changed since).
+    if !downloader.hosts.permits_text(&job.url) {
+        return Ok(Step::Failed(
+            "the recording URL is not on an allowed media host".into(),
+        ));
+    }
+    match &account.twilio_account_sid {
+        None => {
+            return Ok(Step::Failed("the account has no Twilio Account SID".into()));
+        }
+        Some(sid) if *sid != job.provider_account => {
+            return Ok(Step::Failed(
+                "the callback's AccountSid is not the account's".into(),
+            ));
+        }
+        Some(_) => {}
+    }
     let Some(token) = log.twilio_auth_token(&account).await? else {
         return Ok(Step::Failed("the account has no Twilio auth token".into()));
     };
@@ -167,7 +197,14 @@ async fn attempt(
         .await
     {
         Ok(r) => r,
+        Err(e) if e.is_redirect() => {
+            return Ok(Step::Failed(
+                "the provider redirected off the allowed media hosts".into(),
+            ));
+        }
         Err(e) if e.is_timeout() => return Ok(Step::Retry("the provider timed out".into())),
+        // Connection refused, a name that does not resolve, or resolves to no permitted
+        // address: one answer, so the outcome tells nothing about what listens where.
         Err(_) => return Ok(Step::Retry("the provider could not be reached".into())),
     };
     let status = response.status();

@@ -9,6 +9,7 @@ pub mod deliveries;
 pub mod downloads;
 pub mod orphan_keys;
 pub mod orphan_recordings;
+pub mod outbound;
 pub mod retention;
 pub mod scheduler;
 

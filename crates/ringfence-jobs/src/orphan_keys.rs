@@ -148,6 +148,7 @@ mod tests {
         let account = AccountRecord {
             twilio_auth_token: None,
             twilio_delete_recordings: false,
+            twilio_account_sid: None,
             id: ringfence_core::AccountId::generate(),
             agency_id: agency.id,
             name: "b".into(),

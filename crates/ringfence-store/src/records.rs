@@ -27,6 +27,9 @@ pub struct AccountRecord {
     pub twilio_auth_token: Option<Vec<u8>>,
     /// After a recording is downloaded, ask the provider to delete its copy.
     pub twilio_delete_recordings: bool,
+    /// The account's own Twilio Account SID (`AC` + 32 hex digits; not a secret): recordings
+    /// are fetched with the auth token only for callbacks naming it.
+    pub twilio_account_sid: Option<String>,
     /// Automatic redaction.
     pub retention: ringfence_core::retention::RetentionPolicy,
     pub created_at: Timestamp,

@@ -162,6 +162,10 @@ impl Application {
         .with_data_paths(ringfence_jobs::checklist::DataPaths {
             data_dir: resources.config.data.clone(),
             master_key_file: resources.config.master_key_file.clone(),
+        })
+        .with_outbound(ringfence_http::state::Outbound {
+            twilio_media: resources.config.twilio_media.clone(),
+            allow_local_relays: resources.config.allow_local_relays,
         });
         let listener = TcpListener::bind(resources.config.listen)
             .await

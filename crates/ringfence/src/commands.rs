@@ -359,6 +359,7 @@ pub async fn account(
             let record = AccountRecord {
                 twilio_auth_token: None,
                 twilio_delete_recordings: false,
+                twilio_account_sid: None,
                 id: AccountId::generate(),
                 agency_id: agency,
                 name: label(&name, "--name")?,

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use ringfence_core::net::valid_host_pattern;
+use ringfence_jobs::outbound::MediaHosts;
 use serde::Deserialize;
 
 /// Settings shared by every command (listed under their own heading in each command's help).
@@ -79,6 +81,28 @@ pub struct GlobalArgs {
     /// used to check webhook signatures behind a reverse proxy. Default: the request's Host
     #[arg(long, global = true, env = "RINGFENCE_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
+    /// Hosts Twilio recordings may be downloaded from, comma-separated: names, `*.suffix`
+    /// for any name below a suffix, or IP addresses. Recording URLs on other hosts are
+    /// refused, and so are redirects off them. Default api.twilio.com,*.twilio.com,*.twiliocdn.com
+    #[arg(
+        long,
+        global = true,
+        env = "RINGFENCE_TWILIO_MEDIA_HOSTS",
+        value_name = "HOSTS",
+        value_delimiter = ','
+    )]
+    pub twilio_media_hosts: Option<Vec<String>>,
+    /// Let recording downloads reach loopback addresses (127.0.0.0/8, ::1, localhost), with
+    /// plain http, when the host is also in --twilio-media-hosts: a local relay or a test
+    /// provider. Private, link-local and other non-public addresses are never reached. Default false
+    #[arg(long, global = true, env = "RINGFENCE_ALLOW_LOCAL_FETCH", value_name = "BOOL",
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub allow_local_fetch: Option<bool>,
+    /// Let webhook recipients be loopback addresses (http or https to 127.0.0.0/8, ::1,
+    /// localhost): local relays. Other non-public addresses are always refused. Default false
+    #[arg(long, global = true, env = "RINGFENCE_ALLOW_LOCAL_RELAYS", value_name = "BOOL",
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub allow_local_relays: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,6 +120,9 @@ struct FileConfig {
     sweep_interval_secs: Option<u64>,
     geoip_file: Option<PathBuf>,
     public_url: Option<String>,
+    twilio_media_hosts: Option<Vec<String>>,
+    allow_local_fetch: Option<bool>,
+    allow_local_relays: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +162,10 @@ pub struct Config {
     /// (`ringfence_core::throttle`); not a flag: tests lengthen it so that no delay runs out
     /// while they look at it.
     pub sign_in_first_delay_ms: i64,
+    /// Where Twilio recordings may be downloaded from (hosts, and whether loopback is open).
+    pub twilio_media: MediaHosts,
+    /// Whether webhook recipients may be loopback addresses (local relays).
+    pub allow_local_relays: bool,
 }
 
 /// Where the IP-to-country database is, and whether the operator asked for it by name (then
@@ -274,6 +305,33 @@ impl Config {
             }
             None => None,
         };
+        let hosts = match args.twilio_media_hosts.clone().or(file.twilio_media_hosts) {
+            Some(hosts) => {
+                let hosts: Vec<String> = hosts
+                    .iter()
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect();
+                if hosts.is_empty() || !hosts.iter().all(|h| valid_host_pattern(h)) {
+                    bail!(
+                        "--twilio-media-hosts must list host names, *.suffix patterns or IP addresses, such as api.twilio.com,*.twilio.com"
+                    );
+                }
+                hosts
+            }
+            None => MediaHosts::default().hosts,
+        };
+        let twilio_media = MediaHosts {
+            hosts,
+            allow_local: args
+                .allow_local_fetch
+                .or(file.allow_local_fetch)
+                .unwrap_or(false),
+        };
+        let allow_local_relays = args
+            .allow_local_relays
+            .or(file.allow_local_relays)
+            .unwrap_or(false);
         Ok(Config {
             data,
             listen,
@@ -288,6 +346,8 @@ impl Config {
             geoip,
             public_url,
             sign_in_first_delay_ms: 1_000,
+            twilio_media,
+            allow_local_relays,
         })
     }
 
@@ -307,6 +367,8 @@ impl Config {
             geoip: None,
             public_url: None,
             sign_in_first_delay_ms: 1_000,
+            twilio_media: MediaHosts::default(),
+            allow_local_relays: false,
         }
     }
 }
@@ -343,6 +405,82 @@ mod tests {
         assert_eq!(
             Config::resolve(&args).unwrap().data,
             PathBuf::from("/from/flag")
+        );
+    }
+
+    #[test]
+    fn outbound_settings_default_to_twilio_and_no_local_addresses() {
+        let c = Config::resolve(&GlobalArgs::default()).unwrap();
+        assert_eq!(c.twilio_media, MediaHosts::default());
+        assert!(!c.twilio_media.allow_local && !c.allow_local_relays);
+        assert!(c.twilio_media.hosts.iter().any(|h| h == "api.twilio.com"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rf.toml");
+        std::fs::write(
+            &file,
+            "twilio_media_hosts = [\"media.example.com\", \"*.Example.net\"]\nallow_local_fetch = true\nallow_local_relays = true\n",
+        )
+        .unwrap();
+        let c = Config::resolve(&GlobalArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.twilio_media.hosts, ["media.example.com", "*.example.net"]);
+        assert!(c.twilio_media.allow_local && c.allow_local_relays);
+        let c = Config::resolve(&GlobalArgs {
+            config: Some(file),
+            twilio_media_hosts: Some(vec!["api.twilio.com".into()]),
+            allow_local_fetch: Some(false),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.twilio_media.hosts, ["api.twilio.com"]);
+        assert!(!c.twilio_media.allow_local && c.allow_local_relays);
+        for bad in [
+            vec![],
+            vec!["https://api.twilio.com".to_owned()],
+            vec!["*".into()],
+        ] {
+            assert!(
+                Config::resolve(&GlobalArgs {
+                    twilio_media_hosts: Some(bad.clone()),
+                    ..Default::default()
+                })
+                .is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn local_address_flags_stand_alone_or_take_a_value() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            global: GlobalArgs,
+            rest: Vec<String>,
+        }
+        let cli = Cli::try_parse_from([
+            "ringfence",
+            "--allow-local-fetch",
+            "--allow-local-relays=false",
+            "--twilio-media-hosts",
+            "api.twilio.com,127.0.0.1",
+            "serve",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.allow_local_fetch, Some(true));
+        assert_eq!(cli.global.allow_local_relays, Some(false));
+        assert_eq!(
+            cli.global.twilio_media_hosts,
+            Some(vec!["api.twilio.com".to_owned(), "127.0.0.1".to_owned()])
+        );
+        assert_eq!(
+            cli.rest,
+            ["serve"],
+            "the flag does not take the command as its value"
         );
     }
 

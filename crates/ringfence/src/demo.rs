@@ -981,6 +981,7 @@ async fn ensure_tenants(
                     let record = AccountRecord {
                         twilio_auth_token: None,
                         twilio_delete_recordings: false,
+                        twilio_account_sid: None,
                         id: AccountId::generate(),
                         agency_id: agency.id,
                         name: account_spec.name.to_owned(),

@@ -281,6 +281,7 @@ async fn serve(resources: &Resources) -> anyhow::Result<()> {
     let downloader = ringfence_jobs::downloads::Downloader::new(
         std::time::Duration::from_secs(60),
         resources.config.max_recording_bytes,
+        resources.config.twilio_media.clone(),
     )?;
     let downloads = tokio::spawn(ringfence_jobs::scheduler::run_every(
         "recording_downloads",
@@ -304,6 +305,9 @@ async fn serve(resources: &Resources) -> anyhow::Result<()> {
     let deliverer = ringfence_jobs::deliveries::Deliverer::new(
         std::time::Duration::from_secs(15),
         ringfence_http::webhook_call_renderer(),
+        ringfence_jobs::outbound::AddressGuard {
+            allow_loopback: resources.config.allow_local_relays,
+        },
     )?;
     let deliveries = tokio::spawn(ringfence_jobs::scheduler::run_every(
         "deliveries",

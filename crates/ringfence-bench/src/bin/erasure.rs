@@ -130,6 +130,7 @@ async fn tenant(resources: &Resources) -> anyhow::Result<AccountId> {
     let account = AccountRecord {
         twilio_auth_token: None,
         twilio_delete_recordings: false,
+        twilio_account_sid: None,
         id: AccountId::generate(),
         agency_id: agency.id,
         name: "Bench".into(),

@@ -74,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         let account = AccountRecord {
             twilio_auth_token: None,
             twilio_delete_recordings: false,
+            twilio_account_sid: None,
             id: AccountId::generate(),
             agency_id: agency.id,
             name: "Bench".into(),

@@ -151,6 +151,9 @@ pub struct Telephony {
     pub twilio_auth_token: SecretState,
     /// After downloading a recording, ask Twilio to delete its copy. Default false.
     pub delete_provider_recordings: bool,
+    /// The account's own Twilio Account SID (`AC` + 32 hex digits; not a secret). Recordings
+    /// are downloaded only for callbacks naming it; unset, none is downloaded.
+    pub twilio_account_sid: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -161,6 +164,15 @@ pub struct TelephonyUpdate {
     #[schema(value_type = Option<String>)]
     pub twilio_auth_token: Option<Option<String>>,
     pub delete_provider_recordings: Option<bool>,
+    /// `AC` followed by 32 hex digits; null removes it (recordings are then not downloaded).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub twilio_account_sid: Option<Option<String>>,
+}
+
+/// Whether `sid` is a Twilio Account SID: `AC` followed by 32 hex digits.
+pub fn is_twilio_account_sid(sid: &str) -> bool {
+    sid.len() == 34 && sid.starts_with("AC") && sid[2..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The account's settings document.
@@ -237,6 +249,7 @@ async fn document(
                 set: record.twilio_auth_token.is_some(),
             },
             delete_provider_recordings: record.twilio_delete_recordings,
+            twilio_account_sid: record.twilio_account_sid.clone(),
         },
         collection: record.collection.into(),
         auto_redact: AutoRedact {
@@ -321,6 +334,25 @@ pub async fn put_settings(
     {
         record.twilio_delete_recordings = delete;
         telephony_changed = true;
+    }
+    if let Some(telephony) = &update.telephony
+        && let Some(sid) = &telephony.twilio_account_sid
+    {
+        let sid = match sid.as_deref().map(str::trim) {
+            None => None,
+            Some(text) if is_twilio_account_sid(text) => Some(text.to_owned()),
+            Some(_) => {
+                return Err(ApiError::fields(vec![FieldError::new(
+                    "telephony.twilio_account_sid",
+                    "invalid_field",
+                    "must be AC followed by 32 hex digits",
+                )]));
+            }
+        };
+        if sid != record.twilio_account_sid {
+            record.twilio_account_sid = sid;
+            telephony_changed = true;
+        }
     }
     if let Some(telephony) = update.telephony
         && let Some(token) = telephony.twilio_auth_token
@@ -451,7 +483,7 @@ pub async fn put_settings(
                 agency_id: Some(tenant.agency),
                 account_id: Some(account),
                 subject: Some(account.to_string()),
-                details: serde_json::json!({"role": principal.role.as_str(), "twilio_auth_token_set": record.twilio_auth_token.is_some(), "delete_provider_recordings": record.twilio_delete_recordings}).to_string(),
+                details: serde_json::json!({"role": principal.role.as_str(), "twilio_auth_token_set": record.twilio_auth_token.is_some(), "delete_provider_recordings": record.twilio_delete_recordings, "twilio_account_sid": record.twilio_account_sid}).to_string(),
                 ..Default::default()
             })
             .await?;

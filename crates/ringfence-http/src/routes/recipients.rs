@@ -1,6 +1,8 @@
 //! Recipients (GDPR Art. 19): the systems an account forwards calls to and tells of every
 //! erasure, and the status of each delivery.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -9,9 +11,11 @@ use utoipa::ToSchema;
 
 use ringfence_core::access::Permission;
 use ringfence_core::call::{FieldError, checked_text};
+use ringfence_core::net::{is_loopback_address, is_loopback_name};
 use ringfence_core::recipients::{DeliveryState, EventKind};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, DeliveryId, RecipientId};
+use ringfence_jobs::outbound::AddressGuard;
 use ringfence_store::{AuditEvent, DeliveryQuery, DeliveryRow, RecipientRow};
 
 use super::{check_account, path_id};
@@ -31,7 +35,10 @@ const MAX_SECRET: usize = 512;
 #[serde(deny_unknown_fields)]
 pub struct RecipientInput {
     pub name: String,
-    /// `https://…`; `http://` only to a loopback address (127.0.0.0/8, ::1, localhost).
+    /// `https://…` to a public host. Private, link-local, unique-local, CGNAT and other
+    /// non-public addresses (or names resolving to them) are refused with
+    /// `address_not_allowed`; loopback (127.0.0.0/8, ::1, localhost), also over `http://`,
+    /// only where the server runs with `--allow-local-relays`.
     pub url: String,
     /// The signing secret (16 to 512 bytes). Never shown again.
     pub secret: String,
@@ -105,7 +112,8 @@ pub struct DeliveryOutput {
     pub last_attempt_at: Option<String>,
     /// The HTTP status of the last answer.
     pub last_status: Option<u16>,
-    /// Why the last attempt failed (http_503, timeout, connect, …) or why it was cancelled.
+    /// Why the last attempt failed (`http_503` and the like for an HTTP answer, `unreachable`
+    /// for none at all) or why it was cancelled.
     pub last_error: Option<String>,
     /// When it was delivered, dead-lettered or cancelled.
     pub done_at: Option<String>,
@@ -142,8 +150,21 @@ fn checked_name(name: String) -> Result<String, FieldError> {
         .ok_or_else(|| FieldError::new("name", "missing_field", "a recipient needs a name"))
 }
 
-/// `https://`, or `http://` to a loopback address; no credentials or fragment in it.
-pub fn checked_url(text: &str) -> Result<String, FieldError> {
+/// How long registering a recipient waits for its host name to resolve.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn not_allowed() -> FieldError {
+    FieldError::new(
+        "url",
+        "address_not_allowed",
+        "the host is or resolves to a private, loopback, link-local or otherwise non-public address",
+    )
+}
+
+/// `https://` to a public host; `http://` or `https://` to loopback only where local relays
+/// are enabled (`guard.allow_loopback`); no credentials or fragment in it. An IP-literal host
+/// must be permitted by the guard; a name is resolved by [`checked_resolved`].
+pub fn checked_url(text: &str, guard: AddressGuard) -> Result<String, FieldError> {
     let invalid = |message: &'static str| FieldError::new("url", "invalid_field", message);
     if text.len() > MAX_URL {
         return Err(FieldError::new(
@@ -162,18 +183,40 @@ pub fn checked_url(text: &str) -> Result<String, FieldError> {
         return Err(invalid("a webhook URL has no fragment"));
     }
     let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => is_loopback_address(ip.into()),
+        Some(url::Host::Ipv6(ip)) => is_loopback_address(ip.into()),
+        Some(url::Host::Domain(d)) => is_loopback_name(d),
         None => return Err(invalid("the URL has no host")),
     };
     match url.scheme() {
-        "https" => Ok(url.to_string()),
-        "http" if loopback => Ok(url.to_string()),
-        "http" => Err(invalid(
-            "plain http is allowed only to a loopback address; use https",
-        )),
-        _ => Err(invalid("the URL must be https")),
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(invalid(
+                "plain http is allowed only to a loopback relay; use https",
+            ));
+        }
+        _ => return Err(invalid("the URL must be https")),
+    }
+    if !guard.permits_url(&url) {
+        return Err(not_allowed());
+    }
+    Ok(url.to_string())
+}
+
+/// Resolves a checked URL's host name now and refuses it if any of its addresses is one the
+/// guard refuses. A name that does not resolve (yet) is accepted: every delivery connects
+/// only to addresses the guard permits.
+async fn checked_resolved(url: &str, guard: AddressGuard) -> Result<(), FieldError> {
+    let Ok(url) = url::Url::parse(url) else {
+        return Ok(());
+    };
+    let Some(url::Host::Domain(name)) = url.host() else {
+        return Ok(());
+    };
+    match guard.check_name(name, RESOLVE_TIMEOUT).await {
+        Some(false) => Err(not_allowed()),
+        _ => Ok(()),
     }
 }
 
@@ -275,7 +318,14 @@ pub async fn create(
     check_account(&principal, Permission::ManageAccount, &tenant)?;
     let mut errors = Vec::new();
     let name = collect(&mut errors, checked_name(input.name));
-    let url = collect(&mut errors, checked_url(&input.url));
+    let guard = state.outbound().recipient_guard();
+    let mut url = collect(&mut errors, checked_url(&input.url, guard));
+    if let Some(checked) = &url
+        && let Err(e) = checked_resolved(checked, guard).await
+    {
+        errors.push(e);
+        url = None;
+    }
     collect(&mut errors, checked_secret(&input.secret));
     let events = collect(&mut errors, checked_events(&input.events));
     let (Some(name), Some(url), Some(events), true) = (name, url, events, errors.is_empty()) else {
@@ -368,12 +418,16 @@ pub async fn update(
     {
         row.name = name;
     }
+    let guard = state.outbound().recipient_guard();
     if let Some(url) = input
         .url
         .as_deref()
-        .and_then(|u| collect(&mut errors, checked_url(u)))
+        .and_then(|u| collect(&mut errors, checked_url(u, guard)))
     {
-        row.url = url;
+        match checked_resolved(&url, guard).await {
+            Ok(()) => row.url = url,
+            Err(e) => errors.push(e),
+        }
     }
     if let Some(events) = input
         .events
@@ -577,16 +631,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_must_be_https_except_to_loopback() {
+    fn urls_must_be_https_to_public_hosts_and_loopback_only_for_local_relays() {
+        let strict = AddressGuard::default();
+        let relays = AddressGuard {
+            allow_loopback: true,
+        };
         for ok in [
             "https://crm.example.com/hooks/ringfence",
-            "https://192.0.2.10:8443/x?y=1",
+            "https://8.8.8.8:8443/x?y=1",
+            "https://[2606:4700:4700::1111]/hook",
+        ] {
+            assert!(checked_url(ok, strict).is_ok(), "{ok}");
+            assert!(checked_url(ok, relays).is_ok(), "{ok}");
+        }
+        for local in [
             "http://127.0.0.1:9000/hook",
             "http://127.1.2.3/hook",
             "http://[::1]:8080/",
             "http://localhost:3000/in",
+            "https://relay.localhost/in",
+            "https://[::ffff:127.0.0.1]/in",
         ] {
-            assert!(checked_url(ok).is_ok(), "{ok}");
+            assert!(checked_url(local, relays).is_ok(), "{local}");
+            assert_eq!(
+                checked_url(local, strict).unwrap_err().code,
+                "address_not_allowed",
+                "{local}"
+            );
+        }
+        for private in [
+            "https://10.0.0.1/hook",
+            "https://172.16.5.4/hook",
+            "https://192.168.1.1/hook",
+            "https://169.254.169.254/latest/meta-data/",
+            "https://100.64.0.1/hook",
+            "https://0.0.0.0/hook",
+            "https://[fd00::1]/hook",
+            "https://[fe80::1]/hook",
+            "https://[::ffff:10.0.0.1]/hook",
+            "https://224.0.0.1/hook",
+            "https://192.0.2.10:8443/x",
+        ] {
+            for guard in [strict, relays] {
+                assert_eq!(
+                    checked_url(private, guard).unwrap_err().code,
+                    "address_not_allowed",
+                    "{private}"
+                );
+            }
         }
         for bad in [
             "http://crm.example.com/hook",
@@ -598,7 +690,7 @@ mod tests {
             "",
             "javascript:alert(1)",
         ] {
-            let err = checked_url(bad).unwrap_err();
+            let err = checked_url(bad, relays).unwrap_err();
             assert_eq!(err.field, "url", "{bad}");
             assert!(
                 bad.is_empty() || !err.message.contains(bad),
@@ -606,10 +698,36 @@ mod tests {
             );
         }
         assert_eq!(
-            checked_url(&format!("https://example.com/{}", "a".repeat(3000)))
+            checked_url(&format!("https://example.com/{}", "a".repeat(3000)), strict)
                 .unwrap_err()
                 .code,
             "too_long"
+        );
+    }
+
+    #[tokio::test]
+    async fn names_resolving_to_refused_addresses_are_refused() {
+        let strict = AddressGuard::default();
+        assert_eq!(
+            checked_resolved("https://localhost/hook", strict)
+                .await
+                .unwrap_err()
+                .code,
+            "address_not_allowed"
+        );
+        let relays = AddressGuard {
+            allow_loopback: true,
+        };
+        assert!(
+            checked_resolved("https://localhost/hook", relays)
+                .await
+                .is_ok()
+        );
+        assert!(
+            checked_resolved("https://10.0.0.1/hook", strict)
+                .await
+                .is_ok(),
+            "literals are checked_url's"
         );
     }
 

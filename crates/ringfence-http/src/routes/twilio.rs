@@ -14,7 +14,7 @@ use ringfence_core::call::{
 use ringfence_core::phone::{parse_caller_number, parse_e164};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_crypto::twilio::verify_twilio_signature;
-use ringfence_store::IngestPolicy;
+use ringfence_store::{AccountRecord, IngestPolicy};
 
 use super::path_id;
 use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
@@ -52,14 +52,15 @@ fn invalid_signature(message: &str) -> ApiError {
 }
 
 /// Checks the content type, parses the form and validates the signature against the account's
-/// auth token. Nothing is read from the form before the signature holds.
+/// auth token. Nothing is read from the form before the signature holds. Answers the form
+/// and the account's record.
 async fn authenticated_form(
     state: &AppState,
     account: AccountId,
     headers: &HeaderMap,
     uri: &Uri,
     body: &Bytes,
-) -> ApiResult<Form> {
+) -> ApiResult<(Form, AccountRecord)> {
     let record = state
         .log
         .store()
@@ -118,7 +119,7 @@ async fn authenticated_form(
             "X-Twilio-Signature does not match this request (check the account's auth token and --public-url)",
         ));
     }
-    Ok(Form(params))
+    Ok((Form(params), record))
 }
 
 /// The call a voice status callback describes. Required: `CallSid` and a valid tracking
@@ -261,7 +262,7 @@ pub async fn voice(
     body: Bytes,
 ) -> ApiResult<Response> {
     let account: AccountId = path_id(&account, "account")?;
-    let form = authenticated_form(&state, account, &headers, &uri, &body).await?;
+    let (form, _) = authenticated_form(&state, account, &headers, &uri, &body).await?;
     let call = voice_call(&form).map_err(ApiError::fields)?;
     let policy = IngestPolicy {
         collection: state.collection(account).await?,
@@ -271,29 +272,6 @@ pub async fn voice(
     metrics::counter!("ringfence_calls_ingested_total").increment(u64::from(created));
     tracing::debug!(call = %id, created, "voice status callback");
     Ok(empty_twiml())
-}
-
-/// Whether a provider URL may be fetched: https, or http to a loopback address (a local
-/// relay or a test server). The URL carries ids only.
-fn fetchable_url(url: &str) -> bool {
-    if url.len() > 2048 || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return false;
-    }
-    if let Some(rest) = url.strip_prefix("https://") {
-        return !rest.is_empty() && !rest.starts_with('/');
-    }
-    let Some(rest) = url.strip_prefix("http://") else {
-        return false;
-    };
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Twilio recording status callback (form-encoded, signed).
@@ -310,7 +288,7 @@ fn fetchable_url(url: &str) -> bool {
         (status = 400, description = "invalid_form", body = ErrorEnvelope),
         (status = 403, description = "invalid_signature", body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
-        (status = 422, description = "RecordingSid, CallSid, AccountSid or RecordingUrl missing or invalid", body = ErrorEnvelope),
+        (status = 422, description = "RecordingSid, CallSid, AccountSid or RecordingUrl missing or invalid: the URL must be https on a configured Twilio media host, the AccountSid the account's own", body = ErrorEnvelope),
     ))]
 pub async fn recording(
     State(state): State<AppState>,
@@ -320,7 +298,7 @@ pub async fn recording(
     body: Bytes,
 ) -> ApiResult<Response> {
     let account: AccountId = path_id(&account, "account")?;
-    let form = authenticated_form(&state, account, &headers, &uri, &body).await?;
+    let (form, record) = authenticated_form(&state, account, &headers, &uri, &body).await?;
     let mut errors = Vec::new();
     let mut id_of = |name: &str| match form.get(&[name]) {
         Some(v) if v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric()) => Some(v),
@@ -336,13 +314,24 @@ pub async fn recording(
     let recording_sid = id_of("RecordingSid");
     let call_sid = id_of("CallSid");
     let provider_account = id_of("AccountSid");
+    // Checked here and again by the worker, which sends the auth token only to these hosts
+    // and only for the account's own SID.
+    if let (Some(sid), Some(own)) = (&provider_account, &record.twilio_account_sid)
+        && sid != own
+    {
+        errors.push(FieldError::new(
+            "AccountSid",
+            "invalid_field",
+            "not this account's Twilio Account SID",
+        ));
+    }
     let url = match form.get(&["RecordingUrl"]) {
-        Some(u) if fetchable_url(&u) => Some(u),
+        Some(u) if state.outbound().twilio_media.permits_text(&u) => Some(u),
         Some(_) => {
             errors.push(FieldError::new(
                 "RecordingUrl",
                 "invalid_field",
-                "must be an https URL (http only to a loopback address)",
+                "must be an https URL on one of the configured Twilio media hosts",
             ));
             None
         }
@@ -454,30 +443,6 @@ mod tests {
             !format!("{bad:?}").contains("+12\""),
             "errors never repeat values"
         );
-    }
-
-    #[test]
-    fn provider_urls_must_be_https_or_loopback() {
-        for ok in [
-            "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1",
-            "http://127.0.0.1:8080/rec/RE1",
-            "http://localhost/rec",
-            "http://[::1]:9000/rec",
-        ] {
-            assert!(fetchable_url(ok), "{ok}");
-        }
-        for bad in [
-            "http://api.twilio.com/rec",
-            "http://10.0.0.1/rec",
-            "ftp://127.0.0.1/rec",
-            "https://",
-            "https:///rec",
-            "file:///etc/passwd",
-            "https://example.com/a b",
-            "http://127.0.0.1.example.com/rec",
-        ] {
-            assert!(!fetchable_url(bad), "{bad}");
-        }
     }
 
     #[test]

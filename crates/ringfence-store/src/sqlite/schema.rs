@@ -288,6 +288,11 @@ UPDATE calls SET swept = 1 WHERE redacted_at IS NOT NULL;
 DROP INDEX calls_live;
 CREATE INDEX calls_live ON calls (account_id, started_at) WHERE swept IS NULL AND legal_hold_at IS NULL;
 "#,
+    r#"
+-- Telephony: the account's own Twilio Account SID (not a secret). Recording downloads send
+-- the auth token only for a callback naming this SID.
+ALTER TABLE accounts ADD COLUMN twilio_account_sid TEXT;
+"#,
 ];
 
 /// The vault: wrapped data keys only.

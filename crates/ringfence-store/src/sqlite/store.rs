@@ -84,7 +84,7 @@ fn agency_from(row: &Row<'_>) -> rusqlite::Result<AgencyRecord> {
     })
 }
 
-const ACCOUNT_COLUMNS: &str = "id, agency_id, name, settings, created_at, retention_days, retention_scope, retention_categories, twilio_auth_token, twilio_delete_recordings";
+const ACCOUNT_COLUMNS: &str = "id, agency_id, name, settings, created_at, retention_days, retention_scope, retention_categories, twilio_auth_token, twilio_delete_recordings, twilio_account_sid";
 
 const DOWNLOAD_COLUMNS: &str = "id, account_id, call_sid, recording_sid, url, provider_account, state, attempts, next_attempt_at, outcome, created_at";
 
@@ -167,6 +167,7 @@ fn account_from(row: &Row<'_>) -> rusqlite::Result<AccountRecord> {
     Ok(AccountRecord {
         twilio_auth_token: row.get(8)?,
         twilio_delete_recordings: row.get(9)?,
+        twilio_account_sid: row.get(10)?,
         id: parse_id(row.get(0)?)?,
         agency_id: parse_id(row.get(1)?)?,
         name: row.get(2)?,
@@ -717,7 +718,7 @@ impl Store for SqliteStore {
                     return Err(StoreError::NotFound("agency"));
                 }
                 conn.execute(
-                    "INSERT INTO accounts (id, agency_id, name, settings, created_at, retention_days, retention_scope, retention_categories, twilio_auth_token, twilio_delete_recordings) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    "INSERT INTO accounts (id, agency_id, name, settings, created_at, retention_days, retention_scope, retention_categories, twilio_auth_token, twilio_delete_recordings, twilio_account_sid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                     params![
                         a.id.to_string(),
                         a.agency_id.to_string(),
@@ -728,7 +729,8 @@ impl Store for SqliteStore {
                         a.retention.scope.as_str(),
                         a.retention.categories_text(),
                         a.twilio_auth_token,
-                        a.twilio_delete_recordings
+                        a.twilio_delete_recordings,
+                        a.twilio_account_sid
                     ],
                 )?;
                 Ok(())
@@ -753,8 +755,8 @@ impl Store for SqliteStore {
         self.db
             .write(move |conn| {
                 let n = conn.execute(
-                    "UPDATE accounts SET name = ?2, settings = ?3, retention_days = ?4, retention_scope = ?5, retention_categories = ?6, twilio_auth_token = ?7, twilio_delete_recordings = ?8 WHERE id = ?1",
-                    params![a.id.to_string(), a.name, encode_collection(&a.collection), a.retention.after_days, a.retention.scope.as_str(), a.retention.categories_text(), a.twilio_auth_token, a.twilio_delete_recordings],
+                    "UPDATE accounts SET name = ?2, settings = ?3, retention_days = ?4, retention_scope = ?5, retention_categories = ?6, twilio_auth_token = ?7, twilio_delete_recordings = ?8, twilio_account_sid = ?9 WHERE id = ?1",
+                    params![a.id.to_string(), a.name, encode_collection(&a.collection), a.retention.after_days, a.retention.scope.as_str(), a.retention.categories_text(), a.twilio_auth_token, a.twilio_delete_recordings, a.twilio_account_sid],
                 )?;
                 if n == 0 {
                     Err(StoreError::NotFound("account"))

@@ -43,6 +43,12 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
+    /// A server that lets webhook recipients be loopback addresses (`--allow-local-relays`),
+    /// for tests that deliver to a receiver started here.
+    pub async fn spawn_with_local_relays() -> TestApp {
+        Self::spawn_with(|c| c.allow_local_relays = true).await
+    }
+
     /// A server whose configuration `adjust` changes first.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -55,8 +61,14 @@ impl TestApp {
     /// folder (the admin token stays valid).
     pub async fn restart(self) -> TestApp {
         let admin = self.admin.clone();
+        let media = self.resources.config.twilio_media.clone();
+        let relays = self.resources.config.allow_local_relays;
         let dir = self.stop().await;
-        let mut this = Self::spawn_in(dir, |_| {}).await;
+        let mut this = Self::spawn_in(dir, move |c| {
+            c.twilio_media = media;
+            c.allow_local_relays = relays;
+        })
+        .await;
         this.admin = admin;
         this
     }
@@ -124,6 +136,7 @@ impl TestApp {
         let record = AccountRecord {
             twilio_auth_token: None,
             twilio_delete_recordings: false,
+            twilio_account_sid: None,
             id: AccountId::generate(),
             agency_id: agency,
             name: "Test Account".into(),
@@ -530,4 +543,94 @@ pub async fn all_audit(app: &TestApp, page: u32) -> Vec<Value> {
             None => return out,
         }
     }
+}
+
+/// How a [`Trap`] answers a connection.
+#[derive(Debug, Clone)]
+pub enum TrapAnswer {
+    /// Reads the request head, then sends these bytes and closes.
+    Raw(String),
+    /// Closes at once, reading nothing.
+    Close,
+    /// Reads the request head and never answers (the client times out).
+    Silent,
+}
+
+/// A raw TCP listener on 127.0.0.1 that counts every connection made to it and every request
+/// head carrying an Authorization header: the place an SSRF test asserts nothing reached.
+pub struct Trap {
+    pub port: u16,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    authorizations: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Trap {
+    pub async fn start(answer: TrapAnswer) -> Trap {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let authorizations = Arc::new(AtomicUsize::new(0));
+        let (c, a) = (connections.clone(), authorizations.clone());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                let (a, answer) = (a.clone(), answer.clone());
+                tokio::spawn(async move {
+                    if matches!(answer, TrapAnswer::Close) {
+                        return;
+                    }
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if String::from_utf8_lossy(&head)
+                        .to_ascii_lowercase()
+                        .contains("\r\nauthorization:")
+                    {
+                        a.fetch_add(1, Ordering::SeqCst);
+                    }
+                    match answer {
+                        TrapAnswer::Raw(bytes) => {
+                            let _ = socket.write_all(bytes.as_bytes()).await;
+                            let _ = socket.shutdown().await;
+                        }
+                        TrapAnswer::Silent => {
+                            // Holds the connection open: the client's timeout ends it.
+                            let _ = socket.read(&mut buf).await;
+                        }
+                        TrapAnswer::Close => {}
+                    }
+                });
+            }
+        });
+        Trap {
+            port,
+            connections,
+            authorizations,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Request heads that carried an Authorization header.
+    pub fn authorizations(&self) -> usize {
+        self.authorizations
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A loopback port nothing listens on (bound, then released).
+pub async fn closed_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
 }

@@ -48,7 +48,7 @@ fn unzip(raw: Vec<u8>) -> Archive {
 
 #[tokio::test]
 async fn a_callers_export_holds_everything_about_them_and_nothing_of_anyone_else() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with_local_relays().await;
     let (_, account) = app.tenant().await;
     let accounts = format!("/api/v1/accounts/{account}");
     let (_, notice) = app

@@ -21,6 +21,7 @@ use ringfence_core::access::Role;
 use ringfence_core::recipients::RetryPolicy;
 use ringfence_core::timestamp::Timestamp;
 use ringfence_jobs::deliveries::{Deliverer, DeliveryReport, run_due};
+use ringfence_jobs::outbound::AddressGuard;
 
 use crate::common::*;
 
@@ -129,6 +130,9 @@ pub(crate) fn deliverer(max_attempts: u32) -> Deliverer {
     let mut d = Deliverer::new(
         Duration::from_secs(5),
         ringfence_http::webhook_call_renderer(),
+        AddressGuard {
+            allow_loopback: true,
+        },
     )
     .unwrap();
     d.policy = RetryPolicy {
@@ -209,7 +213,7 @@ fn bodies_of(seen: &Shared, event: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_receiver_failing_five_times_gets_each_event_once_even_across_a_restart() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with_local_relays().await;
     let (_, account) = app.tenant().await;
     let (url, seen) = receiver(5).await;
     let recipient = register(
@@ -308,7 +312,7 @@ fn digits(number: &str) -> String {
 
 #[tokio::test]
 async fn nothing_of_a_redacted_call_leaves_and_erasure_notices_carry_ids_only() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with_local_relays().await;
     let (_, account) = app.tenant().await;
     let (url, seen) = receiver(0).await;
     let recipient = register(
@@ -452,7 +456,7 @@ async fn nothing_of_a_redacted_call_leaves_and_erasure_notices_carry_ids_only() 
 
 #[tokio::test]
 async fn dropped_fields_never_leave_and_masked_recipients_get_no_personal_data() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with_local_relays().await;
     let (_, account) = app.tenant().await;
     // The account stops collecting transcripts and caller names.
     let (status, body) = app
@@ -500,7 +504,7 @@ async fn dropped_fields_never_leave_and_masked_recipients_get_no_personal_data()
 
 #[tokio::test]
 async fn dead_letters_can_be_retried_and_removal_cancels_what_is_queued() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with_local_relays().await;
     let (_, account) = app.tenant().await;
     let (url, seen) = receiver(3).await;
     let recipient = register(&app, account, &url, &["call.created", "call.redacted"]).await;
@@ -555,7 +559,7 @@ async fn dead_letters_can_be_retried_and_removal_cancels_what_is_queued() {
 
 #[tokio::test]
 async fn bad_recipients_wrong_roles_and_other_tenants_are_refused() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with_local_relays().await;
     let (agency, account) = app.tenant().await;
     let (other_agency, other) = app.tenant().await;
     let path = format!("/api/v1/accounts/{account}/recipients");
@@ -685,7 +689,7 @@ async fn recipients_item(app: &TestApp, account: AccountId) -> (String, String) 
 
 #[tokio::test]
 async fn the_checklist_follows_recipients_and_their_dead_letters() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with_local_relays().await;
     let (_, account) = app.tenant().await;
     assert_eq!(recipients_item(&app, account).await.0, "warn");
     // The receiver is down for one request: the one attempt an erasure notice gets here.
@@ -735,4 +739,171 @@ async fn the_checklist_follows_recipients_and_their_dead_letters() {
     assert_eq!(recipients_item(&app, account).await.0, "pass");
     assert_eq!(seen.lock().unwrap().accepted.len(), 1);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn recipients_on_private_link_local_or_unique_local_addresses_are_refused() {
+    let trap = Trap::start(TrapAnswer::Close).await;
+    let p = trap.port;
+    // The default: no local relays.
+    let app = TestApp::spawn().await;
+    let (_, account) = app.tenant().await;
+    let path = format!("/api/v1/accounts/{account}/recipients");
+    let refused = [
+        "https://10.0.0.1/hook".to_owned(),
+        "https://172.16.0.1/hook".into(),
+        "https://192.168.1.20/hook".into(),
+        "https://169.254.169.254/latest/meta-data/".into(),
+        "https://100.64.0.1/hook".into(),
+        "https://0.0.0.0/hook".into(),
+        "https://224.0.0.1/hook".into(),
+        "https://[fd00::1]/hook".into(),
+        "https://[fe80::1]/hook".into(),
+        "https://[::ffff:10.0.0.1]/hook".into(),
+        "https://[::ffff:127.0.0.1]/hook".into(),
+        format!("https://127.0.0.1:{p}/hook"),
+        format!("http://127.0.0.1:{p}/hook"),
+        format!("http://[::1]:{p}/hook"),
+        format!("http://localhost:{p}/hook"),
+        "https://localhost/hook".into(),
+    ];
+    for url in &refused {
+        let (status, answer) = app
+            .post(
+                &app.admin,
+                &path,
+                json!({"name": "CRM", "url": url, "secret": SECRET, "events": ["caller.erased"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {answer}");
+        assert_eq!(answer["error"]["code"], "address_not_allowed", "{url}");
+        assert_eq!(answer["error"]["details"][0]["field"], "url", "{url}");
+    }
+    assert!(
+        app.resources
+            .log
+            .store()
+            .recipients(account)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing stored"
+    );
+    // Nor can a registered recipient be moved there.
+    let id = register(
+        &app,
+        account,
+        "https://crm.example.com/hook",
+        &["caller.erased"],
+    )
+    .await;
+    for url in &refused[..3] {
+        let (status, answer) = app
+            .send(
+                reqwest::Method::PUT,
+                &app.admin,
+                &format!("{path}/{id}"),
+                Some(json!({"url": url})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {answer}");
+        assert_eq!(answer["error"]["code"], "address_not_allowed");
+    }
+    let (_, list) = app.get(&app.admin, &path).await;
+    assert_eq!(list["items"][0]["url"], "https://crm.example.com/hook");
+    // With local relays enabled, loopback is accepted; the other ranges stay refused.
+    let relays = TestApp::spawn_with_local_relays().await;
+    let (_, account) = relays.tenant().await;
+    register(
+        &relays,
+        account,
+        &format!("http://127.0.0.1:{p}/hook"),
+        &["caller.erased"],
+    )
+    .await;
+    for url in &refused[..10] {
+        let (status, answer) = relays
+            .post(
+                &relays.admin,
+                &format!("/api/v1/accounts/{account}/recipients"),
+                json!({"name": "CRM", "url": url, "secret": SECRET, "events": ["caller.erased"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {answer}");
+        assert_eq!(answer["error"]["code"], "address_not_allowed", "{url}");
+    }
+    assert_eq!(trap.connections(), 0, "registering connects to nothing");
+}
+
+#[tokio::test]
+async fn a_delivery_without_an_http_answer_fails_the_same_way_whatever_listens() {
+    let app = TestApp::spawn_with_local_relays().await;
+    let (_, account) = app.tenant().await;
+    let closed = closed_port().await;
+    let refusing = Trap::start(TrapAnswer::Close).await;
+    let silent = Trap::start(TrapAnswer::Silent).await;
+    let garbage = Trap::start(TrapAnswer::Raw("SSH-2.0-OpenSSH_9.6\r\n".into())).await;
+    let busy = Trap::start(TrapAnswer::Raw(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+    ))
+    .await;
+    let mut recipients = Vec::new();
+    for port in [closed, refusing.port, silent.port, garbage.port, busy.port] {
+        let url = format!("http://127.0.0.1:{port}/hook");
+        recipients.push(register(&app, account, &url, &["call.created"]).await);
+    }
+    app.ingest(account, full_call(7)).await;
+    let mut d = Deliverer::new(
+        Duration::from_secs(1),
+        ringfence_http::webhook_call_renderer(),
+        AddressGuard {
+            allow_loopback: true,
+        },
+    )
+    .unwrap();
+    d.policy.max_attempts = 5;
+    assert_eq!(pass(&app, &d).await.retried, 5);
+    let mut errors = Vec::new();
+    for id in &recipients {
+        let items = deliveries(&app, account, id, "").await;
+        errors.push(items[0]["last_error"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        errors,
+        [
+            "unreachable",
+            "unreachable",
+            "unreachable",
+            "unreachable",
+            "http_503"
+        ],
+        "a closed port, a refusing, a silent and a non-HTTP listener look alike"
+    );
+    // Re-checked when sending: a worker without local relays connects to none of them.
+    let seen = [
+        refusing.connections(),
+        silent.connections(),
+        busy.connections(),
+    ];
+    let strict = Deliverer::new(
+        Duration::from_secs(1),
+        ringfence_http::webhook_call_renderer(),
+        AddressGuard::default(),
+    )
+    .unwrap();
+    let later = Timestamp::from_millis(Timestamp::now().millis() + 86_400_000);
+    let report = run_due(&app.resources.log, &strict, later).await.unwrap();
+    assert_eq!(report.retried, 5, "{report:?}");
+    assert_eq!(
+        [
+            refusing.connections(),
+            silent.connections(),
+            busy.connections()
+        ],
+        seen,
+        "no connection was made"
+    );
+    let items = deliveries(&app, account, &recipients[4], "").await;
+    assert_eq!(items[0]["last_error"], "unreachable");
+    assert_eq!(items[0]["attempts"], 2);
 }

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use crate::common::*;
 use ringfence_core::AccountId;
 use ringfence_crypto::twilio::twilio_signature;
+use ringfence_jobs::outbound::MediaHosts;
 
 const AUTH_TOKEN: &str = "rf-test-auth-token-0001";
 
@@ -61,11 +62,15 @@ async fn set_token(app: &TestApp, account: AccountId) {
             reqwest::Method::PUT,
             &app.admin,
             &format!("/api/v1/accounts/{account}/settings"),
-            Some(json!({"telephony": {"twilio_auth_token": AUTH_TOKEN}})),
+            Some(json!({"telephony": {"twilio_auth_token": AUTH_TOKEN, "twilio_account_sid": provider::ACCOUNT_SID}})),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["telephony"]["twilio_auth_token"], json!({"set": true}));
+    assert_eq!(
+        body["telephony"]["twilio_account_sid"],
+        provider::ACCOUNT_SID
+    );
     assert!(
         !body.to_string().contains(AUTH_TOKEN),
         "the token is write-only"
@@ -626,10 +631,27 @@ async fn deliver_recording(
     (status, response.text().await.unwrap())
 }
 
-fn test_downloader() -> ringfence_jobs::downloads::Downloader {
-    let mut d =
-        ringfence_jobs::downloads::Downloader::new(std::time::Duration::from_secs(1), 10_000)
-            .unwrap();
+/// Twilio's media hosts, plus the test provider on 127.0.0.1 with local fetching enabled
+/// (`--twilio-media-hosts …,127.0.0.1 --allow-local-fetch`).
+fn local_media() -> MediaHosts {
+    let mut media = MediaHosts::default();
+    media.hosts.push("127.0.0.1".into());
+    media.allow_local = true;
+    media
+}
+
+/// A server that takes recording URLs on the local test provider.
+async fn provider_app() -> TestApp {
+    TestApp::spawn_with(|c| c.twilio_media = local_media()).await
+}
+
+fn downloader(media: MediaHosts) -> ringfence_jobs::downloads::Downloader {
+    let mut d = ringfence_jobs::downloads::Downloader::new(
+        std::time::Duration::from_secs(1),
+        10_000,
+        media,
+    )
+    .unwrap();
     d.max_attempts = 3;
     d.backoff = std::time::Duration::from_secs(60);
     d
@@ -637,10 +659,18 @@ fn test_downloader() -> ringfence_jobs::downloads::Downloader {
 
 /// Runs the worker as if `seconds` had passed, so retries come due.
 async fn work(app: &TestApp, seconds: i64) -> ringfence_jobs::downloads::DownloadReport {
+    work_with(app, seconds, local_media()).await
+}
+
+async fn work_with(
+    app: &TestApp,
+    seconds: i64,
+    media: MediaHosts,
+) -> ringfence_jobs::downloads::DownloadReport {
     let now = ringfence_core::timestamp::Timestamp::from_millis(
         ringfence_core::timestamp::Timestamp::now().millis() + seconds * 1000,
     );
-    ringfence_jobs::downloads::run_due(&app.resources.log, &test_downloader(), now)
+    ringfence_jobs::downloads::run_due(&app.resources.log, &downloader(media), now)
         .await
         .unwrap()
 }
@@ -656,7 +686,7 @@ async fn state_of(app: &TestApp, account: AccountId, recording: &str) -> (String
 
 #[tokio::test]
 async fn completed_recordings_are_downloaded_sealed_and_the_providers_copy_deleted() {
-    let app = TestApp::spawn().await;
+    let app = provider_app().await;
     let (_, account) = app.tenant().await;
     set_token(&app, account).await;
     let (status, _) = app
@@ -755,7 +785,7 @@ async fn completed_recordings_are_downloaded_sealed_and_the_providers_copy_delet
 
 #[tokio::test]
 async fn failures_retry_with_backoff_and_end_cleanly() {
-    let app = TestApp::spawn().await;
+    let app = provider_app().await;
     let (_, account) = app.tenant().await;
     set_token(&app, account).await;
     let (base, seen) = provider::start(b"RIFF-flaky-audio".to_vec(), AUTH_TOKEN).await;
@@ -824,7 +854,7 @@ async fn failures_retry_with_backoff_and_end_cleanly() {
 
 #[tokio::test]
 async fn recordings_that_may_not_be_kept_are_never_downloaded() {
-    let app = TestApp::spawn().await;
+    let app = provider_app().await;
     let (_, account) = app.tenant().await;
     set_token(&app, account).await;
     let (status, _) = app
@@ -924,7 +954,7 @@ async fn recordings_that_may_not_be_kept_are_never_downloaded() {
 
 #[tokio::test]
 async fn bad_recording_callbacks_and_wrong_credentials() {
-    let app = TestApp::spawn().await;
+    let app = provider_app().await;
     let (_, account) = app.tenant().await;
     set_token(&app, account).await;
     let (code, body) = deliver_recording(
@@ -1039,4 +1069,266 @@ async fn every_final_status_is_stored_as_sent() {
             .unwrap();
         assert_eq!(call["status"], *status);
     }
+}
+
+/// What the test provider's trap answers: a small recording.
+fn wav_answer() -> TrapAnswer {
+    TrapAnswer::Raw(
+        "HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nContent-Length: 8\r\nConnection: close\r\n\r\nRIFFtrap"
+            .into(),
+    )
+}
+
+/// Queues a download straight in the store, as a callback accepted before the rules (or
+/// before a settings change) would have.
+async fn queue_directly(app: &TestApp, account: AccountId, recording: &str, url: &str, sid: &str) {
+    let now = ringfence_core::timestamp::Timestamp::now();
+    app.resources
+        .log
+        .store()
+        .enqueue_download(ringfence_store::DownloadJob {
+            id: uuid::Uuid::now_v7().to_string(),
+            account_id: account,
+            call_sid: self::sid(95),
+            recording_sid: recording.into(),
+            url: url.into(),
+            provider_account: sid.into(),
+            state: "pending".into(),
+            attempts: 0,
+            next_attempt_at: now,
+            outcome: None,
+            created_at: now,
+        })
+        .await
+        .unwrap();
+}
+
+fn with_account_sid(mut params: Vec<(String, String)>, sid: &str) -> Vec<(String, String)> {
+    for (k, v) in &mut params {
+        if k == "AccountSid" {
+            *v = sid.into();
+        }
+    }
+    params
+}
+
+const OTHER_ACCOUNT_SID: &str = "ACfedcba9876543210fedcba9876543210";
+
+#[tokio::test]
+async fn recording_urls_off_the_media_hosts_or_on_local_addresses_are_refused_and_never_fetched() {
+    let trap = Trap::start(wav_answer()).await;
+    // Loopback is listed, but local fetching is off: it is refused like any other place.
+    let mut media = MediaHosts::default();
+    media.hosts.extend(["127.0.0.1".into(), "localhost".into()]);
+    let app = TestApp::spawn_with({
+        let media = media.clone();
+        move |c| c.twilio_media = media
+    })
+    .await;
+    let (_, account) = app.tenant().await;
+    set_token(&app, account).await;
+    deliver(
+        &app,
+        account,
+        &inbound(&sid(95), "completed", &uk_number(95)),
+        None,
+    )
+    .await;
+    let p = trap.port;
+    for url in [
+        format!("http://127.0.0.1:{p}/rec/RE95"),
+        format!("https://127.0.0.1:{p}/rec/RE95"),
+        format!("https://localhost:{p}/rec/RE95"),
+        format!("http://[::1]:{p}/rec/RE95"),
+        format!("http://[::ffff:127.0.0.1]:{p}/rec/RE95"),
+        "https://10.0.0.1/rec/RE95".into(),
+        "https://169.254.169.254/latest/meta-data/".into(),
+        "https://[fd00::1]/rec/RE95".into(),
+        "https://recordings.example.com/rec/RE95".into(),
+        "https://api.twilio.com.example.com/rec/RE95".into(),
+    ] {
+        let (code, body) = deliver_recording(
+            &app,
+            account,
+            &recording_params(&sid(95), "RE95", &url, "completed"),
+        )
+        .await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {body}");
+        assert!(body.contains("RecordingUrl"), "{url}: {body}");
+    }
+    assert!(
+        app.resources
+            .log
+            .store()
+            .downloads(account)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing queued"
+    );
+    // A job already queued for such a URL is refused by the worker before any request.
+    queue_directly(
+        &app,
+        account,
+        "RE96",
+        &format!("http://127.0.0.1:{p}/rec/RE96"),
+        provider::ACCOUNT_SID,
+    )
+    .await;
+    let report = work_with(&app, 0, media).await;
+    assert_eq!(report.failed, 1, "{report:?}");
+    assert_eq!(
+        state_of(&app, account, "RE96").await,
+        (
+            "failed".into(),
+            "the recording URL is not on an allowed media host".into()
+        )
+    );
+    assert_eq!(trap.connections(), 0, "nothing reached the listener");
+    assert_eq!(trap.authorizations(), 0);
+}
+
+#[tokio::test]
+async fn a_redirect_off_the_media_hosts_is_not_followed() {
+    let target = Trap::start(wav_answer()).await;
+    let redirector = Trap::start(TrapAnswer::Raw(format!(
+        "HTTP/1.1 302 Found\r\nLocation: http://localhost:{}/rec/RE97\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        target.port
+    )))
+    .await;
+    let app = provider_app().await;
+    let (_, account) = app.tenant().await;
+    set_token(&app, account).await;
+    deliver(
+        &app,
+        account,
+        &inbound(&sid(97), "completed", &uk_number(97)),
+        None,
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{}/rec/RE97", redirector.port);
+    let (code, body) = deliver_recording(
+        &app,
+        account,
+        &recording_params(&sid(97), "RE97", &url, "completed"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let report = work(&app, 0).await;
+    assert_eq!(report.failed, 1, "{report:?}");
+    assert_eq!(
+        state_of(&app, account, "RE97").await,
+        (
+            "failed".into(),
+            "the provider redirected off the allowed media hosts".into()
+        )
+    );
+    assert_eq!(redirector.connections(), 1);
+    assert_eq!(
+        redirector.authorizations(),
+        1,
+        "the credentials went to the listed host"
+    );
+    assert_eq!(target.connections(), 0, "the redirect was not followed");
+    assert!(calls_of(&app, account).await[0]["recording"].is_null());
+}
+
+#[tokio::test]
+async fn the_auth_token_is_sent_only_for_the_accounts_own_account_sid() {
+    let trap = Trap::start(wav_answer()).await;
+    let app = provider_app().await;
+    let (_, account) = app.tenant().await;
+    let settings = format!("/api/v1/accounts/{account}/settings");
+    // The auth token alone: callbacks are still checked, but nothing is downloaded.
+    let (status, body) = app
+        .send(
+            reqwest::Method::PUT,
+            &app.admin,
+            &settings,
+            Some(json!({"telephony": {"twilio_auth_token": AUTH_TOKEN}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["telephony"]["twilio_account_sid"].is_null());
+    deliver(
+        &app,
+        account,
+        &inbound(&sid(98), "completed", &uk_number(98)),
+        None,
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{}/rec/RE98", trap.port);
+    let (code, body) = deliver_recording(
+        &app,
+        account,
+        &recording_params(&sid(98), "RE98", &url, "completed"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(work(&app, 0).await.failed, 1);
+    assert_eq!(
+        state_of(&app, account, "RE98").await,
+        (
+            "failed".into(),
+            "the account has no Twilio Account SID".into()
+        )
+    );
+    // A job queued meanwhile for another Account SID.
+    queue_directly(&app, account, "RE99", &url, OTHER_ACCOUNT_SID).await;
+    // The SID is validated.
+    for bad in [
+        "AC123",
+        "XX0123456789abcdef0123456789abcdef",
+        "ACg123456789abcdef0123456789abcdef",
+        "AC0123456789abcdef0123456789abcdef0",
+    ] {
+        let (status, body) = app
+            .send(
+                reqwest::Method::PUT,
+                &app.admin,
+                &settings,
+                Some(json!({"telephony": {"twilio_account_sid": bad}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert!(body.to_string().contains("telephony.twilio_account_sid"));
+    }
+    let (status, body) = app
+        .send(
+            reqwest::Method::PUT,
+            &app.admin,
+            &settings,
+            Some(json!({"telephony": {"twilio_account_sid": provider::ACCOUNT_SID}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["telephony"]["twilio_account_sid"],
+        provider::ACCOUNT_SID
+    );
+    // A callback naming another SID is refused and queues nothing.
+    let (code, body) = deliver_recording(
+        &app,
+        account,
+        &with_account_sid(
+            recording_params(&sid(98), "RE100", &url, "completed"),
+            OTHER_ACCOUNT_SID,
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("AccountSid"), "{body}");
+    // The job queued for the other SID is refused by the worker.
+    assert_eq!(work(&app, 0).await.failed, 1);
+    assert_eq!(
+        state_of(&app, account, "RE99").await,
+        (
+            "failed".into(),
+            "the callback's AccountSid is not the account's".into()
+        )
+    );
+    let jobs = app.resources.log.store().downloads(account).await.unwrap();
+    assert_eq!(jobs.len(), 2, "RE100 was never queued");
+    assert_eq!(trap.connections(), 0, "nothing reached the listener");
+    assert_eq!(trap.authorizations(), 0, "no credential was sent");
 }

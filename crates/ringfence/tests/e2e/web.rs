@@ -1276,7 +1276,7 @@ async fn an_agency_admin_reads_the_roll_up_of_its_accounts_and_not_another_agenc
 
 #[tokio::test]
 async fn the_settings_page_shows_recipients_and_their_dead_letters() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with_local_relays().await;
     let (agency, account) = app.tenant().await;
     web_user(
         &app,
