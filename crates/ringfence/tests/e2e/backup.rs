@@ -329,7 +329,7 @@ async fn ingest_until(
             call
         };
         // Even clients post single calls, odd ones batches of 50.
-        let (route, body, count) = if client_no % 2 == 0 {
+        let (route, body, count) = if client_no.is_multiple_of(2) {
             ("calls", call(n), 1)
         } else {
             let calls: Vec<Value> = (n..n + 50).map(call).collect();

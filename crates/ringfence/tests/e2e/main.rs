@@ -24,6 +24,7 @@ mod export;
 mod ingest_rules;
 mod matrix;
 mod races;
+mod readme;
 mod recipients;
 mod recordings;
 mod redaction;
