@@ -55,6 +55,17 @@ impl Role {
             Role::Ingest => matches!(permission, Ingest),
         }
     }
+
+    /// How much a role may do, for the rule that no one grants more than they hold.
+    fn rank(self) -> u8 {
+        match self {
+            Role::Admin => 4,
+            Role::AgencyAdmin => 3,
+            Role::AccountAdmin => 2,
+            Role::Analyst => 1,
+            Role::Ingest => 0,
+        }
+    }
 }
 
 impl fmt::Display for Role {
@@ -78,6 +89,8 @@ pub enum Permission {
     Redact,
     /// Change an agency's settings.
     ManageAgency,
+    /// List and revoke tokens, manage users (within the principal's scope).
+    ManageAccess,
 }
 
 /// Where a principal's token reaches.
@@ -198,6 +211,44 @@ impl Principal {
         Ok(())
     }
 
+    /// Does this principal's scope cover everything `target` reaches? An installation's
+    /// principals cover all; an agency's its own scope and its accounts'; an account's only
+    /// that account's.
+    pub fn covers(&self, target: &Scope) -> bool {
+        match (self.scope, target) {
+            (Scope::Installation, _) => true,
+            (Scope::Agency(mine), Scope::Agency(theirs)) => mine == *theirs,
+            (Scope::Agency(mine), Scope::Account { agency, .. }) => mine == *agency,
+            (Scope::Account { account: mine, .. }, Scope::Account { account, .. }) => {
+                mine == *account
+            }
+            _ => false,
+        }
+    }
+
+    /// May this principal manage a token or user of scope `target`? One it does not cover
+    /// is not found; one it covers without the role is forbidden.
+    pub fn check_access(&self, target: &Scope) -> Result<(), Denied> {
+        if !self.covers(target) {
+            return Err(Denied::NotFound);
+        }
+        if !self.role.allows(Permission::ManageAccess) {
+            return Err(Denied::Forbidden);
+        }
+        Ok(())
+    }
+
+    /// May this principal give `role` to a user of scope `target`? The role must fit the
+    /// scope (`validate_scope`) and be no more than the principal's own, so no token or user
+    /// can make anyone more powerful than itself.
+    pub fn may_grant(&self, role: Role, target: &Scope) -> Result<(), Denied> {
+        self.check_access(target)?;
+        if role.rank() > self.role.rank() || Self::validate_scope(role, target).is_err() {
+            return Err(Denied::Forbidden);
+        }
+        Ok(())
+    }
+
     /// May this principal do `permission` on the agency itself (its settings)?
     pub fn check_agency(&self, permission: Permission, agency: AgencyId) -> Result<(), Denied> {
         if !self.sees_agency(agency) {
@@ -245,6 +296,7 @@ mod tests {
                     ManageAccount,
                     Redact,
                     ManageAgency,
+                    ManageAccess,
                 ],
             ),
             (
@@ -256,11 +308,19 @@ mod tests {
                     ManageAccount,
                     Redact,
                     ManageAgency,
+                    ManageAccess,
                 ],
             ),
             (
                 Role::AccountAdmin,
-                &[Ingest, ReadCalls, ReadRecording, ManageAccount, Redact],
+                &[
+                    Ingest,
+                    ReadCalls,
+                    ReadRecording,
+                    ManageAccount,
+                    Redact,
+                    ManageAccess,
+                ],
             ),
             (Role::Analyst, &[ReadCalls, ReadRecording]),
             (Role::Ingest, &[Ingest]),
@@ -274,6 +334,7 @@ mod tests {
                 ManageAccount,
                 Redact,
                 ManageAgency,
+                ManageAccess,
             ] {
                 let expected = if allowed.contains(&permission) {
                     Ok(())
@@ -366,6 +427,78 @@ mod tests {
                 Principal::validate_scope(role, &scope).is_ok(),
                 ok,
                 "{role} {scope:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_and_users_are_managed_only_within_scope_and_never_raised_above_the_manager() {
+        let (agency, other_agency) = (AgencyId::generate(), AgencyId::generate());
+        let (account, sibling) = (AccountId::generate(), AccountId::generate());
+        let in_account = Scope::Account { agency, account };
+        let in_sibling = Scope::Account {
+            agency,
+            account: sibling,
+        };
+        let admin = principal(Role::Admin, Scope::Installation);
+        let agency_admin = principal(Role::AgencyAdmin, Scope::Agency(agency));
+        let account_admin = principal(Role::AccountAdmin, in_account);
+        let analyst = principal(Role::Analyst, in_account);
+        let cases = [
+            (&admin, Scope::Installation, Role::Admin, Ok(())),
+            (
+                &agency_admin,
+                Scope::Agency(agency),
+                Role::AgencyAdmin,
+                Ok(()),
+            ),
+            (&agency_admin, in_sibling, Role::AccountAdmin, Ok(())),
+            (
+                &agency_admin,
+                Scope::Installation,
+                Role::Admin,
+                Err(Denied::NotFound),
+            ),
+            (
+                &agency_admin,
+                Scope::Agency(other_agency),
+                Role::Analyst,
+                Err(Denied::NotFound),
+            ),
+            (&account_admin, in_account, Role::AccountAdmin, Ok(())),
+            (&account_admin, in_account, Role::Analyst, Ok(())),
+            (
+                &account_admin,
+                in_account,
+                Role::AgencyAdmin,
+                Err(Denied::Forbidden),
+            ),
+            (
+                &account_admin,
+                in_account,
+                Role::Admin,
+                Err(Denied::Forbidden),
+            ),
+            (
+                &account_admin,
+                in_sibling,
+                Role::Analyst,
+                Err(Denied::NotFound),
+            ),
+            (
+                &account_admin,
+                Scope::Agency(agency),
+                Role::Analyst,
+                Err(Denied::NotFound),
+            ),
+            (&analyst, in_account, Role::Analyst, Err(Denied::Forbidden)),
+        ];
+        for (p, target, role, expected) in cases {
+            assert_eq!(
+                p.may_grant(role, &target),
+                expected,
+                "{} {role} {target:?}",
+                p.role
             );
         }
     }

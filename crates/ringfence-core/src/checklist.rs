@@ -500,7 +500,7 @@ fn tokens(a: &AccountFacts) -> Item {
             "{} tokens that reach this account never expire",
             a.tokens_without_expiry
         ),
-        "issue tokens that expire (`ringfence token create ... --expires-in-days 90`) and retire the others".into(),
+        "issue tokens that expire (`ringfence token create ... --expires-in-days 90`) and revoke the others (`ringfence token list --account ID`, then `ringfence token revoke TOKEN_ID`)".into(),
     )
 }
 

@@ -30,8 +30,9 @@ impl FromRequestParts<AppState> for Auth {
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() || token.len() > 256 {
             return Err(ApiError::unauthorized());
         }
+        let hash = hash_api_token(token.trim());
         let record = state
-            .token(hash_api_token(token.trim()))
+            .token(hash)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
         let now = Timestamp::now();
@@ -40,6 +41,7 @@ impl FromRequestParts<AppState> for Auth {
         {
             return Err(ApiError::unauthorized());
         }
+        state.token_used(hash, &record, now).await;
         Ok(Auth(Principal {
             token_id: Some(record.id),
             user_id: None,

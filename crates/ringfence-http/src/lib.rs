@@ -65,11 +65,14 @@ impl Modify for BearerAuth {
         routes::export::export_caller,
         routes::recipients::create, routes::recipients::list, routes::recipients::update, routes::recipients::remove,
         routes::recipients::deliveries, routes::recipients::retry,
+        routes::access::list_tokens, routes::access::revoke_token,
+        routes::access::account_users, routes::access::list_users,
+        routes::access::update_user, routes::access::remove_user,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(error::ErrorEnvelope, error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
-    tags((name = "calls"), (name = "sessions"), (name = "recordings"), (name = "redaction"), (name = "agencies"), (name = "accounts"), (name = "consent"), (name = "telephony"), (name = "recipients"), (name = "audit"), (name = "operations")),
+    tags((name = "calls"), (name = "sessions"), (name = "recordings"), (name = "redaction"), (name = "agencies"), (name = "accounts"), (name = "consent"), (name = "telephony"), (name = "recipients"), (name = "access", description = "tokens and users: list, revoke, disable, remove, new password, new role"), (name = "audit"), (name = "operations")),
 )]
 pub struct ApiDoc;
 
@@ -165,6 +168,20 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/accounts/{account_id}/recipients/{recipient_id}/deliveries/{delivery_id}/retry",
             post(routes::recipients::retry),
+        )
+        .route("/api/v1/tokens", get(routes::access::list_tokens))
+        .route(
+            "/api/v1/tokens/{token_id}",
+            axum::routing::delete(routes::access::revoke_token),
+        )
+        .route(
+            "/api/v1/accounts/{account_id}/users",
+            get(routes::access::account_users),
+        )
+        .route("/api/v1/users", get(routes::access::list_users))
+        .route(
+            "/api/v1/users/{user_id}",
+            axum::routing::patch(routes::access::update_user).delete(routes::access::remove_user),
         )
         .route("/webhooks/twilio/{account_id}/voice", post(twilio::voice))
         .route(

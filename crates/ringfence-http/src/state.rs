@@ -9,6 +9,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use ringfence_core::access::Tenant;
 use ringfence_core::call::VisitorDetails;
 use ringfence_core::collection::CollectionSettings;
+use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId};
 use ringfence_geo::CountryDb;
 use ringfence_store::{CallLog, TokenRecord};
@@ -39,8 +40,20 @@ impl Limits {
     };
 }
 
-/// How long a token lookup is trusted before the store is asked again (revocation lag).
+/// How long a token lookup is trusted before the store is asked again: the revocation lag
+/// of a revocation made by another process (one made through this process applies at once).
 const TOKEN_CACHE_TTL: Duration = Duration::from_secs(10);
+/// A token's `last_used_at` is written at most this often.
+const TOKEN_TOUCH_MS: i64 = 60_000;
+
+/// Token lookups by hash. `generation` counts revocations made through this process: a
+/// lookup that started before one is not cached, so a copy read just before a revocation
+/// cannot be cached after the revocation dropped the entries.
+#[derive(Default)]
+struct TokenCache {
+    entries: HashMap<[u8; 32], (TokenRecord, Instant)>,
+    generation: u64,
+}
 /// How long an account's collection settings are trusted; a change made through this
 /// process applies at once (the entry is dropped), one made elsewhere within this time.
 const COLLECTION_CACHE_TTL: Duration = Duration::from_secs(5);
@@ -49,7 +62,7 @@ pub struct Inner {
     pub log: Arc<CallLog>,
     pub limits: Limits,
     pub metrics: Option<PrometheusHandle>,
-    tokens: Mutex<HashMap<[u8; 32], (TokenRecord, Instant)>>,
+    tokens: Mutex<TokenCache>,
     /// An account's agency never changes: cached for good.
     agencies: Mutex<HashMap<AccountId, AgencyId>>,
     collections: Mutex<HashMap<AccountId, (CollectionSettings, Instant)>>,
@@ -111,7 +124,7 @@ impl AppState {
             log,
             limits,
             metrics,
-            tokens: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(TokenCache::default()),
             agencies: Mutex::new(HashMap::new()),
             collections: Mutex::new(HashMap::new()),
             geo,
@@ -190,19 +203,54 @@ impl AppState {
     }
 
     pub(crate) async fn token(&self, hash: [u8; 32]) -> ApiResult<Option<TokenRecord>> {
-        if let Some((record, at)) = self.tokens.lock().ok().and_then(|m| m.get(&hash).cloned())
-            && at.elapsed() < TOKEN_CACHE_TTL
-        {
-            return Ok(Some(record));
-        }
-        let record = self.log.store().token_by_hash(hash).await?;
-        if let (Some(r), Ok(mut m)) = (&record, self.tokens.lock()) {
-            if m.len() > 10_000 {
-                m.clear();
+        let generation = match self.tokens.lock() {
+            Ok(cache) => {
+                if let Some((record, at)) = cache.entries.get(&hash)
+                    && at.elapsed() < TOKEN_CACHE_TTL
+                {
+                    return Ok(Some(record.clone()));
+                }
+                Some(cache.generation)
             }
-            m.insert(hash, (r.clone(), Instant::now()));
+            Err(_) => None,
+        };
+        let record = self.log.store().token_by_hash(hash).await?;
+        if let (Some(r), Ok(mut cache)) = (&record, self.tokens.lock())
+            && Some(cache.generation) == generation
+        {
+            if cache.entries.len() > 10_000 {
+                cache.entries.clear();
+            }
+            cache.entries.insert(hash, (r.clone(), Instant::now()));
         }
         Ok(record)
+    }
+
+    /// Drops every cached copy of a token just revoked, so the next request is refused.
+    pub fn token_revoked(&self, id: ringfence_core::TokenId) {
+        if let Ok(mut cache) = self.tokens.lock() {
+            cache.generation += 1;
+            cache.entries.retain(|_, (record, _)| record.id != id);
+        }
+    }
+
+    /// Records that a token authenticated a request: written at most once a minute per
+    /// token (the cached copy carries the time written).
+    pub(crate) async fn token_used(&self, hash: [u8; 32], record: &TokenRecord, now: Timestamp) {
+        if record
+            .last_used_at
+            .is_some_and(|at| now.millis() - at.millis() < TOKEN_TOUCH_MS)
+        {
+            return;
+        }
+        if let Ok(mut cache) = self.tokens.lock()
+            && let Some((cached, _)) = cache.entries.get_mut(&hash)
+        {
+            cached.last_used_at = Some(now);
+        }
+        if let Err(e) = self.log.store().touch_token(record.id, now).await {
+            tracing::warn!(token_id = %record.id, cause = %e, "could not record the token's use");
+        }
     }
 
     /// The tenant of an account, or 404 when it does not exist.

@@ -22,7 +22,7 @@ pub use calllog::{
     Ingested, LogError, NewConsent, RecordingRead, RedactionReceipt,
 };
 pub use records::*;
-pub use users::{LoginFailure, UserRecord, WebSessionRecord};
+pub use users::{LoginFailure, UserChange, UserRecord, WebSessionRecord};
 
 use async_trait::async_trait;
 use ringfence_core::timestamp::Timestamp;
@@ -85,6 +85,21 @@ pub trait Store: Send + Sync + 'static {
     async fn create_token(&self, token: TokenRecord) -> Result<(), StoreError>;
     async fn token_by_hash(&self, hash: [u8; 32]) -> Result<Option<TokenRecord>, StoreError>;
     async fn token_count(&self) -> Result<u64, StoreError>;
+    async fn token(&self, id: ringfence_core::TokenId) -> Result<Option<TokenRecord>, StoreError>;
+    /// Revokes a live token and journals it in the same transaction; false (and nothing
+    /// journaled) when it was revoked already.
+    async fn revoke_token(
+        &self,
+        id: ringfence_core::TokenId,
+        at: Timestamp,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError>;
+    /// Records that the token authenticated a request at `at` (the time only moves forward).
+    async fn touch_token(
+        &self,
+        id: ringfence_core::TokenId,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
 
     /// Inserts a batch of calls and the sessions sent inline with them, atomically: either
     /// all are stored or none. A call whose `(account, external_id)` exists is not stored
@@ -346,5 +361,19 @@ pub trait Store: Send + Sync + 'static {
         hash: [u8; 32],
         idle_before: Timestamp,
         started_before: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Applies a change to a user and journals `audit`, in one transaction; disabling it or
+    /// setting a new password ends every session of the user in the same transaction.
+    async fn update_user(
+        &self,
+        id: ringfence_core::UserId,
+        change: UserChange,
+        audit: Vec<AuditEvent>,
+    ) -> Result<UserRecord, StoreError>;
+    /// Removes a user and every session of theirs, and journals it, in one transaction.
+    async fn remove_user(
+        &self,
+        id: ringfence_core::UserId,
+        audit: AuditEvent,
     ) -> Result<(), StoreError>;
 }

@@ -47,6 +47,8 @@ pub struct TokenRecord {
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
+    /// When the token last authenticated a request (to the minute).
+    pub last_used_at: Option<Timestamp>,
 }
 
 /// Outcome of an idempotent insert.

@@ -33,6 +33,31 @@ pub struct UserRecord {
     pub failed_logins: u32,
     pub locked_until: Option<Timestamp>,
     pub created_at: Timestamp,
+    /// Set while the user is disabled: no sign-in, no session.
+    pub disabled_at: Option<Timestamp>,
+    pub last_sign_in_at: Option<Timestamp>,
+}
+
+/// A change to a user; `None` leaves a field as it is.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct UserChange {
+    /// `Some(Some(at))` disables (ending every session), `Some(None)` enables.
+    pub disabled: Option<Option<Timestamp>>,
+    pub role: Option<Role>,
+    pub personal_data: Option<bool>,
+    /// A new argon2id PHC string; ends every session of the user.
+    pub password_hash: Option<String>,
+}
+
+impl std::fmt::Debug for UserChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserChange")
+            .field("disabled", &self.disabled)
+            .field("role", &self.role)
+            .field("personal_data", &self.personal_data)
+            .field("password_hash", &self.password_hash.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -44,6 +69,7 @@ impl std::fmt::Debug for UserRecord {
             .field("personal_data", &self.personal_data)
             .field("failed_logins", &self.failed_logins)
             .field("locked_until", &self.locked_until)
+            .field("disabled_at", &self.disabled_at)
             .finish_non_exhaustive()
     }
 }
@@ -125,6 +151,17 @@ pub fn valid_email(email: &str) -> bool {
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+/// Hashes a new password (argon2id) off the async runtime.
+pub async fn hash_new_password(
+    password: zeroize::Zeroizing<String>,
+) -> Result<String, NewUserError> {
+    Ok(
+        tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| LogError::Task(e.to_string()))??,
+    )
+}
+
 impl CallLog {
     /// Creates a web interface user (hashing the password off the async runtime) and
     /// journals it with the user's id and role, never the address.
@@ -141,9 +178,7 @@ impl CallLog {
             return Err(NewUserError::InvalidEmail);
         }
         Principal::validate_scope(role, &scope).map_err(|_| NewUserError::Scope(role))?;
-        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-            .await
-            .map_err(|e| LogError::Task(e.to_string()))??;
+        let hash = hash_new_password(password).await?;
         let user = UserRecord {
             id: UserId::generate(),
             email_index: self.user_index(email).await?,
@@ -154,6 +189,8 @@ impl CallLog {
             failed_logins: 0,
             locked_until: None,
             created_at: Timestamp::now(),
+            disabled_at: None,
+            last_sign_in_at: None,
         };
         let (agency_id, account_id) = match scope {
             Scope::Installation => (None, None),
@@ -242,6 +279,8 @@ mod tests {
             failed_logins: 0,
             locked_until: None,
             created_at: Timestamp::from_millis(0),
+            disabled_at: None,
+            last_sign_in_at: None,
         };
         assert!(!format!("{user:?}").contains("secret-marker"));
     }

@@ -177,6 +177,26 @@ pub enum AuditCommand {
 pub enum TokenCommand {
     /// Create an API token; prints it once (only its hash is stored).
     Create(TokenArgs),
+    /// List tokens: id, role, scope, label, created, expires, revoked, last used (never the
+    /// token itself).
+    List(ScopeFilter),
+    /// Revoke a token: refused from its next request (a running server's cache drops it
+    /// within 10 seconds; a revocation through the API applies at once).
+    Revoke {
+        /// The token's id (from `ringfence token list`).
+        id: String,
+    },
+}
+
+/// `--account ID | --agency ID`: limit a list to one account, or an agency and its accounts.
+#[derive(Debug, Args)]
+pub struct ScopeFilter {
+    /// Only those of this account.
+    #[arg(long, value_name = "ID", conflicts_with = "agency")]
+    pub account: Option<String>,
+    /// Only those of this agency and of its accounts.
+    #[arg(long, value_name = "ID")]
+    pub agency: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,6 +204,44 @@ pub enum UserCommand {
     /// Create a user of the web interface. The password is read from --password-file or,
     /// without it, from the first line of standard input; never from the command line.
     Create(UserArgs),
+    /// List users: id, role, scope, personal data, created, disabled, last sign-in (no
+    /// addresses: they are not stored in the clear).
+    List(ScopeFilter),
+    /// Disable a user: it cannot sign in, and its sessions end at once.
+    Disable {
+        /// The user's id, or the address it signs in with.
+        user: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        /// The user's id, or the address it signs in with.
+        user: String,
+    },
+    /// Remove a user; its sessions end at once, and the address may be added again.
+    Remove {
+        /// The user's id, or the address it signs in with.
+        user: String,
+    },
+    /// Give a user a new password (from --password-file or the first line of standard
+    /// input); its sessions end at once.
+    ResetPassword {
+        /// The user's id, or the address it signs in with.
+        user: String,
+        /// A file whose first line is the new password (at least 12 characters).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<std::path::PathBuf>,
+    },
+    /// Change a user's role (it must fit the user's agency or account).
+    SetRole {
+        /// The user's id, or the address it signs in with.
+        user: String,
+        /// admin, agency_admin, account_admin or analyst
+        #[arg(long, value_name = "ROLE")]
+        role: String,
+        /// Show personal data masked to this user (analysts).
+        #[arg(long)]
+        no_personal_data: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -751,6 +809,7 @@ pub async fn create_token(
             .expires_in_days
             .map(|d| Timestamp::from_millis(now.millis() + i64::from(d) * 86_400_000)),
         revoked_at: None,
+        last_used_at: None,
     };
     store.create_token(record.clone()).await?;
     let (agency_id, account_id) = match scope {
@@ -773,19 +832,175 @@ pub async fn create_token(
     Ok((record.id, token))
 }
 
+/// The API's handlers, called as the operator: the command line changes tokens and users
+/// through the same checks and journal entries as the API.
+fn api(resources: &Resources) -> (ringfence_http::AppState, ringfence_http::auth::Auth) {
+    (
+        ringfence_http::AppState::new(
+            resources.log.clone(),
+            ringfence_http::Limits::STANDARD,
+            None,
+        ),
+        ringfence_http::auth::Auth(Principal::operator()),
+    )
+}
+
+fn api_error(e: ringfence_http::ApiError) -> anyhow::Error {
+    anyhow::anyhow!("{} ({})", e.message, e.code.as_str())
+}
+
+/// The query string of `--account` / `--agency`.
+fn filter_query(filter: &ScopeFilter) -> anyhow::Result<Option<String>> {
+    Ok(match (&filter.account, &filter.agency) {
+        (Some(a), _) => Some(format!(
+            "account_id={}",
+            parse_id::<AccountId>(a, "--account")?
+        )),
+        (None, Some(a)) => Some(format!(
+            "agency_id={}",
+            parse_id::<AgencyId>(a, "--agency")?
+        )),
+        (None, None) => None,
+    })
+}
+
+fn scope_text(agency: &Option<String>, account: &Option<String>) -> String {
+    match (agency, account) {
+        (_, Some(account)) => format!("account {account}"),
+        (Some(agency), None) => format!("agency {agency}"),
+        (None, None) => "installation".into(),
+    }
+}
+
+fn or_dash(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or("-")
+}
+
 pub async fn token(
     resources: &Resources,
     command: TokenCommand,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let TokenCommand::Create(args) = command;
-    let (id, token) = create_token(resources, &args).await?;
-    if as_json {
-        println!("{}", json!({"id": id.to_string(), "token": token}));
-    } else {
-        println!("{token}");
-        eprintln!("token {id} created; it is shown only this once");
+    use axum::extract::{Path, RawQuery, State};
+    use ringfence_http::routes::access;
+    match command {
+        TokenCommand::Create(args) => {
+            let (id, token) = create_token(resources, &args).await?;
+            if as_json {
+                println!("{}", json!({"id": id.to_string(), "token": token}));
+            } else {
+                println!("{token}");
+                eprintln!("token {id} created; it is shown only this once");
+            }
+        }
+        TokenCommand::List(filter) => {
+            let (state, auth) = api(resources);
+            let list = access::list_tokens(State(state), auth, RawQuery(filter_query(&filter)?))
+                .await
+                .map_err(api_error)?
+                .0;
+            let mut human = format!(
+                "{} token{}",
+                list.items.len(),
+                if list.items.len() == 1 { "" } else { "s" }
+            );
+            for t in &list.items {
+                let state = match (&t.revoked_at, &t.expires_at) {
+                    (Some(at), _) => format!("revoked {at}"),
+                    (None, Some(at)) => format!("expires {at}"),
+                    (None, None) => "never expires".into(),
+                };
+                human.push_str(&format!(
+                    "\n{}  {}  {}  {}  created {}  {}  last used {}",
+                    t.id,
+                    t.role,
+                    scope_text(&t.agency_id, &t.account_id),
+                    t.label.as_deref().unwrap_or("(no label)"),
+                    t.created_at,
+                    state,
+                    or_dash(&t.last_used_at),
+                ));
+            }
+            print(as_json, serde_json::to_value(&list)?, &human);
+        }
+        TokenCommand::Revoke { id } => {
+            let (state, auth) = api(resources);
+            access::revoke_token(State(state), auth, Path(id.clone()))
+                .await
+                .map_err(api_error)?;
+            print(
+                as_json,
+                json!({"id": id, "revoked": true}),
+                &format!(
+                    "token {id} revoked; a running server refuses it within 10 seconds (at once when revoked through its API)"
+                ),
+            );
+        }
     }
+    Ok(())
+}
+
+/// A user's id from an id or the address the user signs in with (through the keyed index).
+async fn user_id(resources: &Resources, user: &str) -> anyhow::Result<String> {
+    if user.parse::<ringfence_core::UserId>().is_ok() {
+        return Ok(user.to_owned());
+    }
+    if !user.contains('@') {
+        bail!("give a user id (a UUID) or the address the user signs in with");
+    }
+    let index = resources.log.user_index(user).await?;
+    let found = resources
+        .log
+        .store()
+        .user_by_email_index(index)
+        .await?
+        .context("no user signs in with that address")?;
+    Ok(found.id.to_string())
+}
+
+fn read_password(file: Option<&std::path::Path>) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    match file {
+        Some(path) => {
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(path).context("reading --password-file")?,
+            );
+            Ok(first_line(&text))
+        }
+        None => {
+            let mut text = zeroize::Zeroizing::new(String::new());
+            std::io::stdin()
+                .read_line(&mut text)
+                .context("reading the password from standard input")?;
+            Ok(first_line(&text))
+        }
+    }
+}
+
+/// Changes a user through `PATCH /api/v1/users/{id}`'s handler; prints the user.
+async fn change_user(
+    resources: &Resources,
+    user: &str,
+    update: ringfence_http::routes::access::UserUpdate,
+    done: &str,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    use axum::extract::{Path, State};
+    let id = user_id(resources, user).await?;
+    let (state, auth) = api(resources);
+    let out = ringfence_http::routes::access::update_user(
+        State(state),
+        auth,
+        Path(id.clone()),
+        ringfence_http::body::JsonBody(update),
+    )
+    .await
+    .map_err(api_error)?
+    .0;
+    print(
+        as_json,
+        serde_json::to_value(&out)?,
+        &format!("user {id} {done} (role {})", out.role),
+    );
     Ok(())
 }
 
@@ -799,22 +1014,83 @@ pub async fn user(
     command: UserCommand,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let UserCommand::Create(args) = command;
-    let password = match &args.password_file {
-        Some(path) => {
-            let text = zeroize::Zeroizing::new(
-                std::fs::read_to_string(path).context("reading --password-file")?,
-            );
-            first_line(&text)
+    use ringfence_http::routes::access::UserUpdate;
+    let update = UserUpdate {
+        disabled: None,
+        role: None,
+        personal_data: None,
+        password: None,
+    };
+    let args = match command {
+        UserCommand::Create(args) => args,
+        UserCommand::List(filter) => return list_users(resources, &filter, as_json).await,
+        UserCommand::Disable { user } => {
+            let update = UserUpdate {
+                disabled: Some(true),
+                ..update
+            };
+            return change_user(
+                resources,
+                &user,
+                update,
+                "disabled; its sessions ended",
+                as_json,
+            )
+            .await;
         }
-        None => {
-            let mut text = zeroize::Zeroizing::new(String::new());
-            std::io::stdin()
-                .read_line(&mut text)
-                .context("reading the password from standard input")?;
-            first_line(&text)
+        UserCommand::Enable { user } => {
+            let update = UserUpdate {
+                disabled: Some(false),
+                ..update
+            };
+            return change_user(resources, &user, update, "enabled", as_json).await;
+        }
+        UserCommand::Remove { user } => {
+            use axum::extract::{Path, State};
+            let id = user_id(resources, &user).await?;
+            let (state, auth) = api(resources);
+            ringfence_http::routes::access::remove_user(State(state), auth, Path(id.clone()))
+                .await
+                .map_err(api_error)?;
+            print(
+                as_json,
+                json!({"id": id, "removed": true}),
+                &format!("user {id} removed; its sessions ended"),
+            );
+            return Ok(());
+        }
+        UserCommand::ResetPassword {
+            user,
+            password_file,
+        } => {
+            let password = read_password(password_file.as_deref())?;
+            let update = UserUpdate {
+                password: Some(password.as_str().to_owned()),
+                ..update
+            };
+            return change_user(
+                resources,
+                &user,
+                update,
+                "has a new password; its sessions ended",
+                as_json,
+            )
+            .await;
+        }
+        UserCommand::SetRole {
+            user,
+            role,
+            no_personal_data,
+        } => {
+            let update = UserUpdate {
+                role: Some(role),
+                personal_data: no_personal_data.then_some(false),
+                ..update
+            };
+            return change_user(resources, &user, update, "changed", as_json).await;
         }
     };
+    let password = read_password(args.password_file.as_deref())?;
     let (role, scope) = resolve_scope(
         resources,
         &args.role,
@@ -928,6 +1204,45 @@ pub fn human(value: &serde_json::Value) -> String {
     let mut out = String::new();
     walk(value, 0, &mut out);
     out.trim_end().to_owned()
+}
+
+async fn list_users(
+    resources: &Resources,
+    filter: &ScopeFilter,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    use axum::extract::{RawQuery, State};
+    let (state, auth) = api(resources);
+    let list = ringfence_http::routes::access::list_users(
+        State(state),
+        auth,
+        RawQuery(filter_query(filter)?),
+    )
+    .await
+    .map_err(api_error)?
+    .0;
+    let mut human = format!(
+        "{} user{}",
+        list.items.len(),
+        if list.items.len() == 1 { "" } else { "s" }
+    );
+    for u in &list.items {
+        human.push_str(&format!(
+            "\n{}  {}  {}  personal data {}  created {}  {}  last sign-in {}",
+            u.id,
+            u.role,
+            scope_text(&u.agency_id, &u.account_id),
+            if u.personal_data { "shown" } else { "masked" },
+            u.created_at,
+            match &u.disabled_at {
+                Some(at) => format!("disabled {at}"),
+                None => "active".into(),
+            },
+            or_dash(&u.last_sign_in_at),
+        ));
+    }
+    print(as_json, serde_json::to_value(&list)?, &human);
+    Ok(())
 }
 
 pub fn print(as_json: bool, value: serde_json::Value, human: &str) {

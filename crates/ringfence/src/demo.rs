@@ -8,7 +8,8 @@
 //!
 //! The generator is seeded: call `i` of an account is the same call on every run, and its
 //! `external_id` makes ingest skip it when it is already stored. Re-running with the same
-//! `--calls` adds nothing (but prints fresh tokens); a larger `--calls` adds the difference.
+//! `--calls` adds nothing (but prints fresh tokens, which expire after 30 days, and revokes
+//! the ones an earlier run printed); a larger `--calls` adds the difference.
 
 use std::collections::HashSet;
 use std::io::IsTerminal;
@@ -31,6 +32,15 @@ use ringfence_store::{AccountRecord, AgencyRecord};
 
 use crate::app::Resources;
 use crate::commands::{TokenArgs, create_token};
+
+/// The labels of the tokens the demo hands out: a later run revokes the earlier run's.
+const DEMO_TOKEN_LABELS: [&str; 3] = [
+    "demo account admin",
+    "demo analyst without personal data",
+    "demo agency admin",
+];
+/// Demo tokens expire after this many days.
+const DEMO_TOKEN_DAYS: u32 = 30;
 
 /// Calls are spread over this many days before now.
 const DAYS: i64 = 120;
@@ -1139,8 +1149,9 @@ pub async fn run_demo(
         account: account.map(|a| a.to_string()),
         label: Some(label.to_owned()),
         no_personal_data,
-        expires_in_days: None,
+        expires_in_days: Some(DEMO_TOKEN_DAYS),
     };
+    let revoked_tokens = revoke_earlier_demo_tokens(resources).await?;
     let (_, account_admin) = create_token(
         resources,
         &token(
@@ -1148,7 +1159,7 @@ pub async fn run_demo(
             None,
             Some(first_account.id),
             false,
-            "demo account admin",
+            DEMO_TOKEN_LABELS[0],
         ),
     )
     .await?;
@@ -1159,7 +1170,7 @@ pub async fn run_demo(
             None,
             Some(first_account.id),
             true,
-            "demo analyst without personal data",
+            DEMO_TOKEN_LABELS[1],
         ),
     )
     .await?;
@@ -1170,7 +1181,7 @@ pub async fn run_demo(
             Some(first_agency.id),
             None,
             false,
-            "demo agency admin",
+            DEMO_TOKEN_LABELS[2],
         ),
     )
     .await?;
@@ -1201,6 +1212,8 @@ pub async fn run_demo(
         "sessions": sessions,
         "recordings": recordings,
         "tokens": {"account_admin": account_admin, "analyst": analyst, "agency_admin": agency_admin},
+        "tokens_expire_in_days": DEMO_TOKEN_DAYS,
+        "earlier_demo_tokens_revoked": revoked_tokens,
         "sign_in": {
             "url": format!("http://{}/login", resources.config.listen),
             "users": users,
@@ -1211,6 +1224,43 @@ pub async fn run_demo(
             first_account.id
         ),
     }))
+}
+
+/// Revokes the live tokens an earlier demo run handed out (found by their labels), so that
+/// reruns leave no pile of tokens behind; returns how many.
+async fn revoke_earlier_demo_tokens(resources: &Resources) -> anyhow::Result<usize> {
+    use ringfence_core::access::Scope;
+    let store = resources.log.store();
+    let now = Timestamp::now();
+    let mut revoked = 0;
+    for token in store.list_tokens().await? {
+        let demo = token
+            .label
+            .as_deref()
+            .is_some_and(|l| DEMO_TOKEN_LABELS.contains(&l));
+        if !demo || token.revoked_at.is_some() {
+            continue;
+        }
+        let (agency_id, account_id) = match token.scope {
+            Scope::Installation => (None, None),
+            Scope::Agency(a) => (Some(a), None),
+            Scope::Account { agency, account } => (Some(agency), Some(account)),
+        };
+        let event = ringfence_store::AuditEvent {
+            actor: "demo".into(),
+            action: "token.revoked".into(),
+            agency_id,
+            account_id,
+            subject: Some(format!("token:{}", token.id)),
+            count: None,
+            reason: Some("replaced by a later demo run".into()),
+            details: json!({"role": token.role.as_str()}).to_string(),
+        };
+        if store.revoke_token(token.id, now, event).await? {
+            revoked += 1;
+        }
+    }
+    Ok(revoked)
 }
 
 /// Web interface users for the demo, each with a fresh random password printed once. A user
@@ -1258,7 +1308,7 @@ async fn demo_users(
             .await
         {
             Ok(_) => users.push(json!({"email": email, "role": role.as_str(), "personal_data": personal_data, "password": password.as_str()})),
-            Err(NewUserError::Exists) => users.push(json!({"email": email, "role": role.as_str(), "personal_data": personal_data, "password": null, "note": "created by an earlier demo run, which printed its password"})),
+            Err(NewUserError::Exists) => users.push(json!({"email": email, "role": role.as_str(), "personal_data": personal_data, "password": null, "note": format!("created by an earlier demo run, which printed its password; `ringfence user reset-password {email}` sets a new one")})),
             Err(e) => return Err(anyhow::anyhow!("{e}")),
         }
     }

@@ -1,5 +1,6 @@
 //! Handlers, one module per resource.
 
+pub mod access;
 pub mod accounts;
 pub mod agencies;
 pub mod audit;

@@ -70,6 +70,14 @@ pub fn router() -> Router<AppState> {
             get(users::users).post(users::create_user),
         )
         .route(
+            "/ui/accounts/{account_id}/users/{user_id}",
+            post(users::change_user),
+        )
+        .route(
+            "/ui/accounts/{account_id}/users/{user_id}/remove",
+            get(users::confirm_remove),
+        )
+        .route(
             "/ui/accounts/{account_id}/settings/retention",
             post(pages::save_retention),
         )

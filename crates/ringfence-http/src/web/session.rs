@@ -224,6 +224,10 @@ impl FromRequestParts<AppState> for WebUser {
         let Some((session, user)) = found else {
             return Err(sign_in_first(parts));
         };
+        // Disabling ends the user's sessions in the same transaction; this is the backstop.
+        if user.disabled_at.is_some() {
+            return Err(sign_in_first(parts));
+        }
         let now = Timestamp::now().millis();
         if now - session.last_seen_at.millis() > IDLE_MS
             || now - session.created_at.millis() > ABSOLUTE_MS
@@ -365,7 +369,8 @@ pub async fn login(
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
         .await
         .unwrap_or(false);
-    let Some(user) = user.clone().filter(|_| ok) else {
+    // A disabled user is answered exactly like a wrong password, and counts as a failure.
+    let Some(user) = user.clone().filter(|u| ok && u.disabled_at.is_none()) else {
         state.sign_in_throttle.failed(&keys, now);
         match &user {
             Some(u) => tracing::info!(user_id = %u.id, "sign-in failed"),

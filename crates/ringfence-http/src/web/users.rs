@@ -1,31 +1,38 @@
-//! The users of an account: who may sign in to it, and adding one. E-mail addresses are not
-//! stored in the clear (users are found by a keyed hash of theirs), so the list shows ids,
-//! roles and state; the address is typed once, when the user is created.
+//! The users of an account: who may sign in to it, adding one, and taking access away
+//! (disable, enable, remove, a new password, another role — through the API's handlers).
+//! E-mail addresses are not stored in the clear (users are found by a keyed hash of theirs),
+//! so the list shows ids, roles and state; the address is typed once, when the user is created.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use zeroize::Zeroizing;
 
-use ringfence_core::AccountId;
 use ringfence_core::access::{Permission, Role, Scope, Tenant};
+use ringfence_core::{AccountId, UserId};
 use ringfence_crypto::password::PasswordError;
 use ringfence_store::users::NewUserError;
 
 use super::error::{PageError, PageResult};
 use super::pages::{Chrome, render, when};
-use super::session::{WebUser, field};
+use super::session::{WebUser, field, redirect_to};
+use crate::auth::Auth;
+use crate::body::JsonBody;
 use crate::error::Code;
-use crate::routes::{check_account, path_id};
+use crate::routes::{access, check_account, path_id};
 use crate::state::AppState;
 
 struct UserRow {
     id: String,
-    role: &'static str,
+    role: String,
     personal_data: bool,
     created_at: String,
+    disabled_at: Option<String>,
+    last_sign_in_at: Option<String>,
+    /// The signed-in user's own row: it cannot disable, remove or re-role itself.
+    is_self: bool,
 }
 
 #[derive(Template)]
@@ -36,6 +43,10 @@ struct UsersPage {
     users: Vec<UserRow>,
     /// The answer to an addition just made (the same whether or not the address was new).
     added: bool,
+    /// What the last change did.
+    done: Option<&'static str>,
+    /// The user whose removal is being confirmed.
+    confirm_remove: Option<String>,
 }
 
 /// The account, if this user may manage it.
@@ -51,19 +62,28 @@ async fn page(
     user: &WebUser,
     tenant: Tenant,
     added: bool,
+    done: Option<&'static str>,
+    confirm_remove: Option<String>,
 ) -> PageResult<Response> {
-    let users = state
-        .log
-        .store()
-        .list_users()
-        .await?
+    let list = access::account_users(
+        State(state.clone()),
+        Auth(user.principal.clone()),
+        Path(tenant.account.to_string()),
+    )
+    .await?
+    .0;
+    let me = user.user.id.to_string();
+    let users = list
+        .items
         .into_iter()
-        .filter(|u| matches!(u.scope, Scope::Account { account, .. } if account == tenant.account))
         .map(|u| UserRow {
-            id: u.id.to_string(),
-            role: u.role.as_str(),
+            is_self: u.id == me,
+            created_at: when(&u.created_at),
+            disabled_at: u.disabled_at.as_deref().map(when),
+            last_sign_in_at: u.last_sign_in_at.as_deref().map(when),
+            id: u.id,
+            role: u.role,
             personal_data: u.personal_data,
-            created_at: when(&u.created_at.to_rfc3339()),
         })
         .collect();
     render(&UsersPage {
@@ -71,6 +91,22 @@ async fn page(
         account_id: tenant.account.to_string(),
         users,
         added,
+        done,
+        confirm_remove,
+    })
+}
+
+/// What a change did, by the code in `?done=` (a fixed set: nothing from the URL is shown).
+fn done_message(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "disabled" => "The user was disabled: they cannot sign in, and their sessions have ended.",
+        "enabled" => "The user was enabled: they can sign in again.",
+        "removed" => "The user was removed, and their sessions have ended.",
+        "password_reset" => {
+            "The user has a new password, and their sessions have ended. Hand it over yourself, through a channel other than e-mail."
+        }
+        "role_changed" => "The user's role was changed.",
+        _ => return None,
     })
 }
 
@@ -79,9 +115,112 @@ pub async fn users(
     State(state): State<AppState>,
     user: WebUser,
     Path(account): Path<String>,
+    RawQuery(raw): RawQuery,
 ) -> PageResult<Response> {
     let tenant = managed(&state, &user, &account).await?;
-    page(&state, &user, tenant, false).await
+    let done = serde_urlencoded::from_str::<Vec<(String, String)>>(raw.as_deref().unwrap_or(""))
+        .ok()
+        .and_then(|pairs| {
+            pairs
+                .into_iter()
+                .find(|(k, _)| k == "done")
+                .and_then(|(_, v)| done_message(&v))
+        });
+    page(&state, &user, tenant, false, done, None).await
+}
+
+/// Asks before a user is removed (nothing changes until the form it shows is sent).
+pub async fn confirm_remove(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path((account, target)): Path<(String, String)>,
+) -> PageResult<Response> {
+    let tenant = managed(&state, &user, &account).await?;
+    let target: UserId = path_id(&target, "user")?;
+    page(&state, &user, tenant, false, None, Some(target.to_string())).await
+}
+
+/// Disables, enables, removes a user, gives it a new password or another role: each through
+/// the JSON API's handler (`PATCH`/`DELETE /api/v1/users/{id}`), then back to the list.
+pub async fn change_user(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path((account, target)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let form = user.form(&headers, &body)?;
+    let run = async {
+        let tenant = managed(&state, &user, &account).await?;
+        let target: UserId = path_id(&target, "user")?;
+        // Only a user of this account is changed from this account's page.
+        let listed = access::account_users(
+            State(state.clone()),
+            Auth(user.principal.clone()),
+            Path(tenant.account.to_string()),
+        )
+        .await?
+        .0;
+        if !listed.items.iter().any(|u| u.id == target.to_string()) {
+            return Err(PageError(crate::error::ApiError::not_found("user")));
+        }
+        let update = |disabled, role: Option<&str>, personal_data, password: Option<&str>| {
+            access::UserUpdate {
+                disabled,
+                role: role.map(str::to_owned),
+                personal_data,
+                password: password.map(str::to_owned),
+            }
+        };
+        let (change, done) = match field(&form, "action") {
+            Some("disable") => (Some(update(Some(true), None, None, None)), "disabled"),
+            Some("enable") => (Some(update(Some(false), None, None, None)), "enabled"),
+            Some("reset_password") => {
+                let password =
+                    Zeroizing::new(field(&form, "password").unwrap_or_default().to_owned());
+                (
+                    Some(update(None, None, None, Some(password.as_str()))),
+                    "password_reset",
+                )
+            }
+            Some("set_role") => {
+                let role = field(&form, "role").unwrap_or_default();
+                let personal_data =
+                    role != "analyst" || field(&form, "personal_data") == Some("on");
+                (
+                    Some(update(None, Some(role), Some(personal_data), None)),
+                    "role_changed",
+                )
+            }
+            Some("remove") if field(&form, "confirm") == Some("yes") => (None, "removed"),
+            _ => {
+                return Err(PageError::new(
+                    Code::InvalidField,
+                    "action: one of disable, enable, reset_password, set_role, remove (confirmed)",
+                ));
+            }
+        };
+        let auth = Auth(user.principal.clone());
+        match change {
+            Some(change) => {
+                let _changed = access::update_user(
+                    State(state.clone()),
+                    auth,
+                    Path(target.to_string()),
+                    JsonBody(change),
+                )
+                .await?;
+            }
+            None => {
+                access::remove_user(State(state.clone()), auth, Path(target.to_string())).await?;
+            }
+        }
+        Ok(redirect_to(&format!(
+            "/ui/accounts/{}/users?done={done}",
+            tenant.account
+        )))
+    };
+    run.await.map_err(|e: PageError| e.into_response())
 }
 
 /// Adds a user to the account: an account admin or an analyst (with or without personal
@@ -157,7 +296,7 @@ pub async fn create_user(
             Err(NewUserError::Log(e)) => return Err(e.into()),
         }
         state.log.anchor_journal().await?;
-        page(&state, &user, tenant, true).await
+        page(&state, &user, tenant, true, None, None).await
     };
     run.await.map_err(IntoResponse::into_response)
 }

@@ -293,6 +293,14 @@ CREATE INDEX calls_live ON calls (account_id, started_at) WHERE swept IS NULL AN
 -- the auth token only for a callback naming this SID.
 ALTER TABLE accounts ADD COLUMN twilio_account_sid TEXT;
 "#,
+    r#"
+-- Tokens and users that can be taken away: when a token was last used (written at most once
+-- a minute per token), when a user was disabled (a disabled user cannot sign in and has no
+-- session) and last signed in.
+ALTER TABLE tokens ADD COLUMN last_used_at INTEGER;
+ALTER TABLE users ADD COLUMN disabled_at INTEGER;
+ALTER TABLE users ADD COLUMN last_sign_in_at INTEGER;
+"#,
 ];
 
 /// The vault: wrapped data keys only.

@@ -10,12 +10,12 @@ use ringfence_core::call::{CallStatus, Direction, RedactionReason};
 use ringfence_core::datamap::{Entity, columns_of};
 use ringfence_core::retention::{RetentionPolicy, RetentionScope};
 use ringfence_core::timestamp::Timestamp;
-use ringfence_core::{AccountId, AgencyId, CallId, DeliveryId, RecipientId, SessionId};
+use ringfence_core::{AccountId, AgencyId, CallId, DeliveryId, RecipientId, SessionId, TokenId};
 
 use super::db::{RedoLimits, SqliteDb};
 use super::{audit, consent, outbox, redaction, redo_record, schema, users};
 use crate::records::*;
-use crate::{LoginFailure, Store, StoreError, UserRecord, WebSessionRecord};
+use crate::{LoginFailure, Store, StoreError, UserChange, UserRecord, WebSessionRecord};
 use ringfence_core::DataCategory;
 use ringfence_core::collection::{CollectionSettings, IpPolicy, RecordingMode};
 
@@ -181,6 +181,8 @@ fn account_from(row: &Row<'_>) -> rusqlite::Result<AccountRecord> {
     })
 }
 
+const TOKEN_COLUMNS: &str = "id, hash, role, agency_id, account_id, personal_data, label, created_at, expires_at, revoked_at, last_used_at";
+
 fn token_from(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
     let role_text: String = row.get(2)?;
     let role = Role::parse(&role_text).ok_or_else(|| {
@@ -206,6 +208,7 @@ fn token_from(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
         created_at: ts(row.get(7)?),
         expires_at: opt_ts(row.get(8)?),
         revoked_at: opt_ts(row.get(9)?),
+        last_used_at: opt_ts(row.get(10)?),
     })
 }
 
@@ -814,7 +817,9 @@ impl Store for SqliteStore {
         self.db
             .read(move |conn| {
                 Ok(conn
-                    .prepare_cached("SELECT id, hash, role, agency_id, account_id, personal_data, label, created_at, expires_at, revoked_at FROM tokens WHERE hash = ?1")?
+                    .prepare_cached(&format!(
+                        "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1"
+                    ))?
                     .query_row([hash.as_slice()], token_from)
                     .optional()?)
             })
@@ -828,6 +833,49 @@ impl Store for SqliteStore {
                     conn.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0))?
                         as u64,
                 )
+            })
+            .await
+    }
+
+    async fn token(&self, id: TokenId) -> Result<Option<TokenRecord>, StoreError> {
+        self.db
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"))?
+                    .query_row([id.to_string()], token_from)
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn revoke_token(
+        &self,
+        id: TokenId,
+        at: Timestamp,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError> {
+        self.db
+            .write(move |conn| {
+                let n = conn.execute(
+                    "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                    params![id.to_string(), at.millis()],
+                )?;
+                if n > 0 {
+                    audit::append(conn, &audit)?;
+                }
+                Ok(n > 0)
+            })
+            .await
+    }
+
+    async fn touch_token(&self, id: TokenId, at: Timestamp) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
+                )?
+                .execute(params![id.to_string(), at.millis()])?;
+                Ok(())
             })
             .await
     }
@@ -1520,7 +1568,9 @@ impl Store for SqliteStore {
         self.db
             .read(|conn| {
                 Ok(conn
-                    .prepare_cached("SELECT id, hash, role, agency_id, account_id, personal_data, label, created_at, expires_at, revoked_at FROM tokens ORDER BY created_at, id")?
+                    .prepare_cached(&format!(
+                        "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
+                    ))?
                     .query_map([], token_from)?
                     .collect::<Result<Vec<_>, _>>()?)
             })
@@ -1737,6 +1787,27 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         self.db
             .write(move |conn| users::end_session(conn, &hash, idle_before, started_before))
+            .await
+    }
+
+    async fn update_user(
+        &self,
+        id: ringfence_core::UserId,
+        change: UserChange,
+        audit: Vec<AuditEvent>,
+    ) -> Result<UserRecord, StoreError> {
+        self.db
+            .write(move |conn| users::update_user(conn, id, &change, &audit))
+            .await
+    }
+
+    async fn remove_user(
+        &self,
+        id: ringfence_core::UserId,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| users::remove_user(conn, id, &audit))
             .await
     }
 }

@@ -9,9 +9,9 @@ use ringfence_core::timestamp::Timestamp;
 use super::audit;
 use crate::StoreError;
 use crate::records::AuditEvent;
-use crate::users::{LoginFailure, UserRecord, WebSessionRecord};
+use crate::users::{LoginFailure, UserChange, UserRecord, WebSessionRecord};
 
-const USER_COLUMNS: &str = "id, email_index, password_hash, role, agency_id, account_id, personal_data, failed_logins, locked_until, created_at";
+const USER_COLUMNS: &str = "id, email_index, password_hash, role, agency_id, account_id, personal_data, failed_logins, locked_until, created_at, disabled_at, last_sign_in_at";
 
 fn bad(column: usize, name: &str, ty: rusqlite::types::Type) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(column, name.into(), ty)
@@ -47,6 +47,8 @@ fn user_from(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         failed_logins: row.get(7)?,
         locked_until: row.get::<_, Option<i64>>(8)?.map(Timestamp::from_millis),
         created_at: Timestamp::from_millis(row.get(9)?),
+        disabled_at: row.get::<_, Option<i64>>(10)?.map(Timestamp::from_millis),
+        last_sign_in_at: row.get::<_, Option<i64>>(11)?.map(Timestamp::from_millis),
     })
 }
 
@@ -82,7 +84,7 @@ pub(crate) fn insert_user(
     };
     conn.execute(
         &format!(
-            "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
         ),
         params![
             user.id.to_string(),
@@ -95,6 +97,8 @@ pub(crate) fn insert_user(
             user.failed_logins,
             user.locked_until.map(Timestamp::millis),
             user.created_at.millis(),
+            user.disabled_at.map(Timestamp::millis),
+            user.last_sign_in_at.map(Timestamp::millis),
         ],
     )?;
     audit::append(conn, audit_event)?;
@@ -174,8 +178,8 @@ pub(crate) fn start_session(
         conn.execute("DELETE FROM web_sessions WHERE hash = ?1", [old.as_slice()])?;
     }
     conn.execute(
-        "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?1",
-        [session.user_id.to_string()],
+        "UPDATE users SET failed_logins = 0, locked_until = NULL, last_sign_in_at = ?2 WHERE id = ?1",
+        params![session.user_id.to_string(), session.created_at.millis()],
     )?;
     conn.execute(
         "INSERT INTO web_sessions (hash, user_id, csrf_token, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -232,5 +236,68 @@ pub(crate) fn end_session(
         "DELETE FROM web_sessions WHERE last_seen_at < ?1 OR created_at < ?2",
         params![idle_before.millis(), started_before.millis()],
     )?;
+    Ok(())
+}
+
+/// Applies `change` and journals `audit`; a disable or a new password ends the user's
+/// sessions in the same transaction, so none outlives the change.
+pub(crate) fn update_user(
+    conn: &Connection,
+    id: UserId,
+    change: &UserChange,
+    audit_events: &[AuditEvent],
+) -> Result<UserRecord, StoreError> {
+    let Some(mut current) = user(conn, id)? else {
+        return Err(StoreError::NotFound("user"));
+    };
+    if let Some(disabled) = change.disabled {
+        current.disabled_at = disabled;
+    }
+    if let Some(role) = change.role {
+        current.role = role;
+    }
+    if let Some(personal_data) = change.personal_data {
+        current.personal_data = personal_data;
+    }
+    if let Some(hash) = &change.password_hash {
+        current.password_hash = hash.clone();
+    }
+    conn.execute(
+        "UPDATE users SET disabled_at = ?2, role = ?3, personal_data = ?4, password_hash = ?5 WHERE id = ?1",
+        params![
+            id.to_string(),
+            current.disabled_at.map(Timestamp::millis),
+            current.role.as_str(),
+            current.personal_data,
+            current.password_hash,
+        ],
+    )?;
+    if matches!(change.disabled, Some(Some(_))) || change.password_hash.is_some() {
+        end_sessions_of(conn, id)?;
+    }
+    for event in audit_events {
+        audit::append(conn, event)?;
+    }
+    Ok(current)
+}
+
+/// Removes a user with every session of theirs, and journals it.
+pub(crate) fn remove_user(
+    conn: &Connection,
+    id: UserId,
+    audit_event: &AuditEvent,
+) -> Result<(), StoreError> {
+    end_sessions_of(conn, id)?;
+    let n = conn.execute("DELETE FROM users WHERE id = ?1", [id.to_string()])?;
+    if n == 0 {
+        return Err(StoreError::NotFound("user"));
+    }
+    audit::append(conn, audit_event)?;
+    Ok(())
+}
+
+fn end_sessions_of(conn: &Connection, id: UserId) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM web_sessions WHERE user_id = ?1")?
+        .execute([id.to_string()])?;
     Ok(())
 }

@@ -9,6 +9,7 @@
 
 mod common;
 
+mod access_admin;
 mod backup;
 mod browser;
 mod calls;

@@ -13,7 +13,7 @@ use crate::common::*;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
-trait WithForm {
+pub(crate) trait WithForm {
     fn with_form(self, pairs: &[(&str, &str)]) -> Self;
 }
 
@@ -25,7 +25,7 @@ impl WithForm for reqwest::RequestBuilder {
 }
 
 /// A client that never follows redirects, so each answer can be inspected.
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -52,7 +52,7 @@ pub fn account_scope(agency: AgencyId, account: AccountId) -> Scope {
 }
 
 /// The value of cookie `name` set by a response, if any.
-fn set_cookie(response: &reqwest::Response, name: &str) -> Option<(String, String)> {
+pub(crate) fn set_cookie(response: &reqwest::Response, name: &str) -> Option<(String, String)> {
     response
         .headers()
         .get_all(SET_COOKIE)
@@ -70,20 +70,20 @@ fn set_cookie(response: &reqwest::Response, name: &str) -> Option<(String, Strin
 }
 
 /// The CSRF token of a page's forms.
-fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     let marker = "name=\"csrf\" value=\"";
     let start = html.find(marker).expect("a csrf field") + marker.len();
     html[start..].split('"').next().unwrap().to_owned()
 }
 
-struct Signed {
-    client: reqwest::Client,
-    base: String,
-    cookie: String,
+pub(crate) struct Signed {
+    pub(crate) client: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) cookie: String,
 }
 
 impl Signed {
-    async fn get(&self, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, String) {
         let r = self
             .client
             .get(format!("{}{path}", self.base))
@@ -94,7 +94,7 @@ impl Signed {
         (r.status(), r.text().await.unwrap())
     }
 
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+    pub(crate) async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
         let r = self
             .client
             .post(format!("{}{path}", self.base))
@@ -107,7 +107,7 @@ impl Signed {
     }
 
     /// A page's CSRF token.
-    async fn csrf(&self) -> String {
+    pub(crate) async fn csrf(&self) -> String {
         let (status, html) = self.get("/").await;
         assert!(
             status.is_success() || status == StatusCode::SEE_OTHER,
@@ -129,7 +129,7 @@ impl Signed {
 }
 
 /// Signs in through the form (with its double-submit cookie); answers the response.
-async fn sign_in_raw(
+pub(crate) async fn sign_in_raw(
     app: &TestApp,
     email: &str,
     password: &str,
@@ -158,7 +158,7 @@ async fn sign_in_raw(
         .unwrap()
 }
 
-async fn sign_in(app: &TestApp, email: &str) -> Signed {
+pub(crate) async fn sign_in(app: &TestApp, email: &str) -> Signed {
     let r = sign_in_raw(app, email, PASSWORD, None).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let (cookie, _) = set_cookie(&r, "rf_session").expect("session cookie");
@@ -285,7 +285,7 @@ async fn sign_in_from(
 }
 
 /// The status and the page without its per-request CSRF token.
-async fn answer_of(r: reqwest::Response) -> (StatusCode, Option<String>, String) {
+pub(crate) async fn answer_of(r: reqwest::Response) -> (StatusCode, Option<String>, String) {
     let status = r.status();
     let retry = r
         .headers()
@@ -1916,5 +1916,157 @@ async fn per_category_retention_is_previewed_then_saved_from_the_settings_page()
         json!({"transcript": 7})
     );
     assert!(settings["auto_redact"]["after_days"].is_null());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_account_admin_disables_re_roles_resets_and_removes_a_user_from_the_users_page() {
+    let app = TestApp::spawn().await;
+    let (agency, account) = app.tenant().await;
+    let scope = account_scope(agency, account);
+    web_user(&app, "max@example.com", Role::AccountAdmin, scope, true).await;
+    let bob = app
+        .resources
+        .log
+        .create_user(
+            "bob@example.com",
+            zeroize::Zeroizing::new(PASSWORD.to_owned()),
+            Role::Analyst,
+            scope,
+            false,
+            "test".into(),
+        )
+        .await
+        .unwrap()
+        .id
+        .to_string();
+    let admin = sign_in(&app, "max@example.com").await;
+    let bobs = sign_in(&app, "bob@example.com").await;
+    let users = format!("/ui/accounts/{account}/users");
+    let change = format!("/ui/accounts/{account}/users/{bob}");
+    let (status, html) = admin.get(&users).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(&format!("id=\"user-{bob}\"")), "{html}");
+    assert!(html.contains("(you)"), "the admin's own row is marked");
+    assert_eq!(
+        html.matches("class=\"disable\"").count(),
+        1,
+        "no disable button on one's own row"
+    );
+    let csrf = csrf_of(&html);
+    let go = |action: &'static str, extra: &'static [(&'static str, &'static str)]| {
+        let csrf = csrf.clone();
+        let (admin, change) = (&admin, change.clone());
+        async move {
+            let mut form = vec![("csrf", csrf.as_str()), ("action", action)];
+            form.extend_from_slice(extra);
+            let r = admin
+                .client
+                .post(format!("{}{change}", admin.base))
+                .header(COOKIE, format!("rf_session={}", admin.cookie))
+                .with_form(&form)
+                .send()
+                .await
+                .unwrap();
+            let to = r
+                .headers()
+                .get(LOCATION)
+                .map(|v| v.to_str().unwrap().to_owned());
+            (r.status(), to)
+        }
+    };
+
+    // Without the session's CSRF token nothing changes.
+    let (status, _) = admin.post(&change, &[("action", "disable")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        bobs.get(&format!("/ui/accounts/{account}/calls")).await.0,
+        StatusCode::OK
+    );
+
+    let (status, to) = go("disable", &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        to.as_deref(),
+        Some(format!("{users}?done=disabled").as_str())
+    );
+    assert_eq!(
+        bobs.get(&format!("/ui/accounts/{account}/calls")).await.0,
+        StatusCode::SEE_OTHER,
+        "bob's open session ends at once"
+    );
+    let (_, html) = admin.get(&format!("{users}?done=disabled")).await;
+    assert!(
+        html.contains("id=\"done\"") && html.contains("disabled since"),
+        "{html}"
+    );
+    assert_eq!(go("enable", &[]).await.0, StatusCode::SEE_OTHER);
+
+    assert_eq!(
+        go("set_role", &[("role", "account_admin")]).await.0,
+        StatusCode::SEE_OTHER
+    );
+    let (_, html) = admin.get(&users).await;
+    assert_eq!(html.matches("<td>account_admin</td>").count(), 2, "{html}");
+    assert_eq!(
+        go("set_role", &[("role", "agency_admin")]).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no role above an account's from this page"
+    );
+
+    assert_eq!(
+        go("reset_password", &[("password", "a brand new passphrase")])
+            .await
+            .0,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        sign_in_raw(&app, "bob@example.com", "a brand new passphrase", None)
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+
+    // Removing asks first; the unconfirmed form removes nothing.
+    let (status, html) = admin.get(&format!("{change}/remove")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"remove-confirmed\""), "{html}");
+    assert_eq!(go("remove", &[]).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        admin
+            .get(&users)
+            .await
+            .1
+            .contains(&format!("id=\"user-{bob}\""))
+    );
+    let (status, to) = go("remove", &[("confirm", "yes")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        to.as_deref(),
+        Some(format!("{users}?done=removed").as_str())
+    );
+    let (_, html) = admin.get(&users).await;
+    assert!(!html.contains(&format!("id=\"user-{bob}\"")));
+
+    // The admin cannot disable itself, even by posting the form by hand.
+    let me = app
+        .resources
+        .log
+        .store()
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|u| u.role == Role::AccountAdmin)
+        .unwrap()
+        .id;
+    let (status, _) = admin
+        .post(
+            &format!("/ui/accounts/{account}/users/{me}"),
+            &[("csrf", csrf.as_str()), ("action", "disable")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(admin.get(&users).await.0, StatusCode::OK);
     app.stop().await;
 }
