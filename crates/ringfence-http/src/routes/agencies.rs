@@ -29,7 +29,7 @@ pub struct AgencySettings {
 pub struct AgencySettingsUpdate {
     pub redaction_enabled: Option<bool>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 3650)]
     pub max_retention_days: Option<Option<u32>>,
 }
 

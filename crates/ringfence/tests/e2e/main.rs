@@ -25,4 +25,5 @@ mod recordings;
 mod redaction;
 mod retention;
 mod twilio;
+mod validation;
 mod web;
