@@ -52,8 +52,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Parses JSON into `T` with errors fit for a client.
+/// Parses JSON into `T` with errors fit for a client. Every body is a JSON object: serde
+/// would also fill a struct from an array of its fields in order (`[null, false]`), which
+/// no client means.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        let message = "must be a JSON object, not an array".to_owned();
+        let mut err = ApiError::new(Code::InvalidField, format!("body: {message}"));
+        err.details.push(ErrorDetail {
+            field: "body".into(),
+            code: Code::InvalidField.as_str().to_owned(),
+            message,
+        });
+        return Err(err);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let value = match parsed {
@@ -151,6 +163,127 @@ fn classify(raw: &str, path: &str) -> (Code, String, String) {
     (Code::InvalidField, "invalid value".into(), field)
 }
 
+/// Objects only, for the structs nested in a body: serde would fill a struct from an array
+/// of its fields in order (`"telephony": [null, null]`). Use with `deserialize_with` on an
+/// `Option<Struct>` field ([`optional_object`]), a `Struct` field ([`object`]) or a
+/// `Vec<Struct>` / `Option<Vec<Struct>>` field ([`objects`], [`optional_objects`]).
+pub mod objects_only {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
+    use serde::{Deserialize, forward_to_deserialize_any};
+
+    /// A deserializer that reads a struct only from a JSON object.
+    struct ObjectOnly<D>(D);
+
+    impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectOnly<D> {
+        type Error = D::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+            self.0.deserialize_any(visitor)
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            _fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            self.0.deserialize_map(visitor)
+        }
+
+        forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    struct Seed<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for Seed<T> {
+        type Value = T;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+            T::deserialize(ObjectOnly(d))
+        }
+    }
+
+    struct Optional<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Optional<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object or null")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            T::deserialize(ObjectOnly(d)).map(Some)
+        }
+    }
+
+    struct List<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for List<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an array of objects")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(item) = seq.next_element_seed(Seed(PhantomData))? {
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+
+    struct OptionalList<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for OptionalList<T> {
+        type Value = Option<Vec<T>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an array of objects or null")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(List(PhantomData)).map(Some)
+        }
+    }
+
+    pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+        T::deserialize(ObjectOnly(d))
+    }
+
+    pub fn optional_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        d.deserialize_option(Optional(PhantomData))
+    }
+
+    pub fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        d.deserialize_seq(List(PhantomData))
+    }
+
+    pub fn optional_objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<T>>, D::Error> {
+        d.deserialize_option(OptionalList(PhantomData))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +295,37 @@ mod tests {
         number: String,
         count: Option<u32>,
         inner: Option<Vec<Inner>>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Nested {
+        #[serde(default, deserialize_with = "objects_only::optional_object")]
+        one: Option<Inner>,
+        #[serde(default, deserialize_with = "objects_only::optional_objects")]
+        many: Option<Vec<Inner>>,
+    }
+
+    #[test]
+    fn nested_structs_are_read_from_objects_only() {
+        let ok: Nested =
+            parse_json(br#"{"one": {"ip": "a"}, "many": [{"ip": "b"}, {"ip": "c"}]}"#).unwrap();
+        assert_eq!(ok.many.map(|m| m.len()), Some(2));
+        assert!(ok.one.is_some());
+        let absent: Nested = parse_json(br#"{"one": null}"#).unwrap();
+        assert!(absent.one.is_none() && absent.many.is_none());
+        for (body, field) in [
+            (r#"{"one": ["a"]}"#, "one"),
+            (r#"{"many": [{"ip": "b"}, ["c"]]}"#, "many[1]"),
+        ] {
+            let err = parse_json::<Nested>(body.as_bytes()).unwrap_err();
+            assert_eq!(err.code, Code::InvalidField, "{body}");
+            assert_eq!(err.details[0].field, field, "{body}");
+        }
+        // Errors inside a nested object keep their path.
+        let err = parse_json::<Nested>(br#"{"many": [{"ip": 5}]}"#).unwrap_err();
+        assert_eq!(err.details[0].field, "many[0].ip");
     }
 
     #[derive(Debug, serde::Deserialize)]
@@ -207,6 +371,16 @@ mod tests {
                 err.message
             );
         }
+    }
+
+    #[test]
+    fn an_array_is_refused_where_an_object_is_expected() {
+        for body in ["[\"x\", null, null]", "  [\"x\"]", "\n[]"] {
+            let err = parse_json::<Probe>(body.as_bytes()).unwrap_err();
+            assert_eq!(err.code, Code::InvalidField, "{body}");
+            assert_eq!(err.details[0].field, "body", "{body}");
+        }
+        assert!(parse_json::<Probe>(br#" {"number": "x"}"#).is_ok());
     }
 
     #[test]

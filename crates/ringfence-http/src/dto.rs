@@ -21,41 +21,76 @@ use ringfence_core::timestamp::Timestamp;
 #[serde(deny_unknown_fields)]
 pub struct CallInput {
     /// The sender's id of the call: makes ingest idempotent per account.
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub external_id: Option<String>,
     /// RFC 3339 with a time zone.
-    #[schema(example = "2026-11-28T10:00:00Z")]
+    #[schema(example = "2026-11-28T10:00:00Z", schema_with = crate::schemas::instant)]
     pub started_at: String,
+    #[schema(maximum = 604800)]
     pub duration_s: Option<u32>,
     /// `inbound` or `outbound` (Twilio's `outbound-api` and `outbound-dial` are accepted).
+    #[schema(schema_with = crate::schemas::direction)]
     pub direction: Option<String>,
     /// Twilio's call statuses: queued, initiated, ringing, in-progress, completed, busy, no-answer, canceled, failed.
+    #[schema(schema_with = crate::schemas::call_status)]
     pub status: Option<String>,
     /// The business's tracking number, E.164.
     #[schema(example = "+14155550100")]
+    #[schema(schema_with = crate::schemas::e164)]
     pub tracking_number: String,
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub source: Option<String>,
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub campaign: Option<String>,
     /// E.164; empty, `anonymous` and the usual withheld markers mean no number.
+    #[schema(schema_with = crate::schemas::caller_number)]
     pub caller_number: Option<String>,
+    #[schema(max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub caller_name: Option<String>,
+    #[schema(schema_with = crate::schemas::caller_number)]
     pub forwarded_from: Option<String>,
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub caller_city: Option<String>,
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub caller_region: Option<String>,
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub caller_postal_code: Option<String>,
     /// ISO 3166-1 alpha-2.
+    #[schema(pattern = "^([A-Za-z]{2})?$")]
     pub caller_country: Option<String>,
+    #[schema(
+        max_length = 1048576,
+        pattern = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub transcript: Option<String>,
+    #[schema(
+        max_length = 65536,
+        pattern = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub notes: Option<String>,
+    #[schema(schema_with = crate::schemas::tags)]
     pub tags: Option<Vec<String>>,
     /// A visitor session of the same account to link.
     pub session_id: Option<String>,
     /// The visit that led to the call, sent inline: stored as a session and linked.
+    #[serde(
+        default,
+        deserialize_with = "crate::body::objects_only::optional_object"
+    )]
     pub visitor: Option<VisitorInput>,
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub utm_source: Option<String>,
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub utm_medium: Option<String>,
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub utm_campaign: Option<String>,
     /// Consent events sent with the call (an IVR posting the call and the keypress at once);
     /// their subject is the caller (or, for a withheld number, the visitor id).
+    #[schema(max_items = 16)]
+    #[serde(
+        default,
+        deserialize_with = "crate::body::objects_only::optional_objects"
+    )]
     pub consents: Option<Vec<InlineConsentInput>>,
 }
 
@@ -64,11 +99,15 @@ pub struct CallInput {
 #[serde(deny_unknown_fields)]
 pub struct InlineConsentInput {
     /// caller_identity, caller_location, recording, transcript, visitor, interaction_content
+    #[schema(schema_with = crate::schemas::consent_category)]
     pub category: String,
     /// granted or withdrawn
+    #[schema(schema_with = crate::schemas::consent_status)]
     pub status: String,
     /// ivr_keypress, verbal, web_form or api
+    #[schema(schema_with = crate::schemas::consent_method)]
     pub method: String,
+    #[schema(minimum = 1)]
     pub notice_version: Option<u32>,
 }
 
@@ -144,15 +183,25 @@ pub fn checked_consent_parts(
 #[serde(deny_unknown_fields)]
 pub struct VisitorInput {
     pub ip: Option<String>,
+    #[schema(max_length = 1024, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub user_agent: Option<String>,
+    #[schema(max_length = 4096, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub referrer: Option<String>,
+    #[schema(max_length = 4096, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub landing_url: Option<String>,
+    #[schema(max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub gclid: Option<String>,
+    #[schema(max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub fbclid: Option<String>,
+    #[schema(max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub msclkid: Option<String>,
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub visitor_id: Option<String>,
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub utm_source: Option<String>,
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub utm_medium: Option<String>,
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub utm_campaign: Option<String>,
 }
 
@@ -160,24 +209,40 @@ pub struct VisitorInput {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionInput {
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub external_id: Option<String>,
+    /// RFC 3339 with a time zone.
+    #[schema(schema_with = crate::schemas::instant)]
     pub started_at: String,
     pub ip: Option<String>,
+    #[schema(max_length = 1024, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub user_agent: Option<String>,
+    #[schema(max_length = 4096, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub referrer: Option<String>,
+    #[schema(max_length = 4096, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub landing_url: Option<String>,
+    #[schema(max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub gclid: Option<String>,
+    #[schema(max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub fbclid: Option<String>,
+    #[schema(max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub msclkid: Option<String>,
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub visitor_id: Option<String>,
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub utm_source: Option<String>,
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub utm_medium: Option<String>,
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub utm_campaign: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchInput {
+    /// 1 to 5,000 calls (`Limits::max_batch_calls`).
+    #[schema(min_items = 1, max_items = 5000)]
+    #[serde(deserialize_with = "crate::body::objects_only::objects")]
     pub calls: Vec<CallInput>,
 }
 
@@ -580,6 +645,7 @@ pub struct CallOutput {
     pub external_id: Option<String>,
     pub started_at: String,
     pub created_at: String,
+    #[schema(maximum = 604800)]
     pub duration_s: Option<u32>,
     pub direction: Option<String>,
     pub status: Option<String>,

@@ -28,6 +28,7 @@ pub enum Code {
     Redacted,
     RedactionDisabled,
     PayloadTooLarge,
+    HeadersTooLarge,
     UnsupportedMediaType,
     RangeNotSatisfiable,
     EmptyRecording,
@@ -66,6 +67,7 @@ impl Code {
             Code::Redacted => "redacted",
             Code::RedactionDisabled => "redaction_disabled",
             Code::PayloadTooLarge => "payload_too_large",
+            Code::HeadersTooLarge => "headers_too_large",
             Code::UnsupportedMediaType => "unsupported_media_type",
             Code::RangeNotSatisfiable => "range_not_satisfiable",
             Code::EmptyRecording => "empty_recording",
@@ -105,6 +107,7 @@ impl Code {
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::Redacted => StatusCode::GONE,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Code::Conflict | Code::ConfirmationRequired | Code::LegalHold => StatusCode::CONFLICT,
@@ -217,6 +220,19 @@ impl ApiError {
     /// The same error answered as 400 (for query strings rather than bodies).
     pub fn with_status_400(mut self) -> Self {
         self.status = Some(StatusCode::BAD_REQUEST);
+        self
+    }
+
+    /// The error as the single-call route answers it: the store names a call's fields by
+    /// its place in a batch (`calls[0].transcript`); one posted alone has no such place.
+    pub fn for_single_call(mut self) -> Self {
+        const PREFIX: &str = "calls[0].";
+        for detail in &mut self.details {
+            if let Some(rest) = detail.field.strip_prefix(PREFIX) {
+                detail.field = rest.to_owned();
+            }
+        }
+        self.message = self.message.replace(PREFIX, "");
         self
     }
 

@@ -11,6 +11,7 @@ pub mod dto;
 pub mod error;
 pub mod export;
 pub mod routes;
+pub mod schemas;
 pub mod state;
 pub mod web;
 
@@ -47,6 +48,84 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The answers the shared extractors and layers give, added to every operation they guard:
+/// the bearer token (401), a JSON body (400 malformed, 413 too large, 415 not JSON, 422 a
+/// field or the body's shape) and the header cap (431). Each route documents the rest.
+struct SharedErrors;
+
+impl Modify for SharedErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::Operation;
+        use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+        fn add(operation: &mut Operation, status: &str, description: &str) {
+            operation
+                .responses
+                .responses
+                .entry(status.to_owned())
+                .or_insert_with(|| {
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description(description)
+                            .content(
+                                "application/json",
+                                Content::new(Some(Ref::from_schema_name("ErrorEnvelope"))),
+                            )
+                            .build(),
+                    )
+                });
+        }
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let json_body = matches!(
+                    &operation.request_body,
+                    Some(RefOr::T(body)) if body.content.contains_key("application/json")
+                );
+                if operation.security.is_some() {
+                    add(
+                        operation,
+                        "401",
+                        "unauthorized: missing, unknown, expired or revoked bearer token",
+                    );
+                }
+                if json_body {
+                    add(
+                        operation,
+                        "400",
+                        "invalid_json: the body is not well-formed JSON",
+                    );
+                    add(
+                        operation,
+                        "413",
+                        "payload_too_large: the body is larger than the route accepts",
+                    );
+                    add(
+                        operation,
+                        "415",
+                        "unsupported_media_type: the body is not sent as application/json",
+                    );
+                    add(
+                        operation,
+                        "422",
+                        "invalid_field, missing_field, unknown_field, too_long: a field breaks its rule, or the body is not a JSON object",
+                    );
+                }
+                add(
+                    operation,
+                    "431",
+                    "headers_too_large: the request's headers exceed 32 KiB in all",
+                );
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Ringfence", description = "Privacy-first call-tracking data platform. Errors are `{\"error\": {\"code\", \"message\", \"details\"?}}` with a stable `code`."),
@@ -71,7 +150,7 @@ impl Modify for BearerAuth {
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(error::ErrorEnvelope, error::ErrorBody, error::ErrorDetail)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &SharedErrors),
     tags((name = "calls"), (name = "sessions"), (name = "recordings"), (name = "redaction"), (name = "agencies"), (name = "accounts"), (name = "consent"), (name = "telephony"), (name = "recipients"), (name = "access", description = "tokens and users: list, revoke, disable, remove, new password, new role"), (name = "audit"), (name = "operations")),
 )]
 pub struct ApiDoc;
@@ -203,6 +282,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(middleware::map_response(docs_headers)),
         )
         .merge(api)
+        .layer(middleware::from_fn(cap_headers))
         .layer(middleware::from_fn(observe))
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
@@ -235,6 +315,27 @@ async fn not_found() -> ApiError {
 async fn method_not_allowed() -> ApiError {
     ApiError::new(Code::NotFound, "this route does not take that method")
         .with_status(axum::http::StatusCode::METHOD_NOT_ALLOWED)
+}
+
+/// The most header bytes (names and values) a request may carry; more is a 431.
+pub const MAX_HEADER_BYTES: usize = 32 << 10;
+
+/// Refuses requests whose headers together exceed [`MAX_HEADER_BYTES`], before any
+/// handler (or the token lookup) reads them.
+async fn cap_headers(request: Request, next: Next) -> Response {
+    let total: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if total > MAX_HEADER_BYTES {
+        return ApiError::new(
+            Code::HeadersTooLarge,
+            format!("request headers larger than {MAX_HEADER_BYTES} bytes in all"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Logs and counts each request by its route template, never its URI.

@@ -83,9 +83,12 @@ impl From<CollectionSettings> for Collection {
 pub struct CollectionUpdate {
     pub caller_name: Option<bool>,
     pub caller_location: Option<bool>,
+    #[schema(schema_with = crate::schemas::recording_mode)]
     pub recording_gdpr: Option<String>,
+    #[schema(schema_with = crate::schemas::recording_mode)]
     pub recording_other: Option<String>,
     pub transcription: Option<bool>,
+    #[schema(schema_with = crate::schemas::visitor_ip)]
     pub visitor_ip: Option<String>,
     pub visitor_details: Option<bool>,
 }
@@ -161,7 +164,7 @@ pub struct Telephony {
 pub struct TelephonyUpdate {
     /// The auth token; null removes it (webhooks are then refused).
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::schemas::twilio_auth_token)]
     pub twilio_auth_token: Option<Option<String>>,
     pub delete_provider_recordings: Option<bool>,
     /// `AC` followed by 32 hex digits; null removes it (recordings are then not downloaded).
@@ -187,10 +190,13 @@ pub struct AccountSettings {
 #[serde(deny_unknown_fields)]
 pub struct AutoRedactUpdate {
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 3650)]
     pub after_days: Option<Option<u32>>,
+    #[schema(schema_with = crate::schemas::auto_redact_scope)]
     pub scope: Option<String>,
-    /// Replaces the per-category schedule; `{}` removes it.
+    /// Replaces the per-category schedule (days, 1 to 3650, per personal data category);
+    /// `{}` removes it.
+    #[schema(schema_with = crate::schemas::category_days)]
     pub categories: Option<BTreeMap<String, u32>>,
 }
 
@@ -198,8 +204,20 @@ pub struct AutoRedactUpdate {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountSettingsUpdate {
+    #[serde(
+        default,
+        deserialize_with = "crate::body::objects_only::optional_object"
+    )]
     pub auto_redact: Option<AutoRedactUpdate>,
+    #[serde(
+        default,
+        deserialize_with = "crate::body::objects_only::optional_object"
+    )]
     pub collection: Option<CollectionUpdate>,
+    #[serde(
+        default,
+        deserialize_with = "crate::body::objects_only::optional_object"
+    )]
     pub telephony: Option<TelephonyUpdate>,
     /// Required when the change would redact more calls at once than the safety threshold.
     #[serde(default)]

@@ -30,7 +30,7 @@ pub struct AgencySettings {
 pub struct AgencySettingsUpdate {
     pub redaction_enabled: Option<bool>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 3650)]
     pub max_retention_days: Option<Option<u32>>,
     /// A ceiling that would redact calls at once is applied only with `true`; without it
     /// the answer is 409 `confirmation_required` with `would_redact` per account.

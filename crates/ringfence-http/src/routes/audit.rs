@@ -60,7 +60,7 @@ fn output(e: AuditEntry) -> AuditEntryOutput {
 /// The audit journal, oldest first, limited to what the token may see: everything for an
 /// admin, an agency's entries for its admin, an account's entries for its admin.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit",
-    params(("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("limit" = Option<u32>, Query, description = "1 to 500, default 100")),
+    params(("cursor" = Option<String>, Query, pattern = "^[0-9]{1,18}$", description = "next_cursor of the previous page"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 100")),
     responses((status = 200, body = AuditList), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn list(
@@ -89,15 +89,7 @@ pub async fn list(
     };
     for (key, value) in pairs {
         match key.as_str() {
-            "limit" => {
-                query.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=500).contains(l))
-                    .ok_or_else(|| {
-                        ApiError::new(Code::InvalidQuery, "limit: must be between 1 and 500")
-                    })?;
-            }
+            "limit" => query.limit = super::page_limit(Some(&value), 100)?,
             "cursor" => {
                 query.after_seq = Some(value.parse().ok().filter(|s: &i64| *s >= 0).ok_or_else(
                     || {

@@ -12,7 +12,7 @@ use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, CallId};
 use ringfence_store::{CallQuery, IngestPolicy};
 
-use super::{check_account, path_id};
+use super::{check_account, page_limit, path_id};
 use crate::auth::Auth;
 use crate::body::JsonBody;
 use crate::dto::{BatchInput, BatchOutput, CallInput, CallList, CallOutput, Redelivered};
@@ -20,7 +20,6 @@ use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
 use crate::state::AppState;
 
 const DEFAULT_LIMIT: u32 = 50;
-const MAX_LIMIT: u32 = 500;
 
 /// Ingest one call.
 ///
@@ -58,7 +57,11 @@ pub async fn create_call(
         collection: state.collection(account).await?,
         actor: principal.actor(),
     };
-    let (ingested, stored) = state.log.ingest_call(account, call, &policy).await?;
+    let (ingested, stored) = state
+        .log
+        .ingest_call(account, call, &policy)
+        .await
+        .map_err(|e| ApiError::from(e).for_single_call())?;
     let outcome = ingested.outcome;
     metrics::counter!("ringfence_calls_ingested_total").increment(u64::from(outcome.is_created()));
     if !outcome.is_created() && principal.check(Permission::ReadCalls, &tenant).is_err() {
@@ -85,7 +88,8 @@ pub async fn create_call(
 /// The batch is validated whole first: if any call is invalid, the answer is 422 with one
 /// `details` entry per problem (`calls[3].caller_number`, …) and nothing is stored. A valid
 /// batch is stored in one transaction. Calls whose `external_id` is already stored are not
-/// stored again; their existing id is returned in place.
+/// stored again; their existing id is returned in place. A batch holds 1 to 5,000 calls
+/// and at most 32 MiB; a larger one is a 413 (`payload_too_large`): split it.
 #[utoipa::path(post, path = "/api/v1/accounts/{account_id}/calls/batch", tag = "calls",
     params(("account_id" = String, Path, description = "account id")),
     request_body = BatchInput,
@@ -117,7 +121,7 @@ pub async fn create_batch(
         return Err(ApiError::new(
             Code::PayloadTooLarge,
             format!(
-                "a batch holds at most {} calls",
+                "a batch holds at most {} calls; split it into several batches",
                 state.limits.max_batch_calls
             ),
         ));
@@ -178,18 +182,32 @@ pub async fn create_batch(
 #[allow(dead_code)]
 pub struct CallFilters {
     /// Calls that started at or after this RFC 3339 instant.
+    #[param(
+        pattern = r"^((199[0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))?$"
+    )]
     from: Option<String>,
     /// Calls that started before this RFC 3339 instant.
+    #[param(
+        pattern = r"^((199[0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))?$"
+    )]
     to: Option<String>,
     /// E.164 tracking number.
+    #[param(pattern = r"^(\+[1-9][0-9]{6,14})?$")]
     tracking_number: Option<String>,
     source: Option<String>,
+    /// A call status (queued, initiated, ringing, in-progress, completed, busy, no-answer,
+    /// canceled, failed).
+    #[param(
+        pattern = "^(queued|initiated|ringing|in-progress|completed|busy|no-answer|canceled|failed)?$"
+    )]
     status: Option<String>,
     /// `true` or `false`.
     redacted: Option<bool>,
     /// E.164 caller number (matched through the blind index; the number is not stored).
+    #[param(pattern = r"^(\+[1-9][0-9]{6,14})?$")]
     caller_number: Option<String>,
     /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -315,17 +333,7 @@ pub async fn list_calls(
                 })?;
                 query.caller_bidx = Some(state.log.blind_index(account, &number).await?);
             }
-            "limit" => {
-                let limit: u32 = value
-                    .parse()
-                    .map_err(|_| query_error("limit: not a whole number"))?;
-                if !(1..=MAX_LIMIT).contains(&limit) {
-                    return Err(query_error(format!(
-                        "limit: must be between 1 and {MAX_LIMIT}"
-                    )));
-                }
-                query.limit = limit;
-            }
+            "limit" => query.limit = page_limit(Some(&value), DEFAULT_LIMIT)?,
             "cursor" => query.after = Some(decode_cursor(&value)?),
             other => return Err(query_error(format!("unknown parameter `{other}`"))),
         }

@@ -29,9 +29,13 @@ const MAX_NOTICE_BYTES: usize = 16 * 1024;
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubjectInput {
+    /// E.164 (give this or `visitor_id`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schemas::caller_number)]
     pub caller_number: Option<String>,
+    /// The visitor id, for a withheld number (give this or `caller_number`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schemas::visitor_id)]
     pub visitor_id: Option<String>,
 }
 
@@ -39,14 +43,19 @@ pub struct SubjectInput {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentInput {
+    #[serde(deserialize_with = "crate::body::objects_only::object")]
     pub subject: SubjectInput,
     /// caller_identity, caller_location, recording, transcript, visitor, interaction_content
+    #[schema(schema_with = crate::schemas::consent_category)]
     pub category: String,
     /// granted or withdrawn
+    #[schema(schema_with = crate::schemas::consent_status)]
     pub status: String,
-    /// The notice shown (optional: without it the record is weaker evidence).
+    /// The notice shown (optional: without it the record is weaker evidence); it must exist.
+    #[schema(minimum = 1)]
     pub notice_version: Option<u32>,
     /// ivr_keypress, verbal, web_form or api
+    #[schema(schema_with = crate::schemas::consent_method)]
     pub method: String,
     /// The call the choice was made in.
     pub call_id: Option<String>,
@@ -238,16 +247,16 @@ struct ListQuery {
     caller_number: Option<String>,
     visitor_id: Option<String>,
     cursor: Option<String>,
-    limit: Option<u32>,
+    /// Text, checked by the lists' one rule (`page_limit`).
+    limit: Option<String>,
 }
 
 /// List consent events in ledger order, optionally of one subject (`?subject=` a caller
 /// number or a visitor id; or `?caller_number=` / `?visitor_id=`), with its current state.
 #[utoipa::path(get, path = "/api/v1/accounts/{account_id}/consents", tag = "consent",
     params(("account_id" = String, Path, description = "account id"),
-        ("subject" = Option<String>, Query, description = "a caller number (E.164) or a visitor id"),
-        ("caller_number" = Option<String>, Query), ("visitor_id" = Option<String>, Query),
-        ("cursor" = Option<String>, Query), ("limit" = Option<u32>, Query)),
+        ("subject" = Option<String>, Query, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$", max_length = 128, description = "a caller number (E.164) or a visitor id; `caller_number=` or `visitor_id=` (one of them, without `subject`) are accepted too"),
+        ("cursor" = Option<String>, Query, pattern = "^(-?[0-9]{1,18})?$", description = "next_cursor of the previous page"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 100")),
     responses((status = 200, body = ConsentList), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
@@ -305,7 +314,7 @@ pub async fn list(
                 ApiError::new(crate::error::Code::InvalidCursor, "malformed cursor")
             })?),
         };
-    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let limit = super::page_limit(q.limit.as_deref(), 100)?;
     let mut items = state
         .log
         .consents(account, subject.as_ref(), after, limit + 1)
@@ -371,14 +380,18 @@ impl From<NoticeRow> for NoticeOutput {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoticeInput {
+    #[schema(schema_with = crate::schemas::consent_category)]
     pub category: String,
-    /// The text of the announcement or web notice (no personal data).
+    /// The text of the announcement or web notice (no personal data): 1 to 16 KiB, not
+    /// blank, no control characters but tab and line breaks.
+    #[schema(schema_with = crate::schemas::notice_text)]
     pub text: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoticeUpdate {
+    #[schema(schema_with = crate::schemas::notice_text)]
     pub text: String,
 }
 
@@ -446,7 +459,7 @@ pub async fn create_notice(
 /// Change the text of a notice version that no consent refers to yet (409 `notice_in_use`
 /// otherwise: create a new version).
 #[utoipa::path(put, path = "/api/v1/accounts/{account_id}/notices/{category}/{version}", tag = "consent",
-    params(("account_id" = String, Path, description = "account id"), ("category" = String, Path), ("version" = u32, Path)),
+    params(("account_id" = String, Path, description = "account id"), ("category" = String, Path, description = "caller_identity, caller_location, recording, transcript, visitor or interaction_content"), ("version" = u32, Path, minimum = 1)),
     request_body = NoticeUpdate,
     responses((status = 200, body = NoticeOutput), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 409, description = "notice_in_use", body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),

@@ -82,7 +82,7 @@ async fn export_filename(
 /// Streamed; journaled (who, when, how many items — never the number). Redacted calls appear
 /// as their facts only.
 #[utoipa::path(get, path = "/api/v1/accounts/{account_id}/callers/{number}/export", tag = "redaction",
-    params(("account_id" = String, Path, description = "account id"), ("number" = String, Path, description = "E.164, URL-encoded (%2B for +)")),
+    params(("account_id" = String, Path, description = "account id"), ("number" = String, Path, pattern = r"^\+[1-9][0-9]{6,14}$", description = "E.164, URL-encoded (%2B for +)")),
     responses(
         (status = 200, description = "the archive", content_type = "application/zip"),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),

@@ -23,6 +23,7 @@ use crate::state::AppState;
 pub struct LegalHoldInput {
     /// A reference for the record (case number, ticket): letters, digits, spaces and
     /// `_-.:#/`, at most 64; journaled, so no personal data.
+    #[schema(schema_with = crate::schemas::hold_reason)]
     pub reason: String,
 }
 

@@ -20,7 +20,28 @@ use ringfence_core::ids::InvalidId;
 
 use ringfence_core::access::{Denied, Permission, Principal, Tenant};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Code};
+
+/// The largest page any list gives: every list's `limit` is 1 to this.
+pub(crate) const MAX_PAGE: u32 = 500;
+
+/// A list's `limit` parameter, the one rule of every list: a whole number from 1 to
+/// [`MAX_PAGE`]; absent or empty, `default`. Anything else is a 400, never clamped.
+pub(crate) fn page_limit(value: Option<&str>, default: u32) -> ApiResult<u32> {
+    match value {
+        None | Some("") => Ok(default),
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::InvalidQuery,
+                    format!("limit: must be a whole number from 1 to {MAX_PAGE}"),
+                )
+            }),
+    }
+}
 
 /// Parses an id from a path: an id that does not parse cannot exist.
 pub(crate) fn path_id<T: std::str::FromStr<Err = InvalidId>>(

@@ -34,15 +34,19 @@ const MAX_SECRET: usize = 512;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecipientInput {
+    #[schema(schema_with = crate::schemas::recipient_name)]
     pub name: String,
     /// `https://…` to a public host. Private, link-local, unique-local, CGNAT and other
     /// non-public addresses (or names resolving to them) are refused with
     /// `address_not_allowed`; loopback (127.0.0.0/8, ::1, localhost), also over `http://`,
     /// only where the server runs with `--allow-local-relays`.
+    #[schema(schema_with = crate::schemas::recipient_url_required)]
     pub url: String,
-    /// The signing secret (16 to 512 bytes). Never shown again.
+    /// The signing secret (16 to 512 bytes, no control characters). Never shown again.
+    #[schema(schema_with = crate::schemas::secret_required)]
     pub secret: String,
     /// Any of call.created, call.redacted, caller.erased, consent.withdrawn.
+    #[schema(schema_with = crate::schemas::events_required)]
     pub events: Vec<String>,
     /// Whether `call.created` carries the caller's personal data (default true); false
     /// sends it masked, as an analyst without personal-data access sees it.
@@ -53,10 +57,14 @@ pub struct RecipientInput {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecipientUpdate {
+    #[schema(schema_with = crate::schemas::recipient_name_optional)]
     pub name: Option<String>,
+    #[schema(schema_with = crate::schemas::recipient_url_optional)]
     pub url: Option<String>,
     /// A new signing secret (rotation): deliveries sent from now on are signed with it.
+    #[schema(schema_with = crate::schemas::secret_optional)]
     pub secret: Option<String>,
+    #[schema(schema_with = crate::schemas::events_optional)]
     pub events: Option<Vec<String>>,
     pub personal_data: Option<bool>,
 }
@@ -504,14 +512,15 @@ struct DeliveryParams {
     state: Option<String>,
     event: Option<String>,
     cursor: Option<String>,
-    limit: Option<u32>,
+    /// Text, checked by the lists' one rule (`page_limit`).
+    limit: Option<String>,
 }
 
 /// A recipient's deliveries, newest first.
 #[utoipa::path(get, path = "/api/v1/accounts/{account_id}/recipients/{recipient_id}/deliveries", tag = "recipients",
     params(("account_id" = String, Path, description = "account id"), ("recipient_id" = String, Path),
         ("state" = Option<String>, Query, description = "queued, delivered, dead or cancelled"),
-        ("event" = Option<String>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<u32>, Query)),
+        ("event" = Option<String>, Query, description = "call.created, call.redacted, caller.erased or consent.withdrawn"), ("cursor" = Option<String>, Query, pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 100")),
     responses((status = 200, body = DeliveryList), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
@@ -557,7 +566,7 @@ pub async fn deliveries(
                 .map_err(|_| ApiError::new(Code::InvalidCursor, "malformed cursor"))?,
         ),
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let limit = super::page_limit(q.limit.as_deref(), 100)?;
     let mut rows = state
         .log
         .store()

@@ -39,7 +39,7 @@ async fn call_for(
 /// Upload (or replace) a call's recording. The body is the audio itself.
 #[utoipa::path(put, path = "/api/v1/calls/{call_id}/recording", tag = "recordings",
     params(("call_id" = String, Path, description = "call id")),
-    request_body(content = Vec<u8>, content_type = "audio/*", description = "the audio bytes"),
+    request_body(content = String, content_type = "audio/wav", description = "the audio bytes: any audio/ media type (audio/wav, audio/mpeg, …)"),
     responses(
         (status = 201, body = RecordingOutput), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 410, description = "the call was redacted", body = ErrorEnvelope),

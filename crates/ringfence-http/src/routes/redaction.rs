@@ -53,6 +53,7 @@ pub struct RedactCallInput {
     /// A short reference for the journal (a ticket id, "erasure request"): letters, digits,
     /// spaces and `_-.:#/`, at most 64, no long digit runs. It is journaled, so it must not
     /// hold personal data.
+    #[schema(schema_with = crate::schemas::note)]
     pub reason: Option<String>,
 }
 
@@ -60,12 +61,15 @@ pub struct RedactCallInput {
 #[serde(deny_unknown_fields)]
 pub struct RedactCallerInput {
     /// The caller's number, E.164.
+    #[schema(schema_with = crate::schemas::e164)]
     pub number: String,
     /// Also redact the number's future calls on arrival.
     #[serde(default)]
     pub forget: bool,
     /// `account` (default) or `agency`: every account of the agency (agency admins and admins).
+    #[schema(schema_with = crate::schemas::redaction_scope)]
     pub scope: Option<String>,
+    #[schema(schema_with = crate::schemas::note)]
     pub reason: Option<String>,
 }
 
@@ -131,14 +135,15 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(
             "send the body as JSON with `Content-Type: application/json`",
         ));
     }
-    parse_json(body)
+    // Optional: no body, `null`, or the object.
+    parse_json::<Option<T>>(body).map(Option::unwrap_or_default)
 }
 
 /// Redact one call: its personal data, recording and linked visitor session are destroyed
 /// (keys first, then ciphertext, then files); its facts and `utm` stay.
 #[utoipa::path(post, path = "/api/v1/calls/{call_id}/redact", tag = "redaction",
     params(("call_id" = String, Path, description = "call id")),
-    request_body(content = Option<RedactCallInput>, description = "optional"),
+    request_body(content = Option<RedactCallInput>, description = "optional: no body, null, or a JSON object"),
     responses(
         (status = 200, description = "redacted (or already was: counts 0)", body = Receipt),
         (status = 401, body = ErrorEnvelope), (status = 403, description = "forbidden or redaction_disabled", body = ErrorEnvelope),

@@ -246,7 +246,7 @@ fn voice_call(form: &Form) -> Result<NewCall, Vec<FieldError>> {
 /// apply before anything is written. Answers an empty TwiML document.
 #[utoipa::path(post, path = "/webhooks/twilio/{account_id}/voice", tag = "telephony",
     params(("account_id" = String, Path, description = "account id")),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's status callback parameters"),
+    request_body(content = std::collections::BTreeMap<String, String>, content_type = "application/x-www-form-urlencoded", description = "Twilio's status callback parameters"),
     responses(
         (status = 200, description = "stored; empty TwiML", content_type = "text/xml"),
         (status = 400, description = "invalid_form", body = ErrorEnvelope),
@@ -282,7 +282,7 @@ pub async fn voice(
 /// Repeated deliveries of a `RecordingSid` queue it once.
 #[utoipa::path(post, path = "/webhooks/twilio/{account_id}/recording", tag = "telephony",
     params(("account_id" = String, Path, description = "account id")),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's recording status callback parameters"),
+    request_body(content = std::collections::BTreeMap<String, String>, content_type = "application/x-www-form-urlencoded", description = "Twilio's recording status callback parameters"),
     responses(
         (status = 200, description = "queued (or nothing to do); empty TwiML", content_type = "text/xml"),
         (status = 400, description = "invalid_form", body = ErrorEnvelope),

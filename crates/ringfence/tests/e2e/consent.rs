@@ -361,6 +361,15 @@ async fn transcripts_under_opt_in_need_a_granted_consent_and_nothing_is_stored_w
     let (status, body) = post_call(&app, account, full_call(1)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["code"], "consent_required");
+    // A call posted alone has no place in a batch: the field is `transcript`.
+    assert_eq!(body["error"]["details"][0]["field"], "transcript", "{body}");
+    assert!(
+        !body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("calls["),
+        "{body}"
+    );
     let (status, body) = app
         .post(
             &app.admin,

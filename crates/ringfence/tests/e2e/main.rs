@@ -31,4 +31,5 @@ mod recordings;
 mod redaction;
 mod retention;
 mod twilio;
+mod validation;
 mod web;
