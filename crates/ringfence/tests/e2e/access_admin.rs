@@ -748,3 +748,53 @@ async fn running_the_demo_twice_leaves_no_pile_of_never_expiring_tokens() {
     assert_eq!(app.get(new, &path).await.0, StatusCode::OK);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_access_route_with_its_errors() {
+    let app = TestApp::spawn().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (path, method, errors) in [
+        ("/api/v1/tokens", "get", &["400", "401", "403", "404"][..]),
+        (
+            "/api/v1/tokens/{token_id}",
+            "delete",
+            &["401", "403", "404"],
+        ),
+        (
+            "/api/v1/accounts/{account_id}/users",
+            "get",
+            &["401", "403", "404"],
+        ),
+        ("/api/v1/users", "get", &["400", "401", "403", "404"]),
+        (
+            "/api/v1/users/{user_id}",
+            "patch",
+            &["401", "403", "404", "409", "422"],
+        ),
+        (
+            "/api/v1/users/{user_id}",
+            "delete",
+            &["401", "403", "404", "409"],
+        ),
+    ] {
+        let operation = &doc["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is documented");
+        for status in errors {
+            assert!(
+                operation["responses"][status].is_object(),
+                "{method} {path} documents {status}"
+            );
+        }
+    }
+    let example = &doc["components"]["schemas"]["UserUpdate"]["example"];
+    assert_eq!(example["disabled"], true, "{example}");
+    app.stop().await;
+}
