@@ -70,7 +70,8 @@ async fn a_settings_body_that_is_an_array_is_refused_and_changes_nothing() {
 
 #[tokio::test]
 async fn every_list_refuses_a_limit_outside_1_to_500_and_none_clamps_it() {
-    let app = TestApp::spawn().await;
+    // The recipient is a local relay.
+    let app = TestApp::spawn_with_local_relays().await;
     let (_, account) = app.tenant().await;
     let (status, recipient) = app
         .post(
