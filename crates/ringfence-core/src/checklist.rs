@@ -673,7 +673,7 @@ mod tests {
                 |a, _| a.consents_without_notice = 3,
                 "recording_consent_gdpr",
                 Status::Warn,
-                "3 consent events",
+                "3 consents were granted without a notice version",
             ),
             (
                 "caller name kept",
@@ -803,7 +803,7 @@ mod tests {
                 |a, _| a.recipients.erasure_recipients = 0,
                 "recipients",
                 Status::Warn,
-                "take no erasure",
+                "no erasure notices",
             ),
             (
                 "a dead erasure notice",
