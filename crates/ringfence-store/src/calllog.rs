@@ -12,8 +12,8 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use zeroize::Zeroizing;
 
 use ringfence_core::call::{
-    Call, CallerIdentity, CallerLocation, NewCall, NewSession, RecordingMeta, Redaction,
-    RedactionReason, Session, Utm, VisitorDetails,
+    Call, NewCall, NewSession, RecordingMeta, Redaction, RedactionReason, Session, Utm,
+    VisitorDetails,
 };
 use ringfence_core::collection::{CollectionSettings, RecordingMode};
 use ringfence_core::consent::{ConsentMethod, ConsentStatus, SubjectKind};
@@ -602,28 +602,23 @@ impl CallLog {
             let ids = existing.id.to_string();
             let identity_aad = aad("call", &ids, "caller_identity");
             let location_aad = aad("call", &ids, "caller_location");
-            let stored_identity = match &existing.caller_identity {
-                Some(sealed) => {
-                    payload::decode_identity(&open(&key, &identity_aad, sealed).map_err(|_| {
-                        LogError::Corrupt(ids.clone(), "caller identity does not open")
-                    })?)
-                    .map_err(|_| {
-                        LogError::Corrupt(ids.clone(), "caller identity does not decode")
-                    })?
-                }
-                None => CallerIdentity::default(),
-            };
-            let stored_location = match &existing.caller_location {
-                Some(sealed) => {
-                    payload::decode_location(&open(&key, &location_aad, sealed).map_err(|_| {
-                        LogError::Corrupt(ids.clone(), "caller location does not open")
-                    })?)
-                    .map_err(|_| {
-                        LogError::Corrupt(ids.clone(), "caller location does not decode")
-                    })?
-                }
-                None => CallerLocation::default(),
-            };
+            // The project's one way to open a sealed category (`open_category`).
+            let stored_identity = open_category(
+                &key,
+                &ids,
+                "caller_identity",
+                &existing.caller_identity,
+                payload::decode_identity,
+            )?
+            .unwrap_or_default();
+            let stored_location = open_category(
+                &key,
+                &ids,
+                "caller_location",
+                &existing.caller_location,
+                payload::decode_location,
+            )?
+            .unwrap_or_default();
             let identity = stored_identity.updated_by(minimised.caller.clone());
             let location = stored_location.updated_by(minimised.location.clone());
             let update = CallUpdate {
