@@ -25,10 +25,11 @@ use ringfence_core::call::RedactionReason;
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, CallId};
 use ringfence_core::{DataCategory, SessionId};
+use ringfence_crypto::blind_index_from_hex;
 use ringfence_store::AuditEvent;
 use ringfence_store::private;
-use ringfence_store::sqlite::{
-    blind_index_from_hex, copy_redo_log, last_journal_seq, read_journal, redo_log_path, snapshot,
+use ringfence_store_sqlite::{
+    copy_redo_log, last_journal_seq, read_journal, redo_log_path, snapshot,
 };
 
 use crate::app::{Resources, load_existing_master_key};
