@@ -240,19 +240,7 @@ fn tell_withdrawn(conn: &Connection, row: &ConsentRow, calls: &[String]) -> Resu
     if !super::outbox::any_recipient(conn)? {
         return Ok(());
     }
-    let mut extra = serde_json::Map::new();
-    extra.insert(
-        "consent_id".into(),
-        serde_json::Value::String(row.id.clone()),
-    );
-    extra.insert(
-        "category".into(),
-        serde_json::Value::String(row.category.as_str().into()),
-    );
-    extra.insert(
-        "subject_kind".into(),
-        serde_json::Value::String(row.subject_kind.as_str().into()),
-    );
+    let extra = ringfence_store::effects::withdrawal_extra(row);
     super::outbox::enqueue_erasure(
         conn,
         row.account_id,

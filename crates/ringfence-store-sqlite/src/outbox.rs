@@ -5,18 +5,17 @@
 //! its deliveries and a rolled-back one never does. Erasure payloads hold ids only.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde_json::json;
 
-use ringfence_core::recipients::{DeliveryState, EventKind, MAX_CALLS_PER_EVENT};
+use ringfence_core::recipients::{DeliveryState, EventKind};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, DeliveryId, EventId, RecipientId};
 
 use super::audit;
 use crate::db_error;
-use ringfence_store::StoreError;
 use ringfence_store::records::{
     AuditEvent, DeliveryAttempt, DeliveryQuery, DeliveryRow, DeliverySummary, RecipientRow,
 };
+use ringfence_store::{StoreError, effects};
 
 pub(crate) const RECIPIENT_COLUMNS: &str =
     "id, account_id, name, url, secret, events, personal_data, created_at, updated_at, disabled_at";
@@ -279,8 +278,8 @@ pub(crate) fn cancel_created(
 
 /// Queues an erasure notice (`kind` is not `call.created`) about `calls` of `account` for
 /// every recipient that takes it: ids, external ids, the reason and the time, never a
-/// number. `extra` adds fields to the event's data (categories, a consent id). Large
-/// erasures are told in several events of at most `MAX_CALLS_PER_EVENT` calls.
+/// number (`effects::erasure_payloads`). `extra` adds fields to the event's data (categories,
+/// a consent id).
 pub(crate) fn enqueue_erasure(
     conn: &Connection,
     account: AccountId,
@@ -295,36 +294,21 @@ pub(crate) fn enqueue_erasure(
     if recipients.is_empty() {
         return Ok(());
     }
-    let mut external = conn.prepare_cached(
-        "SELECT id, external_id FROM calls WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id",
-    ).map_err(db_error)?;
-    let chunks: Vec<&[String]> = if calls.is_empty() {
-        // A withdrawal that touched no stored call is still told.
-        vec![&[]]
+    let listed: Vec<(String, Option<String>)> = if calls.is_empty() {
+        Vec::new()
     } else {
-        calls.chunks(MAX_CALLS_PER_EVENT).collect()
-    };
-    let parts = chunks.len();
-    for (part, chunk) in chunks.into_iter().enumerate() {
-        let ids = serde_json::to_string(chunk)
+        let ids = serde_json::to_string(calls)
             .map_err(|e| StoreError::Backend(format!("event payload: {e}")))?;
-        let listed: Vec<serde_json::Value> = external
-            .query_map([&ids], |r| {
-                Ok(json!({"id": r.get::<_, String>(0)?, "external_id": r.get::<_, Option<String>>(1)?}))
-            }).map_err(db_error)?
-            .collect::<Result<_, _>>().map_err(db_error)?;
-        let mut data = serde_json::Map::new();
-        data.insert("reason".into(), json!(reason));
-        data.insert("at".into(), json!(at.to_rfc3339()));
-        data.insert("calls".into(), serde_json::Value::Array(listed));
-        if parts > 1 {
-            data.insert("part".into(), json!(part + 1));
-            data.insert("parts".into(), json!(parts));
-        }
-        for (k, v) in extra {
-            data.insert(k.clone(), v.clone());
-        }
-        let payload = serde_json::Value::Object(data).to_string();
+        conn.prepare_cached(
+            "SELECT id, external_id FROM calls WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id",
+        )
+        .map_err(db_error)?
+        .query_map([&ids], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(db_error)?
+        .collect::<Result<_, _>>()
+        .map_err(db_error)?
+    };
+    for payload in effects::erasure_payloads(reason, at, &listed, extra) {
         let event = NewEvent {
             id: EventId::generate(),
             kind,

@@ -12,8 +12,8 @@ use ringfence_crypto::BlindIndex;
 
 use super::{audit, outbox};
 use crate::db_error;
-use ringfence_store::StoreError;
 use ringfence_store::records::{AuditEvent, RedactionApplied, RedactionJob};
+use ringfence_store::{StoreError, effects};
 
 use ringfence_crypto::{blind_index_from_hex as unhex, blind_index_to_hex as hex};
 
@@ -283,49 +283,19 @@ fn apply_categories(conn: &Connection, job: &RedactionJob) -> Result<RedactionAp
         .map_err(db_error)?
         .execute(params![job.id, objects.join(",")])
         .map_err(db_error)?;
-    // Recipients learn which categories of which calls to remove (a visit's removal touches
-    // every call of the job that links to one).
-    let told: Vec<String> = if sessions > 0 {
-        job.call_ids.iter().map(|c| c.to_string()).collect()
-    } else {
-        changed.clone()
-    };
-    let mut extra = serde_json::Map::new();
-    extra.insert(
-        "categories".into(),
-        serde_json::Value::Array(
-            job.categories
-                .iter()
-                .map(|c| serde_json::Value::String(c.as_str().into()))
-                .collect(),
-        ),
-    );
+    // Recipients learn which categories of which calls to remove.
     outbox::tell_redacted(
         conn,
         EventKind::CallRedacted,
         job.reason.as_str(),
-        &told,
-        &extra,
+        &effects::told_of_removal(job, &changed, sessions),
+        &effects::categories_extra(&job.categories),
         at,
     )?;
     let calls = changed.len() as u64;
-    // Nothing removed (another sweep was first): nothing to journal.
-    let audit_seq = if calls + sessions > 0 {
-        let mut event = job.audit.clone();
-        event.count = Some(calls);
-        event.subject = Some(changed.join(","));
-        let names: Vec<String> = job.categories.iter().map(|c| format!("\"{c}\"")).collect();
-        // The sessions too (ids only), so that a restore can remove the same data again.
-        let session_ids: Vec<String> = job.session_ids.iter().map(|s| format!("\"{s}\"")).collect();
-        event.details = format!(
-            "{{\"categories\":[{}],\"calls\":{calls},\"sessions\":{sessions},\"session_ids\":[{}],\"job\":\"{}\"}}",
-            names.join(","),
-            session_ids.join(","),
-            job.id
-        );
-        audit::append(conn, &event)?
-    } else {
-        0
+    let audit_seq = match effects::category_removal_event(job, &changed, sessions) {
+        Some(event) => audit::append(conn, &event)?,
+        None => 0,
     };
     Ok(RedactionApplied {
         calls,
@@ -377,11 +347,7 @@ pub(crate) fn apply(
     // Nothing of these calls may leave now: their queued `call.created` are cancelled, and
     // their recipients are told (ids only).
     outbox::cancel_created(conn, &ids, at)?;
-    let kind = if job.reason == RedactionReason::Caller {
-        EventKind::CallerErased
-    } else {
-        EventKind::CallRedacted
-    };
+    let kind = effects::erasure_kind(job.reason);
     outbox::tell_redacted(
         conn,
         kind,
@@ -430,44 +396,8 @@ pub(crate) fn apply(
         .map_err(db_error)?
         .execute(params![job.id, objects.join(",")])
         .map_err(db_error)?;
-    let mut event = job.audit.clone();
-    event.count = Some(calls);
-    // The ids of the calls redacted (never the caller): what a restore re-applies.
-    event.subject = Some(redacted_ids.join(","));
-    let mut details: Vec<String> = Vec::new();
-    if !job.audit.details.is_empty() && job.audit.details != "{}" {
-        details.push(
-            job.audit
-                .details
-                .trim_start_matches('{')
-                .trim_end_matches('}')
-                .to_owned(),
-        );
-    }
-    details.push(format!(
-        "\"redacted_calls\":{calls},\"redacted_sessions\":{sessions},\"consents_removed\":{consents},\"job\":\"{}\"",
-        job.id
-    ));
-    if !job.forget.is_empty() {
-        // Blind indexes (keyed hashes, useless without the vault's key), so that a restore
-        // can put the forget-list entries back.
-        let entries: Vec<String> = job
-            .forget
-            .iter()
-            .map(|(a, b)| format!("{{\"account\":\"{a}\",\"blind_index\":\"{}\"}}", hex(b)))
-            .collect();
-        details.push(format!("\"forget\":[{}]", entries.join(",")));
-    }
-    if !job.subjects.is_empty() {
-        // Blind indexes again: a restore removes these subjects' consent records too.
-        let entries: Vec<String> = job
-            .subjects
-            .iter()
-            .map(|(a, b)| format!("{{\"account\":\"{a}\",\"blind_index\":\"{}\"}}", hex(b)))
-            .collect();
-        details.push(format!("\"subjects\":[{}]", entries.join(",")));
-    }
-    event.details = format!("{{{}}}", details.join(","));
+    // The ids of the calls redacted (never the caller) and what a restore needs.
+    let event = effects::whole_redaction_event(job, &redacted_ids, sessions, consents);
     let audit_seq = audit::append(conn, &event)?;
     Ok(RedactionApplied {
         calls,

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use super::{audit, consent, outbox, redaction, redo_record, schema, users};
 use crate::db_error;
 use ringfence_core::DataCategory;
 use ringfence_core::collection::{CollectionSettings, IpPolicy, RecordingMode};
+use ringfence_store::admission;
 use ringfence_store::records::*;
 use ringfence_store::{LoginFailure, Store, StoreError, UserChange, UserRecord, WebSessionRecord};
 
@@ -103,21 +105,6 @@ fn download_from(row: &Row<'_>) -> rusqlite::Result<DownloadJob> {
         outcome: row.get(9)?,
         created_at: ts(row.get(10)?),
     })
-}
-
-/// Where a status stands in a call's life, for ordering callbacks: unknown < queued <
-/// initiated < ringing < in-progress < the final ones (ordered by name among themselves, so
-/// that even two different final statuses converge).
-fn status_order(status: Option<CallStatus>) -> (u8, &'static str) {
-    let rank = match status {
-        None => 0,
-        Some(CallStatus::Queued) => 1,
-        Some(CallStatus::Initiated) => 2,
-        Some(CallStatus::Ringing) => 3,
-        Some(CallStatus::InProgress) => 4,
-        Some(_) => 5,
-    };
-    (rank, status.map(CallStatus::as_str).unwrap_or(""))
 }
 
 /// The collection settings as the `settings` column keeps them (JSON); unknown or missing
@@ -359,12 +346,9 @@ fn insert_call_rows(
     let mut forget_lists: std::collections::HashMap<AccountId, bool> =
         std::collections::HashMap::new();
     for (index, new) in calls.iter().enumerate() {
-        let mut c = &new.call;
-        let stripped;
-        let consented;
-        let consented_session;
-        let linked;
-        let mut inline_session = new.inline_session.as_ref();
+        let mut c: Cow<'_, CallRow> = Cow::Borrowed(&new.call);
+        let mut inline_session: Option<Cow<'_, SessionRow>> =
+            new.inline_session.as_ref().map(Cow::Borrowed);
         let mut forgotten_now = false;
         let forget_list_used = match forget_lists.get(&c.account_id) {
             Some(used) => *used,
@@ -384,29 +368,13 @@ fn insert_call_rows(
             && let Some(bidx) = c.caller_bidx
             && !redaction::forgotten(conn, c.account_id, &[bidx])?.is_empty()
         {
-            // The caller asked to be forgotten: keep the fact of the call, nothing of them.
-            stripped = CallRow {
-                gdpr_scope: None,
-                caller_bidx: None,
-                session_id: None,
-                caller_identity: None,
-                caller_location: None,
-                transcript: None,
-                interaction: None,
-                recording: None,
-                redacted_at: Some(c.created_at),
-                redaction_reason: Some(RedactionReason::ForgetList),
-                redacted_by: Some("forget_list".to_owned()),
-                ..c.clone()
-            };
-            c = &stripped;
+            c = Cow::Owned(admission::forgotten_on_arrival(&c));
             inline_session = None;
             forgotten_now = true;
             forgotten.push((c.account_id, c.id));
         }
-        // Consent: categories the subject withdrew are left out; a transcript that needs a
-        // granted consent without one refuses the batch. Checked here, in the writer, so
-        // that a withdrawal and an ingest never pass each other.
+        // Consent, checked here in the writer so that a withdrawal and an ingest never pass
+        // each other; the rule is `admission::apply_consent`.
         let mut withheld: Vec<DataCategory> = Vec::new();
         if c.redacted_at.is_none() && matches!(rows, Rows::New(_)) {
             let has_ledger = match ledgers.get(&c.account_id) {
@@ -417,68 +385,19 @@ fn insert_call_rows(
                     has
                 }
             };
-            let subjects: Vec<ringfence_crypto::BlindIndex> = c
-                .caller_bidx
-                .into_iter()
-                .chain(inline_session.and_then(|s| s.visitor_bidx))
-                .collect();
-            let mut state = if has_ledger && !subjects.is_empty() {
+            let subjects = admission::consent_subjects(&c, inline_session.as_deref());
+            let state = if has_ledger && !subjects.is_empty() {
                 consent::state(conn, c.account_id, &subjects, None)?
             } else {
                 Default::default()
             };
-            for event in &new.consents {
-                state.apply(event.category, event.status);
-            }
-            let present = [
-                (DataCategory::CallerIdentity, c.caller_identity.is_some()),
-                (DataCategory::CallerLocation, c.caller_location.is_some()),
-                (DataCategory::Transcript, c.transcript.is_some()),
-                (DataCategory::InteractionContent, c.interaction.is_some()),
-                (
-                    DataCategory::Visitor,
-                    inline_session.is_some_and(|s| s.visitor.is_some()),
-                ),
-            ];
-            for (category, here) in present {
-                if here && state.withdrawn(category) {
-                    withheld.push(category);
-                }
-            }
-            if new.transcript_needs_consent
-                && c.transcript.is_some()
-                && !withheld.contains(&DataCategory::Transcript)
-                && !state.granted(DataCategory::Transcript)
-            {
-                return Err(StoreError::ConsentRequired {
-                    index,
-                    category: DataCategory::Transcript,
-                });
-            }
-            if !withheld.is_empty() {
-                let mut row = c.clone();
-                for category in &withheld {
-                    match category {
-                        DataCategory::CallerIdentity => row.caller_identity = None,
-                        DataCategory::CallerLocation => row.caller_location = None,
-                        DataCategory::Transcript => row.transcript = None,
-                        DataCategory::InteractionContent => row.interaction = None,
-                        _ => {}
-                    }
-                }
-                consented = row;
-                c = &consented;
-                if withheld.contains(&DataCategory::Visitor)
-                    && let Some(session) = inline_session
-                {
-                    consented_session = SessionRow {
-                        visitor: None,
-                        visitor_bidx: None,
-                        gdpr_scope: None,
-                        ..session.clone()
-                    };
-                    inline_session = Some(&consented_session);
-                }
+            let decided =
+                admission::apply_consent(new, &c, inline_session.as_deref(), state, index)?;
+            if !decided.withheld.is_empty() {
+                withheld = decided.withheld;
+                let call = decided.call.into_owned();
+                inline_session = decided.session.map(|s| Cow::Owned(s.into_owned()));
+                c = Cow::Owned(call);
             }
         }
         // A call sent with its visit: its session must exist before the call refers to it,
@@ -502,7 +421,7 @@ fn insert_call_rows(
             }
             continue;
         }
-        let session_id = match inline_session {
+        let session_id = match inline_session.as_deref() {
             Some(session) => Some(insert_session_row(conn, session)?.id()),
             None => {
                 if let Some(session) = c.session_id {
@@ -520,14 +439,8 @@ fn insert_call_rows(
                     let Some(scope) = scope else {
                         return Err(StoreError::SessionNotFound { index });
                     };
-                    // The visit's country counts toward the call's scope.
-                    let combined = ringfence_core::jurisdiction::combine_scope(c.gdpr_scope, scope);
-                    if combined != c.gdpr_scope && c.redacted_at.is_none() {
-                        linked = CallRow {
-                            gdpr_scope: combined,
-                            ..c.clone()
-                        };
-                        c = &linked;
+                    if let Some(linked) = admission::linked_to_session(&c, scope) {
+                        c = Cow::Owned(linked);
                     }
                 }
                 c.session_id
@@ -611,13 +524,13 @@ fn insert_call_rows(
                 // Nothing of the caller but the blind index that forgets them again.
                 let blind_only = CallRow {
                     caller_bidx: new.call.caller_bidx,
-                    ..c.clone()
+                    ..(*c).clone()
                 };
                 record.push(&blind_only, None, &[], false);
             } else {
                 record.push(
-                    c,
-                    inline_session,
+                    &c,
+                    inline_session.as_deref(),
                     &new.consents,
                     new.transcript_needs_consent,
                 );
@@ -640,21 +553,11 @@ fn insert_call_rows(
             .map_err(db_error)?;
         super::audit::append(
             conn,
-            &AuditEvent {
-                actor: "forget_list".into(),
-                action: "call.redacted_on_arrival".into(),
-                agency_id: agency.and_then(|a| a.parse().ok()),
-                account_id: Some(account),
-                subject: Some(
-                    ids.iter()
-                        .map(|i| i.to_string())
-                        .collect::<Vec<_>>()
-                        .join(","),
-                ),
-                count: Some(ids.len() as u64),
-                reason: Some(RedactionReason::ForgetList.as_str().into()),
-                details: "{}".into(),
-            },
+            &admission::forgotten_on_arrival_event(
+                account,
+                agency.and_then(|a| a.parse().ok()),
+                &ids,
+            ),
         )?;
     }
     // New calls go to the account's recipients (rendered when sent, from the sealed row).
@@ -1364,51 +1267,55 @@ impl Store for SqliteStore {
     async fn update_call(&self, u: CallUpdate) -> Result<CallUpdated, StoreError> {
         self.db
             .write(move |conn| {
-                type Current = (Option<String>, Option<i64>, String, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
-                let current: Option<Current> = conn
-                    .prepare_cached("SELECT status, redacted_at, account_id, caller_bidx, caller_identity, caller_location FROM calls WHERE id = ?1").map_err(db_error)?
-                    .query_row([u.id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
-                    .optional().map_err(db_error)?;
-                let Some((status, redacted_at, account, caller, identity_now, location_now)) = current else {
-                    return Err(StoreError::NotFound("call"));
-                };
-                if redacted_at.is_some() {
-                    return Ok(CallUpdated::Unchanged);
-                }
-                if (identity_now, location_now) != u.based_on {
-                    return Ok(CallUpdated::Stale);
-                }
-                // Statuses only move forward: an earlier one arriving late changes nothing, so
-                // any delivery order converges on the same call.
-                let stored = status.as_deref().and_then(CallStatus::parse);
-                if status_order(u.status) < status_order(stored) {
-                    return Ok(CallUpdated::Unchanged);
-                }
-                // Categories the caller withdrew consent to stay out.
-                let account: AccountId = parse_id(account).map_err(db_error)?;
-                let state = match bidx(caller) {
-                    Some(b) if consent::account_has_any(conn, account)? => {
-                        consent::state(conn, account, &[b], None)?
+                let stored = conn
+                    .prepare_cached(
+                        "SELECT account_id, status, started_at, duration_s, direction, redacted_at, caller_bidx, caller_identity, caller_location FROM calls WHERE id = ?1",
+                    )
+                    .map_err(db_error)?
+                    .query_row([u.id.to_string()], |r| {
+                        Ok(admission::StoredCall {
+                            account_id: parse_id(r.get(0)?)?,
+                            status: r.get::<_, Option<String>>(1)?.as_deref().and_then(CallStatus::parse),
+                            started_at: ts(r.get(2)?),
+                            duration_s: r.get(3)?,
+                            direction: r.get::<_, Option<String>>(4)?.as_deref().and_then(Direction::parse),
+                            redacted: r.get::<_, Option<i64>>(5)?.is_some(),
+                            caller_bidx: bidx(r.get(6)?),
+                            caller_identity: r.get(7)?,
+                            caller_location: r.get(8)?,
+                        })
+                    })
+                    .optional()
+                    .map_err(db_error)?
+                    .ok_or(StoreError::NotFound("call"))?;
+                // The caller's consent, read in this transaction: a withdrawal and a status
+                // never pass each other.
+                let consent = match stored.caller_bidx {
+                    Some(b) if !stored.redacted && consent::account_has_any(conn, stored.account_id)? => {
+                        consent::state(conn, stored.account_id, &[b], None)?
                     }
                     _ => Default::default(),
                 };
-                let identity = u.caller_identity.filter(|_| !state.withdrawn(DataCategory::CallerIdentity));
-                let location = u.caller_location.filter(|_| !state.withdrawn(DataCategory::CallerLocation));
+                let merged = match admission::merge_status(&stored, &u, &consent) {
+                    admission::StatusMerge::Unchanged => return Ok(CallUpdated::Unchanged),
+                    admission::StatusMerge::Stale => return Ok(CallUpdated::Stale),
+                    admission::StatusMerge::Apply(merged) => merged,
+                };
                 conn.prepare_cached(
-                    "UPDATE calls SET status = COALESCE(?2, status), duration_s = CASE WHEN ?3 IS NULL THEN duration_s ELSE MAX(?3, COALESCE(duration_s, 0)) END,
-                        direction = COALESCE(?4, direction), started_at = MIN(started_at, ?5),
-                        caller_identity = COALESCE(?6, caller_identity), caller_location = COALESCE(?7, caller_location)
+                    "UPDATE calls SET status = ?2, started_at = ?3, duration_s = ?4, direction = ?5, caller_identity = ?6, caller_location = ?7
                      WHERE id = ?1 AND redacted_at IS NULL",
-                ).map_err(db_error)?
+                )
+                .map_err(db_error)?
                 .execute(params![
                     u.id.to_string(),
-                    u.status.map(CallStatus::as_str),
-                    u.duration_s,
-                    u.direction.map(Direction::as_str),
-                    u.started_at.millis(),
-                    identity,
-                    location,
-                ]).map_err(db_error)?;
+                    merged.status.map(CallStatus::as_str),
+                    merged.started_at.millis(),
+                    merged.duration_s,
+                    merged.direction.map(Direction::as_str),
+                    merged.caller_identity,
+                    merged.caller_location,
+                ])
+                .map_err(db_error)?;
                 Ok(CallUpdated::Applied)
             })
             .await

@@ -8,8 +8,10 @@
 //! sealed blobs, blind indexes and call facts only. Store errors never carry row contents.
 //! This crate knows no SQL and no database driver.
 
+pub mod admission;
 pub mod blobs;
 pub mod calllog;
+pub mod effects;
 pub mod journal;
 pub mod keypool;
 pub mod payload;
