@@ -262,14 +262,23 @@ impl RedactionDetails {
         let redacted_sessions = read_u64(&map, "redacted_sessions")?;
         let consents_removed = read_u64(&map, "consents_removed")?;
         let job = read_job(&map)?;
-        let forget = read_pairs(map.get("forget"))?;
+        // Entries written before the details were typed may carry the request's own
+        // `"forget": true|false` flag under the same key: a flag is the request's, a list
+        // the entries.
+        let forget = match map.get("forget") {
+            Some(Value::Bool(_)) => Vec::new(),
+            other => {
+                let pairs = read_pairs(other)?;
+                map.remove("forget");
+                pairs
+            }
+        };
         let subjects = read_pairs(map.get("subjects"))?;
         for key in [
             "redacted_calls",
             "redacted_sessions",
             "consents_removed",
             "job",
-            "forget",
             "subjects",
         ] {
             map.remove(key);
@@ -382,6 +391,16 @@ mod tests {
             subjects: vec![(account, [0x01; 16])],
         };
         assert_eq!(RedactionDetails::parse(&whole.to_json()).unwrap(), whole);
+        // An entry from before the details were typed: the request's flag, no entries.
+        let legacy = r#"{"role":"account_admin","forget":false,"redacted_calls":1,"redacted_sessions":0,"consents_removed":0,"job":"j"}"#;
+        let RedactionDetails::Whole {
+            forget, request, ..
+        } = RedactionDetails::parse(legacy).unwrap()
+        else {
+            panic!("a whole redaction")
+        };
+        assert!(forget.is_empty());
+        assert_eq!(request["forget"], json!(false));
         let categories = RedactionDetails::Categories {
             categories: vec![DataCategory::Recording, DataCategory::Visitor],
             calls: 4,
