@@ -1,0 +1,241 @@
+//! Database URLs that never print their credentials, pools, and the embedded migrations.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, SqlSafeStr};
+
+use ringfence_store::StoreError;
+
+use crate::backend;
+
+/// A `postgres://` URL. Its `Debug` and `Display` show scheme, host, port and database only:
+/// the user name, password and query parameters (which may carry a password or a TLS key
+/// path) never reach a log line or an error message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    url: url::Url,
+}
+
+/// Why a text is not a PostgreSQL URL. Says what is wrong without repeating the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("not a URL (expected postgres://user@host:5432/database)")]
+    NotAUrl,
+    #[error("the URL's scheme must be postgres:// or postgresql://")]
+    Scheme,
+    #[error("the URL names no database (expected postgres://user@host:5432/database)")]
+    NoDatabase,
+    #[error("the URL's connection settings are not valid for PostgreSQL")]
+    Settings,
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = UrlError;
+
+    fn from_str(text: &str) -> Result<Self, UrlError> {
+        let url = url::Url::parse(text).map_err(|_| UrlError::NotAUrl)?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(UrlError::Scheme);
+        }
+        let parsed = Self { url };
+        if parsed.database().is_empty() {
+            return Err(UrlError::NoDatabase);
+        }
+        parsed.options().map_err(|_| UrlError::Settings)?;
+        Ok(parsed)
+    }
+}
+
+impl DatabaseUrl {
+    /// The database the URL names.
+    pub fn database(&self) -> &str {
+        self.url.path().trim_start_matches('/')
+    }
+
+    /// The same server and credentials, another database.
+    pub fn with_database(&self, database: &str) -> DatabaseUrl {
+        let mut url = self.url.clone();
+        url.set_path(database);
+        DatabaseUrl { url }
+    }
+
+    pub(crate) fn options(&self) -> Result<PgConnectOptions, sqlx::Error> {
+        // sqlx logs statements' SQL text (placeholders, never bound values), not the URL.
+        Ok(PgConnectOptions::from_str(self.url.as_str())?.application_name("ringfence"))
+    }
+
+    /// Connects a pool of at most `max_connections`.
+    pub async fn pool(&self, max_connections: u32) -> Result<PgPool, StoreError> {
+        PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(self.options().map_err(backend)?)
+            .await
+            .map_err(|e| connect_error(self, &e))
+    }
+
+    /// One connection of its own (migrations, administration).
+    pub async fn connect(&self) -> Result<sqlx::PgConnection, StoreError> {
+        self.options()
+            .map_err(backend)?
+            .connect()
+            .await
+            .map_err(|e| connect_error(self, &e))
+    }
+}
+
+fn connect_error(url: &DatabaseUrl, e: &sqlx::Error) -> StoreError {
+    StoreError::Backend(format!("cannot connect to {url}: {}", crate::describe(e)))
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = self.url.host_str().unwrap_or("localhost");
+        match self.url.port() {
+            Some(port) => write!(
+                f,
+                "{}://{host}:{port}/{}",
+                self.url.scheme(),
+                self.database()
+            ),
+            None => write!(f, "{}://{host}/{}", self.url.scheme(), self.database()),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+/// The call log's migrations, in order. Never edit one that has shipped: add another.
+const CALL_LOG: &[(i64, &str, &str)] = &[(
+    1,
+    "call log",
+    include_str!("../migrations/call_log/0001_call_log.sql"),
+)];
+
+/// The vault's migrations.
+const VAULT: &[(i64, &str, &str)] = &[(
+    1,
+    "vault",
+    include_str!("../migrations/vault/0001_vault.sql"),
+)];
+
+/// Which schema a database holds; each keeps its own migration history, so the call log
+/// and the vault may even share one database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    CallLog,
+    Vault,
+}
+
+impl Schema {
+    fn migrations(self) -> &'static [(i64, &'static str, &'static str)] {
+        match self {
+            Schema::CallLog => CALL_LOG,
+            Schema::Vault => VAULT,
+        }
+    }
+
+    fn history_table(self) -> &'static str {
+        match self {
+            Schema::CallLog => "ringfence_call_log_migrations",
+            Schema::Vault => "ringfence_vault_migrations",
+        }
+    }
+
+    /// The text of every migration, in order (what a schema version is made of).
+    pub fn migration_texts(self) -> impl Iterator<Item = &'static str> {
+        self.migrations().iter().map(|(_, _, sql)| *sql)
+    }
+
+    fn migrator(self) -> Migrator {
+        let mut migrator = Migrator::with_migrations(
+            self.migrations()
+                .iter()
+                .map(|(version, description, sql)| {
+                    Migration::new(
+                        *version,
+                        (*description).into(),
+                        MigrationType::Simple,
+                        sql.into_sql_str(),
+                        false,
+                    )
+                })
+                .collect(),
+        );
+        migrator.dangerous_set_table_name(self.history_table());
+        migrator
+    }
+}
+
+/// Applies the schema's missing migrations to the database the URL names.
+///
+/// Invariant: processes opening one database at once apply each migration exactly once.
+/// The migrator takes the database's session advisory lock before it reads the migration
+/// history and holds it until every missing migration is committed; the others wait on the
+/// lock and then find nothing left to do. The lock lives on a connection of its own, closed
+/// afterwards, so a failed migration cannot leave it held by a pooled connection.
+pub async fn migrate(url: &DatabaseUrl, schema: Schema) -> Result<(), StoreError> {
+    let mut conn = url.connect().await?;
+    let applied = schema
+        .migrator()
+        .run(&mut conn)
+        .await
+        .map_err(|e| StoreError::Backend(format!("migrating {url}: {e}")));
+    let closed = conn.close().await.map_err(backend);
+    applied?;
+    closed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_prints_without_its_user_password_or_parameters() {
+        let url: DatabaseUrl =
+            "postgres://ringfence:s3cret-pass@db.example.com:6432/calls?sslmode=require&password=other"
+                .parse()
+                .expect("a valid url");
+        for shown in [url.to_string(), format!("{url:?}")] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(!shown.contains("other"), "{shown}");
+            assert!(!shown.contains("ringfence:"), "{shown}");
+            assert!(shown.contains("db.example.com:6432/calls"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_url_is_refused_without_repeating_it() {
+        let cases = [
+            ("s3cret-not-a-url", UrlError::NotAUrl),
+            ("mysql://u:s3cret@host/db", UrlError::Scheme),
+            ("postgres://u:s3cret@host", UrlError::NoDatabase),
+            (
+                "postgres://u:s3cret@host/db?sslmode=s3cret",
+                UrlError::Settings,
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = text.parse::<DatabaseUrl>().expect_err(text);
+            assert_eq!(error, expected, "{text}");
+            assert!(!error.to_string().contains("s3cret"));
+        }
+    }
+
+    #[test]
+    fn another_database_on_the_same_server_keeps_the_credentials_and_drops_the_name() {
+        let url: DatabaseUrl = "postgres://u:pw@127.0.0.1:5432/test"
+            .parse()
+            .expect("valid");
+        let other = url.with_database("ringfence_t_1");
+        assert_eq!(other.database(), "ringfence_t_1");
+        assert_eq!(other.url.password(), Some("pw"));
+    }
+}

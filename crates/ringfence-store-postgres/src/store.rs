@@ -1,0 +1,1047 @@
+//! The call log on PostgreSQL.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::postgres::{PgPool, PgRow};
+use uuid::Uuid;
+
+use ringfence_core::access::{Role, Scope};
+use ringfence_core::collection::{CollectionSettings, IpPolicy, RecordingMode};
+use ringfence_core::retention::{RetentionPolicy, RetentionScope};
+use ringfence_core::timestamp::Timestamp;
+use ringfence_core::{AccountId, AgencyId, CallId, DeliveryId, RecipientId, SessionId, TokenId};
+use ringfence_store::records::*;
+use ringfence_store::{LoginFailure, Store, StoreError, UserChange, UserRecord, WebSessionRecord};
+
+use crate::connect::{DatabaseUrl, Schema, migrate};
+use crate::{audit, backend, is_unique_violation, not_yet, users};
+
+/// The call log in PostgreSQL: a pool of connections, each write one transaction.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to the call log's database and applies its missing migrations (under the
+    /// database's migration lock: see [`migrate`]).
+    pub async fn open(url: &DatabaseUrl, max_connections: u32) -> Result<Self, StoreError> {
+        migrate(url, Schema::CallLog).await?;
+        Ok(Self {
+            pool: url.pool(max_connections).await?,
+        })
+    }
+
+    /// Closes every connection (waiting for those in use to come back).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+pub(crate) fn hash32(bytes: Vec<u8>, column: &str) -> Result<[u8; 32], StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Backend(format!("{column}: not 32 bytes")))
+}
+
+pub(crate) fn index16(bytes: Vec<u8>, column: &str) -> Result<[u8; 16], StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Backend(format!("{column}: not 16 bytes")))
+}
+
+/// A uuid column as one of the domain's id types.
+pub(crate) fn id<T: std::str::FromStr>(row: &PgRow, column: &str) -> Result<T, StoreError> {
+    let uuid: Uuid = row.try_get(column).map_err(backend)?;
+    uuid.to_string()
+        .parse()
+        .map_err(|_| StoreError::Backend(format!("{column}: not an id")))
+}
+
+pub(crate) fn opt_id<T: std::str::FromStr>(
+    row: &PgRow,
+    column: &str,
+) -> Result<Option<T>, StoreError> {
+    let uuid: Option<Uuid> = row.try_get(column).map_err(backend)?;
+    uuid.map(|u| {
+        u.to_string()
+            .parse()
+            .map_err(|_| StoreError::Backend(format!("{column}: not an id")))
+    })
+    .transpose()
+}
+
+pub(crate) fn ts(row: &PgRow, column: &str) -> Result<Timestamp, StoreError> {
+    Ok(Timestamp::from_millis(
+        row.try_get(column).map_err(backend)?,
+    ))
+}
+
+pub(crate) fn opt_ts(row: &PgRow, column: &str) -> Result<Option<Timestamp>, StoreError> {
+    Ok(row
+        .try_get::<Option<i64>, _>(column)
+        .map_err(backend)?
+        .map(Timestamp::from_millis))
+}
+
+pub(crate) fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(column).map_err(backend)
+}
+
+/// A non-negative count or number of days, as PostgreSQL's `bigint` holds it.
+fn u32_from(value: i64, column: &str) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| StoreError::Backend(format!("{column}: out of range")))
+}
+
+pub(crate) fn role(row: &PgRow) -> Result<Role, StoreError> {
+    let text: String = get(row, "role")?;
+    Role::parse(&text).ok_or_else(|| StoreError::Backend("role: unknown".into()))
+}
+
+/// A token's or user's scope from its `(agency_id, account_id)` columns.
+pub(crate) fn scope(row: &PgRow) -> Result<Scope, StoreError> {
+    let agency: Option<AgencyId> = opt_id(row, "agency_id")?;
+    let account: Option<AccountId> = opt_id(row, "account_id")?;
+    Ok(match (agency, account) {
+        (Some(agency), Some(account)) => Scope::Account { agency, account },
+        (Some(agency), None) => Scope::Agency(agency),
+        _ => Scope::Installation,
+    })
+}
+
+pub(crate) fn scope_columns(scope: Scope) -> (Option<Uuid>, Option<Uuid>) {
+    match scope {
+        Scope::Installation => (None, None),
+        Scope::Agency(a) => (Some(a.as_uuid()), None),
+        Scope::Account { agency, account } => (Some(agency.as_uuid()), Some(account.as_uuid())),
+    }
+}
+
+macro_rules! agency_columns {
+    () => {
+        "id, name, redaction_enabled, max_retention_days, created_at"
+    };
+}
+
+fn agency_from(row: &PgRow) -> Result<AgencyRecord, StoreError> {
+    Ok(AgencyRecord {
+        id: id(row, "id")?,
+        name: get(row, "name")?,
+        redaction_enabled: get(row, "redaction_enabled")?,
+        max_retention_days: get::<Option<i64>>(row, "max_retention_days")?
+            .map(|d| u32_from(d, "max_retention_days"))
+            .transpose()?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+macro_rules! account_columns {
+    () => {
+        "id, agency_id, name, collect_caller_name, collect_caller_location, recording_gdpr, recording_other, collect_transcription, visitor_ip, collect_visitor_details, retention_days, retention_scope, retention_categories, twilio_auth_token, twilio_delete_recordings, twilio_account_sid, created_at"
+    };
+}
+
+fn account_from(row: &PgRow) -> Result<AccountRecord, StoreError> {
+    let mode = |column: &str| -> Result<RecordingMode, StoreError> {
+        RecordingMode::parse(&get::<String>(row, column)?)
+            .ok_or_else(|| StoreError::Backend(format!("{column}: unknown recording mode")))
+    };
+    let visitor_ip: String = get(row, "visitor_ip")?;
+    let scope: String = get(row, "retention_scope")?;
+    let categories: String = get(row, "retention_categories")?;
+    Ok(AccountRecord {
+        id: id(row, "id")?,
+        agency_id: id(row, "agency_id")?,
+        name: get(row, "name")?,
+        collection: CollectionSettings {
+            caller_name: get(row, "collect_caller_name")?,
+            caller_location: get(row, "collect_caller_location")?,
+            recording_gdpr: mode("recording_gdpr")?,
+            recording_other: mode("recording_other")?,
+            transcription: get(row, "collect_transcription")?,
+            visitor_ip: IpPolicy::parse(&visitor_ip)
+                .ok_or_else(|| StoreError::Backend("visitor_ip: unknown policy".into()))?,
+            visitor_details: get(row, "collect_visitor_details")?,
+        },
+        twilio_auth_token: get(row, "twilio_auth_token")?,
+        twilio_delete_recordings: get(row, "twilio_delete_recordings")?,
+        twilio_account_sid: get(row, "twilio_account_sid")?,
+        retention: RetentionPolicy {
+            after_days: get::<Option<i64>>(row, "retention_days")?
+                .map(|d| u32_from(d, "retention_days"))
+                .transpose()?,
+            scope: RetentionScope::parse(&scope)
+                .ok_or_else(|| StoreError::Backend("retention_scope: unknown".into()))?,
+            categories: RetentionPolicy::parse_categories(&categories),
+        },
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+macro_rules! token_columns {
+    () => {
+        "id, hash, role, agency_id, account_id, personal_data, label, created_at, expires_at, revoked_at, last_used_at"
+    };
+}
+
+fn token_from(row: &PgRow) -> Result<TokenRecord, StoreError> {
+    Ok(TokenRecord {
+        id: id(row, "id")?,
+        hash: hash32(get(row, "hash")?, "tokens.hash")?,
+        role: role(row)?,
+        scope: scope(row)?,
+        personal_data: get(row, "personal_data")?,
+        label: get(row, "label")?,
+        created_at: ts(row, "created_at")?,
+        expires_at: opt_ts(row, "expires_at")?,
+        revoked_at: opt_ts(row, "revoked_at")?,
+        last_used_at: opt_ts(row, "last_used_at")?,
+    })
+}
+
+macro_rules! download_columns {
+    () => {
+        "id, account_id, call_sid, recording_sid, url, provider_account, state, attempts, next_attempt_at, outcome, created_at"
+    };
+}
+
+fn download_from(row: &PgRow) -> Result<DownloadJob, StoreError> {
+    Ok(DownloadJob {
+        id: get(row, "id")?,
+        account_id: id(row, "account_id")?,
+        call_sid: get(row, "call_sid")?,
+        recording_sid: get(row, "recording_sid")?,
+        url: get(row, "url")?,
+        provider_account: get(row, "provider_account")?,
+        state: get(row, "state")?,
+        attempts: u32_from(get(row, "attempts")?, "attempts")?,
+        next_attempt_at: ts(row, "next_attempt_at")?,
+        outcome: get(row, "outcome")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+fn notice_from(row: &PgRow) -> Result<NoticeRow, StoreError> {
+    let category: String = get(row, "category")?;
+    Ok(NoticeRow {
+        account_id: id(row, "account_id")?,
+        category: ringfence_core::DataCategory::parse(&category)
+            .ok_or_else(|| StoreError::Backend("notices.category: unknown".into()))?,
+        version: u32_from(get(row, "version")?, "version")?,
+        text: get(row, "text")?,
+        created_at: ts(row, "created_at")?,
+        used_at: opt_ts(row, "used_at")?,
+    })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn create_agency(&self, a: AgencyRecord) -> Result<(), StoreError> {
+        sqlx::query(concat!(
+            "INSERT INTO agencies (",
+            agency_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5)"
+        ))
+        .bind(a.id.as_uuid())
+        .bind(&a.name)
+        .bind(a.redaction_enabled)
+        .bind(a.max_retention_days.map(i64::from))
+        .bind(a.created_at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::AlreadyExists("agency")
+            } else {
+                backend(e)
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn agency(&self, id: AgencyId) -> Result<Option<AgencyRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            agency_columns!(),
+            " FROM agencies WHERE id = $1"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(agency_from)
+        .transpose()
+    }
+
+    async fn update_agency(&self, a: AgencyRecord) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE agencies SET name = $2, redaction_enabled = $3, max_retention_days = $4 WHERE id = $1",
+        )
+        .bind(a.id.as_uuid())
+        .bind(&a.name)
+        .bind(a.redaction_enabled)
+        .bind(a.max_retention_days.map(i64::from))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("agency"));
+        }
+        Ok(())
+    }
+
+    async fn list_agencies(&self) -> Result<Vec<AgencyRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            agency_columns!(),
+            " FROM agencies ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(agency_from)
+        .collect()
+    }
+
+    async fn create_account(&self, a: AccountRecord) -> Result<(), StoreError> {
+        let c = &a.collection;
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO accounts (",
+            account_columns!(),
+            ") SELECT $1, id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17
+               FROM agencies WHERE id = $2"
+        ))
+        .bind(a.id.as_uuid())
+        .bind(a.agency_id.as_uuid())
+        .bind(&a.name)
+        .bind(c.caller_name)
+        .bind(c.caller_location)
+        .bind(c.recording_gdpr.as_str())
+        .bind(c.recording_other.as_str())
+        .bind(c.transcription)
+        .bind(c.visitor_ip.as_str())
+        .bind(c.visitor_details)
+        .bind(a.retention.after_days.map(i64::from))
+        .bind(a.retention.scope.as_str())
+        .bind(a.retention.categories_text())
+        .bind(&a.twilio_auth_token)
+        .bind(a.twilio_delete_recordings)
+        .bind(&a.twilio_account_sid)
+        .bind(a.created_at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::AlreadyExists("account")
+            } else {
+                backend(e)
+            }
+        })?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::NotFound("agency"));
+        }
+        Ok(())
+    }
+
+    async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            account_columns!(),
+            " FROM accounts WHERE id = $1"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(account_from)
+        .transpose()
+    }
+
+    async fn update_account(&self, a: AccountRecord) -> Result<(), StoreError> {
+        let c = &a.collection;
+        let done = sqlx::query(
+            "UPDATE accounts SET name = $2, collect_caller_name = $3, collect_caller_location = $4,
+                recording_gdpr = $5, recording_other = $6, collect_transcription = $7, visitor_ip = $8,
+                collect_visitor_details = $9, retention_days = $10, retention_scope = $11,
+                retention_categories = $12, twilio_auth_token = $13, twilio_delete_recordings = $14,
+                twilio_account_sid = $15
+             WHERE id = $1",
+        )
+        .bind(a.id.as_uuid())
+        .bind(&a.name)
+        .bind(c.caller_name)
+        .bind(c.caller_location)
+        .bind(c.recording_gdpr.as_str())
+        .bind(c.recording_other.as_str())
+        .bind(c.transcription)
+        .bind(c.visitor_ip.as_str())
+        .bind(c.visitor_details)
+        .bind(a.retention.after_days.map(i64::from))
+        .bind(a.retention.scope.as_str())
+        .bind(a.retention.categories_text())
+        .bind(&a.twilio_auth_token)
+        .bind(a.twilio_delete_recordings)
+        .bind(&a.twilio_account_sid)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("account"));
+        }
+        Ok(())
+    }
+
+    async fn list_accounts(
+        &self,
+        agency: Option<AgencyId>,
+    ) -> Result<Vec<AccountRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            account_columns!(),
+            " FROM accounts WHERE $1::uuid IS NULL OR agency_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(agency.map(|a| a.as_uuid()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(account_from)
+        .collect()
+    }
+
+    async fn create_token(&self, t: TokenRecord) -> Result<(), StoreError> {
+        let (agency, account) = scope_columns(t.scope);
+        sqlx::query(concat!(
+            "INSERT INTO tokens (",
+            token_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ))
+        .bind(t.id.as_uuid())
+        .bind(t.hash.as_slice())
+        .bind(t.role.as_str())
+        .bind(agency)
+        .bind(account)
+        .bind(t.personal_data)
+        .bind(&t.label)
+        .bind(t.created_at.millis())
+        .bind(t.expires_at.map(Timestamp::millis))
+        .bind(t.revoked_at.map(Timestamp::millis))
+        .bind(t.last_used_at.map(Timestamp::millis))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::AlreadyExists("token")
+            } else {
+                backend(e)
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, hash: [u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens WHERE hash = $1"
+        ))
+        .bind(hash.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(token_from)
+        .transpose()
+    }
+
+    async fn token_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tokens")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(n as u64)
+    }
+
+    async fn token(&self, id: TokenId) -> Result<Option<TokenRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens WHERE id = $1"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(token_from)
+        .transpose()
+    }
+
+    async fn revoke_token(
+        &self,
+        id: TokenId,
+        at: Timestamp,
+        event: AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let revoked =
+            sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id.as_uuid())
+                .bind(at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected()
+                > 0;
+        if revoked {
+            audit::append(&mut tx, &event).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(revoked)
+    }
+
+    async fn touch_token(&self, id: TokenId, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE tokens SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
+        )
+        .bind(id.as_uuid())
+        .bind(at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn insert_calls(&self, _calls: Vec<NewCallRow>) -> Result<InsertReport, StoreError> {
+        Err(not_yet("insert_calls"))
+    }
+
+    async fn insert_session(
+        &self,
+        _session: SessionRow,
+    ) -> Result<(Inserted<SessionId>, bool), StoreError> {
+        Err(not_yet("insert_session"))
+    }
+
+    async fn call(&self, _id: CallId) -> Result<Option<CallRow>, StoreError> {
+        Err(not_yet("call"))
+    }
+
+    async fn calls(&self, _query: CallQuery) -> Result<Vec<CallRow>, StoreError> {
+        Err(not_yet("calls"))
+    }
+
+    async fn sessions(&self, _ids: Vec<SessionId>) -> Result<Vec<SessionRow>, StoreError> {
+        Err(not_yet("sessions"))
+    }
+
+    async fn set_recording(
+        &self,
+        _call: CallId,
+        _recording: Option<RecordingRow>,
+        _consent: Option<RecordingConsent>,
+    ) -> Result<Option<RecordingRow>, StoreError> {
+        Err(not_yet("set_recording"))
+    }
+
+    async fn call_by_external(
+        &self,
+        _account: AccountId,
+        _external_id: String,
+    ) -> Result<Option<CallRow>, StoreError> {
+        Err(not_yet("call_by_external"))
+    }
+
+    async fn update_call(&self, _update: CallUpdate) -> Result<CallUpdated, StoreError> {
+        Err(not_yet("update_call"))
+    }
+
+    async fn referenced_recordings(
+        &self,
+        _objects: Vec<String>,
+    ) -> Result<Vec<String>, StoreError> {
+        Err(not_yet("referenced_recordings"))
+    }
+
+    async fn enqueue_download(&self, job: DownloadJob) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO recording_downloads (id, account_id, call_sid, recording_sid, url, provider_account, state, attempts, next_attempt_at, outcome, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, NULL, $8, $8)
+             ON CONFLICT (account_id, recording_sid) DO NOTHING",
+        )
+        .bind(&job.id)
+        .bind(job.account_id.as_uuid())
+        .bind(&job.call_sid)
+        .bind(&job.recording_sid)
+        .bind(&job.url)
+        .bind(&job.provider_account)
+        .bind(job.next_attempt_at.millis())
+        .bind(job.created_at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    async fn due_downloads(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DownloadJob>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            download_columns!(),
+            " FROM recording_downloads WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2"
+        ))
+        .bind(now.millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(download_from)
+        .collect()
+    }
+
+    async fn downloads(&self, account: AccountId) -> Result<Vec<DownloadJob>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            download_columns!(),
+            " FROM recording_downloads WHERE account_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(account.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(download_from)
+        .collect()
+    }
+
+    async fn update_download(
+        &self,
+        job: DownloadJob,
+        event: Option<AuditEvent>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(
+            "UPDATE recording_downloads SET state = $3, attempts = $4, next_attempt_at = $5, outcome = $6, updated_at = $7
+             WHERE account_id = $1 AND id = $2",
+        )
+        .bind(job.account_id.as_uuid())
+        .bind(&job.id)
+        .bind(&job.state)
+        .bind(i64::from(job.attempts))
+        .bind(job.next_attempt_at.millis())
+        .bind(&job.outcome)
+        .bind(Timestamp::now().millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if let Some(event) = event {
+            audit::append(&mut tx, &event).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn create_notice(
+        &self,
+        _account: AccountId,
+        _category: ringfence_core::DataCategory,
+        _text: String,
+        _audit: AuditEvent,
+    ) -> Result<NoticeRow, StoreError> {
+        // Its journal entry's details (category, version) are written by the store today;
+        // they become a typed value in shared code (issue 20, item 1) before this runs here.
+        Err(not_yet("create_notice"))
+    }
+
+    async fn update_notice(
+        &self,
+        _account: AccountId,
+        _category: ringfence_core::DataCategory,
+        _version: u32,
+        _text: String,
+        _audit: AuditEvent,
+    ) -> Result<NoticeRow, StoreError> {
+        Err(not_yet("update_notice"))
+    }
+
+    async fn notices(&self, account: AccountId) -> Result<Vec<NoticeRow>, StoreError> {
+        sqlx::query(
+            "SELECT account_id, category, version, text, created_at, used_at FROM notices
+             WHERE account_id = $1 ORDER BY category, version",
+        )
+        .bind(account.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(notice_from)
+        .collect()
+    }
+
+    async fn record_consent(
+        &self,
+        _row: ConsentRow,
+        _job: Option<RedactionJob>,
+    ) -> Result<ConsentRecorded, StoreError> {
+        Err(not_yet("record_consent"))
+    }
+
+    async fn consent_state(
+        &self,
+        _account: AccountId,
+        _subjects: Vec<ringfence_crypto::BlindIndex>,
+        _call: Option<CallId>,
+    ) -> Result<ringfence_core::consent::ConsentState, StoreError> {
+        Err(not_yet("consent_state"))
+    }
+
+    async fn consents(
+        &self,
+        _account: AccountId,
+        _subject: Option<ringfence_crypto::BlindIndex>,
+        _after_seq: Option<i64>,
+        _limit: u32,
+    ) -> Result<Vec<ConsentRow>, StoreError> {
+        Err(not_yet("consents"))
+    }
+
+    async fn due_calls(&self, _query: DueQuery) -> Result<Vec<CallRow>, StoreError> {
+        Err(not_yet("due_calls"))
+    }
+
+    async fn retire_redacted(
+        &self,
+        _account: AccountId,
+        _before: Timestamp,
+    ) -> Result<u64, StoreError> {
+        Err(not_yet("retire_redacted"))
+    }
+
+    async fn count_due(&self, _query: DueQuery) -> Result<u64, StoreError> {
+        Err(not_yet("count_due"))
+    }
+
+    async fn set_legal_hold(
+        &self,
+        _call: CallId,
+        _hold: Option<LegalHold>,
+        _audit: AuditEvent,
+    ) -> Result<i64, StoreError> {
+        Err(not_yet("set_legal_hold"))
+    }
+
+    async fn live_calls(&self, _ids: Vec<CallId>) -> Result<Vec<CallId>, StoreError> {
+        Err(not_yet("live_calls"))
+    }
+
+    async fn live_sessions(&self, _ids: Vec<SessionId>) -> Result<Vec<SessionId>, StoreError> {
+        Err(not_yet("live_sessions"))
+    }
+
+    async fn calls_by_ids(&self, _ids: Vec<CallId>) -> Result<Vec<CallRow>, StoreError> {
+        Err(not_yet("calls_by_ids"))
+    }
+
+    async fn calls_by_caller(
+        &self,
+        _account: AccountId,
+        _bidx: ringfence_crypto::BlindIndex,
+    ) -> Result<Vec<CallRow>, StoreError> {
+        Err(not_yet("calls_by_caller"))
+    }
+
+    async fn begin_redaction(&self, _job: RedactionJob) -> Result<(), StoreError> {
+        Err(not_yet("begin_redaction"))
+    }
+
+    async fn begin_caller_redaction(
+        &self,
+        _job: RedactionJob,
+        _callers: Vec<(AccountId, ringfence_crypto::BlindIndex)>,
+    ) -> Result<(RedactionJob, u64), StoreError> {
+        Err(not_yet("begin_caller_redaction"))
+    }
+
+    async fn apply_redaction(
+        &self,
+        _job: RedactionJob,
+        _by: String,
+        _keys_gone: KeysDestroyed,
+    ) -> Result<RedactionApplied, StoreError> {
+        Err(not_yet("apply_redaction"))
+    }
+
+    async fn end_redaction(&self, _job_id: String) -> Result<(), StoreError> {
+        Err(not_yet("end_redaction"))
+    }
+
+    async fn pending_redactions(&self) -> Result<Vec<RedactionJob>, StoreError> {
+        Err(not_yet("pending_redactions"))
+    }
+
+    async fn append_audit(&self, event: AuditEvent) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let seq = audit::append(&mut tx, &event).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(seq)
+    }
+
+    async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        audit::query(&mut conn, &query).await
+    }
+
+    async fn last_audit(&self) -> Result<Option<AuditEntry>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        audit::last(&mut conn).await
+    }
+
+    /// Vacuums the tables a redaction clears, so that the cleared values' old row versions
+    /// (ciphertext whose key is destroyed) leave the heap now rather than at autovacuum.
+    async fn compact(&self) -> Result<(), StoreError> {
+        sqlx::query("VACUUM calls, sessions, consents")
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(token_from)
+        .collect()
+    }
+
+    async fn record_job_run(&self, name: String, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO job_runs (name, at) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET at = excluded.at WHERE excluded.at > job_runs.at",
+        )
+        .bind(&name)
+        .bind(at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn job_runs(&self) -> Result<Vec<(String, Timestamp)>, StoreError> {
+        sqlx::query("SELECT name, at FROM job_runs ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|row| Ok((get(row, "name")?, ts(row, "at")?)))
+            .collect()
+    }
+
+    async fn create_recipient(
+        &self,
+        _recipient: RecipientRow,
+        _audit: AuditEvent,
+    ) -> Result<(), StoreError> {
+        Err(not_yet("create_recipient"))
+    }
+
+    async fn update_recipient(
+        &self,
+        _recipient: RecipientRow,
+        _audit: AuditEvent,
+    ) -> Result<bool, StoreError> {
+        Err(not_yet("update_recipient"))
+    }
+
+    async fn recipients(&self, _account: AccountId) -> Result<Vec<RecipientRow>, StoreError> {
+        Err(not_yet("recipients"))
+    }
+
+    async fn recipient(
+        &self,
+        _account: AccountId,
+        _id: RecipientId,
+    ) -> Result<Option<RecipientRow>, StoreError> {
+        Err(not_yet("recipient"))
+    }
+
+    async fn due_deliveries(
+        &self,
+        _now: Timestamp,
+        _limit: u32,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
+        Err(not_yet("due_deliveries"))
+    }
+
+    async fn finish_delivery(&self, _attempt: DeliveryAttempt) -> Result<bool, StoreError> {
+        Err(not_yet("finish_delivery"))
+    }
+
+    async fn cancel_delivery(&self, _id: DeliveryId, _why: String) -> Result<bool, StoreError> {
+        Err(not_yet("cancel_delivery"))
+    }
+
+    async fn deliveries(&self, _query: DeliveryQuery) -> Result<Vec<DeliveryRow>, StoreError> {
+        Err(not_yet("deliveries"))
+    }
+
+    async fn retry_delivery(
+        &self,
+        _account: AccountId,
+        _recipient: RecipientId,
+        _id: DeliveryId,
+        _audit: AuditEvent,
+    ) -> Result<Option<DeliveryRow>, StoreError> {
+        Err(not_yet("retry_delivery"))
+    }
+
+    async fn delivery_summary(&self, _account: AccountId) -> Result<DeliverySummary, StoreError> {
+        Err(not_yet("delivery_summary"))
+    }
+
+    async fn delivered_to(
+        &self,
+        _calls: Vec<CallId>,
+    ) -> Result<Vec<(CallId, RecipientId, String)>, StoreError> {
+        Err(not_yet("delivered_to"))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn create_user(&self, user: UserRecord, event: AuditEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        users::insert(&mut tx, &user).await?;
+        audit::append(&mut tx, &event).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn user_by_email_index(
+        &self,
+        index: ringfence_crypto::BlindIndex,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        users::by_index(&mut conn, &index).await
+    }
+
+    async fn user(&self, id: ringfence_core::UserId) -> Result<Option<UserRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        users::by_id(&mut conn, id, false).await
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        users::list(&mut conn).await
+    }
+
+    async fn record_login_failure(
+        &self,
+        _user: ringfence_core::UserId,
+        _now: Timestamp,
+        _max_failures: u32,
+        _lock_ms: i64,
+    ) -> Result<LoginFailure, StoreError> {
+        // The lockout rule moves into shared code (issue 20, item 1) before it runs here.
+        Err(not_yet("record_login_failure"))
+    }
+
+    async fn start_web_session(
+        &self,
+        session: WebSessionRecord,
+        replaces: Option<[u8; 32]>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        users::start_session(&mut tx, &session, replaces).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn web_session(
+        &self,
+        hash: [u8; 32],
+    ) -> Result<Option<(WebSessionRecord, UserRecord)>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        users::session(&mut conn, &hash).await
+    }
+
+    async fn touch_web_session(&self, hash: [u8; 32], now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE web_sessions SET last_seen_at = greatest(last_seen_at, $2) WHERE hash = $1",
+        )
+        .bind(hash.as_slice())
+        .bind(now.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn end_web_session(
+        &self,
+        hash: [u8; 32],
+        idle_before: Timestamp,
+        started_before: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM web_sessions WHERE hash = $1 OR last_seen_at < $2 OR created_at < $3",
+        )
+        .bind(hash.as_slice())
+        .bind(idle_before.millis())
+        .bind(started_before.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn update_user(
+        &self,
+        id: ringfence_core::UserId,
+        change: UserChange,
+        events: Vec<AuditEvent>,
+    ) -> Result<UserRecord, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let user = users::update(&mut tx, id, &change).await?;
+        for event in &events {
+            audit::append(&mut tx, event).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(user)
+    }
+
+    async fn remove_user(
+        &self,
+        id: ringfence_core::UserId,
+        event: AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        users::remove(&mut tx, id).await?;
+        audit::append(&mut tx, &event).await?;
+        tx.commit().await.map_err(backend)
+    }
+}
