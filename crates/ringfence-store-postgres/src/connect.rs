@@ -3,9 +3,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, SqlSafeStr};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection};
 
 use ringfence_store::StoreError;
 
@@ -142,6 +142,15 @@ impl Schema {
         }
     }
 
+    /// The advisory lock key migrations of this schema take (per database).
+    fn lock_key(self) -> i64 {
+        match self {
+            // "ringfence call log" / "ringfence vault", as fixed numbers.
+            Schema::CallLog => 0x7269_6e67_6663_6c01,
+            Schema::Vault => 0x7269_6e67_6663_6c02,
+        }
+    }
+
     fn history_table(self) -> &'static str {
         match self {
             Schema::CallLog => "ringfence_call_log_migrations",
@@ -153,44 +162,100 @@ impl Schema {
     pub fn migration_texts(self) -> impl Iterator<Item = &'static str> {
         self.migrations().iter().map(|(_, _, sql)| *sql)
     }
+}
 
-    fn migrator(self) -> Migrator {
-        let mut migrator = Migrator::with_migrations(
-            self.migrations()
-                .iter()
-                .map(|(version, description, sql)| {
-                    Migration::new(
-                        *version,
-                        (*description).into(),
-                        MigrationType::Simple,
-                        sql.into_sql_str(),
-                        false,
-                    )
-                })
-                .collect(),
-        );
-        migrator.dangerous_set_table_name(self.history_table());
-        migrator
-    }
+/// A migration's checksum, recorded with it: a shipped migration edited afterwards is
+/// refused rather than silently skipped.
+fn checksum(sql: &str) -> Vec<u8> {
+    Sha256::digest(sql.as_bytes()).to_vec()
 }
 
 /// Applies the schema's missing migrations to the database the URL names.
 ///
 /// Invariant: processes opening one database at once apply each migration exactly once.
-/// The migrator takes the database's session advisory lock before it reads the migration
-/// history and holds it until every missing migration is committed; the others wait on the
-/// lock and then find nothing left to do. The lock lives on a connection of its own, closed
-/// afterwards, so a failed migration cannot leave it held by a pooled connection.
+/// Each takes the schema's session advisory lock on a connection of its own before it reads
+/// the migration history, and holds it until every missing migration is committed (each in
+/// one transaction with its history row); the others wait on the lock, then find nothing
+/// left to do. The connection is closed afterwards, so an error cannot leave the lock held.
 pub async fn migrate(url: &DatabaseUrl, schema: Schema) -> Result<(), StoreError> {
     let mut conn = url.connect().await?;
-    let applied = schema
-        .migrator()
-        .run(&mut conn)
+    let applied = apply_missing(&mut conn, schema)
         .await
         .map_err(|e| StoreError::Backend(format!("migrating {url}: {e}")));
     let closed = conn.close().await.map_err(backend);
     applied?;
     closed
+}
+
+#[derive(Debug, thiserror::Error)]
+enum MigrationError {
+    #[error("{0}")]
+    Database(String),
+    #[error("migration {0} was changed after it was applied (add a new migration instead)")]
+    Changed(i64),
+    #[error(
+        "the database holds migration {0}, which this version does not know (a newer Ringfence migrated it)"
+    )]
+    Unknown(i64),
+}
+
+impl From<sqlx::Error> for MigrationError {
+    fn from(e: sqlx::Error) -> Self {
+        MigrationError::Database(crate::describe(&e))
+    }
+}
+
+async fn apply_missing(conn: &mut PgConnection, schema: Schema) -> Result<(), MigrationError> {
+    let table = schema.history_table();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(schema.lock_key())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE TABLE IF NOT EXISTS {table} (
+            version bigint PRIMARY KEY,
+            description text NOT NULL,
+            checksum bytea NOT NULL,
+            applied_at bigint NOT NULL
+        )"
+    )))
+    .execute(&mut *conn)
+    .await?;
+    let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT version, checksum FROM {table} ORDER BY version"
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    for (version, sum) in &applied {
+        match schema.migrations().iter().find(|(v, _, _)| v == version) {
+            Some((_, _, sql)) if checksum(sql) == *sum => {}
+            Some(_) => return Err(MigrationError::Changed(*version)),
+            None => return Err(MigrationError::Unknown(*version)),
+        }
+    }
+    for (version, description, sql) in schema.migrations() {
+        if applied.iter().any(|(v, _)| v == version) {
+            continue;
+        }
+        let mut tx = conn.begin().await?;
+        sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {table} (version, description, checksum, applied_at) VALUES ($1, $2, $3, $4)"
+        )))
+        .bind(version)
+        .bind(description)
+        .bind(checksum(sql))
+        .bind(ringfence_core::timestamp::Timestamp::now().millis())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(schema = ?schema, version, description, "migration applied");
+    }
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(schema.lock_key())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]
