@@ -6,6 +6,10 @@
 //! whenever `RINGFENCE_TEST_DATABASE_URL` names a server (see [`harness`]). Tests only: this
 //! crate is never published and never linked into the product.
 
+// The stories are tests that live in a library so that every backend's test binary can run
+// them: a failed store call is the story's failure, as in any test.
+#![allow(clippy::unwrap_used)]
+
 pub mod harness;
 pub mod stories;
 

@@ -177,7 +177,7 @@ fn token(scope: Scope, role: Role, seed: u8) -> TokenRecord {
         hash: [seed; 32],
         role,
         scope,
-        personal_data: seed % 2 == 0,
+        personal_data: seed.is_multiple_of(2),
         label: Some(format!("token {seed}")),
         created_at: at(1_700_000_000_000 + i64::from(seed)),
         expires_at: Some(at(1_800_000_000_000)),

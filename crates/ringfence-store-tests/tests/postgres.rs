@@ -110,7 +110,7 @@ async fn key_table_holds(conn: &mut sqlx::PgConnection, needle: &[u8]) -> (bool,
     )
     .fetch_one(&mut *conn)
     .await
-    .unwrap();
+    .expect("the key table's size");
     let (mut in_tuples, mut in_pages) = (false, false);
     for page in 0..pages {
         let tuples: Vec<Option<Vec<u8>>> = sqlx::query_scalar(
@@ -119,7 +119,7 @@ async fn key_table_holds(conn: &mut sqlx::PgConnection, needle: &[u8]) -> (bool,
         .bind(page)
         .fetch_all(&mut *conn)
         .await
-        .unwrap();
+        .expect("the page's tuples");
         in_tuples |= tuples
             .iter()
             .flatten()
@@ -128,7 +128,7 @@ async fn key_table_holds(conn: &mut sqlx::PgConnection, needle: &[u8]) -> (bool,
             .bind(page)
             .fetch_one(&mut *conn)
             .await
-            .unwrap();
+            .expect("the raw page");
         in_pages |= raw.windows(needle.len()).any(|w| w == needle);
     }
     (in_tuples, in_pages)
