@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use ringfence_core::access::{Role, Scope};
 use ringfence_core::collection::{CollectionSettings, IpPolicy, RecordingMode};
+use ringfence_core::recipients::{DeliveryState, EventKind};
 use ringfence_core::retention::{RetentionPolicy, RetentionScope};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, CallId, DeliveryId, RecipientId, SessionId, TokenId};
@@ -240,6 +241,69 @@ fn notice_from(row: &PgRow) -> Result<NoticeRow, StoreError> {
         text: get(row, "text")?,
         created_at: ts(row, "created_at")?,
         used_at: opt_ts(row, "used_at")?,
+    })
+}
+
+macro_rules! recipient_columns {
+    () => {
+        "id, account_id, name, url, secret, events, personal_data, created_at, updated_at, disabled_at"
+    };
+}
+
+fn recipient_from(row: &PgRow) -> Result<RecipientRow, StoreError> {
+    let events: Vec<String> = get(row, "events")?;
+    Ok(RecipientRow {
+        id: id(row, "id")?,
+        account_id: id(row, "account_id")?,
+        name: get(row, "name")?,
+        url: get(row, "url")?,
+        secret: get(row, "secret")?,
+        events: events
+            .iter()
+            .map(|e| {
+                EventKind::parse(e)
+                    .ok_or_else(|| StoreError::Backend("recipients.events: unknown".into()))
+            })
+            .collect::<Result<_, _>>()?,
+        personal_data: get(row, "personal_data")?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+        disabled_at: opt_ts(row, "disabled_at")?,
+    })
+}
+
+macro_rules! delivery_columns {
+    () => {
+        "id, event_id, event, recipient_id, account_id, call_id, payload, created_at, state, attempts, next_attempt_at, last_attempt_at, last_status, last_error, done_at"
+    };
+}
+
+fn delivery_from(row: &PgRow) -> Result<DeliveryRow, StoreError> {
+    let event: String = get(row, "event")?;
+    let state: String = get(row, "state")?;
+    Ok(DeliveryRow {
+        id: id(row, "id")?,
+        event_id: id(row, "event_id")?,
+        event: EventKind::parse(&event)
+            .ok_or_else(|| StoreError::Backend("deliveries.event: unknown".into()))?,
+        recipient_id: id(row, "recipient_id")?,
+        account_id: id(row, "account_id")?,
+        call_id: opt_id(row, "call_id")?,
+        payload: get(row, "payload")?,
+        created_at: ts(row, "created_at")?,
+        state: DeliveryState::parse(&state)
+            .ok_or_else(|| StoreError::Backend("deliveries.state: unknown".into()))?,
+        attempts: u32_from(get(row, "attempts")?, "attempts")?,
+        next_attempt_at: ts(row, "next_attempt_at")?,
+        last_attempt_at: opt_ts(row, "last_attempt_at")?,
+        last_status: get::<Option<i32>>(row, "last_status")?
+            .map(|s| {
+                u16::try_from(s)
+                    .map_err(|_| StoreError::Backend("last_status: out of range".into()))
+            })
+            .transpose()?,
+        last_error: get(row, "last_error")?,
+        done_at: opt_ts(row, "done_at")?,
     })
 }
 
@@ -860,10 +924,38 @@ impl Store for PgStore {
 
     async fn create_recipient(
         &self,
-        _recipient: RecipientRow,
-        _audit: AuditEvent,
+        recipient: RecipientRow,
+        event: AuditEvent,
     ) -> Result<(), StoreError> {
-        Err(not_yet("create_recipient"))
+        let r = &recipient;
+        let events: Vec<&str> = r.events.iter().map(|e| e.as_str()).collect();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(concat!(
+            "INSERT INTO recipients (",
+            recipient_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(r.id.as_uuid())
+        .bind(r.account_id.as_uuid())
+        .bind(&r.name)
+        .bind(&r.url)
+        .bind(&r.secret)
+        .bind(&events)
+        .bind(r.personal_data)
+        .bind(r.created_at.millis())
+        .bind(r.updated_at.millis())
+        .bind(r.disabled_at.map(Timestamp::millis))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::AlreadyExists("recipient")
+            } else {
+                backend(e)
+            }
+        })?;
+        audit::append(&mut tx, &event).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn update_recipient(
@@ -874,24 +966,59 @@ impl Store for PgStore {
         Err(not_yet("update_recipient"))
     }
 
-    async fn recipients(&self, _account: AccountId) -> Result<Vec<RecipientRow>, StoreError> {
-        Err(not_yet("recipients"))
+    async fn recipients(&self, account: AccountId) -> Result<Vec<RecipientRow>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            recipient_columns!(),
+            " FROM recipients WHERE account_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(account.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(recipient_from)
+        .collect()
     }
 
     async fn recipient(
         &self,
-        _account: AccountId,
-        _id: RecipientId,
+        account: AccountId,
+        id: RecipientId,
     ) -> Result<Option<RecipientRow>, StoreError> {
-        Err(not_yet("recipient"))
+        sqlx::query(concat!(
+            "SELECT ",
+            recipient_columns!(),
+            " FROM recipients WHERE account_id = $1 AND id = $2"
+        ))
+        .bind(account.as_uuid())
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(recipient_from)
+        .transpose()
     }
 
     async fn due_deliveries(
         &self,
-        _now: Timestamp,
-        _limit: u32,
+        now: Timestamp,
+        limit: u32,
     ) -> Result<Vec<DeliveryRow>, StoreError> {
-        Err(not_yet("due_deliveries"))
+        sqlx::query(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries WHERE state = 'queued' AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2"
+        ))
+        .bind(now.millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(delivery_from)
+        .collect()
     }
 
     async fn finish_delivery(&self, _attempt: DeliveryAttempt) -> Result<bool, StoreError> {
@@ -902,8 +1029,27 @@ impl Store for PgStore {
         Err(not_yet("cancel_delivery"))
     }
 
-    async fn deliveries(&self, _query: DeliveryQuery) -> Result<Vec<DeliveryRow>, StoreError> {
-        Err(not_yet("deliveries"))
+    async fn deliveries(&self, q: DeliveryQuery) -> Result<Vec<DeliveryRow>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries
+             WHERE account_id = $1 AND recipient_id = $2 AND ($3::text IS NULL OR state = $3)
+               AND ($4::text IS NULL OR event = $4) AND ($5::uuid IS NULL OR id < $5)
+             ORDER BY id DESC LIMIT $6"
+        ))
+        .bind(q.account_id.as_uuid())
+        .bind(q.recipient_id.as_uuid())
+        .bind(q.state.map(DeliveryState::as_str))
+        .bind(q.event.map(EventKind::as_str))
+        .bind(q.before.map(|d| d.as_uuid()))
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(delivery_from)
+        .collect()
     }
 
     async fn retry_delivery(
@@ -922,9 +1068,22 @@ impl Store for PgStore {
 
     async fn delivered_to(
         &self,
-        _calls: Vec<CallId>,
+        calls: Vec<CallId>,
     ) -> Result<Vec<(CallId, RecipientId, String)>, StoreError> {
-        Err(not_yet("delivered_to"))
+        let ids: Vec<Uuid> = calls.iter().map(|c| c.as_uuid()).collect();
+        sqlx::query(
+            "SELECT d.call_id, r.id, r.name FROM deliveries d
+               JOIN recipients r ON r.account_id = d.account_id AND r.id = d.recipient_id
+             WHERE d.call_id = ANY($1) AND d.state = 'delivered' AND d.event = 'call.created'
+             ORDER BY d.call_id, r.id",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|row| Ok((id(row, "call_id")?, id(row, "id")?, get(row, "name")?)))
+        .collect()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

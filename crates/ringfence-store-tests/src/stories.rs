@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use ringfence_core::access::{Role, Scope};
 use ringfence_core::collection::{CollectionSettings, IpPolicy, RecordingMode};
+use ringfence_core::recipients::EventKind;
 use ringfence_core::retention::{RetentionPolicy, RetentionScope};
 use ringfence_core::timestamp::Timestamp;
-use ringfence_core::{AccountId, AgencyId, DataCategory, TokenId, UserId};
+use ringfence_core::{AccountId, AgencyId, DataCategory, RecipientId, TokenId, UserId};
 use ringfence_crypto::{KeyPurpose, MasterKey, Vault};
 use ringfence_store::journal::verify_journal;
 use ringfence_store::records::*;
@@ -699,4 +700,81 @@ pub async fn the_vault_keeps_each_key_until_it_is_destroyed(env: Env) {
     vault.anchor_journal(4, [4; 32]).await.unwrap();
     assert_eq!(vault.journal_anchor().await.unwrap(), Some((5, [5; 32])));
     vault.ping().await.unwrap();
+}
+
+fn recipient(account: AccountId, name: &str, events: Vec<EventKind>, created: i64) -> RecipientRow {
+    RecipientRow {
+        id: RecipientId::generate(),
+        account_id: account,
+        name: name.into(),
+        url: "https://crm.example.com/hooks/ringfence".into(),
+        secret: vec![0x5e; 48],
+        events,
+        personal_data: false,
+        created_at: at(created),
+        updated_at: at(created),
+        disabled_at: None,
+    }
+}
+
+pub async fn a_recipient_is_registered_with_its_events_and_journaled(env: Env) {
+    let agency = agency(&env, "Agency").await;
+    let account = account(&env, agency.id, "Business").await;
+    let other = account_of(&env, agency.id).await;
+    let crm = recipient(account.id, "CRM", EventKind::ALL.to_vec(), 1_000);
+    let ads = recipient(account.id, "Ads", vec![EventKind::CallCreated], 2_000);
+    for r in [&crm, &ads] {
+        env.store
+            .create_recipient(r.clone(), event("recipient.created", Some(account.id)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        env.store.recipients(account.id).await.unwrap(),
+        vec![crm.clone(), ads.clone()]
+    );
+    assert_eq!(
+        env.store.recipient(account.id, ads.id).await.unwrap(),
+        Some(ads.clone())
+    );
+    // Another tenant's recipient is not found through this account, nor listed.
+    assert_eq!(env.store.recipient(other, ads.id).await.unwrap(), None);
+    assert!(env.store.recipients(other).await.unwrap().is_empty());
+    // Nothing was sent yet.
+    let page = env
+        .store
+        .deliveries(DeliveryQuery {
+            account_id: account.id,
+            recipient_id: crm.id,
+            state: None,
+            event: None,
+            before: None,
+            limit: 50,
+        })
+        .await
+        .unwrap();
+    assert!(page.is_empty());
+    assert!(
+        env.store
+            .due_deliveries(Timestamp::now(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        env.store
+            .delivered_to(vec![ringfence_core::CallId::generate()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let verified = verify_journal(env.store.as_ref(), None)
+        .await
+        .unwrap()
+        .expect("the chain verifies");
+    assert_eq!(verified.entries, 2, "one entry per registration");
+}
+
+async fn account_of(env: &Env, agency: AgencyId) -> AccountId {
+    account(env, agency, "Other business").await.id
 }

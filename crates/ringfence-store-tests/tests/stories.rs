@@ -8,4 +8,5 @@ ringfence_store_tests::store_stories!(
     a_recording_download_is_queued_once_and_comes_due_in_order,
     a_jobs_last_run_only_moves_forward,
     the_vault_keeps_each_key_until_it_is_destroyed,
+    a_recipient_is_registered_with_its_events_and_journaled,
 );

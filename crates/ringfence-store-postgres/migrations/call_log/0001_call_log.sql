@@ -69,6 +69,7 @@ CREATE TABLE sessions (
     PRIMARY KEY (account_id, id),
     UNIQUE (account_id, external_id)
 );
+CREATE INDEX sessions_id ON sessions (id);
 CREATE INDEX sessions_visitor ON sessions (account_id, visitor_bidx) WHERE visitor_bidx IS NOT NULL;
 
 CREATE TABLE calls (
@@ -108,6 +109,9 @@ CREATE TABLE calls (
     UNIQUE (account_id, external_id),
     FOREIGN KEY (account_id, session_id) REFERENCES sessions (account_id, id)
 );
+-- Lookups by call id alone (fan-out queries under Citus) until call-level operations take
+-- the account with the id (issue 20, item 1).
+CREATE INDEX calls_id ON calls (id);
 CREATE INDEX calls_log ON calls (account_id, started_at, id);
 CREATE INDEX calls_caller ON calls (account_id, caller_bidx) WHERE caller_bidx IS NOT NULL;
 CREATE INDEX calls_tracking ON calls (account_id, tracking_number, started_at);
@@ -236,7 +240,7 @@ CREATE TABLE recipients (
     name text NOT NULL,
     url text NOT NULL,
     secret bytea NOT NULL,
-    events text NOT NULL,
+    events text[] NOT NULL CHECK (events <@ ARRAY['call.created', 'call.redacted', 'caller.erased', 'consent.withdrawn']),
     personal_data boolean NOT NULL,
     created_at bigint NOT NULL,
     updated_at bigint NOT NULL,
@@ -264,6 +268,7 @@ CREATE TABLE deliveries (
     PRIMARY KEY (account_id, id),
     FOREIGN KEY (account_id, recipient_id) REFERENCES recipients (account_id, id)
 );
+CREATE INDEX deliveries_id ON deliveries (id);
 CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'queued';
 CREATE INDEX deliveries_recipient ON deliveries (account_id, recipient_id, id);
 CREATE INDEX deliveries_call ON deliveries (account_id, call_id) WHERE call_id IS NOT NULL;
