@@ -6,6 +6,7 @@ use sqlx::postgres::{PgPool, PgRow};
 use uuid::Uuid;
 
 use ringfence_core::access::{Role, Scope};
+use ringfence_core::call::{CallStatus, Direction, RedactionReason};
 use ringfence_core::collection::{CollectionSettings, IpPolicy, RecordingMode};
 use ringfence_core::recipients::{DeliveryState, EventKind};
 use ringfence_core::retention::{RetentionPolicy, RetentionScope};
@@ -307,6 +308,126 @@ fn delivery_from(row: &PgRow) -> Result<DeliveryRow, StoreError> {
     })
 }
 
+macro_rules! call_columns {
+    () => {
+        "id, account_id, external_id, started_at, created_at, duration_s, direction, status, tracking_number, source, campaign, utm_source, utm_medium, utm_campaign, gdpr_scope, caller_bidx, session_id, caller_identity, caller_location, transcript, interaction, recording_object, recording_content_type, recording_bytes, redacted_at, redaction_reason, redacted_by, legal_hold_at, legal_hold_reason, legal_hold_by"
+    };
+}
+
+fn reason_of(row: &PgRow) -> Result<Option<RedactionReason>, StoreError> {
+    get::<Option<String>>(row, "redaction_reason")?
+        .map(|r| {
+            RedactionReason::parse(&r)
+                .ok_or_else(|| StoreError::Backend("redaction_reason: unknown".into()))
+        })
+        .transpose()
+}
+
+fn opt_index(row: &PgRow, column: &str) -> Result<Option<[u8; 16]>, StoreError> {
+    get::<Option<Vec<u8>>>(row, column)?
+        .map(|b| index16(b, column))
+        .transpose()
+}
+
+fn call_from(row: &PgRow) -> Result<CallRow, StoreError> {
+    let direction: Option<String> = get(row, "direction")?;
+    let status: Option<String> = get(row, "status")?;
+    let recording_object: Option<String> = get(row, "recording_object")?;
+    let recording = match recording_object {
+        Some(object) => Some(RecordingRow {
+            object,
+            content_type: get::<Option<String>>(row, "recording_content_type")?.unwrap_or_default(),
+            bytes: get::<Option<i64>>(row, "recording_bytes")?
+                .map(|b| {
+                    u64::try_from(b)
+                        .map_err(|_| StoreError::Backend("recording_bytes: out of range".into()))
+                })
+                .transpose()?
+                .unwrap_or(0),
+        }),
+        None => None,
+    };
+    let legal_hold = match opt_ts(row, "legal_hold_at")? {
+        Some(at) => Some(LegalHold {
+            at,
+            reason: get::<Option<String>>(row, "legal_hold_reason")?.unwrap_or_default(),
+            by: get::<Option<String>>(row, "legal_hold_by")?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    Ok(CallRow {
+        id: id(row, "id")?,
+        account_id: id(row, "account_id")?,
+        external_id: get(row, "external_id")?,
+        started_at: ts(row, "started_at")?,
+        created_at: ts(row, "created_at")?,
+        duration_s: get::<Option<i64>>(row, "duration_s")?
+            .map(|d| u32_from(d, "duration_s"))
+            .transpose()?,
+        direction: direction
+            .map(|d| {
+                Direction::parse(&d).ok_or_else(|| StoreError::Backend("direction: unknown".into()))
+            })
+            .transpose()?,
+        status: status
+            .map(|s| {
+                CallStatus::parse(&s).ok_or_else(|| StoreError::Backend("status: unknown".into()))
+            })
+            .transpose()?,
+        tracking_number: get(row, "tracking_number")?,
+        source: get(row, "source")?,
+        campaign: get(row, "campaign")?,
+        utm_source: get(row, "utm_source")?,
+        utm_medium: get(row, "utm_medium")?,
+        utm_campaign: get(row, "utm_campaign")?,
+        gdpr_scope: get(row, "gdpr_scope")?,
+        caller_bidx: opt_index(row, "caller_bidx")?,
+        session_id: opt_id(row, "session_id")?,
+        caller_identity: get(row, "caller_identity")?,
+        caller_location: get(row, "caller_location")?,
+        transcript: get(row, "transcript")?,
+        interaction: get(row, "interaction")?,
+        recording,
+        redacted_at: opt_ts(row, "redacted_at")?,
+        redaction_reason: reason_of(row)?,
+        redacted_by: get(row, "redacted_by")?,
+        legal_hold,
+    })
+}
+
+macro_rules! session_columns {
+    () => {
+        "id, account_id, external_id, started_at, created_at, utm_source, utm_medium, utm_campaign, visitor, gdpr_scope, visitor_bidx, redacted_at, redaction_reason"
+    };
+}
+
+fn session_from(row: &PgRow) -> Result<SessionRow, StoreError> {
+    Ok(SessionRow {
+        id: id(row, "id")?,
+        account_id: id(row, "account_id")?,
+        external_id: get(row, "external_id")?,
+        started_at: ts(row, "started_at")?,
+        created_at: ts(row, "created_at")?,
+        utm_source: get(row, "utm_source")?,
+        utm_medium: get(row, "utm_medium")?,
+        utm_campaign: get(row, "utm_campaign")?,
+        visitor: get(row, "visitor")?,
+        gdpr_scope: get(row, "gdpr_scope")?,
+        visitor_bidx: opt_index(row, "visitor_bidx")?,
+        redacted_at: opt_ts(row, "redacted_at")?,
+        redaction_reason: reason_of(row)?,
+    })
+}
+
+/// Rows of `ids` in the order asked (absent ones left out).
+fn in_order<T, K: PartialEq>(mut rows: Vec<T>, ids: &[K], key: impl Fn(&T) -> K) -> Vec<T> {
+    rows.sort_by_key(|r| {
+        let k = key(r);
+        ids.iter().position(|i| *i == k).unwrap_or(usize::MAX)
+    });
+    rows
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn create_agency(&self, a: AgencyRecord) -> Result<(), StoreError> {
@@ -599,16 +720,91 @@ impl Store for PgStore {
         Err(not_yet("insert_session"))
     }
 
-    async fn call(&self, _id: CallId) -> Result<Option<CallRow>, StoreError> {
-        Err(not_yet("call"))
+    async fn call(&self, id: CallId) -> Result<Option<CallRow>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            call_columns!(),
+            " FROM calls WHERE id = $1"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(call_from)
+        .transpose()
     }
 
-    async fn calls(&self, _query: CallQuery) -> Result<Vec<CallRow>, StoreError> {
-        Err(not_yet("calls"))
+    async fn calls(&self, q: CallQuery) -> Result<Vec<CallRow>, StoreError> {
+        // Only the filters asked for are in the statement, so that each shape gets a plan
+        // that uses its index (a generic plan of `$n IS NULL OR …` would not).
+        let mut sql = sqlx::QueryBuilder::<sqlx::Postgres>::new(concat!(
+            "SELECT ",
+            call_columns!(),
+            " FROM calls WHERE account_id = "
+        ));
+        sql.push_bind(q.account_id.as_uuid());
+        if let Some(from) = q.from {
+            sql.push(" AND started_at >= ").push_bind(from.millis());
+        }
+        if let Some(to) = q.to {
+            sql.push(" AND started_at < ").push_bind(to.millis());
+        }
+        if let Some(tracking) = &q.tracking_number {
+            sql.push(" AND tracking_number = ")
+                .push_bind(tracking.clone());
+        }
+        if let Some(source) = &q.source {
+            sql.push(" AND source = ").push_bind(source.clone());
+        }
+        if let Some(status) = q.status {
+            sql.push(" AND status = ").push_bind(status.as_str());
+        }
+        match q.redacted {
+            Some(true) => {
+                sql.push(" AND redacted_at IS NOT NULL");
+            }
+            Some(false) => {
+                sql.push(" AND redacted_at IS NULL");
+            }
+            None => {}
+        }
+        if let Some(bidx) = q.caller_bidx {
+            sql.push(" AND caller_bidx = ").push_bind(bidx.to_vec());
+        }
+        if let Some((at, after)) = q.after {
+            sql.push(" AND (started_at, id) < (")
+                .push_bind(at.millis())
+                .push(", ")
+                .push_bind(after.as_uuid())
+                .push(")");
+        }
+        sql.push(" ORDER BY started_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(q.limit));
+        sql.build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(call_from)
+            .collect()
     }
 
-    async fn sessions(&self, _ids: Vec<SessionId>) -> Result<Vec<SessionRow>, StoreError> {
-        Err(not_yet("sessions"))
+    async fn sessions(&self, ids: Vec<SessionId>) -> Result<Vec<SessionRow>, StoreError> {
+        let uuids: Vec<Uuid> = ids.iter().map(|s| s.as_uuid()).collect();
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE id = ANY($1)"
+        ))
+        .bind(&uuids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(session_from)
+        .collect::<Result<Vec<_>, _>>()?;
+        Ok(in_order(rows, &ids, |r| r.id))
     }
 
     async fn set_recording(
@@ -622,10 +818,22 @@ impl Store for PgStore {
 
     async fn call_by_external(
         &self,
-        _account: AccountId,
-        _external_id: String,
+        account: AccountId,
+        external_id: String,
     ) -> Result<Option<CallRow>, StoreError> {
-        Err(not_yet("call_by_external"))
+        sqlx::query(concat!(
+            "SELECT ",
+            call_columns!(),
+            " FROM calls WHERE account_id = $1 AND external_id = $2"
+        ))
+        .bind(account.as_uuid())
+        .bind(&external_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(call_from)
+        .transpose()
     }
 
     async fn update_call(&self, _update: CallUpdate) -> Result<CallUpdated, StoreError> {
@@ -809,24 +1017,70 @@ impl Store for PgStore {
         Err(not_yet("set_legal_hold"))
     }
 
-    async fn live_calls(&self, _ids: Vec<CallId>) -> Result<Vec<CallId>, StoreError> {
-        Err(not_yet("live_calls"))
+    async fn live_calls(&self, ids: Vec<CallId>) -> Result<Vec<CallId>, StoreError> {
+        let uuids: Vec<Uuid> = ids.iter().map(|c| c.as_uuid()).collect();
+        let live: Vec<Uuid> =
+            sqlx::query_scalar("SELECT id FROM calls WHERE id = ANY($1) AND redacted_at IS NULL")
+                .bind(&uuids)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(ids
+            .into_iter()
+            .filter(|c| live.contains(&c.as_uuid()))
+            .collect())
     }
 
-    async fn live_sessions(&self, _ids: Vec<SessionId>) -> Result<Vec<SessionId>, StoreError> {
-        Err(not_yet("live_sessions"))
+    async fn live_sessions(&self, ids: Vec<SessionId>) -> Result<Vec<SessionId>, StoreError> {
+        let uuids: Vec<Uuid> = ids.iter().map(|s| s.as_uuid()).collect();
+        let live: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM sessions WHERE id = ANY($1) AND redacted_at IS NULL",
+        )
+        .bind(&uuids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(ids
+            .into_iter()
+            .filter(|s| live.contains(&s.as_uuid()))
+            .collect())
     }
 
-    async fn calls_by_ids(&self, _ids: Vec<CallId>) -> Result<Vec<CallRow>, StoreError> {
-        Err(not_yet("calls_by_ids"))
+    async fn calls_by_ids(&self, ids: Vec<CallId>) -> Result<Vec<CallRow>, StoreError> {
+        let uuids: Vec<Uuid> = ids.iter().map(|c| c.as_uuid()).collect();
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            call_columns!(),
+            " FROM calls WHERE id = ANY($1)"
+        ))
+        .bind(&uuids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(call_from)
+        .collect::<Result<Vec<_>, _>>()?;
+        Ok(in_order(rows, &ids, |r| r.id))
     }
 
     async fn calls_by_caller(
         &self,
-        _account: AccountId,
-        _bidx: ringfence_crypto::BlindIndex,
+        account: AccountId,
+        bidx: ringfence_crypto::BlindIndex,
     ) -> Result<Vec<CallRow>, StoreError> {
-        Err(not_yet("calls_by_caller"))
+        sqlx::query(concat!(
+            "SELECT ",
+            call_columns!(),
+            " FROM calls WHERE account_id = $1 AND caller_bidx = $2"
+        ))
+        .bind(account.as_uuid())
+        .bind(bidx.as_slice())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(call_from)
+        .collect()
     }
 
     async fn begin_redaction(&self, _job: RedactionJob) -> Result<(), StoreError> {

@@ -316,3 +316,215 @@ async fn a_recipients_deliveries_page_newest_first_and_filter_by_state_and_event
     store.close().await;
     database.drop().await;
 }
+
+/// Calls come only from ingest, whose rules are not on PostgreSQL yet: the call log's reads
+/// are checked over rows written here as ingest writes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_call_log_pages_newest_first_through_its_filters_and_finds_calls_by_id() {
+    use ringfence_core::call::CallStatus;
+    use ringfence_core::timestamp::Timestamp;
+    use ringfence_core::{AgencyId, CallId, SessionId};
+    use ringfence_store::records::{AccountRecord, AgencyRecord, CallQuery};
+
+    let Some(server) = server_url() else { return };
+    let database = TestDatabase::create(&server).await;
+    let store = PgStore::open(&database.url, 4).await.unwrap();
+    let agency = AgencyId::generate();
+    store
+        .create_agency(AgencyRecord {
+            id: agency,
+            name: "Agency".into(),
+            redaction_enabled: true,
+            max_retention_days: None,
+            created_at: Timestamp::now(),
+        })
+        .await
+        .unwrap();
+    let mut accounts = Vec::new();
+    for name in ["Business", "Other"] {
+        let account = AccountRecord {
+            id: AccountId::generate(),
+            agency_id: agency,
+            name: name.into(),
+            collection: Default::default(),
+            twilio_auth_token: None,
+            twilio_delete_recordings: false,
+            twilio_account_sid: None,
+            retention: Default::default(),
+            created_at: Timestamp::now(),
+        };
+        store.create_account(account.clone()).await.unwrap();
+        accounts.push(account.id);
+    }
+    let (mine, theirs) = (accounts[0], accounts[1]);
+    let session = SessionId::generate();
+    let mut conn = database.url.connect().await.unwrap();
+    sqlx::query(
+        "INSERT INTO sessions (account_id, id, external_id, started_at, created_at, visitor)
+         VALUES ($1, $2, 'visit-1', 500, 500, '\\x0102')",
+    )
+    .bind(mine.as_uuid())
+    .bind(session.as_uuid())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // Six calls of mine, one a minute, alternating tracking numbers and statuses; the
+    // fourth redacted; two from one caller. One call of another account at the same time.
+    let caller = [7u8; 16];
+    let mut mine_ids = Vec::new();
+    for i in 0..6i64 {
+        let id = CallId::generate();
+        mine_ids.push(id);
+        sqlx::query(
+            "INSERT INTO calls (account_id, id, external_id, started_at, created_at, status, tracking_number, source, caller_bidx, session_id, caller_identity, redacted_at, redaction_reason)
+             VALUES ($1, $2, $3, $4, $4, $5, $6, 'google', $7, $8, '\\x0a0b', $9, $10)",
+        )
+        .bind(mine.as_uuid())
+        .bind(id.as_uuid())
+        .bind(format!("CA{i:032}"))
+        .bind(60_000 * (i + 1))
+        .bind(if i % 2 == 0 { "completed" } else { "no-answer" })
+        .bind(if i % 2 == 0 { "+442079460100" } else { "+442079460200" })
+        .bind((i < 2).then(|| caller.to_vec()))
+        .bind((i == 0).then(|| session.as_uuid()))
+        .bind((i == 3).then_some(1_000_000i64))
+        .bind((i == 3).then_some("manual"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO calls (account_id, id, started_at, created_at, tracking_number, caller_bidx)
+         VALUES ($1, $2, 120000, 120000, '+442079460100', $3)",
+    )
+    .bind(theirs.as_uuid())
+    .bind(CallId::generate().as_uuid())
+    .bind(caller.to_vec())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.ok();
+
+    let query = |after, limit| CallQuery {
+        account_id: mine,
+        from: None,
+        to: None,
+        tracking_number: None,
+        source: None,
+        status: None,
+        redacted: None,
+        caller_bidx: None,
+        after,
+        limit,
+    };
+    let ids =
+        |rows: &[ringfence_store::records::CallRow]| rows.iter().map(|c| c.id).collect::<Vec<_>>();
+    let newest_first: Vec<CallId> = mine_ids.iter().rev().copied().collect();
+    // Pages of four, then the rest, through the cursor.
+    let first = store.calls(query(None, 4)).await.unwrap();
+    assert_eq!(ids(&first), newest_first[..4]);
+    let last = first.last().unwrap();
+    let second = store
+        .calls(query(Some((last.started_at, last.id)), 4))
+        .await
+        .unwrap();
+    assert_eq!(ids(&second), newest_first[4..]);
+    // Filters, alone and together.
+    let cases: Vec<(CallQuery, Vec<CallId>)> = vec![
+        (
+            CallQuery {
+                tracking_number: Some("+442079460200".into()),
+                ..query(None, 10)
+            },
+            vec![mine_ids[5], mine_ids[3], mine_ids[1]],
+        ),
+        (
+            CallQuery {
+                status: Some(CallStatus::Completed),
+                ..query(None, 10)
+            },
+            vec![mine_ids[4], mine_ids[2], mine_ids[0]],
+        ),
+        (
+            CallQuery {
+                redacted: Some(true),
+                ..query(None, 10)
+            },
+            vec![mine_ids[3]],
+        ),
+        (
+            CallQuery {
+                from: Some(Timestamp::from_millis(120_000)),
+                to: Some(Timestamp::from_millis(240_000)),
+                ..query(None, 10)
+            },
+            vec![mine_ids[2], mine_ids[1]],
+        ),
+        (
+            CallQuery {
+                caller_bidx: Some(caller),
+                redacted: Some(false),
+                ..query(None, 10)
+            },
+            vec![mine_ids[1], mine_ids[0]],
+        ),
+        (
+            CallQuery {
+                source: Some("bing".into()),
+                ..query(None, 10)
+            },
+            vec![],
+        ),
+    ];
+    for (q, expected) in cases {
+        assert_eq!(
+            ids(&store.calls(q.clone()).await.unwrap()),
+            expected,
+            "{q:?}"
+        );
+    }
+
+    // By id, by sender's id, by caller; in the order asked; redacted ones not live.
+    let first_call = store.call(mine_ids[0]).await.unwrap().expect("stored");
+    assert_eq!(first_call.session_id, Some(session));
+    assert_eq!(first_call.caller_identity, Some(vec![0x0a, 0x0b]));
+    assert_eq!(first_call.status, Some(CallStatus::Completed));
+    assert_eq!(store.call(CallId::generate()).await.unwrap(), None);
+    let by_sender = store
+        .call_by_external(mine, format!("CA{:032}", 2))
+        .await
+        .unwrap();
+    assert_eq!(by_sender.map(|c| c.id), Some(mine_ids[2]));
+    assert_eq!(
+        store
+            .call_by_external(theirs, format!("CA{:032}", 2))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.calls_by_caller(mine, caller).await.unwrap().len(), 2);
+    let asked = vec![mine_ids[4], CallId::generate(), mine_ids[1]];
+    assert_eq!(
+        ids(&store.calls_by_ids(asked).await.unwrap()),
+        vec![mine_ids[4], mine_ids[1]]
+    );
+    assert_eq!(
+        store
+            .live_calls(vec![mine_ids[3], mine_ids[2]])
+            .await
+            .unwrap(),
+        vec![mine_ids[2]]
+    );
+    let sessions = store
+        .sessions(vec![session, SessionId::generate()])
+        .await
+        .unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].visitor, Some(vec![1, 2]));
+    assert_eq!(
+        store.live_sessions(vec![session]).await.unwrap(),
+        vec![session]
+    );
+    store.close().await;
+    database.drop().await;
+}
