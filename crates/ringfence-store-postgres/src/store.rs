@@ -428,6 +428,63 @@ fn in_order<T, K: PartialEq>(mut rows: Vec<T>, ids: &[K], key: impl Fn(&T) -> K)
     rows
 }
 
+/// `(account, blind index)` pairs as the two arrays a job row keeps them in.
+fn split_pairs(pairs: &[(AccountId, [u8; 16])]) -> (Vec<Uuid>, Vec<Vec<u8>>) {
+    pairs.iter().map(|(a, b)| (a.as_uuid(), b.to_vec())).unzip()
+}
+
+fn zip_pairs(
+    row: &PgRow,
+    accounts: &str,
+    indexes: &str,
+) -> Result<Vec<(AccountId, [u8; 16])>, StoreError> {
+    let accounts: Vec<Uuid> = get(row, accounts)?;
+    let indexes: Vec<Vec<u8>> = get(row, indexes)?;
+    accounts
+        .into_iter()
+        .zip(indexes)
+        .map(|(a, b)| Ok((AccountId::from_uuid(a), index16(b, "redaction_jobs pairs")?)))
+        .collect()
+}
+
+fn job_from(row: &PgRow) -> Result<RedactionJob, StoreError> {
+    let call_ids: Vec<Uuid> = get(row, "call_ids")?;
+    let session_ids: Vec<Uuid> = get(row, "session_ids")?;
+    let categories: Vec<String> = get(row, "categories")?;
+    Ok(RedactionJob {
+        id: get(row, "id")?,
+        created_at: ts(row, "created_at")?,
+        reason: reason_of_job(row)?,
+        call_ids: call_ids.into_iter().map(CallId::from_uuid).collect(),
+        session_ids: session_ids.into_iter().map(SessionId::from_uuid).collect(),
+        objects: get(row, "objects")?,
+        forget: zip_pairs(row, "forget_accounts", "forget_bidx")?,
+        subjects: zip_pairs(row, "subject_accounts", "subject_bidx")?,
+        audit: AuditEvent {
+            actor: get(row, "audit_actor")?,
+            action: get(row, "audit_action")?,
+            agency_id: opt_id(row, "audit_agency")?,
+            account_id: opt_id(row, "audit_account")?,
+            subject: get(row, "audit_subject")?,
+            count: get::<Option<i64>>(row, "audit_count")?.map(|c| c as u64),
+            reason: get(row, "audit_reason")?,
+            details: get(row, "audit_details")?,
+        },
+        categories: categories
+            .iter()
+            .map(|c| {
+                ringfence_core::DataCategory::parse(c)
+                    .ok_or_else(|| StoreError::Backend("redaction_jobs.categories: unknown".into()))
+            })
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn reason_of_job(row: &PgRow) -> Result<RedactionReason, StoreError> {
+    let text: String = get(row, "reason")?;
+    RedactionReason::parse(&text).ok_or_else(|| StoreError::Backend("reason: unknown".into()))
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn create_agency(&self, a: AgencyRecord) -> Result<(), StoreError> {
@@ -840,11 +897,18 @@ impl Store for PgStore {
         Err(not_yet("update_call"))
     }
 
-    async fn referenced_recordings(
-        &self,
-        _objects: Vec<String>,
-    ) -> Result<Vec<String>, StoreError> {
-        Err(not_yet("referenced_recordings"))
+    async fn referenced_recordings(&self, objects: Vec<String>) -> Result<Vec<String>, StoreError> {
+        // Objects a redaction job still has to delete count as referenced: the job deletes
+        // them itself.
+        sqlx::query_scalar(
+            "SELECT o FROM unnest($1::text[]) AS o
+             WHERE EXISTS (SELECT 1 FROM calls c WHERE c.recording_object = o)
+                OR EXISTS (SELECT 1 FROM redaction_jobs j WHERE j.objects @> ARRAY[o])",
+        )
+        .bind(&objects)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)
     }
 
     async fn enqueue_download(&self, job: DownloadJob) -> Result<bool, StoreError> {
@@ -1083,8 +1147,46 @@ impl Store for PgStore {
         .collect()
     }
 
-    async fn begin_redaction(&self, _job: RedactionJob) -> Result<(), StoreError> {
-        Err(not_yet("begin_redaction"))
+    async fn begin_redaction(&self, job: RedactionJob) -> Result<(), StoreError> {
+        let (forget_accounts, forget_bidx) = split_pairs(&job.forget);
+        let (subject_accounts, subject_bidx) = split_pairs(&job.subjects);
+        let call_ids: Vec<Uuid> = job.call_ids.iter().map(|c| c.as_uuid()).collect();
+        let session_ids: Vec<Uuid> = job.session_ids.iter().map(|s| s.as_uuid()).collect();
+        let categories: Vec<&str> = job.categories.iter().map(|c| c.as_str()).collect();
+        let a = &job.audit;
+        sqlx::query(
+            "INSERT INTO redaction_jobs (id, created_at, reason, call_ids, session_ids, objects, forget_accounts, forget_bidx, subject_accounts, subject_bidx, categories, audit_actor, audit_action, audit_agency, audit_account, audit_subject, audit_count, audit_reason, audit_details)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+        )
+        .bind(&job.id)
+        .bind(job.created_at.millis())
+        .bind(job.reason.as_str())
+        .bind(&call_ids)
+        .bind(&session_ids)
+        .bind(&job.objects)
+        .bind(&forget_accounts)
+        .bind(&forget_bidx)
+        .bind(&subject_accounts)
+        .bind(&subject_bidx)
+        .bind(&categories)
+        .bind(&a.actor)
+        .bind(&a.action)
+        .bind(a.agency_id.map(|x| x.as_uuid()))
+        .bind(a.account_id.map(|x| x.as_uuid()))
+        .bind(&a.subject)
+        .bind(a.count.map(|c| c as i64))
+        .bind(&a.reason)
+        .bind(&a.details)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::AlreadyExists("redaction job")
+            } else {
+                backend(e)
+            }
+        })?;
+        Ok(())
     }
 
     async fn begin_caller_redaction(
@@ -1104,12 +1206,26 @@ impl Store for PgStore {
         Err(not_yet("apply_redaction"))
     }
 
-    async fn end_redaction(&self, _job_id: String) -> Result<(), StoreError> {
-        Err(not_yet("end_redaction"))
+    async fn end_redaction(&self, job_id: String) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM redaction_jobs WHERE id = $1")
+            .bind(&job_id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     async fn pending_redactions(&self) -> Result<Vec<RedactionJob>, StoreError> {
-        Err(not_yet("pending_redactions"))
+        sqlx::query(
+            "SELECT id, created_at, reason, call_ids, session_ids, objects, forget_accounts, forget_bidx, subject_accounts, subject_bidx, categories, audit_actor, audit_action, audit_agency, audit_account, audit_subject, audit_count, audit_reason, audit_details
+             FROM redaction_jobs ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(job_from)
+        .collect()
     }
 
     async fn append_audit(&self, event: AuditEvent) -> Result<i64, StoreError> {

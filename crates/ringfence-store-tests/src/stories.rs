@@ -4,11 +4,14 @@
 use std::collections::BTreeMap;
 
 use ringfence_core::access::{Role, Scope};
+use ringfence_core::call::RedactionReason;
 use ringfence_core::collection::{CollectionSettings, IpPolicy, RecordingMode};
 use ringfence_core::recipients::EventKind;
 use ringfence_core::retention::{RetentionPolicy, RetentionScope};
 use ringfence_core::timestamp::Timestamp;
-use ringfence_core::{AccountId, AgencyId, DataCategory, RecipientId, TokenId, UserId};
+use ringfence_core::{
+    AccountId, AgencyId, CallId, DataCategory, RecipientId, SessionId, TokenId, UserId,
+};
 use ringfence_crypto::{KeyPurpose, MasterKey, Vault};
 use ringfence_store::journal::verify_journal;
 use ringfence_store::records::*;
@@ -777,4 +780,65 @@ pub async fn a_recipient_is_registered_with_its_events_and_journaled(env: Env) {
 
 async fn account_of(env: &Env, agency: AgencyId) -> AccountId {
     account(env, agency, "Other business").await.id
+}
+
+fn job(id: &str, created: i64, reason: RedactionReason, account: AccountId) -> RedactionJob {
+    RedactionJob {
+        id: id.into(),
+        created_at: at(created),
+        reason,
+        call_ids: vec![CallId::generate(), CallId::generate()],
+        session_ids: vec![SessionId::generate()],
+        objects: vec![format!("recordings/{account}/{id}.wav")],
+        forget: vec![(account, [3; 16])],
+        subjects: vec![(account, [4; 16]), (account, [5; 16])],
+        audit: AuditEvent {
+            actor: "cli".into(),
+            action: "caller.redacted".into(),
+            account_id: Some(account),
+            subject: Some(id.into()),
+            reason: Some("request".into()),
+            details: "{}".into(),
+            ..AuditEvent::default()
+        },
+        categories: vec![],
+    }
+}
+
+pub async fn a_recorded_redaction_survives_until_it_ends_and_keeps_its_recordings_referenced(
+    env: Env,
+) {
+    let account = AccountId::generate();
+    let caller = job("job-a", 1_000, RedactionReason::Caller, account);
+    let mut partial = job("job-b", 2_000, RedactionReason::Retention, account);
+    partial.forget.clear();
+    partial.categories = vec![DataCategory::Recording, DataCategory::Transcript];
+    // Recorded out of order: they come back oldest first, as they were given.
+    env.store.begin_redaction(partial.clone()).await.unwrap();
+    env.store.begin_redaction(caller.clone()).await.unwrap();
+    assert_eq!(
+        env.store.pending_redactions().await.unwrap(),
+        vec![caller.clone(), partial.clone()]
+    );
+    // A recording a job still has to delete is referenced (the orphan sweep leaves it).
+    let unknown = format!("recordings/{account}/unknown.wav");
+    let asked = vec![caller.objects[0].clone(), unknown.clone()];
+    assert_eq!(
+        env.store
+            .referenced_recordings(asked.clone())
+            .await
+            .unwrap(),
+        vec![caller.objects[0].clone()]
+    );
+    env.store.end_redaction(caller.id.clone()).await.unwrap();
+    assert_eq!(env.store.pending_redactions().await.unwrap(), vec![partial]);
+    assert!(
+        env.store
+            .referenced_recordings(asked)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Ending it again changes nothing.
+    env.store.end_redaction(caller.id).await.unwrap();
 }

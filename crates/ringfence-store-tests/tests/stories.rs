@@ -9,4 +9,5 @@ ringfence_store_tests::store_stories!(
     a_jobs_last_run_only_moves_forward,
     the_vault_keeps_each_key_until_it_is_destroyed,
     a_recipient_is_registered_with_its_events_and_journaled,
+    a_recorded_redaction_survives_until_it_ends_and_keeps_its_recordings_referenced,
 );

@@ -116,6 +116,7 @@ CREATE INDEX calls_log ON calls (account_id, started_at, id);
 CREATE INDEX calls_caller ON calls (account_id, caller_bidx) WHERE caller_bidx IS NOT NULL;
 CREATE INDEX calls_tracking ON calls (account_id, tracking_number, started_at);
 CREATE INDEX calls_source ON calls (account_id, source, started_at);
+CREATE INDEX calls_recording ON calls (recording_object) WHERE recording_object IS NOT NULL;
 CREATE INDEX calls_session ON calls (account_id, session_id) WHERE session_id IS NOT NULL;
 -- The calls automatic redaction may still touch, by age: the sweep reads due calls from this
 -- index; a call leaves it when the sweep redacts it or passes it redacted otherwise.
@@ -161,20 +162,27 @@ CREATE TABLE redaction_jobs (
     id text PRIMARY KEY,
     created_at bigint NOT NULL,
     reason text NOT NULL CHECK (reason IN ('manual', 'caller', 'retention', 'consent_withdrawn', 'forget_list')),
-    call_ids text NOT NULL,
-    session_ids text NOT NULL,
-    objects text NOT NULL,
-    forget text NOT NULL,
-    subjects text NOT NULL DEFAULT '',
-    categories text NOT NULL DEFAULT '',
+    call_ids uuid[] NOT NULL,
+    session_ids uuid[] NOT NULL,
+    objects text[] NOT NULL,
+    -- Forget-list entries and consent subjects: (account, blind index) pairs, as two arrays.
+    forget_accounts uuid[] NOT NULL,
+    forget_bidx bytea[] NOT NULL,
+    subject_accounts uuid[] NOT NULL,
+    subject_bidx bytea[] NOT NULL,
+    categories text[] NOT NULL,
     audit_actor text NOT NULL,
     audit_action text NOT NULL,
     audit_agency uuid,
     audit_account uuid,
     audit_subject text,
+    audit_count bigint,
     audit_reason text,
-    audit_details text NOT NULL
+    audit_details text NOT NULL,
+    CHECK (cardinality(forget_accounts) = cardinality(forget_bidx)),
+    CHECK (cardinality(subject_accounts) = cardinality(subject_bidx))
 );
+CREATE INDEX redaction_jobs_objects ON redaction_jobs USING gin (objects);
 
 -- Notices: a version is immutable once a consent event refers to it (used_at set).
 CREATE TABLE notices (
