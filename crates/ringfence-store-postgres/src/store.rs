@@ -1330,10 +1330,49 @@ impl Store for PgStore {
 
     async fn update_recipient(
         &self,
-        _recipient: RecipientRow,
-        _audit: AuditEvent,
+        recipient: RecipientRow,
+        event: AuditEvent,
     ) -> Result<bool, StoreError> {
-        Err(not_yet("update_recipient"))
+        let r = &recipient;
+        let events: Vec<&str> = r.events.iter().map(|e| e.as_str()).collect();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let found = sqlx::query(
+            "UPDATE recipients SET name = $3, url = $4, secret = $5, events = $6, personal_data = $7, updated_at = $8, disabled_at = $9
+             WHERE account_id = $1 AND id = $2",
+        )
+        .bind(r.account_id.as_uuid())
+        .bind(r.id.as_uuid())
+        .bind(&r.name)
+        .bind(&r.url)
+        .bind(&r.secret)
+        .bind(&events)
+        .bind(r.personal_data)
+        .bind(r.updated_at.millis())
+        .bind(r.disabled_at.map(Timestamp::millis))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected()
+            > 0;
+        if !found {
+            return Ok(false);
+        }
+        // A removed recipient gets nothing more: its queued deliveries end with it.
+        if r.disabled_at.is_some() {
+            sqlx::query(
+                "UPDATE deliveries SET state = 'cancelled', last_error = 'recipient_removed', done_at = $3
+                 WHERE account_id = $1 AND recipient_id = $2 AND state = 'queued'",
+            )
+            .bind(r.account_id.as_uuid())
+            .bind(r.id.as_uuid())
+            .bind(r.updated_at.millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        audit::append(&mut tx, &event).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn recipients(&self, account: AccountId) -> Result<Vec<RecipientRow>, StoreError> {
@@ -1391,12 +1430,46 @@ impl Store for PgStore {
         .collect()
     }
 
-    async fn finish_delivery(&self, _attempt: DeliveryAttempt) -> Result<bool, StoreError> {
-        Err(not_yet("finish_delivery"))
+    async fn finish_delivery(&self, a: DeliveryAttempt) -> Result<bool, StoreError> {
+        let done = (a.state != DeliveryState::Queued).then_some(a.at.millis());
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Only a still-queued delivery takes the attempt: a cancellation made meanwhile stands.
+        let recorded = sqlx::query(
+            "UPDATE deliveries SET state = $2, attempts = attempts + 1, next_attempt_at = $3, last_attempt_at = $4,
+                    last_status = $5, last_error = $6, done_at = $7
+             WHERE id = $1 AND state = 'queued'",
+        )
+        .bind(a.id.as_uuid())
+        .bind(a.state.as_str())
+        .bind(a.next_attempt_at.millis())
+        .bind(a.at.millis())
+        .bind(a.status.map(i32::from))
+        .bind(&a.error)
+        .bind(done)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected()
+            > 0;
+        if recorded && let Some(event) = &a.audit {
+            audit::append(&mut tx, event).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(recorded)
     }
 
-    async fn cancel_delivery(&self, _id: DeliveryId, _why: String) -> Result<bool, StoreError> {
-        Err(not_yet("cancel_delivery"))
+    async fn cancel_delivery(&self, id: DeliveryId, why: String) -> Result<bool, StoreError> {
+        let cancelled = sqlx::query(
+            "UPDATE deliveries SET state = 'cancelled', last_error = $2, done_at = $3
+             WHERE id = $1 AND state = 'queued'",
+        )
+        .bind(id.as_uuid())
+        .bind(&why)
+        .bind(Timestamp::now().millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(cancelled.rows_affected() > 0)
     }
 
     async fn deliveries(&self, q: DeliveryQuery) -> Result<Vec<DeliveryRow>, StoreError> {
@@ -1424,16 +1497,68 @@ impl Store for PgStore {
 
     async fn retry_delivery(
         &self,
-        _account: AccountId,
-        _recipient: RecipientId,
-        _id: DeliveryId,
-        _audit: AuditEvent,
+        account: AccountId,
+        recipient: RecipientId,
+        id: DeliveryId,
+        event: AuditEvent,
     ) -> Result<Option<DeliveryRow>, StoreError> {
-        Err(not_yet("retry_delivery"))
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let requeued = sqlx::query(concat!(
+            "UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = $4, done_at = NULL
+             WHERE account_id = $1 AND recipient_id = $2 AND id = $3 AND state = 'dead'
+               AND EXISTS (SELECT 1 FROM recipients r WHERE r.account_id = $1 AND r.id = $2 AND r.disabled_at IS NULL)
+             RETURNING ",
+            delivery_columns!()
+        ))
+        .bind(account.as_uuid())
+        .bind(recipient.as_uuid())
+        .bind(id.as_uuid())
+        .bind(Timestamp::now().millis())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(delivery_from)
+        .transpose()?;
+        if requeued.is_some() {
+            audit::append(&mut tx, &event).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(requeued)
     }
 
-    async fn delivery_summary(&self, _account: AccountId) -> Result<DeliverySummary, StoreError> {
-        Err(not_yet("delivery_summary"))
+    async fn delivery_summary(&self, account: AccountId) -> Result<DeliverySummary, StoreError> {
+        // Which events are erasure notices is the domain's (`EventKind::is_erasure`).
+        let erasures: Vec<&str> = EventKind::ALL
+            .into_iter()
+            .filter(|e| e.is_erasure())
+            .map(EventKind::as_str)
+            .collect();
+        let row = sqlx::query(
+            "SELECT
+                (SELECT count(*) FROM recipients WHERE account_id = $1 AND disabled_at IS NULL) AS recipients,
+                (SELECT count(*) FROM recipients WHERE account_id = $1 AND disabled_at IS NULL AND events && $2::text[]) AS erasure_recipients,
+                count(*) FILTER (WHERE state = 'queued') AS queued,
+                count(*) FILTER (WHERE state = 'dead') AS dead,
+                count(*) FILTER (WHERE state = 'dead' AND event = ANY($2)) AS dead_erasures,
+                min(created_at) FILTER (WHERE state = 'queued' AND event = ANY($2)) AS oldest_queued_erasure
+             FROM deliveries WHERE account_id = $1 AND state IN ('queued', 'dead')",
+        )
+        .bind(account.as_uuid())
+        .bind(&erasures)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        let count =
+            |column: &str| -> Result<u64, StoreError> { Ok(get::<i64>(&row, column)? as u64) };
+        Ok(DeliverySummary {
+            recipients: count("recipients")?,
+            erasure_recipients: count("erasure_recipients")?,
+            queued: count("queued")?,
+            dead: count("dead")?,
+            dead_erasures: count("dead_erasures")?,
+            oldest_queued_erasure: opt_ts(&row, "oldest_queued_erasure")?,
+        })
     }
 
     async fn delivered_to(

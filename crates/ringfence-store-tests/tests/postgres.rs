@@ -313,6 +313,99 @@ async fn a_recipients_deliveries_page_newest_first_and_filter_by_state_and_event
     ];
     expected.sort();
     assert_eq!(told, expected);
+
+    // The checklist's counts: one queued erasure (since 30), one dead erasure.
+    let summary = store.delivery_summary(account.id).await.unwrap();
+    assert_eq!(
+        summary,
+        ringfence_store::records::DeliverySummary {
+            recipients: 1,
+            erasure_recipients: 1,
+            queued: 1,
+            dead: 1,
+            dead_erasures: 1,
+            oldest_queued_erasure: Some(Timestamp::from_millis(30)),
+        }
+    );
+    // An attempt is recorded once, on a queued delivery only; a finished one is not cancelled.
+    let attempt = ringfence_store::records::DeliveryAttempt {
+        id: ids[2],
+        at: Timestamp::from_millis(50),
+        state: DeliveryState::Delivered,
+        next_attempt_at: Timestamp::from_millis(50),
+        status: Some(204),
+        error: None,
+        audit: None,
+    };
+    assert!(store.finish_delivery(attempt.clone()).await.unwrap());
+    assert!(!store.finish_delivery(attempt).await.unwrap());
+    assert!(
+        !store
+            .cancel_delivery(ids[2], "call_redacted".into())
+            .await
+            .unwrap()
+    );
+    let delivered = &store.deliveries(query(None, None, None, 10)).await.unwrap()[1];
+    assert_eq!(
+        (delivered.state, delivered.attempts, delivered.last_status),
+        (DeliveryState::Delivered, 1, Some(204))
+    );
+    // A dead delivery goes back in the queue once, journaled.
+    let retried = store
+        .retry_delivery(account.id, crm.id, ids[3], Default::default())
+        .await
+        .unwrap()
+        .expect("requeued");
+    assert_eq!(
+        (retried.state, retried.attempts),
+        (DeliveryState::Queued, 0)
+    );
+    assert!(
+        store
+            .retry_delivery(account.id, crm.id, ids[3], Default::default())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Removing the recipient cancels what it still had queued.
+    let removed = RecipientRow {
+        disabled_at: Some(Timestamp::from_millis(60)),
+        updated_at: Timestamp::from_millis(60),
+        ..crm.clone()
+    };
+    assert!(
+        store
+            .update_recipient(removed, Default::default())
+            .await
+            .unwrap()
+    );
+    let cancelled = store
+        .deliveries(query(Some(DeliveryState::Cancelled), None, None, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        cancelled.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![ids[3]]
+    );
+    assert_eq!(
+        cancelled[0].last_error.as_deref(),
+        Some("recipient_removed")
+    );
+    let stranger = RecipientRow {
+        account_id: AccountId::generate(),
+        ..crm.clone()
+    };
+    assert!(
+        !store
+            .update_recipient(stranger, Default::default())
+            .await
+            .unwrap()
+    );
+    let journal = ringfence_store::journal::verify_journal(&store, None)
+        .await
+        .unwrap()
+        .expect("the chain verifies");
+    assert_eq!(journal.entries, 3, "registration, retry, removal");
     store.close().await;
     database.drop().await;
 }
