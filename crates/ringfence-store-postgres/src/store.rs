@@ -8,6 +8,7 @@ use uuid::Uuid;
 use ringfence_core::access::{Role, Scope};
 use ringfence_core::call::{CallStatus, Direction, RedactionReason};
 use ringfence_core::collection::{CollectionSettings, IpPolicy, RecordingMode};
+use ringfence_core::consent::{ConsentMethod, ConsentStatus, SubjectKind};
 use ringfence_core::recipients::{DeliveryState, EventKind};
 use ringfence_core::retention::{RetentionPolicy, RetentionScope};
 use ringfence_core::timestamp::Timestamp;
@@ -483,6 +484,38 @@ fn job_from(row: &PgRow) -> Result<RedactionJob, StoreError> {
 fn reason_of_job(row: &PgRow) -> Result<RedactionReason, StoreError> {
     let text: String = get(row, "reason")?;
     RedactionReason::parse(&text).ok_or_else(|| StoreError::Backend("reason: unknown".into()))
+}
+
+macro_rules! consent_columns {
+    () => {
+        "seq, id, account_id, subject_kind, subject_bidx, subject, category, status, notice_version, method, at, call_id, recorded_by"
+    };
+}
+
+fn consent_from(row: &PgRow) -> Result<ConsentRow, StoreError> {
+    let unknown = |column: &str| StoreError::Backend(format!("consents.{column}: unknown"));
+    let kind: String = get(row, "subject_kind")?;
+    let category: String = get(row, "category")?;
+    let status: String = get(row, "status")?;
+    let method: String = get(row, "method")?;
+    Ok(ConsentRow {
+        seq: get(row, "seq")?,
+        id: get(row, "id")?,
+        account_id: id(row, "account_id")?,
+        subject_kind: SubjectKind::parse(&kind).ok_or_else(|| unknown("subject_kind"))?,
+        subject_bidx: index16(get(row, "subject_bidx")?, "consents.subject_bidx")?,
+        subject: get(row, "subject")?,
+        category: ringfence_core::DataCategory::parse(&category)
+            .ok_or_else(|| unknown("category"))?,
+        status: ConsentStatus::parse(&status).ok_or_else(|| unknown("status"))?,
+        notice_version: get::<Option<i64>>(row, "notice_version")?
+            .map(|v| u32_from(v, "notice_version"))
+            .transpose()?,
+        method: ConsentMethod::parse(&method).ok_or_else(|| unknown("method"))?,
+        at: ts(row, "at")?,
+        call_id: opt_id(row, "call_id")?,
+        recorded_by: get(row, "recorded_by")?,
+    })
 }
 
 #[async_trait]
@@ -1048,12 +1081,37 @@ impl Store for PgStore {
 
     async fn consents(
         &self,
-        _account: AccountId,
-        _subject: Option<ringfence_crypto::BlindIndex>,
-        _after_seq: Option<i64>,
-        _limit: u32,
+        account: AccountId,
+        subject: Option<ringfence_crypto::BlindIndex>,
+        after_seq: Option<i64>,
+        limit: u32,
     ) -> Result<Vec<ConsentRow>, StoreError> {
-        Err(not_yet("consents"))
+        let query = match subject {
+            Some(bidx) => sqlx::query(concat!(
+                "SELECT ",
+                consent_columns!(),
+                " FROM consents WHERE account_id = $1 AND seq > $2 AND subject_bidx = $4 ORDER BY seq LIMIT $3"
+            ))
+            .bind(account.as_uuid())
+            .bind(after_seq.unwrap_or(0))
+            .bind(i64::from(limit))
+            .bind(bidx.to_vec()),
+            None => sqlx::query(concat!(
+                "SELECT ",
+                consent_columns!(),
+                " FROM consents WHERE account_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+            ))
+            .bind(account.as_uuid())
+            .bind(after_seq.unwrap_or(0))
+            .bind(i64::from(limit)),
+        };
+        query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(consent_from)
+            .collect()
     }
 
     async fn due_calls(&self, _query: DueQuery) -> Result<Vec<CallRow>, StoreError> {

@@ -621,3 +621,158 @@ async fn the_call_log_pages_newest_first_through_its_filters_and_finds_calls_by_
     store.close().await;
     database.drop().await;
 }
+
+async fn store_with_account(
+    database: &TestDatabase,
+) -> (PgStore, ringfence_store::records::AccountRecord) {
+    use ringfence_core::AgencyId;
+    use ringfence_core::timestamp::Timestamp;
+    use ringfence_store::records::{AccountRecord, AgencyRecord};
+    let store = PgStore::open(&database.url, 4).await.unwrap();
+    let agency = AgencyRecord {
+        id: AgencyId::generate(),
+        name: "Agency".into(),
+        redaction_enabled: true,
+        max_retention_days: None,
+        created_at: Timestamp::now(),
+    };
+    store.create_agency(agency.clone()).await.unwrap();
+    let account = AccountRecord {
+        id: AccountId::generate(),
+        agency_id: agency.id,
+        name: "Business".into(),
+        collection: Default::default(),
+        twilio_auth_token: None,
+        twilio_delete_recordings: false,
+        twilio_account_sid: None,
+        retention: Default::default(),
+        created_at: Timestamp::now(),
+    };
+    store.create_account(account.clone()).await.unwrap();
+    (store, account)
+}
+
+/// Consent events come only from `record_consent`, whose rules are not on PostgreSQL yet:
+/// the ledger's read is checked over rows written here as it writes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_consent_ledger_reads_in_order_per_subject_and_after_a_sequence_number() {
+    use ringfence_core::consent::{ConsentMethod, ConsentStatus, SubjectKind};
+    use ringfence_core::{CallId, DataCategory};
+
+    let Some(server) = server_url() else { return };
+    let database = TestDatabase::create(&server).await;
+    let (store, account) = store_with_account(&database).await;
+    let call = CallId::generate();
+    let mut conn = database.url.connect().await.unwrap();
+    // Subject 1 grants then withdraws recording; subject 2 grants transcript on a call.
+    for (i, (subject, category, status, call)) in [
+        ([1u8; 16], "recording", "granted", None),
+        ([2u8; 16], "transcript", "granted", Some(call)),
+        ([1u8; 16], "recording", "withdrawn", None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sqlx::query(
+            "INSERT INTO consents (account_id, id, subject_kind, subject_bidx, subject, category, status, notice_version, method, at, call_id, recorded_by)
+             VALUES ($1, $2, 'caller', $3, '\\x5e5e', $4, $5, NULL, 'ivr_keypress', $6, $7, 'cli')",
+        )
+        .bind(account.id.as_uuid())
+        .bind(format!("consent-{i}"))
+        .bind(subject.to_vec())
+        .bind(category)
+        .bind(status)
+        .bind(1_000 * (i as i64 + 1))
+        .bind(call.map(|c| c.as_uuid()))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    conn.close().await.ok();
+    let all = store.consents(account.id, None, None, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["consent-0", "consent-1", "consent-2"]
+    );
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(all[1].call_id, Some(call));
+    assert_eq!(all[1].category, DataCategory::Transcript);
+    assert_eq!(all[2].status, ConsentStatus::Withdrawn);
+    assert_eq!(all[0].subject_kind, SubjectKind::Caller);
+    assert_eq!(all[0].method, ConsentMethod::IvrKeypress);
+    let of_one = store
+        .consents(account.id, Some([1; 16]), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(of_one.len(), 2);
+    let after = store
+        .consents(account.id, None, Some(all[0].seq), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        after.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["consent-1"]
+    );
+    assert!(
+        store
+            .consents(AccountId::generate(), None, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.close().await;
+    database.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_altered_or_truncated_journal_fails_verification() {
+    use ringfence_store::journal::{ChainBreak, verify_journal};
+    use ringfence_store::records::AuditEvent;
+
+    let Some(server) = server_url() else { return };
+    let database = TestDatabase::create(&server).await;
+    let (store, account) = store_with_account(&database).await;
+    for i in 0..5 {
+        store
+            .append_audit(AuditEvent {
+                actor: "cli".into(),
+                action: "call.redacted".into(),
+                account_id: Some(account.id),
+                subject: Some(format!("call-{i}")),
+                count: Some(1),
+                details: "{}".into(),
+                ..AuditEvent::default()
+            })
+            .await
+            .unwrap();
+    }
+    let head = store.last_audit().await.unwrap().expect("five entries");
+    let anchor = Some((head.seq, head.hash));
+    assert!(verify_journal(&store, anchor).await.unwrap().is_ok());
+    let mut conn = database.url.connect().await.unwrap();
+    // Someone with database access changes an entry's count.
+    sqlx::query("UPDATE audit_log SET count = 0 WHERE seq = 3")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        verify_journal(&store, anchor).await.unwrap(),
+        Err(ChainBreak::Altered { seq: 3 })
+    );
+    sqlx::query("UPDATE audit_log SET count = 1 WHERE seq = 3")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // ... or deletes the last entry: the vault's anchor says the journal went further.
+    sqlx::query("DELETE FROM audit_log WHERE seq = 5")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        verify_journal(&store, anchor).await.unwrap(),
+        Err(ChainBreak::Truncated { last: 4, anchor: 5 })
+    );
+    conn.close().await.ok();
+    store.close().await;
+    database.drop().await;
+}
