@@ -182,7 +182,9 @@ async fn a_recipients_deliveries_page_newest_first_and_filter_by_state_and_event
 
     let Some(server) = server_url() else { return };
     let database = TestDatabase::create(&server).await;
-    let store = PgStore::open(&database.url, 4).await.unwrap();
+    let store = PgStore::open(&database.url, 4)
+        .await
+        .expect("the call log opens");
     let agency = AgencyRecord {
         id: AgencyId::generate(),
         name: "Agency".into(),
@@ -190,7 +192,10 @@ async fn a_recipients_deliveries_page_newest_first_and_filter_by_state_and_event
         max_retention_days: None,
         created_at: Timestamp::now(),
     };
-    store.create_agency(agency.clone()).await.unwrap();
+    store
+        .create_agency(agency.clone())
+        .await
+        .expect("an agency");
     let account = AccountRecord {
         id: AccountId::generate(),
         agency_id: agency.id,
@@ -628,7 +633,9 @@ async fn store_with_account(
     use ringfence_core::AgencyId;
     use ringfence_core::timestamp::Timestamp;
     use ringfence_store::records::{AccountRecord, AgencyRecord};
-    let store = PgStore::open(&database.url, 4).await.unwrap();
+    let store = PgStore::open(&database.url, 4)
+        .await
+        .expect("the call log opens");
     let agency = AgencyRecord {
         id: AgencyId::generate(),
         name: "Agency".into(),
@@ -636,7 +643,10 @@ async fn store_with_account(
         max_retention_days: None,
         created_at: Timestamp::now(),
     };
-    store.create_agency(agency.clone()).await.unwrap();
+    store
+        .create_agency(agency.clone())
+        .await
+        .expect("an agency");
     let account = AccountRecord {
         id: AccountId::generate(),
         agency_id: agency.id,
@@ -648,7 +658,10 @@ async fn store_with_account(
         retention: Default::default(),
         created_at: Timestamp::now(),
     };
-    store.create_account(account.clone()).await.unwrap();
+    store
+        .create_account(account.clone())
+        .await
+        .expect("an account");
     (store, account)
 }
 
