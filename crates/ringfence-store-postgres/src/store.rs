@@ -19,6 +19,9 @@ use ringfence_store::{LoginFailure, Store, StoreError, UserChange, UserRecord, W
 use crate::connect::{DatabaseUrl, Schema, migrate};
 use crate::{audit, backend, is_unique_violation, not_yet, users};
 
+/// How many entries of `calls_live` one transaction of `retire_redacted` passes.
+const RETIRE_WINDOW: i64 = 2000;
+
 /// The call log in PostgreSQL: a pool of connections, each write one transaction.
 #[derive(Clone)]
 pub struct PgStore {
@@ -1120,10 +1123,47 @@ impl Store for PgStore {
 
     async fn retire_redacted(
         &self,
-        _account: AccountId,
-        _before: Timestamp,
+        account: AccountId,
+        before: Timestamp,
     ) -> Result<u64, StoreError> {
-        Err(not_yet("retire_redacted"))
+        // Through `calls_live` in order, a window per transaction, so that no transaction
+        // holds many row locks and no entry is read twice (calls that stay in the index
+        // would otherwise be passed again by every window).
+        let mut retired = 0u64;
+        let mut after = (i64::MIN, Uuid::nil());
+        loop {
+            let row = sqlx::query(
+                "WITH passed AS (
+                    SELECT id, started_at, redacted_at IS NOT NULL AS redacted FROM calls
+                     WHERE account_id = $1 AND swept IS NULL AND legal_hold_at IS NULL
+                       AND started_at < $2 AND (started_at, id) > ($3, $4)
+                     ORDER BY started_at, id LIMIT $5
+                 ), retired AS (
+                    UPDATE calls c SET swept = true FROM passed p
+                     WHERE c.account_id = $1 AND c.id = p.id AND p.redacted
+                    RETURNING 1
+                 ), last AS (
+                    SELECT started_at, id FROM passed ORDER BY started_at DESC, id DESC LIMIT 1
+                 )
+                 SELECT (SELECT count(*) FROM retired) AS retired,
+                        (SELECT count(*) FROM passed) AS passed,
+                        (SELECT started_at FROM last) AS last_started_at,
+                        (SELECT id FROM last) AS last_id",
+            )
+            .bind(account.as_uuid())
+            .bind(before.millis())
+            .bind(after.0)
+            .bind(after.1)
+            .bind(RETIRE_WINDOW)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+            retired += get::<i64>(&row, "retired")? as u64;
+            if get::<i64>(&row, "passed")? < RETIRE_WINDOW {
+                return Ok(retired);
+            }
+            after = (get(&row, "last_started_at")?, get(&row, "last_id")?);
+        }
     }
 
     async fn count_due(&self, _query: DueQuery) -> Result<u64, StoreError> {
@@ -1132,11 +1172,37 @@ impl Store for PgStore {
 
     async fn set_legal_hold(
         &self,
-        _call: CallId,
-        _hold: Option<LegalHold>,
-        _audit: AuditEvent,
+        call: CallId,
+        hold: Option<LegalHold>,
+        event: AuditEvent,
     ) -> Result<i64, StoreError> {
-        Err(not_yet("set_legal_hold"))
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let changed = match &hold {
+            // Only a call not yet redacted can be held.
+            Some(h) => sqlx::query(
+                "UPDATE calls SET legal_hold_at = $2, legal_hold_reason = $3, legal_hold_by = $4
+                 WHERE id = $1 AND redacted_at IS NULL",
+            )
+            .bind(call.as_uuid())
+            .bind(h.at.millis())
+            .bind(&h.reason)
+            .bind(&h.by),
+            None => sqlx::query(
+                "UPDATE calls SET legal_hold_at = NULL, legal_hold_reason = NULL, legal_hold_by = NULL
+                 WHERE id = $1",
+            )
+            .bind(call.as_uuid()),
+        }
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound("unredacted call"));
+        }
+        let seq = audit::append(&mut tx, &event).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(seq)
     }
 
     async fn live_calls(&self, ids: Vec<CallId>) -> Result<Vec<CallId>, StoreError> {

@@ -789,3 +789,121 @@ async fn an_altered_or_truncated_journal_fails_verification() {
     store.close().await;
     database.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retiring_passes_the_sweeps_index_in_windows_and_takes_only_redacted_calls_before_the_cutoff()
+ {
+    use ringfence_core::timestamp::Timestamp;
+
+    let Some(server) = server_url() else { return };
+    let database = TestDatabase::create(&server).await;
+    let (store, account) = store_with_account(&database).await;
+    let mut conn = database.url.connect().await.unwrap();
+    // 4,500 calls a millisecond apart (more than two windows), every odd one redacted by
+    // hand, one of them on legal hold as well; and calls of another account.
+    sqlx::query(
+        "INSERT INTO calls (account_id, id, started_at, created_at, tracking_number, redacted_at, redaction_reason)
+         SELECT $1, gen_random_uuid(), i, i, '+442079460100',
+                CASE WHEN i % 2 = 1 THEN 9999999 END, CASE WHEN i % 2 = 1 THEN 'manual' END
+           FROM generate_series(1, 4500) AS i",
+    )
+    .bind(account.id.as_uuid())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE calls SET legal_hold_at = 1, legal_hold_reason = 'litigation', legal_hold_by = 'cli' WHERE started_at = 11")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let retired = store
+        .retire_redacted(account.id, Timestamp::from_millis(4001))
+        .await
+        .unwrap();
+    // Odd calls up to 4,000: 2,000, less the held one.
+    assert_eq!(retired, 1999);
+    let swept: Vec<i64> =
+        sqlx::query_scalar("SELECT started_at FROM calls WHERE swept ORDER BY started_at")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(swept.len(), 1999);
+    assert!(swept.iter().all(|s| s % 2 == 1 && *s < 4001 && *s != 11));
+    // Nothing is retired twice; an account with no calls retires nothing.
+    assert_eq!(
+        store
+            .retire_redacted(account.id, Timestamp::from_millis(4001))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .retire_redacted(AccountId::generate(), Timestamp::from_millis(4001))
+            .await
+            .unwrap(),
+        0
+    );
+    conn.close().await.ok();
+    store.close().await;
+    database.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_legal_hold_is_put_on_live_calls_only_released_and_journaled() {
+    use ringfence_core::CallId;
+    use ringfence_core::timestamp::Timestamp;
+    use ringfence_store::records::{AuditEvent, LegalHold};
+
+    let Some(server) = server_url() else { return };
+    let database = TestDatabase::create(&server).await;
+    let (store, account) = store_with_account(&database).await;
+    let (live, redacted) = (CallId::generate(), CallId::generate());
+    let mut conn = database.url.connect().await.unwrap();
+    for (call, redacted_at) in [(live, None), (redacted, Some(5_000i64))] {
+        sqlx::query(
+            "INSERT INTO calls (account_id, id, started_at, created_at, tracking_number, redacted_at)
+             VALUES ($1, $2, 1000, 1000, '+442079460100', $3)",
+        )
+        .bind(account.id.as_uuid())
+        .bind(call.as_uuid())
+        .bind(redacted_at)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    conn.close().await.ok();
+    let hold = LegalHold {
+        at: Timestamp::from_millis(2_000),
+        reason: "litigation".into(),
+        by: "cli".into(),
+    };
+    let journaled = |action: &str| AuditEvent {
+        actor: "cli".into(),
+        action: action.into(),
+        account_id: Some(account.id),
+        details: "{}".into(),
+        ..AuditEvent::default()
+    };
+    let seq = store
+        .set_legal_hold(live, Some(hold.clone()), journaled("call.legal_hold_set"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.call(live).await.unwrap().unwrap().legal_hold,
+        Some(hold.clone())
+    );
+    assert!(matches!(
+        store
+            .set_legal_hold(redacted, Some(hold), journaled("call.legal_hold_set"))
+            .await,
+        Err(ringfence_store::StoreError::NotFound("unredacted call"))
+    ));
+    let released = store
+        .set_legal_hold(live, None, journaled("call.legal_hold_released"))
+        .await
+        .unwrap();
+    assert_eq!(released, seq + 1, "the refused hold journaled nothing");
+    assert_eq!(store.call(live).await.unwrap().unwrap().legal_hold, None);
+    store.close().await;
+    database.drop().await;
+}
