@@ -98,7 +98,7 @@ where
     let outcome = tokio::spawn(story(env)).await;
     store.close().await;
     vault.close().await;
-    database.drop().await;
+    database.destroy().await;
     if let Err(failure) = outcome {
         std::panic::resume_unwind(failure.into_panic());
     }
@@ -141,7 +141,7 @@ impl TestDatabase {
     }
 
     /// Drops the database, ending whatever connection is still open to it.
-    pub async fn drop(self) {
+    pub async fn destroy(self) {
         let mut admin = self
             .server
             .connect()

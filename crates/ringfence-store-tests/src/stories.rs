@@ -255,6 +255,37 @@ pub async fn a_token_is_found_by_its_hash_and_revoked_once_with_one_journal_entr
         .unwrap();
     assert_eq!(journaled.len(), 1, "one entry for one revocation");
     assert_eq!(journaled[0].event, revoke);
+
+    // Eight clients revoking one token at once: one revocation, one journal entry.
+    let agency_token = tokens[1].id;
+    let before = journaled[0].seq;
+    let racers = (0..8).map(|i| {
+        let store = env.store.clone();
+        let revoke = revoke.clone();
+        tokio::spawn(async move {
+            store
+                .revoke_token(agency_token, at(10_000 + i), revoke)
+                .await
+                .expect("a revocation")
+        })
+    });
+    let won = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().expect("a racer"))
+        .count();
+    assert_eq!(won, 1, "exactly one client revoked it");
+    let journaled = env
+        .store
+        .audit(AuditQuery {
+            agency_id: None,
+            account_id: None,
+            after_seq: Some(before),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(journaled.len(), 1);
 }
 
 pub async fn concurrent_writers_extend_one_journal_chain(env: Env) {

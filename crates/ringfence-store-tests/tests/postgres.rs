@@ -55,7 +55,7 @@ async fn many_processes_opening_one_fresh_database_apply_its_migrations_once() {
         store.close().await;
         vault.close().await;
     }
-    database.drop().await;
+    database.destroy().await;
 }
 
 #[tokio::test]
@@ -168,7 +168,7 @@ async fn a_destroyed_key_leaves_no_tuple_behind_once_compact_returns() {
     println!("destroyed wrapped key still in the page's free space after VACUUM: {in_pages}");
     conn.close().await.ok();
     store.close().await;
-    database.drop().await;
+    database.destroy().await;
 }
 
 /// Deliveries come only from the outbox's fan-out, which is not on PostgreSQL yet: the
@@ -412,7 +412,7 @@ async fn a_recipients_deliveries_page_newest_first_and_filter_by_state_and_event
         .expect("the chain verifies");
     assert_eq!(journal.entries, 3, "registration, retry, removal");
     store.close().await;
-    database.drop().await;
+    database.destroy().await;
 }
 
 /// Calls come only from ingest, whose rules are not on PostgreSQL yet: the call log's reads
@@ -624,7 +624,7 @@ async fn the_call_log_pages_newest_first_through_its_filters_and_finds_calls_by_
         vec![session]
     );
     store.close().await;
-    database.drop().await;
+    database.destroy().await;
 }
 
 async fn store_with_account(
@@ -734,7 +734,7 @@ async fn the_consent_ledger_reads_in_order_per_subject_and_after_a_sequence_numb
             .is_empty()
     );
     store.close().await;
-    database.drop().await;
+    database.destroy().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -787,7 +787,7 @@ async fn an_altered_or_truncated_journal_fails_verification() {
     );
     conn.close().await.ok();
     store.close().await;
-    database.drop().await;
+    database.destroy().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -845,7 +845,7 @@ async fn retiring_passes_the_sweeps_index_in_windows_and_takes_only_redacted_cal
     );
     conn.close().await.ok();
     store.close().await;
-    database.drop().await;
+    database.destroy().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -905,5 +905,5 @@ async fn a_legal_hold_is_put_on_live_calls_only_released_and_journaled() {
     assert_eq!(released, seq + 1, "the refused hold journaled nothing");
     assert_eq!(store.call(live).await.unwrap().unwrap().legal_hold, None);
     store.close().await;
-    database.drop().await;
+    database.destroy().await;
 }
