@@ -907,3 +907,37 @@ async fn a_legal_hold_is_put_on_live_calls_only_released_and_journaled() {
     store.close().await;
     database.destroy().await;
 }
+
+#[tokio::test]
+async fn every_column_of_calls_and_sessions_is_declared_in_the_data_map() {
+    use ringfence_core::datamap::{DATA_MAP, Entity};
+
+    let Some(server) = server_url() else { return };
+    let database = TestDatabase::create(&server).await;
+    let mut conn = database.url.connect().await.unwrap();
+    for (table, entity) in [
+        ("calls", Entity::Call),
+        ("sessions", Entity::VisitorSession),
+    ] {
+        let columns: Vec<String> = sqlx::query_scalar(
+            "SELECT column_name::text FROM information_schema.columns
+             WHERE table_schema = 'public' AND table_name = $1",
+        )
+        .bind(table)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert!(!columns.is_empty(), "{table} has columns");
+        for column in columns {
+            let declared = DATA_MAP
+                .iter()
+                .any(|f| f.entity == entity && f.storage.column() == column);
+            assert!(
+                declared,
+                "column {table}.{column} is not declared in ringfence_core::datamap::DATA_MAP"
+            );
+        }
+    }
+    conn.close().await.ok();
+    database.destroy().await;
+}
