@@ -941,3 +941,75 @@ async fn every_column_of_calls_and_sessions_is_declared_in_the_data_map() {
     conn.close().await.ok();
     database.destroy().await;
 }
+
+/// The journal's head row is what orders appends: an append waits while another transaction
+/// holds it, and continues the chain from what that transaction left (nothing, if it rolled
+/// back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_append_waits_for_the_transaction_holding_the_journal_head_and_follows_its_outcome() {
+    use ringfence_store::journal::verify_journal;
+    use ringfence_store::records::AuditEvent;
+
+    let Some(server) = server_url() else { return };
+    let database = TestDatabase::create(&server).await;
+    let (store, account) = store_with_account(&database).await;
+    let event = AuditEvent {
+        actor: "cli".into(),
+        action: "call.redacted".into(),
+        account_id: Some(account.id),
+        details: "{}".into(),
+        ..AuditEvent::default()
+    };
+    // Another writer takes the head and moves it, as an append does, but has not committed.
+    let mut holder = database.url.connect().await.unwrap();
+    let mut tx = holder.begin().await.unwrap();
+    sqlx::query("SELECT seq FROM audit_head WHERE chain = 'journal' FOR UPDATE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_head SET seq = 41 WHERE chain = 'journal'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let appending = tokio::spawn({
+        let store = store.clone();
+        let event = event.clone();
+        async move { store.append_audit(event).await }
+    });
+    // Await the real event: the append's backend waiting on the head row's lock.
+    let mut watcher = database.url.connect().await.unwrap();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'
+                AND query LIKE '%audit_head%FOR UPDATE%'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if waiting == 1 {
+            break;
+        }
+        assert!(
+            !appending.is_finished(),
+            "the append did not wait for the head"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert!(!appending.is_finished());
+    // The other writer rolls back: the append continues from the head as it was.
+    tx.rollback().await.unwrap();
+    let seq = appending.await.unwrap().unwrap();
+    assert_eq!(seq, 1);
+    let second = store.append_audit(event).await.unwrap();
+    assert_eq!(second, 2);
+    let verified = verify_journal(&store, None)
+        .await
+        .unwrap()
+        .expect("one unbroken chain");
+    assert_eq!(verified.entries, 2);
+    holder.close().await.ok();
+    watcher.close().await.ok();
+    store.close().await;
+    database.destroy().await;
+}
