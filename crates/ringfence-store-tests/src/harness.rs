@@ -104,10 +104,12 @@ where
     }
 }
 
-/// A database of one test, made from the schema's template.
+/// A database of one test, made from the schema's template. `destroy` drops it; a test that
+/// fails before it does drops it as it unwinds (see `Drop`).
 pub struct TestDatabase {
     pub url: DatabaseUrl,
     server: DatabaseUrl,
+    destroyed: bool,
 }
 
 impl TestDatabase {
@@ -137,24 +139,46 @@ impl TestDatabase {
         TestDatabase {
             url: server.with_database(&name),
             server: server.clone(),
+            destroyed: false,
         }
     }
 
     /// Drops the database, ending whatever connection is still open to it.
-    pub async fn destroy(self) {
-        let mut admin = self
-            .server
-            .connect()
-            .await
-            .expect("the test server answers");
-        sqlx::query(AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.url.database()
-        )))
-        .execute(&mut admin)
-        .await
-        .expect("the test database is dropped");
-        admin.close().await.ok();
+    pub async fn destroy(mut self) {
+        self.destroyed = true;
+        drop_database(&self.server, self.url.database()).await;
+    }
+}
+
+async fn drop_database(server: &DatabaseUrl, name: &str) {
+    let mut admin = server.connect().await.expect("the test server answers");
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("the test database is dropped");
+    admin.close().await.ok();
+}
+
+impl Drop for TestDatabase {
+    /// A test that panicked never reached `destroy`: drop its database from a thread with a
+    /// runtime of its own (the test's runtime may be unwinding).
+    fn drop(&mut self) {
+        if self.destroyed {
+            return;
+        }
+        let (server, name) = (self.server.clone(), self.url.database().to_owned());
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|runtime| runtime.block_on(drop_database(&server, &name)))
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("a test database was left behind; the next run drops it after an hour");
+        }
     }
 }
 
