@@ -164,7 +164,8 @@ async fn a_destroyed_key_leaves_no_tuple_behind_once_compact_returns() {
     assert!(store.vacuums_run() <= 2, "{} VACUUMs", store.vacuums_run());
     let (in_tuples, in_pages) = key_table_holds(&mut conn, &doomed).await;
     assert!(!in_tuples, "after compact no tuple holds the destroyed key");
-    // What the freed space still holds is measured, not promised (ARCHITECTURE.md).
+    // The freed space may still hold the bytes until new rows overwrite them: measured and
+    // written down (ARCHITECTURE.md), never promised; master-key rotation covers it.
     println!("destroyed wrapped key still in the page's free space after VACUUM: {in_pages}");
     conn.close().await.ok();
     store.close().await;
