@@ -71,6 +71,9 @@ impl DatabaseUrl {
     pub async fn pool(&self, max_connections: u32) -> Result<PgPool, StoreError> {
         PgPoolOptions::new()
             .max_connections(max_connections)
+            // No round trip before each use: a broken connection fails its statement and
+            // leaves the pool, as it would after a successful check anyway.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(self.options().map_err(backend)?)
             .await

@@ -873,3 +873,37 @@ pub async fn a_recorded_redaction_survives_until_it_ends_and_keeps_its_recording
     // Ending it again changes nothing.
     env.store.end_redaction(caller.id).await.unwrap();
 }
+
+pub async fn clients_inserting_one_key_id_at_once_all_succeed_and_the_first_key_stays(env: Env) {
+    let (master, _file) = MasterKey::generate();
+    let vault = Vault::new(master, env.vault.clone());
+    let account = AccountId::generate().to_string();
+    let racers = (0..8).map(|_| {
+        let vault = vault.clone();
+        let account = account.clone();
+        tokio::spawn(async move {
+            let (key, record) = vault.issue("call:raced".into(), account, KeyPurpose::Call);
+            vault.insert(vec![record]).await.expect("an insert");
+            key
+        })
+    });
+    let issued: Vec<_> = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .map(|r| r.expect("a racer"))
+        .collect();
+    let kept = vault
+        .open_key("call:raced")
+        .await
+        .unwrap()
+        .expect("one key is stored");
+    assert!(
+        issued.iter().any(|k| *k == kept),
+        "the stored key is one of those issued"
+    );
+    // It stays the same key on every read.
+    for _ in 0..3 {
+        assert!(vault.open_key("call:raced").await.unwrap() == Some(kept.clone()));
+    }
+    assert_eq!(vault.destroy(vec!["call:raced".into()]).await.unwrap(), 1);
+}

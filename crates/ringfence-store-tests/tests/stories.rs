@@ -10,4 +10,5 @@ ringfence_store_tests::store_stories!(
     the_vault_keeps_each_key_until_it_is_destroyed,
     a_recipient_is_registered_with_its_events_and_journaled,
     a_recorded_redaction_survives_until_it_ends_and_keeps_its_recordings_referenced,
+    clients_inserting_one_key_id_at_once_all_succeed_and_the_first_key_stays,
 );
