@@ -898,7 +898,7 @@ pub async fn clients_inserting_one_key_id_at_once_all_succeed_and_the_first_key_
         .unwrap()
         .expect("one key is stored");
     assert!(
-        issued.iter().any(|k| *k == kept),
+        issued.contains(&kept),
         "the stored key is one of those issued"
     );
     // It stays the same key on every read.
