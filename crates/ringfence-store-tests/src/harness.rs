@@ -18,7 +18,7 @@ use sqlx::{AssertSqlSafe, Connection, Row};
 
 use ringfence_crypto::VaultStore;
 use ringfence_store::Store;
-use ringfence_store::sqlite::{SqliteStore, SqliteVault};
+use ringfence_store_sqlite::{SqliteStore, SqliteVault};
 use ringfence_store_postgres::{DatabaseUrl, PgStore, PgVault, Schema, migrate};
 
 /// What a story runs against.
