@@ -18,8 +18,8 @@ use sqlx::{AssertSqlSafe, Connection, Row};
 
 use ringfence_crypto::VaultStore;
 use ringfence_store::Store;
-use ringfence_store_sqlite::{SqliteStore, SqliteVault};
 use ringfence_store_postgres::{DatabaseUrl, PgStore, PgVault, Schema, migrate};
+use ringfence_store_sqlite::{SqliteStore, SqliteVault};
 
 /// What a story runs against.
 #[derive(Clone)]
