@@ -1075,11 +1075,35 @@ impl Store for PgStore {
 
     async fn consent_state(
         &self,
-        _account: AccountId,
-        _subjects: Vec<ringfence_crypto::BlindIndex>,
-        _call: Option<CallId>,
+        account: AccountId,
+        subjects: Vec<ringfence_crypto::BlindIndex>,
+        call: Option<CallId>,
     ) -> Result<ringfence_core::consent::ConsentState, StoreError> {
-        Err(not_yet("consent_state"))
+        let subjects: Vec<Vec<u8>> = subjects.iter().map(|b| b.to_vec()).collect();
+        let events: Vec<(String, String)> = sqlx::query_as(
+            "SELECT category, status FROM consents
+             WHERE account_id = $1 AND (subject_bidx = ANY($2) OR call_id = $3)
+             ORDER BY seq",
+        )
+        .bind(account.as_uuid())
+        .bind(&subjects)
+        .bind(call.map(|c| c.as_uuid()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let events = events
+            .iter()
+            .map(|(category, status)| {
+                Ok((
+                    ringfence_core::DataCategory::parse(category)
+                        .ok_or_else(|| StoreError::Backend("consents.category: unknown".into()))?,
+                    ConsentStatus::parse(status)
+                        .ok_or_else(|| StoreError::Backend("consents.status: unknown".into()))?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // How events fold into a state is the domain's.
+        Ok(ringfence_core::consent::ConsentState::from_events(events))
     }
 
     async fn consents(

@@ -669,7 +669,7 @@ async fn store_with_account(
 /// Consent events come only from `record_consent`, whose rules are not on PostgreSQL yet:
 /// the ledger's read is checked over rows written here as it writes them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_consent_ledger_reads_in_order_per_subject_and_after_a_sequence_number() {
+async fn the_consent_ledger_reads_in_order_and_folds_into_each_subjects_current_state() {
     use ringfence_core::consent::{ConsentMethod, ConsentStatus, SubjectKind};
     use ringfence_core::{CallId, DataCategory};
 
@@ -734,6 +734,28 @@ async fn the_consent_ledger_reads_in_order_per_subject_and_after_a_sequence_numb
             .unwrap()
             .is_empty()
     );
+    // The current state: the later withdrawal wins; a call's own events count with it.
+    let first = store
+        .consent_state(account.id, vec![[1; 16]], None)
+        .await
+        .unwrap();
+    assert!(first.withdrawn(DataCategory::Recording));
+    assert!(!first.granted(DataCategory::Transcript));
+    let on_call = store
+        .consent_state(account.id, vec![[9; 16]], Some(call))
+        .await
+        .unwrap();
+    assert!(on_call.granted(DataCategory::Transcript));
+    let both = store
+        .consent_state(account.id, vec![[1; 16], [2; 16]], None)
+        .await
+        .unwrap();
+    assert!(both.withdrawn(DataCategory::Recording) && both.granted(DataCategory::Transcript));
+    let nobody = store
+        .consent_state(account.id, vec![[9; 16]], None)
+        .await
+        .unwrap();
+    assert!(!nobody.granted(DataCategory::Recording) && !nobody.withdrawn(DataCategory::Recording));
     store.close().await;
     database.destroy().await;
 }
