@@ -13,6 +13,7 @@ use ringfence_core::recipients::{DeliveryState, EventKind};
 use ringfence_core::retention::{RetentionPolicy, RetentionScope};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, CallId, DeliveryId, RecipientId, SessionId, TokenId};
+use ringfence_store::admission::{StatusMerge, StoredCall, merge_status};
 use ringfence_store::records::*;
 use ringfence_store::{LoginFailure, Store, StoreError, UserChange, UserRecord, WebSessionRecord};
 
@@ -521,6 +522,41 @@ fn consent_from(row: &PgRow) -> Result<ConsentRow, StoreError> {
     })
 }
 
+/// The consent state of `subjects` (and of `call`'s own events), read on `conn` — inside the
+/// transaction that acts on it, where it decides what is written.
+async fn consent_state_in(
+    conn: &mut sqlx::PgConnection,
+    account: AccountId,
+    subjects: &[ringfence_crypto::BlindIndex],
+    call: Option<CallId>,
+) -> Result<ringfence_core::consent::ConsentState, StoreError> {
+    let subjects: Vec<Vec<u8>> = subjects.iter().map(|b| b.to_vec()).collect();
+    let events: Vec<(String, String)> = sqlx::query_as(
+        "SELECT category, status FROM consents
+         WHERE account_id = $1 AND (subject_bidx = ANY($2) OR call_id = $3)
+         ORDER BY seq",
+    )
+    .bind(account.as_uuid())
+    .bind(&subjects)
+    .bind(call.map(|c| c.as_uuid()))
+    .fetch_all(conn)
+    .await
+    .map_err(backend)?;
+    let events = events
+        .iter()
+        .map(|(category, status)| {
+            Ok((
+                ringfence_core::DataCategory::parse(category)
+                    .ok_or_else(|| StoreError::Backend("consents.category: unknown".into()))?,
+                ConsentStatus::parse(status)
+                    .ok_or_else(|| StoreError::Backend("consents.status: unknown".into()))?,
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    // How events fold into a state is the domain's.
+    Ok(ringfence_core::consent::ConsentState::from_events(events))
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn create_agency(&self, a: AgencyRecord) -> Result<(), StoreError> {
@@ -929,8 +965,75 @@ impl Store for PgStore {
         .transpose()
     }
 
-    async fn update_call(&self, _update: CallUpdate) -> Result<CallUpdated, StoreError> {
-        Err(not_yet("update_call"))
+    async fn update_call(&self, u: CallUpdate) -> Result<CallUpdated, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // The row stays locked until the merge is written: two deliveries of one call merge
+        // one after the other.
+        let row = sqlx::query(
+            "SELECT account_id, status, started_at, duration_s, direction, redacted_at, caller_bidx, caller_identity, caller_location
+             FROM calls WHERE id = $1 FOR UPDATE",
+        )
+        .bind(u.id.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?
+        .ok_or(StoreError::NotFound("call"))?;
+        let status: Option<String> = get(&row, "status")?;
+        let direction: Option<String> = get(&row, "direction")?;
+        let stored = StoredCall {
+            account_id: id(&row, "account_id")?,
+            status: status
+                .map(|s| {
+                    CallStatus::parse(&s)
+                        .ok_or_else(|| StoreError::Backend("status: unknown".into()))
+                })
+                .transpose()?,
+            started_at: ts(&row, "started_at")?,
+            duration_s: get::<Option<i64>>(&row, "duration_s")?
+                .map(|d| u32_from(d, "duration_s"))
+                .transpose()?,
+            direction: direction
+                .map(|d| {
+                    Direction::parse(&d)
+                        .ok_or_else(|| StoreError::Backend("direction: unknown".into()))
+                })
+                .transpose()?,
+            redacted: opt_ts(&row, "redacted_at")?.is_some(),
+            caller_bidx: opt_index(&row, "caller_bidx")?,
+            caller_identity: get(&row, "caller_identity")?,
+            caller_location: get(&row, "caller_location")?,
+        };
+        // The caller's consent, read in this transaction.
+        let consent = match stored.caller_bidx {
+            Some(bidx) if !stored.redacted => {
+                consent_state_in(&mut tx, stored.account_id, &[bidx], None).await?
+            }
+            _ => Default::default(),
+        };
+        // What the status changes is the shared rule's.
+        let merged = match merge_status(&stored, &u, &consent) {
+            StatusMerge::Unchanged => return Ok(CallUpdated::Unchanged),
+            StatusMerge::Stale => return Ok(CallUpdated::Stale),
+            StatusMerge::Apply(merged) => merged,
+        };
+        sqlx::query(
+            "UPDATE calls SET status = $3, started_at = $4, duration_s = $5, direction = $6,
+                    caller_identity = $7, caller_location = $8
+             WHERE account_id = $1 AND id = $2 AND redacted_at IS NULL",
+        )
+        .bind(stored.account_id.as_uuid())
+        .bind(u.id.as_uuid())
+        .bind(merged.status.map(CallStatus::as_str))
+        .bind(merged.started_at.millis())
+        .bind(merged.duration_s.map(i64::from))
+        .bind(merged.direction.map(Direction::as_str))
+        .bind(&merged.caller_identity)
+        .bind(&merged.caller_location)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(CallUpdated::Applied)
     }
 
     async fn referenced_recordings(&self, objects: Vec<String>) -> Result<Vec<String>, StoreError> {
@@ -1079,31 +1182,8 @@ impl Store for PgStore {
         subjects: Vec<ringfence_crypto::BlindIndex>,
         call: Option<CallId>,
     ) -> Result<ringfence_core::consent::ConsentState, StoreError> {
-        let subjects: Vec<Vec<u8>> = subjects.iter().map(|b| b.to_vec()).collect();
-        let events: Vec<(String, String)> = sqlx::query_as(
-            "SELECT category, status FROM consents
-             WHERE account_id = $1 AND (subject_bidx = ANY($2) OR call_id = $3)
-             ORDER BY seq",
-        )
-        .bind(account.as_uuid())
-        .bind(&subjects)
-        .bind(call.map(|c| c.as_uuid()))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        let events = events
-            .iter()
-            .map(|(category, status)| {
-                Ok((
-                    ringfence_core::DataCategory::parse(category)
-                        .ok_or_else(|| StoreError::Backend("consents.category: unknown".into()))?,
-                    ConsentStatus::parse(status)
-                        .ok_or_else(|| StoreError::Backend("consents.status: unknown".into()))?,
-                ))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        // How events fold into a state is the domain's.
-        Ok(ringfence_core::consent::ConsentState::from_events(events))
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        consent_state_in(&mut conn, account, &subjects, call).await
     }
 
     async fn consents(

@@ -1036,3 +1036,124 @@ async fn an_append_waits_for_the_transaction_holding_the_journal_head_and_follow
     store.close().await;
     database.destroy().await;
 }
+
+/// A later status of a stored call (telephony callbacks), over a call written here as ingest
+/// writes it: the merge itself is the shared rule `admission::merge_status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_later_status_moves_a_call_forward_keeps_withdrawn_categories_out_and_spots_a_stale_merge()
+ {
+    use ringfence_core::CallId;
+    use ringfence_core::call::CallStatus;
+    use ringfence_core::timestamp::Timestamp;
+    use ringfence_store::StoreError;
+    use ringfence_store::records::{CallUpdate, CallUpdated};
+
+    let Some(server) = server_url() else { return };
+    let database = TestDatabase::create(&server).await;
+    let (store, account) = store_with_account(&database).await;
+    let (call, redacted) = (CallId::generate(), CallId::generate());
+    let caller = [6u8; 16];
+    let mut conn = database.url.connect().await.unwrap();
+    for (id, redacted_at) in [(call, None), (redacted, Some(9_000i64))] {
+        sqlx::query(
+            "INSERT INTO calls (account_id, id, started_at, created_at, status, tracking_number, caller_bidx, caller_identity, redacted_at)
+             VALUES ($1, $2, 5000, 5000, 'ringing', '+442079460100', $3, '\\x0a', $4)",
+        )
+        .bind(account.id.as_uuid())
+        .bind(id.as_uuid())
+        .bind(caller.to_vec())
+        .bind(redacted_at)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let update = |status, identity: Option<Vec<u8>>, based_on: Option<Vec<u8>>| CallUpdate {
+        id: call,
+        started_at: Timestamp::from_millis(6_000),
+        duration_s: Some(10),
+        direction: None,
+        status: Some(status),
+        caller_identity: identity,
+        caller_location: None,
+        based_on: (based_on, None),
+    };
+    assert_eq!(
+        store
+            .update_call(update(
+                CallStatus::InProgress,
+                Some(vec![0x0b]),
+                Some(vec![0x0a])
+            ))
+            .await
+            .unwrap(),
+        CallUpdated::Applied
+    );
+    let stored = store.call(call).await.unwrap().unwrap();
+    assert_eq!(stored.status, Some(CallStatus::InProgress));
+    assert_eq!(stored.caller_identity, Some(vec![0x0b]));
+    assert_eq!(
+        stored.started_at,
+        Timestamp::from_millis(5_000),
+        "the earliest start stays"
+    );
+    assert_eq!(stored.duration_s, Some(10));
+    // An earlier status arriving late changes nothing; a merge from what the row no longer
+    // holds must be done again.
+    assert_eq!(
+        store
+            .update_call(update(CallStatus::Ringing, None, Some(vec![0x0b])))
+            .await
+            .unwrap(),
+        CallUpdated::Unchanged
+    );
+    assert_eq!(
+        store
+            .update_call(update(CallStatus::Completed, None, Some(vec![0x0a])))
+            .await
+            .unwrap(),
+        CallUpdated::Stale
+    );
+    // The caller withdrew consent to their identity: the status applies, the identity not.
+    sqlx::query(
+        "INSERT INTO consents (account_id, id, subject_kind, subject_bidx, subject, category, status, method, at, recorded_by)
+         VALUES ($1, 'withdrawal', 'caller', $2, '\\x00', 'caller_identity', 'withdrawn', 'api', 7000, 'cli')",
+    )
+    .bind(account.id.as_uuid())
+    .bind(caller.to_vec())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.ok();
+    assert_eq!(
+        store
+            .update_call(update(
+                CallStatus::Completed,
+                Some(vec![0x0c]),
+                Some(vec![0x0b])
+            ))
+            .await
+            .unwrap(),
+        CallUpdated::Applied
+    );
+    let stored = store.call(call).await.unwrap().unwrap();
+    assert_eq!(stored.status, Some(CallStatus::Completed));
+    assert_eq!(
+        stored.caller_identity,
+        Some(vec![0x0b]),
+        "the withdrawn category is not written"
+    );
+    // A redacted call takes no status; an unknown one is not found.
+    let mut late = update(CallStatus::Completed, None, Some(vec![0x0a]));
+    late.id = redacted;
+    assert_eq!(
+        store.update_call(late.clone()).await.unwrap(),
+        CallUpdated::Unchanged
+    );
+    late.id = CallId::generate();
+    assert!(matches!(
+        store.update_call(late).await,
+        Err(StoreError::NotFound("call"))
+    ));
+    store.close().await;
+    database.destroy().await;
+}
