@@ -91,7 +91,10 @@ impl DatabaseUrl {
 }
 
 fn connect_error(url: &DatabaseUrl, e: &sqlx::Error) -> StoreError {
-    StoreError::Backend(format!("cannot connect to {url}: {}", crate::describe(e)))
+    StoreError::Backend(format!(
+        "cannot connect to {url}: {}",
+        crate::describe_error(e)
+    ))
 }
 
 impl std::fmt::Display for DatabaseUrl {
@@ -204,7 +207,7 @@ enum MigrationError {
 
 impl From<sqlx::Error> for MigrationError {
     fn from(e: sqlx::Error) -> Self {
-        MigrationError::Database(crate::describe(&e))
+        MigrationError::Database(crate::describe_error(&e))
     }
 }
 

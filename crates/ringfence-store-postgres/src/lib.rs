@@ -21,12 +21,19 @@ use ringfence_store::StoreError;
 /// A database failure as a store error: the server's message (never a row's values, which
 /// PostgreSQL keeps in the error's detail, not read here) and never the URL.
 pub(crate) fn backend(e: sqlx::Error) -> StoreError {
-    StoreError::Backend(describe(&e))
+    StoreError::Backend(describe_error(&e))
 }
 
-pub(crate) fn describe(e: &sqlx::Error) -> String {
+/// A database error as text safe to log: no URL, no value.
+pub fn describe_error(e: &sqlx::Error) -> String {
     match e {
         sqlx::Error::Database(db) => match db.code() {
+            // Data exceptions quote the value they could not take ("invalid input syntax for
+            // type …: \"…\""): name the class and the constraint, never the value.
+            Some(code) if code.starts_with("22") => match db.constraint() {
+                Some(constraint) => format!("postgres: data exception ({code}) on {constraint}"),
+                None => format!("postgres: data exception ({code})"),
+            },
             Some(code) => format!("postgres: {} ({code})", db.message()),
             None => format!("postgres: {}", db.message()),
         },

@@ -12,7 +12,7 @@ use ringfence_crypto::{KeyPurpose, KeyRecord, VaultError, VaultStore};
 use ringfence_store::StoreError;
 
 use crate::connect::{DatabaseUrl, Schema, migrate};
-use crate::describe;
+use crate::describe_error;
 
 /// The vault in PostgreSQL.
 #[derive(Clone)]
@@ -42,7 +42,7 @@ impl std::fmt::Debug for PgVault {
 }
 
 fn storage(e: sqlx::Error) -> VaultError {
-    VaultError::Storage(describe(&e))
+    VaultError::Storage(describe_error(&e))
 }
 
 impl PgVault {

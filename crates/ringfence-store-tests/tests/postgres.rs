@@ -1157,3 +1157,21 @@ async fn a_later_status_moves_a_call_forward_keeps_withdrawn_categories_out_and_
     store.close().await;
     database.destroy().await;
 }
+
+#[tokio::test]
+async fn a_value_the_database_refuses_is_not_repeated_in_the_error() {
+    let Some(server) = server_url() else { return };
+    let database = TestDatabase::create(&server).await;
+    let mut conn = database.url.connect().await.unwrap();
+    // A data exception quotes its input: the store's description of it must not.
+    let error = sqlx::query("SELECT $1::text::uuid")
+        .bind("+442079460123")
+        .execute(&mut conn)
+        .await
+        .expect_err("not a uuid");
+    let text = ringfence_store_postgres::describe_error(&error);
+    assert!(!text.contains("442079460123"), "{text}");
+    assert!(text.contains("22P02"), "{text}");
+    conn.close().await.ok();
+    database.destroy().await;
+}
