@@ -8,6 +8,8 @@
 
 mod audit;
 mod connect;
+mod ingest;
+mod locks;
 mod store;
 mod users;
 mod vault;

@@ -18,7 +18,7 @@ use ringfence_store::records::*;
 use ringfence_store::{LoginFailure, Store, StoreError, UserChange, UserRecord, WebSessionRecord};
 
 use crate::connect::{DatabaseUrl, Schema, migrate};
-use crate::{audit, backend, is_unique_violation, not_yet, users};
+use crate::{audit, backend, ingest, is_unique_violation, not_yet, users};
 
 /// How many entries of `calls_live` one transaction of `retire_redacted` passes.
 const RETIRE_WINDOW: i64 = 2000;
@@ -524,7 +524,7 @@ fn consent_from(row: &PgRow) -> Result<ConsentRow, StoreError> {
 
 /// The consent state of `subjects` (and of `call`'s own events), read on `conn` — inside the
 /// transaction that acts on it, where it decides what is written.
-async fn consent_state_in(
+pub(crate) async fn consent_state_in(
     conn: &mut sqlx::PgConnection,
     account: AccountId,
     subjects: &[ringfence_crypto::BlindIndex],
@@ -838,15 +838,22 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn insert_calls(&self, _calls: Vec<NewCallRow>) -> Result<InsertReport, StoreError> {
-        Err(not_yet("insert_calls"))
+    async fn insert_calls(&self, calls: Vec<NewCallRow>) -> Result<InsertReport, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Any error rolls the whole batch back with the transaction.
+        let report = ingest::insert_calls(&mut tx, &calls).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(report)
     }
 
     async fn insert_session(
         &self,
-        _session: SessionRow,
+        session: SessionRow,
     ) -> Result<(Inserted<SessionId>, bool), StoreError> {
-        Err(not_yet("insert_session"))
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let stored = ingest::insert_session(&mut tx, session).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(stored)
     }
 
     async fn call(&self, id: CallId) -> Result<Option<CallRow>, StoreError> {

@@ -197,31 +197,13 @@ fn insert_event(
         row.recorded_by,
     ]).map_err(db_error)?;
     let seq = conn.last_insert_rowid();
-    let notice = row
-        .notice_version
-        .map(|v| v.to_string())
-        .unwrap_or_else(|| "null".into());
-    let call = row
-        .call_id
-        .map(|c| format!("\"{c}\""))
-        .unwrap_or_else(|| "null".into());
     let audit_seq = audit::append(
         conn,
-        &AuditEvent {
-            actor: row.recorded_by.clone(),
-            action: format!("consent.{}", row.status.as_str()),
-            agency_id: agency.and_then(|a| a.parse().ok()),
-            account_id: Some(row.account_id),
-            subject: Some(row.id.clone()),
-            count: None,
-            reason: None,
-            details: format!(
-                "{{\"category\":\"{}\",\"method\":\"{}\",\"notice_version\":{notice},\"subject_kind\":\"{}\",\"call_id\":{call},\"ledger_seq\":{seq}}}",
-                row.category.as_str(),
-                row.method.as_str(),
-                row.subject_kind.as_str()
-            ),
-        },
+        &ringfence_store::effects::consent_recorded_event(
+            row,
+            agency.and_then(|a| a.parse().ok()),
+            seq,
+        ),
     )?;
     Ok((seq, audit_seq))
 }

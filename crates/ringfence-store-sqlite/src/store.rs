@@ -328,15 +328,7 @@ fn insert_call_rows(
     calls: &[NewCallRow],
     mut rows: Rows<'_>,
 ) -> Result<InsertReport, StoreError> {
-    // Two calls of one batch with the same external id are a sender's bug, not a re-delivery.
-    let mut seen = std::collections::HashSet::with_capacity(calls.len());
-    for (i, a) in calls.iter().enumerate() {
-        if let Some(ext) = &a.call.external_id
-            && !seen.insert((a.call.account_id, ext))
-        {
-            return Err(StoreError::DuplicateInBatch { index: i });
-        }
-    }
+    admission::duplicate_in_batch(calls)?;
     let mut outcomes = Vec::with_capacity(calls.len());
     let mut withheld_all: Vec<Vec<DataCategory>> = Vec::with_capacity(calls.len());
     let mut forgotten: Vec<(AccountId, CallId)> = Vec::new();
@@ -824,21 +816,14 @@ impl Store for SqliteStore {
     ) -> Result<(Inserted<SessionId>, bool), StoreError> {
         self.db
             .write(move |conn| {
-                if let Some(bidx) = session.visitor_bidx
-                    && session.visitor.is_some()
-                    && consent::account_has_any(conn, session.account_id)?
-                    && consent::state(conn, session.account_id, &[bidx], None)?
-                        .withdrawn(DataCategory::Visitor)
-                {
-                    let stripped = SessionRow {
-                        visitor: None,
-                        visitor_bidx: None,
-                        gdpr_scope: None,
-                        ..session
-                    };
-                    return Ok((insert_session_row(conn, &stripped)?, true));
-                }
-                Ok((insert_session_row(conn, &session)?, false))
+                let state = match session.visitor_bidx {
+                    Some(bidx) if consent::account_has_any(conn, session.account_id)? => {
+                        consent::state(conn, session.account_id, &[bidx], None)?
+                    }
+                    _ => Default::default(),
+                };
+                let (session, withheld) = admission::session_on_arrival(session, &state);
+                Ok((insert_session_row(conn, &session)?, withheld))
             })
             .await
     }

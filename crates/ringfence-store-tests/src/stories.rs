@@ -907,3 +907,418 @@ pub async fn clients_inserting_one_key_id_at_once_all_succeed_and_the_first_key_
     }
     assert_eq!(vault.destroy(vec!["call:raced".into()]).await.unwrap(), 1);
 }
+
+/// A caller's blind index (stands for a synthetic number such as +44 20 7946 0123).
+const CALLER: [u8; 16] = [0x44; 16];
+/// A visitor's blind index.
+const VISITOR: [u8; 16] = [0x56; 16];
+
+fn new_call(account: AccountId, external: &str, started: i64) -> NewCallRow {
+    NewCallRow {
+        call: CallRow {
+            id: CallId::generate(),
+            account_id: account,
+            external_id: Some(external.into()),
+            started_at: at(started),
+            created_at: at(started + 5),
+            duration_s: Some(42),
+            direction: Some(ringfence_core::call::Direction::Inbound),
+            status: Some(ringfence_core::call::CallStatus::Completed),
+            tracking_number: "+442079460100".into(),
+            source: Some("google".into()),
+            campaign: None,
+            utm_source: None,
+            utm_medium: None,
+            utm_campaign: None,
+            gdpr_scope: Some(true),
+            caller_bidx: Some(CALLER),
+            session_id: None,
+            caller_identity: Some(vec![0xc1; 40]),
+            caller_location: Some(vec![0xc2; 40]),
+            transcript: None,
+            interaction: None,
+            recording: None,
+            redacted_at: None,
+            redaction_reason: None,
+            redacted_by: None,
+            legal_hold: None,
+        },
+        inline_session: None,
+        consents: vec![],
+        transcript_needs_consent: false,
+    }
+}
+
+fn visit(account: AccountId, external: &str) -> SessionRow {
+    SessionRow {
+        id: SessionId::generate(),
+        account_id: account,
+        external_id: Some(external.into()),
+        started_at: at(500),
+        created_at: at(505),
+        utm_source: Some("newsletter".into()),
+        utm_medium: None,
+        utm_campaign: None,
+        visitor: Some(vec![0x71; 40]),
+        gdpr_scope: Some(true),
+        visitor_bidx: Some(VISITOR),
+        redacted_at: None,
+        redaction_reason: None,
+    }
+}
+
+fn consent(
+    account: AccountId,
+    kind: ringfence_core::consent::SubjectKind,
+    subject: [u8; 16],
+    category: DataCategory,
+    status: ringfence_core::consent::ConsentStatus,
+) -> ConsentRow {
+    ConsentRow {
+        seq: 0,
+        id: format!("cns_{}", CallId::generate()),
+        account_id: account,
+        subject_kind: kind,
+        subject_bidx: subject,
+        subject: vec![0x5b; 40],
+        category,
+        status,
+        notice_version: None,
+        method: ringfence_core::consent::ConsentMethod::IvrKeypress,
+        at: at(900),
+        call_id: None,
+        recorded_by: "cli".into(),
+    }
+}
+
+async fn created_deliveries(env: &Env, account: AccountId, to: RecipientId) -> Vec<DeliveryRow> {
+    env.store
+        .deliveries(DeliveryQuery {
+            account_id: account,
+            recipient_id: to,
+            state: None,
+            event: Some(EventKind::CallCreated),
+            before: None,
+            limit: 50,
+        })
+        .await
+        .unwrap()
+}
+
+pub async fn an_ingested_batch_is_stored_once_whole_or_not_at_all_and_told_to_recipients(env: Env) {
+    let agency = agency(&env, "Agency").await;
+    let account = account(&env, agency.id, "Business").await.id;
+    let crm = recipient(account, "CRM", vec![EventKind::CallCreated], 1_000);
+    let erasures = recipient(account, "Erasures", vec![EventKind::CallRedacted], 1_000);
+    for r in [&crm, &erasures] {
+        env.store
+            .create_recipient(r.clone(), event("recipient.created", Some(account)))
+            .await
+            .unwrap();
+    }
+    let first = new_call(account, "CA01", 1_000);
+    let second = new_call(account, "CA02", 2_000);
+    let report = env
+        .store
+        .insert_calls(vec![first.clone(), second.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        report.outcomes,
+        vec![
+            Inserted::Created(first.call.id),
+            Inserted::Created(second.call.id)
+        ]
+    );
+    assert!(report.forgotten.is_empty());
+    assert_eq!(report.withheld, vec![vec![], vec![]]);
+    assert_eq!(
+        env.store.call(first.call.id).await.unwrap(),
+        Some(first.call.clone()),
+        "every field is kept as given"
+    );
+    // One call.created per new call for the recipient that takes it, none for the other.
+    let told: Vec<Option<CallId>> = created_deliveries(&env, account, crm.id)
+        .await
+        .iter()
+        .map(|d| d.call_id)
+        .collect();
+    assert_eq!(told.len(), 2);
+    assert!(told.contains(&Some(first.call.id)) && told.contains(&Some(second.call.id)));
+    assert!(
+        created_deliveries(&env, account, erasures.id)
+            .await
+            .is_empty()
+    );
+
+    // A re-delivery (new ids, same external ids) finds the stored calls and queues nothing.
+    let again = vec![
+        new_call(account, "CA01", 1_000),
+        new_call(account, "CA02", 2_000),
+    ];
+    let report = env.store.insert_calls(again).await.unwrap();
+    assert_eq!(
+        report.outcomes,
+        vec![
+            Inserted::Existing(first.call.id),
+            Inserted::Existing(second.call.id)
+        ]
+    );
+    assert_eq!(created_deliveries(&env, account, crm.id).await.len(), 2);
+
+    // Two calls of one batch with one external id: the sender's bug, refused.
+    let twice = vec![
+        new_call(account, "CA03", 3_000),
+        new_call(account, "CA03", 3_000),
+    ];
+    assert!(matches!(
+        env.store.insert_calls(twice).await,
+        Err(StoreError::DuplicateInBatch { index: 1 })
+    ));
+    // A call linked to an unknown session refuses the batch, and nothing of it is stored.
+    let mut orphan = new_call(account, "CA05", 5_000);
+    orphan.call.session_id = Some(SessionId::generate());
+    let batch = vec![new_call(account, "CA04", 4_000), orphan];
+    assert!(matches!(
+        env.store.insert_calls(batch).await,
+        Err(StoreError::SessionNotFound { index: 1 })
+    ));
+    for external in ["CA03", "CA04", "CA05"] {
+        assert_eq!(
+            env.store
+                .call_by_external(account, external.into())
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(created_deliveries(&env, account, crm.id).await.len(), 2);
+
+    // A call sent with its visit stores the visit and refers to it; re-sent, it stores
+    // neither again.
+    let mut with_visit = new_call(account, "CA06", 6_000);
+    let session = visit(account, "WS01");
+    with_visit.inline_session = Some(session.clone());
+    let report = env
+        .store
+        .insert_calls(vec![with_visit.clone()])
+        .await
+        .unwrap();
+    assert_eq!(report.outcomes, vec![Inserted::Created(with_visit.call.id)]);
+    let stored = env.store.call(with_visit.call.id).await.unwrap().unwrap();
+    assert_eq!(stored.session_id, Some(session.id));
+    assert_eq!(
+        env.store.sessions(vec![session.id]).await.unwrap(),
+        vec![session.clone()]
+    );
+    let mut resent = new_call(account, "CA06", 6_000);
+    resent.inline_session = Some(visit(account, "WS01"));
+    let report = env.store.insert_calls(vec![resent]).await.unwrap();
+    assert_eq!(
+        report.outcomes,
+        vec![Inserted::Existing(with_visit.call.id)]
+    );
+    // A later call linked to the stored visit.
+    let mut linked = new_call(account, "CA07", 7_000);
+    linked.call.session_id = Some(session.id);
+    env.store.insert_calls(vec![linked.clone()]).await.unwrap();
+    assert_eq!(
+        env.store
+            .call(linked.call.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .session_id,
+        Some(session.id)
+    );
+    verify_journal(env.store.as_ref(), None)
+        .await
+        .unwrap()
+        .expect("the chain verifies");
+}
+
+pub async fn an_arriving_call_keeps_out_what_its_subjects_withdrew_and_records_the_consents_sent_with_it(
+    env: Env,
+) {
+    use ringfence_core::consent::{ConsentStatus, SubjectKind};
+    let agency = agency(&env, "Agency").await;
+    let account = account(&env, agency.id, "Business").await.id;
+    // The caller withdraws consent to their identity on the call itself (an IVR keypress).
+    let mut first = new_call(account, "CA11", 1_000);
+    first.consents = vec![consent(
+        account,
+        SubjectKind::Caller,
+        CALLER,
+        DataCategory::CallerIdentity,
+        ConsentStatus::Withdrawn,
+    )];
+    let report = env.store.insert_calls(vec![first.clone()]).await.unwrap();
+    assert_eq!(report.withheld, vec![vec![DataCategory::CallerIdentity]]);
+    let stored = env.store.call(first.call.id).await.unwrap().unwrap();
+    assert_eq!(stored.caller_identity, None);
+    assert_eq!(stored.caller_location, first.call.caller_location);
+    let ledger = env
+        .store
+        .consents(account, Some(CALLER), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].id, first.consents[0].id);
+    assert_eq!(
+        ledger[0].call_id,
+        Some(first.call.id),
+        "recorded against the call"
+    );
+
+    // The caller's next call keeps it out too: the ledger decides.
+    let second = new_call(account, "CA12", 2_000);
+    let report = env.store.insert_calls(vec![second.clone()]).await.unwrap();
+    assert_eq!(report.withheld, vec![vec![DataCategory::CallerIdentity]]);
+    assert_eq!(
+        env.store
+            .call(second.call.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .caller_identity,
+        None
+    );
+
+    // An opt-in transcript without a granted consent refuses the batch.
+    let mut opt_in = new_call(account, "CA13", 3_000);
+    opt_in.call.transcript = Some(vec![0x7a; 40]);
+    opt_in.transcript_needs_consent = true;
+    assert!(matches!(
+        env.store.insert_calls(vec![opt_in.clone()]).await,
+        Err(StoreError::ConsentRequired {
+            index: 0,
+            category: DataCategory::Transcript
+        })
+    ));
+    // Granted with the call, it is kept.
+    opt_in.consents = vec![consent(
+        account,
+        SubjectKind::Caller,
+        CALLER,
+        DataCategory::Transcript,
+        ConsentStatus::Granted,
+    )];
+    env.store.insert_calls(vec![opt_in.clone()]).await.unwrap();
+    assert_eq!(
+        env.store
+            .call(opt_in.call.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .transcript,
+        opt_in.call.transcript
+    );
+
+    // A consent naming a notice version the account never published refuses the batch,
+    // and neither the call nor the event is stored.
+    let mut unknown_notice = new_call(account, "CA14", 4_000);
+    let mut grant = consent(
+        account,
+        SubjectKind::Caller,
+        CALLER,
+        DataCategory::CallerLocation,
+        ConsentStatus::Granted,
+    );
+    grant.notice_version = Some(9);
+    unknown_notice.consents = vec![grant];
+    assert!(matches!(
+        env.store.insert_calls(vec![unknown_notice]).await,
+        Err(StoreError::UnknownNoticeVersion { index: Some(0) })
+    ));
+    assert_eq!(
+        env.store
+            .call_by_external(account, "CA14".into())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        env.store
+            .consents(account, Some(CALLER), None, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // A visitor who withdrew: a visit sent on its own, or with a call, keeps no visitor.
+    let mut withdrawal = new_call(account, "CA15", 5_000);
+    withdrawal.consents = vec![consent(
+        account,
+        SubjectKind::Visitor,
+        VISITOR,
+        DataCategory::Visitor,
+        ConsentStatus::Withdrawn,
+    )];
+    env.store.insert_calls(vec![withdrawal]).await.unwrap();
+    let alone = visit(account, "WS11");
+    let (stored, withheld) = env.store.insert_session(alone.clone()).await.unwrap();
+    assert_eq!(stored, Inserted::Created(alone.id));
+    assert!(withheld);
+    let kept = &env.store.sessions(vec![alone.id]).await.unwrap()[0];
+    assert_eq!((kept.visitor.as_ref(), kept.visitor_bidx), (None, None));
+    let mut with_visit = new_call(account, "CA16", 6_000);
+    with_visit.inline_session = Some(visit(account, "WS12"));
+    let report = env.store.insert_calls(vec![with_visit]).await.unwrap();
+    assert_eq!(
+        report.withheld,
+        vec![vec![DataCategory::CallerIdentity, DataCategory::Visitor]]
+    );
+    // Each recorded event is journaled, and the chain holds.
+    let verified = verify_journal(env.store.as_ref(), None)
+        .await
+        .unwrap()
+        .expect("the chain verifies");
+    assert_eq!(verified.entries, 3, "one entry per consent event recorded");
+}
+
+pub async fn eight_clients_delivering_one_batch_at_once_store_each_call_once(env: Env) {
+    let agency = agency(&env, "Agency").await;
+    let account = account(&env, agency.id, "Business").await.id;
+    let crm = recipient(account, "CRM", vec![EventKind::CallCreated], 1_000);
+    env.store
+        .create_recipient(crm.clone(), event("recipient.created", Some(account)))
+        .await
+        .unwrap();
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let store = env.store.clone();
+            let batch: Vec<NewCallRow> = (0..5)
+                .map(|i| new_call(account, &format!("CA2{i}"), 1_000 + i))
+                .collect();
+            tokio::spawn(async move { store.insert_calls(batch).await })
+        })
+        .collect();
+    let mut created = Vec::new();
+    let mut ids_per_client = Vec::new();
+    for client in clients {
+        let report = client.await.unwrap().unwrap();
+        let ids: Vec<CallId> = report
+            .outcomes
+            .iter()
+            .map(|o| match o {
+                Inserted::Created(id) => {
+                    created.push(*id);
+                    *id
+                }
+                Inserted::Existing(id) => *id,
+            })
+            .collect();
+        ids_per_client.push(ids);
+    }
+    assert_eq!(
+        created.len(),
+        5,
+        "each call is created by exactly one client"
+    );
+    assert!(
+        ids_per_client.windows(2).all(|w| w[0] == w[1]),
+        "every client is answered with the stored calls"
+    );
+    assert_eq!(created_deliveries(&env, account, crm.id).await.len(), 5);
+}

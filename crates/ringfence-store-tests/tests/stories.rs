@@ -11,4 +11,7 @@ ringfence_store_tests::store_stories!(
     a_recipient_is_registered_with_its_events_and_journaled,
     a_recorded_redaction_survives_until_it_ends_and_keeps_its_recordings_referenced,
     clients_inserting_one_key_id_at_once_all_succeed_and_the_first_key_stays,
+    an_ingested_batch_is_stored_once_whole_or_not_at_all_and_told_to_recipients,
+    an_arriving_call_keeps_out_what_its_subjects_withdrew_and_records_the_consents_sent_with_it,
+    eight_clients_delivering_one_batch_at_once_store_each_call_once,
 );

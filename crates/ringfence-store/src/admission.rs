@@ -81,6 +81,43 @@ pub fn consent_subjects(call: &CallRow, session: Option<&SessionRow>) -> Vec<Bli
         .collect()
 }
 
+/// Refuses a batch in which two calls of one account carry the same external id: a sender's
+/// bug, not a re-delivery (`DuplicateInBatch` names the second).
+pub fn duplicate_in_batch(calls: &[NewCallRow]) -> Result<(), StoreError> {
+    let mut seen = std::collections::HashSet::with_capacity(calls.len());
+    for (index, new) in calls.iter().enumerate() {
+        if let Some(ext) = &new.call.external_id
+            && !seen.insert((new.call.account_id, ext))
+        {
+            return Err(StoreError::DuplicateInBatch { index });
+        }
+    }
+    Ok(())
+}
+
+/// A session without its visitor: what is stored when the visitor withdrew consent to
+/// `visitor` data (no visitor, no blind index, no scope drawn from the visitor).
+pub fn without_visitor(session: &SessionRow) -> SessionRow {
+    SessionRow {
+        visitor: None,
+        visitor_bidx: None,
+        gdpr_scope: None,
+        ..session.clone()
+    }
+}
+
+/// What a session sent on its own may keep: `stored` is the visitor's consent state, read in
+/// the storing transaction. Returns the session to store and whether its visitor was left out.
+pub fn session_on_arrival(session: SessionRow, stored: &ConsentState) -> (SessionRow, bool) {
+    if session.visitor.is_some()
+        && session.visitor_bidx.is_some()
+        && stored.withdrawn(DataCategory::Visitor)
+    {
+        return (without_visitor(&session), true);
+    }
+    (session, false)
+}
+
 /// What consent lets an arriving call keep.
 #[derive(Debug)]
 pub struct Consented<'a> {
@@ -140,12 +177,9 @@ pub fn apply_consent<'a>(
         }
     }
     let session = match session {
-        Some(s) if withheld.contains(&DataCategory::Visitor) => Some(Cow::Owned(SessionRow {
-            visitor: None,
-            visitor_bidx: None,
-            gdpr_scope: None,
-            ..s.clone()
-        })),
+        Some(s) if withheld.contains(&DataCategory::Visitor) => {
+            Some(Cow::Owned(without_visitor(s)))
+        }
         other => other.map(Cow::Borrowed),
     };
     Ok(Consented {

@@ -7,7 +7,7 @@ use ringfence_core::call::RedactionReason;
 use ringfence_core::datamap::DataCategory;
 use ringfence_core::recipients::{EventKind, MAX_CALLS_PER_EVENT};
 use ringfence_core::timestamp::Timestamp;
-use ringfence_core::{AccountId, SessionId};
+use ringfence_core::{AccountId, AgencyId, SessionId};
 use ringfence_crypto::{BlindIndex, blind_index_from_hex, blind_index_to_hex};
 use serde_json::{Map, Value, json};
 
@@ -87,6 +87,38 @@ pub fn withdrawal_extra(consent: &ConsentRow) -> Map<String, Value> {
     extra.insert("category".into(), json!(consent.category.as_str()));
     extra.insert("subject_kind".into(), json!(consent.subject_kind.as_str()));
     extra
+}
+
+/// The journal entry of a consent event (the journal keeps that a consent existed, never
+/// whose): its id, category, method, notice version, kind of subject, call and ledger order.
+pub fn consent_recorded_event(
+    row: &ConsentRow,
+    agency: Option<AgencyId>,
+    ledger_seq: i64,
+) -> AuditEvent {
+    let notice = row
+        .notice_version
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "null".into());
+    let call = row
+        .call_id
+        .map(|c| format!("\"{c}\""))
+        .unwrap_or_else(|| "null".into());
+    AuditEvent {
+        actor: row.recorded_by.clone(),
+        action: format!("consent.{}", row.status.as_str()),
+        agency_id: agency,
+        account_id: Some(row.account_id),
+        subject: Some(row.id.clone()),
+        count: None,
+        reason: None,
+        details: format!(
+            "{{\"category\":\"{}\",\"method\":\"{}\",\"notice_version\":{notice},\"subject_kind\":\"{}\",\"call_id\":{call},\"ledger_seq\":{ledger_seq}}}",
+            row.category.as_str(),
+            row.method.as_str(),
+            row.subject_kind.as_str()
+        ),
+    }
 }
 
 /// Which calls the recipients are told lost some categories: those whose columns changed,

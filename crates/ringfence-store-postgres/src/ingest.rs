@@ -1,0 +1,440 @@
+//! Storing arriving calls and sessions on PostgreSQL: the facts the admission rules need
+//! (forget list, consent ledger, linked session) are read inside the transaction that stores
+//! what the rules return, under the subject locks of [`crate::locks`].
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use ringfence_core::call::{CallStatus, Direction, RedactionReason};
+use ringfence_core::recipients::EventKind;
+use ringfence_core::timestamp::Timestamp;
+use ringfence_core::{AccountId, AgencyId, CallId, DataCategory, DeliveryId, EventId, SessionId};
+use ringfence_crypto::BlindIndex;
+use ringfence_store::StoreError;
+use ringfence_store::admission;
+use ringfence_store::effects;
+use ringfence_store::records::{
+    CallRow, ConsentRow, InsertReport, Inserted, NewCallRow, SessionRow,
+};
+
+use crate::store::consent_state_in;
+use crate::{audit, backend, locks};
+
+/// The subjects an ingest stores (callers and visitors sent with their calls).
+fn subjects_of(calls: &[NewCallRow]) -> Vec<(AccountId, BlindIndex)> {
+    calls
+        .iter()
+        .flat_map(|new| {
+            admission::consent_subjects(&new.call, new.inline_session.as_ref())
+                .into_iter()
+                .map(move |b| (new.call.account_id, b))
+        })
+        .collect()
+}
+
+/// Stores a batch in one transaction: all of it, or nothing (see `Store::insert_calls`).
+pub(crate) async fn insert_calls(
+    conn: &mut PgConnection,
+    calls: &[NewCallRow],
+) -> Result<InsertReport, StoreError> {
+    admission::duplicate_in_batch(calls)?;
+    locks::share(&mut *conn, subjects_of(calls)).await?;
+    let mut outcomes = Vec::with_capacity(calls.len());
+    let mut withheld_all: Vec<Vec<DataCategory>> = Vec::with_capacity(calls.len());
+    let mut forgotten: Vec<(AccountId, CallId)> = Vec::new();
+    // Most accounts never forget anyone: ask once per account, not once per call.
+    let mut forget_lists: HashMap<AccountId, bool> = HashMap::new();
+    for (index, new) in calls.iter().enumerate() {
+        let mut c: Cow<'_, CallRow> = Cow::Borrowed(&new.call);
+        let mut session: Option<Cow<'_, SessionRow>> =
+            new.inline_session.as_ref().map(Cow::Borrowed);
+        let used = match forget_lists.get(&c.account_id) {
+            Some(used) => *used,
+            None => {
+                let used: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM forget_list WHERE account_id = $1)",
+                )
+                .bind(c.account_id.as_uuid())
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(backend)?;
+                forget_lists.insert(c.account_id, used);
+                used
+            }
+        };
+        let mut forgotten_now = false;
+        if used
+            && let Some(bidx) = c.caller_bidx
+            && forgotten_caller(conn, c.account_id, &bidx).await?
+        {
+            c = Cow::Owned(admission::forgotten_on_arrival(&c));
+            session = None;
+            forgotten_now = true;
+        }
+        let mut withheld = Vec::new();
+        if c.redacted_at.is_none() {
+            let subjects = admission::consent_subjects(&c, session.as_deref());
+            let state = if subjects.is_empty() {
+                Default::default()
+            } else {
+                consent_state_in(conn, c.account_id, &subjects, None).await?
+            };
+            let decided = admission::apply_consent(new, &c, session.as_deref(), state, index)?;
+            if !decided.withheld.is_empty() {
+                withheld = decided.withheld;
+                let call = decided.call.into_owned();
+                session = decided.session.map(|s| Cow::Owned(s.into_owned()));
+                c = Cow::Owned(call);
+            }
+        }
+        // A call sent with its visit: a re-delivered call must not store the visit again,
+        // so its external id is looked up first.
+        if session.is_some()
+            && let Some(ext) = &c.external_id
+            && let Some(existing) = call_by_external(conn, c.account_id, ext).await?
+        {
+            outcomes.push(Inserted::Existing(existing));
+            withheld_all.push(Vec::new());
+            continue;
+        }
+        let session_id = match session.as_deref() {
+            Some(s) => Some(insert_session_row(conn, s).await?.id()),
+            None => {
+                if let Some(linked) = c.session_id {
+                    let scope: Option<Option<bool>> = sqlx::query_scalar(
+                        "SELECT gdpr_scope FROM sessions WHERE account_id = $1 AND id = $2",
+                    )
+                    .bind(c.account_id.as_uuid())
+                    .bind(linked.as_uuid())
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(backend)?;
+                    let Some(scope) = scope else {
+                        return Err(StoreError::SessionNotFound { index });
+                    };
+                    if let Some(call) = admission::linked_to_session(&c, scope) {
+                        c = Cow::Owned(call);
+                    }
+                }
+                c.session_id
+            }
+        };
+        if !insert_call_row(conn, &c, session_id).await? {
+            // A re-delivery: the external id is known (committed by another ingest, which
+            // this insert waited for); nothing was stored.
+            let ext = c.external_id.as_deref().unwrap_or_default();
+            let existing = call_by_external(conn, c.account_id, ext)
+                .await?
+                .ok_or_else(|| StoreError::Backend("calls: conflicting row not found".into()))?;
+            outcomes.push(Inserted::Existing(existing));
+            withheld_all.push(Vec::new());
+            continue;
+        }
+        if c.redacted_at.is_none() {
+            for event in &new.consents {
+                let event = ConsentRow {
+                    call_id: Some(c.id),
+                    ..event.clone()
+                };
+                record_event(conn, &event).await.map_err(|e| match e {
+                    StoreError::UnknownNoticeVersion { .. } => {
+                        StoreError::UnknownNoticeVersion { index: Some(index) }
+                    }
+                    other => other,
+                })?;
+            }
+        }
+        if forgotten_now {
+            forgotten.push((c.account_id, c.id));
+        }
+        outcomes.push(Inserted::Created(c.id));
+        withheld_all.push(withheld);
+    }
+    let mut by_account: BTreeMap<AccountId, Vec<CallId>> = BTreeMap::new();
+    for (account, call) in &forgotten {
+        by_account.entry(*account).or_default().push(*call);
+    }
+    for (account, ids) in by_account {
+        let agency = agency_of(conn, account).await?;
+        audit::append(
+            conn,
+            &admission::forgotten_on_arrival_event(account, agency, &ids),
+        )
+        .await?;
+    }
+    // New calls go to the account's recipients (rendered when sent, from the sealed row).
+    let mut created: BTreeMap<AccountId, Vec<Uuid>> = BTreeMap::new();
+    for (new, outcome) in calls.iter().zip(&outcomes) {
+        if let Inserted::Created(id) = outcome {
+            created
+                .entry(new.call.account_id)
+                .or_default()
+                .push(id.as_uuid());
+        }
+    }
+    let now = Timestamp::now();
+    for (account, ids) in created {
+        enqueue_created(conn, account, &ids, now).await?;
+    }
+    Ok(InsertReport {
+        outcomes,
+        forgotten: forgotten.into_iter().map(|(_, c)| c).collect(),
+        withheld: withheld_all,
+    })
+}
+
+/// Stores a session sent on its own (see `Store::insert_session`).
+pub(crate) async fn insert_session(
+    conn: &mut PgConnection,
+    session: SessionRow,
+) -> Result<(Inserted<SessionId>, bool), StoreError> {
+    let state = match session.visitor_bidx {
+        Some(bidx) => {
+            locks::share(&mut *conn, [(session.account_id, bidx)]).await?;
+            consent_state_in(conn, session.account_id, &[bidx], None).await?
+        }
+        None => Default::default(),
+    };
+    let (session, withheld) = admission::session_on_arrival(session, &state);
+    Ok((insert_session_row(conn, &session).await?, withheld))
+}
+
+async fn forgotten_caller(
+    conn: &mut PgConnection,
+    account: AccountId,
+    bidx: &BlindIndex,
+) -> Result<bool, StoreError> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM forget_list WHERE account_id = $1 AND caller_bidx = $2)",
+    )
+    .bind(account.as_uuid())
+    .bind(bidx.as_slice())
+    .fetch_one(conn)
+    .await
+    .map_err(backend)
+}
+
+async fn call_by_external(
+    conn: &mut PgConnection,
+    account: AccountId,
+    external_id: &str,
+) -> Result<Option<CallId>, StoreError> {
+    let id: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM calls WHERE account_id = $1 AND external_id = $2")
+            .bind(account.as_uuid())
+            .bind(external_id)
+            .fetch_optional(conn)
+            .await
+            .map_err(backend)?;
+    Ok(id.map(CallId::from_uuid))
+}
+
+pub(crate) async fn agency_of(
+    conn: &mut PgConnection,
+    account: AccountId,
+) -> Result<Option<AgencyId>, StoreError> {
+    let agency: Option<Uuid> = sqlx::query_scalar("SELECT agency_id FROM accounts WHERE id = $1")
+        .bind(account.as_uuid())
+        .fetch_optional(conn)
+        .await
+        .map_err(backend)?;
+    Ok(agency.map(AgencyId::from_uuid))
+}
+
+/// Inserts a session unless its external id is known; the id stored either way.
+async fn insert_session_row(
+    conn: &mut PgConnection,
+    s: &SessionRow,
+) -> Result<Inserted<SessionId>, StoreError> {
+    let created: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO sessions (id, account_id, external_id, started_at, created_at, utm_source, utm_medium, utm_campaign, visitor, gdpr_scope, visitor_bidx)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (account_id, external_id) DO NOTHING
+         RETURNING id",
+    )
+    .bind(s.id.as_uuid())
+    .bind(s.account_id.as_uuid())
+    .bind(&s.external_id)
+    .bind(s.started_at.millis())
+    .bind(s.created_at.millis())
+    .bind(&s.utm_source)
+    .bind(&s.utm_medium)
+    .bind(&s.utm_campaign)
+    .bind(&s.visitor)
+    .bind(s.gdpr_scope)
+    .bind(s.visitor_bidx.as_ref().map(|b| b.as_slice()))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend)?;
+    if created.is_some() {
+        return Ok(Inserted::Created(s.id));
+    }
+    let existing: Uuid =
+        sqlx::query_scalar("SELECT id FROM sessions WHERE account_id = $1 AND external_id = $2")
+            .bind(s.account_id.as_uuid())
+            .bind(&s.external_id)
+            .fetch_one(conn)
+            .await
+            .map_err(backend)?;
+    Ok(Inserted::Existing(SessionId::from_uuid(existing)))
+}
+
+/// Inserts a call unless its external id is known; whether it was stored.
+async fn insert_call_row(
+    conn: &mut PgConnection,
+    c: &CallRow,
+    session_id: Option<SessionId>,
+) -> Result<bool, StoreError> {
+    let recording = c.recording.as_ref();
+    let bytes = recording
+        .map(|r| {
+            i64::try_from(r.bytes)
+                .map_err(|_| StoreError::Backend("recording_bytes: out of range".into()))
+        })
+        .transpose()?;
+    let n = sqlx::query(
+        "INSERT INTO calls (id, account_id, external_id, started_at, created_at, duration_s, direction, status, tracking_number, source, campaign, utm_source, utm_medium, utm_campaign, gdpr_scope, caller_bidx, session_id, caller_identity, caller_location, transcript, interaction, recording_object, recording_content_type, recording_bytes, redacted_at, redaction_reason, redacted_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)
+         ON CONFLICT (account_id, external_id) DO NOTHING",
+    )
+    .bind(c.id.as_uuid())
+    .bind(c.account_id.as_uuid())
+    .bind(&c.external_id)
+    .bind(c.started_at.millis())
+    .bind(c.created_at.millis())
+    .bind(c.duration_s.map(i64::from))
+    .bind(c.direction.map(Direction::as_str))
+    .bind(c.status.map(CallStatus::as_str))
+    .bind(&c.tracking_number)
+    .bind(&c.source)
+    .bind(&c.campaign)
+    .bind(&c.utm_source)
+    .bind(&c.utm_medium)
+    .bind(&c.utm_campaign)
+    .bind(c.gdpr_scope)
+    .bind(c.caller_bidx.as_ref().map(|b| b.as_slice()))
+    .bind(session_id.map(|s| s.as_uuid()))
+    .bind(&c.caller_identity)
+    .bind(&c.caller_location)
+    .bind(&c.transcript)
+    .bind(&c.interaction)
+    .bind(recording.map(|r| r.object.as_str()))
+    .bind(recording.map(|r| r.content_type.as_str()))
+    .bind(bytes)
+    .bind(c.redacted_at.map(Timestamp::millis))
+    .bind(c.redaction_reason.map(RedactionReason::as_str))
+    .bind(&c.redacted_by)
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(n.rows_affected() == 1)
+}
+
+/// Appends one consent event to the ledger and journals it (the notice version it names
+/// becomes immutable); the ledger's order and the journal's.
+pub(crate) async fn record_event(
+    conn: &mut PgConnection,
+    row: &ConsentRow,
+) -> Result<(i64, i64), StoreError> {
+    if let Some(version) = row.notice_version {
+        let found = sqlx::query(
+            "UPDATE notices SET used_at = COALESCE(used_at, $4)
+             WHERE account_id = $1 AND category = $2 AND version = $3",
+        )
+        .bind(row.account_id.as_uuid())
+        .bind(row.category.as_str())
+        .bind(i64::from(version))
+        .bind(row.at.millis())
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+        if found.rows_affected() == 0 {
+            return Err(StoreError::UnknownNoticeVersion { index: None });
+        }
+    }
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO consents (account_id, id, subject_kind, subject_bidx, subject, category, status, notice_version, method, at, call_id, recorded_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         RETURNING seq",
+    )
+    .bind(row.account_id.as_uuid())
+    .bind(&row.id)
+    .bind(row.subject_kind.as_str())
+    .bind(row.subject_bidx.as_slice())
+    .bind(&row.subject)
+    .bind(row.category.as_str())
+    .bind(row.status.as_str())
+    .bind(row.notice_version.map(i64::from))
+    .bind(row.method.as_str())
+    .bind(row.at.millis())
+    .bind(row.call_id.map(|c| c.as_uuid()))
+    .bind(&row.recorded_by)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| {
+        if crate::is_unique_violation(&e) {
+            StoreError::AlreadyExists("consent event")
+        } else {
+            backend(e)
+        }
+    })?;
+    let agency = agency_of(conn, row.account_id).await?;
+    let audit_seq = audit::append(conn, &effects::consent_recorded_event(row, agency, seq)).await?;
+    Ok((seq, audit_seq))
+}
+
+/// Queues a `call.created` per new call for every recipient of the account that takes it.
+/// No payload: the call is rendered from its sealed row when sent.
+async fn enqueue_created(
+    conn: &mut PgConnection,
+    account: AccountId,
+    calls: &[Uuid],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let recipients: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM recipients
+         WHERE account_id = $1 AND disabled_at IS NULL AND $2 = ANY (events)
+         ORDER BY id",
+    )
+    .bind(account.as_uuid())
+    .bind(EventKind::CallCreated.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    if recipients.is_empty() {
+        return Ok(());
+    }
+    // One event per call, one delivery per recipient of it.
+    let mut ids = Vec::new();
+    let mut events = Vec::new();
+    let mut to = Vec::new();
+    let mut of = Vec::new();
+    for call in calls {
+        let event = EventId::generate().as_uuid();
+        for recipient in &recipients {
+            ids.push(DeliveryId::generate().as_uuid());
+            events.push(event);
+            to.push(*recipient);
+            of.push(*call);
+        }
+    }
+    sqlx::query(
+        "INSERT INTO deliveries (account_id, id, event_id, event, recipient_id, call_id, payload, created_at, state, attempts, next_attempt_at)
+         SELECT $1, d.id, d.event_id, $2, d.recipient_id, d.call_id, NULL, $3, 'queued', 0, $3
+         FROM unnest($4::uuid[], $5::uuid[], $6::uuid[], $7::uuid[]) AS d (id, event_id, recipient_id, call_id)",
+    )
+    .bind(account.as_uuid())
+    .bind(EventKind::CallCreated.as_str())
+    .bind(now.millis())
+    .bind(&ids)
+    .bind(&events)
+    .bind(&to)
+    .bind(&of)
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
