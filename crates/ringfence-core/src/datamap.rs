@@ -575,6 +575,25 @@ pub fn columns_of(entity: Entity, category: DataCategory) -> Vec<&'static str> {
     columns
 }
 
+/// The columns of `entity`'s table that hold fields of any of `categories`, each once: what
+/// a removal of those categories clears.
+pub fn columns_of_all(entity: Entity, categories: &[DataCategory]) -> Vec<&'static str> {
+    let mut columns: Vec<&'static str> = Vec::new();
+    for category in categories {
+        for column in columns_of(entity, *category) {
+            if !columns.contains(&column) {
+                columns.push(column);
+            }
+        }
+    }
+    columns
+}
+
+/// The columns of `entity`'s table that hold personal data: what a whole redaction clears.
+pub fn personal_columns(entity: Entity) -> Vec<&'static str> {
+    columns_of_all(entity, &DataCategory::PERSONAL)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

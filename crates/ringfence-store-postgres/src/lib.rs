@@ -10,6 +10,7 @@ mod audit;
 mod connect;
 mod ingest;
 mod locks;
+mod redaction;
 mod store;
 mod users;
 mod vault;

@@ -18,7 +18,7 @@ use ringfence_store::records::*;
 use ringfence_store::{LoginFailure, Store, StoreError, UserChange, UserRecord, WebSessionRecord};
 
 use crate::connect::{DatabaseUrl, Schema, migrate};
-use crate::{audit, backend, ingest, is_unique_violation, not_yet, users};
+use crate::{audit, backend, ingest, is_unique_violation, not_yet, redaction, users};
 
 /// How many entries of `calls_live` one transaction of `retire_redacted` passes.
 const RETIRE_WINDOW: i64 = 2000;
@@ -555,6 +555,52 @@ pub(crate) async fn consent_state_in(
         .collect::<Result<Vec<_>, StoreError>>()?;
     // How events fold into a state is the domain's.
     Ok(ringfence_core::consent::ConsentState::from_events(events))
+}
+
+/// Records a redaction job (its own statement, or part of the transaction that chose it).
+pub(crate) async fn insert_job(
+    conn: &mut sqlx::PgConnection,
+    job: &RedactionJob,
+) -> Result<(), StoreError> {
+    let (forget_accounts, forget_bidx) = split_pairs(&job.forget);
+    let (subject_accounts, subject_bidx) = split_pairs(&job.subjects);
+    let call_ids: Vec<Uuid> = job.call_ids.iter().map(|c| c.as_uuid()).collect();
+    let session_ids: Vec<Uuid> = job.session_ids.iter().map(|s| s.as_uuid()).collect();
+    let categories: Vec<&str> = job.categories.iter().map(|c| c.as_str()).collect();
+    let a = &job.audit;
+    sqlx::query(
+            "INSERT INTO redaction_jobs (id, created_at, reason, call_ids, session_ids, objects, forget_accounts, forget_bidx, subject_accounts, subject_bidx, categories, audit_actor, audit_action, audit_agency, audit_account, audit_subject, audit_count, audit_reason, audit_details)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+        )
+        .bind(&job.id)
+        .bind(job.created_at.millis())
+        .bind(job.reason.as_str())
+        .bind(&call_ids)
+        .bind(&session_ids)
+        .bind(&job.objects)
+        .bind(&forget_accounts)
+        .bind(&forget_bidx)
+        .bind(&subject_accounts)
+        .bind(&subject_bidx)
+        .bind(&categories)
+        .bind(&a.actor)
+        .bind(&a.action)
+        .bind(a.agency_id.map(|x| x.as_uuid()))
+        .bind(a.account_id.map(|x| x.as_uuid()))
+        .bind(&a.subject)
+        .bind(a.count.map(|c| c as i64))
+        .bind(&a.reason)
+        .bind(&a.details)
+        .execute(conn)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::AlreadyExists("redaction job")
+            } else {
+                backend(e)
+            }
+        })?;
+    Ok(())
 }
 
 #[async_trait]
@@ -1383,62 +1429,32 @@ impl Store for PgStore {
     }
 
     async fn begin_redaction(&self, job: RedactionJob) -> Result<(), StoreError> {
-        let (forget_accounts, forget_bidx) = split_pairs(&job.forget);
-        let (subject_accounts, subject_bidx) = split_pairs(&job.subjects);
-        let call_ids: Vec<Uuid> = job.call_ids.iter().map(|c| c.as_uuid()).collect();
-        let session_ids: Vec<Uuid> = job.session_ids.iter().map(|s| s.as_uuid()).collect();
-        let categories: Vec<&str> = job.categories.iter().map(|c| c.as_str()).collect();
-        let a = &job.audit;
-        sqlx::query(
-            "INSERT INTO redaction_jobs (id, created_at, reason, call_ids, session_ids, objects, forget_accounts, forget_bidx, subject_accounts, subject_bidx, categories, audit_actor, audit_action, audit_agency, audit_account, audit_subject, audit_count, audit_reason, audit_details)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
-        )
-        .bind(&job.id)
-        .bind(job.created_at.millis())
-        .bind(job.reason.as_str())
-        .bind(&call_ids)
-        .bind(&session_ids)
-        .bind(&job.objects)
-        .bind(&forget_accounts)
-        .bind(&forget_bidx)
-        .bind(&subject_accounts)
-        .bind(&subject_bidx)
-        .bind(&categories)
-        .bind(&a.actor)
-        .bind(&a.action)
-        .bind(a.agency_id.map(|x| x.as_uuid()))
-        .bind(a.account_id.map(|x| x.as_uuid()))
-        .bind(&a.subject)
-        .bind(a.count.map(|c| c as i64))
-        .bind(&a.reason)
-        .bind(&a.details)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::AlreadyExists("redaction job")
-            } else {
-                backend(e)
-            }
-        })?;
-        Ok(())
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        insert_job(&mut conn, &job).await
     }
 
     async fn begin_caller_redaction(
         &self,
-        _job: RedactionJob,
-        _callers: Vec<(AccountId, ringfence_crypto::BlindIndex)>,
+        mut job: RedactionJob,
+        callers: Vec<(AccountId, ringfence_crypto::BlindIndex)>,
     ) -> Result<(RedactionJob, u64), StoreError> {
-        Err(not_yet("begin_caller_redaction"))
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let held = redaction::begin_callers(&mut tx, &mut job, &callers).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok((job, held))
     }
 
     async fn apply_redaction(
         &self,
-        _job: RedactionJob,
-        _by: String,
-        _keys_gone: KeysDestroyed,
+        job: RedactionJob,
+        by: String,
+        keys_gone: KeysDestroyed,
     ) -> Result<RedactionApplied, StoreError> {
-        Err(not_yet("apply_redaction"))
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // An error drops the transaction: the rows stay as they were.
+        let applied = redaction::apply(&mut tx, &job, &by, keys_gone).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(applied)
     }
 
     async fn end_redaction(&self, job_id: String) -> Result<(), StoreError> {

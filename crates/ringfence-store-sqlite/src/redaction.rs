@@ -5,7 +5,7 @@ use rusqlite::{Connection, params};
 
 use ringfence_core::AccountId;
 use ringfence_core::call::RedactionReason;
-use ringfence_core::datamap::{DataCategory, Entity, columns_of};
+use ringfence_core::datamap::{DataCategory, Entity, columns_of_all, personal_columns};
 use ringfence_core::recipients::EventKind;
 use ringfence_core::timestamp::Timestamp;
 use ringfence_crypto::BlindIndex;
@@ -93,7 +93,7 @@ pub(crate) fn begin_callers(
         )
         .map_err(db_error)?;
     for (account, bidx) in callers {
-        let rows = select
+        let found = select
             .query_map(params![account.to_string(), bidx.as_slice()], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
@@ -104,25 +104,21 @@ pub(crate) fn begin_callers(
             })
             .map_err(db_error)?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(db_error)?;
-        for (id, session, object, held) in rows {
-            // Calls on legal hold are exempt (GDPR Art. 17(3)(e)); the receipt counts them.
-            if held {
-                skipped += 1;
-                continue;
-            }
-            job.call_ids.push(
-                id.parse()
-                    .map_err(|_| StoreError::Backend("a call id does not parse".into()))?,
-            );
-            if let Some(session) = session.and_then(|s| s.parse().ok()) {
-                job.session_ids.push(session);
-            }
-            job.objects.extend(object);
-        }
+            .map_err(db_error)?
+            .into_iter()
+            .map(|(id, session, recording, legal_hold)| {
+                Ok(effects::CallerCall {
+                    id: id
+                        .parse()
+                        .map_err(|_| StoreError::Backend("a call id does not parse".into()))?,
+                    session: session.and_then(|s| s.parse().ok()),
+                    recording,
+                    legal_hold,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        skipped += effects::choose_caller_calls(job, found);
     }
-    job.session_ids.sort();
-    job.session_ids.dedup();
     begin(conn, job)?;
     Ok(skipped)
 }
@@ -222,11 +218,7 @@ fn objects_with(conn: &Connection, ids: &str, known: &[String]) -> Result<Vec<St
 
 /// `col = NULL, …` for every personal column of `entity`, from the data map.
 fn personal_assignments(entity: Entity) -> String {
-    let mut columns = Vec::new();
-    for category in DataCategory::PERSONAL {
-        columns.extend(columns_of(entity, category));
-    }
-    columns
+    personal_columns(entity)
         .iter()
         .map(|c| format!("{c} = NULL"))
         .collect::<Vec<_>>()
@@ -239,10 +231,7 @@ fn personal_assignments(entity: Entity) -> String {
 fn apply_categories(conn: &Connection, job: &RedactionJob) -> Result<RedactionApplied, StoreError> {
     let at = Timestamp::now();
     let mut objects: Vec<String> = job.objects.clone();
-    let mut columns: Vec<&str> = Vec::new();
-    for category in &job.categories {
-        columns.extend(columns_of(Entity::Call, *category));
-    }
+    let columns = columns_of_all(Entity::Call, &job.categories);
     let holds = columns
         .iter()
         .map(|c| format!("{c} IS NOT NULL"))

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use ringfence_core::access::{Role, Scope};
 use ringfence_core::call::RedactionReason;
 use ringfence_core::collection::{CollectionSettings, IpPolicy, RecordingMode};
-use ringfence_core::recipients::EventKind;
+use ringfence_core::recipients::{DeliveryState, EventKind};
 use ringfence_core::retention::{RetentionPolicy, RetentionScope};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{
@@ -1321,4 +1321,248 @@ pub async fn eight_clients_delivering_one_batch_at_once_store_each_call_once(env
         "every client is answered with the stored calls"
     );
     assert_eq!(created_deliveries(&env, account, crm.id).await.len(), 5);
+}
+
+/// A caller's redaction as the call log asks for it: nothing chosen yet, the caller forgotten.
+fn caller_job(account: AccountId, id: &str) -> RedactionJob {
+    RedactionJob {
+        id: id.into(),
+        created_at: Timestamp::now(),
+        reason: RedactionReason::Caller,
+        call_ids: vec![],
+        session_ids: vec![],
+        objects: vec![],
+        forget: vec![(account, CALLER)],
+        subjects: vec![(account, CALLER)],
+        audit: AuditEvent {
+            actor: "cli".into(),
+            action: "caller.redacted".into(),
+            account_id: Some(account),
+            reason: Some("request".into()),
+            details: "{}".into(),
+            ..AuditEvent::default()
+        },
+        categories: vec![],
+    }
+}
+
+/// Applies a job whose keys the vault reports `destroyed` (or not).
+async fn apply_with_keys(
+    env: &Env,
+    job: &RedactionJob,
+    destroyed: bool,
+) -> Result<RedactionApplied, StoreError> {
+    let (signal, keys_gone) = KeysDestroyed::channel();
+    signal.send(destroyed);
+    env.store
+        .apply_redaction(job.clone(), "cli".into(), keys_gone)
+        .await
+}
+
+pub async fn a_forgotten_callers_calls_are_cleared_once_their_keys_are_gone_and_later_calls_arrive_redacted(
+    env: Env,
+) {
+    use ringfence_core::consent::{ConsentStatus, SubjectKind};
+    let agency = agency(&env, "Agency").await;
+    let account = account(&env, agency.id, "Business").await.id;
+    let crm = recipient(
+        account,
+        "CRM",
+        vec![EventKind::CallCreated, EventKind::CallerErased],
+        1_000,
+    );
+    env.store
+        .create_recipient(crm.clone(), event("recipient.created", Some(account)))
+        .await
+        .unwrap();
+    let mut visited = new_call(account, "CA31", 1_000);
+    let session = visit(account, "WS31");
+    visited.inline_session = Some(session.clone());
+    visited.call.recording = Some(RecordingRow {
+        object: format!("recordings/{account}/CA31.wav"),
+        content_type: "audio/wav".into(),
+        bytes: 4_096,
+    });
+    visited.consents = vec![consent(
+        account,
+        SubjectKind::Caller,
+        CALLER,
+        DataCategory::Transcript,
+        ConsentStatus::Granted,
+    )];
+    let held = new_call(account, "CA32", 2_000);
+    env.store
+        .insert_calls(vec![visited.clone(), held.clone()])
+        .await
+        .unwrap();
+    env.store
+        .set_legal_hold(
+            held.call.id,
+            Some(LegalHold {
+                at: at(3_000),
+                reason: "litigation".into(),
+                by: "cli".into(),
+            }),
+            event("call.legal_hold", Some(account)),
+        )
+        .await
+        .unwrap();
+
+    let (job, skipped) = env
+        .store
+        .begin_caller_redaction(caller_job(account, "job-forget"), vec![(account, CALLER)])
+        .await
+        .unwrap();
+    assert_eq!(
+        job.call_ids,
+        vec![visited.call.id],
+        "the held call is exempt"
+    );
+    assert_eq!(skipped, 1);
+    assert_eq!(job.session_ids, vec![session.id]);
+    assert_eq!(job.objects, vec![format!("recordings/{account}/CA31.wav")]);
+    assert_eq!(
+        env.store.pending_redactions().await.unwrap(),
+        vec![job.clone()]
+    );
+
+    // The vault failed: nothing changes.
+    assert!(apply_with_keys(&env, &job, false).await.is_err());
+    let kept = env.store.call(visited.call.id).await.unwrap().unwrap();
+    assert_eq!(kept.redacted_at, None);
+    assert_eq!(kept.caller_identity, visited.call.caller_identity);
+
+    let applied = apply_with_keys(&env, &job, true).await.unwrap();
+    assert_eq!(
+        (applied.calls, applied.sessions, applied.consents),
+        (1, 1, 1)
+    );
+    assert_eq!(applied.objects, job.objects);
+    let cleared = env.store.call(visited.call.id).await.unwrap().unwrap();
+    assert_eq!(cleared.redaction_reason, Some(RedactionReason::Caller));
+    assert_eq!(cleared.redacted_by.as_deref(), Some("cli"));
+    assert_eq!(
+        (
+            cleared.caller_identity,
+            cleared.caller_location,
+            cleared.caller_bidx,
+            cleared.recording
+        ),
+        (None, None, None, None)
+    );
+    assert_eq!(
+        cleared.tracking_number, visited.call.tracking_number,
+        "the fact stays"
+    );
+    let visit_left = &env.store.sessions(vec![session.id]).await.unwrap()[0];
+    assert_eq!(
+        (visit_left.visitor.as_ref(), visit_left.visitor_bidx),
+        (None, None)
+    );
+    assert!(
+        env.store
+            .consents(account, Some(CALLER), None, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the caller's ledger leaves with them"
+    );
+    let held_now = env.store.call(held.call.id).await.unwrap().unwrap();
+    assert_eq!(held_now.caller_identity, held.call.caller_identity);
+    // The redacted call's call.created never leaves; the recipient is told of the erasure.
+    let page = env
+        .store
+        .deliveries(DeliveryQuery {
+            account_id: account,
+            recipient_id: crm.id,
+            state: None,
+            event: None,
+            before: None,
+            limit: 50,
+        })
+        .await
+        .unwrap();
+    let created_for_redacted = page
+        .iter()
+        .find(|d| d.call_id == Some(visited.call.id))
+        .expect("a call.created was queued");
+    assert_eq!(created_for_redacted.state, DeliveryState::Cancelled);
+    let erased: Vec<&DeliveryRow> = page
+        .iter()
+        .filter(|d| d.event == EventKind::CallerErased)
+        .collect();
+    assert_eq!(erased.len(), 1);
+    let payload = erased[0].payload.as_deref().unwrap();
+    assert!(payload.contains(&visited.call.id.to_string()));
+    assert!(!payload.contains(&held.call.id.to_string()));
+    // Applying again changes nothing.
+    assert_eq!(apply_with_keys(&env, &job, true).await.unwrap().calls, 0);
+
+    // The caller calls again: stored redacted on arrival.
+    let later = new_call(account, "CA33", 5_000);
+    let report = env.store.insert_calls(vec![later.clone()]).await.unwrap();
+    assert_eq!(report.forgotten, vec![later.call.id]);
+    let stored = env.store.call(later.call.id).await.unwrap().unwrap();
+    assert_eq!(stored.redaction_reason, Some(RedactionReason::ForgetList));
+    assert_eq!(stored.caller_identity, None);
+    verify_journal(env.store.as_ref(), None)
+        .await
+        .unwrap()
+        .expect("the chain verifies");
+}
+
+pub async fn eight_clients_calling_from_one_number_during_its_forget_leave_no_call_unredacted(
+    env: Env,
+) {
+    let agency = agency(&env, "Agency").await;
+    for round in 0..20 {
+        let account = account(&env, agency.id, "Business").await.id;
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(9));
+        let clients: Vec<_> = (0..8)
+            .map(|client| {
+                let store = env.store.clone();
+                let start = start.clone();
+                tokio::spawn(async move {
+                    start.wait().await;
+                    let mut ids = Vec::new();
+                    for i in 0..3 {
+                        let call = new_call(account, &format!("CA{round}-{client}-{i}"), 1_000);
+                        let report = store.insert_calls(vec![call]).await.unwrap();
+                        ids.push(report.outcomes[0].id());
+                    }
+                    ids
+                })
+            })
+            .collect();
+        let redactor = {
+            let store = env.store.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let (job, _) = store
+                    .begin_caller_redaction(
+                        caller_job(account, &format!("job-{round}")),
+                        vec![(account, CALLER)],
+                    )
+                    .await
+                    .unwrap();
+                let (signal, keys_gone) = KeysDestroyed::channel();
+                signal.send(true);
+                store
+                    .apply_redaction(job, "cli".into(), keys_gone)
+                    .await
+                    .unwrap();
+            })
+        };
+        let mut ids = Vec::new();
+        for client in clients {
+            ids.extend(client.await.unwrap());
+        }
+        redactor.await.unwrap();
+        let calls = env.store.calls_by_ids(ids.clone()).await.unwrap();
+        assert_eq!(calls.len(), 24);
+        let unredacted = calls.iter().filter(|c| c.redacted_at.is_none()).count();
+        assert_eq!(unredacted, 0, "round {round}: a call escaped the forget");
+        assert!(calls.iter().all(|c| c.caller_identity.is_none()));
+    }
 }

@@ -7,7 +7,7 @@ use ringfence_core::call::RedactionReason;
 use ringfence_core::datamap::DataCategory;
 use ringfence_core::recipients::{EventKind, MAX_CALLS_PER_EVENT};
 use ringfence_core::timestamp::Timestamp;
-use ringfence_core::{AccountId, AgencyId, SessionId};
+use ringfence_core::{AccountId, AgencyId, CallId, SessionId};
 use ringfence_crypto::{BlindIndex, blind_index_from_hex, blind_index_to_hex};
 use serde_json::{Map, Value, json};
 
@@ -87,6 +87,37 @@ pub fn withdrawal_extra(consent: &ConsentRow) -> Map<String, Value> {
     extra.insert("category".into(), json!(consent.category.as_str()));
     extra.insert("subject_kind".into(), json!(consent.subject_kind.as_str()));
     extra
+}
+
+/// A live call of a caller whose redaction begins, as the backend found it in the
+/// transaction that records the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerCall {
+    pub id: CallId,
+    pub session: Option<SessionId>,
+    pub recording: Option<String>,
+    pub legal_hold: bool,
+}
+
+/// Adds to `job` the calls a caller's redaction takes, their sessions and recordings. Calls
+/// on legal hold are exempt (GDPR Art. 17(3)(e)): left out and counted for the receipt.
+pub fn choose_caller_calls(
+    job: &mut RedactionJob,
+    found: impl IntoIterator<Item = CallerCall>,
+) -> u64 {
+    let mut held = 0u64;
+    for call in found {
+        if call.legal_hold {
+            held += 1;
+            continue;
+        }
+        job.call_ids.push(call.id);
+        job.session_ids.extend(call.session);
+        job.objects.extend(call.recording);
+    }
+    job.session_ids.sort();
+    job.session_ids.dedup();
+    held
 }
 
 /// The journal entry of a consent event (the journal keeps that a consent existed, never
