@@ -8,6 +8,7 @@
 
 mod audit;
 mod connect;
+mod consent;
 mod ingest;
 mod locks;
 mod redaction;

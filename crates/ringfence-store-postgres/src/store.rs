@@ -18,7 +18,7 @@ use ringfence_store::records::*;
 use ringfence_store::{LoginFailure, Store, StoreError, UserChange, UserRecord, WebSessionRecord};
 
 use crate::connect::{DatabaseUrl, Schema, migrate};
-use crate::{audit, backend, ingest, is_unique_violation, not_yet, redaction, users};
+use crate::{audit, backend, consent, ingest, is_unique_violation, not_yet, redaction, users};
 
 /// How many entries of `calls_live` one transaction of `retire_redacted` passes.
 const RETIRE_WINDOW: i64 = 2000;
@@ -1223,10 +1223,13 @@ impl Store for PgStore {
 
     async fn record_consent(
         &self,
-        _row: ConsentRow,
-        _job: Option<RedactionJob>,
+        row: ConsentRow,
+        job: Option<RedactionJob>,
     ) -> Result<ConsentRecorded, StoreError> {
-        Err(not_yet("record_consent"))
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let recorded = consent::record(&mut tx, &row, job).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(recorded)
     }
 
     async fn consent_state(

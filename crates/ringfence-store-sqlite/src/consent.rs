@@ -11,8 +11,8 @@ use ringfence_crypto::BlindIndex;
 
 use super::{audit, redaction};
 use crate::db_error;
-use ringfence_store::StoreError;
 use ringfence_store::records::{AuditEvent, ConsentRecorded, ConsentRow, NoticeRow, RedactionJob};
+use ringfence_store::{StoreError, effects};
 
 pub(crate) const CONSENT_COLUMNS: &str = "seq, id, account_id, subject_kind, subject_bidx, subject, category, status, notice_version, method, at, call_id, recorded_by";
 
@@ -259,7 +259,7 @@ pub(crate) fn record(
         job: None,
         skipped_legal_hold: 0,
     };
-    let Some(mut job) = job.filter(|_| row.status == ConsentStatus::Withdrawn) else {
+    let Some(job) = job.filter(|_| row.status == ConsentStatus::Withdrawn) else {
         if row.status == ConsentStatus::Withdrawn {
             tell_withdrawn(conn, row, &[])?;
         }
@@ -292,41 +292,26 @@ pub(crate) fn record(
             .collect::<Result<_, _>>().map_err(db_error)?
         }
     };
-    let category = row.category;
-    for (id, session, object, held) in calls {
-        if held {
-            // Legal hold exempts the call (GDPR Art. 17(3)(e)); the answer counts it.
-            recorded.skipped_legal_hold += 1;
-            continue;
-        }
-        if let Ok(id) = id.parse::<CallId>() {
-            job.call_ids.push(id);
-        }
-        if category == DataCategory::Visitor
-            && let Some(s) = session.and_then(|s| s.parse::<SessionId>().ok())
-        {
-            sessions.push(s);
-        }
-        if category == DataCategory::Recording
-            && let Some(o) = object
-        {
-            job.objects.push(o);
-        }
+    let calls = calls
+        .into_iter()
+        .map(|(id, session, recording, legal_hold)| {
+            Ok(effects::CallerCall {
+                id: id
+                    .parse()
+                    .map_err(|_| StoreError::Backend("a call id does not parse".into()))?,
+                session: session.and_then(|s| s.parse().ok()),
+                recording,
+                legal_hold,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let withdrawal = effects::withdrawal_job(job, row, calls, sessions);
+    recorded.skipped_legal_hold = withdrawal.held;
+    tell_withdrawn(conn, row, &withdrawal.told)?;
+    if let Some(job) = withdrawal.job {
+        redaction::begin(conn, &job)?;
+        recorded.job = Some(job);
     }
-    if category == DataCategory::Visitor {
-        sessions.sort();
-        sessions.dedup();
-        job.session_ids = sessions;
-    }
-    job.categories = vec![category];
-    job.reason = RedactionReason::ConsentWithdrawn;
-    let affected: Vec<String> = job.call_ids.iter().map(|c| c.to_string()).collect();
-    tell_withdrawn(conn, row, &affected)?;
-    if job.call_ids.is_empty() && job.session_ids.is_empty() {
-        return Ok(recorded);
-    }
-    redaction::begin(conn, &job)?;
-    recorded.job = Some(job);
     Ok(recorded)
 }
 

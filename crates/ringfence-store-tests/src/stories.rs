@@ -1566,3 +1566,202 @@ pub async fn eight_clients_calling_from_one_number_during_its_forget_leave_no_ca
         assert!(calls.iter().all(|c| c.caller_identity.is_none()));
     }
 }
+
+/// A withdrawal's removal as the call log asks for it: nothing chosen, nobody forgotten.
+fn withdrawal_template(account: AccountId, id: &str) -> RedactionJob {
+    RedactionJob {
+        forget: vec![],
+        subjects: vec![],
+        audit: AuditEvent {
+            actor: "cli".into(),
+            action: "consent.withdrawn".into(),
+            account_id: Some(account),
+            details: "{}".into(),
+            ..AuditEvent::default()
+        },
+        ..caller_job(account, id)
+    }
+}
+
+pub async fn a_withdrawal_removes_the_category_from_the_subjects_calls_and_tells_recipients(
+    env: Env,
+) {
+    use ringfence_core::consent::{ConsentStatus, SubjectKind};
+    let agency = agency(&env, "Agency").await;
+    let account = account(&env, agency.id, "Business").await.id;
+    let crm = recipient(account, "CRM", vec![EventKind::ConsentWithdrawn], 1_000);
+    env.store
+        .create_recipient(crm.clone(), event("recipient.created", Some(account)))
+        .await
+        .unwrap();
+    let first = new_call(account, "CA41", 1_000);
+    let held = new_call(account, "CA42", 2_000);
+    env.store
+        .insert_calls(vec![first.clone(), held.clone()])
+        .await
+        .unwrap();
+    env.store
+        .set_legal_hold(
+            held.call.id,
+            Some(LegalHold {
+                at: at(3_000),
+                reason: "litigation".into(),
+                by: "cli".into(),
+            }),
+            event("call.legal_hold", Some(account)),
+        )
+        .await
+        .unwrap();
+    // A grant begins nothing.
+    let grant = consent(
+        account,
+        SubjectKind::Caller,
+        CALLER,
+        DataCategory::Transcript,
+        ConsentStatus::Granted,
+    );
+    let recorded = env
+        .store
+        .record_consent(grant, Some(withdrawal_template(account, "job-grant")))
+        .await
+        .unwrap();
+    assert_eq!(recorded.job, None);
+    assert!(recorded.seq > 0 && recorded.audit_seq > 0);
+
+    let withdrawal = consent(
+        account,
+        SubjectKind::Caller,
+        CALLER,
+        DataCategory::CallerLocation,
+        ConsentStatus::Withdrawn,
+    );
+    let recorded = env
+        .store
+        .record_consent(
+            withdrawal.clone(),
+            Some(withdrawal_template(account, "job-withdrawal")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(recorded.skipped_legal_hold, 1);
+    let job = recorded
+        .job
+        .expect("the removal begins with the withdrawal");
+    assert_eq!(job.call_ids, vec![first.call.id]);
+    assert_eq!(job.categories, vec![DataCategory::CallerLocation]);
+    assert_eq!(job.reason, RedactionReason::ConsentWithdrawn);
+    assert_eq!(
+        env.store.pending_redactions().await.unwrap(),
+        vec![job.clone()]
+    );
+    let applied = apply_with_keys(&env, &job, true).await.unwrap();
+    assert_eq!(applied.calls, 1);
+    let after = env.store.call(first.call.id).await.unwrap().unwrap();
+    assert_eq!(after.caller_location, None);
+    assert_eq!(
+        after.caller_identity, first.call.caller_identity,
+        "other categories stay"
+    );
+    assert_eq!(after.redacted_at, None, "the call itself stays");
+    assert_eq!(
+        env.store
+            .call(held.call.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .caller_location,
+        held.call.caller_location
+    );
+    // The recipient hears of the withdrawal (the event's id and the call, never the caller).
+    let told = env
+        .store
+        .deliveries(DeliveryQuery {
+            account_id: account,
+            recipient_id: crm.id,
+            state: None,
+            event: Some(EventKind::ConsentWithdrawn),
+            before: None,
+            limit: 50,
+        })
+        .await
+        .unwrap();
+    assert_eq!(told.len(), 1);
+    let payload = told[0].payload.as_deref().unwrap();
+    assert!(payload.contains(&withdrawal.id) && payload.contains(&first.call.id.to_string()));
+    // The caller's next call arrives without the category.
+    let later = new_call(account, "CA43", 5_000);
+    let report = env.store.insert_calls(vec![later]).await.unwrap();
+    assert_eq!(report.withheld, vec![vec![DataCategory::CallerLocation]]);
+    verify_journal(env.store.as_ref(), None)
+        .await
+        .unwrap()
+        .expect("the chain verifies");
+}
+
+pub async fn a_withdrawal_during_eight_clients_ingest_of_its_subject_leaves_no_call_with_withdrawn_data(
+    env: Env,
+) {
+    use ringfence_core::consent::{ConsentStatus, SubjectKind};
+    let agency = agency(&env, "Agency").await;
+    for round in 0..20 {
+        let account = account(&env, agency.id, "Business").await.id;
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(9));
+        let clients: Vec<_> = (0..8)
+            .map(|client| {
+                let store = env.store.clone();
+                let start = start.clone();
+                tokio::spawn(async move {
+                    start.wait().await;
+                    let mut ids = Vec::new();
+                    for i in 0..3 {
+                        let call = new_call(account, &format!("CA{round}-{client}-{i}"), 1_000);
+                        let report = store.insert_calls(vec![call]).await.unwrap();
+                        ids.push(report.outcomes[0].id());
+                    }
+                    ids
+                })
+            })
+            .collect();
+        let withdrawer = {
+            let store = env.store.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let recorded = store
+                    .record_consent(
+                        consent(
+                            account,
+                            SubjectKind::Caller,
+                            CALLER,
+                            DataCategory::CallerIdentity,
+                            ConsentStatus::Withdrawn,
+                        ),
+                        Some(withdrawal_template(account, &format!("job-{round}"))),
+                    )
+                    .await
+                    .unwrap();
+                if let Some(job) = recorded.job {
+                    let (signal, keys_gone) = KeysDestroyed::channel();
+                    signal.send(true);
+                    store
+                        .apply_redaction(job, "cli".into(), keys_gone)
+                        .await
+                        .unwrap();
+                }
+            })
+        };
+        let mut ids = Vec::new();
+        for client in clients {
+            ids.extend(client.await.unwrap());
+        }
+        withdrawer.await.unwrap();
+        let calls = env.store.calls_by_ids(ids).await.unwrap();
+        assert_eq!(calls.len(), 24);
+        let kept = calls.iter().filter(|c| c.caller_identity.is_some()).count();
+        assert_eq!(kept, 0, "round {round}: a call kept withdrawn data");
+        assert!(
+            calls.iter().all(|c| c.caller_location.is_some()),
+            "only the category goes"
+        );
+    }
+}

@@ -16,4 +16,6 @@ ringfence_store_tests::store_stories!(
     eight_clients_delivering_one_batch_at_once_store_each_call_once,
     a_forgotten_callers_calls_are_cleared_once_their_keys_are_gone_and_later_calls_arrive_redacted,
     eight_clients_calling_from_one_number_during_its_forget_leave_no_call_unredacted,
+    a_withdrawal_removes_the_category_from_the_subjects_calls_and_tells_recipients,
+    a_withdrawal_during_eight_clients_ingest_of_its_subject_leaves_no_call_with_withdrawn_data,
 );

@@ -120,6 +120,56 @@ pub fn choose_caller_calls(
     held
 }
 
+/// What a consent withdrawal begins: the removal of the category's data of the subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withdrawal {
+    /// The job to record, `None` when the subject has nothing of the category left.
+    pub job: Option<RedactionJob>,
+    /// The calls the recipients are told of (those the removal touches).
+    pub told: Vec<String>,
+    /// Calls left as they are for a legal hold (GDPR Art. 17(3)(e)).
+    pub held: u64,
+}
+
+/// The removal a withdrawal of `consent` begins (`template` is the job asked for): of the
+/// subject's live `calls` (those on legal hold exempt), the category's columns; for
+/// `visitor`, the subject's visits too (`visits`: a visitor subject's own sessions); for
+/// `recording`, the calls' recordings.
+pub fn withdrawal_job(
+    mut template: RedactionJob,
+    consent: &ConsentRow,
+    calls: impl IntoIterator<Item = CallerCall>,
+    visits: Vec<SessionId>,
+) -> Withdrawal {
+    let category = consent.category;
+    let mut sessions = visits;
+    let mut held = 0u64;
+    for call in calls {
+        if call.legal_hold {
+            held += 1;
+            continue;
+        }
+        template.call_ids.push(call.id);
+        if category == DataCategory::Visitor {
+            sessions.extend(call.session);
+        }
+        if category == DataCategory::Recording {
+            template.objects.extend(call.recording);
+        }
+    }
+    if category == DataCategory::Visitor {
+        sessions.sort();
+        sessions.dedup();
+        template.session_ids = sessions;
+    }
+    template.categories = vec![category];
+    template.reason = RedactionReason::ConsentWithdrawn;
+    let told = template.call_ids.iter().map(|c| c.to_string()).collect();
+    let job =
+        (!template.call_ids.is_empty() || !template.session_ids.is_empty()).then_some(template);
+    Withdrawal { job, told, held }
+}
+
 /// The journal entry of a consent event (the journal keeps that a consent existed, never
 /// whose): its id, category, method, notice version, kind of subject, call and ledger order.
 pub fn consent_recorded_event(
