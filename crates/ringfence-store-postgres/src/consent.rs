@@ -13,6 +13,7 @@ use ringfence_store::StoreError;
 use ringfence_store::effects::{self, CallerCall};
 use ringfence_store::records::{ConsentRecorded, ConsentRow, RedactionJob};
 
+use crate::redaction::FoundCall;
 use crate::{backend, ingest, locks, redaction};
 
 pub(crate) async fn record(
@@ -41,9 +42,7 @@ pub(crate) async fn record(
     let account = row.account_id.as_uuid();
     let bidx = row.subject_bidx.as_slice();
     // The subject's live calls (and a visitor's live visits).
-    let (rows, visits): (Vec<(Uuid, Option<Uuid>, Option<String>, bool)>, Vec<Uuid>) = match row
-        .subject_kind
-    {
+    let (rows, visits): (Vec<FoundCall>, Vec<Uuid>) = match row.subject_kind {
         SubjectKind::Caller => (
             sqlx::query_as(
                 "SELECT id, session_id, recording_object, legal_hold_at IS NOT NULL FROM calls

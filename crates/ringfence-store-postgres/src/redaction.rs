@@ -22,6 +22,9 @@ use ringfence_store::records::{KeysDestroyed, RedactionApplied, RedactionJob};
 
 use crate::{audit, backend, locks};
 
+/// A live call of a subject as read for a job: id, session, recording, on legal hold.
+pub(crate) type FoundCall = (Uuid, Option<Uuid>, Option<String>, bool);
+
 /// `col = NULL, …` for `columns`.
 fn cleared(columns: &[&str]) -> String {
     columns
@@ -48,7 +51,7 @@ pub(crate) async fn begin_callers(
     add_to_forget_list(conn, &job.forget, at).await?;
     let mut held = 0u64;
     for (account, bidx) in callers {
-        let rows: Vec<(Uuid, Option<Uuid>, Option<String>, bool)> = sqlx::query_as(
+        let rows: Vec<FoundCall> = sqlx::query_as(
             "SELECT id, session_id, recording_object, legal_hold_at IS NOT NULL FROM calls
              WHERE account_id = $1 AND caller_bidx = $2 AND redacted_at IS NULL
              ORDER BY started_at, id",
