@@ -14,6 +14,7 @@ use ringfence_core::retention::{RetentionPolicy, RetentionScope};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, CallId, DeliveryId, RecipientId, SessionId, TokenId};
 use ringfence_store::admission::{StatusMerge, StoredCall, merge_status};
+use ringfence_store::effects;
 use ringfence_store::records::*;
 use ringfence_store::{LoginFailure, Store, StoreError, UserChange, UserRecord, WebSessionRecord};
 
@@ -1186,25 +1187,90 @@ impl Store for PgStore {
 
     async fn create_notice(
         &self,
-        _account: AccountId,
-        _category: ringfence_core::DataCategory,
-        _text: String,
-        _audit: AuditEvent,
+        account: AccountId,
+        category: ringfence_core::DataCategory,
+        text: String,
+        audit: AuditEvent,
     ) -> Result<NoticeRow, StoreError> {
-        // Its journal entry's details (category, version) are written by the store today;
-        // they become a typed value in shared code (issue 20, item 1) before this runs here.
-        Err(not_yet("create_notice"))
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Versions of one account are numbered one at a time: the account's row is locked
+        // (without blocking the rows that refer to it) until the new version commits.
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
+                .bind(account.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if found.is_none() {
+            return Err(StoreError::NotFound("account"));
+        }
+        let now = Timestamp::now();
+        let version: i64 = sqlx::query_scalar(
+            "INSERT INTO notices (account_id, category, version, text, created_at, used_at)
+             SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, NULL
+             FROM notices WHERE account_id = $1 AND category = $2
+             RETURNING version",
+        )
+        .bind(account.as_uuid())
+        .bind(category.as_str())
+        .bind(&text)
+        .bind(now.millis())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let version = u32_from(version, "version")?;
+        audit::append(&mut tx, &effects::notice_event(audit, category, version)).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(NoticeRow {
+            account_id: account,
+            category,
+            version,
+            text,
+            created_at: now,
+            used_at: None,
+        })
     }
 
     async fn update_notice(
         &self,
-        _account: AccountId,
-        _category: ringfence_core::DataCategory,
-        _version: u32,
-        _text: String,
-        _audit: AuditEvent,
+        account: AccountId,
+        category: ringfence_core::DataCategory,
+        version: u32,
+        text: String,
+        audit: AuditEvent,
     ) -> Result<NoticeRow, StoreError> {
-        Err(not_yet("update_notice"))
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Locked until the edit commits: a consent that would refer to it waits (its
+        // `used_at` update needs the row), and sees the new text's version in use after.
+        let mut notice = sqlx::query(
+            "SELECT account_id, category, version, text, created_at, used_at FROM notices
+             WHERE account_id = $1 AND category = $2 AND version = $3 FOR UPDATE",
+        )
+        .bind(account.as_uuid())
+        .bind(category.as_str())
+        .bind(i64::from(version))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(notice_from)
+        .transpose()?
+        .ok_or(StoreError::NotFound("notice"))?;
+        effects::notice_editable(&notice)?;
+        sqlx::query(
+            "UPDATE notices SET text = $4 WHERE account_id = $1 AND category = $2 AND version = $3",
+        )
+        .bind(account.as_uuid())
+        .bind(category.as_str())
+        .bind(i64::from(version))
+        .bind(&text)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        audit::append(&mut tx, &effects::notice_event(audit, category, version)).await?;
+        tx.commit().await.map_err(backend)?;
+        notice.text = text;
+        Ok(notice)
     }
 
     async fn notices(&self, account: AccountId) -> Result<Vec<NoticeRow>, StoreError> {

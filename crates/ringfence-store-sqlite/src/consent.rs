@@ -85,12 +85,7 @@ pub(crate) fn create_notice(
         text,
         now.millis()
     ]).map_err(db_error)?;
-    let mut event = audit_event;
-    event.details = format!(
-        "{{\"category\":\"{}\",\"version\":{version}}}",
-        category.as_str()
-    );
-    audit::append(conn, &event)?;
+    audit::append(conn, &effects::notice_event(audit_event, category, version))?;
     Ok(NoticeRow {
         account_id: account,
         category,
@@ -121,9 +116,7 @@ pub(crate) fn update_notice(
     let Some(mut notice) = existing else {
         return Err(StoreError::NotFound("notice"));
     };
-    if notice.used_at.is_some() {
-        return Err(StoreError::NoticeInUse);
-    }
+    effects::notice_editable(&notice)?;
     conn.prepare_cached(
         "UPDATE notices SET text = ?4 WHERE account_id = ?1 AND category = ?2 AND version = ?3",
     )
@@ -135,12 +128,7 @@ pub(crate) fn update_notice(
         text
     ])
     .map_err(db_error)?;
-    let mut event = audit_event;
-    event.details = format!(
-        "{{\"category\":\"{}\",\"version\":{version}}}",
-        category.as_str()
-    );
-    audit::append(conn, &event)?;
+    audit::append(conn, &effects::notice_event(audit_event, category, version))?;
     notice.text = text.to_owned();
     Ok(notice)
 }

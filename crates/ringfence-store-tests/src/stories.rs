@@ -1765,3 +1765,125 @@ pub async fn a_withdrawal_during_eight_clients_ingest_of_its_subject_leaves_no_c
         );
     }
 }
+
+pub async fn a_notice_is_numbered_per_category_and_frozen_once_a_consent_refers_to_it(env: Env) {
+    use ringfence_core::consent::{ConsentStatus, SubjectKind};
+    let agency = agency(&env, "Agency").await;
+    let account = account(&env, agency.id, "Business").await.id;
+    // Eight administrators adding a recording notice at once get eight numbers.
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = env.store.clone();
+            tokio::spawn(async move {
+                store
+                    .create_notice(
+                        account,
+                        DataCategory::Recording,
+                        format!("Calls are recorded (draft {i})."),
+                        event("notice.created", Some(account)),
+                    )
+                    .await
+                    .unwrap()
+                    .version
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for w in writers {
+        versions.push(w.await.unwrap());
+    }
+    versions.sort();
+    assert_eq!(versions, (1..=8).collect::<Vec<u32>>());
+    // Another category starts at 1.
+    let location = env
+        .store
+        .create_notice(
+            account,
+            DataCategory::CallerLocation,
+            "We keep the caller's area.".into(),
+            event("notice.created", Some(account)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(location.version, 1);
+    // Unused, it may be edited.
+    let edited = env
+        .store
+        .update_notice(
+            account,
+            DataCategory::CallerLocation,
+            1,
+            "We keep the caller's town.".into(),
+            event("notice.updated", Some(account)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(edited.text, "We keep the caller's town.");
+    assert_eq!(edited.used_at, None);
+    // Once a consent names it, it is frozen.
+    let mut grant = consent(
+        account,
+        SubjectKind::Caller,
+        CALLER,
+        DataCategory::CallerLocation,
+        ConsentStatus::Granted,
+    );
+    grant.notice_version = Some(1);
+    env.store.record_consent(grant, None).await.unwrap();
+    assert!(matches!(
+        env.store
+            .update_notice(
+                account,
+                DataCategory::CallerLocation,
+                1,
+                "Changed after the fact.".into(),
+                event("notice.updated", Some(account)),
+            )
+            .await,
+        Err(StoreError::NoticeInUse)
+    ));
+    assert!(matches!(
+        env.store
+            .update_notice(
+                account,
+                DataCategory::CallerLocation,
+                2,
+                "No such version.".into(),
+                event("notice.updated", Some(account)),
+            )
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    let listed = env.store.notices(account).await.unwrap();
+    let frozen = listed
+        .iter()
+        .find(|n| n.category == DataCategory::CallerLocation)
+        .unwrap();
+    assert_eq!(frozen.text, "We keep the caller's town.");
+    assert!(frozen.used_at.is_some());
+    assert_eq!(listed.len(), 9);
+    let entries = env
+        .store
+        .audit(AuditQuery {
+            agency_id: None,
+            account_id: Some(account),
+            after_seq: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    let notice_entries: Vec<&AuditEntry> = entries
+        .iter()
+        .filter(|e| e.event.action.starts_with("notice."))
+        .collect();
+    assert_eq!(notice_entries.len(), 10, "nine created, one edited");
+    assert!(
+        notice_entries
+            .iter()
+            .all(|e| !e.event.details.contains("Calls are recorded"))
+    );
+    verify_journal(env.store.as_ref(), None)
+        .await
+        .unwrap()
+        .expect("the chain verifies");
+}

@@ -18,4 +18,5 @@ ringfence_store_tests::store_stories!(
     eight_clients_calling_from_one_number_during_its_forget_leave_no_call_unredacted,
     a_withdrawal_removes_the_category_from_the_subjects_calls_and_tells_recipients,
     a_withdrawal_during_eight_clients_ingest_of_its_subject_leaves_no_call_with_withdrawn_data,
+    a_notice_is_numbered_per_category_and_frozen_once_a_consent_refers_to_it,
 );

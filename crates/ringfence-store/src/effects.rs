@@ -170,6 +170,22 @@ pub fn withdrawal_job(
     Withdrawal { job, told, held }
 }
 
+/// The journal entry of a notice version added or edited: `event` (who, which action) with
+/// the category and version (never the text).
+pub fn notice_event(mut event: AuditEvent, category: DataCategory, version: u32) -> AuditEvent {
+    event.details = json!({"category": category.as_str(), "version": version}).to_string();
+    event
+}
+
+/// Whether a notice version may still be edited: not once a consent event refers to it
+/// (`NoticeInUse`), so every recorded consent names the text its subject saw.
+pub fn notice_editable(notice: &crate::records::NoticeRow) -> Result<(), crate::StoreError> {
+    match notice.used_at {
+        Some(_) => Err(crate::StoreError::NoticeInUse),
+        None => Ok(()),
+    }
+}
+
 /// The journal entry of a consent event (the journal keeps that a consent existed, never
 /// whose): its id, category, method, notice version, kind of subject, call and ledger order.
 pub fn consent_recorded_event(
