@@ -1936,13 +1936,15 @@ impl Store for PgStore {
 
     async fn record_login_failure(
         &self,
-        _user: ringfence_core::UserId,
-        _now: Timestamp,
-        _max_failures: u32,
-        _lock_ms: i64,
+        user: ringfence_core::UserId,
+        now: Timestamp,
+        max_failures: u32,
+        lock_ms: i64,
     ) -> Result<LoginFailure, StoreError> {
-        // The lockout rule moves into shared code (issue 20, item 1) before it runs here.
-        Err(not_yet("record_login_failure"))
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let outcome = users::record_failure(&mut tx, user, now, max_failures, lock_ms).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(outcome)
     }
 
     async fn start_web_session(

@@ -5,7 +5,7 @@ use sqlx::postgres::PgRow;
 
 use ringfence_core::UserId;
 use ringfence_core::timestamp::Timestamp;
-use ringfence_store::{StoreError, UserChange, UserRecord, WebSessionRecord};
+use ringfence_store::{LoginFailure, StoreError, UserChange, UserRecord, WebSessionRecord};
 
 use crate::store::{get, hash32, id, index16, opt_ts, role, scope, scope_columns, ts};
 use crate::{backend, is_unique_violation};
@@ -252,4 +252,35 @@ async fn end_sessions_of(conn: &mut PgConnection, user: UserId) -> Result<(), St
         .await
         .map_err(backend)?;
     Ok(())
+}
+
+/// Counts a failed sign-in under the user's row lock, so that concurrent failures each count
+/// (the lockout rule is `LoginFailure::after`).
+pub(crate) async fn record_failure(
+    conn: &mut PgConnection,
+    user: UserId,
+    now: Timestamp,
+    max_failures: u32,
+    lock_ms: i64,
+) -> Result<LoginFailure, StoreError> {
+    let current: i64 =
+        sqlx::query_scalar("SELECT failed_logins FROM users WHERE id = $1 FOR UPDATE")
+            .bind(user.as_uuid())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?
+            .ok_or(StoreError::NotFound("user"))?;
+    let current = u32::try_from(current)
+        .map_err(|_| StoreError::Backend("failed_logins: out of range".into()))?;
+    let outcome = LoginFailure::after(current, now, max_failures, lock_ms);
+    sqlx::query(
+        "UPDATE users SET failed_logins = $2, locked_until = COALESCE($3, locked_until) WHERE id = $1",
+    )
+    .bind(user.as_uuid())
+    .bind(i64::from(outcome.failed_logins))
+    .bind(outcome.locked_until.map(Timestamp::millis))
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(outcome)
 }

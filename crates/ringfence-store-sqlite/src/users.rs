@@ -161,20 +161,17 @@ pub(crate) fn record_login_failure(
     let Some(current) = current else {
         return Err(StoreError::NotFound("user"));
     };
-    let failed = current + 1;
-    let (failed, locked_until) = if failed >= max_failures {
-        (0, Some(Timestamp::from_millis(now.millis() + lock_ms)))
-    } else {
-        (failed, None)
-    };
+    let outcome = LoginFailure::after(current, now, max_failures, lock_ms);
     conn.execute(
         "UPDATE users SET failed_logins = ?2, locked_until = COALESCE(?3, locked_until) WHERE id = ?1",
-        params![id.to_string(), failed, locked_until.map(Timestamp::millis)],
-    ).map_err(db_error)?;
-    Ok(LoginFailure {
-        failed_logins: failed,
-        locked_until,
-    })
+        params![
+            id.to_string(),
+            outcome.failed_logins,
+            outcome.locked_until.map(Timestamp::millis)
+        ],
+    )
+    .map_err(db_error)?;
+    Ok(outcome)
 }
 
 /// Starts a session after a successful sign-in: the failure counter is reset and the

@@ -1887,3 +1887,52 @@ pub async fn a_notice_is_numbered_per_category_and_frozen_once_a_consent_refers_
         .unwrap()
         .expect("the chain verifies");
 }
+
+pub async fn eight_failed_sign_ins_at_once_each_count_and_the_fifth_locks_the_user(env: Env) {
+    let agency = agency(&env, "Agency").await;
+    let account = account(&env, agency.id, "Business").await;
+    let scope = Scope::Account {
+        agency: agency.id,
+        account: account.id,
+    };
+    let ada = user(scope, 7);
+    env.store
+        .create_user(ada.clone(), event("user.created", Some(account.id)))
+        .await
+        .unwrap();
+    let now = 1_700_000_100_000;
+    let attempts: Vec<_> = (0..8)
+        .map(|_| {
+            let store = env.store.clone();
+            tokio::spawn(async move {
+                store
+                    .record_login_failure(ada.id, at(now), 5, 900_000)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for a in attempts {
+        outcomes.push(a.await.unwrap());
+    }
+    // Counted one after the other: 1, 2, 3, 4, locked (count starts again), 1, 2, 3.
+    let locks: Vec<_> = outcomes.iter().filter_map(|o| o.locked_until).collect();
+    assert_eq!(locks, vec![at(now + 900_000)]);
+    let mut counts: Vec<u32> = outcomes.iter().map(|o| o.failed_logins).collect();
+    counts.sort();
+    assert_eq!(counts, vec![0, 1, 1, 2, 2, 3, 3, 4]);
+    let stored = env.store.user(ada.id).await.unwrap().unwrap();
+    assert_eq!(stored.failed_logins, 3);
+    assert_eq!(
+        stored.locked_until,
+        Some(at(now + 900_000)),
+        "later failures keep the lock"
+    );
+    assert!(matches!(
+        env.store
+            .record_login_failure(UserId::generate(), at(now), 5, 900_000)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}

@@ -19,4 +19,5 @@ ringfence_store_tests::store_stories!(
     a_withdrawal_removes_the_category_from_the_subjects_calls_and_tells_recipients,
     a_withdrawal_during_eight_clients_ingest_of_its_subject_leaves_no_call_with_withdrawn_data,
     a_notice_is_numbered_per_category_and_frozen_once_a_consent_refers_to_it,
+    eight_failed_sign_ins_at_once_each_count_and_the_fifth_locks_the_user,
 );

@@ -116,6 +116,26 @@ pub struct LoginFailure {
     pub locked_until: Option<Timestamp>,
 }
 
+impl LoginFailure {
+    /// The lockout rule: one more failure after `before`; the `max_failures`th locks the user
+    /// until `now + lock_ms` and starts the count again (`locked_until` is `None` when this
+    /// failure locks nothing: a lock already set stays).
+    pub fn after(before: u32, now: Timestamp, max_failures: u32, lock_ms: i64) -> LoginFailure {
+        let failed = before.saturating_add(1);
+        if failed >= max_failures {
+            LoginFailure {
+                failed_logins: 0,
+                locked_until: Some(Timestamp::from_millis(now.millis().saturating_add(lock_ms))),
+            }
+        } else {
+            LoginFailure {
+                failed_logins: failed,
+                locked_until: None,
+            }
+        }
+    }
+}
+
 /// The one spelling of an e-mail address that is indexed.
 pub fn normalise_email(email: &str) -> String {
     email.trim().to_lowercase()
