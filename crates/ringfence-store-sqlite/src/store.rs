@@ -8,7 +8,6 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use ringfence_core::access::{Role, Scope};
 use ringfence_core::call::{CallStatus, Direction, RedactionReason};
-use ringfence_core::datamap::{Entity, columns_of};
 use ringfence_core::retention::{RetentionPolicy, RetentionScope};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, CallId, DeliveryId, RecipientId, SessionId, TokenId};
@@ -1757,18 +1756,9 @@ impl Store for SqliteStore {
 /// The `WHERE` of a due-calls query; parameters ?1 account, ?2 before, ?3 gdpr_only.
 /// Its first terms match the partial index `calls_live`, which also holds calls redacted by
 /// hand until the sweep retires them (`retire_redacted`).
+/// The due calls' condition (`ringfence_store::due`), with SQLite's parameters.
 fn due_predicate(q: &DueQuery) -> String {
-    let mut sql = String::from(
-        "WHERE account_id = ?1 AND swept IS NULL AND legal_hold_at IS NULL AND started_at < ?2 AND redacted_at IS NULL AND (?3 = 0 OR gdpr_scope IS NULL OR gdpr_scope = 1) AND (?5 IS NULL OR started_at >= ?5)",
-    );
-    if let Some(category) = q.category {
-        let columns = columns_of(Entity::Call, category);
-        let holds: Vec<String> = columns.iter().map(|c| format!("{c} IS NOT NULL")).collect();
-        if !holds.is_empty() {
-            sql.push_str(&format!(" AND ({})", holds.join(" OR ")));
-        }
-    }
-    sql
+    ringfence_store::due::due_condition(q, |n| format!("?{n}"))
 }
 
 /// How many entries of `calls_live` one step of `retire_redacted` reads.

@@ -1936,3 +1936,91 @@ pub async fn eight_failed_sign_ins_at_once_each_count_and_the_fifth_locks_the_us
         Err(StoreError::NotFound(_))
     ));
 }
+
+pub async fn due_calls_are_the_old_live_unheld_ones_in_scope_oldest_first(env: Env) {
+    let agency = agency(&env, "Agency").await;
+    let account = account(&env, agency.id, "Business").await.id;
+    let oldest = new_call(account, "CA51", 1_000);
+    let held = new_call(account, "CA52", 2_000);
+    let mut out_of_scope = new_call(account, "CA53", 3_000);
+    out_of_scope.call.gdpr_scope = Some(false);
+    let mut transcribed = new_call(account, "CA54", 4_000);
+    transcribed.call.transcript = Some(vec![0x7a; 40]);
+    let recent = new_call(account, "CA55", 9_000);
+    env.store
+        .insert_calls(vec![
+            recent.clone(),
+            transcribed.clone(),
+            out_of_scope.clone(),
+            held.clone(),
+            oldest.clone(),
+        ])
+        .await
+        .unwrap();
+    env.store
+        .set_legal_hold(
+            held.call.id,
+            Some(LegalHold {
+                at: at(5_000),
+                reason: "litigation".into(),
+                by: "cli".into(),
+            }),
+            event("call.legal_hold", Some(account)),
+        )
+        .await
+        .unwrap();
+    let q = DueQuery {
+        account_id: account,
+        before: at(5_000),
+        gdpr_only: false,
+        category: None,
+        not_before: None,
+        limit: 10,
+    };
+    let ids = |calls: Vec<CallRow>| calls.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(env.store.due_calls(q).await.unwrap()),
+        vec![oldest.call.id, out_of_scope.call.id, transcribed.call.id],
+        "the held call is exempt, the recent one not due yet"
+    );
+    assert_eq!(env.store.count_due(q).await.unwrap(), 3);
+    let limited = DueQuery { limit: 2, ..q };
+    assert_eq!(
+        ids(env.store.due_calls(limited).await.unwrap()),
+        vec![oldest.call.id, out_of_scope.call.id]
+    );
+    let gdpr = DueQuery {
+        gdpr_only: true,
+        ..q
+    };
+    assert_eq!(
+        ids(env.store.due_calls(gdpr).await.unwrap()),
+        vec![oldest.call.id, transcribed.call.id]
+    );
+    assert_eq!(env.store.count_due(gdpr).await.unwrap(), 2);
+    let transcripts = DueQuery {
+        category: Some(DataCategory::Transcript),
+        ..q
+    };
+    assert_eq!(
+        ids(env.store.due_calls(transcripts).await.unwrap()),
+        vec![transcribed.call.id]
+    );
+    let window = DueQuery {
+        not_before: Some(at(3_000)),
+        ..q
+    };
+    assert_eq!(env.store.count_due(window).await.unwrap(), 2);
+    // Another account's calls are never due here.
+    let other = account_of(&env, agency.id).await;
+    assert_eq!(
+        env.store
+            .count_due(DueQuery {
+                account_id: other,
+                ..q
+            })
+            .await
+            .unwrap(),
+        0
+    );
+}

@@ -11,6 +11,7 @@
 pub mod admission;
 pub mod blobs;
 pub mod calllog;
+pub mod due;
 pub mod effects;
 pub mod journal;
 pub mod keypool;
