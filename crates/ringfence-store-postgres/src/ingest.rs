@@ -17,7 +17,8 @@ use ringfence_store::StoreError;
 use ringfence_store::admission;
 use ringfence_store::effects;
 use ringfence_store::records::{
-    CallRow, ConsentRow, InsertReport, Inserted, NewCallRow, SessionRow,
+    CallRow, ConsentRow, InsertReport, Inserted, NewCallRow, RecordingConsent, RecordingRow,
+    SessionRow,
 };
 
 use crate::store::consent_state_in;
@@ -437,4 +438,107 @@ async fn enqueue_created(
     .await
     .map_err(backend)?;
     Ok(())
+}
+
+/// Sets (or clears) a call's recording; returns the one it replaced. The subjects' shared
+/// locks are taken before the call's row, so a recording consent withdrawn at the same moment
+/// either sees the recording (and removes it) or is seen by this check.
+pub(crate) async fn set_recording(
+    conn: &mut PgConnection,
+    call: CallId,
+    recording: Option<RecordingRow>,
+    check: Option<RecordingConsent>,
+) -> Result<Option<RecordingRow>, StoreError> {
+    const CURRENT: &str =
+        "SELECT c.account_id, c.recording_object, c.recording_content_type, c.recording_bytes,
+                c.redacted_at IS NOT NULL AS redacted, c.caller_bidx, s.visitor_bidx
+         FROM calls c LEFT JOIN sessions s ON s.account_id = c.account_id AND s.id = c.session_id
+         WHERE c.id = $1";
+    type Current = (
+        Uuid,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        bool,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+    );
+    let subjects = |row: &Current| -> Result<Vec<BlindIndex>, StoreError> {
+        [&row.5, &row.6]
+            .into_iter()
+            .flatten()
+            .map(|b| {
+                BlindIndex::try_from(b.as_slice())
+                    .map_err(|_| StoreError::Backend("blind index: wrong length".into()))
+            })
+            .collect()
+    };
+    let attaching = recording.is_some();
+    if attaching && check.is_some() {
+        let seen: Option<Current> = sqlx::query_as(CURRENT)
+            .bind(call.as_uuid())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?;
+        let seen = seen.ok_or(StoreError::NotFound("call"))?;
+        let account = AccountId::from_uuid(seen.0);
+        locks::share(
+            &mut *conn,
+            subjects(&seen)?.into_iter().map(|b| (account, b)),
+        )
+        .await?;
+    }
+    let current: Current =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("{CURRENT} FOR UPDATE OF c")))
+            .bind(call.as_uuid())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?
+            .ok_or(StoreError::NotFound("call"))?;
+    let account = AccountId::from_uuid(current.0);
+    if attaching {
+        let state = match check {
+            Some(_) if !current.4 => {
+                consent_state_in(conn, account, &subjects(&current)?, Some(call)).await?
+            }
+            _ => Default::default(),
+        };
+        admission::recording_allowed(current.4, check, &state)?;
+    }
+    let bytes = recording
+        .as_ref()
+        .map(|r| {
+            i64::try_from(r.bytes)
+                .map_err(|_| StoreError::Backend("recording_bytes: out of range".into()))
+        })
+        .transpose()?;
+    sqlx::query(
+        "UPDATE calls SET recording_object = $3, recording_content_type = $4, recording_bytes = $5
+         WHERE account_id = $1 AND id = $2",
+    )
+    .bind(account.as_uuid())
+    .bind(call.as_uuid())
+    .bind(recording.as_ref().map(|r| r.object.as_str()))
+    .bind(recording.as_ref().map(|r| r.content_type.as_str()))
+    .bind(bytes)
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    let (_, object, content_type, previous_bytes, ..) = current;
+    object
+        .map(|object| {
+            Ok(RecordingRow {
+                object,
+                content_type: content_type.unwrap_or_default(),
+                bytes: previous_bytes
+                    .map(|b| {
+                        u64::try_from(b).map_err(|_| {
+                            StoreError::Backend("recording_bytes: out of range".into())
+                        })
+                    })
+                    .transpose()?
+                    .unwrap_or(0),
+            })
+        })
+        .transpose()
 }

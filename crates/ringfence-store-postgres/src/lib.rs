@@ -47,11 +47,6 @@ pub fn describe_error(e: &sqlx::Error) -> String {
     }
 }
 
-/// The answer of a method whose rule is not yet shared by both backends.
-pub(crate) fn not_yet(method: &str) -> StoreError {
-    StoreError::Backend(format!("not yet available on PostgreSQL: {method}"))
-}
-
 /// Whether a database error is a unique-key violation (SQLSTATE 23505).
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))

@@ -19,7 +19,7 @@ use ringfence_store::records::*;
 use ringfence_store::{LoginFailure, Store, StoreError, UserChange, UserRecord, WebSessionRecord};
 
 use crate::connect::{DatabaseUrl, Schema, migrate};
-use crate::{audit, backend, consent, ingest, is_unique_violation, not_yet, redaction, users};
+use crate::{audit, backend, consent, ingest, is_unique_violation, redaction, users};
 
 /// How many entries of `calls_live` one transaction of `retire_redacted` passes.
 const RETIRE_WINDOW: i64 = 2000;
@@ -992,11 +992,14 @@ impl Store for PgStore {
 
     async fn set_recording(
         &self,
-        _call: CallId,
-        _recording: Option<RecordingRow>,
-        _consent: Option<RecordingConsent>,
+        call: CallId,
+        recording: Option<RecordingRow>,
+        consent_check: Option<RecordingConsent>,
     ) -> Result<Option<RecordingRow>, StoreError> {
-        Err(not_yet("set_recording"))
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let previous = ingest::set_recording(&mut tx, call, recording, consent_check).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(previous)
     }
 
     async fn call_by_external(

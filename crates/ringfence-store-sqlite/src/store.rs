@@ -937,20 +937,16 @@ impl Store for SqliteStore {
                 let Some((object, content_type, bytes, redacted_at, account, caller, visitor)) = previous else {
                     return Err(StoreError::NotFound("call"));
                 };
-                if redacted_at.is_some() && recording.is_some() {
-                    return Err(StoreError::AlreadyExists("redaction of this call"));
-                }
-                if let (Some(check), Some(_)) = (consent_check, &recording) {
-                    let account: AccountId = parse_id(account).map_err(db_error)?;
-                    let subjects: Vec<ringfence_crypto::BlindIndex> = [bidx(caller), bidx(visitor)].into_iter().flatten().collect();
-                    let state = consent::state(conn, account, &subjects, Some(call))?;
-                    let allowed = match check {
-                        RecordingConsent::Granted => state.granted(DataCategory::Recording),
-                        RecordingConsent::UnlessWithdrawn => !state.withdrawn(DataCategory::Recording),
+                if recording.is_some() {
+                    let state = match consent_check {
+                        Some(_) if redacted_at.is_none() => {
+                            let account: AccountId = parse_id(account).map_err(db_error)?;
+                            let subjects: Vec<ringfence_crypto::BlindIndex> = [bidx(caller), bidx(visitor)].into_iter().flatten().collect();
+                            consent::state(conn, account, &subjects, Some(call))?
+                        }
+                        _ => Default::default(),
                     };
-                    if !allowed {
-                        return Err(StoreError::ConsentRequired { index: 0, category: DataCategory::Recording });
-                    }
+                    admission::recording_allowed(redacted_at.is_some(), consent_check, &state)?;
                 }
                 let (o, t, b) = match &recording {
                     Some(r) => (Some(r.object.clone()), Some(r.content_type.clone()), Some(r.bytes as i64)),

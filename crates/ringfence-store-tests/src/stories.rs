@@ -2024,3 +2024,110 @@ pub async fn due_calls_are_the_old_live_unheld_ones_in_scope_oldest_first(env: E
         0
     );
 }
+
+pub async fn a_recording_is_attached_only_as_consent_allows_and_never_to_a_redacted_call(env: Env) {
+    use ringfence_core::consent::{ConsentStatus, SubjectKind};
+    let agency = agency(&env, "Agency").await;
+    let account = account(&env, agency.id, "Business").await.id;
+    let call = new_call(account, "CA61", 1_000);
+    env.store.insert_calls(vec![call.clone()]).await.unwrap();
+    let wav = |name: &str| RecordingRow {
+        object: format!("recordings/{account}/{name}.wav"),
+        content_type: "audio/wav".into(),
+        bytes: 8_192,
+    };
+    // Opt-in: no granted consent yet, refused.
+    assert!(matches!(
+        env.store
+            .set_recording(
+                call.call.id,
+                Some(wav("a")),
+                Some(RecordingConsent::Granted)
+            )
+            .await,
+        Err(StoreError::ConsentRequired {
+            index: 0,
+            category: DataCategory::Recording
+        })
+    ));
+    // Without a check (or unless withdrawn, nothing withdrawn), attached; the previous one
+    // comes back when replaced.
+    assert_eq!(
+        env.store
+            .set_recording(
+                call.call.id,
+                Some(wav("a")),
+                Some(RecordingConsent::UnlessWithdrawn)
+            )
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        env.store
+            .set_recording(call.call.id, Some(wav("b")), None)
+            .await
+            .unwrap(),
+        Some(wav("a"))
+    );
+    assert_eq!(
+        env.store
+            .call(call.call.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .recording,
+        Some(wav("b"))
+    );
+    // The caller withdraws recording consent: unless-withdrawn refuses now.
+    env.store
+        .record_consent(
+            consent(
+                account,
+                SubjectKind::Caller,
+                CALLER,
+                DataCategory::Recording,
+                ConsentStatus::Withdrawn,
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        env.store
+            .set_recording(
+                call.call.id,
+                Some(wav("c")),
+                Some(RecordingConsent::UnlessWithdrawn)
+            )
+            .await,
+        Err(StoreError::ConsentRequired { .. })
+    ));
+    // Clearing is always allowed.
+    assert_eq!(
+        env.store
+            .set_recording(call.call.id, None, None)
+            .await
+            .unwrap(),
+        Some(wav("b"))
+    );
+    // A redacted call takes no recording; an unknown call is not found.
+    let (job, _) = env
+        .store
+        .begin_caller_redaction(caller_job(account, "job-rec"), vec![(account, CALLER)])
+        .await
+        .unwrap();
+    apply_with_keys(&env, &job, true).await.unwrap();
+    assert!(matches!(
+        env.store
+            .set_recording(call.call.id, Some(wav("d")), None)
+            .await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        env.store
+            .set_recording(CallId::generate(), Some(wav("e")), None)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}

@@ -21,4 +21,5 @@ ringfence_store_tests::store_stories!(
     a_notice_is_numbered_per_category_and_frozen_once_a_consent_refers_to_it,
     eight_failed_sign_ins_at_once_each_count_and_the_fifth_locks_the_user,
     due_calls_are_the_old_live_unheld_ones_in_scope_oldest_first,
+    a_recording_is_attached_only_as_consent_allows_and_never_to_a_redacted_call,
 );

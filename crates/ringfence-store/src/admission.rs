@@ -17,7 +17,7 @@ use ringfence_core::{AccountId, AgencyId, CallId};
 use ringfence_crypto::BlindIndex;
 
 use crate::StoreError;
-use crate::records::{AuditEvent, CallRow, CallUpdate, NewCallRow, SessionRow};
+use crate::records::{AuditEvent, CallRow, CallUpdate, NewCallRow, RecordingConsent, SessionRow};
 
 /// The personal categories an arriving call can carry, in the order they are checked.
 const ARRIVING: [DataCategory; 5] = [
@@ -210,6 +210,32 @@ pub fn linked_to_session(call: &CallRow, session_scope: Option<bool>) -> Option<
         gdpr_scope: combined,
         ..call.clone()
     })
+}
+
+/// Whether a recording may be attached to a stored call: never to a redacted call (its
+/// redaction already ran), and with `check`, only as the subjects' consent (`stored`, read in
+/// the attaching transaction, the call's own events included) allows.
+pub fn recording_allowed(
+    redacted: bool,
+    check: Option<RecordingConsent>,
+    stored: &ConsentState,
+) -> Result<(), StoreError> {
+    if redacted {
+        return Err(StoreError::AlreadyExists("redaction of this call"));
+    }
+    let allowed = match check {
+        None => true,
+        Some(RecordingConsent::Granted) => stored.granted(DataCategory::Recording),
+        Some(RecordingConsent::UnlessWithdrawn) => !stored.withdrawn(DataCategory::Recording),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(StoreError::ConsentRequired {
+            index: 0,
+            category: DataCategory::Recording,
+        })
+    }
 }
 
 /// What a stored call holds that a later status is merged with.
