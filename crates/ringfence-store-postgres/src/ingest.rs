@@ -83,12 +83,14 @@ pub(crate) async fn insert_calls(
             } else {
                 consent_state_in(conn, c.account_id, &subjects, None).await?
             };
-            let decided = admission::apply_consent(new, &c, session.as_deref(), state, index)?;
-            if !decided.withheld.is_empty() {
-                withheld = decided.withheld;
-                let call = decided.call.into_owned();
-                session = decided.session.map(|s| Cow::Owned(s.into_owned()));
-                c = Cow::Owned(call);
+            let admission::Consented {
+                call,
+                session: kept,
+                withheld: left_out,
+            } = admission::apply_consent(new, &c, session.as_deref(), state, index)?;
+            if !left_out.is_empty() {
+                let (call, kept) = (call.into_owned(), kept.map(Cow::into_owned));
+                (c, session, withheld) = (Cow::Owned(call), kept.map(Cow::Owned), left_out);
             }
         }
         // A call sent with its visit: a re-delivered call must not store the visit again,
@@ -375,13 +377,7 @@ pub(crate) async fn record_event(
     .bind(&row.recorded_by)
     .fetch_one(&mut *conn)
     .await
-    .map_err(|e| {
-        if crate::is_unique_violation(&e) {
-            StoreError::AlreadyExists("consent event")
-        } else {
-            backend(e)
-        }
-    })?;
+    .map_err(crate::exists_or_backend("consent event"))?;
     let agency = agency_of(conn, row.account_id).await?;
     let audit_seq = audit::append(conn, &effects::consent_recorded_event(row, agency, seq)).await?;
     Ok((seq, audit_seq))

@@ -47,6 +47,17 @@ pub fn describe_error(e: &sqlx::Error) -> String {
     }
 }
 
+/// A database error as a store error, a unique-key violation as `AlreadyExists(what)`.
+pub(crate) fn exists_or_backend(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| {
+        if is_unique_violation(&e) {
+            StoreError::AlreadyExists(what)
+        } else {
+            backend(e)
+        }
+    }
+}
+
 /// Whether a database error is a unique-key violation (SQLSTATE 23505).
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))

@@ -594,13 +594,7 @@ pub(crate) async fn insert_job(
         .bind(&a.details)
         .execute(conn)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::AlreadyExists("redaction job")
-            } else {
-                backend(e)
-            }
-        })?;
+        .map_err(crate::exists_or_backend("redaction job"))?;
     Ok(())
 }
 

@@ -282,16 +282,7 @@ pub(crate) fn record(
     };
     let calls = calls
         .into_iter()
-        .map(|(id, session, recording, legal_hold)| {
-            Ok(effects::CallerCall {
-                id: id
-                    .parse()
-                    .map_err(|_| StoreError::Backend("a call id does not parse".into()))?,
-                session: session.and_then(|s| s.parse().ok()),
-                recording,
-                legal_hold,
-            })
-        })
+        .map(redaction::caller_call)
         .collect::<Result<Vec<_>, StoreError>>()?;
     let withdrawal = effects::withdrawal_job(job, row, calls, sessions);
     recorded.skipped_legal_hold = withdrawal.held;

@@ -106,21 +106,26 @@ pub(crate) fn begin_callers(
             .collect::<Result<Vec<_>, _>>()
             .map_err(db_error)?
             .into_iter()
-            .map(|(id, session, recording, legal_hold)| {
-                Ok(effects::CallerCall {
-                    id: id
-                        .parse()
-                        .map_err(|_| StoreError::Backend("a call id does not parse".into()))?,
-                    session: session.and_then(|s| s.parse().ok()),
-                    recording,
-                    legal_hold,
-                })
-            })
+            .map(caller_call)
             .collect::<Result<Vec<_>, StoreError>>()?;
         skipped += effects::choose_caller_calls(job, found);
     }
     begin(conn, job)?;
     Ok(skipped)
+}
+
+/// A subject's live call as read for a job: (id, session, recording, on legal hold).
+pub(crate) fn caller_call(
+    (id, session, recording, legal_hold): (String, Option<String>, Option<String>, bool),
+) -> Result<effects::CallerCall, StoreError> {
+    Ok(effects::CallerCall {
+        id: id
+            .parse()
+            .map_err(|_| StoreError::Backend("a call id does not parse".into()))?,
+        session: session.and_then(|s| s.parse().ok()),
+        recording,
+        legal_hold,
+    })
 }
 
 /// `account:hex,…` pairs.

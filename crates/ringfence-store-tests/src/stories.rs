@@ -1511,29 +1511,47 @@ pub async fn a_forgotten_callers_calls_are_cleared_once_their_keys_are_gone_and_
         .expect("the chain verifies");
 }
 
+/// Eight clients each storing three calls from [`CALLER`], one at a time, once `start`
+/// opens (it waits for nine: the eight and whoever races them); the calls' ids.
+fn eight_clients_calling(
+    env: &Env,
+    account: AccountId,
+    round: u32,
+    start: &std::sync::Arc<tokio::sync::Barrier>,
+) -> impl std::future::Future<Output = Vec<CallId>> + use<> {
+    let clients: Vec<_> = (0..8)
+        .map(|client| {
+            let store = env.store.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut ids = Vec::new();
+                for i in 0..3 {
+                    let call = new_call(account, &format!("CA{round}-{client}-{i}"), 1_000);
+                    let report = store.insert_calls(vec![call]).await.unwrap();
+                    ids.push(report.outcomes[0].id());
+                }
+                ids
+            })
+        })
+        .collect();
+    async move {
+        let mut ids = Vec::new();
+        for client in clients {
+            ids.extend(client.await.unwrap());
+        }
+        ids
+    }
+}
+
 pub async fn eight_clients_calling_from_one_number_during_its_forget_leave_no_call_unredacted(
     env: Env,
 ) {
     let agency = agency(&env, "Agency").await;
-    for round in 0..20 {
+    for round in 0..20u32 {
         let account = account(&env, agency.id, "Business").await.id;
         let start = std::sync::Arc::new(tokio::sync::Barrier::new(9));
-        let clients: Vec<_> = (0..8)
-            .map(|client| {
-                let store = env.store.clone();
-                let start = start.clone();
-                tokio::spawn(async move {
-                    start.wait().await;
-                    let mut ids = Vec::new();
-                    for i in 0..3 {
-                        let call = new_call(account, &format!("CA{round}-{client}-{i}"), 1_000);
-                        let report = store.insert_calls(vec![call]).await.unwrap();
-                        ids.push(report.outcomes[0].id());
-                    }
-                    ids
-                })
-            })
-            .collect();
+        let clients = eight_clients_calling(&env, account, round, &start);
         let redactor = {
             let store = env.store.clone();
             let start = start.clone();
@@ -1554,10 +1572,7 @@ pub async fn eight_clients_calling_from_one_number_during_its_forget_leave_no_ca
                     .unwrap();
             })
         };
-        let mut ids = Vec::new();
-        for client in clients {
-            ids.extend(client.await.unwrap());
-        }
+        let ids = clients.await;
         redactor.await.unwrap();
         let calls = env.store.calls_by_ids(ids.clone()).await.unwrap();
         assert_eq!(calls.len(), 24);
@@ -1703,25 +1718,10 @@ pub async fn a_withdrawal_during_eight_clients_ingest_of_its_subject_leaves_no_c
 ) {
     use ringfence_core::consent::{ConsentStatus, SubjectKind};
     let agency = agency(&env, "Agency").await;
-    for round in 0..20 {
+    for round in 0..20u32 {
         let account = account(&env, agency.id, "Business").await.id;
         let start = std::sync::Arc::new(tokio::sync::Barrier::new(9));
-        let clients: Vec<_> = (0..8)
-            .map(|client| {
-                let store = env.store.clone();
-                let start = start.clone();
-                tokio::spawn(async move {
-                    start.wait().await;
-                    let mut ids = Vec::new();
-                    for i in 0..3 {
-                        let call = new_call(account, &format!("CA{round}-{client}-{i}"), 1_000);
-                        let report = store.insert_calls(vec![call]).await.unwrap();
-                        ids.push(report.outcomes[0].id());
-                    }
-                    ids
-                })
-            })
-            .collect();
+        let clients = eight_clients_calling(&env, account, round, &start);
         let withdrawer = {
             let store = env.store.clone();
             let start = start.clone();
@@ -1750,10 +1750,7 @@ pub async fn a_withdrawal_during_eight_clients_ingest_of_its_subject_leaves_no_c
                 }
             })
         };
-        let mut ids = Vec::new();
-        for client in clients {
-            ids.extend(client.await.unwrap());
-        }
+        let ids = clients.await;
         withdrawer.await.unwrap();
         let calls = env.store.calls_by_ids(ids).await.unwrap();
         assert_eq!(calls.len(), 24);

@@ -99,18 +99,22 @@ pub struct CallerCall {
     pub legal_hold: bool,
 }
 
+/// The calls a removal may take, and how many it must leave: a call on legal hold is exempt
+/// from erasure (GDPR Art. 17(3)(e)).
+fn not_held(found: impl IntoIterator<Item = CallerCall>) -> (Vec<CallerCall>, u64) {
+    let (held, taken): (Vec<CallerCall>, Vec<CallerCall>) =
+        found.into_iter().partition(|c| c.legal_hold);
+    (taken, held.len() as u64)
+}
+
 /// Adds to `job` the calls a caller's redaction takes, their sessions and recordings. Calls
 /// on legal hold are exempt (GDPR Art. 17(3)(e)): left out and counted for the receipt.
 pub fn choose_caller_calls(
     job: &mut RedactionJob,
     found: impl IntoIterator<Item = CallerCall>,
 ) -> u64 {
-    let mut held = 0u64;
-    for call in found {
-        if call.legal_hold {
-            held += 1;
-            continue;
-        }
+    let (taken, held) = not_held(found);
+    for call in taken {
         job.call_ids.push(call.id);
         job.session_ids.extend(call.session);
         job.objects.extend(call.recording);
@@ -143,12 +147,8 @@ pub fn withdrawal_job(
 ) -> Withdrawal {
     let category = consent.category;
     let mut sessions = visits;
-    let mut held = 0u64;
-    for call in calls {
-        if call.legal_hold {
-            held += 1;
-            continue;
-        }
+    let (taken, held) = not_held(calls);
+    for call in taken {
         template.call_ids.push(call.id);
         if category == DataCategory::Visitor {
             sessions.extend(call.session);
