@@ -169,17 +169,9 @@ pub(crate) async fn insert_calls(
         .await?;
     }
     // New calls go to the account's recipients (rendered when sent, from the sealed row).
-    let mut created: BTreeMap<AccountId, Vec<Uuid>> = BTreeMap::new();
-    for (new, outcome) in calls.iter().zip(&outcomes) {
-        if let Inserted::Created(id) = outcome {
-            created
-                .entry(new.call.account_id)
-                .or_default()
-                .push(id.as_uuid());
-        }
-    }
     let now = Timestamp::now();
-    for (account, ids) in created {
+    for (account, ids) in admission::created_by_account(calls, &outcomes) {
+        let ids: Vec<Uuid> = ids.iter().map(CallId::as_uuid).collect();
         enqueue_created(conn, account, &ids, now).await?;
     }
     Ok(InsertReport {

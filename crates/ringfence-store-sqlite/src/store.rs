@@ -553,18 +553,9 @@ fn insert_call_rows(
     }
     // New calls go to the account's recipients (rendered when sent, from the sealed row).
     if outcomes.iter().any(|o| matches!(o, Inserted::Created(_))) && outbox::any_recipient(conn)? {
-        let mut created: std::collections::BTreeMap<AccountId, Vec<String>> =
-            std::collections::BTreeMap::new();
-        for (row, outcome) in calls.iter().zip(&outcomes) {
-            if let Inserted::Created(id) = outcome {
-                created
-                    .entry(row.call.account_id)
-                    .or_default()
-                    .push(id.to_string());
-            }
-        }
         let now = Timestamp::now();
-        for (account, ids) in created {
+        for (account, ids) in admission::created_by_account(calls, &outcomes) {
+            let ids: Vec<String> = ids.iter().map(CallId::to_string).collect();
             outbox::enqueue_created(conn, account, &ids, now)?;
         }
     }

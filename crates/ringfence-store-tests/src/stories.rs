@@ -1323,6 +1323,22 @@ pub async fn eight_clients_delivering_one_batch_at_once_store_each_call_once(env
     assert_eq!(created_deliveries(&env, account, crm.id).await.len(), 5);
 }
 
+/// Puts a call on legal hold.
+async fn hold(env: &Env, account: AccountId, call: CallId) {
+    env.store
+        .set_legal_hold(
+            call,
+            Some(LegalHold {
+                at: at(3_000),
+                reason: "litigation".into(),
+                by: "cli".into(),
+            }),
+            event("call.legal_hold", Some(account)),
+        )
+        .await
+        .unwrap();
+}
+
 /// A caller's redaction as the call log asks for it: nothing chosen yet, the caller forgotten.
 fn caller_job(account: AccountId, id: &str) -> RedactionJob {
     RedactionJob {
@@ -1395,18 +1411,7 @@ pub async fn a_forgotten_callers_calls_are_cleared_once_their_keys_are_gone_and_
         .insert_calls(vec![visited.clone(), held.clone()])
         .await
         .unwrap();
-    env.store
-        .set_legal_hold(
-            held.call.id,
-            Some(LegalHold {
-                at: at(3_000),
-                reason: "litigation".into(),
-                by: "cli".into(),
-            }),
-            event("call.legal_hold", Some(account)),
-        )
-        .await
-        .unwrap();
+    hold(&env, account, held.call.id).await;
 
     let (job, skipped) = env
         .store
@@ -1615,18 +1620,7 @@ pub async fn a_withdrawal_removes_the_category_from_the_subjects_calls_and_tells
         .insert_calls(vec![first.clone(), held.clone()])
         .await
         .unwrap();
-    env.store
-        .set_legal_hold(
-            held.call.id,
-            Some(LegalHold {
-                at: at(3_000),
-                reason: "litigation".into(),
-                by: "cli".into(),
-            }),
-            event("call.legal_hold", Some(account)),
-        )
-        .await
-        .unwrap();
+    hold(&env, account, held.call.id).await;
     // A grant begins nothing.
     let grant = consent(
         account,
@@ -1954,18 +1948,7 @@ pub async fn due_calls_are_the_old_live_unheld_ones_in_scope_oldest_first(env: E
         ])
         .await
         .unwrap();
-    env.store
-        .set_legal_hold(
-            held.call.id,
-            Some(LegalHold {
-                at: at(5_000),
-                reason: "litigation".into(),
-                by: "cli".into(),
-            }),
-            event("call.legal_hold", Some(account)),
-        )
-        .await
-        .unwrap();
+    hold(&env, account, held.call.id).await;
     let q = DueQuery {
         account_id: account,
         before: at(5_000),

@@ -17,7 +17,9 @@ use ringfence_core::{AccountId, AgencyId, CallId};
 use ringfence_crypto::BlindIndex;
 
 use crate::StoreError;
-use crate::records::{AuditEvent, CallRow, CallUpdate, NewCallRow, RecordingConsent, SessionRow};
+use crate::records::{
+    AuditEvent, CallRow, CallUpdate, Inserted, NewCallRow, RecordingConsent, SessionRow,
+};
 
 /// The personal categories an arriving call can carry, in the order they are checked.
 const ARRIVING: [DataCategory; 5] = [
@@ -70,6 +72,21 @@ pub fn forgotten_on_arrival_event(
         reason: Some(RedactionReason::ForgetList.as_str().into()),
         details: "{}".into(),
     }
+}
+
+/// The calls of a batch its recipients are told of (`call.created`): those created, not those
+/// re-delivered, per account.
+pub fn created_by_account(
+    calls: &[NewCallRow],
+    outcomes: &[Inserted<CallId>],
+) -> std::collections::BTreeMap<AccountId, Vec<CallId>> {
+    let mut created: std::collections::BTreeMap<AccountId, Vec<CallId>> = Default::default();
+    for (new, outcome) in calls.iter().zip(outcomes) {
+        if let Inserted::Created(id) = outcome {
+            created.entry(new.call.account_id).or_default().push(*id);
+        }
+    }
+    created
 }
 
 /// Whose consent decides what an arriving call keeps: its caller, and the visitor of the
