@@ -268,3 +268,20 @@ pub fn visitor_id() -> Object {
 pub fn instant() -> Object {
     string(false).pattern(Some(INSTANT)).build()
 }
+
+/// A visitor's IP address: IPv4 or IPv6; empty or null is none.
+pub fn ip_address() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, Schema, SchemaFormat};
+    let format = |known| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(known)))
+    };
+    let any = AnyOfBuilder::new()
+        .item(format(KnownFormat::Ipv4))
+        .item(format(KnownFormat::Ipv6))
+        .item(string(false).max_length(Some(0)))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build();
+    Schema::AnyOf(any)
+}

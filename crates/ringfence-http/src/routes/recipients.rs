@@ -21,7 +21,7 @@ use ringfence_store::{AuditEvent, DeliveryQuery, DeliveryRow, RecipientRow};
 use super::{check_account, path_id};
 use crate::auth::Auth;
 use crate::body::JsonBody;
-use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 use ringfence_core::access::Tenant;
 
@@ -33,6 +33,7 @@ const MAX_SECRET: usize = 512;
 /// A recipient to register.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "CRM", "url": "https://crm.example.com/hooks/ringfence", "secret": "whsec-9f8e7d6c5b4a39281706", "events": ["call.created", "call.redacted", "caller.erased", "consent.withdrawn"], "personal_data": false}))]
 pub struct RecipientInput {
     #[schema(schema_with = crate::schemas::recipient_name)]
     pub name: String,
@@ -56,6 +57,7 @@ pub struct RecipientInput {
 /// Changes to a recipient; absent fields stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"events": ["call.redacted", "caller.erased"], "secret": "whsec-0a1b2c3d4e5f60718293"}))]
 pub struct RecipientUpdate {
     #[schema(schema_with = crate::schemas::recipient_name_optional)]
     pub name: Option<String>,
@@ -312,8 +314,12 @@ fn journal(
 #[utoipa::path(post, path = "/api/v1/accounts/{account_id}/recipients", tag = "recipients",
     params(("account_id" = String, Path, description = "account id")),
     request_body = RecipientInput,
-    responses((status = 201, body = RecipientOutput), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
+    responses(
+        (status = 201, body = RecipientOutput),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 422, extensions(("x-error-codes" = json!([Code::TooLong, Code::AddressNotAllowed])))),
+    ),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -380,7 +386,11 @@ async fn found(state: &AppState, account: AccountId, id: &str) -> ApiResult<Reci
 /// The account's recipients, removed ones included.
 #[utoipa::path(get, path = "/api/v1/accounts/{account_id}/recipients", tag = "recipients",
     params(("account_id" = String, Path, description = "account id")),
-    responses((status = 200, body = RecipientList), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = RecipientList),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+    ),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -400,8 +410,13 @@ pub async fn list(
 #[utoipa::path(put, path = "/api/v1/accounts/{account_id}/recipients/{recipient_id}", tag = "recipients",
     params(("account_id" = String, Path, description = "account id"), ("recipient_id" = String, Path)),
     request_body = RecipientUpdate,
-    responses((status = 200, body = RecipientOutput), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 409, description = "removed", body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = RecipientOutput),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account or recipient", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 409, description = "the recipient was removed", extensions(("x-error-codes" = json!([Code::Conflict])))),
+        (status = 422, extensions(("x-error-codes" = json!([Code::TooLong, Code::AddressNotAllowed])))),
+    ),
     security(("bearer" = [])))]
 pub async fn update(
     State(state): State<AppState>,
@@ -480,7 +495,11 @@ pub async fn update(
 /// Its delivery history stays.
 #[utoipa::path(delete, path = "/api/v1/accounts/{account_id}/recipients/{recipient_id}", tag = "recipients",
     params(("account_id" = String, Path, description = "account id"), ("recipient_id" = String, Path)),
-    responses((status = 200, body = RecipientOutput), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = RecipientOutput),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account or recipient", extensions(("x-error-codes" = json!([Code::NotFound])))),
+    ),
     security(("bearer" = [])))]
 pub async fn remove(
     State(state): State<AppState>,
@@ -521,8 +540,12 @@ struct DeliveryParams {
     params(("account_id" = String, Path, description = "account id"), ("recipient_id" = String, Path),
         ("state" = Option<String>, Query, description = "queued, delivered, dead or cancelled"),
         ("event" = Option<String>, Query, description = "call.created, call.redacted, caller.erased or consent.withdrawn"), ("cursor" = Option<String>, Query, pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 100")),
-    responses((status = 200, body = DeliveryList), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = DeliveryList),
+        (status = 400, extensions(("x-error-codes" = json!([Code::InvalidQuery, Code::InvalidCursor])))),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account or recipient", extensions(("x-error-codes" = json!([Code::NotFound])))),
+    ),
     security(("bearer" = [])))]
 pub async fn deliveries(
     State(state): State<AppState>,
@@ -595,8 +618,12 @@ pub async fn deliveries(
 /// Put a dead-lettered delivery back in the queue for a fresh round of attempts.
 #[utoipa::path(post, path = "/api/v1/accounts/{account_id}/recipients/{recipient_id}/deliveries/{delivery_id}/retry", tag = "recipients",
     params(("account_id" = String, Path, description = "account id"), ("recipient_id" = String, Path), ("delivery_id" = String, Path)),
-    responses((status = 200, body = DeliveryOutput), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 409, description = "not dead-lettered", body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = DeliveryOutput),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account, recipient or delivery", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 409, description = "the delivery is not dead-lettered, or its recipient was removed", extensions(("x-error-codes" = json!([Code::Conflict])))),
+    ),
     security(("bearer" = [])))]
 pub async fn retry(
     State(state): State<AppState>,
