@@ -71,7 +71,11 @@ pub struct CallInput {
     pub notes: Option<String>,
     #[schema(schema_with = crate::schemas::tags)]
     pub tags: Option<Vec<String>>,
-    /// A visitor session of the same account to link.
+    /// A visitor session of the same account to link (its id, from `POST …/sessions`);
+    /// send this or `visitor`, not both.
+    #[schema(
+        pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"
+    )]
     pub session_id: Option<String>,
     /// The visit that led to the call, sent inline: stored as a session and linked.
     #[serde(

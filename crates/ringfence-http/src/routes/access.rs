@@ -180,15 +180,16 @@ async fn filter_scope(
         )
     };
     let scope = match (account, agency) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::new(
-                Code::InvalidQuery,
-                "give account_id or agency_id, not both",
-            ));
-        }
-        (Some(account), None) => {
+        // Both filters narrow together: the account, which must be one of the agency's.
+        (Some(account), agency) => {
             let id: AccountId = account.parse().map_err(|_| bad_id("account_id"))?;
+            let agency: Option<AgencyId> = agency
+                .map(|a| a.parse().map_err(|_| bad_id("agency_id")))
+                .transpose()?;
             let tenant = state.tenant(id).await?;
+            if agency.is_some_and(|a| a != tenant.agency) {
+                return Err(ApiError::not_found("account"));
+            }
             Scope::Account {
                 agency: tenant.agency,
                 account: id,
@@ -232,12 +233,12 @@ fn within(filter: &Scope, scope: &Scope) -> bool {
 /// The tokens the caller may manage, revoked and expired ones included (never a secret).
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "access",
     params(
-        ("account_id" = Option<String>, Query, description = "only the tokens of this account"),
-        ("agency_id" = Option<String>, Query, description = "only the tokens of this agency and its accounts"),
+        ("account_id" = Option<String>, Query, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "only the tokens of this account (with agency_id too: it must be one of the agency's)"),
+        ("agency_id" = Option<String>, Query, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "only the tokens of this agency and its accounts"),
     ),
     responses(
         (status = 200, body = TokenList),
-        (status = 400, description = "an unknown parameter, an id that does not parse, or both filters", extensions(("x-error-codes" = json!([Code::InvalidQuery])))),
+        (status = 400, description = "an unknown parameter, or an id that does not parse", extensions(("x-error-codes" = json!([Code::InvalidQuery])))),
         (status = 403, description = "analysts and ingest tokens manage no tokens", extensions(("x-error-codes" = json!([Code::Forbidden])))),
         (status = 404, description = "no such account or agency in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
     ),
@@ -357,12 +358,12 @@ pub async fn account_users(
 /// The users the caller may manage, optionally of one account or agency (with its accounts).
 #[utoipa::path(get, path = "/api/v1/users", tag = "access",
     params(
-        ("account_id" = Option<String>, Query, description = "only the users of this account"),
-        ("agency_id" = Option<String>, Query, description = "only the users of this agency and its accounts"),
+        ("account_id" = Option<String>, Query, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "only the users of this account (with agency_id too: it must be one of the agency's)"),
+        ("agency_id" = Option<String>, Query, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "only the users of this agency and its accounts"),
     ),
     responses(
         (status = 200, body = UserList),
-        (status = 400, description = "an unknown parameter, an id that does not parse, or both filters", extensions(("x-error-codes" = json!([Code::InvalidQuery])))),
+        (status = 400, description = "an unknown parameter, or an id that does not parse", extensions(("x-error-codes" = json!([Code::InvalidQuery])))),
         (status = 403, description = "analysts and ingest tokens list no users", extensions(("x-error-codes" = json!([Code::Forbidden])))),
         (status = 404, description = "no such account or agency in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
     ),

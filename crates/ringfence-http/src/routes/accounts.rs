@@ -169,7 +169,7 @@ pub struct TelephonyUpdate {
     pub delete_provider_recordings: Option<bool>,
     /// `AC` followed by 32 hex digits; null removes it (recordings are then not downloaded).
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::schemas::twilio_account_sid)]
     pub twilio_account_sid: Option<Option<String>>,
 }
 

@@ -45,6 +45,7 @@ pub struct SubjectInput {
 #[schema(example = json!({"subject": {"caller_number": "+442079460123"}, "category": "recording", "status": "granted", "method": "ivr_keypress"}))]
 pub struct ConsentInput {
     #[serde(deserialize_with = "crate::body::objects_only::object")]
+    #[schema(schema_with = crate::schemas::consent_subject)]
     pub subject: SubjectInput,
     /// caller_identity, caller_location, recording, transcript, visitor, interaction_content
     #[schema(schema_with = crate::schemas::consent_category)]
@@ -394,6 +395,19 @@ pub struct NoticeInput {
     pub text: String,
 }
 
+/// A notice's category, in its path: a category consent can be asked for.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum NoticeCategory {
+    CallerIdentity,
+    CallerLocation,
+    Recording,
+    Transcript,
+    Visitor,
+    InteractionContent,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"text": "Calls are recorded for training and quality for up to 30 days. Press 1 to agree, 2 to continue without recording."}))]
@@ -470,7 +484,7 @@ pub async fn create_notice(
 /// Change the text of a notice version that no consent refers to yet (409 `notice_in_use`
 /// otherwise: create a new version).
 #[utoipa::path(put, path = "/api/v1/accounts/{account_id}/notices/{category}/{version}", tag = "consent",
-    params(("account_id" = String, Path, description = "account id"), ("category" = String, Path, description = "caller_identity, caller_location, recording, transcript, visitor or interaction_content"), ("version" = u32, Path, minimum = 1)),
+    params(("account_id" = String, Path, description = "account id"), ("category" = NoticeCategory, Path), ("version" = u32, Path, minimum = 1)),
     request_body = NoticeUpdate,
     responses(
         (status = 200, body = NoticeOutput),

@@ -36,10 +36,21 @@ async fn call_for(
     Ok(row)
 }
 
+/// A recording upload's body, for the OpenAPI document: the audio's bytes, at least one.
+pub struct AudioBody;
+
+impl utoipa::PartialSchema for AudioBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::schemas::audio().into()
+    }
+}
+
+impl utoipa::ToSchema for AudioBody {}
+
 /// Upload (or replace) a call's recording. The body is the audio itself.
 #[utoipa::path(put, path = "/api/v1/calls/{call_id}/recording", tag = "recordings",
     params(("call_id" = String, Path, description = "call id")),
-    request_body(content = String, content_type = "audio/wav", description = "the audio bytes: any audio/ media type (audio/wav, audio/mpeg, …)"),
+    request_body(content = inline(AudioBody), content_type = "audio/wav", description = "the audio bytes: any audio/ media type (audio/wav, audio/mpeg, …)"),
     responses(
         (status = 201, body = RecordingOutput),
         (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
