@@ -387,6 +387,22 @@ mod tests {
         assert!(bodies > 15, "the document's request bodies were found");
     }
 
+    #[test]
+    fn a_notices_path_category_is_one_a_consent_can_be_asked_for() {
+        let doc = document();
+        let op = &doc["paths"]["/api/v1/accounts/{account_id}/notices/{category}/{version}"]["put"];
+        let category = op["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == "category")
+            .expect("the category parameter");
+        assert_eq!(
+            category["schema"]["enum"],
+            serde_json::json!(crate::schemas::CONSENT_CATEGORIES)
+        );
+    }
+
     /// Phone numbers from the ranges set aside for fiction, IPs from the documentation ranges.
     fn synthetic(value: &Value, found: &mut Vec<String>) {
         match value {

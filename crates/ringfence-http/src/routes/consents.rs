@@ -484,7 +484,7 @@ pub async fn create_notice(
 /// Change the text of a notice version that no consent refers to yet (409 `notice_in_use`
 /// otherwise: create a new version).
 #[utoipa::path(put, path = "/api/v1/accounts/{account_id}/notices/{category}/{version}", tag = "consent",
-    params(("account_id" = String, Path, description = "account id"), ("category" = NoticeCategory, Path), ("version" = u32, Path, minimum = 1)),
+    params(("account_id" = String, Path, description = "account id"), ("category" = inline(NoticeCategory), Path), ("version" = u32, Path, minimum = 1)),
     request_body = NoticeUpdate,
     responses(
         (status = 200, body = NoticeOutput),
