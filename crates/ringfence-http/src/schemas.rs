@@ -326,3 +326,8 @@ pub fn consent_subject() -> utoipa::openapi::schema::Schema {
         .build();
     Schema::OneOf(one)
 }
+
+/// A user's role (`ingest` is for tokens only); null leaves it.
+pub fn user_role() -> Object {
+    one_of(&["admin", "agency_admin", "account_admin", "analyst"], true)
+}

@@ -121,10 +121,12 @@ pub struct UserUpdate {
     pub disabled: Option<bool>,
     /// admin, agency_admin, account_admin or analyst; it must fit the user's scope and be
     /// no more than the caller's own role.
+    #[schema(schema_with = crate::schemas::user_role)]
     pub role: Option<String>,
     /// Whether an analyst sees personal data unmasked (other roles always do).
     pub personal_data: Option<bool>,
-    /// A new password (12 to 1024 characters); ends every session of the user.
+    /// A new password (12 to 256 characters); ends every session of the user.
+    #[schema(min_length = 12, max_length = 256)]
     pub password: Option<String>,
 }
 
