@@ -152,8 +152,8 @@ pub fn recipient_name_optional() -> Object {
     text(200, false, true)
 }
 
-/// A webhook URL: `https://` to a host name, or `http://` to a loopback address; at most
-/// 2048 bytes. The server also takes `https://` to a public IP literal, and refuses a name
+/// A webhook URL: `https://` to a host name, or `http://` to a loopback address, then a
+/// path and query of printable ASCII without `#`; at most 2048 bytes. The server also takes `https://` to a public IP literal, and refuses a name
 /// that resolves to a non-public address (`address_not_allowed`), which no pattern says.
 pub fn recipient_url(nullable: bool) -> Object {
     const OCTET: &str = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
@@ -162,7 +162,7 @@ pub fn recipient_url(nullable: bool) -> Object {
     string(nullable)
         .max_length(Some(2048))
         .pattern(Some(format!(
-            "^(https://{NAME}{PORT}|http://(127\\.{OCTET}\\.{OCTET}\\.{OCTET}|localhost|\\[::1\\]){PORT})(/[A-Za-z0-9._~/\\-]*)?$"
+            "^(https://{NAME}{PORT}|http://(127\\.{OCTET}\\.{OCTET}\\.{OCTET}|localhost|\\[::1\\]){PORT})([/?][!-\"$-~]*)?$"
         )))
         .build()
 }

@@ -192,6 +192,11 @@ pub fn checked_url(text: &str, guard: AddressGuard) -> Result<String, FieldError
     if url.fragment().is_some() {
         return Err(invalid("a webhook URL has no fragment"));
     }
+    if !plain_url_text(text) {
+        return Err(invalid(
+            "https:// or http:// in lower case, a host name (letters, digits, hyphens; a top-level label of letters), localhost or an IP address, a port from 1 to 65535, then printable ASCII",
+        ));
+    }
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => is_loopback_address(ip.into()),
         Some(url::Host::Ipv6(ip)) => is_loopback_address(ip.into()),
@@ -212,6 +217,60 @@ pub fn checked_url(text: &str, guard: AddressGuard) -> Result<String, FieldError
         return Err(not_allowed());
     }
     Ok(url.to_string())
+}
+
+/// Whether a URL's text is written plainly, as the OpenAPI document's pattern says: the
+/// scheme in lower case, a host that is an LDH name with a top-level label of letters or an
+/// IP address in its usual notation (not `127.1` or `0x7f.1`, which URL parsers also take), a
+/// port without leading zeros, and the rest printable ASCII without `#`.
+fn plain_url_text(text: &str) -> bool {
+    let Some(rest) = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let Some((inside, after)) = v6.split_once(']') else {
+            return false;
+        };
+        if inside.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        // After the brackets only a port may follow.
+        let port = match after {
+            "" => None,
+            other => Some(other.strip_prefix(':').unwrap_or(other)),
+        };
+        (None, port)
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(authority), None),
+        }
+    };
+    let host_ok = host
+        .is_none_or(|h| h == "localhost" || h.parse::<std::net::Ipv4Addr>().is_ok() || ldh_name(h));
+    let port_ok = port.is_none_or(|p| !p.starts_with('0') && p.parse::<u16>().is_ok_and(|n| n > 0));
+    host_ok && port_ok && tail.bytes().all(|b| b.is_ascii_graphic() && b != b'#')
+}
+
+/// A host name of letters, digits and hyphens: labels of 1 to 63 that neither start nor end
+/// with a hyphen, the last one letters only.
+fn ldh_name(host: &str) -> bool {
+    let labels: Vec<&str> = host.split('.').collect();
+    let last = labels.last().copied().unwrap_or("");
+    labels.len() >= 2
+        && labels.iter().all(|l| {
+            (1..=63).contains(&l.len())
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && last.len() >= 2
+        && last.bytes().all(|b| b.is_ascii_alphabetic())
 }
 
 /// Resolves a checked URL's host name now and refuses it if any of its addresses is one the
@@ -538,8 +597,8 @@ struct DeliveryParams {
 /// A recipient's deliveries, newest first.
 #[utoipa::path(get, path = "/api/v1/accounts/{account_id}/recipients/{recipient_id}/deliveries", tag = "recipients",
     params(("account_id" = String, Path, description = "account id"), ("recipient_id" = String, Path),
-        ("state" = Option<String>, Query, description = "queued, delivered, dead or cancelled"),
-        ("event" = Option<String>, Query, description = "call.created, call.redacted, caller.erased or consent.withdrawn"), ("cursor" = Option<String>, Query, pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 100")),
+        ("state" = Option<String>, Query, pattern = "^(queued|delivered|dead|cancelled)?$", description = "queued, delivered, dead or cancelled"),
+        ("event" = Option<String>, Query, pattern = "^(call\\.created|call\\.redacted|caller\\.erased|consent\\.withdrawn)?$", description = "call.created, call.redacted, caller.erased or consent.withdrawn"), ("cursor" = Option<String>, Query, pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 100")),
     responses(
         (status = 200, body = DeliveryList),
         (status = 400, extensions(("x-error-codes" = json!([Code::InvalidQuery, Code::InvalidCursor])))),
@@ -725,6 +784,15 @@ mod tests {
             "crm.example.com/hook",
             "",
             "javascript:alert(1)",
+            "https://x.p.f.vjq-w1k.s6.0.md*",
+            "https://crm.example.com./hook",
+            "HTTPS://crm.example.com/hook",
+            "http://127.1/hook",
+            "http://0x7f.0.0.1/hook",
+            "https://crm.example.com:0443/hook",
+            "https://crm.example.com:70000/hook",
+            "https://crm.example.com/caf\u{e9}",
+            "https://-crm.example.com/hook",
         ] {
             let err = checked_url(bad, relays).unwrap_err();
             assert_eq!(err.field, "url", "{bad}");
