@@ -7,7 +7,7 @@ use ringfence_core::access::{Role, Scope};
 use ringfence_store::{AuditEntry, AuditQuery};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 
 /// One journal entry. Ids, roles, counts and reasons only.
@@ -61,7 +61,11 @@ fn output(e: AuditEntry) -> AuditEntryOutput {
 /// admin, an agency's entries for its admin, an account's entries for its admin.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit",
     params(("cursor" = Option<String>, Query, pattern = "^[0-9]{1,18}$", description = "next_cursor of the previous page"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 100")),
-    responses((status = 200, body = AuditList), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = AuditList),
+        (status = 400, extensions(("x-error-codes" = json!([Code::InvalidQuery, Code::InvalidCursor])))),
+        (status = 403, description = "the journal is for installation, agency and account admins", extensions(("x-error-codes" = json!([Code::Forbidden])))),
+    ),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,

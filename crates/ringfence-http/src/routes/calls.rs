@@ -16,7 +16,7 @@ use super::{check_account, page_limit, path_id};
 use crate::auth::Auth;
 use crate::body::JsonBody;
 use crate::dto::{BatchInput, BatchOutput, CallInput, CallList, CallOutput, Redelivered};
-use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 
 const DEFAULT_LIMIT: u32 = 50;
@@ -35,9 +35,9 @@ const DEFAULT_LIMIT: u32 = 50;
             (CallOutput = "application/json"),
             (Redelivered = "application/json"),
         )),
-        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
-        (status = 422, description = "invalid field (codes invalid_phone_number, invalid_field, missing_field, unknown_field, too_long)", body = ErrorEnvelope),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 422, extensions(("x-error-codes" = json!([Code::InvalidPhoneNumber, Code::TooLong, Code::StartInFuture, Code::UnknownCategory, Code::UnknownNoticeVersion, Code::ConsentRequired])))),
     ),
     security(("bearer" = [])))]
 pub async fn create_call(
@@ -96,9 +96,9 @@ pub async fn create_call(
     responses(
         (status = 201, description = "stored, durably; ids in input order", body = BatchOutput),
         (status = 200, description = "every call was already stored", body = BatchOutput),
-        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
-        (status = 422, description = "one or more invalid calls; nothing stored", body = ErrorEnvelope),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 422, description = "one or more invalid calls, one `details` entry per problem; nothing stored", extensions(("x-error-codes" = json!([Code::InvalidPhoneNumber, Code::TooLong, Code::StartInFuture, Code::UnknownCategory, Code::UnknownNoticeVersion, Code::ConsentRequired, Code::DuplicateExternalId])))),
     ),
     security(("bearer" = [])))]
 pub async fn create_batch(
@@ -242,8 +242,9 @@ fn query_error(message: impl Into<String>) -> ApiError {
     params(("account_id" = String, Path, description = "account id"), CallFilters),
     responses(
         (status = 200, body = CallList),
-        (status = 400, description = "invalid_query, invalid_cursor, invalid_phone_number", body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 400, extensions(("x-error-codes" = json!([Code::InvalidQuery, Code::InvalidCursor, Code::InvalidPhoneNumber])))),
+        (status = 403, description = "the role may not read the call log, or filters by caller_number without access to personal data", extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
     ),
     security(("bearer" = [])))]
 pub async fn list_calls(
@@ -352,7 +353,11 @@ pub async fn list_calls(
 /// One call.
 #[utoipa::path(get, path = "/api/v1/calls/{call_id}", tag = "calls",
     params(("call_id" = String, Path, description = "call id")),
-    responses((status = 200, body = CallOutput), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = CallOutput),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such call in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+    ),
     security(("bearer" = [])))]
 pub async fn get_call(
     State(state): State<AppState>,
