@@ -10,9 +10,11 @@
 mod agency;
 mod assets;
 mod caller;
+mod checklist;
 mod error;
 mod journal;
 mod pages;
+mod present;
 mod session;
 pub mod throttle;
 mod users;
@@ -32,7 +34,7 @@ use crate::state::AppState;
 const MAX_FORM_BYTES: usize = 16 << 10;
 
 /// The web interface's routes (merged into the application's router).
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(pages::home))
         .route("/login", get(session::login_page).post(session::login))
@@ -54,10 +56,10 @@ pub fn router() -> Router<AppState> {
             "/ui/calls/{call_id}/caller/export",
             post(caller::export_caller),
         )
-        .route("/ui/accounts/{account_id}/checklist", get(pages::checklist))
+        .route("/ui/accounts/{account_id}/checklist", get(checklist::checklist))
         .route(
             "/ui/agencies/{agency_id}/checklist",
-            get(pages::agency_checklist),
+            get(checklist::agency_checklist),
         )
         .route("/ui/accounts/{account_id}/settings", get(pages::settings))
         .route("/ui/journal", get(journal::journal))
@@ -94,6 +96,10 @@ pub fn router() -> Router<AppState> {
             post(pages::retry_delivery),
         )
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            error::with_navigation,
+        ))
         .layer(middleware::from_fn(security_headers))
         .route("/assets/{name}", get(assets::asset))
 }

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use ringfence_core::access::{Denied, Permission, Principal, Scope, Tenant};
 use ringfence_core::{AccountId, CallId};
 
-use super::assets::{CSS_NAME, HTMX_NAME};
+use super::assets::{CSS_NAME, HTMX_NAME, LOCAL_TIME_NAME};
+use super::present::{People, filters, label};
 use super::error::{PageError, PageResult};
 use super::session::{WebUser, field};
 use crate::auth::Auth;
@@ -25,19 +26,28 @@ use crate::routes::consents::{self, NoticeOutput};
 use crate::routes::recipients::{self as recipients_route, DeliveryOutput, RecipientOutput};
 use crate::routes::redaction::{Receipt, RedactCallerInput};
 use crate::routes::{
-    calls, checklist as checklist_route, legal_hold as legal_hold_route, path_id, recordings,
+    calls, legal_hold as legal_hold_route, path_id, recordings,
     redaction,
 };
 use crate::state::AppState;
 
-/// What every page's frame needs: the CSRF token for htmx and the sign-out form, the
-/// signed-in role, and the account the navigation points at.
+/// What every page's frame needs: the CSRF token for htmx and the sign-out form, who is
+/// signed in, and the account the navigation points at. The navigation offers only pages
+/// the role may open.
 pub struct Chrome {
     pub csrf: String,
     pub role: &'static str,
+    /// The signed-in user as the pages name them (their e-mail address).
+    pub who: String,
     pub account: Option<String>,
+    /// The role manages accounts (checklist, settings, users, journal); an analyst only
+    /// reads the call log.
+    pub manage: bool,
+    /// The user sees more than one account (the accounts list is worth a link).
+    pub many_accounts: bool,
     pub css: &'static str,
     pub htmx: &'static str,
+    pub local_time: &'static str,
 }
 
 impl Chrome {
@@ -45,23 +55,22 @@ impl Chrome {
         Chrome {
             csrf: user.csrf.clone(),
             role: user.principal.role.as_str(),
+            who: user.name.clone(),
             account: account.map(|a| a.to_string()),
+            manage: !matches!(
+                user.principal.role,
+                ringfence_core::access::Role::Analyst | ringfence_core::access::Role::Ingest
+            ),
+            many_accounts: !matches!(user.principal.scope, Scope::Account { .. }),
             css: CSS_NAME,
             htmx: HTMX_NAME,
+            local_time: LOCAL_TIME_NAME,
         }
     }
 }
 
 pub(super) fn render(template: &impl Template) -> PageResult<Response> {
     Ok(Html(template.render()?).into_response())
-}
-
-/// `2026-11-28T10:00:00Z` → `2026-11-28 10:00:00`.
-pub(super) fn when(rfc3339: &str) -> String {
-    rfc3339
-        .get(..19)
-        .map(|s| s.replace('T', " "))
-        .unwrap_or_else(|| rfc3339.to_owned())
 }
 
 fn duration(seconds: Option<u32>) -> String {
@@ -128,11 +137,11 @@ impl From<&CallOutput> for CallRowView {
     fn from(c: &CallOutput) -> Self {
         CallRowView {
             id: c.id.clone(),
-            time: when(&c.started_at),
-            source: c.source.clone().unwrap_or_else(|| "–".into()),
+            time: c.started_at.clone(),
+            source: c.source.clone().unwrap_or_default(),
             tracking_number: c.tracking_number.clone(),
             duration: duration(c.duration_s),
-            status: c.status.clone().unwrap_or_else(|| "–".into()),
+            status: c.status.clone().unwrap_or_default(),
             caller: c
                 .caller
                 .as_ref()
@@ -300,6 +309,17 @@ fn fields(pairs: Vec<(&'static str, Option<String>)>) -> Vec<Field> {
         .collect()
 }
 
+impl CallPage {
+    /// A recording's size in words (`48 kB`, `1.2 MB`).
+    fn size(bytes: &u64) -> String {
+        match *bytes {
+            b if b < 1_000 => format!("{b} bytes"),
+            b if b < 1_000_000 => format!("{} kB", b / 1_000),
+            b => format!("{:.1} MB", b as f64 / 1e6),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "call.html")]
 struct CallPage {
@@ -315,6 +335,9 @@ struct CallPage {
     receipt: Option<Receipt>,
     /// The user may place and release legal holds (account admins and above).
     manage_hold: bool,
+    /// Who redacted the call and who placed its legal hold, as the viewer may see them.
+    redacted_by: Option<String>,
+    held_by: Option<String>,
 }
 
 async fn call_page(
@@ -339,10 +362,10 @@ async fn call_page(
     let facts = fields(vec![
         ("Call id", Some(c.id.clone())),
         ("External id", c.external_id.clone()),
-        ("Direction", c.direction.clone()),
-        ("Status", c.status.clone()),
+        ("Direction", c.direction.as_deref().map(label)),
+        ("Status", c.status.as_deref().map(label)),
         ("Tracking number", Some(c.tracking_number.clone())),
-        ("Source", c.source.clone()),
+        ("Source", c.source.as_deref().map(label)),
         ("Campaign", c.campaign.clone()),
         ("UTM source", c.utm.source.clone()),
         ("UTM medium", c.utm.medium.clone()),
@@ -384,9 +407,18 @@ async fn call_page(
         ("Notes", c.notes.clone()),
         ("Tags", (!c.tags.is_empty()).then(|| c.tags.join(", "))),
     ]);
+    let actors: Vec<&str> = c
+        .redaction
+        .iter()
+        .map(|r| r.by.as_str())
+        .chain(c.legal_hold.iter().map(|h| h.by.as_str()))
+        .collect();
+    let people = People::resolve(state, &user.principal, actors).await?;
     let page = CallPage {
         chrome: Chrome::new(user, Some(account)),
-        started: when(&c.started_at),
+        redacted_by: c.redaction.as_ref().map(|r| people.name(&r.by)),
+        held_by: c.legal_hold.as_ref().map(|h| people.name(&h.by)),
+        started: c.started_at.clone(),
         duration: duration(c.duration_s),
         call: c,
         facts,
@@ -622,32 +654,6 @@ pub async fn redact_caller(
     call_page(&state, &user, &call, Some(receipt))
         .await
         .map_err(IntoResponse::into_response)
-}
-
-#[derive(Template)]
-#[template(path = "checklist.html")]
-struct ChecklistPage {
-    chrome: Chrome,
-    checklist: checklist_route::AccountChecklist,
-}
-
-/// The account's compliance checklist, from the API's handler.
-pub async fn checklist(
-    State(state): State<AppState>,
-    user: WebUser,
-    Path(account): Path<String>,
-) -> PageResult<Response> {
-    let Json(checklist) = checklist_route::account(
-        State(state.clone()),
-        Auth(user.principal.clone()),
-        Path(account.clone()),
-    )
-    .await?;
-    let account: AccountId = path_id(&account, "account")?;
-    render(&ChecklistPage {
-        chrome: Chrome::new(&user, Some(account)),
-        checklist,
-    })
 }
 
 /// A proposed automatic-redaction policy as the settings form sends it.
@@ -1057,25 +1063,4 @@ pub async fn save_collection(
         .await
     };
     run.await.map_err(IntoResponse::into_response)
-}
-
-#[derive(Template)]
-#[template(path = "agency_checklist.html")]
-struct AgencyChecklistPage {
-    chrome: Chrome,
-    rollup: checklist_route::AgencyChecklistOutput,
-}
-
-/// The checklists of an agency's accounts, worst first, from the API's handler.
-pub async fn agency_checklist(
-    State(state): State<AppState>,
-    user: WebUser,
-    Path(agency): Path<String>,
-) -> PageResult<Response> {
-    let Json(rollup) =
-        checklist_route::agency(State(state), Auth(user.principal.clone()), Path(agency)).await?;
-    render(&AgencyChecklistPage {
-        chrome: Chrome::new(&user, None),
-        rollup,
-    })
 }
