@@ -11,6 +11,7 @@ mod agency;
 mod assets;
 mod caller;
 mod checklist;
+mod csv;
 mod error;
 mod journal;
 mod pages;
@@ -40,6 +41,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/ui/accounts/{account_id}/calls", get(pages::call_log))
+        .route("/ui/accounts/{account_id}/calls.csv", get(csv::download))
         .route("/ui/calls/{call_id}", get(pages::call_detail))
         .route("/ui/calls/{call_id}/recording", get(pages::recording))
         .route(
@@ -90,6 +92,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route(
             "/ui/accounts/{account_id}/notices",
             post(pages::create_notice),
+        )
+        .route(
+            "/ui/accounts/{account_id}/recipients",
+            post(pages::create_recipient),
+        )
+        .route(
+            "/ui/accounts/{account_id}/recipients/{recipient_id}",
+            post(pages::change_recipient),
         )
         .route(
             "/ui/accounts/{account_id}/recipients/{recipient_id}/deliveries/{delivery_id}/retry",

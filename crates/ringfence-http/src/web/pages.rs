@@ -178,6 +178,12 @@ struct CallLogPage {
     account_id: String,
     account_name: String,
     filters: Filters,
+    /// Whether any filter is set.
+    filtered: bool,
+    /// How many calls match the filters (all pages).
+    total: u64,
+    /// The CSV download of the calls matching the filters.
+    csv: String,
     rows: Vec<CallRowView>,
     masked: bool,
     next: Option<String>,
@@ -196,22 +202,25 @@ const STATUSES: &[&str] = &[
     "canceled",
 ];
 
-/// The call log: the API's list with the form's filters; dates become whole days (UTC).
-pub async fn call_log(
-    State(state): State<AppState>,
-    user: WebUser,
-    Path(account): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> PageResult<Response> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+/// The call log's filters as the form sent them: what the form shows again, the API's
+/// query, and the filters a next page or a download keeps (without the cursor).
+pub(super) struct LogQuery {
+    filters: Filters,
+    pub(super) api: Vec<(String, String)>,
+    pub(super) kept: Vec<(String, String)>,
+}
+
+/// Reads the call log's query; dates become whole days (UTC).
+pub(super) fn log_query(raw: Option<&str>) -> PageResult<LogQuery> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
         .map_err(|_| PageError::new(Code::InvalidQuery, "the filters could not be read"))?;
     let mut filters = Filters::default();
     let mut api: Vec<(String, String)> = Vec::new();
-    let mut page_of: Vec<(String, String)> = Vec::new();
+    let mut kept: Vec<(String, String)> = Vec::new();
     for (key, value) in pairs {
         let value = value.trim().to_owned();
         if key != "cursor" && !value.is_empty() {
-            page_of.push((key.clone(), value.clone()));
+            kept.push((key.clone(), value.clone()));
         }
         let slot = match key.as_str() {
             "from" => Some(&mut filters.from),
@@ -234,9 +243,28 @@ pub async fn call_log(
         };
         api.push((key, value));
     }
+    Ok(LogQuery { filters, api, kept })
+}
+
+/// The call log: the API's list with the form's filters, how many calls match them, and
+/// a link to download them as CSV.
+pub async fn call_log(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(account): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> PageResult<Response> {
+    let LogQuery { filters, api, kept } = log_query(raw.as_deref())?;
     let query = serde_urlencoded::to_string(&api)
         .map_err(|_| PageError::new(Code::InvalidQuery, "the filters could not be read"))?;
     let Json(list) = calls::list_calls(
+        State(state.clone()),
+        Auth(user.principal.clone()),
+        Path(account.clone()),
+        RawQuery(Some(query.clone())),
+    )
+    .await?;
+    let total = calls::count_calls(
         State(state.clone()),
         Auth(user.principal.clone()),
         Path(account.clone()),
@@ -252,18 +280,25 @@ pub async fn call_log(
         .map(|a| a.name)
         .unwrap_or_default();
     let next = list.next_cursor.map(|cursor| {
-        let mut q = page_of.clone();
+        let mut q = kept.clone();
         q.push(("cursor".into(), cursor));
         format!(
             "/ui/accounts/{account}/calls?{}",
             serde_urlencoded::to_string(&q).unwrap_or_default()
         )
     });
+    let csv = format!(
+        "/ui/accounts/{account_id}/calls.csv?{}",
+        serde_urlencoded::to_string(&kept).unwrap_or_default()
+    );
     render(&CallLogPage {
         chrome: Chrome::new(&user, Some(account_id)),
         account_id: account_id.to_string(),
         account_name,
+        filtered: !kept.is_empty(),
         filters,
+        total,
+        csv,
         rows: list.items.iter().map(CallRowView::from).collect(),
         masked: !user.principal.personal_data,
         next,
@@ -754,6 +789,7 @@ struct SettingsPage {
     recipients: Vec<RecipientView>,
     /// Every notice version, by category then version.
     notices: Vec<NoticeOutput>,
+    events: &'static [&'static str],
 }
 
 /// What the settings page shows besides the settings document: the recipients and the
@@ -818,6 +854,7 @@ async fn show_settings(
         saved: view.saved,
         recipients,
         notices,
+        events: RECIPIENT_EVENTS,
     })
 }
 
@@ -1057,6 +1094,114 @@ pub async fn save_collection(
             SettingsView {
                 settings: Some(result),
                 saved: Some("What is collected saved: it applies to data arriving from now on."),
+                ..Default::default()
+            },
+        )
+        .await
+    };
+    run.await.map_err(IntoResponse::into_response)
+}
+
+/// The events a recipient can be sent, in the order the form lists them.
+const RECIPIENT_EVENTS: &[&str] = &[
+    "call.created",
+    "call.redacted",
+    "caller.erased",
+    "consent.withdrawn",
+];
+
+/// Every value of a repeated form field (checkboxes of one name).
+fn all<'a>(form: &'a [(String, String)], name: &str) -> Vec<String> {
+    form.iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+/// Registers a recipient through the API's handler (its checks: a public `https://` host,
+/// a secret of 16 to 512 bytes, known events), then shows the settings again.
+pub async fn create_recipient(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let form = user.form(&headers, &body)?;
+    let run = async {
+        let input = recipients_route::RecipientInput {
+            name: field(&form, "name").unwrap_or_default().to_owned(),
+            url: field(&form, "url").unwrap_or_default().trim().to_owned(),
+            secret: field(&form, "secret").unwrap_or_default().to_owned(),
+            events: all(&form, "events"),
+            personal_data: Some(field(&form, "personal_data") == Some("on")),
+        };
+        let (_, Json(_)) = recipients_route::create(
+            State(state.clone()),
+            Auth(user.principal.clone()),
+            Path(account.clone()),
+            JsonBody(input),
+        )
+        .await?;
+        show_settings(
+            &state,
+            &user,
+            &account,
+            SettingsView {
+                saved: Some("Recipient added: it is sent the events you chose from now on."),
+                ..Default::default()
+            },
+        )
+        .await
+    };
+    run.await.map_err(IntoResponse::into_response)
+}
+
+/// Changes (`action=update`; an empty secret keeps the current one) or removes
+/// (`action=remove`) a recipient through the API's handlers, then shows the settings again.
+pub async fn change_recipient(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path((account, recipient)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let form = user.form(&headers, &body)?;
+    let run = async {
+        let auth = Auth(user.principal.clone());
+        let path = Path((account.clone(), recipient.clone()));
+        let saved = match field(&form, "action") {
+            Some("update") => {
+                let secret = field(&form, "secret").unwrap_or_default();
+                let update = recipients_route::RecipientUpdate {
+                    name: Some(field(&form, "name").unwrap_or_default().to_owned()),
+                    url: Some(field(&form, "url").unwrap_or_default().trim().to_owned()),
+                    secret: (!secret.is_empty()).then(|| secret.to_owned()),
+                    events: Some(all(&form, "events")),
+                    personal_data: Some(field(&form, "personal_data") == Some("on")),
+                };
+                let Json(_) =
+                    recipients_route::update(State(state.clone()), auth, path, JsonBody(update))
+                        .await?;
+                "Recipient saved."
+            }
+            Some("remove") => {
+                let Json(_) = recipients_route::remove(State(state.clone()), auth, path).await?;
+                "Recipient removed: it is sent nothing more; its delivery history stays."
+            }
+            _ => {
+                return Err(PageError::new(
+                    Code::InvalidField,
+                    "action: update or remove",
+                ));
+            }
+        };
+        show_settings(
+            &state,
+            &user,
+            &account,
+            SettingsView {
+                saved: Some(saved),
                 ..Default::default()
             },
         )
