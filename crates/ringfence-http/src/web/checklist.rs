@@ -42,7 +42,7 @@ fn fix_for(id: &str, account: AccountId, agency: AgencyId, user: &WebUser) -> Fi
     };
     let operator = |what: &str| Fix {
         href: None,
-        text: format!("{what} — a task for whoever runs the server (`ringfence checklist` says how)."),
+        text: format!("{what}: a task for whoever runs the server (its command-line checklist says how)."),
     };
     match id {
         "redaction_enabled" => {
@@ -80,7 +80,7 @@ fn fix_for(id: &str, account: AccountId, agency: AgencyId, user: &WebUser) -> Fi
             href: Some("/ui/journal#chain".to_owned()),
             text: "Journal › chain verification".to_owned(),
         },
-        "worker_recent" => operator("Keep `ringfence serve` running"),
+        "worker_recent" => operator("Keep the server and its background worker running"),
         "data_folder_permissions" => operator("Restrict the data folder's permissions"),
         "tokens" => operator("Retire unused API tokens"),
         _ => operator("See the item's explanation"),
