@@ -20,7 +20,7 @@ pub fn label(value: &str) -> String {
     let known = match value {
         // Tracking sources.
         "google_ads" => "Google Ads",
-        "bing_ads" | "microsoft_ads" => "Microsoft Ads",
+        "bing_ads" | "microsoft_ads" => "Microsoft Ads (Bing)",
         "facebook_ads" | "meta_ads" => "Meta Ads",
         "linkedin_ads" => "LinkedIn Ads",
         "tiktok_ads" => "TikTok Ads",
