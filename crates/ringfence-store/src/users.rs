@@ -274,9 +274,10 @@ impl CallLog {
         let key = self
             .installation_key(USER_EMAIL_KEY, KeyPurpose::UserEmail)
             .await?;
-        let plain = open(&key, format!("users|{}|email", user.id).as_bytes(), sealed).map_err(
-            |_| LogError::Corrupt(format!("user:{}", user.id), "sealed e-mail does not open"),
-        )?;
+        let plain =
+            open(&key, format!("users|{}|email", user.id).as_bytes(), sealed).map_err(|_| {
+                LogError::Corrupt(format!("user:{}", user.id), "sealed e-mail does not open")
+            })?;
         Ok(Some(zeroize::Zeroizing::new(
             String::from_utf8_lossy(&plain).into_owned(),
         )))

@@ -107,14 +107,18 @@ pub async fn list(
                 }
             }
             "cursor" => {
-                cursor = Some(value.parse().ok().filter(|s: &i64| *s >= 0).ok_or_else(
-                    || {
-                        ApiError::new(
-                            Code::InvalidCursor,
-                            "cursor is not one this server gave out",
-                        )
-                    },
-                )?);
+                cursor = Some(
+                    value
+                        .parse()
+                        .ok()
+                        .filter(|s: &i64| *s >= 0)
+                        .ok_or_else(|| {
+                            ApiError::new(
+                                Code::InvalidCursor,
+                                "cursor is not one this server gave out",
+                            )
+                        })?,
+                );
             }
             other => {
                 return Err(ApiError::new(

@@ -42,11 +42,17 @@ fn fix_for(id: &str, account: AccountId, agency: AgencyId, user: &WebUser) -> Fi
     };
     let operator = |what: &str| Fix {
         href: None,
-        text: format!("{what}: a task for whoever runs the server (its command-line checklist says how)."),
+        text: format!(
+            "{what}: a task for whoever runs the server (its command-line checklist says how)."
+        ),
     };
     match id {
         "redaction_enabled" => {
-            if user.principal.check_agency(Permission::ManageAgency, agency).is_ok() {
+            if user
+                .principal
+                .check_agency(Permission::ManageAgency, agency)
+                .is_ok()
+            {
                 Fix {
                     href: Some(format!("/ui/agencies/{agency}/settings#redaction_enabled")),
                     text: "Agency settings › “The agency's accounts may redact”".to_owned(),
@@ -59,9 +65,10 @@ fn fix_for(id: &str, account: AccountId, agency: AgencyId, user: &WebUser) -> Fi
                 }
             }
         }
-        "auto_redaction" | "overdue_redactions" => {
-            settings("after", "Settings › Automatic redaction › “Redact calls after”")
-        }
+        "auto_redaction" | "overdue_redactions" => settings(
+            "after",
+            "Settings › Automatic redaction › “Redact calls after”",
+        ),
         "recording_consent_gdpr" => settings(
             "recording_gdpr",
             "Settings › Recording consent › “Callers in GDPR scope”",
@@ -87,7 +94,12 @@ fn fix_for(id: &str, account: AccountId, agency: AgencyId, user: &WebUser) -> Fi
     }
 }
 
-fn views(items: Vec<ChecklistItem>, account: AccountId, agency: AgencyId, user: &WebUser) -> Vec<ItemView> {
+fn views(
+    items: Vec<ChecklistItem>,
+    account: AccountId,
+    agency: AgencyId,
+    user: &WebUser,
+) -> Vec<ItemView> {
     items
         .into_iter()
         .map(|i| ItemView {
@@ -182,7 +194,11 @@ pub async fn agency_checklist(
     }
     render(&AgencyChecklistPage {
         chrome: Chrome::new(&user, None),
-        name: store.agency(agency).await?.map(|a| a.name).unwrap_or_default(),
+        name: store
+            .agency(agency)
+            .await?
+            .map(|a| a.name)
+            .unwrap_or_default(),
         status: rollup.status,
         accounts,
     })

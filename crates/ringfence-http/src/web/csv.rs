@@ -9,11 +9,11 @@
 //! filters, which can hold a number).
 
 use axum::Json;
-use futures::StreamExt;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 
 use ringfence_core::AccountId;
 
@@ -151,7 +151,10 @@ impl Rest {
             }
             Err(e) => {
                 tracing::warn!(code = e.code.as_str(), "call log download ended early");
-                Some((Err(std::io::Error::other("the call log could not be read")), self))
+                Some((
+                    Err(std::io::Error::other("the call log could not be read")),
+                    self,
+                ))
             }
         }
     }

@@ -97,7 +97,11 @@ pub fn error_page(status: StatusCode, code: &str, message: &str, signed_in: bool
 
 /// Re-renders a signed-in user's error page with their navigation (only the pages their
 /// role may open) and says who is refused. Only error pages pay for the session lookup.
-pub async fn with_navigation(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn with_navigation(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let headers = request.headers().clone();
     let response = next.run(request).await;
     let Some(shown) = response.extensions().get::<Shown>().cloned() else {

@@ -28,6 +28,8 @@ struct EntryView {
     subject: Option<String>,
     /// The call ids of a redaction of several calls (shown as a count, ids folded).
     subject_ids: Vec<String>,
+    /// The subject is a call: its page.
+    subject_call: Option<String>,
     count: Option<u64>,
     reason: Option<String>,
 }
@@ -77,7 +79,9 @@ pub async fn journal(
     let Json(list) = audit::list(
         State(state.clone()),
         Auth(user.principal.clone()),
-        RawQuery(Some(serde_urlencoded::to_string(&query).unwrap_or_default())),
+        RawQuery(Some(
+            serde_urlencoded::to_string(&query).unwrap_or_default(),
+        )),
     )
     .await?;
     let anchor = state
@@ -128,7 +132,12 @@ fn view(e: AuditEntryOutput, people: &People) -> EntryView {
         }
         other => (other, Vec::new()),
     };
+    let subject_call = subject
+        .as_deref()
+        .filter(|s| e.action.starts_with("call.") && s.parse::<ringfence_core::CallId>().is_ok())
+        .map(|s| format!("/ui/calls/{s}"));
     EntryView {
+        subject_call,
         seq: e.seq,
         at: e.at,
         actor: people.name(&e.actor),

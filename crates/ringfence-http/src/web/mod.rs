@@ -58,7 +58,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/ui/calls/{call_id}/caller/export",
             post(caller::export_caller),
         )
-        .route("/ui/accounts/{account_id}/checklist", get(checklist::checklist))
+        .route(
+            "/ui/accounts/{account_id}/checklist",
+            get(checklist::checklist),
+        )
         .route(
             "/ui/agencies/{agency_id}/checklist",
             get(checklist::agency_checklist),

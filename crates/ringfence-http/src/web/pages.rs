@@ -12,8 +12,8 @@ use ringfence_core::access::{Denied, Permission, Principal, Scope, Tenant};
 use ringfence_core::{AccountId, CallId};
 
 use super::assets::{CSS_NAME, HTMX_NAME, LOCAL_TIME_NAME};
-use super::present::{People, filters, label};
 use super::error::{PageError, PageResult};
+use super::present::{People, filters, label};
 use super::session::{WebUser, field};
 use crate::auth::Auth;
 use crate::body::JsonBody;
@@ -25,10 +25,7 @@ use crate::routes::accounts::{
 use crate::routes::consents::{self, NoticeOutput};
 use crate::routes::recipients::{self as recipients_route, DeliveryOutput, RecipientOutput};
 use crate::routes::redaction::{Receipt, RedactCallerInput};
-use crate::routes::{
-    calls, legal_hold as legal_hold_route, path_id, recordings,
-    redaction,
-};
+use crate::routes::{calls, legal_hold as legal_hold_route, path_id, recordings, redaction};
 use crate::state::AppState;
 
 /// What every page's frame needs: the CSRF token for htmx and the sign-out form, who is

@@ -102,9 +102,7 @@ pub fn moment_html(rfc3339: &str) -> String {
     let day = &rfc3339[..10];
     let minute = &rfc3339[11..16];
     let second = rfc3339.get(11..19).unwrap_or(minute);
-    format!(
-        "<time datetime=\"{rfc3339}\" title=\"{day} {second} UTC\">{day} {minute} UTC</time>"
-    )
+    format!("<time datetime=\"{rfc3339}\" title=\"{day} {second} UTC\">{day} {minute} UTC</time>")
 }
 
 /// The template filters: `{{ value|label }}`, `{{ at|moment }}`.

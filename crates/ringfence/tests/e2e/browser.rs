@@ -353,7 +353,13 @@ async fn in_a_browser_users_sign_in_filter_play_redact_and_read_the_checklist() 
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
-    assert!(rows[0].text().await.unwrap().contains("Microsoft Ads (Bing)"));
+    assert!(
+        rows[0]
+            .text()
+            .await
+            .unwrap()
+            .contains("Microsoft Ads (Bing)")
+    );
     assert_eq!(browser.text("#call-count").await, "1 call");
     assert!(
         c.source()
@@ -459,10 +465,18 @@ async fn in_a_browser_users_sign_in_filter_play_redact_and_read_the_checklist() 
         .for_element(Locator::Id("add-recipient"))
         .await
         .unwrap();
-    assert!(c.current_url().await.unwrap().as_str().ends_with("#add-recipient"));
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with("#add-recipient")
+    );
 
     // Add a recipient on the settings page.
-    browser.type_into(Locator::Id("recipient-name"), "CRM").await;
+    browser
+        .type_into(Locator::Id("recipient-name"), "CRM")
+        .await;
     browser
         .type_into(Locator::Id("recipient-url"), "http://127.0.0.1:9/hook")
         .await;
@@ -523,7 +537,9 @@ async fn in_a_browser_users_sign_in_filter_play_redact_and_read_the_checklist() 
 
     // A call on legal hold: the form sits below the call facts and names its author.
     c.goto(&format!("{base}/ui/calls/{bing}")).await.unwrap();
-    browser.type_into(Locator::Id("hold-reason"), "CASE-2026/17").await;
+    browser
+        .type_into(Locator::Id("hold-reason"), "CASE-2026/17")
+        .await;
     browser.click(Locator::Id("place-hold")).await;
     assert!(
         browser
@@ -570,7 +586,9 @@ async fn in_a_browser_users_sign_in_filter_play_redact_and_read_the_checklist() 
     let refusal = browser.text("[role=alert]").await;
     assert!(refusal.contains("analyst@example.com") && !refusal.contains("token"));
     assert!(browser.text("nav").await.contains("Call log"));
-    browser.check_allowing("14b-analyst-refused", Some(403)).await;
+    browser
+        .check_allowing("14b-analyst-refused", Some(403))
+        .await;
 
     // Phone width.
     c.set_window_size(390, 844).await.unwrap();

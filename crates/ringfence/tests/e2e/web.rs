@@ -1571,7 +1571,10 @@ async fn an_account_admin_adds_an_analyst_who_then_signs_in_with_masked_numbers(
     assert_eq!(status, StatusCode::OK, "{html}");
     assert!(html.contains("id=\"created\""));
     assert!(html.contains("<td>Analyst</td><td>masked</td>"), "{html}");
-    assert!(html.contains("lou@example.com"), "the new user is listed by address");
+    assert!(
+        html.contains("lou@example.com"),
+        "the new user is listed by address"
+    );
     // An address that has a user already, here (whatever its case) or in another tenant,
     // is answered exactly like a new one, and no second user is made.
     web_user(

@@ -32,8 +32,22 @@ async fn admins_see_users_journal_actors_and_hold_authors_by_e_mail_address_neve
     let app = TestApp::spawn().await;
     let (agency, account) = app.tenant().await;
     let call = app.ingest(account, full_call(11)).await;
-    web_user(&app, ADMIN, Role::AccountAdmin, account_scope(agency, account), true).await;
-    web_user(&app, ANALYST, Role::Analyst, account_scope(agency, account), false).await;
+    web_user(
+        &app,
+        ADMIN,
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    web_user(
+        &app,
+        ANALYST,
+        Role::Analyst,
+        account_scope(agency, account),
+        false,
+    )
+    .await;
     let admin = sign_in(&app, ADMIN).await;
     let (_, html) = admin.get(&format!("/ui/calls/{call}")).await;
     let csrf = csrf_of(&html);
@@ -63,7 +77,10 @@ async fn admins_see_users_journal_actors_and_hold_authors_by_e_mail_address_neve
     let (_, html) = admin.get("/ui/journal").await;
     let journal = &html[html.find("class=\"journal\"").unwrap()..];
     assert!(journal.contains(ADMIN), "the hold's actor is named");
-    assert!(journal.contains("Call legal hold set"), "actions read as words");
+    assert!(
+        journal.contains("Call legal hold set"),
+        "actions read as words"
+    );
     assert!(
         !journal.contains("user:"),
         "no journal actor is shown as user:<uuid>"
@@ -85,7 +102,14 @@ async fn times_are_sent_for_the_browsers_zone_with_utc_and_enum_values_read_as_w
     call["started_at"] = json!("2026-11-20T09:05:00Z");
     call["status"] = json!("no-answer");
     let id = app.ingest(account, call).await;
-    web_user(&app, ADMIN, Role::AccountAdmin, account_scope(agency, account), true).await;
+    web_user(
+        &app,
+        ADMIN,
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
     let admin = sign_in(&app, ADMIN).await;
 
     let (_, html) = admin.get(&format!("/ui/accounts/{account}/calls")).await;
@@ -125,7 +149,14 @@ async fn times_are_sent_for_the_browsers_zone_with_utc_and_enum_values_read_as_w
 async fn an_analyst_is_offered_only_the_call_log_and_a_refusal_names_the_signed_in_user() {
     let app = TestApp::spawn().await;
     let (agency, account) = app.tenant().await;
-    web_user(&app, ANALYST, Role::Analyst, account_scope(agency, account), false).await;
+    web_user(
+        &app,
+        ANALYST,
+        Role::Analyst,
+        account_scope(agency, account),
+        false,
+    )
+    .await;
     let analyst = sign_in(&app, ANALYST).await;
 
     let (_, html) = analyst.get(&format!("/ui/accounts/{account}/calls")).await;
@@ -145,7 +176,10 @@ async fn an_analyst_is_offered_only_the_call_log_and_a_refusal_names_the_signed_
     assert!(alert.contains(ANALYST));
     let message = &html[html.find("role=\"alert\"").unwrap()..];
     let message = &message[..message.find("</p>").unwrap()];
-    assert!(message.contains(ANALYST) && message.contains("Analyst"), "{message}");
+    assert!(
+        message.contains(ANALYST) && message.contains("Analyst"),
+        "{message}"
+    );
     assert!(!message.contains("token"), "{message}");
     app.stop().await;
 }
@@ -200,7 +234,14 @@ async fn the_journal_is_newest_first_in_pages_and_a_sweep_of_300_calls_shows_a_c
             .await;
         assert!(status.is_success());
     }
-    web_user(&app, ADMIN, Role::AccountAdmin, account_scope(agency, account), true).await;
+    web_user(
+        &app,
+        ADMIN,
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
     let admin = sign_in(&app, ADMIN).await;
 
     let seqs = |html: &str| -> Vec<i64> {
@@ -219,7 +260,11 @@ async fn the_journal_is_newest_first_in_pages_and_a_sweep_of_300_calls_shows_a_c
         "newest first: {page_one:?}"
     );
     let newest = all_audit(&app, 500).await;
-    let head = newest.iter().filter_map(|e| e["seq"].as_i64()).max().unwrap();
+    let head = newest
+        .iter()
+        .filter_map(|e| e["seq"].as_i64())
+        .max()
+        .unwrap();
     let account_head = newest
         .iter()
         .filter(|e| e["account_id"] == account.to_string())
@@ -255,7 +300,14 @@ async fn the_journal_is_newest_first_in_pages_and_a_sweep_of_300_calls_shows_a_c
 async fn checklist_fixes_link_to_the_page_and_control_that_fix_them() {
     let app = TestApp::spawn().await;
     let (agency, account) = app.tenant().await;
-    web_user(&app, ADMIN, Role::AccountAdmin, account_scope(agency, account), true).await;
+    web_user(
+        &app,
+        ADMIN,
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
     let admin = sign_in(&app, ADMIN).await;
     let (_, html) = admin
         .get(&format!("/ui/accounts/{account}/checklist"))
@@ -277,9 +329,7 @@ async fn checklist_fixes_link_to_the_page_and_control_that_fix_them() {
         "no shell commands or API calls on the page"
     );
     // The controls the links point at exist.
-    let (_, settings) = admin
-        .get(&format!("/ui/accounts/{account}/settings"))
-        .await;
+    let (_, settings) = admin.get(&format!("/ui/accounts/{account}/settings")).await;
     for id in ["after", "add-recipient", "recording_gdpr", "visitor_ip"] {
         assert!(settings.contains(&format!("id=\"{id}\"")), "#{id}");
     }
@@ -321,15 +371,25 @@ async fn checklist_fixes_link_to_the_page_and_control_that_fix_them() {
 async fn recipients_are_added_edited_and_removed_on_the_settings_page() {
     let app = TestApp::spawn_with_local_relays().await;
     let (agency, account) = app.tenant().await;
-    web_user(&app, ADMIN, Role::AccountAdmin, account_scope(agency, account), true).await;
+    web_user(
+        &app,
+        ADMIN,
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
     let admin = sign_in(&app, ADMIN).await;
     let page = format!("/ui/accounts/{account}/settings");
     let (_, html) = admin.get(&page).await;
     let csrf = csrf_of(&html);
     let list = || async {
-        app.get(&app.admin, &format!("/api/v1/accounts/{account}/recipients"))
-            .await
-            .1["items"]
+        app.get(
+            &app.admin,
+            &format!("/api/v1/accounts/{account}/recipients"),
+        )
+        .await
+        .1["items"]
             .as_array()
             .unwrap()
             .clone()
@@ -368,7 +428,10 @@ async fn recipients_are_added_edited_and_removed_on_the_settings_page() {
     assert!(html.contains("Recipient added"));
     let items = list().await;
     assert_eq!(items.len(), 1);
-    assert_eq!(items[0]["events"], json!(["call.redacted", "caller.erased"]));
+    assert_eq!(
+        items[0]["events"],
+        json!(["call.redacted", "caller.erased"])
+    );
     assert_eq!(items[0]["personal_data"], false);
     let id = items[0]["id"].as_str().unwrap().to_owned();
 
@@ -412,7 +475,11 @@ async fn recipients_are_added_edited_and_removed_on_the_settings_page() {
     assert_eq!(status, StatusCode::OK, "{html}");
     assert!(!list().await[0]["removed_at"].is_null());
     let journal = all_audit(&app, 500).await;
-    for action in ["recipient.created", "recipient.updated", "recipient.removed"] {
+    for action in [
+        "recipient.created",
+        "recipient.updated",
+        "recipient.removed",
+    ] {
         assert!(
             journal.iter().any(|e| e["action"] == action),
             "{action} journaled"
@@ -420,7 +487,14 @@ async fn recipients_are_added_edited_and_removed_on_the_settings_page() {
     }
 
     // An analyst cannot add one.
-    web_user(&app, ANALYST, Role::Analyst, account_scope(agency, account), true).await;
+    web_user(
+        &app,
+        ANALYST,
+        Role::Analyst,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
     let analyst = sign_in(&app, ANALYST).await;
     let (_, html) = analyst.get(&format!("/ui/accounts/{account}/calls")).await;
     let (status, _) = analyst
@@ -445,13 +519,23 @@ async fn the_legal_hold_form_comes_below_the_call_facts() {
     let app = TestApp::spawn().await;
     let (agency, account) = app.tenant().await;
     let call = app.ingest(account, full_call(13)).await;
-    web_user(&app, ADMIN, Role::AccountAdmin, account_scope(agency, account), true).await;
+    web_user(
+        &app,
+        ADMIN,
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
     let admin = sign_in(&app, ADMIN).await;
     let (_, html) = admin.get(&format!("/ui/calls/{call}")).await;
     let facts = html.find("id=\"h-facts\"").unwrap();
     let form = html.find("id=\"hold-form\"").unwrap();
     let caller = html.find("id=\"h-caller\"").unwrap();
-    assert!(facts < form && form < caller, "facts, then the hold, then the caller");
+    assert!(
+        facts < form && form < caller,
+        "facts, then the hold, then the caller"
+    );
     app.stop().await;
 }
 
@@ -479,8 +563,22 @@ async fn the_call_log_counts_matching_calls_and_downloads_them_as_formula_safe_c
         }
         app.ingest(account, call).await;
     }
-    web_user(&app, ADMIN, Role::AccountAdmin, account_scope(agency, account), true).await;
-    web_user(&app, ANALYST, Role::Analyst, account_scope(agency, account), false).await;
+    web_user(
+        &app,
+        ADMIN,
+        Role::AccountAdmin,
+        account_scope(agency, account),
+        true,
+    )
+    .await;
+    web_user(
+        &app,
+        ANALYST,
+        Role::Analyst,
+        account_scope(agency, account),
+        false,
+    )
+    .await;
     let admin = sign_in(&app, ADMIN).await;
 
     let (_, html) = admin.get(&format!("/ui/accounts/{account}/calls")).await;
@@ -490,9 +588,7 @@ async fn the_call_log_counts_matching_calls_and_downloads_them_as_formula_safe_c
         .await;
     assert!(element(&html, "call-count", "</strong>").ends_with(">1 call"));
     assert!(html.contains("match these filters"));
-    assert!(html.contains(&format!(
-        "/ui/accounts/{account}/calls.csv?source=bing_ads"
-    )));
+    assert!(html.contains(&format!("/ui/accounts/{account}/calls.csv?source=bing_ads")));
 
     let download = |who: &crate::web::Signed, path: String| {
         let request = who
@@ -516,8 +612,15 @@ async fn the_call_log_counts_matching_calls_and_downloads_them_as_formula_safe_c
     let rows = csv_rows(&text);
     assert_eq!(rows.len(), 4, "a header and three calls");
     let col = |name: &str| rows[0].iter().position(|c| c == name).unwrap();
-    assert!(rows[1..].iter().any(|r| r[col("caller_number")] == uk_number(20)));
-    let bing = rows.iter().find(|r| r[col("source")] == "bing_ads").unwrap();
+    assert!(
+        rows[1..]
+            .iter()
+            .any(|r| r[col("caller_number")] == uk_number(20))
+    );
+    let bing = rows
+        .iter()
+        .find(|r| r[col("source")] == "bing_ads")
+        .unwrap();
     assert!(
         bing[col("campaign")].starts_with("'="),
         "a formula is defused: {}",
@@ -544,8 +647,7 @@ async fn the_call_log_counts_matching_calls_and_downloads_them_as_formula_safe_c
 
     // Without personal data: call facts only.
     let analyst = sign_in(&app, ANALYST).await;
-    let (status, _, text) =
-        download(&analyst, format!("/ui/accounts/{account}/calls.csv")).await;
+    let (status, _, text) = download(&analyst, format!("/ui/accounts/{account}/calls.csv")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(!text.contains("caller_number") && !text.contains(&uk_number(20)));
     assert!(!text.contains("Erika"));
