@@ -285,7 +285,7 @@ async fn call_query(
 ) -> ApiResult<CallQuery> {
     let account: AccountId = path_id(account, "account")?;
     let tenant = state.tenant(account).await?;
-    check_account(&principal, Permission::ReadCalls, &tenant)?;
+    check_account(principal, Permission::ReadCalls, &tenant)?;
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
         .map_err(|_| query_error("query string is not valid URL encoding"))?;
     let mut query = CallQuery {

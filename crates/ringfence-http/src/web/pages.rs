@@ -1108,7 +1108,7 @@ const RECIPIENT_EVENTS: &[&str] = &[
 ];
 
 /// Every value of a repeated form field (checkboxes of one name).
-fn all<'a>(form: &'a [(String, String)], name: &str) -> Vec<String> {
+fn all(form: &[(String, String)], name: &str) -> Vec<String> {
     form.iter()
         .filter(|(k, _)| k == name)
         .map(|(_, v)| v.clone())

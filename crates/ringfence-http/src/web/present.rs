@@ -217,10 +217,10 @@ pub async fn user_name(
     user: &UserRecord,
 ) -> Result<String, ringfence_store::LogError> {
     let own = viewer.user_id == Some(user.id);
-    if own || (viewer.personal_data && manages(viewer, &user.scope)) {
-        if let Some(email) = state.log.user_email(user).await? {
-            return Ok(email.to_string());
-        }
+    if (own || (viewer.personal_data && manages(viewer, &user.scope)))
+        && let Some(email) = state.log.user_email(user).await?
+    {
+        return Ok(email.to_string());
     }
     Ok(format!(
         "{} {}",
