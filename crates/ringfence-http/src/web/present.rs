@@ -228,3 +228,37 @@ pub async fn user_name(
         short(&user.id.to_string())
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{label, moment_html};
+
+    #[test]
+    fn enum_values_read_as_words_and_unknown_ones_are_spelt_out() {
+        for (value, expected) in [
+            ("google_ads", "Google Ads"),
+            ("caller_identity", "Caller identity"),
+            ("no-answer", "No answer"),
+            ("consent_withdrawn", "Consent withdrawn"),
+            ("account_admin", "Account admin"),
+            ("call.legal_hold_set", "Call legal hold set"),
+            ("a_new_source", "A new source"),
+            ("", ""),
+        ] {
+            assert_eq!(label(value), expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn instants_become_time_elements_and_anything_else_is_escaped() {
+        assert_eq!(
+            moment_html("2026-11-28T10:00:05.123Z"),
+            "<time datetime=\"2026-11-28T10:00:05.123Z\" title=\"2026-11-28 10:00:05 UTC\">2026-11-28 10:00 UTC</time>"
+        );
+        assert_eq!(
+            moment_html("<script>2026-11-28T10:00:00Z"),
+            "&#60;script&#62;2026-11-28T10:00:00Z"
+        );
+        assert_eq!(moment_html("soon"), "soon");
+    }
+}
