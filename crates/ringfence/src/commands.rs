@@ -1355,7 +1355,7 @@ pub async fn redact(
                 subject: None,
                 count: None,
                 reason: Some(RedactionReason::Caller.as_str().into()),
-                details: json!({"role": "admin", "scope": if agency_wide { "agency" } else { "account" }, "forget": forget, "accounts": accounts.len()}).to_string(),
+                details: json!({"role": "admin", "scope": if agency_wide { "agency" } else { "account" }, "forget_requested": forget, "accounts": accounts.len()}).to_string(),
             };
             resources
                 .log

@@ -9,7 +9,8 @@ use ringfence_crypto::{KeyPurpose, KeyRecord, VaultError, VaultStore};
 
 use super::db::SqliteDb;
 use super::schema;
-use crate::StoreError;
+use crate::db_error;
+use ringfence_store::StoreError;
 
 /// The vault in its own SQLite file, apart from the call log.
 #[derive(Clone)]
@@ -41,9 +42,9 @@ impl VaultStore for SqliteVault {
                 let now = Timestamp::now().millis();
                 let mut stmt = conn.prepare_cached(
                     "INSERT INTO data_keys (id, account_id, purpose, wrapped, created_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
-                )?;
+                ).map_err(db_error)?;
                 for r in &records {
-                    stmt.execute(params![r.id, r.account_id, r.purpose.as_str(), r.wrapped, now])?;
+                    stmt.execute(params![r.id, r.account_id, r.purpose.as_str(), r.wrapped, now]).map_err(db_error)?;
                 }
                 Ok(())
             })
@@ -54,9 +55,11 @@ impl VaultStore for SqliteVault {
     async fn fetch(&self, ids: Vec<String>) -> Result<Vec<KeyRecord>, VaultError> {
         self.db
             .read(move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT id, account_id, purpose, wrapped FROM data_keys WHERE id = ?1",
-                )?;
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT id, account_id, purpose, wrapped FROM data_keys WHERE id = ?1",
+                    )
+                    .map_err(db_error)?;
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {
                     let row = stmt
@@ -69,7 +72,8 @@ impl VaultStore for SqliteVault {
                                 wrapped: r.get(3)?,
                             })
                         })
-                        .optional()?;
+                        .optional()
+                        .map_err(db_error)?;
                     out.extend(row);
                 }
                 Ok(out)
@@ -95,8 +99,10 @@ impl VaultStore for SqliteVault {
                 let n = conn
                     .prepare_cached(
                         "DELETE FROM data_keys WHERE id IN (SELECT value FROM json_each(?1))",
-                    )?
-                    .execute([list])?;
+                    )
+                    .map_err(db_error)?
+                    .execute([list])
+                    .map_err(db_error)?;
                 Ok(n as u64)
             })
             .await
@@ -114,10 +120,10 @@ impl VaultStore for SqliteVault {
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT id FROM data_keys WHERE purpose = ?1 AND created_at < ?2 AND id > ?3 ORDER BY id LIMIT ?4",
-                )?;
+                ).map_err(db_error)?;
                 let ids = stmt
-                    .query_map(params![purpose.as_str(), created_before_millis, after.unwrap_or_default(), limit], |r| r.get::<_, String>(0))?
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .query_map(params![purpose.as_str(), created_before_millis, after.unwrap_or_default(), limit], |r| r.get::<_, String>(0)).map_err(db_error)?
+                    .collect::<Result<Vec<_>, _>>().map_err(db_error)?;
                 Ok(ids)
             })
             .await
@@ -130,8 +136,8 @@ impl VaultStore for SqliteVault {
                 conn.prepare_cached(
                     "INSERT INTO journal_anchor (id, seq, hash, at) VALUES (1, ?1, ?2, ?3)
                      ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, at = excluded.at WHERE excluded.seq > journal_anchor.seq",
-                )?
-                .execute(params![seq, hash.as_slice(), Timestamp::now().millis()])?;
+                ).map_err(db_error)?
+                .execute(params![seq, hash.as_slice(), Timestamp::now().millis()]).map_err(db_error)?;
                 Ok(())
             })
             .await
@@ -147,7 +153,8 @@ impl VaultStore for SqliteVault {
                         [],
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
-                    .optional()?;
+                    .optional()
+                    .map_err(db_error)?;
                 Ok(row.and_then(|(seq, hash)| hash.try_into().ok().map(|h| (seq, h))))
             })
             .await
@@ -161,9 +168,9 @@ impl VaultStore for SqliteVault {
     async fn ping(&self) -> Result<(), VaultError> {
         self.db
             .read(|conn| {
-                Ok(conn
-                    .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                    .map(|_| ())?)
+                conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                    .map(|_| ())
+                    .map_err(db_error)
             })
             .await
             .map_err(backend)
