@@ -587,7 +587,7 @@ async fn the_call_log_counts_matching_calls_and_downloads_them_as_formula_safe_c
         .get(&format!("/ui/accounts/{account}/calls?source=bing_ads"))
         .await;
     assert!(element(&html, "call-count", "</strong>").ends_with(">1 call"));
-    assert!(html.contains("match these filters"));
+    assert!(html.contains("1 call</strong> matches these filters"));
     assert!(html.contains(&format!("/ui/accounts/{account}/calls.csv?source=bing_ads")));
 
     let download = |who: &crate::web::Signed, path: String| {
