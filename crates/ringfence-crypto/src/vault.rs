@@ -18,6 +18,8 @@ pub enum KeyPurpose {
     Subject,
     /// An account's secrets key: seals credentials such as the telephony auth token.
     AccountSecret,
+    /// The installation's key sealing web users' e-mail addresses (shown to admins only).
+    UserEmail,
 }
 
 impl KeyPurpose {
@@ -28,6 +30,7 @@ impl KeyPurpose {
             KeyPurpose::BlindIndex => "blind_index",
             KeyPurpose::Subject => "subject",
             KeyPurpose::AccountSecret => "account_secret",
+            KeyPurpose::UserEmail => "user_email",
         }
     }
     pub fn parse(text: &str) -> Option<Self> {
@@ -37,6 +40,7 @@ impl KeyPurpose {
             KeyPurpose::BlindIndex,
             KeyPurpose::Subject,
             KeyPurpose::AccountSecret,
+            KeyPurpose::UserEmail,
         ]
         .into_iter()
         .find(|p| p.as_str() == text)

@@ -186,7 +186,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .with_state(state.clone());
     // web UI: the pages, merged before the API's fallback.
-    let api = web::router().with_state(state.clone()).merge(api);
+    let api = web::router(&state).with_state(state.clone()).merge(api);
     Router::new()
         .merge(
             Router::from(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))

@@ -301,6 +301,11 @@ ALTER TABLE tokens ADD COLUMN last_used_at INTEGER;
 ALTER TABLE users ADD COLUMN disabled_at INTEGER;
 ALTER TABLE users ADD COLUMN last_sign_in_at INTEGER;
 "#,
+    r#"
+-- A user's e-mail address sealed with the installation's user-e-mail key (in the vault), so
+-- the pages can name people to those who may see it; users made before have none (shown by id).
+ALTER TABLE users ADD COLUMN email_sealed BLOB;
+"#,
 ];
 
 /// The vault: wrapped data keys only.

@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use ringfence_core::access::Permission;
+use ringfence_core::access::{Permission, Principal};
 use ringfence_core::call::{CallStatus, FieldError};
 use ringfence_core::phone::{parse_caller_number, parse_e164};
 use ringfence_core::timestamp::Timestamp;
@@ -253,10 +253,41 @@ pub async fn list_calls(
     Path(account): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<CallList>> {
-    let account: AccountId = path_id(&account, "account")?;
+    let query = call_query(&state, &principal, &account, raw.as_deref()).await?;
+    let page = state.log.calls(query).await?;
+    Ok(Json(CallList {
+        items: page
+            .calls
+            .iter()
+            .map(|c| CallOutput::from_call(c, principal.personal_data))
+            .collect(),
+        next_cursor: page.next.map(|(at, id)| encode_cursor(at, id)),
+    }))
+}
+
+/// How many of an account's calls match the list's filters (its `cursor` and `limit` are
+/// read and ignored): the same access checks and validation as [`list_calls`].
+pub async fn count_calls(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(account): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<u64> {
+    let query = call_query(&state, &principal, &account, raw.as_deref()).await?;
+    Ok(state.log.store().count_calls(query).await?)
+}
+
+/// The store query of the call list's parameters, once the principal may read the account.
+async fn call_query(
+    state: &AppState,
+    principal: &Principal,
+    account: &str,
+    raw: Option<&str>,
+) -> ApiResult<CallQuery> {
+    let account: AccountId = path_id(account, "account")?;
     let tenant = state.tenant(account).await?;
-    check_account(&principal, Permission::ReadCalls, &tenant)?;
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+    check_account(principal, Permission::ReadCalls, &tenant)?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
         .map_err(|_| query_error("query string is not valid URL encoding"))?;
     let mut query = CallQuery {
         account_id: account,
@@ -339,15 +370,7 @@ pub async fn list_calls(
             other => return Err(query_error(format!("unknown parameter `{other}`"))),
         }
     }
-    let page = state.log.calls(query).await?;
-    Ok(Json(CallList {
-        items: page
-            .calls
-            .iter()
-            .map(|c| CallOutput::from_call(c, principal.personal_data))
-            .collect(),
-        next_cursor: page.next.map(|(at, id)| encode_cursor(at, id)),
-    }))
+    Ok(query)
 }
 
 /// One call.

@@ -33,3 +33,4 @@ mod retention;
 mod twilio;
 mod validation;
 mod web;
+mod web_language;
