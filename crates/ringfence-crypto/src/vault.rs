@@ -146,7 +146,9 @@ impl MasterKeyStatus {
     }
     /// When the last finished rotation finished.
     pub fn last_rotated_millis(&self) -> Option<i64> {
-        self.last_rotation.as_ref().and_then(|r| r.finished_at_millis)
+        self.last_rotation
+            .as_ref()
+            .and_then(|r| r.finished_at_millis)
     }
 }
 
@@ -295,9 +297,11 @@ impl Keyring {
                 .get(fp)
                 .cloned()
                 .ok_or_else(|| VaultError::MasterKeyNotHeld(fp.to_owned()))?,
-            None if keys.len() == 1 => keys.values().next().cloned().ok_or_else(|| {
-                VaultError::Rotation("no master key file was loaded".to_owned())
-            })?,
+            None if keys.len() == 1 => {
+                keys.values().next().cloned().ok_or_else(|| {
+                    VaultError::Rotation("no master key file was loaded".to_owned())
+                })?
+            }
             None => {
                 return Err(VaultError::Rotation(
                     "the vault has no master key yet but several key files were loaded".to_owned(),
@@ -354,10 +358,7 @@ impl Vault {
         let keyring = Keyring::build(held, &status)?;
         if status.active().is_none() {
             let fingerprint = keyring.newest.fingerprint();
-            for record in store
-                .wrapped_by_other(fingerprint.clone(), None, 1)
-                .await?
-            {
+            for record in store.wrapped_by_other(fingerprint.clone(), None, 1).await? {
                 keyring
                     .newest
                     .unwrap(&record.id, &record.wrapped)

@@ -103,7 +103,10 @@ impl MasterKeySource for MasterKeyFiles {
         let path = self.master_key_file.clone();
         tokio::task::spawn_blocking(move || {
             let unreadable = |p: &Path, e: &dyn std::fmt::Display| {
-                VaultError::Rotation(format!("cannot read the master key file {}: {e}", p.display()))
+                VaultError::Rotation(format!(
+                    "cannot read the master key file {}: {e}",
+                    p.display()
+                ))
             };
             let mut keys = Vec::with_capacity(2);
             for (file, required) in [(path.clone(), true), (pending_key_path(&path), false)] {

@@ -139,8 +139,8 @@ fn install_new_key(master: &Path, new: &MasterKey, contents: &[u8]) -> anyhow::R
     let current = std::fs::read(master)
         .map(Zeroizing::new)
         .with_context(|| format!("cannot read the master key file {}", master.display()))?;
-    let installed = MasterKey::from_file_contents(&current)
-        .is_ok_and(|k| k.fingerprint() == new.fingerprint());
+    let installed =
+        MasterKey::from_file_contents(&current).is_ok_and(|k| k.fingerprint() == new.fingerprint());
     if !installed {
         // The old key keeps a name until it is overwritten, whatever happens in between.
         if !retired.exists() {
@@ -233,7 +233,23 @@ pub async fn rotate(
     let (new, contents, created) = read_or_create_key_file(new_key_file)?;
     let vault = resources.log.vault();
     let status = vault.master_key_status().await?;
-    if status.active() == Some(new.fingerprint().as_str()) {
+    let files_left = || {
+        let installed = std::fs::read(master_file)
+            .ok()
+            .map(Zeroizing::new)
+            .and_then(|c| MasterKey::from_file_contents(&c).ok())
+            .is_some_and(|k| k.fingerprint() == new.fingerprint());
+        !installed
+            || pending_key_path(master_file).exists()
+            || retired_key_path(master_file).exists()
+    };
+    if status.active() == Some(new.fingerprint().as_str())
+        && status
+            .last_rotation
+            .as_ref()
+            .is_some_and(|r| r.to == new.fingerprint())
+        && files_left()
+    {
         // The vault finished this rotation; a crash came before the files were swapped.
         install_new_key(master_file, &new, &contents)?;
         return Ok(RotationSummary {
@@ -248,11 +264,15 @@ pub async fn rotate(
         .active()
         .context("the vault has no active master key")?
         .to_owned();
-    if status
-        .keys
-        .iter()
-        .any(|k| k.fingerprint == new.fingerprint() && k.state == ringfence_crypto::MasterKeyState::Retired)
-    {
+    if from == new.fingerprint() {
+        bail!(
+            "the key in {} is the current master key: give a new key file (a path that does not exist yet makes one)",
+            new_key_file.display()
+        );
+    }
+    if status.keys.iter().any(|k| {
+        k.fingerprint == new.fingerprint() && k.state == ringfence_crypto::MasterKeyState::Retired
+    }) {
         bail!(
             "the key in {} was this vault's master key before and was retired: make a new one (a path that does not exist yet)",
             new_key_file.display()

@@ -6,8 +6,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use ringfence_core::timestamp::Timestamp;
 use ringfence_crypto::{
-    KeyPurpose, KeyRecord, MasterKeyEntry, MasterKeyState, MasterKeyStatus, Rewrap,
-    RotationRecord, VaultError, VaultStore,
+    KeyPurpose, KeyRecord, MasterKeyEntry, MasterKeyState, MasterKeyStatus, Rewrap, RotationRecord,
+    VaultError, VaultStore,
 };
 
 use super::db::SqliteDb;
@@ -363,7 +363,8 @@ impl VaultStore for SqliteVault {
                 )?;
                 let mut changed = 0u64;
                 for c in &changes {
-                    changed += stmt.execute(params![c.new_wrapped, to, c.id, c.old_wrapped])? as u64;
+                    changed +=
+                        stmt.execute(params![c.new_wrapped, to, c.id, c.old_wrapped])? as u64;
                 }
                 Ok(changed)
             })
@@ -437,7 +438,9 @@ mod tests {
     }
 
     fn files(keys: &[&MasterKey]) -> Arc<Files> {
-        Arc::new(Files(Mutex::new(keys.iter().map(|k| (*k).clone()).collect())))
+        Arc::new(Files(Mutex::new(
+            keys.iter().map(|k| (*k).clone()).collect(),
+        )))
     }
 
     async fn issue(vault: &Vault, n: usize) -> Vec<String> {
@@ -477,10 +480,7 @@ mod tests {
         let mut stale = changes[5].clone();
         stale.old_wrapped[0] ^= 1;
         assert_eq!(
-            store
-                .rewrap(new.fingerprint(), vec![stale])
-                .await
-                .unwrap(),
+            store.rewrap(new.fingerprint(), vec![stale]).await.unwrap(),
             0,
             "a row whose bytes changed since it was read is left alone"
         );
@@ -552,12 +552,17 @@ mod tests {
             Err(VaultError::StaleMasterKey { .. })
         ));
         assert!(matches!(
-            store.begin_rotation(new.fingerprint(), old.fingerprint()).await,
+            store
+                .begin_rotation(new.fingerprint(), old.fingerprint())
+                .await,
             Err(VaultError::Rotation(_))
         ));
         // Every key opens through a process that holds only the new key file.
         let fresh = Vault::open(files(&[&new]), store.clone()).await.unwrap();
-        let all: Vec<String> = (0..3).map(|i| format!("key-{i:04}")).chain(["late".into()]).collect();
+        let all: Vec<String> = (0..3)
+            .map(|i| format!("key-{i:04}"))
+            .chain(["late".into()])
+            .collect();
         assert_eq!(fresh.open_keys(all).await.unwrap().len(), 4);
         assert!(matches!(
             Vault::open(files(&[&old]), store.clone()).await,

@@ -32,4 +32,5 @@ mod redaction;
 mod retention;
 mod twilio;
 mod validation;
+mod vault;
 mod web;
