@@ -331,6 +331,23 @@ async fn after_a_rotation_a_backed_up_copy_of_a_destroyed_key_opens_with_nothing
         ],
     );
     assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run_cli(&data, &["checklist", "--account", &account, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let doc: Value = serde_json::from_str(out.trim()).unwrap();
+    let rotated = doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "master_key_rotated")
+        .unwrap();
+    assert_eq!(rotated["status"], "pass", "{rotated}");
+    assert!(
+        rotated["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("rotated 0 days ago"),
+        "{rotated}"
+    );
     let after = folder_keys();
     assert_eq!(after.len(), 1, "the data folder holds the new key alone");
     assert!(
