@@ -429,3 +429,157 @@ async fn a_rotation_refuses_the_master_key_file_itself_and_a_retired_key() {
     assert!(out.contains("retired"), "{out}");
     assert!(!data.join("master.key.next").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_rotation_is_finished_by_running_the_command_again() {
+    use futures::FutureExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let logs = dir.path().join("logs");
+    let (_, account) = cli_tenant(&data, true);
+    let served = Served::start(&data, &logs, &[]);
+    let admin = served.bootstrap_token.clone().unwrap();
+    let client = reqwest::Client::new();
+    for b in 0..3 {
+        ingest_batch(
+            &client,
+            &served.address,
+            &admin,
+            &account,
+            &format!("b{b}"),
+            500,
+        )
+        .await;
+    }
+    assert!(served.stop().success());
+    let old = active_fingerprint(&data);
+
+    // 1. Interrupted after the first page of re-wraps (the process dies with its work half done).
+    let first = dir.path().join("first.key");
+    {
+        let resources = ringfence::Resources::open(&ringfence::Config::in_folder(&data))
+            .await
+            .unwrap();
+        let mut pages = 0;
+        let mut die_after_a_page = |p: ringfence::rotate::Progress| {
+            if let ringfence::rotate::Progress::Done(_) = p {
+                pages += 1;
+                assert!(pages < 2, "interrupted");
+            }
+        };
+        let interrupted = std::panic::AssertUnwindSafe(ringfence::rotate::rotate(
+            &resources,
+            &first,
+            &mut die_after_a_page,
+        ))
+        .catch_unwind()
+        .await;
+        assert!(interrupted.is_err());
+        resources.close();
+    }
+    let under_old: i64 = vault_db(&data)
+        .query_row(
+            "SELECT COUNT(*) FROM data_keys WHERE master = ?1",
+            [&old],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(under_old > 0, "the rotation stopped part-way");
+    assert!(data.join("master.key.next").exists());
+    // A server started meanwhile opens keys under either master key.
+    let served = Served::start(&data, &logs, &[]);
+    let calls = all_calls(&client, &served.address, &admin, &account).await;
+    assert_eq!(calls.len(), 1500);
+    assert_every_call_reads(&calls);
+    let (code, out, _) = run_cli(&data, &["checklist", "--account", &account, "--json"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("has started and not finished"), "{out}");
+    // Another key is refused while this rotation is under way.
+    let other = dir.path().join("other.key");
+    let (code, _, err) = run_cli(
+        &data,
+        &[
+            "vault",
+            "rotate",
+            "--new-master-key-file",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("is under way"), "{err}");
+    // Running it again, while the server serves, finishes it.
+    let (code, out, err) = run_cli(
+        &data,
+        &[
+            "vault",
+            "rotate",
+            "--new-master-key-file",
+            first.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        std::fs::read(data.join("master.key")).unwrap(),
+        std::fs::read(&first).unwrap()
+    );
+    assert!(!data.join("master.key.next").exists());
+    let calls = all_calls(&client, &served.address, &admin, &account).await;
+    assert_every_call_reads(&calls);
+    assert!(served.stop().success());
+
+    // 2. Interrupted after the vault finished, the old key file linked aside but not yet
+    //    replaced: the next run swaps the files and destroys the old key.
+    let second = dir.path().join("second.key");
+    let (second_key, text) = MasterKey::generate();
+    std::fs::write(&second, text.as_bytes()).unwrap();
+    let first_text = std::fs::read(data.join("master.key")).unwrap();
+    {
+        let resources = ringfence::Resources::open(&ringfence::Config::in_folder(&data))
+            .await
+            .unwrap();
+        std::fs::write(data.join("master.key.next"), text.as_bytes()).unwrap();
+        let vault = resources.log.vault();
+        let from = vault.master_fingerprint();
+        vault.begin_rotation(&second_key).await.unwrap();
+        let mut after = None;
+        loop {
+            let page = vault.rotate_page(&second_key, after, 700).await.unwrap();
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(
+            vault.finish_rotation(&from, &second_key, 0).await.unwrap(),
+            0
+        );
+        std::fs::hard_link(data.join("master.key"), data.join("master.key.retired")).unwrap();
+        resources.close();
+    }
+    let (code, out, err) = run_cli(
+        &data,
+        &[
+            "vault",
+            "rotate",
+            "--new-master-key-file",
+            second.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        std::fs::read(data.join("master.key")).unwrap(),
+        text.as_bytes()
+    );
+    assert!(!data.join("master.key.next").exists());
+    assert!(!data.join("master.key.retired").exists());
+    assert!(files_containing(&data, first_text.trim_ascii()).is_empty());
+    let served = Served::start(&data, &logs, &[]);
+    let calls = all_calls(&client, &served.address, &admin, &account).await;
+    assert_eq!(calls.len(), 1500);
+    assert_every_call_reads(&calls);
+    assert!(served.stop().success());
+    let (code, out, err) = run_cli(&data, &["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
