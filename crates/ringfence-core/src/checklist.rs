@@ -952,7 +952,16 @@ mod tests {
         let now = Timestamp::from_millis(NOW);
         let days_ago = |d: i64| Timestamp::from_millis(NOW - d * DAY_MS);
         // (case, retention days, vault age, last rotation age, under way, status, words)
-        let cases: &[(&str, Option<u32>, i64, Option<i64>, bool, Status, &str)] = &[
+        type Case = (
+            &'static str,
+            Option<u32>,
+            i64,
+            Option<i64>,
+            bool,
+            Status,
+            &'static str,
+        );
+        let cases: &[Case] = &[
             (
                 "rotated recently",
                 Some(30),

@@ -250,10 +250,19 @@ pub async fn rotate(
             .is_some_and(|r| r.to == new.fingerprint())
         && files_left()
     {
-        // The vault finished this rotation; a crash came before the files were swapped.
+        // The vault finished this rotation; a crash came before the files were swapped (and
+        // perhaps before it was journaled: this entry says a second run completed it).
+        let from = status.last_rotation.map(|r| r.from);
+        journal(
+            resources,
+            "master_key.rotation_files_completed",
+            json!({"from": from, "to": new.fingerprint()}),
+            None,
+        )
+        .await?;
         install_new_key(master_file, &new, &contents)?;
         return Ok(RotationSummary {
-            from: status.last_rotation.map(|r| r.from),
+            from,
             to: new.fingerprint(),
             rewrapped: 0,
             created_new_key_file: created,
