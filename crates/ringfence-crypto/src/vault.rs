@@ -617,3 +617,89 @@ fn replace_keyring(slot: &RwLock<Arc<Keyring>>, keyring: Arc<Keyring>) {
         Err(poisoned) => *poisoned.into_inner() = keyring,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(keys: &[(&MasterKey, MasterKeyState)]) -> MasterKeyStatus {
+        MasterKeyStatus {
+            keys: keys
+                .iter()
+                .map(|(k, state)| MasterKeyEntry {
+                    fingerprint: k.fingerprint(),
+                    state: *state,
+                    since_millis: 0,
+                })
+                .collect(),
+            created_at_millis: 0,
+            last_rotation: None,
+        }
+    }
+
+    #[test]
+    fn the_keyring_wraps_with_the_vaults_newest_key_and_forgets_retired_ones() {
+        use MasterKeyState::{Active, Next, Retired};
+        let (a, _) = MasterKey::generate();
+        let (b, _) = MasterKey::generate();
+        let held = || vec![a.clone(), b.clone()];
+        // (case, held keys, the vault's keys, the newest expected, how many kept)
+        let cases: Vec<(&str, Vec<MasterKey>, MasterKeyStatus, &MasterKey, usize)> = vec![
+            (
+                "a rotation under way",
+                held(),
+                status(&[(&a, Active), (&b, Next)]),
+                &b,
+                2,
+            ),
+            (
+                "a pending file the vault does not name yet",
+                held(),
+                status(&[(&a, Active)]),
+                &a,
+                2,
+            ),
+            (
+                "a finished rotation",
+                held(),
+                status(&[(&a, Retired), (&b, Active)]),
+                &b,
+                1,
+            ),
+            (
+                "a vault that knows no key yet",
+                vec![a.clone()],
+                status(&[]),
+                &a,
+                1,
+            ),
+        ];
+        for (name, held, status, newest, kept) in cases {
+            let ring = Keyring::build(held, &status).unwrap();
+            assert_eq!(ring.newest.fingerprint(), newest.fingerprint(), "{name}");
+            assert_eq!(ring.keys.len(), kept, "{name}");
+        }
+        let without_the_active = Keyring::build(vec![b.clone()], &status(&[(&a, Active)]));
+        assert!(matches!(
+            without_the_active,
+            Err(VaultError::MasterKeyNotHeld(fp)) if fp == a.fingerprint()
+        ));
+        let pending_missing = Keyring::build(vec![a.clone()], &status(&[(&a, Active), (&b, Next)]));
+        assert!(matches!(
+            pending_missing,
+            Err(VaultError::MasterKeyNotHeld(fp)) if fp == b.fingerprint()
+        ));
+    }
+
+    #[test]
+    fn a_rewrap_record_never_prints_key_bytes() {
+        let change = Rewrap {
+            id: "call-1".into(),
+            old_wrapped: vec![0xab; 8],
+            new_wrapped: vec![0xcd; 8],
+        };
+        let shown = format!("{change:?}");
+        assert!(shown.contains("call-1"));
+        assert!(!shown.contains("171") && !shown.contains("205"), "{shown}");
+    }
+}
