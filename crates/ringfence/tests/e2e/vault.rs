@@ -90,6 +90,23 @@ fn assert_every_call_reads(calls: &[Value]) {
     }
 }
 
+/// Calls redacted during the rotation keep nothing personal; every other call reads.
+fn assert_live_calls_read_and_redacted_ones_stay_redacted(calls: &[Value], redacted: &[String]) {
+    let (gone, live): (Vec<Value>, Vec<Value>) = calls
+        .iter()
+        .cloned()
+        .partition(|c| redacted.iter().any(|id| c["id"] == json!(id)));
+    assert_eq!(gone.len(), redacted.len());
+    for call in &gone {
+        assert!(!call["redaction"].is_null(), "{call}");
+        assert!(
+            call["caller"].is_null() && call["transcript"].is_null(),
+            "{call}"
+        );
+    }
+    assert_every_call_reads(&live);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rotating_the_master_key_while_the_server_ingests_from_concurrent_clients_leaves_every_call_readable_and_the_old_key_destroyed()
  {
@@ -103,10 +120,13 @@ async fn rotating_the_master_key_while_the_server_ingests_from_concurrent_client
     let base = served.address.clone();
     let client = reqwest::Client::new();
     let mut expected = 0;
+    let mut first_batch = Vec::new();
     for b in 0..6 {
-        expected += ingest_batch(&client, &base, &admin, &account, &format!("b{b}"), 500)
-            .await
-            .len();
+        let ids = ingest_batch(&client, &base, &admin, &account, &format!("b{b}"), 500).await;
+        expected += ids.len();
+        if b == 0 {
+            first_batch = ids;
+        }
     }
     let old = active_fingerprint(&data);
 
@@ -155,11 +175,44 @@ async fn rotating_the_master_key_while_the_server_ingests_from_concurrent_client
             posted
         }));
     }
+    // A ninth client redacts calls one by one meanwhile: their keys are destroyed while the
+    // rotation re-wraps the vault.
+    let go = Arc::new(tokio::sync::Notify::new());
+    let redacted_during = Arc::new(AtomicUsize::new(0));
+    let redactor = {
+        let (client, base, admin, stop) =
+            (client.clone(), base.clone(), admin.clone(), stop.clone());
+        let (go, rotating, redacted_during) =
+            (go.clone(), rotating.clone(), redacted_during.clone());
+        let targets = first_batch.clone();
+        tokio::spawn(async move {
+            go.notified().await;
+            let mut redacted = Vec::new();
+            for id in targets {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let answer = client
+                    .post(format!("{base}/api/v1/calls/{id}/redact"))
+                    .bearer_auth(&admin)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(answer.status(), StatusCode::OK, "{:?}", answer.text().await);
+                if rotating.load(Ordering::SeqCst) {
+                    redacted_during.fetch_add(1, Ordering::SeqCst);
+                }
+                redacted.push(id);
+            }
+            redacted
+        })
+    };
     drop(started_tx);
     for _ in 0..8 {
         started_rx.recv().await.unwrap();
     }
     rotating.store(true, Ordering::SeqCst);
+    go.notify_one();
     let new_key_file = dir.path().join("operator").join("new.key");
     std::fs::create_dir_all(new_key_file.parent().unwrap()).unwrap();
     let (code, out, err) = {
@@ -185,6 +238,11 @@ async fn rotating_the_master_key_while_the_server_ingests_from_concurrent_client
     for c in clients {
         expected += c.await.unwrap();
     }
+    let redacted = redactor.await.unwrap();
+    assert!(
+        !redacted.is_empty(),
+        "calls were redacted while the rotation ran"
+    );
     assert_eq!(code, 0, "{out}{err}");
     let summary: Value = serde_json::from_str(out.trim()).unwrap();
     let new_key_text = std::fs::read(&new_key_file).unwrap();
@@ -237,12 +295,23 @@ async fn rotating_the_master_key_while_the_server_ingests_from_concurrent_client
         )
         .unwrap();
     assert_eq!(old_state, "retired");
+    for id in &redacted {
+        let left: i64 = vault
+            .query_row("SELECT COUNT(*) FROM data_keys WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(
+            left, 0,
+            "a key destroyed during the rotation stays destroyed"
+        );
+    }
     drop(vault);
 
     // Every call opens through the server that served throughout.
     let calls = all_calls(&client, &base, &admin, &account).await;
     assert_eq!(calls.len(), expected);
-    assert_every_call_reads(&calls);
+    assert_live_calls_read_and_redacted_ones_stay_redacted(&calls, &redacted);
     let (code, out, err) = run_cli(&data, &["audit", "verify"]);
     assert_eq!(code, 0, "{out}{err}");
     let journal = get_json(&client, &format!("{base}/api/v1/audit?limit=500"), &admin).await;
@@ -268,7 +337,7 @@ async fn rotating_the_master_key_while_the_server_ingests_from_concurrent_client
     let served = Served::start(&data, &logs, &[]);
     let calls = all_calls(&client, &served.address, &admin, &account).await;
     assert_eq!(calls.len(), expected);
-    assert_every_call_reads(&calls);
+    assert_live_calls_read_and_redacted_ones_stay_redacted(&calls, &redacted);
     assert!(served.stop().success());
 }
 
