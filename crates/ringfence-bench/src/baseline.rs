@@ -21,7 +21,7 @@ use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, CallId, SessionId};
 use ringfence_crypto::SEAL_OVERHEAD;
 use ringfence_store::payload;
-use ringfence_store::sqlite::{Checkpointer, SqliteStore, SqliteVault};
+use ringfence_store_sqlite::{Checkpointer, SqliteStore, SqliteVault};
 
 use crate::synthetic::Calls;
 use crate::whatif::WhatIf;
@@ -110,7 +110,7 @@ impl RowTemplate {
     }
 }
 
-/// Applies Ringfence's pragmas (`ringfence_store::sqlite::db::configure`).
+/// Applies Ringfence's pragmas (`ringfence_store_sqlite::db::configure`).
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -15,6 +15,7 @@ use ringfence_core::access::Role;
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId};
 use ringfence_store::{AccountRecord, AgencyRecord, CallLog};
+use ringfence_store_sqlite::db_error;
 
 use crate::whatif::WhatIf;
 
@@ -42,10 +43,12 @@ impl Server {
         for db in [resources.store.db(), resources.vault.db()] {
             let (journal, synchronous) = db
                 .maintenance(|conn| {
-                    let journal: String =
-                        conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
-                    let synchronous: i64 =
-                        conn.pragma_query_value(None, "synchronous", |r| r.get(0))?;
+                    let journal: String = conn
+                        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+                        .map_err(db_error)?;
+                    let synchronous: i64 = conn
+                        .pragma_query_value(None, "synchronous", |r| r.get(0))
+                        .map_err(db_error)?;
                     Ok((journal, synchronous))
                 })
                 .await?;
@@ -58,7 +61,7 @@ impl Server {
         if what_if.is_active() {
             for db in [resources.store.db(), resources.vault.db()] {
                 let settings = what_if.clone();
-                db.maintenance(move |conn| Ok(settings.apply(conn)?))
+                db.maintenance(move |conn| settings.apply(conn).map_err(db_error))
                     .await?;
             }
         }

@@ -92,6 +92,22 @@ impl CallStatus {
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
+
+    /// Where a status stands in a call's life, for ordering telephony callbacks: unknown <
+    /// queued < initiated < ringing < in-progress < the final ones, ordered by name among
+    /// themselves so that even two different final statuses converge. A status moves only
+    /// forward, so any order of (repeated) deliveries ends on the same one.
+    pub fn progress(status: Option<CallStatus>) -> (u8, &'static str) {
+        let rank = match status {
+            None => 0,
+            Some(CallStatus::Queued) => 1,
+            Some(CallStatus::Initiated) => 2,
+            Some(CallStatus::Ringing) => 3,
+            Some(CallStatus::InProgress) => 4,
+            Some(_) => 5,
+        };
+        (rank, status.map(CallStatus::as_str).unwrap_or(""))
+    }
 }
 
 /// Campaign parameters of the visit that led to the call: call facts, kept on redaction.
@@ -436,6 +452,30 @@ pub fn checked_tags(field: &str, tags: Vec<String>) -> Result<Personal<Vec<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_only_move_forward_and_two_final_ones_converge() {
+        use CallStatus::*;
+        let life = [
+            None,
+            Some(Queued),
+            Some(Initiated),
+            Some(Ringing),
+            Some(InProgress),
+        ];
+        for pair in life.windows(2) {
+            assert!(CallStatus::progress(pair[0]) < CallStatus::progress(pair[1]));
+        }
+        for last in [Completed, Busy, NoAnswer, Canceled, Failed] {
+            assert!(CallStatus::progress(Some(InProgress)) < CallStatus::progress(Some(last)));
+        }
+        // Two different final statuses are ordered, so either delivery order ends the same.
+        assert!(CallStatus::progress(Some(Busy)) < CallStatus::progress(Some(Completed)));
+        assert_ne!(
+            CallStatus::progress(Some(Failed)),
+            CallStatus::progress(Some(Canceled))
+        );
+    }
 
     #[test]
     fn text_fields_enforce_length_and_control_characters() {

@@ -192,6 +192,23 @@ impl fmt::Debug for MasterKey {
 /// A keyed hash of a phone number: finds a caller's calls without storing the number.
 pub type BlindIndex = [u8; 16];
 
+/// A blind index as 32 lowercase hex digits (as it appears in key ids and journal entries).
+pub fn blind_index_to_hex(index: &BlindIndex) -> String {
+    index.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The blind index written by [`blind_index_to_hex`]; `None` unless exactly 32 hex digits.
+pub fn blind_index_from_hex(text: &str) -> Option<BlindIndex> {
+    if text.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// The per-account key of the blind index. Kept in the vault, wrapped like data keys.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct BlindIndexKey([u8; 32]);

@@ -18,8 +18,8 @@ pub mod webhook;
 
 pub use aead::{CryptoError, NONCE_LEN, SEAL_OVERHEAD, TAG_LEN, open, seal};
 pub use keys::{
-    BlindIndex, BlindIndexKey, DataKey, MasterKey, MasterKeyError, hash_api_token, new_api_token,
-    random_bytes,
+    BlindIndex, BlindIndexKey, DataKey, MasterKey, MasterKeyError, blind_index_from_hex,
+    blind_index_to_hex, hash_api_token, new_api_token, random_bytes,
 };
 pub use recording::{
     RECORDING_CHUNK, RECORDING_HEADER_LEN, RecordingLayout, RecordingSealer, open_recording_chunk,

@@ -56,7 +56,9 @@ pub async fn collect_orphan_keys(
                     // seals nothing (the subject was redacted, or the event never landed).
                     let mut orphans = Vec::new();
                     for id in &ids {
-                        let Some((account, bidx)) = parse_subject_key(id) else {
+                        let Some((account, bidx)) =
+                            ringfence_store::calllog::parse_subject_key_id(id)
+                        else {
                             continue;
                         };
                         if log
@@ -96,18 +98,6 @@ pub async fn collect_orphan_keys(
     Ok(report)
 }
 
-/// `subject:{account}:{hex}` → the account and the blind index.
-fn parse_subject_key(
-    id: &str,
-) -> Option<(ringfence_core::AccountId, ringfence_crypto::BlindIndex)> {
-    let rest = id.strip_prefix("subject:")?;
-    let (account, hex) = rest.split_once(':')?;
-    Some((
-        account.parse().ok()?,
-        ringfence_store::sqlite::blind_index_from_hex(hex)?,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -116,8 +106,8 @@ mod tests {
     use ringfence_core::call::NewCall;
     use ringfence_core::phone::parse_e164;
     use ringfence_crypto::{MasterKey, Vault};
-    use ringfence_store::sqlite::{SqliteStore, SqliteVault};
     use ringfence_store::{AccountRecord, AgencyRecord, Blobs, Store};
+    use ringfence_store_sqlite::{SqliteStore, SqliteVault};
 
     #[test]
     fn the_sweep_never_reaches_a_key_the_pool_may_still_hand_out() {

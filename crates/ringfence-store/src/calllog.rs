@@ -152,9 +152,22 @@ pub struct ConsentOutcome {
     pub skipped_legal_hold: u64,
 }
 
-fn subject_key_id(account: AccountId, bidx: &BlindIndex) -> String {
-    let hex: String = bidx.iter().map(|b| format!("{b:02x}")).collect();
-    format!("subject:{account}:{hex}")
+/// The vault id of a consent subject's key: `subject:{account}:{blind index in hex}`.
+pub fn subject_key_id(account: AccountId, bidx: &BlindIndex) -> String {
+    format!(
+        "subject:{account}:{}",
+        ringfence_crypto::blind_index_to_hex(bidx)
+    )
+}
+
+/// The account and blind index of a [`subject_key_id`]; `None` for any other id.
+pub fn parse_subject_key_id(id: &str) -> Option<(AccountId, BlindIndex)> {
+    let rest = id.strip_prefix("subject:")?;
+    let (account, hex) = rest.split_once(':')?;
+    Some((
+        account.parse().ok()?,
+        ringfence_crypto::blind_index_from_hex(hex)?,
+    ))
 }
 
 /// What a redaction did, as the API returns it.

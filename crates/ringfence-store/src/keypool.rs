@@ -262,14 +262,89 @@ impl KeyPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sqlite::SqliteVault;
-    use ringfence_crypto::MasterKey;
+    use ringfence_crypto::{KeyRecord, MasterKey, VaultError, VaultStore};
 
-    fn pool(dir: &std::path::Path, max_age: Duration) -> Arc<KeyPool> {
+    /// A vault store in memory: the pool's behaviour does not depend on the backend (each
+    /// backend's own vault is tested in its crate and in the store suite).
+    #[derive(Default)]
+    struct MemoryVault(Mutex<std::collections::BTreeMap<String, KeyRecord>>);
+
+    #[async_trait::async_trait]
+    impl VaultStore for MemoryVault {
+        async fn insert(&self, records: Vec<KeyRecord>) -> Result<(), VaultError> {
+            let mut keys = self.0.lock().unwrap();
+            for r in records {
+                keys.entry(r.id.clone()).or_insert(r);
+            }
+            Ok(())
+        }
+        async fn fetch(&self, ids: Vec<String>) -> Result<Vec<KeyRecord>, VaultError> {
+            let keys = self.0.lock().unwrap();
+            Ok(ids.iter().filter_map(|id| keys.get(id).cloned()).collect())
+        }
+        async fn destroy(&self, ids: Vec<String>) -> Result<u64, VaultError> {
+            let mut keys = self.0.lock().unwrap();
+            Ok(ids.iter().filter(|id| keys.remove(*id).is_some()).count() as u64)
+        }
+        async fn list(
+            &self,
+            _purpose: KeyPurpose,
+            _created_before_millis: i64,
+            _after: Option<String>,
+            _limit: u32,
+        ) -> Result<Vec<String>, VaultError> {
+            unreachable!("the pool never lists keys")
+        }
+        async fn anchor_journal(&self, _seq: i64, _hash: [u8; 32]) -> Result<(), VaultError> {
+            unreachable!("the pool never anchors the journal")
+        }
+        async fn journal_anchor(&self) -> Result<Option<(i64, [u8; 32])>, VaultError> {
+            unreachable!("the pool never reads the journal anchor")
+        }
+        async fn compact(&self) -> Result<(), VaultError> {
+            Ok(())
+        }
+        async fn ping(&self) -> Result<(), VaultError> {
+            Ok(())
+        }
+        async fn master_key_status(&self) -> Result<ringfence_crypto::MasterKeyStatus, VaultError> {
+            unreachable!("the pool never reads the master keys")
+        }
+        async fn adopt_master_key(&self, _fingerprint: String) -> Result<(), VaultError> {
+            unreachable!("the pool never adopts a master key")
+        }
+        async fn begin_rotation(&self, _from: String, _to: String) -> Result<u64, VaultError> {
+            unreachable!("the pool never rotates")
+        }
+        async fn wrapped_by_other(
+            &self,
+            _to: String,
+            _after: Option<String>,
+            _limit: u32,
+        ) -> Result<Vec<KeyRecord>, VaultError> {
+            unreachable!("the pool never rotates")
+        }
+        async fn rewrap(
+            &self,
+            _to: String,
+            _changes: Vec<ringfence_crypto::Rewrap>,
+        ) -> Result<u64, VaultError> {
+            unreachable!("the pool never rotates")
+        }
+        async fn finish_rotation(
+            &self,
+            _from: String,
+            _to: String,
+            _rewrapped: u64,
+        ) -> Result<u64, VaultError> {
+            unreachable!("the pool never rotates")
+        }
+    }
+
+    fn pool(_dir: &std::path::Path, max_age: Duration) -> Arc<KeyPool> {
         let (master, _) = MasterKey::generate();
-        let store = SqliteVault::open(&dir.join("vault.db")).unwrap();
         Arc::new(KeyPool::with_max_age(
-            Vault::new(master, Arc::new(store)),
+            Vault::new(master, Arc::new(MemoryVault::default())),
             max_age,
         ))
     }

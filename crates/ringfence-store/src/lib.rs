@@ -1,19 +1,23 @@
-//! Ringfence's storage: the call-log store and vault traits with their SQLite implementations,
-//! the blob store for recordings, and [`CallLog`], the encrypted call log that seals every
-//! personal field before it reaches a store and opens it only for an authorised read.
+//! Ringfence's storage above the database: the [`Store`] trait that each backend crate
+//! implements (`ringfence-store-sqlite`, `ringfence-store-postgres`), the row types it takes
+//! and returns, the blob store for recordings, and [`CallLog`], the encrypted call log that
+//! seals every personal field before it reaches a store and opens it only for an authorised
+//! read.
 //!
 //! Nothing personal is ever handed to a store in the clear: the store traits take and return
 //! sealed blobs, blind indexes and call facts only. Store errors never carry row contents.
+//! This crate knows no SQL and no database driver.
 
+pub mod admission;
 pub mod blobs;
 pub mod calllog;
+pub mod effects;
 pub mod journal;
 pub mod keypool;
 pub mod payload;
 pub mod private;
 pub mod recipients;
 pub mod records;
-pub mod sqlite;
 pub mod users;
 
 pub use blobs::{BlobError, Blobs};
@@ -52,18 +56,6 @@ pub enum StoreError {
     NoticeInUse,
     #[error("storage backend: {0}")]
     Backend(String),
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
-            return StoreError::Backend(format!(
-                "{e}: another process held the database's write lock for longer than the busy timeout ({} s)",
-                sqlite::BUSY_TIMEOUT.as_secs()
-            ));
-        }
-        StoreError::Backend(e.to_string())
-    }
 }
 
 /// The call log's records: tenants, tokens, calls and sessions (sealed), settings.

@@ -10,8 +10,8 @@ use tokio::net::TcpListener;
 
 use ringfence_crypto::{MasterKey, MasterKeySource, Vault, VaultError};
 use ringfence_http::{AppState, Limits};
-use ringfence_store::sqlite::{SqliteStore, SqliteVault};
 use ringfence_store::{Blobs, CallLog, Store};
+use ringfence_store_sqlite::{SqliteStore, SqliteVault};
 
 use crate::config::{BlobLocation, Config, DatabaseLocation};
 

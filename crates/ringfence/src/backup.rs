@@ -26,9 +26,10 @@ use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, CallId};
 use ringfence_core::{DataCategory, SessionId};
 use ringfence_store::AuditEvent;
+use ringfence_store::effects::RedactionDetails;
 use ringfence_store::private;
-use ringfence_store::sqlite::{
-    blind_index_from_hex, copy_redo_log, last_journal_seq, read_journal, redo_log_path, snapshot,
+use ringfence_store_sqlite::{
+    copy_redo_log, last_journal_seq, read_journal, redo_log_path, snapshot,
 };
 
 use crate::app::{Resources, load_existing_master_key};
@@ -190,17 +191,13 @@ struct JournalSince {
     last: i64,
 }
 
-fn pairs_of(value: &serde_json::Value) -> Vec<(AccountId, [u8; 16])> {
-    value
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| {
-            let account = f["account"].as_str()?.parse::<AccountId>().ok()?;
-            let bidx = f["blind_index"].as_str().and_then(blind_index_from_hex)?;
-            Some((account, bidx))
-        })
-        .collect()
+impl JournalSince {
+    fn add_whole(&mut self, reason: RedactionReason, ids: Vec<CallId>) {
+        match self.whole.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, list)) => list.extend(ids),
+            None => self.whole.push((reason, ids)),
+        }
+    }
 }
 
 /// Redactions and removals journaled after the backup.
@@ -221,40 +218,53 @@ fn redactions_since(journal: &Path, after_seq: i64) -> anyhow::Result<JournalSin
         else {
             continue;
         };
-        let ids: Vec<CallId> = entry
+        let ids = entry
             .event
             .subject
             .as_deref()
             .unwrap_or("")
             .split(',')
-            .filter_map(|s| s.parse().ok())
-            .collect();
-        let details =
-            serde_json::from_str::<serde_json::Value>(&entry.event.details).unwrap_or_default();
-        let categories: Vec<DataCategory> = details["categories"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.as_str().and_then(DataCategory::parse))
-            .collect();
-        if !categories.is_empty() {
-            let sessions: Vec<SessionId> = details["session_ids"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| s.as_str().and_then(|s| s.parse().ok()))
-                .collect();
-            since.partial.push((reason, categories, ids, sessions));
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<CallId>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "journal entry {} ({}) names a call id that is not one: it cannot be re-applied",
+                    entry.seq,
+                    entry.event.action
+                )
+            })?;
+        // A call stored redacted on arrival names its ids; nothing else to re-apply.
+        if entry.event.action == "call.redacted_on_arrival" {
+            if !ids.is_empty() {
+                since.add_whole(reason, ids);
+            }
             continue;
         }
-        if !ids.is_empty() {
-            match since.whole.iter_mut().find(|(r, _)| *r == reason) {
-                Some((_, list)) => list.extend(ids),
-                None => since.whole.push((reason, ids)),
+        // Every other entry with a redaction reason was written by a redaction: its details
+        // must read as one, or the restore stops (a removal it cannot read is not skipped).
+        let details = RedactionDetails::parse(&entry.event.details).with_context(|| {
+            format!(
+                "journal entry {} ({}) cannot be re-applied",
+                entry.seq, entry.event.action
+            )
+        })?;
+        match details {
+            RedactionDetails::Categories {
+                categories,
+                session_ids,
+                ..
+            } => since.partial.push((reason, categories, ids, session_ids)),
+            RedactionDetails::Whole {
+                forget, subjects, ..
+            } => {
+                if !ids.is_empty() {
+                    since.add_whole(reason, ids);
+                }
+                since.forget.extend(forget);
+                since.subjects.extend(subjects);
             }
         }
-        since.forget.extend(pairs_of(&details["forget"]));
-        since.subjects.extend(pairs_of(&details["subjects"]));
     }
     Ok(since)
 }

@@ -6,17 +6,15 @@ use clap::{Args, Subcommand};
 use ringfence_core::text::counted;
 use serde_json::json;
 
+use ringfence_core::DataCategory;
 use ringfence_core::access::{Principal, Role, Scope};
-use ringfence_core::call::RedactionReason;
-use ringfence_core::phone::parse_e164;
 use ringfence_core::retention::{RetentionPolicy, RetentionScope};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, TokenId};
-use ringfence_core::{CallId, DataCategory};
 use ringfence_crypto::new_api_token;
+use ringfence_store::AuditEvent;
 use ringfence_store::journal::verify_journal;
 use ringfence_store::{AccountRecord, AgencyRecord, TokenRecord};
-use ringfence_store::{AuditEvent, RedactionReceipt};
 
 use crate::app::Resources;
 
@@ -895,8 +893,13 @@ fn api(resources: &Resources) -> (ringfence_http::AppState, ringfence_http::auth
     )
 }
 
+/// The API's answer as the command's failure, with the API's stable code under `--json`.
 fn api_error(e: ringfence_http::ApiError) -> anyhow::Error {
-    anyhow::anyhow!("{} ({})", e.message, e.code.as_str())
+    CliError {
+        code: e.code.as_str(),
+        message: format!("{} ({})", e.message, e.code.as_str()),
+    }
+    .into()
 }
 
 /// The query string of `--account` / `--agency`.
@@ -1303,29 +1306,15 @@ pub fn print(as_json: bool, value: serde_json::Value, human: &str) {
     }
 }
 
-async fn redaction_enabled(resources: &Resources, agency: AgencyId) -> anyhow::Result<()> {
-    let record = resources
-        .log
-        .store()
-        .agency(agency)
-        .await?
-        .with_context(|| format!("no agency {agency}"))?;
-    if !record.redaction_enabled {
-        bail!(
-            "redaction is not enabled for agency {agency}; enable it with `ringfence agency set {agency} --redaction-enabled true`"
-        );
-    }
-    Ok(())
-}
-
-fn receipt_json(r: &RedactionReceipt) -> serde_json::Value {
+fn receipt_json(r: &ringfence_http::routes::redaction::Receipt) -> serde_json::Value {
     json!({
         "redacted_calls": r.redacted_calls,
         "redacted_sessions": r.redacted_sessions,
-        "call_ids": r.call_ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "at": r.at.to_rfc3339(),
+        "call_ids": r.call_ids,
+        "at": r.at,
         "audit_seq": r.audit_seq,
         "forgotten": r.forgotten,
+        "skipped_legal_hold": r.skipped_legal_hold,
     })
 }
 
@@ -1334,44 +1323,31 @@ pub async fn redact(
     command: RedactCommand,
     as_json: bool,
 ) -> anyhow::Result<()> {
+    use axum::extract::{Path, State};
+    use ringfence_http::routes::redaction;
     // A redaction a crash interrupted is finished before anything else.
     resources.log.resume_redactions().await?;
-    let store = resources.log.store();
+    // The API's handlers, as the operator: the same checks (redaction enabled, legal hold,
+    // a journal note without personal data) and the same journal entries as the API.
+    let (state, auth) = api(resources);
     let receipt = match command {
         RedactCommand::Call { call_id, reason } => {
-            let id: CallId = parse_id(&call_id, "call id")?;
-            let row = store
-                .call(id)
-                .await?
-                .with_context(|| format!("no call {id}"))?;
-            let account = store
-                .account(row.account_id)
-                .await?
-                .with_context(|| format!("no account {}", row.account_id))?;
-            redaction_enabled(resources, account.agency_id).await?;
-            let note = reason.map(|r| label(&r, "--reason")).transpose()?;
-            let audit = AuditEvent {
-                actor: "cli".into(),
-                action: "call.redacted".into(),
-                agency_id: Some(account.agency_id),
-                account_id: Some(account.id),
-                subject: Some(id.to_string()),
-                count: None,
-                reason: Some(RedactionReason::Manual.as_str().into()),
-                details: match note {
-                    Some(n) if n.chars().filter(char::is_ascii_digit).count() < 7 => {
-                        json!({"role": "admin", "note": n}).to_string()
-                    }
-                    Some(_) => bail!(
-                        "--reason is journaled: use a short reference without personal data (no phone numbers)"
-                    ),
-                    None => json!({"role": "admin"}).to_string(),
-                },
-            };
-            resources
-                .log
-                .redact_calls(vec![row], RedactionReason::Manual, audit)
-                .await?
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            );
+            let body = json!({ "reason": reason }).to_string();
+            redaction::redact_call(
+                State(state),
+                auth,
+                Path(call_id),
+                headers,
+                bytes::Bytes::from(body),
+            )
+            .await
+            .map_err(api_error)?
+            .0
         }
         RedactCommand::Caller {
             account,
@@ -1379,38 +1355,21 @@ pub async fn redact(
             forget,
             agency_wide,
         } => {
-            let account: AccountId = parse_id(&account, "--account")?;
-            let record = store
-                .account(account)
-                .await?
-                .with_context(|| format!("no account {account}"))?;
-            redaction_enabled(resources, record.agency_id).await?;
-            let number = parse_e164(&number)
-                .map_err(|e| anyhow::anyhow!("NUMBER is not a valid E.164 number ({e})"))?;
-            let accounts: Vec<AccountId> = if agency_wide {
-                store
-                    .list_accounts(Some(record.agency_id))
-                    .await?
-                    .into_iter()
-                    .map(|a| a.id)
-                    .collect()
-            } else {
-                vec![account]
+            let input = redaction::RedactCallerInput {
+                number,
+                forget,
+                scope: Some(if agency_wide { "agency" } else { "account" }.into()),
+                reason: None,
             };
-            let audit = AuditEvent {
-                actor: "cli".into(),
-                action: "caller.redacted".into(),
-                agency_id: Some(record.agency_id),
-                account_id: Some(account),
-                subject: None,
-                count: None,
-                reason: Some(RedactionReason::Caller.as_str().into()),
-                details: json!({"role": "admin", "scope": if agency_wide { "agency" } else { "account" }, "forget": forget, "accounts": accounts.len()}).to_string(),
-            };
-            resources
-                .log
-                .redact_caller(&accounts, &number, forget, audit)
-                .await?
+            redaction::redact_caller(
+                State(state),
+                auth,
+                Path(account),
+                ringfence_http::body::JsonBody(input),
+            )
+            .await
+            .map_err(api_error)?
+            .0
         }
     };
     print(

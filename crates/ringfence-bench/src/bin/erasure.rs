@@ -24,8 +24,8 @@ use ringfence_core::retention::RetentionPolicy;
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, Personal};
 use ringfence_jobs::retention::{SweepOptions, sweep};
-use ringfence_store::sqlite::Checkpointer;
 use ringfence_store::{AccountRecord, AgencyRecord, AuditEvent};
+use ringfence_store_sqlite::Checkpointer;
 
 #[derive(Parser)]
 struct Cli {

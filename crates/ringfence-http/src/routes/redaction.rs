@@ -266,7 +266,7 @@ pub async fn redact_caller(
     } else {
         vec![account]
     };
-    let mut details = serde_json::json!({"role": principal.role.as_str(), "scope": if agency_wide { "agency" } else { "account" }, "forget": input.forget, "accounts": accounts.len()});
+    let mut details = serde_json::json!({"role": principal.role.as_str(), "scope": if agency_wide { "agency" } else { "account" }, "forget_requested": input.forget, "accounts": accounts.len()});
     if let Some(n) = note {
         details["note"] = serde_json::Value::String(n);
     }

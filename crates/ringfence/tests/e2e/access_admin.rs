@@ -700,7 +700,7 @@ fn the_cli_lists_revokes_and_changes_tokens_and_users_by_id_and_by_address() {
     assert!(err.contains("no user signs in with that address"), "{err}");
     assert!(!err.contains("dee@"), "the address is not echoed: {err}");
 
-    let journal: Vec<String> = ringfence_store::sqlite::read_journal(&data.join("ringfence.db"), 0)
+    let journal: Vec<String> = ringfence_store_sqlite::read_journal(&data.join("ringfence.db"), 0)
         .expect("journal")
         .into_iter()
         .map(|e| e.event.action)

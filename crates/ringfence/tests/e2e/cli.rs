@@ -271,3 +271,73 @@ fn commands_on_stored_data_refuse_a_folder_without_any_and_create_nothing() {
         "{out} {err}"
     );
 }
+
+#[tokio::test]
+async fn the_cli_redacts_through_the_apis_rules_refusing_a_note_with_personal_data_and_a_held_call()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let logs = dir.path().join("logs");
+    let (_, account) = cli_tenant(&data, true);
+    let served = Served::start(&data, &logs, &[]);
+    let admin = served.bootstrap_token.clone().unwrap();
+    let client = reqwest::Client::new();
+    let base = served.address.clone();
+    let mut ids = Vec::new();
+    for n in 0..2u16 {
+        let created: Value = post_json(
+            &client,
+            &format!("{base}/api/v1/accounts/{account}/calls"),
+            &admin,
+            &full_call(n),
+        )
+        .await;
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let held = client
+        .put(format!("{base}/api/v1/calls/{}/legal-hold", ids[1]))
+        .bearer_auth(&admin)
+        .json(&json!({"reason": "case 7"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(held.is_success(), "{held}");
+    assert!(served.stop().success());
+
+    // The API refuses an e-mail address as a journal note; the command line did not.
+    let (code, out, _) = run_cli(
+        &data,
+        &[
+            "redact",
+            "call",
+            &ids[0],
+            "--reason",
+            "asked by someone@example.com",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(json_of(&out)["error"]["code"], "invalid_field", "{out}");
+    // A call on legal hold is refused as the API refuses it.
+    let (code, out, _) = run_cli(&data, &["redact", "call", &ids[1], "--json"]);
+    assert_eq!(code, 1);
+    assert_eq!(json_of(&out)["error"]["code"], "legal_hold", "{out}");
+    // Nothing was redacted by either: the first call is redacted now, once.
+    let (code, out, err) = run_cli(
+        &data,
+        &["redact", "call", &ids[0], "--reason", "ticket 42", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let receipt = json_of(&out);
+    assert_eq!(receipt["redacted_calls"], 1, "{receipt}");
+    assert_eq!(receipt["call_ids"], json!([ids[0].clone()]));
+    let journal = ringfence_store_sqlite::read_journal(&data.join("ringfence.db"), 0).unwrap();
+    let redactions: Vec<_> = journal
+        .iter()
+        .filter(|e| e.event.action == "call.redacted")
+        .collect();
+    assert_eq!(redactions.len(), 1);
+    assert_eq!(redactions[0].event.actor, "cli");
+    assert!(redactions[0].event.details.contains("ticket 42"));
+}

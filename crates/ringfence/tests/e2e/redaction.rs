@@ -603,7 +603,7 @@ async fn audit_verify_passes_on_a_real_history_and_fails_on_each_kind_of_tamperi
             .unwrap();
         drop(conn);
         let store =
-            ringfence_store::sqlite::SqliteStore::open(&copy.path().join("ringfence.db")).unwrap();
+            ringfence_store_sqlite::SqliteStore::open(&copy.path().join("ringfence.db")).unwrap();
         let entries = {
             use ringfence_store::Store;
             store

@@ -10,8 +10,9 @@ use ringfence_core::{AccountId, CallId, DataCategory, SessionId};
 use ringfence_crypto::BlindIndex;
 
 use super::{audit, redaction};
-use crate::StoreError;
-use crate::records::{AuditEvent, ConsentRecorded, ConsentRow, NoticeRow, RedactionJob};
+use crate::db_error;
+use ringfence_store::StoreError;
+use ringfence_store::records::{AuditEvent, ConsentRecorded, ConsentRow, NoticeRow, RedactionJob};
 
 pub(crate) const CONSENT_COLUMNS: &str = "seq, id, account_id, subject_kind, subject_bidx, subject, category, status, notice_version, method, at, call_id, recorded_by";
 
@@ -70,20 +71,20 @@ pub(crate) fn create_notice(
     let version: u32 = conn
         .prepare_cached(
             "SELECT COALESCE(MAX(version), 0) + 1 FROM notices WHERE account_id = ?1 AND category = ?2",
-        )?
+        ).map_err(db_error)?
         .query_row(params![account.to_string(), category.as_str()], |r| {
             r.get(0)
-        })?;
+        }).map_err(db_error)?;
     conn.prepare_cached(
         "INSERT INTO notices (account_id, category, version, text, created_at, used_at) VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
-    )?
+    ).map_err(db_error)?
     .execute(params![
         account.to_string(),
         category.as_str(),
         version,
         text,
         now.millis()
-    ])?;
+    ]).map_err(db_error)?;
     let mut event = audit_event;
     event.details = format!(
         "{{\"category\":\"{}\",\"version\":{version}}}",
@@ -111,12 +112,12 @@ pub(crate) fn update_notice(
     let existing = conn
         .prepare_cached(&format!(
             "SELECT {NOTICE_COLUMNS} FROM notices WHERE account_id = ?1 AND category = ?2 AND version = ?3"
-        ))?
+        )).map_err(db_error)?
         .query_row(
             params![account.to_string(), category.as_str(), version],
             notice_from,
         )
-        .optional()?;
+        .optional().map_err(db_error)?;
     let Some(mut notice) = existing else {
         return Err(StoreError::NotFound("notice"));
     };
@@ -125,13 +126,15 @@ pub(crate) fn update_notice(
     }
     conn.prepare_cached(
         "UPDATE notices SET text = ?4 WHERE account_id = ?1 AND category = ?2 AND version = ?3",
-    )?
+    )
+    .map_err(db_error)?
     .execute(params![
         account.to_string(),
         category.as_str(),
         version,
         text
-    ])?;
+    ])
+    .map_err(db_error)?;
     let mut event = audit_event;
     event.details = format!(
         "{{\"category\":\"{}\",\"version\":{version}}}",
@@ -153,13 +156,13 @@ fn use_notice(
     let found = conn
         .prepare_cached(
             "UPDATE notices SET used_at = COALESCE(used_at, ?4) WHERE account_id = ?1 AND category = ?2 AND version = ?3",
-        )?
+        ).map_err(db_error)?
         .execute(params![
             account.to_string(),
             category.as_str(),
             version,
             at.millis()
-        ])?;
+        ]).map_err(db_error)?;
     if found == 0 {
         return Err(StoreError::UnknownNoticeVersion { index: None });
     }
@@ -178,7 +181,7 @@ fn insert_event(
     conn.prepare_cached(
         "INSERT INTO consents (id, account_id, subject_kind, subject_bidx, subject, category, status, notice_version, method, at, call_id, recorded_by)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
+    ).map_err(db_error)?
     .execute(params![
         row.id,
         row.account_id.to_string(),
@@ -192,7 +195,7 @@ fn insert_event(
         row.at.millis(),
         row.call_id.map(|c| c.to_string()),
         row.recorded_by,
-    ])?;
+    ]).map_err(db_error)?;
     let seq = conn.last_insert_rowid();
     let notice = row
         .notice_version
@@ -224,10 +227,11 @@ fn insert_event(
 }
 
 fn agency_of(conn: &Connection, account: AccountId) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT agency_id FROM accounts WHERE id = ?1")?
+    conn.prepare_cached("SELECT agency_id FROM accounts WHERE id = ?1")
+        .map_err(db_error)?
         .query_row([account.to_string()], |r| r.get(0))
-        .optional()?)
+        .optional()
+        .map_err(db_error)
 }
 
 /// Tells the account's recipients of a withdrawal: the consent event's id, the category,
@@ -236,19 +240,7 @@ fn tell_withdrawn(conn: &Connection, row: &ConsentRow, calls: &[String]) -> Resu
     if !super::outbox::any_recipient(conn)? {
         return Ok(());
     }
-    let mut extra = serde_json::Map::new();
-    extra.insert(
-        "consent_id".into(),
-        serde_json::Value::String(row.id.clone()),
-    );
-    extra.insert(
-        "category".into(),
-        serde_json::Value::String(row.category.as_str().into()),
-    );
-    extra.insert(
-        "subject_kind".into(),
-        serde_json::Value::String(row.subject_kind.as_str().into()),
-    );
+    let extra = ringfence_store::effects::withdrawal_extra(row);
     super::outbox::enqueue_erasure(
         conn,
         row.account_id,
@@ -269,8 +261,10 @@ pub(crate) fn record(
 ) -> Result<ConsentRecorded, StoreError> {
     if let Some(call) = row.call_id {
         let found = conn
-            .prepare_cached("SELECT 1 FROM calls WHERE id = ?1 AND account_id = ?2")?
-            .exists(params![call.to_string(), row.account_id.to_string()])?;
+            .prepare_cached("SELECT 1 FROM calls WHERE id = ?1 AND account_id = ?2")
+            .map_err(db_error)?
+            .exists(params![call.to_string(), row.account_id.to_string()])
+            .map_err(db_error)?;
         if !found {
             return Err(StoreError::NotFound("call"));
         }
@@ -297,23 +291,23 @@ pub(crate) fn record(
         SubjectKind::Caller => conn
             .prepare_cached(
                 "SELECT id, session_id, recording_object, legal_hold_at IS NOT NULL FROM calls WHERE account_id = ?1 AND caller_bidx = ?2 AND redacted_at IS NULL",
-            )?
-            .query_map(params![account, bidx], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-            .collect::<Result<_, _>>()?,
+            ).map_err(db_error)?
+            .query_map(params![account, bidx], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).map_err(db_error)?
+            .collect::<Result<_, _>>().map_err(db_error)?,
         SubjectKind::Visitor => {
             sessions = conn
                 .prepare_cached(
                     "SELECT id FROM sessions WHERE account_id = ?1 AND visitor_bidx = ?2 AND redacted_at IS NULL",
-                )?
-                .query_map(params![account, bidx], |r| r.get::<_, String>(0))?
+                ).map_err(db_error)?
+                .query_map(params![account, bidx], |r| r.get::<_, String>(0)).map_err(db_error)?
                 .filter_map(|r| r.ok().and_then(|s| s.parse().ok()))
                 .collect();
             conn.prepare_cached(
                 "SELECT c.id, c.session_id, c.recording_object, c.legal_hold_at IS NOT NULL FROM calls c JOIN sessions s ON s.id = c.session_id
                  WHERE s.account_id = ?1 AND s.visitor_bidx = ?2 AND c.redacted_at IS NULL",
-            )?
-            .query_map(params![account, bidx], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-            .collect::<Result<_, _>>()?
+            ).map_err(db_error)?
+            .query_map(params![account, bidx], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).map_err(db_error)?
+            .collect::<Result<_, _>>().map_err(db_error)?
         }
     };
     let category = row.category;
@@ -364,7 +358,7 @@ pub(crate) fn state(
 ) -> Result<ConsentState, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT category, status FROM consents WHERE account_id = ?1 AND (subject_bidx = ?2 OR subject_bidx = ?3 OR call_id = ?4) ORDER BY seq",
-    )?;
+    ).map_err(db_error)?;
     let none: &[u8] = &[];
     let a = subjects.first().map(|b| b.as_slice()).unwrap_or(none);
     let b = subjects.get(1).map(|b| b.as_slice()).unwrap_or(none);
@@ -372,8 +366,10 @@ pub(crate) fn state(
         .query_map(
             params![account.to_string(), a, b, call.map(|c| c.to_string())],
             |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
+        )
+        .map_err(db_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_error)?;
     Ok(ConsentState::from_events(events.into_iter().filter_map(
         |(c, s)| Some((DataCategory::parse(&c)?, ConsentStatus::parse(&s)?)),
     )))
@@ -381,9 +377,10 @@ pub(crate) fn state(
 
 /// Whether the account has any consent event (most ingest skips the per-call lookup).
 pub(crate) fn account_has_any(conn: &Connection, account: AccountId) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM consents WHERE account_id = ?1)")?
-        .query_row([account.to_string()], |r| r.get(0))?)
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM consents WHERE account_id = ?1)")
+        .map_err(db_error)?
+        .query_row([account.to_string()], |r| r.get(0))
+        .map_err(db_error)
 }
 
 /// Inline consents sent with a call: recorded against the stored call.
@@ -397,11 +394,14 @@ pub(crate) fn remove_subjects(
     conn: &Connection,
     subjects: &[(AccountId, BlindIndex)],
 ) -> Result<u64, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("DELETE FROM consents WHERE account_id = ?1 AND subject_bidx = ?2")?;
+    let mut stmt = conn
+        .prepare_cached("DELETE FROM consents WHERE account_id = ?1 AND subject_bidx = ?2")
+        .map_err(db_error)?;
     let mut n = 0u64;
     for (account, bidx) in subjects {
-        n += stmt.execute(params![account.to_string(), bidx.as_slice()])? as u64;
+        n += stmt
+            .execute(params![account.to_string(), bidx.as_slice()])
+            .map_err(db_error)? as u64;
     }
     Ok(n)
 }

@@ -5,17 +5,17 @@
 //! its deliveries and a rolled-back one never does. Erasure payloads hold ids only.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde_json::json;
 
-use ringfence_core::recipients::{DeliveryState, EventKind, MAX_CALLS_PER_EVENT};
+use ringfence_core::recipients::{DeliveryState, EventKind};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, DeliveryId, EventId, RecipientId};
 
 use super::audit;
-use crate::StoreError;
-use crate::records::{
+use crate::db_error;
+use ringfence_store::records::{
     AuditEvent, DeliveryAttempt, DeliveryQuery, DeliveryRow, DeliverySummary, RecipientRow,
 };
+use ringfence_store::{StoreError, effects};
 
 pub(crate) const RECIPIENT_COLUMNS: &str =
     "id, account_id, name, url, secret, events, personal_data, created_at, updated_at, disabled_at";
@@ -89,7 +89,7 @@ pub(crate) fn delivery_from(r: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
 pub(crate) fn insert_recipient(conn: &Connection, r: &RecipientRow) -> Result<(), StoreError> {
     conn.prepare_cached(&format!(
         "INSERT INTO recipients ({RECIPIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-    ))?
+    )).map_err(db_error)?
     .execute(params![
         r.id.to_string(),
         r.account_id.to_string(),
@@ -101,7 +101,7 @@ pub(crate) fn insert_recipient(conn: &Connection, r: &RecipientRow) -> Result<()
         r.created_at.millis(),
         r.updated_at.millis(),
         r.disabled_at.map(Timestamp::millis),
-    ])?;
+    ]).map_err(db_error)?;
     Ok(())
 }
 
@@ -112,7 +112,7 @@ pub(crate) fn update_recipient(conn: &Connection, r: &RecipientRow) -> Result<bo
         .prepare_cached(
             "UPDATE recipients SET name = ?3, url = ?4, secret = ?5, events = ?6, personal_data = ?7, updated_at = ?8, disabled_at = ?9
              WHERE id = ?1 AND account_id = ?2",
-        )?
+        ).map_err(db_error)?
         .execute(params![
             r.id.to_string(),
             r.account_id.to_string(),
@@ -123,12 +123,12 @@ pub(crate) fn update_recipient(conn: &Connection, r: &RecipientRow) -> Result<bo
             r.personal_data,
             r.updated_at.millis(),
             r.disabled_at.map(Timestamp::millis),
-        ])?;
+        ]).map_err(db_error)?;
     if changed > 0 && r.disabled_at.is_some() {
         conn.prepare_cached(
             "UPDATE deliveries SET state = 'cancelled', last_error = 'recipient_removed', done_at = ?2 WHERE recipient_id = ?1 AND state = 'queued'",
-        )?
-        .execute(params![r.id.to_string(), r.updated_at.millis()])?;
+        ).map_err(db_error)?
+        .execute(params![r.id.to_string(), r.updated_at.millis()]).map_err(db_error)?;
     }
     Ok(changed > 0)
 }
@@ -136,9 +136,10 @@ pub(crate) fn update_recipient(conn: &Connection, r: &RecipientRow) -> Result<bo
 /// Whether any recipient is registered at all: lets the write paths skip the outbox work
 /// entirely on installations (and in transactions) that have none.
 pub(crate) fn any_recipient(conn: &Connection) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM recipients WHERE disabled_at IS NULL)")?
-        .query_row([], |r| r.get(0))?)
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM recipients WHERE disabled_at IS NULL)")
+        .map_err(db_error)?
+        .query_row([], |r| r.get(0))
+        .map_err(db_error)
 }
 
 /// `ids` (call ids) grouped by their account.
@@ -152,9 +153,9 @@ fn by_account(
     let rows: Vec<(String, String)> = conn
         .prepare_cached(
             "SELECT account_id, id FROM calls WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id",
-        )?
-        .query_map([json], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+        ).map_err(db_error)?
+        .query_map([json], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_error)?
+        .collect::<Result<_, _>>().map_err(db_error)?;
     for (account, id) in rows {
         if let Ok(account) = account.parse() {
             out.entry(account).or_default().push(id);
@@ -192,12 +193,12 @@ fn subscribed(
     let ids = conn
         .prepare_cached(
             "SELECT id FROM recipients WHERE account_id = ?1 AND disabled_at IS NULL AND (',' || events || ',') LIKE ?2 ORDER BY id",
-        )?
+        ).map_err(db_error)?
         .query_map(
             params![account.to_string(), format!("%,{},%", event.as_str())],
             |r| r.get(0),
-        )?
-        .collect::<Result<Vec<String>, _>>()?;
+        ).map_err(db_error)?
+        .collect::<Result<Vec<String>, _>>().map_err(db_error)?;
     Ok(ids)
 }
 
@@ -215,7 +216,7 @@ fn insert_delivery(conn: &Connection, e: &NewEvent<'_>, recipient: &str) -> Resu
     conn.prepare_cached(
         "INSERT INTO deliveries (id, event_id, event, recipient_id, account_id, call_id, payload, created_at, state, attempts, next_attempt_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, ?8)",
-    )?
+    ).map_err(db_error)?
     .execute(params![
         DeliveryId::generate().to_string(),
         e.id.to_string(),
@@ -225,7 +226,7 @@ fn insert_delivery(conn: &Connection, e: &NewEvent<'_>, recipient: &str) -> Resu
         e.call,
         e.payload,
         e.at.millis(),
-    ])?;
+    ]).map_err(db_error)?;
     Ok(())
 }
 
@@ -271,14 +272,14 @@ pub(crate) fn cancel_created(
         .prepare_cached(
             "UPDATE deliveries SET state = 'cancelled', last_error = 'call_redacted', done_at = ?2
              WHERE call_id IN (SELECT value FROM json_each(?1)) AND state = 'queued' AND event = 'call.created'",
-        )?
-        .execute(params![ids_json, now.millis()])? as u64)
+        ).map_err(db_error)?
+        .execute(params![ids_json, now.millis()]).map_err(db_error)? as u64)
 }
 
 /// Queues an erasure notice (`kind` is not `call.created`) about `calls` of `account` for
 /// every recipient that takes it: ids, external ids, the reason and the time, never a
-/// number. `extra` adds fields to the event's data (categories, a consent id). Large
-/// erasures are told in several events of at most `MAX_CALLS_PER_EVENT` calls.
+/// number (`effects::erasure_payloads`). `extra` adds fields to the event's data (categories,
+/// a consent id).
 pub(crate) fn enqueue_erasure(
     conn: &Connection,
     account: AccountId,
@@ -293,36 +294,21 @@ pub(crate) fn enqueue_erasure(
     if recipients.is_empty() {
         return Ok(());
     }
-    let mut external = conn.prepare_cached(
-        "SELECT id, external_id FROM calls WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id",
-    )?;
-    let chunks: Vec<&[String]> = if calls.is_empty() {
-        // A withdrawal that touched no stored call is still told.
-        vec![&[]]
+    let listed: Vec<(String, Option<String>)> = if calls.is_empty() {
+        Vec::new()
     } else {
-        calls.chunks(MAX_CALLS_PER_EVENT).collect()
-    };
-    let parts = chunks.len();
-    for (part, chunk) in chunks.into_iter().enumerate() {
-        let ids = serde_json::to_string(chunk)
+        let ids = serde_json::to_string(calls)
             .map_err(|e| StoreError::Backend(format!("event payload: {e}")))?;
-        let listed: Vec<serde_json::Value> = external
-            .query_map([&ids], |r| {
-                Ok(json!({"id": r.get::<_, String>(0)?, "external_id": r.get::<_, Option<String>>(1)?}))
-            })?
-            .collect::<Result<_, _>>()?;
-        let mut data = serde_json::Map::new();
-        data.insert("reason".into(), json!(reason));
-        data.insert("at".into(), json!(at.to_rfc3339()));
-        data.insert("calls".into(), serde_json::Value::Array(listed));
-        if parts > 1 {
-            data.insert("part".into(), json!(part + 1));
-            data.insert("parts".into(), json!(parts));
-        }
-        for (k, v) in extra {
-            data.insert(k.clone(), v.clone());
-        }
-        let payload = serde_json::Value::Object(data).to_string();
+        conn.prepare_cached(
+            "SELECT id, external_id FROM calls WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id",
+        )
+        .map_err(db_error)?
+        .query_map([&ids], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(db_error)?
+        .collect::<Result<_, _>>()
+        .map_err(db_error)?
+    };
+    for payload in effects::erasure_payloads(reason, at, &listed, extra) {
         let event = NewEvent {
             id: EventId::generate(),
             kind,
@@ -342,12 +328,14 @@ pub(crate) fn recipients(
     conn: &Connection,
     account: AccountId,
 ) -> Result<Vec<RecipientRow>, StoreError> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE account_id = ?1 ORDER BY created_at, id"
-        ))?
-        .query_map([account.to_string()], recipient_from)?
-        .collect::<Result<_, _>>()?)
+    conn.prepare_cached(&format!(
+        "SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE account_id = ?1 ORDER BY created_at, id"
+    ))
+    .map_err(db_error)?
+    .query_map([account.to_string()], recipient_from)
+    .map_err(db_error)?
+    .collect::<Result<_, _>>()
+    .map_err(db_error)
 }
 
 pub(crate) fn recipient(
@@ -355,12 +343,13 @@ pub(crate) fn recipient(
     account: AccountId,
     id: RecipientId,
 ) -> Result<Option<RecipientRow>, StoreError> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE id = ?1 AND account_id = ?2"
-        ))?
-        .query_row(params![id.to_string(), account.to_string()], recipient_from)
-        .optional()?)
+    conn.prepare_cached(&format!(
+        "SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE id = ?1 AND account_id = ?2"
+    ))
+    .map_err(db_error)?
+    .query_row(params![id.to_string(), account.to_string()], recipient_from)
+    .optional()
+    .map_err(db_error)
 }
 
 pub(crate) fn due(
@@ -368,12 +357,12 @@ pub(crate) fn due(
     now: Timestamp,
     limit: u32,
 ) -> Result<Vec<DeliveryRow>, StoreError> {
-    Ok(conn
+    conn
         .prepare_cached(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state = 'queued' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2"
-        ))?
-        .query_map(params![now.millis(), limit], delivery_from)?
-        .collect::<Result<_, _>>()?)
+        )).map_err(db_error)?
+        .query_map(params![now.millis(), limit], delivery_from).map_err(db_error)?
+        .collect::<Result<_, _>>().map_err(db_error)
 }
 
 /// Records an attempt, if the delivery is still queued (a redaction may have cancelled it
@@ -384,7 +373,7 @@ pub(crate) fn finish(conn: &Connection, a: &DeliveryAttempt) -> Result<bool, Sto
         .prepare_cached(
             "UPDATE deliveries SET state = ?2, attempts = attempts + 1, next_attempt_at = ?3, last_attempt_at = ?4, last_status = ?5, last_error = ?6, done_at = ?7
              WHERE id = ?1 AND state = 'queued'",
-        )?
+        ).map_err(db_error)?
         .execute(params![
             a.id.to_string(),
             a.state.as_str(),
@@ -393,7 +382,7 @@ pub(crate) fn finish(conn: &Connection, a: &DeliveryAttempt) -> Result<bool, Sto
             a.status,
             a.error,
             done,
-        ])?;
+        ]).map_err(db_error)?;
     if changed > 0
         && let Some(event) = &a.audit
     {
@@ -413,18 +402,18 @@ pub(crate) fn cancel(
     Ok(conn
         .prepare_cached(
             "UPDATE deliveries SET state = 'cancelled', last_error = ?2, done_at = ?3 WHERE id = ?1 AND state = 'queued'",
-        )?
-        .execute(params![id.to_string(), why, now.millis()])?
+        ).map_err(db_error)?
+        .execute(params![id.to_string(), why, now.millis()]).map_err(db_error)?
         > 0)
 }
 
 pub(crate) fn list(conn: &Connection, q: &DeliveryQuery) -> Result<Vec<DeliveryRow>, StoreError> {
-    Ok(conn
+    conn
         .prepare_cached(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries
              WHERE recipient_id = ?1 AND account_id = ?2 AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR event = ?4) AND (?5 IS NULL OR id < ?5)
              ORDER BY id DESC LIMIT ?6"
-        ))?
+        )).map_err(db_error)?
         .query_map(
             params![
                 q.recipient_id.to_string(),
@@ -435,8 +424,8 @@ pub(crate) fn list(conn: &Connection, q: &DeliveryQuery) -> Result<Vec<DeliveryR
                 q.limit,
             ],
             delivery_from,
-        )?
-        .collect::<Result<_, _>>()?)
+        ).map_err(db_error)?
+        .collect::<Result<_, _>>().map_err(db_error)
 }
 
 /// Puts a dead-lettered delivery back in the queue for a fresh round of attempts.
@@ -453,23 +442,24 @@ pub(crate) fn requeue(
             "UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = ?4, done_at = NULL
              WHERE id = ?1 AND recipient_id = ?2 AND account_id = ?3 AND state = 'dead'
                AND EXISTS (SELECT 1 FROM recipients r WHERE r.id = ?2 AND r.disabled_at IS NULL)",
-        )?
+        ).map_err(db_error)?
         .execute(params![
             id.to_string(),
             recipient.to_string(),
             account.to_string(),
             now.millis()
-        ])?;
+        ]).map_err(db_error)?;
     if changed == 0 {
         return Ok(None);
     }
     audit::append(conn, event)?;
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1"
-        ))?
-        .query_row([id.to_string()], delivery_from)
-        .optional()?)
+    conn.prepare_cached(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1"
+    ))
+    .map_err(db_error)?
+    .query_row([id.to_string()], delivery_from)
+    .optional()
+    .map_err(db_error)
 }
 
 pub(crate) fn summary(
@@ -494,10 +484,12 @@ pub(crate) fn summary(
                 COALESCE(SUM(state = 'dead' AND event <> 'call.created'), 0),
                 MIN(CASE WHEN state = 'queued' AND event <> 'call.created' THEN created_at END)
              FROM deliveries WHERE account_id = ?1 AND state IN ('queued', 'dead')",
-        )?
+        )
+        .map_err(db_error)?
         .query_row([account.to_string()], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?;
+        })
+        .map_err(db_error)?;
     out.queued = queued as u64;
     out.dead = dead as u64;
     out.dead_erasures = dead_erasures as u64;
@@ -510,12 +502,12 @@ pub(crate) fn delivered_to(
     conn: &Connection,
     calls_json: &str,
 ) -> Result<Vec<(String, String, String)>, StoreError> {
-    Ok(conn
+    conn
         .prepare_cached(
             "SELECT d.call_id, r.id, r.name FROM deliveries d JOIN recipients r ON r.id = d.recipient_id
              WHERE d.call_id IN (SELECT value FROM json_each(?1)) AND d.state = 'delivered' AND d.event = 'call.created'
              ORDER BY d.call_id, r.id",
-        )?
-        .query_map([calls_json], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?)
+        ).map_err(db_error)?
+        .query_map([calls_json], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(db_error)?
+        .collect::<Result<_, _>>().map_err(db_error)
 }

@@ -25,7 +25,8 @@ use rusqlite::Connection;
 use rusqlite::hooks::Wal;
 
 use super::db::spawn_for;
-use crate::StoreError;
+use crate::db_error;
+use ringfence_store::StoreError;
 
 /// WAL pages after a commit that wake the background checkpoint (SQLite's own automatic
 /// checkpoint threshold).
@@ -86,10 +87,12 @@ impl Checkpointer {
     /// Opens a connection of its own to the database at `path` (which must exist, in WAL
     /// mode) and starts the thread that checkpoints it when woken.
     pub fn start(path: &Path) -> Result<Checkpointer, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        let conn = Connection::open(path).map_err(db_error)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(db_error)?;
         // The copy into the database is fsynced before the WAL may be reused.
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db_error)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
@@ -137,8 +140,9 @@ impl Checkpointer {
     pub fn truncate(&self, writer: &Connection) -> Result<(), StoreError> {
         let _running = self.shared.running();
         for _ in 0..50 {
-            let busy: i64 =
-                writer.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+            let busy: i64 = writer
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+                .map_err(db_error)?;
             if busy == 0 {
                 return Ok(());
             }

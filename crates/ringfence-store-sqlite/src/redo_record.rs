@@ -15,8 +15,8 @@ use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, CallId, DataCategory, SessionId};
 use uuid::Uuid;
 
-use crate::StoreError;
-use crate::records::{CallRow, ConsentRow, NewCallRow, RecordingRow, SessionRow};
+use ringfence_store::StoreError;
+use ringfence_store::records::{CallRow, ConsentRow, NewCallRow, RecordingRow, SessionRow};
 
 const VERSION: u8 = 1;
 

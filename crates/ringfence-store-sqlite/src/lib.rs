@@ -1,7 +1,13 @@
-//! SQLite: one writer thread that commits concurrent requests together (group commit), and
-//! a few read-only connections. Opened with WAL, `synchronous=FULL` (a commit is durable
-//! before it is acknowledged), `secure_delete=ON` (deleted cells are overwritten), foreign
-//! keys and a busy timeout.
+//! Ringfence's embedded backend: the call log ([`SqliteStore`]) and the vault ([`SqliteVault`])
+//! on SQLite, each a file of its own. One writer thread commits concurrent requests together
+//! (group commit), ingest is acknowledged from a redo log, a background thread checkpoints,
+//! and a few read-only connections serve reads. Opened with WAL, `synchronous=FULL` (a commit
+//! is durable before it is acknowledged), `secure_delete=ON` (deleted cells are overwritten),
+//! foreign keys and a busy timeout.
+//!
+//! It implements the traits of `ringfence-store`. Domain rules it still holds (what an ingest
+//! may keep, status ordering, redaction's side effects, outbox fan-out) are being moved up so
+//! that every backend obeys one copy. Its errors never carry row contents.
 
 mod audit;
 mod checkpoint;
@@ -23,8 +29,8 @@ pub use vault::SqliteVault;
 
 use std::path::Path;
 
-use crate::StoreError;
-use crate::records::{AuditEntry, AuditQuery};
+use ringfence_store::StoreError;
+use ringfence_store::records::{AuditEntry, AuditQuery};
 
 /// Copies the redo log of the call log at `database` into `out` for a backup, before its
 /// [`snapshot`]: the calls acknowledged but not yet committed (see `redo`). Returns the
@@ -44,20 +50,22 @@ pub fn snapshot(database: &Path, out: &Path) -> Result<(), StoreError> {
     let conn = rusqlite::Connection::open_with_flags(
         database,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    )
+    .map_err(db_error)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
     // The copy is built by inserting every row into a fresh file; without secure_delete,
     // the page splits of that build leave stale copies of some rows in the pages' free
     // space, where deleting the row later (a redaction re-applied by a restore) would not
     // reach them. The target takes this connection's setting.
-    conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.pragma_update(None, "secure_delete", "ON")
+        .map_err(db_error)?;
     let target = out
         .to_str()
         .ok_or_else(|| StoreError::Backend("backup path is not valid UTF-8".into()))?;
     // SQLite would create the file 0644 less the umask; an empty file is a valid target.
-    crate::private::create_new_file(out)
+    ringfence_store::private::create_new_file(out)
         .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", out.display())))?;
-    conn.execute("VACUUM INTO ?1", [target])?;
+    conn.execute("VACUUM INTO ?1", [target]).map_err(db_error)?;
     std::fs::File::open(out)
         .and_then(|f| f.sync_all())
         .map_err(|e| StoreError::Backend(format!("cannot sync {}: {e}", out.display())))?;
@@ -66,10 +74,9 @@ pub fn snapshot(database: &Path, out: &Path) -> Result<(), StoreError> {
 
 /// The journal entries after `after_seq` of the call-log database at `database`, read-only.
 pub fn read_journal(database: &Path, after_seq: i64) -> Result<Vec<AuditEntry>, StoreError> {
-    let conn = rusqlite::Connection::open_with_flags(
-        database,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )?;
+    let conn =
+        rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(db_error)?;
     let mut out = Vec::new();
     let mut after = after_seq;
     loop {
@@ -91,18 +98,26 @@ pub fn read_journal(database: &Path, after_seq: i64) -> Result<Vec<AuditEntry>, 
 
 /// The last journal sequence number of the call-log database at `database` (0 when empty).
 pub fn last_journal_seq(database: &Path) -> Result<i64, StoreError> {
-    let conn = rusqlite::Connection::open_with_flags(
-        database,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )?;
-    Ok(
-        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit_log", [], |r| {
-            r.get(0)
-        })?,
-    )
+    let conn =
+        rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(db_error)?;
+    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit_log", [], |r| {
+        r.get(0)
+    })
+    .map_err(db_error)
 }
 
-pub use redaction::unhex as blind_index_from_hex;
+/// rusqlite's error as a store error (internal: logged, never sent to a client). A busy
+/// database names the bound it waited for.
+pub fn db_error(e: rusqlite::Error) -> StoreError {
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
+        return StoreError::Backend(format!(
+            "{e}: another process held the database's write lock for longer than the busy timeout ({} s)",
+            BUSY_TIMEOUT.as_secs()
+        ));
+    }
+    StoreError::Backend(e.to_string())
+}
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,8 @@ use tokio::sync::{Semaphore, oneshot};
 
 use super::checkpoint::Checkpointer;
 use super::redo::{self, RedoLog};
-use crate::StoreError;
+use crate::db_error;
+use ringfence_store::StoreError;
 
 /// How long a connection waits for another's lock before it fails as busy.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -116,7 +117,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 
 /// What a failed statement of the writer tells its jobs (a busy database names the bound).
 fn describe(e: rusqlite::Error) -> String {
-    match StoreError::from(e) {
+    match crate::db_error(e) {
         StoreError::Backend(message) => message,
         other => other.to_string(),
     }
@@ -132,7 +133,7 @@ fn restrict_files(path: &Path) -> Result<(), StoreError> {
             path.display()
         ))
     };
-    match crate::private::create_new_file(path) {
+    match ringfence_store::private::create_new_file(path) {
         Ok(_) => return Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(failed(e)),
@@ -140,7 +141,7 @@ fn restrict_files(path: &Path) -> Result<(), StoreError> {
     for suffix in ["", "-wal", "-shm", "-redo"] {
         let mut name = path.as_os_str().to_owned();
         name.push(suffix);
-        match crate::private::restrict_file(Path::new(&name)) {
+        match ringfence_store::private::restrict_file(Path::new(&name)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(failed(e)),
@@ -176,16 +177,20 @@ impl SqliteDb {
         redo_log: Option<(RedoLimits, Replay)>,
     ) -> Result<Arc<Self>, StoreError> {
         restrict_files(path)?;
-        let mut writer = Connection::open(path)?;
-        configure(&writer)?;
+        let mut writer = Connection::open(path).map_err(db_error)?;
+        configure(&writer).map_err(db_error)?;
         // The writer's page cache keeps the B-trees' inner pages of a large log in memory,
         // so a redaction's scattered rows cost one leaf read each, not a walk from the root.
-        writer.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        writer
+            .pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+            .map_err(db_error)?;
         migrate(&mut writer, migrations)?;
         let progress = Arc::new(Progress::default());
         let redo = match redo_log {
             Some((limits, replay)) => {
-                writer.execute_batch(redo::APPLIED_TABLE)?;
+                writer
+                    .execute_batch(redo::APPLIED_TABLE)
+                    .map_err(db_error)?;
                 RedoLog::open(&redo::path_for(path), &writer, replay)?.map(|log| {
                     progress.acked.store(log.last_seq(), Ordering::SeqCst);
                     progress.committed.store(log.last_seq(), Ordering::SeqCst);
@@ -198,15 +203,18 @@ impl SqliteDb {
         // Checkpoints run on a thread of their own, not inside the commits that requests
         // wait for (see `checkpoint`).
         let checkpointer = Arc::new(Checkpointer::start(path)?);
-        checkpointer.attach(&writer)?;
+        checkpointer.attach(&writer).map_err(db_error)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let reader = Connection::open_with_flags(
                 path,
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
-            configure(&reader)?;
-            reader.pragma_update(None, "query_only", "ON")?;
+            )
+            .map_err(db_error)?;
+            configure(&reader).map_err(db_error)?;
+            reader
+                .pragma_update(None, "query_only", "ON")
+                .map_err(db_error)?;
             readers.push(reader);
         }
         let (tx, rx) = mpsc::channel::<Job>();
@@ -466,13 +474,22 @@ fn run_in_savepoint<T>(
     f: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     // Prepared once per connection: a group of single calls runs these thousands of times.
-    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
+    conn.prepare_cached("SAVEPOINT job")
+        .map_err(db_error)?
+        .execute([])
+        .map_err(db_error)?;
     let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
         .unwrap_or_else(|_| Err(StoreError::Backend("a write panicked".into())));
     if result.is_err() {
-        conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
+        conn.prepare_cached("ROLLBACK TO job")
+            .map_err(db_error)?
+            .execute([])
+            .map_err(db_error)?;
     }
-    conn.prepare_cached("RELEASE job")?.execute([])?;
+    conn.prepare_cached("RELEASE job")
+        .map_err(db_error)?
+        .execute([])
+        .map_err(db_error)?;
     result
 }
 
@@ -730,27 +747,30 @@ impl Writer {
 }
 
 fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError> {
-    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")?;
-    let applied: i64 = conn.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        [],
-        |r| r.get(0),
-    )?;
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)").map_err(db_error)?;
+    let applied: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_error)?;
     for (i, sql) in migrations.iter().enumerate() {
         let version = i as i64 + 1;
         if version <= applied {
             continue;
         }
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        let tx = conn.transaction().map_err(db_error)?;
+        tx.execute_batch(sql).map_err(db_error)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
             rusqlite::params![
                 version,
                 ringfence_core::timestamp::Timestamp::now().millis()
             ],
-        )?;
-        tx.commit()?;
+        )
+        .map_err(db_error)?;
+        tx.commit().map_err(db_error)?;
     }
     if applied > migrations.len() as i64 {
         return Err(StoreError::Backend(format!(
@@ -775,7 +795,8 @@ mod tests {
     }
 
     fn insert(conn: &Connection, k: i64) -> Result<(), StoreError> {
-        conn.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])?;
+        conn.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])
+            .map_err(db_error)?;
         Ok(())
     }
 
@@ -787,9 +808,11 @@ mod tests {
 
     async fn keys(db: &SqliteDb) -> Vec<i64> {
         db.read(|conn| {
-            let mut stmt = conn.prepare("SELECT k FROM t ORDER BY k")?;
-            let rows = stmt.query_map([], |r| r.get(0))?;
-            Ok(rows.collect::<Result<Vec<i64>, _>>()?)
+            let mut stmt = conn
+                .prepare("SELECT k FROM t ORDER BY k")
+                .map_err(db_error)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(db_error)?;
+            rows.collect::<Result<Vec<i64>, _>>().map_err(db_error)
         })
         .await
         .unwrap()

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -14,10 +15,12 @@ use ringfence_core::{AccountId, AgencyId, CallId, DeliveryId, RecipientId, Sessi
 
 use super::db::{RedoLimits, SqliteDb};
 use super::{audit, consent, outbox, redaction, redo_record, schema, users};
-use crate::records::*;
-use crate::{LoginFailure, Store, StoreError, UserChange, UserRecord, WebSessionRecord};
+use crate::db_error;
 use ringfence_core::DataCategory;
 use ringfence_core::collection::{CollectionSettings, IpPolicy, RecordingMode};
+use ringfence_store::admission;
+use ringfence_store::records::*;
+use ringfence_store::{LoginFailure, Store, StoreError, UserChange, UserRecord, WebSessionRecord};
 
 /// The call log in SQLite.
 #[derive(Clone)]
@@ -102,21 +105,6 @@ fn download_from(row: &Row<'_>) -> rusqlite::Result<DownloadJob> {
         outcome: row.get(9)?,
         created_at: ts(row.get(10)?),
     })
-}
-
-/// Where a status stands in a call's life, for ordering callbacks: unknown < queued <
-/// initiated < ringing < in-progress < the final ones (ordered by name among themselves, so
-/// that even two different final statuses converge).
-fn status_order(status: Option<CallStatus>) -> (u8, &'static str) {
-    let rank = match status {
-        None => 0,
-        Some(CallStatus::Queued) => 1,
-        Some(CallStatus::Initiated) => 2,
-        Some(CallStatus::Ringing) => 3,
-        Some(CallStatus::InProgress) => 4,
-        Some(_) => 5,
-    };
-    (rank, status.map(CallStatus::as_str).unwrap_or(""))
 }
 
 /// The collection settings as the `settings` column keeps them (JSON); unknown or missing
@@ -292,29 +280,33 @@ fn insert_session_row(
     let mut stmt = conn.prepare_cached(
         "INSERT INTO sessions (id, account_id, external_id, started_at, created_at, utm_source, utm_medium, utm_campaign, visitor, redacted_at, redaction_reason, gdpr_scope, visitor_bidx)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, ?10, ?11) ON CONFLICT (account_id, external_id) DO NOTHING",
-    )?;
-    let n = stmt.execute(params![
-        s.id.to_string(),
-        s.account_id.to_string(),
-        s.external_id,
-        s.started_at.millis(),
-        s.created_at.millis(),
-        s.utm_source,
-        s.utm_medium,
-        s.utm_campaign,
-        s.visitor,
-        s.gdpr_scope,
-        s.visitor_bidx.as_ref().map(|b| b.as_slice()),
-    ])?;
+    ).map_err(db_error)?;
+    let n = stmt
+        .execute(params![
+            s.id.to_string(),
+            s.account_id.to_string(),
+            s.external_id,
+            s.started_at.millis(),
+            s.created_at.millis(),
+            s.utm_source,
+            s.utm_medium,
+            s.utm_campaign,
+            s.visitor,
+            s.gdpr_scope,
+            s.visitor_bidx.as_ref().map(|b| b.as_slice()),
+        ])
+        .map_err(db_error)?;
     if n == 1 {
         return Ok(Inserted::Created(s.id));
     }
     let existing: String = conn
-        .prepare_cached("SELECT id FROM sessions WHERE account_id = ?1 AND external_id = ?2")?
+        .prepare_cached("SELECT id FROM sessions WHERE account_id = ?1 AND external_id = ?2")
+        .map_err(db_error)?
         .query_row(params![s.account_id.to_string(), s.external_id], |r| {
             r.get(0)
-        })?;
-    Ok(Inserted::Existing(parse_id(existing)?))
+        })
+        .map_err(db_error)?;
+    Ok(Inserted::Existing(parse_id(existing).map_err(db_error)?))
 }
 
 /// Runs an ingest's redo record again (see `redo`).
@@ -354,12 +346,9 @@ fn insert_call_rows(
     let mut forget_lists: std::collections::HashMap<AccountId, bool> =
         std::collections::HashMap::new();
     for (index, new) in calls.iter().enumerate() {
-        let mut c = &new.call;
-        let stripped;
-        let consented;
-        let consented_session;
-        let linked;
-        let mut inline_session = new.inline_session.as_ref();
+        let mut c: Cow<'_, CallRow> = Cow::Borrowed(&new.call);
+        let mut inline_session: Option<Cow<'_, SessionRow>> =
+            new.inline_session.as_ref().map(Cow::Borrowed);
         let mut forgotten_now = false;
         let forget_list_used = match forget_lists.get(&c.account_id) {
             Some(used) => *used,
@@ -367,8 +356,10 @@ fn insert_call_rows(
                 let used = conn
                     .prepare_cached(
                         "SELECT EXISTS (SELECT 1 FROM forget_list WHERE account_id = ?1)",
-                    )?
-                    .query_row([c.account_id.to_string()], |r| r.get::<_, bool>(0))?;
+                    )
+                    .map_err(db_error)?
+                    .query_row([c.account_id.to_string()], |r| r.get::<_, bool>(0))
+                    .map_err(db_error)?;
                 forget_lists.insert(c.account_id, used);
                 used
             }
@@ -377,29 +368,13 @@ fn insert_call_rows(
             && let Some(bidx) = c.caller_bidx
             && !redaction::forgotten(conn, c.account_id, &[bidx])?.is_empty()
         {
-            // The caller asked to be forgotten: keep the fact of the call, nothing of them.
-            stripped = CallRow {
-                gdpr_scope: None,
-                caller_bidx: None,
-                session_id: None,
-                caller_identity: None,
-                caller_location: None,
-                transcript: None,
-                interaction: None,
-                recording: None,
-                redacted_at: Some(c.created_at),
-                redaction_reason: Some(RedactionReason::ForgetList),
-                redacted_by: Some("forget_list".to_owned()),
-                ..c.clone()
-            };
-            c = &stripped;
+            c = Cow::Owned(admission::forgotten_on_arrival(&c));
             inline_session = None;
             forgotten_now = true;
             forgotten.push((c.account_id, c.id));
         }
-        // Consent: categories the subject withdrew are left out; a transcript that needs a
-        // granted consent without one refuses the batch. Checked here, in the writer, so
-        // that a withdrawal and an ingest never pass each other.
+        // Consent, checked here in the writer so that a withdrawal and an ingest never pass
+        // each other; the rule is `admission::apply_consent`.
         let mut withheld: Vec<DataCategory> = Vec::new();
         if c.redacted_at.is_none() && matches!(rows, Rows::New(_)) {
             let has_ledger = match ledgers.get(&c.account_id) {
@@ -410,68 +385,19 @@ fn insert_call_rows(
                     has
                 }
             };
-            let subjects: Vec<ringfence_crypto::BlindIndex> = c
-                .caller_bidx
-                .into_iter()
-                .chain(inline_session.and_then(|s| s.visitor_bidx))
-                .collect();
-            let mut state = if has_ledger && !subjects.is_empty() {
+            let subjects = admission::consent_subjects(&c, inline_session.as_deref());
+            let state = if has_ledger && !subjects.is_empty() {
                 consent::state(conn, c.account_id, &subjects, None)?
             } else {
                 Default::default()
             };
-            for event in &new.consents {
-                state.apply(event.category, event.status);
-            }
-            let present = [
-                (DataCategory::CallerIdentity, c.caller_identity.is_some()),
-                (DataCategory::CallerLocation, c.caller_location.is_some()),
-                (DataCategory::Transcript, c.transcript.is_some()),
-                (DataCategory::InteractionContent, c.interaction.is_some()),
-                (
-                    DataCategory::Visitor,
-                    inline_session.is_some_and(|s| s.visitor.is_some()),
-                ),
-            ];
-            for (category, here) in present {
-                if here && state.withdrawn(category) {
-                    withheld.push(category);
-                }
-            }
-            if new.transcript_needs_consent
-                && c.transcript.is_some()
-                && !withheld.contains(&DataCategory::Transcript)
-                && !state.granted(DataCategory::Transcript)
-            {
-                return Err(StoreError::ConsentRequired {
-                    index,
-                    category: DataCategory::Transcript,
-                });
-            }
-            if !withheld.is_empty() {
-                let mut row = c.clone();
-                for category in &withheld {
-                    match category {
-                        DataCategory::CallerIdentity => row.caller_identity = None,
-                        DataCategory::CallerLocation => row.caller_location = None,
-                        DataCategory::Transcript => row.transcript = None,
-                        DataCategory::InteractionContent => row.interaction = None,
-                        _ => {}
-                    }
-                }
-                consented = row;
-                c = &consented;
-                if withheld.contains(&DataCategory::Visitor)
-                    && let Some(session) = inline_session
-                {
-                    consented_session = SessionRow {
-                        visitor: None,
-                        visitor_bidx: None,
-                        gdpr_scope: None,
-                        ..session.clone()
-                    };
-                    inline_session = Some(&consented_session);
-                }
+            let decided =
+                admission::apply_consent(new, &c, inline_session.as_deref(), state, index)?;
+            if !decided.withheld.is_empty() {
+                withheld = decided.withheld;
+                let call = decided.call.into_owned();
+                inline_session = decided.session.map(|s| Cow::Owned(s.into_owned()));
+                c = Cow::Owned(call);
             }
         }
         // A call sent with its visit: its session must exist before the call refers to it,
@@ -480,43 +406,41 @@ fn insert_call_rows(
         if inline_session.is_some()
             && let Some(ext) = &c.external_id
             && let Some(existing) = conn
-                .prepare_cached("SELECT id FROM calls WHERE account_id = ?1 AND external_id = ?2")?
+                .prepare_cached("SELECT id FROM calls WHERE account_id = ?1 AND external_id = ?2")
+                .map_err(db_error)?
                 .query_row(params![c.account_id.to_string(), ext], |r| {
                     r.get::<_, String>(0)
                 })
-                .optional()?
+                .optional()
+                .map_err(db_error)?
         {
-            outcomes.push(Inserted::Existing(parse_id(existing)?));
+            outcomes.push(Inserted::Existing(parse_id(existing).map_err(db_error)?));
             withheld_all.push(Vec::new());
             if let Some(pos) = forgotten.iter().position(|(_, id)| *id == c.id) {
                 forgotten.remove(pos);
             }
             continue;
         }
-        let session_id = match inline_session {
+        let session_id = match inline_session.as_deref() {
             Some(session) => Some(insert_session_row(conn, session)?.id()),
             None => {
                 if let Some(session) = c.session_id {
                     let scope: Option<Option<bool>> = conn
                         .prepare_cached(
                             "SELECT gdpr_scope FROM sessions WHERE id = ?1 AND account_id = ?2",
-                        )?
+                        )
+                        .map_err(db_error)?
                         .query_row(
                             params![session.to_string(), c.account_id.to_string()],
                             |r| r.get(0),
                         )
-                        .optional()?;
+                        .optional()
+                        .map_err(db_error)?;
                     let Some(scope) = scope else {
                         return Err(StoreError::SessionNotFound { index });
                     };
-                    // The visit's country counts toward the call's scope.
-                    let combined = ringfence_core::jurisdiction::combine_scope(c.gdpr_scope, scope);
-                    if combined != c.gdpr_scope && c.redacted_at.is_none() {
-                        linked = CallRow {
-                            gdpr_scope: combined,
-                            ..c.clone()
-                        };
-                        c = &linked;
+                    if let Some(linked) = admission::linked_to_session(&c, scope) {
+                        c = Cow::Owned(linked);
                     }
                 }
                 c.session_id
@@ -534,7 +458,7 @@ fn insert_call_rows(
             "INSERT INTO calls (id, account_id, external_id, started_at, created_at, duration_s, direction, status, tracking_number, source, campaign, utm_source, utm_medium, utm_campaign, gdpr_scope, caller_bidx, session_id, caller_identity, caller_location, transcript, interaction, recording_object, recording_content_type, recording_bytes, redacted_at, redaction_reason, redacted_by)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)
              ON CONFLICT (account_id, external_id) DO NOTHING",
-        )?
+        ).map_err(db_error)?
         .execute(params![
             c.id.to_string(),
             c.account_id.to_string(),
@@ -563,15 +487,17 @@ fn insert_call_rows(
             c.redacted_at.map(Timestamp::millis),
             c.redaction_reason.map(RedactionReason::as_str),
             c.redacted_by,
-        ])?;
+        ]).map_err(db_error)?;
         if inserted == 0 {
             // A re-delivery: the external id is known; nothing was stored.
             let existing: String = conn
-                .prepare_cached("SELECT id FROM calls WHERE account_id = ?1 AND external_id = ?2")?
+                .prepare_cached("SELECT id FROM calls WHERE account_id = ?1 AND external_id = ?2")
+                .map_err(db_error)?
                 .query_row(params![c.account_id.to_string(), c.external_id], |r| {
                     r.get(0)
-                })?;
-            outcomes.push(Inserted::Existing(parse_id(existing)?));
+                })
+                .map_err(db_error)?;
+            outcomes.push(Inserted::Existing(parse_id(existing).map_err(db_error)?));
             withheld_all.push(Vec::new());
             if let Some(pos) = forgotten.iter().position(|(_, id)| *id == c.id) {
                 forgotten.remove(pos);
@@ -598,13 +524,13 @@ fn insert_call_rows(
                 // Nothing of the caller but the blind index that forgets them again.
                 let blind_only = CallRow {
                     caller_bidx: new.call.caller_bidx,
-                    ..c.clone()
+                    ..(*c).clone()
                 };
                 record.push(&blind_only, None, &[], false);
             } else {
                 record.push(
-                    c,
-                    inline_session,
+                    &c,
+                    inline_session.as_deref(),
                     &new.consents,
                     new.transcript_needs_consent,
                 );
@@ -620,26 +546,18 @@ fn insert_call_rows(
     }
     for (account, ids) in by_account {
         let agency: Option<String> = conn
-            .prepare_cached("SELECT agency_id FROM accounts WHERE id = ?1")?
+            .prepare_cached("SELECT agency_id FROM accounts WHERE id = ?1")
+            .map_err(db_error)?
             .query_row([account.to_string()], |r| r.get(0))
-            .optional()?;
+            .optional()
+            .map_err(db_error)?;
         super::audit::append(
             conn,
-            &AuditEvent {
-                actor: "forget_list".into(),
-                action: "call.redacted_on_arrival".into(),
-                agency_id: agency.and_then(|a| a.parse().ok()),
-                account_id: Some(account),
-                subject: Some(
-                    ids.iter()
-                        .map(|i| i.to_string())
-                        .collect::<Vec<_>>()
-                        .join(","),
-                ),
-                count: Some(ids.len() as u64),
-                reason: Some(RedactionReason::ForgetList.as_str().into()),
-                details: "{}".into(),
-            },
+            &admission::forgotten_on_arrival_event(
+                account,
+                agency.and_then(|a| a.parse().ok()),
+                &ids,
+            ),
         )?;
     }
     // New calls go to the account's recipients (rendered when sent, from the sealed row).
@@ -674,7 +592,7 @@ impl Store for SqliteStore {
                 conn.execute(
                     "INSERT INTO agencies (id, name, redaction_enabled, max_retention_days, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![a.id.to_string(), a.name, a.redaction_enabled, a.max_retention_days, a.created_at.millis()],
-                )?;
+                ).map_err(db_error)?;
                 Ok(())
             })
             .await
@@ -683,10 +601,10 @@ impl Store for SqliteStore {
     async fn agency(&self, id: AgencyId) -> Result<Option<AgencyRecord>, StoreError> {
         self.db
             .read(move |conn| {
-                Ok(conn
-                    .prepare_cached("SELECT id, name, redaction_enabled, max_retention_days, created_at FROM agencies WHERE id = ?1")?
+                conn
+                    .prepare_cached("SELECT id, name, redaction_enabled, max_retention_days, created_at FROM agencies WHERE id = ?1").map_err(db_error)?
                     .query_row([id.to_string()], agency_from)
-                    .optional()?)
+                    .optional().map_err(db_error)
             })
             .await
     }
@@ -697,7 +615,7 @@ impl Store for SqliteStore {
                 let n = conn.execute(
                     "UPDATE agencies SET name = ?2, redaction_enabled = ?3, max_retention_days = ?4 WHERE id = ?1",
                     params![a.id.to_string(), a.name, a.redaction_enabled, a.max_retention_days],
-                )?;
+                ).map_err(db_error)?;
                 if n == 0 { Err(StoreError::NotFound("agency")) } else { Ok(()) }
             })
             .await
@@ -706,8 +624,8 @@ impl Store for SqliteStore {
     async fn list_agencies(&self) -> Result<Vec<AgencyRecord>, StoreError> {
         self.db
             .read(|conn| {
-                let mut stmt = conn.prepare_cached("SELECT id, name, redaction_enabled, max_retention_days, created_at FROM agencies ORDER BY created_at, id")?;
-                let rows = stmt.query_map([], agency_from)?.collect::<Result<Vec<_>, _>>()?;
+                let mut stmt = conn.prepare_cached("SELECT id, name, redaction_enabled, max_retention_days, created_at FROM agencies ORDER BY created_at, id").map_err(db_error)?;
+                let rows = stmt.query_map([], agency_from).map_err(db_error)?.collect::<Result<Vec<_>, _>>().map_err(db_error)?;
                 Ok(rows)
             })
             .await
@@ -716,7 +634,7 @@ impl Store for SqliteStore {
     async fn create_account(&self, a: AccountRecord) -> Result<(), StoreError> {
         self.db
             .write(move |conn| {
-                let agency: Option<i64> = conn.query_row("SELECT 1 FROM agencies WHERE id = ?1", [a.agency_id.to_string()], |r| r.get(0)).optional()?;
+                let agency: Option<i64> = conn.query_row("SELECT 1 FROM agencies WHERE id = ?1", [a.agency_id.to_string()], |r| r.get(0)).optional().map_err(db_error)?;
                 if agency.is_none() {
                     return Err(StoreError::NotFound("agency"));
                 }
@@ -735,7 +653,7 @@ impl Store for SqliteStore {
                         a.twilio_delete_recordings,
                         a.twilio_account_sid
                     ],
-                )?;
+                ).map_err(db_error)?;
                 Ok(())
             })
             .await
@@ -744,12 +662,13 @@ impl Store for SqliteStore {
     async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>, StoreError> {
         self.db
             .read(move |conn| {
-                Ok(conn
-                    .prepare_cached(&format!(
-                        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
-                    ))?
-                    .query_row([id.to_string()], account_from)
-                    .optional()?)
+                conn.prepare_cached(&format!(
+                    "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
+                ))
+                .map_err(db_error)?
+                .query_row([id.to_string()], account_from)
+                .optional()
+                .map_err(db_error)
             })
             .await
     }
@@ -760,7 +679,7 @@ impl Store for SqliteStore {
                 let n = conn.execute(
                     "UPDATE accounts SET name = ?2, settings = ?3, retention_days = ?4, retention_scope = ?5, retention_categories = ?6, twilio_auth_token = ?7, twilio_delete_recordings = ?8, twilio_account_sid = ?9 WHERE id = ?1",
                     params![a.id.to_string(), a.name, encode_collection(&a.collection), a.retention.after_days, a.retention.scope.as_str(), a.retention.categories_text(), a.twilio_auth_token, a.twilio_delete_recordings, a.twilio_account_sid],
-                )?;
+                ).map_err(db_error)?;
                 if n == 0 {
                     Err(StoreError::NotFound("account"))
                 } else {
@@ -778,8 +697,8 @@ impl Store for SqliteStore {
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE ?1 IS NULL OR agency_id = ?1 ORDER BY created_at, id"),
-                )?;
-                let rows = stmt.query_map([agency.map(|a| a.to_string())], account_from)?.collect::<Result<Vec<_>, _>>()?;
+                ).map_err(db_error)?;
+                let rows = stmt.query_map([agency.map(|a| a.to_string())], account_from).map_err(db_error)?.collect::<Result<Vec<_>, _>>().map_err(db_error)?;
                 Ok(rows)
             })
             .await
@@ -807,7 +726,7 @@ impl Store for SqliteStore {
                         t.expires_at.map(Timestamp::millis),
                         t.revoked_at.map(Timestamp::millis),
                     ],
-                )?;
+                ).map_err(db_error)?;
                 Ok(())
             })
             .await
@@ -816,12 +735,13 @@ impl Store for SqliteStore {
     async fn token_by_hash(&self, hash: [u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
         self.db
             .read(move |conn| {
-                Ok(conn
-                    .prepare_cached(&format!(
-                        "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1"
-                    ))?
-                    .query_row([hash.as_slice()], token_from)
-                    .optional()?)
+                conn.prepare_cached(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1"
+                ))
+                .map_err(db_error)?
+                .query_row([hash.as_slice()], token_from)
+                .optional()
+                .map_err(db_error)
             })
             .await
     }
@@ -829,10 +749,9 @@ impl Store for SqliteStore {
     async fn token_count(&self) -> Result<u64, StoreError> {
         self.db
             .read(|conn| {
-                Ok(
-                    conn.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0))?
-                        as u64,
-                )
+                Ok(conn
+                    .query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0))
+                    .map_err(db_error)? as u64)
             })
             .await
     }
@@ -840,10 +759,11 @@ impl Store for SqliteStore {
     async fn token(&self, id: TokenId) -> Result<Option<TokenRecord>, StoreError> {
         self.db
             .read(move |conn| {
-                Ok(conn
-                    .prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"))?
+                conn.prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"))
+                    .map_err(db_error)?
                     .query_row([id.to_string()], token_from)
-                    .optional()?)
+                    .optional()
+                    .map_err(db_error)
             })
             .await
     }
@@ -856,10 +776,12 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         self.db
             .write(move |conn| {
-                let n = conn.execute(
-                    "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-                    params![id.to_string(), at.millis()],
-                )?;
+                let n = conn
+                    .execute(
+                        "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                        params![id.to_string(), at.millis()],
+                    )
+                    .map_err(db_error)?;
                 if n > 0 {
                     audit::append(conn, &audit)?;
                 }
@@ -873,8 +795,8 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 conn.prepare_cached(
                     "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
-                )?
-                .execute(params![id.to_string(), at.millis()])?;
+                ).map_err(db_error)?
+                .execute(params![id.to_string(), at.millis()]).map_err(db_error)?;
                 Ok(())
             })
             .await
@@ -924,10 +846,11 @@ impl Store for SqliteStore {
     async fn call(&self, id: CallId) -> Result<Option<CallRow>, StoreError> {
         self.db
             .read(move |conn| {
-                Ok(conn
-                    .prepare_cached(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = ?1"))?
+                conn.prepare_cached(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = ?1"))
+                    .map_err(db_error)?
                     .query_row([id.to_string()], call_from)
-                    .optional()?)
+                    .optional()
+                    .map_err(db_error)
             })
             .await
     }
@@ -973,10 +896,12 @@ impl Store for SqliteStore {
                 }
                 sql.push_str(" ORDER BY started_at DESC, id DESC LIMIT ?");
                 args.push(Value::Integer(i64::from(q.limit)));
-                let mut stmt = conn.prepare_cached(&sql)?;
+                let mut stmt = conn.prepare_cached(&sql).map_err(db_error)?;
                 let rows = stmt
-                    .query_map(rusqlite::params_from_iter(args), call_from)?
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .query_map(rusqlite::params_from_iter(args), call_from)
+                    .map_err(db_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db_error)?;
                 Ok(rows)
             })
             .await
@@ -989,11 +914,17 @@ impl Store for SqliteStore {
         self.db
             .read(move |conn| {
                 let mut out = Vec::with_capacity(ids.len());
-                let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"
-                ))?;
+                let mut stmt = conn
+                    .prepare_cached(&format!(
+                        "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"
+                    ))
+                    .map_err(db_error)?;
                 for id in ids {
-                    if let Some(row) = stmt.query_row([id.to_string()], session_from).optional()? {
+                    if let Some(row) = stmt
+                        .query_row([id.to_string()], session_from)
+                        .optional()
+                        .map_err(db_error)?
+                    {
                         out.push(row);
                     }
                 }
@@ -1018,7 +949,7 @@ impl Store for SqliteStore {
                         [call.to_string()],
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
                     )
-                    .optional()?;
+                    .optional().map_err(db_error)?;
                 let Some((object, content_type, bytes, redacted_at, account, caller, visitor)) = previous else {
                     return Err(StoreError::NotFound("call"));
                 };
@@ -1026,7 +957,7 @@ impl Store for SqliteStore {
                     return Err(StoreError::AlreadyExists("redaction of this call"));
                 }
                 if let (Some(check), Some(_)) = (consent_check, &recording) {
-                    let account: AccountId = parse_id(account)?;
+                    let account: AccountId = parse_id(account).map_err(db_error)?;
                     let subjects: Vec<ringfence_crypto::BlindIndex> = [bidx(caller), bidx(visitor)].into_iter().flatten().collect();
                     let state = consent::state(conn, account, &subjects, Some(call))?;
                     let allowed = match check {
@@ -1044,7 +975,7 @@ impl Store for SqliteStore {
                 conn.execute(
                     "UPDATE calls SET recording_object = ?2, recording_content_type = ?3, recording_bytes = ?4 WHERE id = ?1",
                     params![call.to_string(), o, t, b],
-                )?;
+                ).map_err(db_error)?;
                 Ok(object.map(|object| RecordingRow { object, content_type: content_type.unwrap_or_default(), bytes: bytes.unwrap_or(0) as u64 }))
             })
             .await
@@ -1057,7 +988,7 @@ impl Store for SqliteStore {
                     "SELECT {CALL_COLUMNS} FROM calls {} ORDER BY started_at LIMIT ?4",
                     due_predicate(&q)
                 );
-                let mut stmt = conn.prepare_cached(&sql)?;
+                let mut stmt = conn.prepare_cached(&sql).map_err(db_error)?;
                 let rows = stmt
                     .query_map(
                         params![
@@ -1068,8 +999,10 @@ impl Store for SqliteStore {
                             q.not_before.map(Timestamp::millis)
                         ],
                         call_from,
-                    )?
-                    .collect::<Result<Vec<_>, _>>()?;
+                    )
+                    .map_err(db_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db_error)?;
                 Ok(rows)
             })
             .await
@@ -1090,12 +1023,12 @@ impl Store for SqliteStore {
                 .db
                 .write(move |conn| {
                     let window: Vec<(i64, i64, bool)> = conn
-                        .prepare_cached(RETIRE_WINDOW)?
+                        .prepare_cached(RETIRE_WINDOW).map_err(db_error)?
                         .query_map(
                             params![account.to_string(), before.millis(), after.0, after.1],
                             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                        )?
-                        .collect::<Result<_, _>>()?;
+                        ).map_err(db_error)?
+                        .collect::<Result<_, _>>().map_err(db_error)?;
                     let stale: Vec<String> = window
                         .iter()
                         .filter(|(_, _, redacted)| *redacted)
@@ -1106,8 +1039,8 @@ impl Store for SqliteStore {
                     } else {
                         conn.prepare_cached(
                             "UPDATE calls SET swept = 1 WHERE rowid IN (SELECT value FROM json_each(?1))",
-                        )?
-                        .execute([format!("[{}]", stale.join(","))])? as u64
+                        ).map_err(db_error)?
+                        .execute([format!("[{}]", stale.join(","))]).map_err(db_error)? as u64
                     };
                     let last = (window.len() as u32 == RETIRE_WINDOW_SIZE)
                         .then(|| window.last().map(|(rowid, started, _)| (*started, *rowid)))
@@ -1127,17 +1060,21 @@ impl Store for SqliteStore {
         self.db
             .read(move |conn| {
                 let sql = format!("SELECT COUNT(*) FROM calls {}", due_predicate(&q));
-                let n: i64 = conn.prepare_cached(&sql)?.query_row(
-                    // ?4 is the limit of `due_calls`, unused here.
-                    params![
-                        q.account_id.to_string(),
-                        q.before.millis(),
-                        q.gdpr_only,
-                        0i64,
-                        q.not_before.map(Timestamp::millis)
-                    ],
-                    |r| r.get(0),
-                )?;
+                let n: i64 = conn
+                    .prepare_cached(&sql)
+                    .map_err(db_error)?
+                    .query_row(
+                        // ?4 is the limit of `due_calls`, unused here.
+                        params![
+                            q.account_id.to_string(),
+                            q.before.millis(),
+                            q.gdpr_only,
+                            0i64,
+                            q.not_before.map(Timestamp::millis)
+                        ],
+                        |r| r.get(0),
+                    )
+                    .map_err(db_error)?;
                 Ok(n as u64)
             })
             .await
@@ -1155,11 +1092,11 @@ impl Store for SqliteStore {
                     Some(h) => conn.execute(
                         "UPDATE calls SET legal_hold_at = ?2, legal_hold_reason = ?3, legal_hold_by = ?4 WHERE id = ?1 AND redacted_at IS NULL",
                         params![call.to_string(), h.at.millis(), h.reason, h.by],
-                    )?,
+                    ).map_err(db_error)?,
                     None => conn.execute(
                         "UPDATE calls SET legal_hold_at = NULL, legal_hold_reason = NULL, legal_hold_by = NULL WHERE id = ?1",
                         params![call.to_string()],
-                    )?,
+                    ).map_err(db_error)?,
                 };
                 if n == 0 {
                     return Err(StoreError::NotFound("unredacted call"));
@@ -1173,10 +1110,11 @@ impl Store for SqliteStore {
         self.db
             .read(move |conn| {
                 let mut stmt = conn
-                    .prepare_cached("SELECT 1 FROM calls WHERE id = ?1 AND redacted_at IS NULL")?;
+                    .prepare_cached("SELECT 1 FROM calls WHERE id = ?1 AND redacted_at IS NULL")
+                    .map_err(db_error)?;
                 let mut out = Vec::new();
                 for id in ids {
-                    if stmt.exists([id.to_string()])? {
+                    if stmt.exists([id.to_string()]).map_err(db_error)? {
                         out.push(id);
                     }
                 }
@@ -1188,12 +1126,12 @@ impl Store for SqliteStore {
     async fn live_sessions(&self, ids: Vec<SessionId>) -> Result<Vec<SessionId>, StoreError> {
         self.db
             .read(move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT 1 FROM sessions WHERE id = ?1 AND redacted_at IS NULL",
-                )?;
+                let mut stmt = conn
+                    .prepare_cached("SELECT 1 FROM sessions WHERE id = ?1 AND redacted_at IS NULL")
+                    .map_err(db_error)?;
                 let mut out = Vec::new();
                 for id in ids {
-                    if stmt.exists([id.to_string()])? {
+                    if stmt.exists([id.to_string()]).map_err(db_error)? {
                         out.push(id);
                     }
                 }
@@ -1206,10 +1144,15 @@ impl Store for SqliteStore {
         self.db
             .read(move |conn| {
                 let mut stmt = conn
-                    .prepare_cached(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = ?1"))?;
+                    .prepare_cached(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = ?1"))
+                    .map_err(db_error)?;
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {
-                    out.extend(stmt.query_row([id.to_string()], call_from).optional()?);
+                    out.extend(
+                        stmt.query_row([id.to_string()], call_from)
+                            .optional()
+                            .map_err(db_error)?,
+                    );
                 }
                 Ok(out)
             })
@@ -1225,10 +1168,12 @@ impl Store for SqliteStore {
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(&format!(
                     "SELECT {CALL_COLUMNS} FROM calls WHERE account_id = ?1 AND caller_bidx = ?2"
-                ))?;
+                )).map_err(db_error)?;
                 let rows = stmt
-                    .query_map(params![account.to_string(), bidx.as_slice()], call_from)?
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .query_map(params![account.to_string(), bidx.as_slice()], call_from)
+                    .map_err(db_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db_error)?;
                 Ok(rows)
             })
             .await
@@ -1308,12 +1253,13 @@ impl Store for SqliteStore {
     ) -> Result<Option<CallRow>, StoreError> {
         self.db
             .read(move |conn| {
-                Ok(conn
-                    .prepare_cached(&format!(
-                        "SELECT {CALL_COLUMNS} FROM calls WHERE account_id = ?1 AND external_id = ?2"
-                    ))?
-                    .query_row(params![account.to_string(), external_id], call_from)
-                    .optional()?)
+                conn.prepare_cached(&format!(
+                    "SELECT {CALL_COLUMNS} FROM calls WHERE account_id = ?1 AND external_id = ?2"
+                ))
+                .map_err(db_error)?
+                .query_row(params![account.to_string(), external_id], call_from)
+                .optional()
+                .map_err(db_error)
             })
             .await
     }
@@ -1321,51 +1267,55 @@ impl Store for SqliteStore {
     async fn update_call(&self, u: CallUpdate) -> Result<CallUpdated, StoreError> {
         self.db
             .write(move |conn| {
-                type Current = (Option<String>, Option<i64>, String, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
-                let current: Option<Current> = conn
-                    .prepare_cached("SELECT status, redacted_at, account_id, caller_bidx, caller_identity, caller_location FROM calls WHERE id = ?1")?
-                    .query_row([u.id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
-                    .optional()?;
-                let Some((status, redacted_at, account, caller, identity_now, location_now)) = current else {
-                    return Err(StoreError::NotFound("call"));
-                };
-                if redacted_at.is_some() {
-                    return Ok(CallUpdated::Unchanged);
-                }
-                if (identity_now, location_now) != u.based_on {
-                    return Ok(CallUpdated::Stale);
-                }
-                // Statuses only move forward: an earlier one arriving late changes nothing, so
-                // any delivery order converges on the same call.
-                let stored = status.as_deref().and_then(CallStatus::parse);
-                if status_order(u.status) < status_order(stored) {
-                    return Ok(CallUpdated::Unchanged);
-                }
-                // Categories the caller withdrew consent to stay out.
-                let account: AccountId = parse_id(account)?;
-                let state = match bidx(caller) {
-                    Some(b) if consent::account_has_any(conn, account)? => {
-                        consent::state(conn, account, &[b], None)?
+                let stored = conn
+                    .prepare_cached(
+                        "SELECT account_id, status, started_at, duration_s, direction, redacted_at, caller_bidx, caller_identity, caller_location FROM calls WHERE id = ?1",
+                    )
+                    .map_err(db_error)?
+                    .query_row([u.id.to_string()], |r| {
+                        Ok(admission::StoredCall {
+                            account_id: parse_id(r.get(0)?)?,
+                            status: r.get::<_, Option<String>>(1)?.as_deref().and_then(CallStatus::parse),
+                            started_at: ts(r.get(2)?),
+                            duration_s: r.get(3)?,
+                            direction: r.get::<_, Option<String>>(4)?.as_deref().and_then(Direction::parse),
+                            redacted: r.get::<_, Option<i64>>(5)?.is_some(),
+                            caller_bidx: bidx(r.get(6)?),
+                            caller_identity: r.get(7)?,
+                            caller_location: r.get(8)?,
+                        })
+                    })
+                    .optional()
+                    .map_err(db_error)?
+                    .ok_or(StoreError::NotFound("call"))?;
+                // The caller's consent, read in this transaction: a withdrawal and a status
+                // never pass each other.
+                let consent = match stored.caller_bidx {
+                    Some(b) if !stored.redacted && consent::account_has_any(conn, stored.account_id)? => {
+                        consent::state(conn, stored.account_id, &[b], None)?
                     }
                     _ => Default::default(),
                 };
-                let identity = u.caller_identity.filter(|_| !state.withdrawn(DataCategory::CallerIdentity));
-                let location = u.caller_location.filter(|_| !state.withdrawn(DataCategory::CallerLocation));
+                let merged = match admission::merge_status(&stored, &u, &consent) {
+                    admission::StatusMerge::Unchanged => return Ok(CallUpdated::Unchanged),
+                    admission::StatusMerge::Stale => return Ok(CallUpdated::Stale),
+                    admission::StatusMerge::Apply(merged) => merged,
+                };
                 conn.prepare_cached(
-                    "UPDATE calls SET status = COALESCE(?2, status), duration_s = CASE WHEN ?3 IS NULL THEN duration_s ELSE MAX(?3, COALESCE(duration_s, 0)) END,
-                        direction = COALESCE(?4, direction), started_at = MIN(started_at, ?5),
-                        caller_identity = COALESCE(?6, caller_identity), caller_location = COALESCE(?7, caller_location)
+                    "UPDATE calls SET status = ?2, started_at = ?3, duration_s = ?4, direction = ?5, caller_identity = ?6, caller_location = ?7
                      WHERE id = ?1 AND redacted_at IS NULL",
-                )?
+                )
+                .map_err(db_error)?
                 .execute(params![
                     u.id.to_string(),
-                    u.status.map(CallStatus::as_str),
-                    u.duration_s,
-                    u.direction.map(Direction::as_str),
-                    u.started_at.millis(),
-                    identity,
-                    location,
-                ])?;
+                    merged.status.map(CallStatus::as_str),
+                    merged.started_at.millis(),
+                    merged.duration_s,
+                    merged.direction.map(Direction::as_str),
+                    merged.caller_identity,
+                    merged.caller_location,
+                ])
+                .map_err(db_error)?;
                 Ok(CallUpdated::Applied)
             })
             .await
@@ -1381,9 +1331,9 @@ impl Store for SqliteStore {
                     .prepare_cached(
                         "SELECT value FROM json_each(?1) WHERE value IN (SELECT recording_object FROM calls WHERE recording_object IS NOT NULL AND recording_object IN (SELECT value FROM json_each(?1)))
                          OR EXISTS (SELECT 1 FROM redaction_jobs j WHERE instr(',' || j.objects || ',', ',' || value || ',') > 0)",
-                    )?
-                    .query_map([list], |r| r.get::<_, String>(0))?
-                    .collect::<Result<Vec<_>, _>>()?;
+                    ).map_err(db_error)?
+                    .query_map([list], |r| r.get::<_, String>(0)).map_err(db_error)?
+                    .collect::<Result<Vec<_>, _>>().map_err(db_error)?;
                 Ok(rows)
             })
             .await
@@ -1396,7 +1346,7 @@ impl Store for SqliteStore {
                     .prepare_cached(
                         "INSERT INTO recording_downloads (id, account_id, call_sid, recording_sid, url, provider_account, state, attempts, next_attempt_at, outcome, created_at, updated_at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, NULL, ?8, ?8) ON CONFLICT (account_id, recording_sid) DO NOTHING",
-                    )?
+                    ).map_err(db_error)?
                     .execute(params![
                         job.id,
                         job.account_id.to_string(),
@@ -1406,7 +1356,7 @@ impl Store for SqliteStore {
                         job.provider_account,
                         job.next_attempt_at.millis(),
                         job.created_at.millis(),
-                    ])?;
+                    ]).map_err(db_error)?;
                 Ok(n == 1)
             })
             .await
@@ -1422,9 +1372,9 @@ impl Store for SqliteStore {
                 let rows = conn
                     .prepare_cached(&format!(
                         "SELECT {DOWNLOAD_COLUMNS} FROM recording_downloads WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2"
-                    ))?
-                    .query_map(params![now.millis(), limit], download_from)?
-                    .collect::<Result<Vec<_>, _>>()?;
+                    )).map_err(db_error)?
+                    .query_map(params![now.millis(), limit], download_from).map_err(db_error)?
+                    .collect::<Result<Vec<_>, _>>().map_err(db_error)?;
                 Ok(rows)
             })
             .await
@@ -1436,9 +1386,9 @@ impl Store for SqliteStore {
                 let rows = conn
                     .prepare_cached(&format!(
                         "SELECT {DOWNLOAD_COLUMNS} FROM recording_downloads WHERE account_id = ?1 ORDER BY created_at, id"
-                    ))?
-                    .query_map([account.to_string()], download_from)?
-                    .collect::<Result<Vec<_>, _>>()?;
+                    )).map_err(db_error)?
+                    .query_map([account.to_string()], download_from).map_err(db_error)?
+                    .collect::<Result<Vec<_>, _>>().map_err(db_error)?;
                 Ok(rows)
             })
             .await
@@ -1453,7 +1403,7 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 conn.prepare_cached(
                     "UPDATE recording_downloads SET state = ?2, attempts = ?3, next_attempt_at = ?4, outcome = ?5, updated_at = ?6 WHERE id = ?1",
-                )?
+                ).map_err(db_error)?
                 .execute(params![
                     job.id,
                     job.state,
@@ -1461,7 +1411,7 @@ impl Store for SqliteStore {
                     job.next_attempt_at.millis(),
                     job.outcome,
                     Timestamp::now().millis(),
-                ])?;
+                ]).map_err(db_error)?;
                 if let Some(event) = audit {
                     audit::append(conn, &event)?;
                 }
@@ -1505,9 +1455,12 @@ impl Store for SqliteStore {
                     consent::NOTICE_COLUMNS
                 );
                 let rows = conn
-                    .prepare_cached(&sql)?
-                    .query_map([account.to_string()], consent::notice_from)?
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .prepare_cached(&sql)
+                    .map_err(db_error)?
+                    .query_map([account.to_string()], consent::notice_from)
+                    .map_err(db_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db_error)?;
                 Ok(rows)
             })
             .await
@@ -1548,7 +1501,7 @@ impl Store for SqliteStore {
                     consent::CONSENT_COLUMNS
                 );
                 let rows = conn
-                    .prepare_cached(&sql)?
+                    .prepare_cached(&sql).map_err(db_error)?
                     .query_map(
                         params![
                             account.to_string(),
@@ -1557,8 +1510,8 @@ impl Store for SqliteStore {
                             limit
                         ],
                         consent::consent_from,
-                    )?
-                    .collect::<Result<Vec<_>, _>>()?;
+                    ).map_err(db_error)?
+                    .collect::<Result<Vec<_>, _>>().map_err(db_error)?;
                 Ok(rows)
             })
             .await
@@ -1567,12 +1520,14 @@ impl Store for SqliteStore {
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         self.db
             .read(|conn| {
-                Ok(conn
-                    .prepare_cached(&format!(
-                        "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
-                    ))?
-                    .query_map([], token_from)?
-                    .collect::<Result<Vec<_>, _>>()?)
+                conn.prepare_cached(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
+                ))
+                .map_err(db_error)?
+                .query_map([], token_from)
+                .map_err(db_error)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_error)
             })
             .await
     }
@@ -1583,8 +1538,8 @@ impl Store for SqliteStore {
                 conn.prepare_cached(
                     "INSERT INTO job_runs (name, at) VALUES (?1, ?2)
                      ON CONFLICT (name) DO UPDATE SET at = excluded.at WHERE excluded.at > job_runs.at",
-                )?
-                .execute(params![name, at.millis()])?;
+                ).map_err(db_error)?
+                .execute(params![name, at.millis()]).map_err(db_error)?;
                 Ok(())
             })
             .await
@@ -1593,10 +1548,12 @@ impl Store for SqliteStore {
     async fn job_runs(&self) -> Result<Vec<(String, Timestamp)>, StoreError> {
         self.db
             .read(|conn| {
-                Ok(conn
-                    .prepare_cached("SELECT name, at FROM job_runs ORDER BY name")?
-                    .query_map([], |r| Ok((r.get::<_, String>(0)?, ts(r.get(1)?))))?
-                    .collect::<Result<Vec<_>, _>>()?)
+                conn.prepare_cached("SELECT name, at FROM job_runs ORDER BY name")
+                    .map_err(db_error)?
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, ts(r.get(1)?))))
+                    .map_err(db_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db_error)
             })
             .await
     }
@@ -1713,9 +1670,9 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.db
             .read(|conn| {
-                Ok(conn
-                    .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                    .map(|_| ())?)
+                conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                    .map(|_| ())
+                    .map_err(db_error)
             })
             .await
     }
@@ -2054,15 +2011,15 @@ mod tests {
                 conn.execute_batch(&format!(
                     "INSERT INTO agencies (id, name, created_at) VALUES ('ag', 'A', 0);
                      INSERT INTO accounts (id, agency_id, name, settings, created_at) VALUES ('{account}', 'ag', 'B', '{{}}', 0);"
-                ))?;
+                )).map_err(db_error)?;
                 conn.execute(
                     "INSERT INTO forget_list (account_id, caller_bidx, created_at) VALUES (?1, ?2, 0)",
                     params![account.to_string(), &forgotten[..]],
-                )?;
+                ).map_err(db_error)?;
                 conn.execute(
                     "INSERT INTO consents (id, account_id, subject_kind, subject_bidx, subject, category, status, method, at, recorded_by) VALUES ('c1', ?1, 'caller', ?2, x'00', 'caller_location', 'withdrawn', 'api', 0, 'test')",
                     params![account.to_string(), &withdrew[..]],
-                )?;
+                ).map_err(db_error)?;
                 Ok(())
             })
             .await

@@ -12,7 +12,8 @@ use ringfence_crypto::{
 
 use super::db::SqliteDb;
 use super::schema;
-use crate::StoreError;
+use crate::db_error;
+use ringfence_store::StoreError;
 
 /// The vault in its own SQLite file, apart from the call log.
 #[derive(Clone)]
@@ -83,11 +84,11 @@ impl VaultStore for SqliteVault {
                 let now = Timestamp::now().millis();
                 // Checked in the insert's transaction: a rotation's begin or finish, which
                 // change the newest key, commit wholly before or after it.
-                let newest = match newest_master(conn)? {
+                let newest = match newest_master(conn).map_err(db_error)? {
                     Some(newest) => newest,
                     None => match records.first() {
                         Some(first) => {
-                            adopt(conn, &first.master, now)?;
+                            adopt(conn, &first.master, now).map_err(db_error)?;
                             first.master.clone()
                         }
                         None => return Ok(None),
@@ -98,9 +99,9 @@ impl VaultStore for SqliteVault {
                 }
                 let mut stmt = conn.prepare_cached(
                     "INSERT INTO data_keys (id, account_id, purpose, wrapped, created_at, master) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
-                )?;
+                ).map_err(db_error)?;
                 for r in &records {
-                    stmt.execute(params![r.id, r.account_id, r.purpose.as_str(), r.wrapped, now, r.master])?;
+                    stmt.execute(params![r.id, r.account_id, r.purpose.as_str(), r.wrapped, now, r.master]).map_err(db_error)?;
                 }
                 Ok(None)
             })
@@ -117,10 +118,13 @@ impl VaultStore for SqliteVault {
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT id, account_id, purpose, wrapped, master FROM data_keys WHERE id = ?1",
-                )?;
+                ).map_err(db_error)?;
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {
-                    let row = stmt.query_row([&id], key_record).optional()?;
+                    let row = stmt
+                        .query_row([&id], key_record)
+                        .optional()
+                        .map_err(db_error)?;
                     out.extend(row);
                 }
                 Ok(out)
@@ -146,8 +150,10 @@ impl VaultStore for SqliteVault {
                 let n = conn
                     .prepare_cached(
                         "DELETE FROM data_keys WHERE id IN (SELECT value FROM json_each(?1))",
-                    )?
-                    .execute([list])?;
+                    )
+                    .map_err(db_error)?
+                    .execute([list])
+                    .map_err(db_error)?;
                 Ok(n as u64)
             })
             .await
@@ -165,10 +171,10 @@ impl VaultStore for SqliteVault {
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT id FROM data_keys WHERE purpose = ?1 AND created_at < ?2 AND id > ?3 ORDER BY id LIMIT ?4",
-                )?;
+                ).map_err(db_error)?;
                 let ids = stmt
-                    .query_map(params![purpose.as_str(), created_before_millis, after.unwrap_or_default(), limit], |r| r.get::<_, String>(0))?
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .query_map(params![purpose.as_str(), created_before_millis, after.unwrap_or_default(), limit], |r| r.get::<_, String>(0)).map_err(db_error)?
+                    .collect::<Result<Vec<_>, _>>().map_err(db_error)?;
                 Ok(ids)
             })
             .await
@@ -181,8 +187,8 @@ impl VaultStore for SqliteVault {
                 conn.prepare_cached(
                     "INSERT INTO journal_anchor (id, seq, hash, at) VALUES (1, ?1, ?2, ?3)
                      ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, at = excluded.at WHERE excluded.seq > journal_anchor.seq",
-                )?
-                .execute(params![seq, hash.as_slice(), Timestamp::now().millis()])?;
+                ).map_err(db_error)?
+                .execute(params![seq, hash.as_slice(), Timestamp::now().millis()]).map_err(db_error)?;
                 Ok(())
             })
             .await
@@ -198,7 +204,8 @@ impl VaultStore for SqliteVault {
                         [],
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
-                    .optional()?;
+                    .optional()
+                    .map_err(db_error)?;
                 Ok(row.and_then(|(seq, hash)| hash.try_into().ok().map(|h| (seq, h))))
             })
             .await
@@ -212,9 +219,9 @@ impl VaultStore for SqliteVault {
     async fn ping(&self) -> Result<(), VaultError> {
         self.db
             .read(|conn| {
-                Ok(conn
-                    .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                    .map(|_| ())?)
+                conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                    .map(|_| ())
+                    .map_err(db_error)
             })
             .await
             .map_err(backend)
@@ -224,7 +231,7 @@ impl VaultStore for SqliteVault {
         self.db
             .read(|conn| {
                 let keys = conn
-                    .prepare_cached("SELECT fingerprint, state, since FROM master_keys ORDER BY since, fingerprint")?
+                    .prepare_cached("SELECT fingerprint, state, since FROM master_keys ORDER BY since, fingerprint").map_err(db_error)?
                     .query_map([], |r| {
                         let state: String = r.get(1)?;
                         Ok(MasterKeyEntry {
@@ -232,16 +239,16 @@ impl VaultStore for SqliteVault {
                             state: MasterKeyState::parse(&state).unwrap_or(MasterKeyState::Retired),
                             since_millis: r.get(2)?,
                         })
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
+                    }).map_err(db_error)?
+                    .collect::<Result<Vec<_>, _>>().map_err(db_error)?;
                 // The first migration's time is the vault's creation.
                 let created_at_millis: i64 = conn.query_row(
                     "SELECT COALESCE(MIN(applied_at), 0) FROM schema_migrations",
                     [],
                     |r| r.get(0),
-                )?;
+                ).map_err(db_error)?;
                 let last_rotation = conn
-                    .prepare_cached("SELECT from_key, to_key, started_at, finished_at, rewrapped FROM rotations ORDER BY id DESC LIMIT 1")?
+                    .prepare_cached("SELECT from_key, to_key, started_at, finished_at, rewrapped FROM rotations ORDER BY id DESC LIMIT 1").map_err(db_error)?
                     .query_row([], |r| {
                         Ok(RotationRecord {
                             from: r.get(0)?,
@@ -251,7 +258,7 @@ impl VaultStore for SqliteVault {
                             rewrapped: r.get::<_, i64>(4)? as u64,
                         })
                     })
-                    .optional()?;
+                    .optional().map_err(db_error)?;
                 Ok(MasterKeyStatus {
                     keys,
                     created_at_millis,
@@ -271,9 +278,10 @@ impl VaultStore for SqliteVault {
                         [],
                         |r| r.get(0),
                     )
-                    .optional()?;
+                    .optional()
+                    .map_err(db_error)?;
                 if active.is_none() {
-                    adopt(conn, &fingerprint, Timestamp::now().millis())?;
+                    adopt(conn, &fingerprint, Timestamp::now().millis()).map_err(db_error)?;
                 }
                 Ok(())
             })
@@ -292,7 +300,7 @@ impl VaultStore for SqliteVault {
                     )
                     .optional()
                 };
-                if state(&from)?.as_deref() != Some("active") {
+                if state(&from).map_err(db_error)?.as_deref() != Some("active") {
                     return Ok(Err(format!("{from} is not the vault's active master key")));
                 }
                 let next: Option<String> = conn
@@ -301,7 +309,7 @@ impl VaultStore for SqliteVault {
                         [],
                         |r| r.get(0),
                     )
-                    .optional()?;
+                    .optional().map_err(db_error)?;
                 match next {
                     Some(next) if next == to => {}
                     Some(next) => {
@@ -310,7 +318,7 @@ impl VaultStore for SqliteVault {
                         )));
                     }
                     None => {
-                        if state(&to)?.is_some() {
+                        if state(&to).map_err(db_error)?.is_some() {
                             return Ok(Err(format!(
                                 "the master key {to} was used by this vault before and was retired: make a new key"
                             )));
@@ -319,14 +327,14 @@ impl VaultStore for SqliteVault {
                         conn.execute(
                             "INSERT INTO master_keys (fingerprint, state, since) VALUES (?1, 'next', ?2)",
                             params![to, now],
-                        )?;
+                        ).map_err(db_error)?;
                         conn.execute(
                             "INSERT INTO rotations (from_key, to_key, started_at) VALUES (?1, ?2, ?3)",
                             params![from, to, now],
-                        )?;
+                        ).map_err(db_error)?;
                     }
                 }
-                Ok(Ok(count_wrapped_by_other(conn, &to)?))
+                Ok(Ok(count_wrapped_by_other(conn, &to).map_err(db_error)?))
             })
             .await
             .map_err(backend)?
@@ -344,9 +352,9 @@ impl VaultStore for SqliteVault {
                 let records = conn
                     .prepare_cached(
                         "SELECT id, account_id, purpose, wrapped, master FROM data_keys WHERE id > ?1 AND master IS NOT ?2 ORDER BY id LIMIT ?3",
-                    )?
-                    .query_map(params![after.unwrap_or_default(), to, limit], key_record)?
-                    .collect::<Result<Vec<_>, _>>()?;
+                    ).map_err(db_error)?
+                    .query_map(params![after.unwrap_or_default(), to, limit], key_record).map_err(db_error)?
+                    .collect::<Result<Vec<_>, _>>().map_err(db_error)?;
                 Ok(records)
             })
             .await
@@ -360,11 +368,12 @@ impl VaultStore for SqliteVault {
                 // (an UPDATE never re-creates it), one changed since keeps its change.
                 let mut stmt = conn.prepare_cached(
                     "UPDATE data_keys SET wrapped = ?1, master = ?2 WHERE id = ?3 AND wrapped = ?4",
-                )?;
+                ).map_err(db_error)?;
                 let mut changed = 0u64;
                 for c in &changes {
-                    changed +=
-                        stmt.execute(params![c.new_wrapped, to, c.id, c.old_wrapped])? as u64;
+                    changed += stmt
+                        .execute(params![c.new_wrapped, to, c.id, c.old_wrapped])
+                        .map_err(db_error)? as u64;
                 }
                 Ok(changed)
             })
@@ -386,7 +395,7 @@ impl VaultStore for SqliteVault {
                         [&to],
                         |r| r.get(0),
                     )
-                    .optional()?;
+                    .optional().map_err(db_error)?;
                 match to_state.as_deref() {
                     Some("active") => return Ok(Ok(0)),
                     Some("next") => {}
@@ -394,7 +403,7 @@ impl VaultStore for SqliteVault {
                 }
                 // The count and the retirement share this transaction: an insert (which
                 // takes only the newest key) cannot slip a row under `from` in between.
-                let left = count_wrapped_by_other(conn, &to)?;
+                let left = count_wrapped_by_other(conn, &to).map_err(db_error)?;
                 if left > 0 {
                     return Ok(Ok(left));
                 }
@@ -402,15 +411,15 @@ impl VaultStore for SqliteVault {
                 conn.execute(
                     "UPDATE master_keys SET state = 'retired', since = ?1 WHERE state = 'active'",
                     [now],
-                )?;
+                ).map_err(db_error)?;
                 conn.execute(
                     "UPDATE master_keys SET state = 'active', since = ?1 WHERE fingerprint = ?2",
                     params![now, to],
-                )?;
+                ).map_err(db_error)?;
                 conn.execute(
                     "UPDATE rotations SET finished_at = ?1, rewrapped = ?2 WHERE from_key = ?3 AND to_key = ?4 AND finished_at IS NULL",
                     params![now, rewrapped as i64, from, to],
-                )?;
+                ).map_err(db_error)?;
                 Ok(Ok(0))
             })
             .await
@@ -601,7 +610,7 @@ mod tests {
                 conn.execute(
                     "INSERT INTO data_keys (id, account_id, purpose, wrapped, created_at) VALUES ('legacy', 'acc', 'call', ?1, 1)",
                     [wrapped],
-                )?;
+                ).map_err(db_error)?;
                 Ok(())
             })
             .await

@@ -11,23 +11,11 @@ use ringfence_core::timestamp::Timestamp;
 use ringfence_crypto::BlindIndex;
 
 use super::{audit, outbox};
-use crate::StoreError;
-use crate::records::{AuditEvent, RedactionApplied, RedactionJob};
+use crate::db_error;
+use ringfence_store::records::{AuditEvent, RedactionApplied, RedactionJob};
+use ringfence_store::{StoreError, effects};
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub fn unhex(text: &str) -> Option<BlindIndex> {
-    if text.len() != 32 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
+use ringfence_crypto::{blind_index_from_hex as unhex, blind_index_to_hex as hex};
 
 fn join<T: ToString>(items: &[T]) -> String {
     items.iter().map(T::to_string).collect::<Vec<_>>().join(",")
@@ -57,7 +45,7 @@ pub(crate) fn begin(conn: &Connection, job: &RedactionJob) -> Result<(), StoreEr
     conn.prepare_cached(
         "INSERT INTO redaction_jobs (id, created_at, reason, call_ids, session_ids, objects, forget, audit_actor, audit_action, audit_agency, audit_account, audit_subject, audit_reason, audit_details, categories, subjects)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-    )?
+    ).map_err(db_error)?
     .execute(params![
         job.id,
         job.created_at.millis(),
@@ -75,7 +63,7 @@ pub(crate) fn begin(conn: &Connection, job: &RedactionJob) -> Result<(), StoreEr
         a.details,
         job.categories.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","),
         subjects,
-    ])?;
+    ]).map_err(db_error)?;
     Ok(())
 }
 
@@ -91,15 +79,19 @@ pub(crate) fn begin_callers(
     callers: &[(AccountId, BlindIndex)],
 ) -> Result<u64, StoreError> {
     let at = Timestamp::now();
-    let mut forget = conn.prepare_cached("INSERT INTO forget_list (account_id, caller_bidx, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")?;
+    let mut forget = conn.prepare_cached("INSERT INTO forget_list (account_id, caller_bidx, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING").map_err(db_error)?;
     for (account, bidx) in &job.forget {
-        forget.execute(params![account.to_string(), bidx.as_slice(), at.millis()])?;
+        forget
+            .execute(params![account.to_string(), bidx.as_slice(), at.millis()])
+            .map_err(db_error)?;
     }
     let mut skipped = 0u64;
-    let mut select = conn.prepare_cached(
-        "SELECT id, session_id, recording_object, legal_hold_at IS NOT NULL FROM calls
+    let mut select = conn
+        .prepare_cached(
+            "SELECT id, session_id, recording_object, legal_hold_at IS NOT NULL FROM calls
          WHERE account_id = ?1 AND caller_bidx = ?2 AND redacted_at IS NULL",
-    )?;
+        )
+        .map_err(db_error)?;
     for (account, bidx) in callers {
         let rows = select
             .query_map(params![account.to_string(), bidx.as_slice()], |r| {
@@ -109,8 +101,10 @@ pub(crate) fn begin_callers(
                     r.get::<_, Option<String>>(2)?,
                     r.get::<_, bool>(3)?,
                 ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+            })
+            .map_err(db_error)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_error)?;
         for (id, session, object, held) in rows {
             // Calls on legal hold are exempt (GDPR Art. 17(3)(e)); the receipt counts them.
             if held {
@@ -147,7 +141,7 @@ pub(crate) fn pending(conn: &Connection) -> Result<Vec<RedactionJob>, StoreError
     let mut stmt = conn.prepare_cached(
         "SELECT id, created_at, reason, call_ids, session_ids, objects, forget, audit_actor, audit_action, audit_agency, audit_account, audit_subject, audit_reason, audit_details, categories, subjects
          FROM redaction_jobs ORDER BY created_at, id",
-    )?;
+    ).map_err(db_error)?;
     let rows = stmt
         .query_map([], |r| {
             let reason: String = r.get(2)?;
@@ -185,8 +179,10 @@ pub(crate) fn pending(conn: &Connection) -> Result<Vec<RedactionJob>, StoreError
                     details: r.get(13)?,
                 },
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+        })
+        .map_err(db_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_error)?;
     Ok(rows)
 }
 
@@ -213,9 +209,9 @@ fn objects_with(conn: &Connection, ids: &str, known: &[String]) -> Result<Vec<St
     let found: Vec<String> = conn
         .prepare_cached(
             "SELECT recording_object FROM calls WHERE id IN (SELECT value FROM json_each(?1)) AND redacted_at IS NULL AND recording_object IS NOT NULL",
-        )?
-        .query_map([ids], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+        ).map_err(db_error)?
+        .query_map([ids], |r| r.get(0)).map_err(db_error)?
+        .collect::<Result<_, _>>().map_err(db_error)?;
     for object in found {
         if seen.insert(object.clone()) {
             objects.push(object);
@@ -264,66 +260,42 @@ fn apply_categories(conn: &Connection, job: &RedactionJob) -> Result<RedactionAp
     let changed: Vec<String> = conn
         .prepare_cached(&format!(
             "UPDATE calls SET {assignments} WHERE id IN (SELECT value FROM json_each(?1)) AND redacted_at IS NULL AND ({holds}) RETURNING id"
-        ))?
-        .query_map([&ids], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+        )).map_err(db_error)?
+        .query_map([&ids], |r| r.get(0)).map_err(db_error)?
+        .collect::<Result<_, _>>().map_err(db_error)?;
     let mut sessions = 0u64;
     if job.categories.contains(&DataCategory::Visitor) {
         let sql = format!(
             "UPDATE sessions SET {}, redacted_at = ?2, redaction_reason = ?3 WHERE id IN (SELECT value FROM json_each(?1)) AND redacted_at IS NULL",
             personal_assignments(Entity::VisitorSession)
         );
-        sessions = conn.prepare_cached(&sql)?.execute(params![
-            json_ids(job.session_ids.iter()),
-            at.millis(),
-            job.reason.as_str()
-        ])? as u64;
+        sessions = conn
+            .prepare_cached(&sql)
+            .map_err(db_error)?
+            .execute(params![
+                json_ids(job.session_ids.iter()),
+                at.millis(),
+                job.reason.as_str()
+            ])
+            .map_err(db_error)? as u64;
     }
-    conn.prepare_cached("UPDATE redaction_jobs SET objects = ?2 WHERE id = ?1")?
-        .execute(params![job.id, objects.join(",")])?;
-    // Recipients learn which categories of which calls to remove (a visit's removal touches
-    // every call of the job that links to one).
-    let told: Vec<String> = if sessions > 0 {
-        job.call_ids.iter().map(|c| c.to_string()).collect()
-    } else {
-        changed.clone()
-    };
-    let mut extra = serde_json::Map::new();
-    extra.insert(
-        "categories".into(),
-        serde_json::Value::Array(
-            job.categories
-                .iter()
-                .map(|c| serde_json::Value::String(c.as_str().into()))
-                .collect(),
-        ),
-    );
+    conn.prepare_cached("UPDATE redaction_jobs SET objects = ?2 WHERE id = ?1")
+        .map_err(db_error)?
+        .execute(params![job.id, objects.join(",")])
+        .map_err(db_error)?;
+    // Recipients learn which categories of which calls to remove.
     outbox::tell_redacted(
         conn,
         EventKind::CallRedacted,
         job.reason.as_str(),
-        &told,
-        &extra,
+        &effects::told_of_removal(job, &changed, sessions),
+        &effects::categories_extra(&job.categories),
         at,
     )?;
     let calls = changed.len() as u64;
-    // Nothing removed (another sweep was first): nothing to journal.
-    let audit_seq = if calls + sessions > 0 {
-        let mut event = job.audit.clone();
-        event.count = Some(calls);
-        event.subject = Some(changed.join(","));
-        let names: Vec<String> = job.categories.iter().map(|c| format!("\"{c}\"")).collect();
-        // The sessions too (ids only), so that a restore can remove the same data again.
-        let session_ids: Vec<String> = job.session_ids.iter().map(|s| format!("\"{s}\"")).collect();
-        event.details = format!(
-            "{{\"categories\":[{}],\"calls\":{calls},\"sessions\":{sessions},\"session_ids\":[{}],\"job\":\"{}\"}}",
-            names.join(","),
-            session_ids.join(","),
-            job.id
-        );
-        audit::append(conn, &event)?
-    } else {
-        0
+    let audit_seq = match effects::category_removal_event(job, &changed, sessions) {
+        Some(event) => audit::append(conn, &event)?,
+        None => 0,
     };
     Ok(RedactionApplied {
         calls,
@@ -363,20 +335,19 @@ pub(crate) fn apply(
         personal_assignments(Entity::Call)
     );
     let redacted_ids: Vec<String> = conn
-        .prepare_cached(&call_sql)?
+        .prepare_cached(&call_sql)
+        .map_err(db_error)?
         .query_map(params![ids, at.millis(), job.reason.as_str(), by], |r| {
             r.get(0)
-        })?
-        .collect::<Result<_, _>>()?;
+        })
+        .map_err(db_error)?
+        .collect::<Result<_, _>>()
+        .map_err(db_error)?;
     let calls = redacted_ids.len() as u64;
     // Nothing of these calls may leave now: their queued `call.created` are cancelled, and
     // their recipients are told (ids only).
     outbox::cancel_created(conn, &ids, at)?;
-    let kind = if job.reason == RedactionReason::Caller {
-        EventKind::CallerErased
-    } else {
-        EventKind::CallRedacted
-    };
+    let kind = effects::erasure_kind(job.reason);
     outbox::tell_redacted(
         conn,
         kind,
@@ -391,9 +362,9 @@ pub(crate) fn apply(
     let visitors: Vec<(String, Vec<u8>)> = conn
         .prepare_cached(
             "SELECT account_id, visitor_bidx FROM sessions WHERE id IN (SELECT value FROM json_each(?1)) AND visitor_bidx IS NOT NULL",
-        )?
-        .query_map([json_ids(job.session_ids.iter())], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+        ).map_err(db_error)?
+        .query_map([json_ids(job.session_ids.iter())], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_error)?
+        .collect::<Result<_, _>>().map_err(db_error)?;
     for (account, bidx) in visitors {
         if let (Ok(account), Ok(bidx)) = (account.parse::<AccountId>(), bidx.try_into()) {
             subjects.push((account, bidx));
@@ -405,56 +376,28 @@ pub(crate) fn apply(
          WHERE id IN (SELECT value FROM json_each(?1)) AND redacted_at IS NULL",
         personal_assignments(Entity::VisitorSession)
     );
-    let sessions = conn.prepare_cached(&session_sql)?.execute(params![
-        json_ids(job.session_ids.iter()),
-        at.millis(),
-        job.reason.as_str()
-    ])? as u64;
-    let mut forget = conn.prepare_cached("INSERT INTO forget_list (account_id, caller_bidx, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")?;
+    let sessions = conn
+        .prepare_cached(&session_sql)
+        .map_err(db_error)?
+        .execute(params![
+            json_ids(job.session_ids.iter()),
+            at.millis(),
+            job.reason.as_str()
+        ])
+        .map_err(db_error)? as u64;
+    let mut forget = conn.prepare_cached("INSERT INTO forget_list (account_id, caller_bidx, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING").map_err(db_error)?;
     for (account, bidx) in &job.forget {
-        forget.execute(params![account.to_string(), bidx.as_slice(), at.millis()])?;
+        forget
+            .execute(params![account.to_string(), bidx.as_slice(), at.millis()])
+            .map_err(db_error)?;
     }
     // Objects found now (a recording that arrived after the job began) must be deleted too.
-    conn.prepare_cached("UPDATE redaction_jobs SET objects = ?2 WHERE id = ?1")?
-        .execute(params![job.id, objects.join(",")])?;
-    let mut event = job.audit.clone();
-    event.count = Some(calls);
-    // The ids of the calls redacted (never the caller): what a restore re-applies.
-    event.subject = Some(redacted_ids.join(","));
-    let mut details: Vec<String> = Vec::new();
-    if !job.audit.details.is_empty() && job.audit.details != "{}" {
-        details.push(
-            job.audit
-                .details
-                .trim_start_matches('{')
-                .trim_end_matches('}')
-                .to_owned(),
-        );
-    }
-    details.push(format!(
-        "\"redacted_calls\":{calls},\"redacted_sessions\":{sessions},\"consents_removed\":{consents},\"job\":\"{}\"",
-        job.id
-    ));
-    if !job.forget.is_empty() {
-        // Blind indexes (keyed hashes, useless without the vault's key), so that a restore
-        // can put the forget-list entries back.
-        let entries: Vec<String> = job
-            .forget
-            .iter()
-            .map(|(a, b)| format!("{{\"account\":\"{a}\",\"blind_index\":\"{}\"}}", hex(b)))
-            .collect();
-        details.push(format!("\"forget\":[{}]", entries.join(",")));
-    }
-    if !job.subjects.is_empty() {
-        // Blind indexes again: a restore removes these subjects' consent records too.
-        let entries: Vec<String> = job
-            .subjects
-            .iter()
-            .map(|(a, b)| format!("{{\"account\":\"{a}\",\"blind_index\":\"{}\"}}", hex(b)))
-            .collect();
-        details.push(format!("\"subjects\":[{}]", entries.join(",")));
-    }
-    event.details = format!("{{{}}}", details.join(","));
+    conn.prepare_cached("UPDATE redaction_jobs SET objects = ?2 WHERE id = ?1")
+        .map_err(db_error)?
+        .execute(params![job.id, objects.join(",")])
+        .map_err(db_error)?;
+    // The ids of the calls redacted (never the caller) and what a restore needs.
+    let event = effects::whole_redaction_event(job, &redacted_ids, sessions, consents);
     let audit_seq = audit::append(conn, &event)?;
     Ok(RedactionApplied {
         calls,
@@ -467,8 +410,10 @@ pub(crate) fn apply(
 }
 
 pub(crate) fn end(conn: &Connection, id: &str) -> Result<(), StoreError> {
-    conn.prepare_cached("DELETE FROM redaction_jobs WHERE id = ?1")?
-        .execute([id])?;
+    conn.prepare_cached("DELETE FROM redaction_jobs WHERE id = ?1")
+        .map_err(db_error)?
+        .execute([id])
+        .map_err(db_error)?;
     Ok(())
 }
 
@@ -479,10 +424,14 @@ pub(crate) fn forgotten(
     bidxs: &[BlindIndex],
 ) -> Result<Vec<BlindIndex>, StoreError> {
     let mut stmt = conn
-        .prepare_cached("SELECT 1 FROM forget_list WHERE account_id = ?1 AND caller_bidx = ?2")?;
+        .prepare_cached("SELECT 1 FROM forget_list WHERE account_id = ?1 AND caller_bidx = ?2")
+        .map_err(db_error)?;
     let mut out = Vec::new();
     for b in bidxs {
-        if stmt.exists(params![account.to_string(), b.as_slice()])? {
+        if stmt
+            .exists(params![account.to_string(), b.as_slice()])
+            .map_err(db_error)?
+        {
             out.push(*b);
         }
     }

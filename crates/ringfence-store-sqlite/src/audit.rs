@@ -6,14 +6,17 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_crypto::audit::GENESIS;
 
-use crate::StoreError;
-use crate::records::{AuditEntry, AuditEvent, AuditQuery};
+use crate::db_error;
+use ringfence_store::StoreError;
+use ringfence_store::records::{AuditEntry, AuditEvent, AuditQuery};
 
 pub(crate) fn append(conn: &Connection, event: &AuditEvent) -> Result<i64, StoreError> {
     let last: Option<(i64, Vec<u8>, i64)> = conn
-        .prepare_cached("SELECT seq, hash, at FROM audit_log ORDER BY seq DESC LIMIT 1")?
+        .prepare_cached("SELECT seq, hash, at FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .map_err(db_error)?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
+        .optional()
+        .map_err(db_error)?;
     let (seq, prev, last_at) = match last {
         Some((seq, hash, at)) => (
             seq + 1,
@@ -36,7 +39,7 @@ pub(crate) fn append(conn: &Connection, event: &AuditEvent) -> Result<i64, Store
     conn.prepare_cached(
         "INSERT INTO audit_log (seq, at, actor, action, agency_id, account_id, subject, count, reason, details, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
+    ).map_err(db_error)?
     .execute(params![
         seq,
         at.millis(),
@@ -50,7 +53,7 @@ pub(crate) fn append(conn: &Connection, event: &AuditEvent) -> Result<i64, Store
         event.details,
         prev.as_slice(),
         entry.hash.as_slice(),
-    ])?;
+    ]).map_err(db_error)?;
     Ok(seq)
 }
 
@@ -82,24 +85,24 @@ pub(crate) fn query(conn: &Connection, q: &AuditQuery) -> Result<Vec<AuditEntry>
     let limit = i64::from(q.limit);
     let rows = match (q.agency_id, q.account_id) {
         (_, Some(account)) => conn
-            .prepare_cached(&format!("SELECT {columns} FROM audit_log WHERE account_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"))?
-            .query_map(params![account.to_string(), after, limit], entry_from)?
-            .collect::<Result<Vec<_>, _>>()?,
+            .prepare_cached(&format!("SELECT {columns} FROM audit_log WHERE account_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")).map_err(db_error)?
+            .query_map(params![account.to_string(), after, limit], entry_from).map_err(db_error)?
+            .collect::<Result<Vec<_>, _>>().map_err(db_error)?,
         (Some(agency), None) => conn
-            .prepare_cached(&format!("SELECT {columns} FROM audit_log WHERE agency_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"))?
-            .query_map(params![agency.to_string(), after, limit], entry_from)?
-            .collect::<Result<Vec<_>, _>>()?,
+            .prepare_cached(&format!("SELECT {columns} FROM audit_log WHERE agency_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")).map_err(db_error)?
+            .query_map(params![agency.to_string(), after, limit], entry_from).map_err(db_error)?
+            .collect::<Result<Vec<_>, _>>().map_err(db_error)?,
         (None, None) => conn
-            .prepare_cached(&format!("SELECT {columns} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"))?
-            .query_map(params![after, limit], entry_from)?
-            .collect::<Result<Vec<_>, _>>()?,
+            .prepare_cached(&format!("SELECT {columns} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2")).map_err(db_error)?
+            .query_map(params![after, limit], entry_from).map_err(db_error)?
+            .collect::<Result<Vec<_>, _>>().map_err(db_error)?,
     };
     Ok(rows)
 }
 
 pub(crate) fn last(conn: &Connection) -> Result<Option<AuditEntry>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT seq, at, actor, action, agency_id, account_id, subject, count, reason, details, prev_hash, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
+    conn
+        .prepare_cached("SELECT seq, at, actor, action, agency_id, account_id, subject, count, reason, details, prev_hash, hash FROM audit_log ORDER BY seq DESC LIMIT 1").map_err(db_error)?
         .query_row([], entry_from)
-        .optional()?)
+        .optional().map_err(db_error)
 }

@@ -28,7 +28,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension};
 
 use super::db::Replay;
-use crate::StoreError;
+use crate::db_error;
+use ringfence_store::StoreError;
 
 const MAGIC: &[u8; 4] = b"RFR1";
 const HEADER: usize = 4 + 8 + 4 + 4;
@@ -60,9 +61,11 @@ fn io(what: &str, e: std::io::Error) -> StoreError {
 /// The sequence number of the last record committed to the database (0 if none).
 pub(super) fn applied_seq(conn: &Connection) -> Result<u64, StoreError> {
     let seq: Option<i64> = conn
-        .prepare_cached("SELECT seq FROM redo_applied WHERE id = 1")?
+        .prepare_cached("SELECT seq FROM redo_applied WHERE id = 1")
+        .map_err(db_error)?
         .query_row([], |r| r.get(0))
-        .optional()?;
+        .optional()
+        .map_err(db_error)?;
     Ok(seq.unwrap_or(0).max(0) as u64)
 }
 
@@ -70,8 +73,8 @@ pub(super) fn applied_seq(conn: &Connection) -> Result<u64, StoreError> {
 pub(super) fn mark_applied(conn: &Connection, seq: u64) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO redo_applied (id, seq) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",
-    )?
-    .execute([seq as i64])?;
+    ).map_err(db_error)?
+    .execute([seq as i64]).map_err(db_error)?;
     Ok(())
 }
 
@@ -128,7 +131,7 @@ pub(super) fn copy_for_backup(db: &Path, out: &Path) -> Result<u64, StoreError> 
         .iter()
         .map(|(_, payload)| HEADER + payload.len())
         .sum();
-    let mut file = crate::private::create_new_file(out).map_err(|e| io("copy it", e))?;
+    let mut file = ringfence_store::private::create_new_file(out).map_err(|e| io("copy it", e))?;
     file.write_all(&bytes[..len])
         .and_then(|()| file.sync_all())
         .map_err(|e| io("copy it", e))?;
@@ -201,7 +204,7 @@ impl RedoLog {
             self.clear()?;
             return Ok(applied);
         }
-        conn.execute_batch("BEGIN IMMEDIATE")?;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(db_error)?;
         let result = (|| {
             let applied = applied_seq(conn)?;
             let mut last = applied;
@@ -225,7 +228,7 @@ impl RedoLog {
         })();
         let last = match result {
             Ok(last) => {
-                conn.execute_batch("COMMIT")?;
+                conn.execute_batch("COMMIT").map_err(db_error)?;
                 last
             }
             Err(e) => {

@@ -7,9 +7,10 @@ use ringfence_core::access::{Role, Scope};
 use ringfence_core::timestamp::Timestamp;
 
 use super::audit;
-use crate::StoreError;
-use crate::records::AuditEvent;
-use crate::users::{LoginFailure, UserChange, UserRecord, WebSessionRecord};
+use crate::db_error;
+use ringfence_store::StoreError;
+use ringfence_store::records::AuditEvent;
+use ringfence_store::users::{LoginFailure, UserChange, UserRecord, WebSessionRecord};
 
 const USER_COLUMNS: &str = "id, email_index, password_hash, role, agency_id, account_id, personal_data, failed_logins, locked_until, created_at, disabled_at, last_sign_in_at";
 
@@ -71,9 +72,11 @@ pub(crate) fn insert_user(
     audit_event: &AuditEvent,
 ) -> Result<(), StoreError> {
     let exists: Option<i64> = conn
-        .prepare_cached("SELECT 1 FROM users WHERE email_index = ?1")?
+        .prepare_cached("SELECT 1 FROM users WHERE email_index = ?1")
+        .map_err(db_error)?
         .query_row([user.email_index.as_slice()], |r| r.get(0))
-        .optional()?;
+        .optional()
+        .map_err(db_error)?;
     if exists.is_some() {
         return Err(StoreError::AlreadyExists("user"));
     }
@@ -100,7 +103,7 @@ pub(crate) fn insert_user(
             user.disabled_at.map(Timestamp::millis),
             user.last_sign_in_at.map(Timestamp::millis),
         ],
-    )?;
+    ).map_err(db_error)?;
     audit::append(conn, audit_event)?;
     Ok(())
 }
@@ -109,28 +112,34 @@ pub(crate) fn user_by_index(
     conn: &Connection,
     index: &[u8; 16],
 ) -> Result<Option<UserRecord>, StoreError> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE email_index = ?1"
-        ))?
-        .query_row([index.as_slice()], user_from)
-        .optional()?)
+    conn.prepare_cached(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE email_index = ?1"
+    ))
+    .map_err(db_error)?
+    .query_row([index.as_slice()], user_from)
+    .optional()
+    .map_err(db_error)
 }
 
 pub(crate) fn user(conn: &Connection, id: UserId) -> Result<Option<UserRecord>, StoreError> {
-    Ok(conn
-        .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
+    conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))
+        .map_err(db_error)?
         .query_row([id.to_string()], user_from)
-        .optional()?)
+        .optional()
+        .map_err(db_error)
 }
 
 pub(crate) fn list_users(conn: &Connection) -> Result<Vec<UserRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {USER_COLUMNS} FROM users ORDER BY created_at, id"
-    ))?;
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY created_at, id"
+        ))
+        .map_err(db_error)?;
     let rows = stmt
-        .query_map([], user_from)?
-        .collect::<Result<Vec<_>, _>>()?;
+        .query_map([], user_from)
+        .map_err(db_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_error)?;
     Ok(rows)
 }
 
@@ -144,9 +153,11 @@ pub(crate) fn record_login_failure(
     lock_ms: i64,
 ) -> Result<LoginFailure, StoreError> {
     let current: Option<u32> = conn
-        .prepare_cached("SELECT failed_logins FROM users WHERE id = ?1")?
+        .prepare_cached("SELECT failed_logins FROM users WHERE id = ?1")
+        .map_err(db_error)?
         .query_row([id.to_string()], |r| r.get(0))
-        .optional()?;
+        .optional()
+        .map_err(db_error)?;
     let Some(current) = current else {
         return Err(StoreError::NotFound("user"));
     };
@@ -159,7 +170,7 @@ pub(crate) fn record_login_failure(
     conn.execute(
         "UPDATE users SET failed_logins = ?2, locked_until = COALESCE(?3, locked_until) WHERE id = ?1",
         params![id.to_string(), failed, locked_until.map(Timestamp::millis)],
-    )?;
+    ).map_err(db_error)?;
     Ok(LoginFailure {
         failed_logins: failed,
         locked_until,
@@ -175,12 +186,13 @@ pub(crate) fn start_session(
     replaces: Option<[u8; 32]>,
 ) -> Result<(), StoreError> {
     if let Some(old) = replaces {
-        conn.execute("DELETE FROM web_sessions WHERE hash = ?1", [old.as_slice()])?;
+        conn.execute("DELETE FROM web_sessions WHERE hash = ?1", [old.as_slice()])
+            .map_err(db_error)?;
     }
     conn.execute(
         "UPDATE users SET failed_logins = 0, locked_until = NULL, last_sign_in_at = ?2 WHERE id = ?1",
         params![session.user_id.to_string(), session.created_at.millis()],
-    )?;
+    ).map_err(db_error)?;
     conn.execute(
         "INSERT INTO web_sessions (hash, user_id, csrf_token, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
@@ -190,7 +202,7 @@ pub(crate) fn start_session(
             session.created_at.millis(),
             session.last_seen_at.millis(),
         ],
-    )?;
+    ).map_err(db_error)?;
     Ok(())
 }
 
@@ -201,9 +213,9 @@ pub(crate) fn session(
     let found = conn
         .prepare_cached(
             "SELECT hash, user_id, csrf_token, created_at, last_seen_at FROM web_sessions WHERE hash = ?1",
-        )?
+        ).map_err(db_error)?
         .query_row([hash.as_slice()], session_from)
-        .optional()?;
+        .optional().map_err(db_error)?;
     let Some(found) = found else { return Ok(None) };
     Ok(user(conn, found.user_id)?.map(|u| (found, u)))
 }
@@ -216,7 +228,8 @@ pub(crate) fn touch_session(
     conn.execute(
         "UPDATE web_sessions SET last_seen_at = MAX(last_seen_at, ?2) WHERE hash = ?1",
         params![hash.as_slice(), now.millis()],
-    )?;
+    )
+    .map_err(db_error)?;
     Ok(())
 }
 
@@ -231,11 +244,13 @@ pub(crate) fn end_session(
     conn.execute(
         "DELETE FROM web_sessions WHERE hash = ?1",
         [hash.as_slice()],
-    )?;
+    )
+    .map_err(db_error)?;
     conn.execute(
         "DELETE FROM web_sessions WHERE last_seen_at < ?1 OR created_at < ?2",
         params![idle_before.millis(), started_before.millis()],
-    )?;
+    )
+    .map_err(db_error)?;
     Ok(())
 }
 
@@ -271,7 +286,7 @@ pub(crate) fn update_user(
             current.personal_data,
             current.password_hash,
         ],
-    )?;
+    ).map_err(db_error)?;
     if matches!(change.disabled, Some(Some(_))) || change.password_hash.is_some() {
         end_sessions_of(conn, id)?;
     }
@@ -288,7 +303,9 @@ pub(crate) fn remove_user(
     audit_event: &AuditEvent,
 ) -> Result<(), StoreError> {
     end_sessions_of(conn, id)?;
-    let n = conn.execute("DELETE FROM users WHERE id = ?1", [id.to_string()])?;
+    let n = conn
+        .execute("DELETE FROM users WHERE id = ?1", [id.to_string()])
+        .map_err(db_error)?;
     if n == 0 {
         return Err(StoreError::NotFound("user"));
     }
@@ -297,7 +314,9 @@ pub(crate) fn remove_user(
 }
 
 fn end_sessions_of(conn: &Connection, id: UserId) -> Result<(), StoreError> {
-    conn.prepare_cached("DELETE FROM web_sessions WHERE user_id = ?1")?
-        .execute([id.to_string()])?;
+    conn.prepare_cached("DELETE FROM web_sessions WHERE user_id = ?1")
+        .map_err(db_error)?
+        .execute([id.to_string()])
+        .map_err(db_error)?;
     Ok(())
 }
