@@ -264,21 +264,10 @@ pub(crate) fn update_user(
     change: &UserChange,
     audit_events: &[AuditEvent],
 ) -> Result<UserRecord, StoreError> {
-    let Some(mut current) = user(conn, id)? else {
+    let Some(current) = user(conn, id)? else {
         return Err(StoreError::NotFound("user"));
     };
-    if let Some(disabled) = change.disabled {
-        current.disabled_at = disabled;
-    }
-    if let Some(role) = change.role {
-        current.role = role;
-    }
-    if let Some(personal_data) = change.personal_data {
-        current.personal_data = personal_data;
-    }
-    if let Some(hash) = &change.password_hash {
-        current.password_hash = hash.clone();
-    }
+    let current = change.applied_to(current);
     conn.execute(
         "UPDATE users SET disabled_at = ?2, role = ?3, personal_data = ?4, password_hash = ?5 WHERE id = ?1",
         params![
@@ -289,7 +278,7 @@ pub(crate) fn update_user(
             current.password_hash,
         ],
     ).map_err(db_error)?;
-    if matches!(change.disabled, Some(Some(_))) || change.password_hash.is_some() {
+    if change.ends_sessions() {
         end_sessions_of(conn, id)?;
     }
     for event in audit_events {

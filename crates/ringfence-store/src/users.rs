@@ -54,6 +54,31 @@ pub struct UserChange {
     pub password_hash: Option<String>,
 }
 
+impl UserChange {
+    /// The user as this change leaves it (each backend stores exactly this).
+    pub fn applied_to(&self, mut user: UserRecord) -> UserRecord {
+        if let Some(disabled) = self.disabled {
+            user.disabled_at = disabled;
+        }
+        if let Some(role) = self.role {
+            user.role = role;
+        }
+        if let Some(personal_data) = self.personal_data {
+            user.personal_data = personal_data;
+        }
+        if let Some(hash) = &self.password_hash {
+            user.password_hash = hash.clone();
+        }
+        user
+    }
+
+    /// Whether the change must end every session of the user, in its own transaction: a
+    /// disable or a new password lets no session outlive it.
+    pub fn ends_sessions(&self) -> bool {
+        matches!(self.disabled, Some(Some(_))) || self.password_hash.is_some()
+    }
+}
+
 impl std::fmt::Debug for UserChange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserChange")
