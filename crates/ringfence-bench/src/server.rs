@@ -38,7 +38,7 @@ impl Server {
             .tempdir_in(parent)
             .context("cannot create the server's data folder")?;
         let data = dir.path().join("data");
-        let resources = Resources::open(&Config::in_folder(&data))?;
+        let resources = Resources::open(&Config::in_folder(&data)).await?;
         // A 201 means durable only if each writer commits with a full sync of its WAL.
         for db in [resources.store.db(), resources.vault.db()] {
             let (journal, synchronous) = db

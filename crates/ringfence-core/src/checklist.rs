@@ -51,6 +51,19 @@ pub struct FolderModes {
     pub master_key: u32,
 }
 
+/// A vault never rotated for longer than this fails the master-key item.
+pub const MASTER_KEY_UNROTATED_FAIL_DAYS: u32 = 365;
+
+/// The vault's master key: when the vault was made and its key last replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MasterKeyFacts {
+    pub vault_created: Timestamp,
+    /// When the last master-key rotation finished.
+    pub last_rotated: Option<Timestamp>,
+    /// A rotation has started and not finished.
+    pub rotation_under_way: bool,
+}
+
 /// Facts shared by every account of the installation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstallationFacts {
@@ -60,6 +73,7 @@ pub struct InstallationFacts {
     pub folder: Option<FolderModes>,
     /// The journal's entry count, or the first break found.
     pub audit_chain: Result<u64, String>,
+    pub master_key: MasterKeyFacts,
 }
 
 /// Facts about one account.
@@ -156,6 +170,7 @@ pub fn account_checklist(
     if let Some(modes) = installation.folder {
         items.push(data_folder_permissions(modes));
     }
+    items.push(master_key_rotated(a, installation.master_key, now));
     items.push(recipients(a, now));
     items.push(tokens(a));
     items.push(audit_chain(&installation.audit_chain));
@@ -407,6 +422,66 @@ fn data_folder_permissions(modes: FolderModes) -> Item {
     )
 }
 
+/// The longest any of the account's data is kept before automatic redaction, in days;
+/// `None` when some of it is kept forever.
+fn longest_retention_days(a: &AccountFacts) -> Option<u32> {
+    // Categories removed earlier than the whole call never outlive it.
+    a.retention.effective_after_days(a.agency_max_days)
+}
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+fn master_key_rotated(a: &AccountFacts, key: MasterKeyFacts, now: Timestamp) -> Item {
+    const ID: &str = "master_key_rotated";
+    let fix = "on the server: `ringfence vault rotate --new-master-key-file <new key file>` (it makes the file when it does not exist; serving continues)";
+    if key.rotation_under_way {
+        return item(
+            ID,
+            Status::Warn,
+            "a master-key rotation has started and not finished: the old master key file is still needed".into(),
+            "run `ringfence vault rotate --new-master-key-file <the same new key file>` again; it resumes where it stopped".into(),
+        );
+    }
+    let since = key.last_rotated.unwrap_or(key.vault_created);
+    let age_days = (now.millis() - since.millis()).max(0) / DAY_MS;
+    let longest = longest_retention_days(a);
+    let bound = longest.unwrap_or(MASTER_KEY_UNROTATED_FAIL_DAYS);
+    let within = match longest {
+        Some(days) => format!("the account's longest retention of {days} days"),
+        None => {
+            format!("{MASTER_KEY_UNROTATED_FAIL_DAYS} days (the account keeps some data forever)")
+        }
+    };
+    match key.last_rotated {
+        None if age_days > i64::from(MASTER_KEY_UNROTATED_FAIL_DAYS) => item(
+            ID,
+            Status::Fail,
+            format!(
+                "the master key has never been rotated in the {age_days} days since the vault was created: copies of every key destroyed since (backups, free pages) still open with it"
+            ),
+            fix.into(),
+        ),
+        _ if age_days > i64::from(bound) => item(
+            ID,
+            Status::Warn,
+            format!(
+                "the master key is {age_days} days old, longer than {within}: copies of keys destroyed since it was made still open with it"
+            ),
+            fix.into(),
+        ),
+        Some(_) => pass(
+            ID,
+            format!("the master key was rotated {age_days} days ago, within {within}"),
+        ),
+        None => pass(
+            ID,
+            format!(
+                "the vault was created {age_days} days ago; the master key is due a rotation within {within}"
+            ),
+        ),
+    }
+}
+
 /// An erasure notice queued longer than this is late (retries last about two days).
 const LATE_ERASURE_MS: i64 = 24 * 3600 * 1000;
 
@@ -555,6 +630,11 @@ mod tests {
                 master_key: 0o600,
             }),
             audit_chain: Ok(12),
+            master_key: MasterKeyFacts {
+                vault_created: Timestamp::from_millis(NOW - 400 * DAY_MS),
+                last_rotated: Some(Timestamp::from_millis(NOW - 10 * DAY_MS)),
+                rotation_under_way: false,
+            },
         };
         (account, installation)
     }
@@ -576,6 +656,7 @@ mod tests {
                 "overdue_redactions",
                 "worker_recent",
                 "data_folder_permissions",
+                "master_key_rotated",
                 "recipients",
                 "tokens",
                 "audit_chain"
@@ -862,6 +943,132 @@ mod tests {
                 }
             }
             assert_eq!(c.status, *expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_master_key_is_due_a_rotation_within_the_longest_retention_and_fails_unrotated_after_a_year()
+     {
+        let now = Timestamp::from_millis(NOW);
+        let days_ago = |d: i64| Timestamp::from_millis(NOW - d * DAY_MS);
+        // (case, retention days, vault age, last rotation age, under way, status, words)
+        type Case = (
+            &'static str,
+            Option<u32>,
+            i64,
+            Option<i64>,
+            bool,
+            Status,
+            &'static str,
+        );
+        let cases: &[Case] = &[
+            (
+                "rotated recently",
+                Some(30),
+                400,
+                Some(10),
+                false,
+                Status::Pass,
+                "rotated 10 days ago",
+            ),
+            (
+                "rotated on the last day",
+                Some(30),
+                400,
+                Some(30),
+                false,
+                Status::Pass,
+                "within the account's longest retention of 30 days",
+            ),
+            (
+                "rotated before the retention",
+                Some(30),
+                400,
+                Some(31),
+                false,
+                Status::Warn,
+                "31 days old, longer than the account's longest retention of 30 days",
+            ),
+            (
+                "young vault, never rotated",
+                Some(90),
+                20,
+                None,
+                false,
+                Status::Pass,
+                "created 20 days ago",
+            ),
+            (
+                "never rotated past retention",
+                Some(30),
+                200,
+                None,
+                false,
+                Status::Warn,
+                "200 days old",
+            ),
+            (
+                "never rotated for a year",
+                Some(30),
+                366,
+                None,
+                false,
+                Status::Fail,
+                "never been rotated in the 366 days",
+            ),
+            (
+                "never rotated, kept forever, under a year",
+                None,
+                300,
+                None,
+                false,
+                Status::Pass,
+                "keeps some data forever",
+            ),
+            (
+                "rotated, kept forever, over a year ago",
+                None,
+                900,
+                Some(400),
+                false,
+                Status::Warn,
+                "400 days old",
+            ),
+            (
+                "a rotation under way",
+                Some(30),
+                400,
+                Some(10),
+                true,
+                Status::Warn,
+                "has started and not finished",
+            ),
+        ];
+        for (name, retention, vault_age, rotated_age, under_way, status, words) in cases {
+            let (mut a, mut i) = all_pass();
+            a.retention.after_days = *retention;
+            i.master_key = MasterKeyFacts {
+                vault_created: days_ago(*vault_age),
+                last_rotated: rotated_age.map(days_ago),
+                rotation_under_way: *under_way,
+            };
+            let c = account_checklist(&a, &i, now);
+            let it = c
+                .items
+                .iter()
+                .find(|x| x.id == "master_key_rotated")
+                .unwrap();
+            assert_eq!(it.status, *status, "{name}: {it:?}");
+            assert!(it.explanation.contains(words), "{name}: {it:?}");
+            if *status == Status::Pass {
+                assert_eq!(it.fix, NOTHING_TO_DO, "{name}");
+            } else {
+                assert!(
+                    it.fix
+                        .contains("ringfence vault rotate --new-master-key-file"),
+                    "{name}: {it:?}"
+                );
+            }
         }
     }
 

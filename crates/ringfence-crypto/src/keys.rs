@@ -156,6 +156,16 @@ impl MasterKey {
         seal(&self.wrapping_key(), &wrap_aad(key_id), key.expose())
     }
 
+    /// Re-wraps a data key that `self` wrapped under `to`, without it leaving this function.
+    pub fn rewrap(
+        &self,
+        to: &MasterKey,
+        key_id: &str,
+        wrapped: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        Ok(to.wrap(key_id, &self.unwrap(key_id, wrapped)?))
+    }
+
     /// Unwraps what [`MasterKey::wrap`] made for the same key id.
     pub fn unwrap(&self, key_id: &str, wrapped: &[u8]) -> Result<DataKey, CryptoError> {
         let plain = open(&self.wrapping_key(), &wrap_aad(key_id), wrapped)?;
@@ -289,6 +299,31 @@ mod tests {
         let (other, _) = MasterKey::generate();
         assert_eq!(
             other.unwrap("call-1", &wrapped),
+            Err(CryptoError::Unauthentic)
+        );
+    }
+
+    #[test]
+    fn a_rewrapped_key_opens_only_with_the_new_master_key() {
+        let (old, _) = MasterKey::generate();
+        let (new, _) = MasterKey::generate();
+        assert_ne!(old.fingerprint(), new.fingerprint());
+        let key = DataKey::generate();
+        let wrapped = old.wrap("call-1", &key);
+        let rewrapped = old.rewrap(&new, "call-1", &wrapped).unwrap();
+        assert_eq!(new.unwrap("call-1", &rewrapped).unwrap(), key);
+        assert_eq!(
+            old.unwrap("call-1", &rewrapped),
+            Err(CryptoError::Unauthentic)
+        );
+        // The id stays bound: a re-wrapped key moved to another row does not open.
+        assert_eq!(
+            new.unwrap("call-2", &rewrapped),
+            Err(CryptoError::Unauthentic)
+        );
+        // Only what the old key wrapped can be re-wrapped.
+        assert_eq!(
+            new.rewrap(&old, "call-1", &wrapped),
             Err(CryptoError::Unauthentic)
         );
     }

@@ -24,4 +24,7 @@ pub use keys::{
 pub use recording::{
     RECORDING_CHUNK, RECORDING_HEADER_LEN, RecordingLayout, RecordingSealer, open_recording_chunk,
 };
-pub use vault::{KeyPurpose, KeyRecord, Vault, VaultError, VaultStore};
+pub use vault::{
+    KeyPurpose, KeyRecord, MasterKeyEntry, MasterKeySource, MasterKeyState, MasterKeyStatus,
+    Rewrap, RotatedPage, RotationRecord, Vault, VaultError, VaultStore,
+};

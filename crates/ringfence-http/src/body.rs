@@ -70,6 +70,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let value = match parsed {
         Ok(v) => v,
+        Err(e)
+            if e.inner()
+                .to_string()
+                .starts_with("invalid type: floating point") =>
+        {
+            return parse_integral_floats(bytes);
+        }
         Err(e) => return Err(describe(e)),
     };
     de.end().map_err(|e| {
@@ -83,6 +90,36 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         )
     })?;
     Ok(value)
+}
+
+/// JSON has one number type and JSON Schema counts `211.0` as an integer, so an integral
+/// float is taken wherever a whole number is. Only bodies that need it take this slower
+/// path: parsed to a value, such floats turned into integers, then read again.
+fn parse_integral_floats<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    fn integral(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Number(n) if n.is_f64() => {
+                if let Some(f) = n.as_f64()
+                    && f.fract() == 0.0
+                    && f.abs() < 9_007_199_254_740_992.0
+                {
+                    // Exact: below 2^53 every whole f64 is an exact i64.
+                    *value = serde_json::Value::from(f as i64);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(integral),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(integral),
+            _ => {}
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            Code::InvalidJson,
+            format!("malformed JSON at line {} column {}", e.line(), e.column()),
+        )
+    })?;
+    integral(&mut value);
+    serde_path_to_error::deserialize(value).map_err(describe)
 }
 
 fn describe(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
@@ -287,6 +324,28 @@ pub mod objects_only {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_numbers_written_as_floats_are_taken_and_fractions_are_not() {
+        let probe: Probe = parse_json(br#"{"number": "x", "count": 211.0}"#).unwrap();
+        assert_eq!(probe.count, Some(211));
+        for bad in [
+            &br#"{"number": "x", "count": 211.5}"#[..],
+            br#"{"number": "x", "count": -1.0}"#,
+            br#"{"number": "x", "count": 1e300}"#,
+        ] {
+            let err = parse_json::<Probe>(bad).unwrap_err();
+            assert_eq!(
+                err.code,
+                Code::InvalidField,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+            assert_eq!(err.details[0].field, "count");
+        }
+        let err = parse_json::<Probe>(br#"{"number": "x", "count": 2.0, "extra": 1}"#).unwrap_err();
+        assert_eq!(err.code, Code::UnknownField);
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -19,6 +19,7 @@ use ringfence_core::timestamp::Timestamp;
 /// `tracking_number` are required; unknown fields are rejected.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"external_id": "CA5f0c2e8b7d9a41c6b8e2f4a6c8d0e1f2", "started_at": "2026-11-28T10:00:00Z", "duration_s": 95, "direction": "inbound", "status": "completed", "tracking_number": "+14155550100", "source": "google_ads", "campaign": "winter-sale", "caller_number": "+442079460123", "caller_name": "Alex Example", "caller_city": "London", "caller_country": "GB", "transcript": "Hello, I would like to book a viewing for Saturday.", "notes": "asked for a callback", "tags": ["lead"], "visitor": {"ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", "landing_url": "https://www.example.com/offers", "gclid": "EAIaIQobChMIexample", "utm_source": "google", "utm_medium": "cpc", "utm_campaign": "winter"}, "consents": [{"category": "recording", "status": "granted", "method": "ivr_keypress"}]}))]
 pub struct CallInput {
     /// The sender's id of the call: makes ingest idempotent per account.
     #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
@@ -70,7 +71,11 @@ pub struct CallInput {
     pub notes: Option<String>,
     #[schema(schema_with = crate::schemas::tags)]
     pub tags: Option<Vec<String>>,
-    /// A visitor session of the same account to link.
+    /// A visitor session of the same account to link (its id, from `POST …/sessions`);
+    /// send this or `visitor`, not both.
+    #[schema(
+        pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"
+    )]
     pub session_id: Option<String>,
     /// The visit that led to the call, sent inline: stored as a session and linked.
     #[serde(
@@ -182,6 +187,8 @@ pub fn checked_consent_parts(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VisitorInput {
+    /// IPv4 or IPv6; kept whole, truncated or dropped as the account's `visitor_ip` says.
+    #[schema(schema_with = crate::schemas::ip_address)]
     pub ip: Option<String>,
     #[schema(max_length = 1024, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub user_agent: Option<String>,
@@ -208,12 +215,15 @@ pub struct VisitorInput {
 /// A visitor session (web visit) sent by a website or the tracking snippet.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"external_id": "visit-8f14e45f", "started_at": "2026-11-28T09:55:00Z", "ip": "198.51.100.23", "user_agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X)", "referrer": "https://www.google.com/", "landing_url": "https://www.example.com/offers", "gclid": "EAIaIQobChMIexample", "visitor_id": "v-5c2a9e", "utm_source": "google", "utm_medium": "cpc", "utm_campaign": "winter"}))]
 pub struct SessionInput {
     #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub external_id: Option<String>,
     /// RFC 3339 with a time zone.
     #[schema(schema_with = crate::schemas::instant)]
     pub started_at: String,
+    /// IPv4 or IPv6; kept whole, truncated or dropped as the account's `visitor_ip` says.
+    #[schema(schema_with = crate::schemas::ip_address)]
     pub ip: Option<String>,
     #[schema(max_length = 1024, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub user_agent: Option<String>,
@@ -239,6 +249,7 @@ pub struct SessionInput {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"calls": [{"external_id": "CA6a1d3f9c8e0b52d7c9f3a5b7d9e1f203", "started_at": "2026-11-28T10:05:00Z", "duration_s": 42, "direction": "inbound", "status": "completed", "tracking_number": "+14155550100", "source": "google_ads", "caller_number": "+12125550199"}, {"external_id": "CA7b2e4a0d9f1c63e8d0a4b6c8e0f2a314", "started_at": "2026-11-28T10:09:00Z", "direction": "inbound", "status": "no-answer", "tracking_number": "+14155550100", "source": "direct", "caller_number": "anonymous"}]}))]
 pub struct BatchInput {
     /// 1 to 5,000 calls (`Limits::max_batch_calls`).
     #[schema(min_items = 1, max_items = 5000)]
@@ -598,6 +609,8 @@ pub struct RecordingOutput {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VisitorOutput {
     pub session_id: String,
+    /// IPv4 or IPv6; kept whole, truncated or dropped as the account's `visitor_ip` says.
+    #[schema(schema_with = crate::schemas::ip_address)]
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub referrer: Option<String>,

@@ -10,133 +10,101 @@ use ringfence_core::access::Denied;
 use ringfence_core::call::FieldError;
 use ringfence_store::{LogError, StoreError};
 
-/// The stable error codes, each with its status. Clients match on the code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Code {
-    InvalidJson,
-    InvalidQuery,
-    InvalidCursor,
-    InvalidPhoneNumber,
-    InvalidField,
-    MissingField,
-    UnknownField,
-    TooLong,
-    DuplicateExternalId,
-    Unauthorized,
-    Forbidden,
-    NotFound,
-    Redacted,
-    RedactionDisabled,
-    PayloadTooLarge,
-    HeadersTooLarge,
-    UnsupportedMediaType,
-    RangeNotSatisfiable,
-    EmptyRecording,
-    Conflict,
-    ConfirmationRequired,
-    LegalHold,
-    ExceedsAgencyMaximum,
-    ConsentRequired,
-    AddressNotAllowed,
-    CollectionDisabled,
-    UnknownCategory,
-    UnknownNoticeVersion,
-    StartInFuture,
-    NoticeInUse,
-    InvalidSignature,
-    InvalidForm,
-    Unavailable,
-    Internal,
+/// Declares [`Code`] from one table: each variant once, with its wire code, its HTTP status
+/// and a one-line description (the OpenAPI document lists them with every error response).
+macro_rules! codes {
+    ($($variant:ident => ($code:literal, $status:ident, $description:literal),)*) => {
+        /// The stable error codes, each with its status. Clients match on the code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Code {
+            $(#[doc = $description] $variant,)*
+        }
+
+        impl Code {
+            /// Every code, in the table's order.
+            pub const ALL: &[Code] = &[$(Code::$variant,)*];
+
+            /// The code's row of the table: wire code, status, description.
+            const fn row(self) -> (&'static str, StatusCode, &'static str) {
+                match self {
+                    $(Code::$variant => ($code, StatusCode::$status, $description),)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    InvalidJson => ("invalid_json", BAD_REQUEST, "the body is not well-formed JSON"),
+    InvalidQuery => ("invalid_query", BAD_REQUEST, "a query parameter is unknown, repeated or breaks its rule"),
+    InvalidCursor => ("invalid_cursor", BAD_REQUEST, "the cursor is not one this server gave out"),
+    InvalidForm => ("invalid_form", BAD_REQUEST, "the body is not a valid form encoding"),
+    InvalidPhoneNumber => ("invalid_phone_number", UNPROCESSABLE_ENTITY, "a number is not valid E.164 in its country's numbering plan"),
+    InvalidField => ("invalid_field", UNPROCESSABLE_ENTITY, "a field breaks its rule, or the body is not a JSON object"),
+    MissingField => ("missing_field", UNPROCESSABLE_ENTITY, "a required field is missing or empty"),
+    UnknownField => ("unknown_field", UNPROCESSABLE_ENTITY, "the body has a field the route does not take"),
+    TooLong => ("too_long", UNPROCESSABLE_ENTITY, "a field or list is longer than its limit"),
+    DuplicateExternalId => ("duplicate_external_id", UNPROCESSABLE_ENTITY, "the same external_id appears twice in one batch"),
+    ExceedsAgencyMaximum => ("exceeds_agency_maximum", UNPROCESSABLE_ENTITY, "a retention period is longer than the agency's ceiling"),
+    ConsentRequired => ("consent_required", UNPROCESSABLE_ENTITY, "the data may be kept only with the subject's granted consent"),
+    AddressNotAllowed => ("address_not_allowed", UNPROCESSABLE_ENTITY, "the URL's host is or resolves to a non-public address"),
+    CollectionDisabled => ("collection_disabled", UNPROCESSABLE_ENTITY, "the account's collection settings do not keep this data"),
+    UnknownCategory => ("unknown_category", UNPROCESSABLE_ENTITY, "not a personal data category"),
+    UnknownNoticeVersion => ("unknown_notice_version", UNPROCESSABLE_ENTITY, "no such notice version for this account and category"),
+    StartInFuture => ("start_in_future", UNPROCESSABLE_ENTITY, "the start time is more than 5 minutes ahead of the server's clock"),
+    EmptyRecording => ("empty_recording", UNPROCESSABLE_ENTITY, "the recording has no bytes"),
+    Unauthorized => ("unauthorized", UNAUTHORIZED, "missing, unknown, expired or revoked bearer token"),
+    Forbidden => ("forbidden", FORBIDDEN, "the token's role or scope may not do this"),
+    RedactionDisabled => ("redaction_disabled", FORBIDDEN, "the account's agency has not enabled redaction"),
+    InvalidSignature => ("invalid_signature", FORBIDDEN, "the webhook's signature is missing or does not match"),
+    NotFound => ("not_found", NOT_FOUND, "no such resource in the token's scope"),
+    MethodNotAllowed => ("method_not_allowed", METHOD_NOT_ALLOWED, "the route does not take this method"),
+    Conflict => ("conflict", CONFLICT, "the resource's state does not allow this"),
+    ConfirmationRequired => ("confirmation_required", CONFLICT, "the change would redact calls at once; send it again with \"confirm\": true"),
+    LegalHold => ("legal_hold", CONFLICT, "the call is on legal hold"),
+    NoticeInUse => ("notice_in_use", CONFLICT, "consent records refer to this notice version; create a new one"),
+    Redacted => ("redacted", GONE, "the call was redacted: its personal data and recording are gone"),
+    PayloadTooLarge => ("payload_too_large", PAYLOAD_TOO_LARGE, "the body is larger than the route accepts"),
+    UnsupportedMediaType => ("unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, "the body is not sent with the media type the route takes"),
+    RangeNotSatisfiable => ("range_not_satisfiable", RANGE_NOT_SATISFIABLE, "the Range lies outside the recording"),
+    HeadersTooLarge => ("headers_too_large", REQUEST_HEADER_FIELDS_TOO_LARGE, "the request's headers exceed 32 KiB in all"),
+    Internal => ("internal", INTERNAL_SERVER_ERROR, "an internal failure; the operator's logs have the cause"),
+    Unavailable => ("unavailable", SERVICE_UNAVAILABLE, "a backing service does not answer"),
 }
 
 impl Code {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::InvalidJson => "invalid_json",
-            Code::InvalidQuery => "invalid_query",
-            Code::InvalidCursor => "invalid_cursor",
-            Code::InvalidPhoneNumber => "invalid_phone_number",
-            Code::InvalidField => "invalid_field",
-            Code::MissingField => "missing_field",
-            Code::UnknownField => "unknown_field",
-            Code::TooLong => "too_long",
-            Code::DuplicateExternalId => "duplicate_external_id",
-            Code::Unauthorized => "unauthorized",
-            Code::Forbidden => "forbidden",
-            Code::NotFound => "not_found",
-            Code::Redacted => "redacted",
-            Code::RedactionDisabled => "redaction_disabled",
-            Code::PayloadTooLarge => "payload_too_large",
-            Code::HeadersTooLarge => "headers_too_large",
-            Code::UnsupportedMediaType => "unsupported_media_type",
-            Code::RangeNotSatisfiable => "range_not_satisfiable",
-            Code::EmptyRecording => "empty_recording",
-            Code::Conflict => "conflict",
-            Code::ConfirmationRequired => "confirmation_required",
-            Code::LegalHold => "legal_hold",
-            Code::ExceedsAgencyMaximum => "exceeds_agency_maximum",
-            Code::ConsentRequired => "consent_required",
-            Code::AddressNotAllowed => "address_not_allowed",
-            Code::CollectionDisabled => "collection_disabled",
-            Code::UnknownCategory => "unknown_category",
-            Code::UnknownNoticeVersion => "unknown_notice_version",
-            Code::StartInFuture => "start_in_future",
-            Code::NoticeInUse => "notice_in_use",
-            Code::InvalidSignature => "invalid_signature",
-            Code::InvalidForm => "invalid_form",
-            Code::Unavailable => "unavailable",
-            Code::Internal => "internal",
-        }
+    pub const fn as_str(self) -> &'static str {
+        self.row().0
     }
 
-    pub fn status(self) -> StatusCode {
-        match self {
-            Code::InvalidJson | Code::InvalidQuery | Code::InvalidCursor | Code::InvalidForm => {
-                StatusCode::BAD_REQUEST
-            }
-            Code::InvalidSignature => StatusCode::FORBIDDEN,
-            Code::InvalidPhoneNumber
-            | Code::InvalidField
-            | Code::MissingField
-            | Code::UnknownField
-            | Code::TooLong
-            | Code::DuplicateExternalId
-            | Code::EmptyRecording => StatusCode::UNPROCESSABLE_ENTITY,
-            Code::Unauthorized => StatusCode::UNAUTHORIZED,
-            Code::Forbidden | Code::RedactionDisabled => StatusCode::FORBIDDEN,
-            Code::NotFound => StatusCode::NOT_FOUND,
-            Code::Redacted => StatusCode::GONE,
-            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Code::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Code::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
-            Code::Conflict | Code::ConfirmationRequired | Code::LegalHold => StatusCode::CONFLICT,
-            Code::ExceedsAgencyMaximum
-            | Code::ConsentRequired
-            | Code::AddressNotAllowed
-            | Code::CollectionDisabled
-            | Code::UnknownCategory
-            | Code::UnknownNoticeVersion
-            | Code::StartInFuture => StatusCode::UNPROCESSABLE_ENTITY,
-            Code::NoticeInUse => StatusCode::CONFLICT,
-            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+    /// The status the code is answered with. A field code about a query string or a path
+    /// parameter rather than a body is answered as 400 (see [`ApiError::with_status_400`]).
+    pub const fn status(self) -> StatusCode {
+        self.row().1
     }
 
+    /// One line on what the code means.
+    pub const fn description(self) -> &'static str {
+        self.row().2
+    }
+
+    /// The code with this wire name.
+    pub fn parse(code: &str) -> Option<Code> {
+        Code::ALL.iter().copied().find(|c| c.as_str() == code)
+    }
+
+    /// The code of a field error: its own when the table has it with a 422 status (a field
+    /// code never turns a bad input into another status), else `invalid_field`.
     fn from_field_code(code: &str) -> Code {
-        match code {
-            "invalid_phone_number" => Code::InvalidPhoneNumber,
-            "missing_field" => Code::MissingField,
-            "unknown_field" => Code::UnknownField,
-            "too_long" => Code::TooLong,
-            "unknown_category" => Code::UnknownCategory,
-            "unknown_notice_version" => Code::UnknownNoticeVersion,
-            "start_in_future" => Code::StartInFuture,
-            "consent_required" => Code::ConsentRequired,
-            "address_not_allowed" => Code::AddressNotAllowed,
-            _ => Code::InvalidField,
-        }
+        Code::parse(code)
+            .filter(|c| c.status() == StatusCode::UNPROCESSABLE_ENTITY)
+            .unwrap_or(Code::InvalidField)
+    }
+}
+
+impl Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -150,6 +118,7 @@ pub struct ErrorDetail {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    #[schema(value_type = Code)]
     pub code: String,
     pub message: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -10,6 +10,7 @@ pub mod body;
 pub mod dto;
 pub mod error;
 pub mod export;
+pub mod openapi;
 pub mod routes;
 pub mod schemas;
 pub mod state;
@@ -23,8 +24,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
+
+use openapi::{BearerAuth, ErrorResponses};
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::{ApiError, Code};
@@ -34,97 +36,6 @@ use routes::{
     accounts, agencies, audit, calls, consents, legal_hold, ops, recordings, redaction, sessions,
     twilio,
 };
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        if let Some(components) = openapi.components.as_mut() {
-            components.add_security_scheme(
-                "bearer",
-                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-            );
-        }
-    }
-}
-
-/// The answers the shared extractors and layers give, added to every operation they guard:
-/// the bearer token (401), a JSON body (400 malformed, 413 too large, 415 not JSON, 422 a
-/// field or the body's shape) and the header cap (431). Each route documents the rest.
-struct SharedErrors;
-
-impl Modify for SharedErrors {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::path::Operation;
-        use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
-        fn add(operation: &mut Operation, status: &str, description: &str) {
-            operation
-                .responses
-                .responses
-                .entry(status.to_owned())
-                .or_insert_with(|| {
-                    RefOr::T(
-                        ResponseBuilder::new()
-                            .description(description)
-                            .content(
-                                "application/json",
-                                Content::new(Some(Ref::from_schema_name("ErrorEnvelope"))),
-                            )
-                            .build(),
-                    )
-                });
-        }
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for operation in operations.into_iter().flatten() {
-                let json_body = matches!(
-                    &operation.request_body,
-                    Some(RefOr::T(body)) if body.content.contains_key("application/json")
-                );
-                if operation.security.is_some() {
-                    add(
-                        operation,
-                        "401",
-                        "unauthorized: missing, unknown, expired or revoked bearer token",
-                    );
-                }
-                if json_body {
-                    add(
-                        operation,
-                        "400",
-                        "invalid_json: the body is not well-formed JSON",
-                    );
-                    add(
-                        operation,
-                        "413",
-                        "payload_too_large: the body is larger than the route accepts",
-                    );
-                    add(
-                        operation,
-                        "415",
-                        "unsupported_media_type: the body is not sent as application/json",
-                    );
-                    add(
-                        operation,
-                        "422",
-                        "invalid_field, missing_field, unknown_field, too_long: a field breaks its rule, or the body is not a JSON object",
-                    );
-                }
-                add(
-                    operation,
-                    "431",
-                    "headers_too_large: the request's headers exceed 32 KiB in all",
-                );
-            }
-        }
-    }
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -149,8 +60,8 @@ impl Modify for SharedErrors {
         routes::access::update_user, routes::access::remove_user,
         ops::healthz, ops::readyz, ops::metrics,
     ),
-    components(schemas(error::ErrorEnvelope, error::ErrorBody, error::ErrorDetail)),
-    modifiers(&BearerAuth, &SharedErrors),
+    components(schemas(error::ErrorEnvelope, error::ErrorBody, error::ErrorDetail, error::Code)),
+    modifiers(&BearerAuth, &ErrorResponses),
     tags((name = "calls"), (name = "sessions"), (name = "recordings"), (name = "redaction"), (name = "agencies"), (name = "accounts"), (name = "consent"), (name = "telephony"), (name = "recipients"), (name = "access", description = "tokens and users: list, revoke, disable, remove, new password, new role"), (name = "audit"), (name = "operations")),
 )]
 pub struct ApiDoc;
@@ -275,7 +186,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .with_state(state.clone());
     // web UI: the pages, merged before the API's fallback.
-    let api = web::router().with_state(state.clone()).merge(api);
+    let api = web::router(&state).with_state(state.clone()).merge(api);
     Router::new()
         .merge(
             Router::from(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
@@ -313,8 +224,10 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(Code::NotFound, "this route does not take that method")
-        .with_status(axum::http::StatusCode::METHOD_NOT_ALLOWED)
+    ApiError::new(
+        Code::MethodNotAllowed,
+        "this route does not take that method",
+    )
 }
 
 /// The most header bytes (names and values) a request may carry; more is a 431.

@@ -152,13 +152,32 @@ pub fn recipient_name_optional() -> Object {
     text(200, false, true)
 }
 
-/// A webhook URL: `https://`, or `http://` to a loopback address; at most 2048 bytes.
+/// A webhook URL: `https://` to a host name, or `http://` to a loopback address, then a
+/// path and query of printable ASCII without `#`; at most 2048 bytes. The server also takes `https://` to a public IP literal, and refuses a name
+/// that resolves to a non-public address (`address_not_allowed`), which no pattern says.
 pub fn recipient_url(nullable: bool) -> Object {
+    const OCTET: &str = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
+    const PORT: &str = "(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?";
+    const NAME: &str = "((?!xn--)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]{2,63}";
     string(nullable)
         .max_length(Some(2048))
-        .pattern(Some(
-            r"^(https://[A-Za-z0-9.\-]+(:[0-9]{1,5})?|http://(127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}|localhost|\[::1\])(:[0-9]{1,5})?)(/[A-Za-z0-9._~/\-]*)?$",
-        ))
+        .pattern(Some(format!(
+            "^(https://{NAME}{PORT}|http://(127\\.{OCTET}\\.{OCTET}\\.{OCTET}|localhost|\\[::1\\]){PORT})([/?][!-\"$-~]*)?$"
+        )))
+        .build()
+}
+
+/// A Twilio Account SID: `AC` and 32 hex digits; null removes it.
+pub fn twilio_account_sid() -> Object {
+    string(true).pattern(Some("^AC[0-9a-fA-F]{32}$")).build()
+}
+
+/// A recording's bytes: at least one.
+pub fn audio() -> Object {
+    use utoipa::openapi::schema::{KnownFormat, SchemaFormat};
+    string(false)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+        .min_length(Some(1))
         .build()
 }
 
@@ -267,4 +286,48 @@ pub fn visitor_id() -> Object {
 
 pub fn instant() -> Object {
     string(false).pattern(Some(INSTANT)).build()
+}
+
+/// A visitor's IP address: IPv4 or IPv6; empty or null is none.
+pub fn ip_address() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, Schema, SchemaFormat};
+    let format = |known| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(known)))
+    };
+    let any = AnyOfBuilder::new()
+        .item(format(KnownFormat::Ipv4))
+        .item(format(KnownFormat::Ipv6))
+        .item(string(false).max_length(Some(0)))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build();
+    Schema::AnyOf(any)
+}
+
+/// A consent's subject: a caller's E.164 number or a visitor id, exactly one of them.
+pub fn consent_subject() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AdditionalProperties, OneOfBuilder, Schema};
+    let null = || ObjectBuilder::new().schema_type(Type::Null);
+    let subject = |name: &str, other: &str, value: Object| {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(name, value)
+            .property(other, null())
+            .required(name)
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+    };
+    let one = OneOfBuilder::new()
+        .item(subject("caller_number", "visitor_id", e164()))
+        .item(subject("visitor_id", "caller_number", text(128, false, false)))
+        .description(Some(
+            "who the consent is about: a caller by `caller_number` (E.164), or a web visitor by the site's `visitor_id` for a withheld number",
+        ))
+        .build();
+    Schema::OneOf(one)
+}
+
+/// A user's role (`ingest` is for tokens only); null leaves it.
+pub fn user_role() -> Object {
+    one_of(&["admin", "agency_admin", "account_admin", "analyst"], true)
 }

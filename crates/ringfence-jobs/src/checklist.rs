@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use ringfence_core::access::Scope;
 use ringfence_core::checklist::{
-    self, AccountFacts, AgencyChecklist, Checklist, FolderModes, InstallationFacts, RecipientFacts,
+    self, AccountFacts, AgencyChecklist, Checklist, FolderModes, InstallationFacts, MasterKeyFacts,
+    RecipientFacts,
 };
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId, DataCategory};
@@ -45,6 +46,12 @@ async fn shared(log: &CallLog, paths: Option<&DataPaths>) -> Result<Shared, LogE
         .await?
         .map(|v| v.entries)
         .map_err(|broken| broken.to_string());
+    let keys = log.vault().master_key_status().await?;
+    let master_key = MasterKeyFacts {
+        vault_created: Timestamp::from_millis(keys.created_at_millis),
+        last_rotated: keys.last_rotated_millis().map(Timestamp::from_millis),
+        rotation_under_way: keys.next().is_some(),
+    };
     let folder = match paths {
         Some(p) => folder_modes(p).await,
         None => None,
@@ -54,6 +61,7 @@ async fn shared(log: &CallLog, paths: Option<&DataPaths>) -> Result<Shared, LogE
             last_sweep,
             folder,
             audit_chain,
+            master_key,
         },
         tokens: log.store().list_tokens().await?,
         now,

@@ -100,36 +100,35 @@ pub(crate) async fn query(
     conn: &mut PgConnection,
     q: &AuditQuery,
 ) -> Result<Vec<AuditEntry>, StoreError> {
-    let after = q.after_seq.unwrap_or(0);
-    let limit = i64::from(q.limit);
-    let rows = match (q.agency_id, q.account_id) {
-        (_, Some(account)) => sqlx::query(concat!(
-            "SELECT ",
-            entry_columns!(),
-            " FROM audit_log WHERE account_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-        ))
-        .bind(account.as_uuid())
-        .bind(after)
-        .bind(limit),
-        (Some(agency), None) => sqlx::query(concat!(
-            "SELECT ",
-            entry_columns!(),
-            " FROM audit_log WHERE agency_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-        ))
-        .bind(agency.as_uuid())
-        .bind(after)
-        .bind(limit),
-        (None, None) => sqlx::query(concat!(
-            "SELECT ",
-            entry_columns!(),
-            " FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
-        ))
-        .bind(after)
-        .bind(limit),
+    // Oldest first after a position, or newest first below one; each shape its own
+    // statement (and index plan).
+    let (range, order, bound) = match q.before_seq {
+        Some(before) => ("seq < ", " ORDER BY seq DESC LIMIT ", before),
+        None => ("seq > ", " ORDER BY seq LIMIT ", q.after_seq.unwrap_or(0)),
+    };
+    let mut sql = sqlx::QueryBuilder::<sqlx::Postgres>::new(concat!(
+        "SELECT ",
+        entry_columns!(),
+        " FROM audit_log WHERE "
+    ));
+    match (q.agency_id, q.account_id) {
+        (_, Some(account)) => {
+            sql.push("account_id = ")
+                .push_bind(account.as_uuid())
+                .push(" AND ");
+        }
+        (Some(agency), None) => {
+            sql.push("agency_id = ")
+                .push_bind(agency.as_uuid())
+                .push(" AND ");
+        }
+        (None, None) => {}
     }
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(backend)?;
+    sql.push(range)
+        .push_bind(bound)
+        .push(order)
+        .push_bind(i64::from(q.limit));
+    let rows = sql.build().fetch_all(&mut *conn).await.map_err(backend)?;
     rows.iter().map(entry_from).collect()
 }
 

@@ -119,18 +119,32 @@ impl std::fmt::Debug for DatabaseUrl {
 }
 
 /// The call log's migrations, in order. Never edit one that has shipped: add another.
-const CALL_LOG: &[(i64, &str, &str)] = &[(
-    1,
-    "call log",
-    include_str!("../migrations/call_log/0001_call_log.sql"),
-)];
+const CALL_LOG: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "call log",
+        include_str!("../migrations/call_log/0001_call_log.sql"),
+    ),
+    (
+        2,
+        "users' sealed e-mail address",
+        include_str!("../migrations/call_log/0002_user_email_sealed.sql"),
+    ),
+];
 
 /// The vault's migrations.
-const VAULT: &[(i64, &str, &str)] = &[(
-    1,
-    "vault",
-    include_str!("../migrations/vault/0001_vault.sql"),
-)];
+const VAULT: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "vault",
+        include_str!("../migrations/vault/0001_vault.sql"),
+    ),
+    (
+        2,
+        "master keys and rotations",
+        include_str!("../migrations/vault/0002_master_keys.sql"),
+    ),
+];
 
 /// Which schema a database holds; each keeps its own migration history, so the call log
 /// and the vault may even share one database.

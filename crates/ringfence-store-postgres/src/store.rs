@@ -558,6 +558,41 @@ pub(crate) async fn consent_state_in(
     Ok(ringfence_core::consent::ConsentState::from_events(events))
 }
 
+/// The account and the filters of `q` (not its cursor or limit). Only the filters asked for
+/// are in the statement, so that each shape gets a plan that uses its index (a generic plan
+/// of `$n IS NULL OR …` would not).
+fn push_call_filters(sql: &mut sqlx::QueryBuilder<sqlx::Postgres>, q: &CallQuery) {
+    sql.push_bind(q.account_id.as_uuid());
+    if let Some(from) = q.from {
+        sql.push(" AND started_at >= ").push_bind(from.millis());
+    }
+    if let Some(to) = q.to {
+        sql.push(" AND started_at < ").push_bind(to.millis());
+    }
+    if let Some(tracking) = &q.tracking_number {
+        sql.push(" AND tracking_number = ")
+            .push_bind(tracking.clone());
+    }
+    if let Some(source) = &q.source {
+        sql.push(" AND source = ").push_bind(source.clone());
+    }
+    if let Some(status) = q.status {
+        sql.push(" AND status = ").push_bind(status.as_str());
+    }
+    match q.redacted {
+        Some(true) => {
+            sql.push(" AND redacted_at IS NOT NULL");
+        }
+        Some(false) => {
+            sql.push(" AND redacted_at IS NULL");
+        }
+        None => {}
+    }
+    if let Some(bidx) = q.caller_bidx {
+        sql.push(" AND caller_bidx = ").push_bind(bidx.to_vec());
+    }
+}
+
 /// Records a redaction job (its own statement, or part of the transaction that chose it).
 pub(crate) async fn insert_job(
     conn: &mut sqlx::PgConnection,
@@ -913,42 +948,12 @@ impl Store for PgStore {
     }
 
     async fn calls(&self, q: CallQuery) -> Result<Vec<CallRow>, StoreError> {
-        // Only the filters asked for are in the statement, so that each shape gets a plan
-        // that uses its index (a generic plan of `$n IS NULL OR …` would not).
         let mut sql = sqlx::QueryBuilder::<sqlx::Postgres>::new(concat!(
             "SELECT ",
             call_columns!(),
             " FROM calls WHERE account_id = "
         ));
-        sql.push_bind(q.account_id.as_uuid());
-        if let Some(from) = q.from {
-            sql.push(" AND started_at >= ").push_bind(from.millis());
-        }
-        if let Some(to) = q.to {
-            sql.push(" AND started_at < ").push_bind(to.millis());
-        }
-        if let Some(tracking) = &q.tracking_number {
-            sql.push(" AND tracking_number = ")
-                .push_bind(tracking.clone());
-        }
-        if let Some(source) = &q.source {
-            sql.push(" AND source = ").push_bind(source.clone());
-        }
-        if let Some(status) = q.status {
-            sql.push(" AND status = ").push_bind(status.as_str());
-        }
-        match q.redacted {
-            Some(true) => {
-                sql.push(" AND redacted_at IS NOT NULL");
-            }
-            Some(false) => {
-                sql.push(" AND redacted_at IS NULL");
-            }
-            None => {}
-        }
-        if let Some(bidx) = q.caller_bidx {
-            sql.push(" AND caller_bidx = ").push_bind(bidx.to_vec());
-        }
+        push_call_filters(&mut sql, &q);
         if let Some((at, after)) = q.after {
             sql.push(" AND (started_at, id) < (")
                 .push_bind(at.millis())
@@ -965,6 +970,19 @@ impl Store for PgStore {
             .iter()
             .map(call_from)
             .collect()
+    }
+
+    async fn count_calls(&self, q: CallQuery) -> Result<u64, StoreError> {
+        let mut sql = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "SELECT count(*) FROM calls WHERE account_id = ",
+        );
+        push_call_filters(&mut sql, &q);
+        let n: i64 = sql
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        u64::try_from(n).map_err(|_| StoreError::Backend("count: out of range".into()))
     }
 
     async fn sessions(&self, ids: Vec<SessionId>) -> Result<Vec<SessionRow>, StoreError> {

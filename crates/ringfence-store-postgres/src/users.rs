@@ -12,7 +12,7 @@ use crate::{backend, is_unique_violation};
 
 macro_rules! user_columns {
     () => {
-        "id, email_index, password_hash, role, agency_id, account_id, personal_data, failed_logins, locked_until, created_at, disabled_at, last_sign_in_at"
+        "id, email_index, password_hash, role, agency_id, account_id, personal_data, failed_logins, locked_until, created_at, disabled_at, last_sign_in_at, email_sealed"
     };
 }
 
@@ -31,6 +31,7 @@ fn user_from(row: &PgRow) -> Result<UserRecord, StoreError> {
         created_at: ts(row, "created_at")?,
         disabled_at: opt_ts(row, "disabled_at")?,
         last_sign_in_at: opt_ts(row, "last_sign_in_at")?,
+        email_sealed: get(row, "email_sealed")?,
     })
 }
 
@@ -39,7 +40,7 @@ pub(crate) async fn insert(conn: &mut PgConnection, user: &UserRecord) -> Result
     sqlx::query(concat!(
         "INSERT INTO users (",
         user_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     ))
     .bind(user.id.as_uuid())
     .bind(user.email_index.as_slice())
@@ -53,6 +54,7 @@ pub(crate) async fn insert(conn: &mut PgConnection, user: &UserRecord) -> Result
     .bind(user.created_at.millis())
     .bind(user.disabled_at.map(Timestamp::millis))
     .bind(user.last_sign_in_at.map(Timestamp::millis))
+    .bind(&user.email_sealed)
     .execute(conn)
     .await
     .map_err(|e| {
@@ -199,21 +201,10 @@ pub(crate) async fn update(
     user: UserId,
     change: &UserChange,
 ) -> Result<UserRecord, StoreError> {
-    let Some(mut current) = by_id(&mut *conn, user, true).await? else {
+    let Some(current) = by_id(&mut *conn, user, true).await? else {
         return Err(StoreError::NotFound("user"));
     };
-    if let Some(disabled) = change.disabled {
-        current.disabled_at = disabled;
-    }
-    if let Some(role) = change.role {
-        current.role = role;
-    }
-    if let Some(personal_data) = change.personal_data {
-        current.personal_data = personal_data;
-    }
-    if let Some(hash) = &change.password_hash {
-        current.password_hash = hash.clone();
-    }
+    let current = change.applied_to(current);
     sqlx::query(
         "UPDATE users SET disabled_at = $2, role = $3, personal_data = $4, password_hash = $5 WHERE id = $1",
     )
@@ -225,7 +216,7 @@ pub(crate) async fn update(
     .execute(&mut *conn)
     .await
     .map_err(backend)?;
-    if matches!(change.disabled, Some(Some(_))) || change.password_hash.is_some() {
+    if change.ends_sessions() {
         end_sessions_of(conn, user).await?;
     }
     Ok(current)

@@ -4,11 +4,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use sqlx::PgConnection;
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 
 use ringfence_core::timestamp::Timestamp;
-use ringfence_crypto::{KeyPurpose, KeyRecord, VaultError, VaultStore};
+use ringfence_crypto::{
+    KeyPurpose, KeyRecord, MasterKeyEntry, MasterKeyState, MasterKeyStatus, Rewrap, RotationRecord,
+    VaultError, VaultStore,
+};
 use ringfence_store::StoreError;
 
 use crate::connect::{DatabaseUrl, Schema, migrate};
@@ -65,6 +69,86 @@ impl PgVault {
     }
 }
 
+fn key_record(row: &sqlx::postgres::PgRow) -> Result<KeyRecord, VaultError> {
+    Ok(KeyRecord {
+        id: row.try_get("id").map_err(storage)?,
+        account_id: row.try_get("account_id").map_err(storage)?,
+        purpose: purpose_of(row.try_get("purpose").map_err(storage)?)?,
+        wrapped: row.try_get("wrapped").map_err(storage)?,
+        master: row
+            .try_get::<Option<String>, _>("master")
+            .map_err(storage)?
+            .unwrap_or_default(),
+    })
+}
+
+/// The master-key lock ("ringfence master keys", a fixed number): shared by inserts,
+/// exclusive for whatever changes which key is newest (adopt, a rotation's begin and finish).
+const MASTER_LOCK: i64 = 0x7269_6e67_666d_6b01;
+
+async fn master_lock(conn: &mut PgConnection, exclusive: bool) -> Result<(), VaultError> {
+    let sql = if exclusive {
+        "SELECT pg_advisory_xact_lock($1)"
+    } else {
+        "SELECT pg_advisory_xact_lock_shared($1)"
+    };
+    sqlx::query(sql)
+        .bind(MASTER_LOCK)
+        .execute(conn)
+        .await
+        .map_err(storage)?;
+    Ok(())
+}
+
+/// The key new rows must be wrapped by: the pending one of a rotation, else the active one.
+async fn newest_master(conn: &mut PgConnection) -> Result<Option<String>, VaultError> {
+    sqlx::query_scalar(
+        "SELECT fingerprint FROM master_keys WHERE state IN ('next', 'active')
+         ORDER BY state = 'next' DESC LIMIT 1",
+    )
+    .fetch_optional(conn)
+    .await
+    .map_err(storage)
+}
+
+/// Registers `fingerprint` as the active key and labels the rows from before fingerprints.
+async fn adopt(conn: &mut PgConnection, fingerprint: &str) -> Result<(), VaultError> {
+    sqlx::query("INSERT INTO master_keys (fingerprint, state, since) VALUES ($1, 'active', $2)")
+        .bind(fingerprint)
+        .bind(Timestamp::now().millis())
+        .execute(&mut *conn)
+        .await
+        .map_err(storage)?;
+    sqlx::query("UPDATE data_keys SET master = $1 WHERE master IS NULL")
+        .bind(fingerprint)
+        .execute(conn)
+        .await
+        .map_err(storage)?;
+    Ok(())
+}
+
+async fn state_of(
+    conn: &mut PgConnection,
+    fingerprint: &str,
+) -> Result<Option<String>, VaultError> {
+    sqlx::query_scalar("SELECT state FROM master_keys WHERE fingerprint = $1")
+        .bind(fingerprint)
+        .fetch_optional(conn)
+        .await
+        .map_err(storage)
+}
+
+/// Rows wrapped by another key than `to` (rows from before fingerprints included).
+async fn count_wrapped_by_other(conn: &mut PgConnection, to: &str) -> Result<u64, VaultError> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM data_keys WHERE master IS DISTINCT FROM $1")
+            .bind(to)
+            .fetch_one(conn)
+            .await
+            .map_err(storage)?;
+    Ok(n.max(0) as u64)
+}
+
 fn purpose_of(text: &str) -> Result<KeyPurpose, VaultError> {
     KeyPurpose::parse(text).ok_or_else(|| VaultError::Storage("data_keys.purpose: unknown".into()))
 }
@@ -72,8 +156,25 @@ fn purpose_of(text: &str) -> Result<KeyPurpose, VaultError> {
 #[async_trait]
 impl VaultStore for PgVault {
     async fn insert(&self, records: Vec<KeyRecord>) -> Result<(), VaultError> {
-        if records.is_empty() {
+        let Some(first) = records.first() else {
             return Ok(());
+        };
+        let mut tx = self.pool.begin().await.map_err(storage)?;
+        // Checked in the insert's transaction under the master-key lock (shared here,
+        // exclusive in a rotation's begin and finish): a begin or finish commits wholly
+        // before or after this insert, so no row lands under a retired key. A vault that
+        // knows no key yet adopts the records' key under the exclusive lock.
+        let adopting = newest_master(&mut tx).await?.is_none();
+        master_lock(&mut tx, adopting).await?;
+        let newest = match newest_master(&mut tx).await? {
+            Some(newest) => newest,
+            None => {
+                adopt(&mut tx, &first.master).await?;
+                first.master.clone()
+            }
+        };
+        if records.iter().any(|r| r.master != newest) {
+            return Err(VaultError::StaleMasterKey { newest });
         }
         let now = Timestamp::now().millis();
         let mut ids = Vec::with_capacity(records.len());
@@ -88,8 +189,8 @@ impl VaultStore for PgVault {
         }
         // One statement, committed before this returns: inserts are durable on return.
         sqlx::query(
-            "INSERT INTO data_keys (id, account_id, purpose, wrapped, created_at)
-             SELECT id, account_id, purpose, wrapped, $5
+            "INSERT INTO data_keys (id, account_id, purpose, wrapped, created_at, master)
+             SELECT id, account_id, purpose, wrapped, $5, $6
                FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS k (id, account_id, purpose, wrapped)
              ON CONFLICT (id) DO NOTHING",
         )
@@ -98,31 +199,24 @@ impl VaultStore for PgVault {
         .bind(&purposes)
         .bind(&wrapped)
         .bind(now)
-        .execute(&self.pool)
+        .bind(&newest)
+        .execute(&mut *tx)
         .await
         .map_err(storage)?;
+        tx.commit().await.map_err(storage)?;
         Ok(())
     }
 
     async fn fetch(&self, ids: Vec<String>) -> Result<Vec<KeyRecord>, VaultError> {
         let rows = sqlx::query(
-            "SELECT id, account_id, purpose, wrapped FROM data_keys WHERE id = ANY($1)
+            "SELECT id, account_id, purpose, wrapped, master FROM data_keys WHERE id = ANY($1)
              ORDER BY array_position($1, id)",
         )
         .bind(&ids)
         .fetch_all(&self.pool)
         .await
         .map_err(storage)?;
-        rows.iter()
-            .map(|row| {
-                Ok(KeyRecord {
-                    id: row.try_get("id").map_err(storage)?,
-                    account_id: row.try_get("account_id").map_err(storage)?,
-                    purpose: purpose_of(row.try_get("purpose").map_err(storage)?)?,
-                    wrapped: row.try_get("wrapped").map_err(storage)?,
-                })
-            })
-            .collect()
+        rows.iter().map(key_record).collect()
     }
 
     async fn destroy(&self, ids: Vec<String>) -> Result<u64, VaultError> {
@@ -210,6 +304,211 @@ impl VaultStore for PgVault {
         self.vacuum.served.fetch_max(covers, Ordering::SeqCst);
         self.vacuum.runs.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+
+    async fn master_key_status(&self) -> Result<MasterKeyStatus, VaultError> {
+        let mut conn = self.pool.acquire().await.map_err(storage)?;
+        let keys: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT fingerprint, state, since FROM master_keys ORDER BY since, fingerprint",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(storage)?;
+        let keys = keys
+            .into_iter()
+            .map(|(fingerprint, state, since_millis)| MasterKeyEntry {
+                fingerprint,
+                state: MasterKeyState::parse(&state).unwrap_or(MasterKeyState::Retired),
+                since_millis,
+            })
+            .collect();
+        // The first migration's time is the vault's creation.
+        let created_at_millis: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MIN(applied_at), 0)::bigint FROM ringfence_vault_migrations",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(storage)?;
+        let last: Option<(String, String, i64, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT from_key, to_key, started_at, finished_at, rewrapped FROM rotations
+             ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(storage)?;
+        Ok(MasterKeyStatus {
+            keys,
+            created_at_millis,
+            last_rotation: last.map(|(from, to, started, finished, rewrapped)| RotationRecord {
+                from,
+                to,
+                started_at_millis: started,
+                finished_at_millis: finished,
+                rewrapped: rewrapped.max(0) as u64,
+            }),
+        })
+    }
+
+    async fn adopt_master_key(&self, fingerprint: String) -> Result<(), VaultError> {
+        let mut tx = self.pool.begin().await.map_err(storage)?;
+        master_lock(&mut tx, true).await?;
+        let active: Option<String> =
+            sqlx::query_scalar("SELECT fingerprint FROM master_keys WHERE state = 'active'")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(storage)?;
+        if active.is_none() {
+            adopt(&mut tx, &fingerprint).await?;
+        }
+        tx.commit().await.map_err(storage)
+    }
+
+    async fn begin_rotation(&self, from: String, to: String) -> Result<u64, VaultError> {
+        let mut tx = self.pool.begin().await.map_err(storage)?;
+        master_lock(&mut tx, true).await?;
+        if state_of(&mut tx, &from).await?.as_deref() != Some("active") {
+            return Err(VaultError::Rotation(format!(
+                "{from} is not the vault's active master key"
+            )));
+        }
+        let next: Option<String> =
+            sqlx::query_scalar("SELECT fingerprint FROM master_keys WHERE state = 'next'")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(storage)?;
+        match next {
+            Some(next) if next == to => {}
+            Some(next) => {
+                return Err(VaultError::Rotation(format!(
+                    "a rotation to the master key {next} is under way: finish it first (run the rotation again with that key file)"
+                )));
+            }
+            None => {
+                if state_of(&mut tx, &to).await?.is_some() {
+                    return Err(VaultError::Rotation(format!(
+                        "the master key {to} was used by this vault before and was retired: make a new key"
+                    )));
+                }
+                let now = Timestamp::now().millis();
+                sqlx::query(
+                    "INSERT INTO master_keys (fingerprint, state, since) VALUES ($1, 'next', $2)",
+                )
+                .bind(&to)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(storage)?;
+                sqlx::query(
+                    "INSERT INTO rotations (from_key, to_key, started_at) VALUES ($1, $2, $3)",
+                )
+                .bind(&from)
+                .bind(&to)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(storage)?;
+            }
+        }
+        let left = count_wrapped_by_other(&mut tx, &to).await?;
+        tx.commit().await.map_err(storage)?;
+        Ok(left)
+    }
+
+    async fn wrapped_by_other(
+        &self,
+        to: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<KeyRecord>, VaultError> {
+        sqlx::query(
+            "SELECT id, account_id, purpose, wrapped, master FROM data_keys
+             WHERE id > $1 AND master IS DISTINCT FROM $2 ORDER BY id LIMIT $3",
+        )
+        .bind(after.unwrap_or_default())
+        .bind(&to)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage)?
+        .iter()
+        .map(key_record)
+        .collect()
+    }
+
+    async fn rewrap(&self, to: String, changes: Vec<Rewrap>) -> Result<u64, VaultError> {
+        // The compare-and-set: a row destroyed since it was read matches nothing (an UPDATE
+        // never re-creates it), one changed since keeps its change.
+        let mut ids = Vec::with_capacity(changes.len());
+        let mut old = Vec::with_capacity(changes.len());
+        let mut new = Vec::with_capacity(changes.len());
+        for c in changes {
+            ids.push(c.id);
+            old.push(c.old_wrapped);
+            new.push(c.new_wrapped);
+        }
+        let done = sqlx::query(
+            "UPDATE data_keys d SET wrapped = c.new, master = $4
+             FROM unnest($1::text[], $2::bytea[], $3::bytea[]) AS c (id, old, new)
+             WHERE d.id = c.id AND d.wrapped = c.old",
+        )
+        .bind(&ids)
+        .bind(&old)
+        .bind(&new)
+        .bind(&to)
+        .execute(&self.pool)
+        .await
+        .map_err(storage)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn finish_rotation(
+        &self,
+        from: String,
+        to: String,
+        rewrapped: u64,
+    ) -> Result<u64, VaultError> {
+        let mut tx = self.pool.begin().await.map_err(storage)?;
+        master_lock(&mut tx, true).await?;
+        match state_of(&mut tx, &to).await?.as_deref() {
+            Some("active") => return Ok(0),
+            Some("next") => {}
+            _ => {
+                return Err(VaultError::Rotation(format!(
+                    "no rotation to the master key {to} is under way"
+                )));
+            }
+        }
+        // The count and the retirement share this transaction and the exclusive lock: an
+        // insert cannot slip a row under `from` in between.
+        let left = count_wrapped_by_other(&mut tx, &to).await?;
+        if left > 0 {
+            return Ok(left);
+        }
+        let now = Timestamp::now().millis();
+        sqlx::query("UPDATE master_keys SET state = 'retired', since = $1 WHERE state = 'active'")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        sqlx::query("UPDATE master_keys SET state = 'active', since = $1 WHERE fingerprint = $2")
+            .bind(now)
+            .bind(&to)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        sqlx::query(
+            "UPDATE rotations SET finished_at = $1, rewrapped = $2
+             WHERE from_key = $3 AND to_key = $4 AND finished_at IS NULL",
+        )
+        .bind(now)
+        .bind(i64::try_from(rewrapped).unwrap_or(i64::MAX))
+        .bind(&from)
+        .bind(&to)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage)?;
+        tx.commit().await.map_err(storage)?;
+        Ok(0)
     }
 
     async fn ping(&self) -> Result<(), VaultError> {

@@ -81,22 +81,33 @@ fn entry_from(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
 
 pub(crate) fn query(conn: &Connection, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
     let columns = "seq, at, actor, action, agency_id, account_id, subject, count, reason, details, prev_hash, hash";
-    let after = q.after_seq.unwrap_or(0);
-    let limit = i64::from(q.limit);
-    let rows = match (q.agency_id, q.account_id) {
-        (_, Some(account)) => conn
-            .prepare_cached(&format!("SELECT {columns} FROM audit_log WHERE account_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")).map_err(db_error)?
-            .query_map(params![account.to_string(), after, limit], entry_from).map_err(db_error)?
-            .collect::<Result<Vec<_>, _>>().map_err(db_error)?,
-        (Some(agency), None) => conn
-            .prepare_cached(&format!("SELECT {columns} FROM audit_log WHERE agency_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")).map_err(db_error)?
-            .query_map(params![agency.to_string(), after, limit], entry_from).map_err(db_error)?
-            .collect::<Result<Vec<_>, _>>().map_err(db_error)?,
-        (None, None) => conn
-            .prepare_cached(&format!("SELECT {columns} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2")).map_err(db_error)?
-            .query_map(params![after, limit], entry_from).map_err(db_error)?
-            .collect::<Result<Vec<_>, _>>().map_err(db_error)?,
+    // Oldest first after a position, or newest first below one.
+    let (range, order, bound) = match q.before_seq {
+        Some(before) => ("seq < ?", "DESC", before),
+        None => ("seq > ?", "ASC", q.after_seq.unwrap_or(0)),
     };
+    let limit = i64::from(q.limit);
+    let (tenant, tenant_id) = match (q.agency_id, q.account_id) {
+        (_, Some(account)) => ("account_id = ? AND ", Some(account.to_string())),
+        (Some(agency), None) => ("agency_id = ? AND ", Some(agency.to_string())),
+        (None, None) => ("", None),
+    };
+    let sql = format!(
+        "SELECT {columns} FROM audit_log WHERE {tenant}{range} ORDER BY seq {order} LIMIT ?"
+    );
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(id) = tenant_id {
+        args.push(id.into());
+    }
+    args.push(bound.into());
+    args.push(limit.into());
+    let rows = conn
+        .prepare_cached(&sql)
+        .map_err(db_error)?
+        .query_map(rusqlite::params_from_iter(args), entry_from)
+        .map_err(db_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_error)?;
     Ok(rows)
 }
 

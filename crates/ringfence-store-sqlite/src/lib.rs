@@ -86,6 +86,7 @@ pub fn read_journal(database: &Path, after_seq: i64) -> Result<Vec<AuditEntry>, 
                 agency_id: None,
                 account_id: None,
                 after_seq: Some(after),
+                before_seq: None,
                 limit: 1000,
             },
         )?;

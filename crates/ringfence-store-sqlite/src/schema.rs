@@ -301,6 +301,11 @@ ALTER TABLE tokens ADD COLUMN last_used_at INTEGER;
 ALTER TABLE users ADD COLUMN disabled_at INTEGER;
 ALTER TABLE users ADD COLUMN last_sign_in_at INTEGER;
 "#,
+    r#"
+-- A user's e-mail address sealed with the installation's user-e-mail key (in the vault), so
+-- the pages can name people to those who may see it; users made before have none (shown by id).
+ALTER TABLE users ADD COLUMN email_sealed BLOB;
+"#,
 ];
 
 /// The vault: wrapped data keys only.
@@ -322,6 +327,29 @@ CREATE TABLE journal_anchor (
     seq INTEGER NOT NULL,
     hash BLOB NOT NULL,
     at INTEGER NOT NULL
+);
+"#,
+    r#"
+-- Which master key wraps each data key (its fingerprint). NULL: the vault's first master key,
+-- from before fingerprints were recorded; the first process to open the vault with its key
+-- fills them in (`adopt_master_key`).
+ALTER TABLE data_keys ADD COLUMN master TEXT;
+-- The master keys the vault has known, by fingerprint: at most one active, at most one next
+-- (the target of a rotation under way); the others are retired and wrap no row.
+CREATE TABLE master_keys (
+    fingerprint TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('active', 'next', 'retired')),
+    since INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX master_keys_one_per_live_state ON master_keys (state)
+    WHERE state IN ('active', 'next');
+CREATE TABLE rotations (
+    id INTEGER PRIMARY KEY,
+    from_key TEXT NOT NULL,
+    to_key TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    rewrapped INTEGER NOT NULL DEFAULT 0
 );
 "#,
 ];

@@ -201,6 +201,42 @@ fn token_from(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
 
 const CALL_COLUMNS: &str = "id, account_id, external_id, started_at, created_at, duration_s, direction, status, tracking_number, source, campaign, utm_source, utm_medium, utm_campaign, gdpr_scope, caller_bidx, session_id, caller_identity, caller_location, transcript, interaction, recording_object, recording_content_type, recording_bytes, redacted_at, redaction_reason, redacted_by, legal_hold_at, legal_hold_reason, legal_hold_by";
 
+/// The `WHERE` condition of a call-log query's filters (without its cursor and limit).
+fn call_filter(q: &CallQuery) -> (String, Vec<Value>) {
+    let mut sql = String::from("account_id = ?");
+    let mut args: Vec<Value> = vec![Value::Text(q.account_id.to_string())];
+    if let Some(from) = q.from {
+        sql.push_str(" AND started_at >= ?");
+        args.push(Value::Integer(from.millis()));
+    }
+    if let Some(to) = q.to {
+        sql.push_str(" AND started_at < ?");
+        args.push(Value::Integer(to.millis()));
+    }
+    if let Some(t) = &q.tracking_number {
+        sql.push_str(" AND tracking_number = ?");
+        args.push(Value::Text(t.clone()));
+    }
+    if let Some(s) = &q.source {
+        sql.push_str(" AND source = ?");
+        args.push(Value::Text(s.clone()));
+    }
+    if let Some(s) = q.status {
+        sql.push_str(" AND status = ?");
+        args.push(Value::Text(s.as_str().to_owned()));
+    }
+    match q.redacted {
+        Some(true) => sql.push_str(" AND redacted_at IS NOT NULL"),
+        Some(false) => sql.push_str(" AND redacted_at IS NULL"),
+        None => {}
+    }
+    if let Some(b) = q.caller_bidx {
+        sql.push_str(" AND caller_bidx = ?");
+        args.push(Value::Blob(b.to_vec()));
+    }
+    (sql, args)
+}
+
 fn call_from(row: &Row<'_>) -> rusqlite::Result<CallRow> {
     let direction: Option<String> = row.get(6)?;
     let status: Option<String> = row.get(7)?;
@@ -833,37 +869,8 @@ impl Store for SqliteStore {
     async fn calls(&self, q: CallQuery) -> Result<Vec<CallRow>, StoreError> {
         self.db
             .read(move |conn| {
-                let mut sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE account_id = ?");
-                let mut args: Vec<Value> = vec![Value::Text(q.account_id.to_string())];
-                if let Some(from) = q.from {
-                    sql.push_str(" AND started_at >= ?");
-                    args.push(Value::Integer(from.millis()));
-                }
-                if let Some(to) = q.to {
-                    sql.push_str(" AND started_at < ?");
-                    args.push(Value::Integer(to.millis()));
-                }
-                if let Some(t) = &q.tracking_number {
-                    sql.push_str(" AND tracking_number = ?");
-                    args.push(Value::Text(t.clone()));
-                }
-                if let Some(s) = &q.source {
-                    sql.push_str(" AND source = ?");
-                    args.push(Value::Text(s.clone()));
-                }
-                if let Some(s) = q.status {
-                    sql.push_str(" AND status = ?");
-                    args.push(Value::Text(s.as_str().to_owned()));
-                }
-                match q.redacted {
-                    Some(true) => sql.push_str(" AND redacted_at IS NOT NULL"),
-                    Some(false) => sql.push_str(" AND redacted_at IS NULL"),
-                    None => {}
-                }
-                if let Some(b) = q.caller_bidx {
-                    sql.push_str(" AND caller_bidx = ?");
-                    args.push(Value::Blob(b.to_vec()));
-                }
+                let (filter, mut args) = call_filter(&q);
+                let mut sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE {filter}");
                 if let Some((at, id)) = q.after {
                     sql.push_str(" AND (started_at, id) < (?, ?)");
                     args.push(Value::Integer(at.millis()));
@@ -878,6 +885,20 @@ impl Store for SqliteStore {
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(db_error)?;
                 Ok(rows)
+            })
+            .await
+    }
+
+    async fn count_calls(&self, q: CallQuery) -> Result<u64, StoreError> {
+        self.db
+            .read(move |conn| {
+                let (filter, args) = call_filter(&q);
+                let count: i64 = conn
+                    .prepare_cached(&format!("SELECT count(*) FROM calls WHERE {filter}"))
+                    .map_err(db_error)?
+                    .query_row(rusqlite::params_from_iter(args), |r| r.get(0))
+                    .map_err(db_error)?;
+                Ok(u64::try_from(count).unwrap_or(0))
             })
             .await
     }

@@ -12,7 +12,7 @@ use ringfence_store::StoreError;
 use ringfence_store::records::AuditEvent;
 use ringfence_store::users::{LoginFailure, UserChange, UserRecord, WebSessionRecord};
 
-const USER_COLUMNS: &str = "id, email_index, password_hash, role, agency_id, account_id, personal_data, failed_logins, locked_until, created_at, disabled_at, last_sign_in_at";
+const USER_COLUMNS: &str = "id, email_index, password_hash, role, agency_id, account_id, personal_data, failed_logins, locked_until, created_at, disabled_at, last_sign_in_at, email_sealed";
 
 fn bad(column: usize, name: &str, ty: rusqlite::types::Type) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(column, name.into(), ty)
@@ -50,6 +50,7 @@ fn user_from(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         created_at: Timestamp::from_millis(row.get(9)?),
         disabled_at: row.get::<_, Option<i64>>(10)?.map(Timestamp::from_millis),
         last_sign_in_at: row.get::<_, Option<i64>>(11)?.map(Timestamp::from_millis),
+        email_sealed: row.get(12)?,
     })
 }
 
@@ -87,7 +88,7 @@ pub(crate) fn insert_user(
     };
     conn.execute(
         &format!(
-            "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
         ),
         params![
             user.id.to_string(),
@@ -102,6 +103,7 @@ pub(crate) fn insert_user(
             user.created_at.millis(),
             user.disabled_at.map(Timestamp::millis),
             user.last_sign_in_at.map(Timestamp::millis),
+            user.email_sealed,
         ],
     ).map_err(db_error)?;
     audit::append(conn, audit_event)?;
@@ -259,21 +261,10 @@ pub(crate) fn update_user(
     change: &UserChange,
     audit_events: &[AuditEvent],
 ) -> Result<UserRecord, StoreError> {
-    let Some(mut current) = user(conn, id)? else {
+    let Some(current) = user(conn, id)? else {
         return Err(StoreError::NotFound("user"));
     };
-    if let Some(disabled) = change.disabled {
-        current.disabled_at = disabled;
-    }
-    if let Some(role) = change.role {
-        current.role = role;
-    }
-    if let Some(personal_data) = change.personal_data {
-        current.personal_data = personal_data;
-    }
-    if let Some(hash) = &change.password_hash {
-        current.password_hash = hash.clone();
-    }
+    let current = change.applied_to(current);
     conn.execute(
         "UPDATE users SET disabled_at = ?2, role = ?3, personal_data = ?4, password_hash = ?5 WHERE id = ?1",
         params![
@@ -284,7 +275,7 @@ pub(crate) fn update_user(
             current.password_hash,
         ],
     ).map_err(db_error)?;
-    if matches!(change.disabled, Some(Some(_))) || change.password_hash.is_some() {
+    if change.ends_sessions() {
         end_sessions_of(conn, id)?;
     }
     for event in audit_events {

@@ -48,6 +48,7 @@ pub async fn verify_journal(
                 agency_id: None,
                 account_id: None,
                 after_seq: Some(prev_seq),
+                before_seq: None,
                 limit: 1000,
             })
             .await?;

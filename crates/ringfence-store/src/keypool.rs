@@ -307,6 +307,38 @@ mod tests {
         async fn ping(&self) -> Result<(), VaultError> {
             Ok(())
         }
+        async fn master_key_status(&self) -> Result<ringfence_crypto::MasterKeyStatus, VaultError> {
+            unreachable!("the pool never reads the master keys")
+        }
+        async fn adopt_master_key(&self, _fingerprint: String) -> Result<(), VaultError> {
+            unreachable!("the pool never adopts a master key")
+        }
+        async fn begin_rotation(&self, _from: String, _to: String) -> Result<u64, VaultError> {
+            unreachable!("the pool never rotates")
+        }
+        async fn wrapped_by_other(
+            &self,
+            _to: String,
+            _after: Option<String>,
+            _limit: u32,
+        ) -> Result<Vec<KeyRecord>, VaultError> {
+            unreachable!("the pool never rotates")
+        }
+        async fn rewrap(
+            &self,
+            _to: String,
+            _changes: Vec<ringfence_crypto::Rewrap>,
+        ) -> Result<u64, VaultError> {
+            unreachable!("the pool never rotates")
+        }
+        async fn finish_rotation(
+            &self,
+            _from: String,
+            _to: String,
+            _rewrapped: u64,
+        ) -> Result<u64, VaultError> {
+            unreachable!("the pool never rotates")
+        }
     }
 
     fn pool(_dir: &std::path::Path, max_age: Duration) -> Arc<KeyPool> {

@@ -108,6 +108,8 @@ pub trait Store: Send + Sync + 'static {
     async fn call(&self, id: CallId) -> Result<Option<CallRow>, StoreError>;
     /// Calls of one account, newest first, after the cursor.
     async fn calls(&self, query: CallQuery) -> Result<Vec<CallRow>, StoreError>;
+    /// How many calls match the query's filters (its cursor and limit are ignored).
+    async fn count_calls(&self, query: CallQuery) -> Result<u64, StoreError>;
     async fn sessions(&self, ids: Vec<SessionId>) -> Result<Vec<SessionRow>, StoreError>;
 
     /// Sets (or clears) a call's recording; returns the recording it replaced. With

@@ -339,6 +339,9 @@ pub struct AuditQuery {
     /// Only entries of this account.
     pub account_id: Option<AccountId>,
     pub after_seq: Option<i64>,
+    /// Newest first, below this sequence number (`after_seq` is then ignored); `None`:
+    /// oldest first.
+    pub before_seq: Option<i64>,
     pub limit: u32,
 }
 

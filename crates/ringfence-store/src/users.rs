@@ -9,7 +9,7 @@ use ringfence_core::UserId;
 use ringfence_core::access::{Principal, Role, Scope};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_crypto::password::{PasswordError, hash_password};
-use ringfence_crypto::{BlindIndex, BlindIndexKey, KeyPurpose};
+use ringfence_crypto::{BlindIndex, BlindIndexKey, DataKey, KeyPurpose, open, seal};
 
 use crate::StoreError;
 use crate::calllog::{CallLog, LogError};
@@ -17,6 +17,8 @@ use crate::records::AuditEvent;
 
 /// The vault id of the key behind [`CallLog::user_index`].
 const USER_INDEX_KEY: &str = "installation:user-index";
+/// The vault id of the key sealing users' e-mail addresses.
+const USER_EMAIL_KEY: &str = "installation:user-email";
 
 /// A user of the web interface. Same roles and scopes as API tokens.
 #[derive(Clone, PartialEq, Eq)]
@@ -36,6 +38,9 @@ pub struct UserRecord {
     /// Set while the user is disabled: no sign-in, no session.
     pub disabled_at: Option<Timestamp>,
     pub last_sign_in_at: Option<Timestamp>,
+    /// The e-mail address sealed with the installation's user-e-mail key
+    /// ([`CallLog::user_email`] opens it); `None` for users made before it was kept.
+    pub email_sealed: Option<Vec<u8>>,
 }
 
 /// A change to a user; `None` leaves a field as it is.
@@ -47,6 +52,31 @@ pub struct UserChange {
     pub personal_data: Option<bool>,
     /// A new argon2id PHC string; ends every session of the user.
     pub password_hash: Option<String>,
+}
+
+impl UserChange {
+    /// The user as this change leaves it (each backend stores exactly this).
+    pub fn applied_to(&self, mut user: UserRecord) -> UserRecord {
+        if let Some(disabled) = self.disabled {
+            user.disabled_at = disabled;
+        }
+        if let Some(role) = self.role {
+            user.role = role;
+        }
+        if let Some(personal_data) = self.personal_data {
+            user.personal_data = personal_data;
+        }
+        if let Some(hash) = &self.password_hash {
+            user.password_hash = hash.clone();
+        }
+        user
+    }
+
+    /// Whether the change must end every session of the user, in its own transaction: a
+    /// disable or a new password lets no session outlive it.
+    pub fn ends_sessions(&self) -> bool {
+        matches!(self.disabled, Some(Some(_))) || self.password_hash.is_some()
+    }
 }
 
 impl std::fmt::Debug for UserChange {
@@ -211,6 +241,11 @@ impl CallLog {
             created_at: Timestamp::now(),
             disabled_at: None,
             last_sign_in_at: None,
+            email_sealed: None,
+        };
+        let user = UserRecord {
+            email_sealed: Some(self.seal_user_email(user.id, email).await?),
+            ..user
         };
         let (agency_id, account_id) = match scope {
             Scope::Installation => (None, None),
@@ -238,27 +273,59 @@ impl CallLog {
 
     /// The keyed index of an e-mail address (trimmed, lower-cased), created on first use.
     pub async fn user_index(&self, email: &str) -> Result<BlindIndex, LogError> {
-        let vault = self.vault();
-        let key = match vault.open_key(USER_INDEX_KEY).await? {
-            Some(k) => k,
-            None => {
-                let (_, record) = vault.issue(
-                    USER_INDEX_KEY.to_owned(),
-                    "installation".to_owned(),
-                    KeyPurpose::BlindIndex,
-                );
-                // Two first users created at once: the first key to reach the vault wins.
-                let _ = vault.insert(vec![record]).await;
-                vault
-                    .open_key(USER_INDEX_KEY)
-                    .await?
-                    .ok_or(LogError::Corrupt(
-                        USER_INDEX_KEY.to_owned(),
-                        "a key just issued is not in the vault",
-                    ))?
-            }
-        };
+        let key = self
+            .installation_key(USER_INDEX_KEY, KeyPurpose::BlindIndex)
+            .await?;
         Ok(BlindIndexKey::from_data_key(&key).index(&normalise_email(email)))
+    }
+
+    /// An installation-wide key of the vault, created on first use.
+    async fn installation_key(&self, id: &str, purpose: KeyPurpose) -> Result<DataKey, LogError> {
+        let vault = self.vault();
+        if let Some(key) = vault.open_key(id).await? {
+            return Ok(key);
+        }
+        let (_, record) = vault.issue(id.to_owned(), "installation".to_owned(), purpose);
+        // Two first users created at once: the first key to reach the vault wins.
+        let _ = vault.insert(vec![record]).await;
+        vault.open_key(id).await?.ok_or(LogError::Corrupt(
+            id.to_owned(),
+            "a key just issued is not in the vault",
+        ))
+    }
+
+    /// Seals a user's e-mail address (as typed, trimmed) for [`UserRecord::email_sealed`],
+    /// bound to the user's id.
+    async fn seal_user_email(&self, user: UserId, email: &str) -> Result<Vec<u8>, LogError> {
+        let key = self
+            .installation_key(USER_EMAIL_KEY, KeyPurpose::UserEmail)
+            .await?;
+        Ok(seal(
+            &key,
+            format!("users|{user}|email").as_bytes(),
+            email.trim().as_bytes(),
+        ))
+    }
+
+    /// The user's e-mail address, opened for a page that may show it (never logged);
+    /// `None` for a user made before addresses were kept.
+    pub async fn user_email(
+        &self,
+        user: &UserRecord,
+    ) -> Result<Option<zeroize::Zeroizing<String>>, LogError> {
+        let Some(sealed) = &user.email_sealed else {
+            return Ok(None);
+        };
+        let key = self
+            .installation_key(USER_EMAIL_KEY, KeyPurpose::UserEmail)
+            .await?;
+        let plain =
+            open(&key, format!("users|{}|email", user.id).as_bytes(), sealed).map_err(|_| {
+                LogError::Corrupt(format!("user:{}", user.id), "sealed e-mail does not open")
+            })?;
+        Ok(Some(zeroize::Zeroizing::new(
+            String::from_utf8_lossy(&plain).into_owned(),
+        )))
     }
 }
 
@@ -301,6 +368,7 @@ mod tests {
             created_at: Timestamp::from_millis(0),
             disabled_at: None,
             last_sign_in_at: None,
+            email_sealed: None,
         };
         assert!(!format!("{user:?}").contains("secret-marker"));
     }

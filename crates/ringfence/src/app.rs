@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use ringfence_crypto::{MasterKey, Vault};
+use ringfence_crypto::{MasterKey, MasterKeySource, Vault, VaultError};
 use ringfence_http::{AppState, Limits};
 use ringfence_store::{Blobs, CallLog, Store};
 use ringfence_store_sqlite::{SqliteStore, SqliteVault};
@@ -72,8 +72,62 @@ pub fn load_or_create_master_key(path: &Path) -> anyhow::Result<MasterKey> {
     }
 }
 
+/// Where a rotation keeps its pending master key (0600) until the rotation has finished:
+/// beside the master key file, named after it with `.next`. Every process that opens the
+/// vault loads it too, so that it can open keys the rotation has re-wrapped.
+pub fn pending_key_path(master_key_file: &Path) -> std::path::PathBuf {
+    sibling(master_key_file, ".next")
+}
+
+/// A hard link to the old master key file that a rotation makes before it replaces the file,
+/// so that a crash between the replacement and the overwrite leaves it to be found and
+/// destroyed by the next run.
+pub fn retired_key_path(master_key_file: &Path) -> std::path::PathBuf {
+    sibling(master_key_file, ".retired")
+}
+
+fn sibling(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}
+
+/// The master key files of the data folder: the master key and a rotation's pending key.
+pub struct MasterKeyFiles {
+    pub master_key_file: std::path::PathBuf,
+}
+
+#[async_trait::async_trait]
+impl MasterKeySource for MasterKeyFiles {
+    async fn load(&self) -> Result<Vec<MasterKey>, VaultError> {
+        let path = self.master_key_file.clone();
+        tokio::task::spawn_blocking(move || {
+            let unreadable = |p: &Path, e: &dyn std::fmt::Display| {
+                VaultError::Rotation(format!(
+                    "cannot read the master key file {}: {e}",
+                    p.display()
+                ))
+            };
+            let mut keys = Vec::with_capacity(2);
+            for (file, required) in [(path.clone(), true), (pending_key_path(&path), false)] {
+                match std::fs::read(&file) {
+                    Ok(contents) => keys.push(
+                        MasterKey::from_file_contents(&contents)
+                            .map_err(|e| unreadable(&file, &e))?,
+                    ),
+                    Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(unreadable(&file, &e)),
+                }
+            }
+            Ok(keys)
+        })
+        .await
+        .map_err(|e| VaultError::Rotation(format!("loading the master key files failed: {e}")))?
+    }
+}
+
 /// Whether two paths name the same file (one that need not exist yet).
-fn same_file(a: &Path, b: &Path) -> bool {
+pub fn same_file(a: &Path, b: &Path) -> bool {
     let resolve = |p: &Path| {
         let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
         let dir = parent
@@ -87,7 +141,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 impl Resources {
     /// Opens (creating on first use) the data folder, the master key, the call log, the vault
     /// and the recordings store, applying migrations.
-    pub fn open(config: &Config) -> anyhow::Result<Resources> {
+    pub async fn open(config: &Config) -> anyhow::Result<Resources> {
         // 0700 also when the operator made the folder first (every file in it is 0600).
         ringfence_store::private::create_dir(&config.data).with_context(|| {
             format!(
@@ -95,7 +149,7 @@ impl Resources {
                 config.data.display()
             )
         })?;
-        let master = load_or_create_master_key(&config.master_key_file)?;
+        load_or_create_master_key(&config.master_key_file)?;
         if config.master_key_file.starts_with(&config.data) {
             ringfence_store::private::restrict_file(&config.master_key_file)
                 .with_context(|| format!("cannot restrict {}", config.master_key_file.display()))?;
@@ -116,9 +170,23 @@ impl Resources {
         let BlobLocation::Folder(folder) = &config.blobs;
         let blobs = Blobs::local(folder)
             .with_context(|| format!("cannot open the recordings folder {}", folder.display()))?;
+        let keys = Vault::open(
+            Arc::new(MasterKeyFiles {
+                master_key_file: config.master_key_file.clone(),
+            }),
+            Arc::new(vault.clone()),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the vault {} with the master key file {}",
+                vault_path.display(),
+                config.master_key_file.display()
+            )
+        })?;
         let log = Arc::new(CallLog::new(
             Arc::new(store.clone()) as Arc<dyn Store>,
-            Vault::new(master, Arc::new(vault.clone())),
+            keys,
             blobs,
         ));
         Ok(Resources {
@@ -233,13 +301,13 @@ pub fn open_geoip(
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_vault_may_not_share_the_call_logs_file() {
+    #[tokio::test]
+    async fn the_vault_may_not_share_the_call_logs_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let mut config = Config::in_folder(&data);
         config.vault = DatabaseLocation::Sqlite(data.join(".").join("ringfence.db"));
-        let error = Resources::open(&config).err().expect("refused");
+        let error = Resources::open(&config).await.err().expect("refused");
         assert!(
             error.to_string().contains("database of its own"),
             "{error:#}"

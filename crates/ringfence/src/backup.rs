@@ -337,7 +337,7 @@ pub async fn restore(
     copy_tree(&from.join("recordings"), &folder)?;
 
     // Nothing is served before this finishes: restore is an offline command.
-    let resources = Resources::open(config)?;
+    let resources = Resources::open(config).await?;
     let mut reapplied = 0u64;
     let mut entries = 0usize;
     if let Some(since) = journal {

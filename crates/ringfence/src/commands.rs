@@ -661,6 +661,56 @@ pub async fn sweep(resources: &Resources, dry_run: bool, as_json: bool) -> anyho
     Ok(())
 }
 
+/// `ringfence vault rotate --new-master-key-file F`, with a progress bar.
+pub async fn rotate_master_key(
+    resources: &Resources,
+    new_key_file: &std::path::Path,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    use crate::rotate::{Progress, rotate};
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(crate::telemetry::rate_style(
+            "{spinner} re-wrapping keys [{bar:40}] {pos}/{len} {rate} eta {eta}",
+        ));
+        bar
+    });
+    let _shown = bar.as_ref().map(crate::telemetry::show_bar);
+    let mut progress = |p: Progress| {
+        if let Some(bar) = &bar {
+            match p {
+                Progress::Total(n) => bar.set_length(bar.position() + n),
+                Progress::Done(n) => bar.inc(n),
+            }
+        }
+    };
+    let summary = rotate(resources, new_key_file, &mut progress).await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let human = format!(
+        "master key rotated{}: {} keys re-wrapped under {}; {} is now the master key file and the old key file is destroyed{}",
+        summary
+            .from
+            .as_ref()
+            .map(|f| format!(" from {f}"))
+            .unwrap_or_default(),
+        summary.rewrapped,
+        summary.to,
+        resources.config.master_key_file.display(),
+        if summary.created_new_key_file {
+            format!(
+                "\nthe new key was made at {}: keep it apart from the data folder and its backups, or delete it",
+                new_key_file.display()
+            )
+        } else {
+            String::new()
+        }
+    );
+    print(as_json, summary.to_json(), &human);
+    Ok(())
+}
+
 fn checklist_lines(c: &ringfence_http::routes::checklist::AccountChecklist) -> String {
     let mut out = format!("account {}: {}", c.account_id, c.status);
     for item in &c.items {

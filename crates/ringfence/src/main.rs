@@ -84,6 +84,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: std::path::PathBuf,
     },
+    /// The vault of data keys.
+    #[command(subcommand)]
+    Vault(VaultCommand),
     /// Restore a backup into an empty --data folder, re-applying every redaction journaled since.
     Restore {
         /// The backup folder `ringfence backup --out` wrote.
@@ -95,6 +98,18 @@ enum Command {
         /// Restore without re-applying later redactions (only when no journal survives).
         #[arg(long)]
         no_journal: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum VaultCommand {
+    /// Re-wrap every data key under a new master key while the server runs, make it the master
+    /// key file and destroy the old one. Run it again to finish one that was interrupted.
+    Rotate {
+        /// The new master key file: made (0600) if it does not exist. It stays with you as a
+        /// copy of the new key; the data folder gets its own.
+        #[arg(long, value_name = "FILE")]
+        new_master_key_file: std::path::PathBuf,
     },
 }
 
@@ -157,6 +172,7 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
             | Command::Checklist { .. }
             | Command::Sweep { .. }
             | Command::Backup { .. }
+            | Command::Vault(_)
     );
     let DatabaseLocation::Sqlite(call_log) = &config.database;
     anyhow::ensure!(
@@ -164,7 +180,7 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
         "no Ringfence data at {}: pass --data (or set RINGFENCE_DATA) to the folder `serve` uses",
         config.data.display()
     );
-    let resources = Resources::open(&config)?;
+    let resources = Resources::open(&config).await?;
     let result = match command {
         Command::Serve => serve(&resources).await,
         Command::Demo { calls } => {
@@ -190,6 +206,9 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
             }
             Err(e) => Err(e),
         },
+        Command::Vault(VaultCommand::Rotate {
+            new_master_key_file,
+        }) => commands::rotate_master_key(&resources, &new_master_key_file, json).await,
         Command::Restore { .. } => unreachable!("handled above"),
     };
     // Whatever the command journaled, the journal's head is recorded apart from it.
@@ -255,6 +274,8 @@ async fn serve(resources: &Resources) -> anyhow::Result<()> {
             let log = log.clone();
             async move {
                 log.resume_redactions().await?;
+                // Picks up a rotation's pending key, and drops a key a rotation retired.
+                log.vault().reload().await?;
                 log.anchor_journal().await
             }
         },

@@ -196,7 +196,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 async fn redact_caller_bench(calls: usize, per_caller: usize, repeat: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let resources = Resources::open(&Config::in_folder(&dir.path().join("data")))?;
+    let resources = Resources::open(&Config::in_folder(&dir.path().join("data"))).await?;
     let account = tenant(&resources).await?;
     let others = numbers();
     // Target callers from a range no other call uses; each spread evenly through the log.
@@ -299,7 +299,7 @@ fn sweep_in_child(data: &Path) -> anyhow::Result<(f64, u64, f64)> {
 }
 
 async fn sweep_child(data: &Path) -> anyhow::Result<()> {
-    let resources = Resources::open(&Config::in_folder(data))?;
+    let resources = Resources::open(&Config::in_folder(data)).await?;
     let started = Instant::now();
     let report = sweep(&resources.log, SweepOptions::now(), &mut |_| {}).await?;
     let seconds = started.elapsed().as_secs_f64();
@@ -390,7 +390,7 @@ fn baseline_sweep(
 /// Fills a data folder with `calls` calls 40 days old, in an account that redacts after 30
 /// days; with `recordings`, each call gets a recording of 8,000 bytes.
 async fn overdue_folder(data: &Path, calls: usize, recordings: bool) -> anyhow::Result<AccountId> {
-    let resources = Resources::open(&Config::in_folder(data))?;
+    let resources = Resources::open(&Config::in_folder(data)).await?;
     let account = tenant(&resources).await?;
     let others = numbers();
     eprintln!("filling {calls} overdue calls");

@@ -59,7 +59,9 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let dir = tempfile::tempdir()?;
-    let resources = Resources::open(&Config::in_folder(&dir.path().join("data")))?;
+    let resources = runtime.block_on(Resources::open(&Config::in_folder(
+        &dir.path().join("data"),
+    )))?;
     let log = resources.log.clone();
     let number = parse_e164("+442079460123")?;
     let account = runtime.block_on(async {

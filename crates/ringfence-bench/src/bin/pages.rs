@@ -99,7 +99,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let config = Config::in_folder(&dir.path().join("data"));
-    let resources = Resources::open(&config)?;
+    let resources = Resources::open(&config).await?;
     let started = Instant::now();
     let summary = ringfence::demo::run_demo(&resources, cli.calls, false).await?;
     eprintln!(

@@ -25,7 +25,7 @@ use ringfence_store::{AuditEvent, TokenRecord, UserChange, UserRecord};
 use super::path_id;
 use crate::auth::Auth;
 use crate::body::JsonBody;
-use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 
 /// A token as listed: never its secret or its hash.
@@ -121,10 +121,12 @@ pub struct UserUpdate {
     pub disabled: Option<bool>,
     /// admin, agency_admin, account_admin or analyst; it must fit the user's scope and be
     /// no more than the caller's own role.
+    #[schema(schema_with = crate::schemas::user_role)]
     pub role: Option<String>,
     /// Whether an analyst sees personal data unmasked (other roles always do).
     pub personal_data: Option<bool>,
-    /// A new password (12 to 1024 characters); ends every session of the user.
+    /// A new password (12 to 256 characters); ends every session of the user.
+    #[schema(min_length = 12, max_length = 256)]
     pub password: Option<String>,
 }
 
@@ -180,15 +182,16 @@ async fn filter_scope(
         )
     };
     let scope = match (account, agency) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::new(
-                Code::InvalidQuery,
-                "give account_id or agency_id, not both",
-            ));
-        }
-        (Some(account), None) => {
+        // Both filters narrow together: the account, which must be one of the agency's.
+        (Some(account), agency) => {
             let id: AccountId = account.parse().map_err(|_| bad_id("account_id"))?;
+            let agency: Option<AgencyId> = agency
+                .map(|a| a.parse().map_err(|_| bad_id("agency_id")))
+                .transpose()?;
             let tenant = state.tenant(id).await?;
+            if agency.is_some_and(|a| a != tenant.agency) {
+                return Err(ApiError::not_found("account"));
+            }
             Scope::Account {
                 agency: tenant.agency,
                 account: id,
@@ -232,15 +235,14 @@ fn within(filter: &Scope, scope: &Scope) -> bool {
 /// The tokens the caller may manage, revoked and expired ones included (never a secret).
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "access",
     params(
-        ("account_id" = Option<String>, Query, description = "only the tokens of this account"),
-        ("agency_id" = Option<String>, Query, description = "only the tokens of this agency and its accounts"),
+        ("account_id" = Option<String>, Query, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "only the tokens of this account (with agency_id too: it must be one of the agency's)"),
+        ("agency_id" = Option<String>, Query, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "only the tokens of this agency and its accounts"),
     ),
     responses(
         (status = 200, body = TokenList),
-        (status = 400, body = ErrorEnvelope, description = "invalid_query: an unknown parameter, an id that does not parse, or both filters"),
-        (status = 401, body = ErrorEnvelope, description = "unauthorized"),
-        (status = 403, body = ErrorEnvelope, description = "forbidden: analysts and ingest tokens manage no tokens"),
-        (status = 404, body = ErrorEnvelope, description = "not_found: no such account or agency in the caller's scope"),
+        (status = 400, description = "an unknown parameter, or an id that does not parse", extensions(("x-error-codes" = json!([Code::InvalidQuery])))),
+        (status = 403, description = "analysts and ingest tokens manage no tokens", extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account or agency in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
     ),
     security(("bearer" = [])))]
 pub async fn list_tokens(
@@ -267,9 +269,8 @@ pub async fn list_tokens(
     params(("token_id" = String, Path, description = "token id")),
     responses(
         (status = 204, description = "revoked (also when it was revoked already)"),
-        (status = 401, body = ErrorEnvelope, description = "unauthorized"),
-        (status = 403, body = ErrorEnvelope, description = "forbidden: analysts and ingest tokens revoke nothing"),
-        (status = 404, body = ErrorEnvelope, description = "not_found: no such token in the caller's scope"),
+        (status = 403, description = "analysts and ingest tokens revoke nothing", extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such token in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
     ),
     security(("bearer" = [])))]
 pub async fn revoke_token(
@@ -334,9 +335,8 @@ async fn list_users_in(
     params(("account_id" = String, Path, description = "account id")),
     responses(
         (status = 200, body = UserList),
-        (status = 401, body = ErrorEnvelope, description = "unauthorized"),
-        (status = 403, body = ErrorEnvelope, description = "forbidden: analysts and ingest tokens list no users"),
-        (status = 404, body = ErrorEnvelope, description = "not_found: no such account in the caller's scope"),
+        (status = 403, description = "analysts and ingest tokens list no users", extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
     ),
     security(("bearer" = [])))]
 pub async fn account_users(
@@ -360,15 +360,14 @@ pub async fn account_users(
 /// The users the caller may manage, optionally of one account or agency (with its accounts).
 #[utoipa::path(get, path = "/api/v1/users", tag = "access",
     params(
-        ("account_id" = Option<String>, Query, description = "only the users of this account"),
-        ("agency_id" = Option<String>, Query, description = "only the users of this agency and its accounts"),
+        ("account_id" = Option<String>, Query, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "only the users of this account (with agency_id too: it must be one of the agency's)"),
+        ("agency_id" = Option<String>, Query, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "only the users of this agency and its accounts"),
     ),
     responses(
         (status = 200, body = UserList),
-        (status = 400, body = ErrorEnvelope, description = "invalid_query: an unknown parameter, an id that does not parse, or both filters"),
-        (status = 401, body = ErrorEnvelope, description = "unauthorized"),
-        (status = 403, body = ErrorEnvelope, description = "forbidden: analysts and ingest tokens list no users"),
-        (status = 404, body = ErrorEnvelope, description = "not_found: no such account or agency in the caller's scope"),
+        (status = 400, description = "an unknown parameter, or an id that does not parse", extensions(("x-error-codes" = json!([Code::InvalidQuery])))),
+        (status = 403, description = "analysts and ingest tokens list no users", extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account or agency in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
     ),
     security(("bearer" = [])))]
 pub async fn list_users(
@@ -427,13 +426,9 @@ fn event(principal: &Principal, user: &UserRecord, action: &str, details: String
     request_body = UserUpdate,
     responses(
         (status = 200, body = UserOutput),
-        (status = 400, body = ErrorEnvelope, description = "invalid_json"),
-        (status = 401, body = ErrorEnvelope, description = "unauthorized"),
-        (status = 403, body = ErrorEnvelope, description = "forbidden: the caller's role manages no users, or the role asked for is above the caller's"),
-        (status = 404, body = ErrorEnvelope, description = "not_found: no such user in the caller's scope"),
-        (status = 409, body = ErrorEnvelope, description = "conflict: disabling or changing the role of one's own user"),
-        (status = 415, body = ErrorEnvelope, description = "unsupported_media_type"),
-        (status = 422, body = ErrorEnvelope, description = "missing_field, invalid_field (a role that does not fit the user's scope, a password of the wrong length), unknown_field"),
+        (status = 403, description = "the role manages no users, or the role asked for is above its own", extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such user in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 409, description = "disabling or changing the role of one's own user", extensions(("x-error-codes" = json!([Code::Conflict])))),
     ),
     security(("bearer" = [])))]
 pub async fn update_user(
@@ -549,10 +544,9 @@ pub async fn update_user(
     params(("user_id" = String, Path, description = "user id")),
     responses(
         (status = 204, description = "removed"),
-        (status = 401, body = ErrorEnvelope, description = "unauthorized"),
-        (status = 403, body = ErrorEnvelope, description = "forbidden: the caller's role manages no users"),
-        (status = 404, body = ErrorEnvelope, description = "not_found: no such user in the caller's scope"),
-        (status = 409, body = ErrorEnvelope, description = "conflict: removing one's own user"),
+        (status = 403, description = "the role manages no users", extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such user in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 409, description = "removing one's own user", extensions(("x-error-codes" = json!([Code::Conflict])))),
     ),
     security(("bearer" = [])))]
 pub async fn remove_user(

@@ -16,7 +16,7 @@ use ringfence_store::{AccountRecord, AuditEvent};
 use super::{check_account, path_id};
 use crate::auth::Auth;
 use crate::body::JsonBody;
-use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 
 /// How many calls automatic redaction would handle right now.
@@ -169,7 +169,7 @@ pub struct TelephonyUpdate {
     pub delete_provider_recordings: Option<bool>,
     /// `AC` followed by 32 hex digits; null removes it (recordings are then not downloaded).
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::schemas::twilio_account_sid)]
     pub twilio_account_sid: Option<Option<String>>,
 }
 
@@ -203,6 +203,7 @@ pub struct AutoRedactUpdate {
 /// Any subset of the settings document.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"auto_redact": {"after_days": 90, "scope": "gdpr", "categories": {"recording": 30, "visitor": 1}}, "collection": {"caller_name": false, "recording_gdpr": "opt_in", "recording_other": "announce", "visitor_ip": "truncate"}, "dry_run": true}))]
 pub struct AccountSettingsUpdate {
     #[serde(
         default,
@@ -306,7 +307,11 @@ async fn retention_preview(
 /// An account's settings, with a dry run of its automatic redaction.
 #[utoipa::path(get, path = "/api/v1/accounts/{account_id}/settings", tag = "accounts",
     params(("account_id" = String, Path, description = "account id")),
-    responses((status = 200, body = AccountSettings), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = AccountSettings),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+    ),
     security(("bearer" = [])))]
 pub async fn get_settings(
     State(state): State<AppState>,
@@ -327,10 +332,11 @@ pub async fn get_settings(
     params(("account_id" = String, Path, description = "account id")),
     request_body = AccountSettingsUpdate,
     responses(
-        (status = 200, body = AccountSettings), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-        (status = 409, description = "confirmation_required", body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
-        (status = 422, description = "invalid_field, exceeds_agency_maximum", body = ErrorEnvelope),
+        (status = 200, body = AccountSettings),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 409, description = "the change would redact more calls at once than the safety threshold", extensions(("x-error-codes" = json!([Code::ConfirmationRequired])))),
+        (status = 422, extensions(("x-error-codes" = json!([Code::ExceedsAgencyMaximum])))),
     ),
     security(("bearer" = [])))]
 pub async fn put_settings(

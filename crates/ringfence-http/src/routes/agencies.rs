@@ -12,7 +12,7 @@ use ringfence_store::{AgencyRecord, AuditEvent};
 use super::path_id;
 use crate::auth::Auth;
 use crate::body::JsonBody;
-use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 
 /// An agency's settings.
@@ -27,6 +27,7 @@ pub struct AgencySettings {
 /// Any subset of the settings; `max_retention_days: null` removes the limit.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"redaction_enabled": true, "max_retention_days": 365}))]
 pub struct AgencySettingsUpdate {
     pub redaction_enabled: Option<bool>,
     #[serde(default, deserialize_with = "double_option")]
@@ -70,7 +71,11 @@ async fn agency_for(
 /// An agency's settings (admins and the agency's admins).
 #[utoipa::path(get, path = "/api/v1/agencies/{agency_id}/settings", tag = "agencies",
     params(("agency_id" = String, Path, description = "agency id")),
-    responses((status = 200, body = AgencySettings), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = AgencySettings),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such agency in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+    ),
     security(("bearer" = [])))]
 pub async fn get_settings(
     State(state): State<AppState>,
@@ -91,7 +96,12 @@ pub async fn get_settings(
 #[utoipa::path(put, path = "/api/v1/agencies/{agency_id}/settings", tag = "agencies",
     params(("agency_id" = String, Path, description = "agency id")),
     request_body = AgencySettingsUpdate,
-    responses((status = 200, body = AgencySettings), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, description = "confirmation_required, with would_redact per account", body = ErrorEnvelope), (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = AgencySettings),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such agency in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 409, description = "the ceiling would redact calls at once: `error.would_redact` has the count per account", extensions(("x-error-codes" = json!([Code::ConfirmationRequired])))),
+    ),
     security(("bearer" = [])))]
 pub async fn put_settings(
     State(state): State<AppState>,

@@ -7,7 +7,7 @@ use ringfence_core::access::{Role, Scope};
 use ringfence_store::{AuditEntry, AuditQuery};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 
 /// One journal entry. Ids, roles, counts and reasons only.
@@ -57,11 +57,16 @@ fn output(e: AuditEntry) -> AuditEntryOutput {
     }
 }
 
-/// The audit journal, oldest first, limited to what the token may see: everything for an
+/// The audit journal, oldest first (`order=newest_first` for the latest entries first, as
+/// the journal page shows them), limited to what the token may see: everything for an
 /// admin, an agency's entries for its admin, an account's entries for its admin.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit",
-    params(("cursor" = Option<String>, Query, pattern = "^[0-9]{1,18}$", description = "next_cursor of the previous page"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 100")),
-    responses((status = 200, body = AuditList), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
+    params(("cursor" = Option<String>, Query, pattern = "^[0-9]{1,18}$", description = "next_cursor of the previous page"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 100"), ("order" = Option<String>, Query, pattern = "^(oldest_first|newest_first)$", description = "oldest_first (default) or newest_first; a cursor continues in the order it was given in")),
+    responses(
+        (status = 200, body = AuditList),
+        (status = 400, extensions(("x-error-codes" = json!([Code::InvalidQuery, Code::InvalidCursor])))),
+        (status = 403, description = "the journal is for installation, agency and account admins", extensions(("x-error-codes" = json!([Code::Forbidden])))),
+    ),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -85,20 +90,39 @@ pub async fn list(
         agency_id,
         account_id,
         after_seq: None,
+        before_seq: None,
         limit: 100,
     };
+    let mut newest_first = false;
+    let mut cursor: Option<i64> = None;
     for (key, value) in pairs {
         match key.as_str() {
             "limit" => query.limit = super::page_limit(Some(&value), 100)?,
+            "order" => {
+                newest_first = match value.as_str() {
+                    "oldest_first" => false,
+                    "newest_first" => true,
+                    _ => {
+                        return Err(ApiError::new(
+                            Code::InvalidQuery,
+                            "order: oldest_first or newest_first",
+                        ));
+                    }
+                }
+            }
             "cursor" => {
-                query.after_seq = Some(value.parse().ok().filter(|s: &i64| *s >= 0).ok_or_else(
-                    || {
-                        ApiError::new(
-                            Code::InvalidCursor,
-                            "cursor is not one this server gave out",
-                        )
-                    },
-                )?);
+                cursor = Some(
+                    value
+                        .parse()
+                        .ok()
+                        .filter(|s: &i64| *s >= 0)
+                        .ok_or_else(|| {
+                            ApiError::new(
+                                Code::InvalidCursor,
+                                "cursor is not one this server gave out",
+                            )
+                        })?,
+                );
             }
             other => {
                 return Err(ApiError::new(
@@ -107,6 +131,11 @@ pub async fn list(
                 ));
             }
         }
+    }
+    if newest_first {
+        query.before_seq = Some(cursor.unwrap_or(i64::MAX));
+    } else {
+        query.after_seq = cursor;
     }
     let limit = query.limit as usize;
     let mut entries = state

@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use ringfence_core::access::Permission;
+use ringfence_core::access::{Permission, Principal};
 use ringfence_core::call::{CallStatus, FieldError};
 use ringfence_core::phone::{parse_caller_number, parse_e164};
 use ringfence_core::timestamp::Timestamp;
@@ -16,7 +16,7 @@ use super::{check_account, page_limit, path_id};
 use crate::auth::Auth;
 use crate::body::JsonBody;
 use crate::dto::{BatchInput, BatchOutput, CallInput, CallList, CallOutput, Redelivered};
-use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 
 const DEFAULT_LIMIT: u32 = 50;
@@ -35,9 +35,9 @@ const DEFAULT_LIMIT: u32 = 50;
             (CallOutput = "application/json"),
             (Redelivered = "application/json"),
         )),
-        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
-        (status = 422, description = "invalid field (codes invalid_phone_number, invalid_field, missing_field, unknown_field, too_long)", body = ErrorEnvelope),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 422, extensions(("x-error-codes" = json!([Code::InvalidPhoneNumber, Code::TooLong, Code::StartInFuture, Code::UnknownCategory, Code::UnknownNoticeVersion, Code::ConsentRequired])))),
     ),
     security(("bearer" = [])))]
 pub async fn create_call(
@@ -96,9 +96,9 @@ pub async fn create_call(
     responses(
         (status = 201, description = "stored, durably; ids in input order", body = BatchOutput),
         (status = 200, description = "every call was already stored", body = BatchOutput),
-        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
-        (status = 422, description = "one or more invalid calls; nothing stored", body = ErrorEnvelope),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 422, description = "one or more invalid calls, one `details` entry per problem; nothing stored", extensions(("x-error-codes" = json!([Code::InvalidPhoneNumber, Code::TooLong, Code::StartInFuture, Code::UnknownCategory, Code::UnknownNoticeVersion, Code::ConsentRequired, Code::DuplicateExternalId])))),
     ),
     security(("bearer" = [])))]
 pub async fn create_batch(
@@ -242,8 +242,9 @@ fn query_error(message: impl Into<String>) -> ApiError {
     params(("account_id" = String, Path, description = "account id"), CallFilters),
     responses(
         (status = 200, body = CallList),
-        (status = 400, description = "invalid_query, invalid_cursor, invalid_phone_number", body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 400, extensions(("x-error-codes" = json!([Code::InvalidQuery, Code::InvalidCursor, Code::InvalidPhoneNumber])))),
+        (status = 403, description = "the role may not read the call log, or filters by caller_number without access to personal data", extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
     ),
     security(("bearer" = [])))]
 pub async fn list_calls(
@@ -252,10 +253,41 @@ pub async fn list_calls(
     Path(account): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<CallList>> {
-    let account: AccountId = path_id(&account, "account")?;
+    let query = call_query(&state, &principal, &account, raw.as_deref()).await?;
+    let page = state.log.calls(query).await?;
+    Ok(Json(CallList {
+        items: page
+            .calls
+            .iter()
+            .map(|c| CallOutput::from_call(c, principal.personal_data))
+            .collect(),
+        next_cursor: page.next.map(|(at, id)| encode_cursor(at, id)),
+    }))
+}
+
+/// How many of an account's calls match the list's filters (its `cursor` and `limit` are
+/// read and ignored): the same access checks and validation as [`list_calls`].
+pub async fn count_calls(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(account): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<u64> {
+    let query = call_query(&state, &principal, &account, raw.as_deref()).await?;
+    Ok(state.log.store().count_calls(query).await?)
+}
+
+/// The store query of the call list's parameters, once the principal may read the account.
+async fn call_query(
+    state: &AppState,
+    principal: &Principal,
+    account: &str,
+    raw: Option<&str>,
+) -> ApiResult<CallQuery> {
+    let account: AccountId = path_id(account, "account")?;
     let tenant = state.tenant(account).await?;
-    check_account(&principal, Permission::ReadCalls, &tenant)?;
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+    check_account(principal, Permission::ReadCalls, &tenant)?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
         .map_err(|_| query_error("query string is not valid URL encoding"))?;
     let mut query = CallQuery {
         account_id: account,
@@ -338,21 +370,17 @@ pub async fn list_calls(
             other => return Err(query_error(format!("unknown parameter `{other}`"))),
         }
     }
-    let page = state.log.calls(query).await?;
-    Ok(Json(CallList {
-        items: page
-            .calls
-            .iter()
-            .map(|c| CallOutput::from_call(c, principal.personal_data))
-            .collect(),
-        next_cursor: page.next.map(|(at, id)| encode_cursor(at, id)),
-    }))
+    Ok(query)
 }
 
 /// One call.
 #[utoipa::path(get, path = "/api/v1/calls/{call_id}", tag = "calls",
     params(("call_id" = String, Path, description = "call id")),
-    responses((status = 200, body = CallOutput), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = CallOutput),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such call in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+    ),
     security(("bearer" = [])))]
 pub async fn get_call(
     State(state): State<AppState>,

@@ -13,7 +13,7 @@ use ringfence_core::{AccountId, AgencyId};
 
 use super::{check_account, path_id};
 use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 
 /// One item: a stable `id`, its verdict, why, and what to do.
@@ -81,7 +81,11 @@ impl From<AgencyChecklist> for AgencyChecklistOutput {
 /// An account's compliance checklist (account, agency and installation admins).
 #[utoipa::path(get, path = "/api/v1/accounts/{account_id}/checklist", tag = "accounts",
     params(("account_id" = String, Path, description = "account id")),
-    responses((status = 200, body = AccountChecklist), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = AccountChecklist),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+    ),
     security(("bearer" = [])))]
 pub async fn account(
     State(state): State<AppState>,
@@ -101,7 +105,11 @@ pub async fn account(
 /// The checklists of an agency's accounts, worst first (agency and installation admins).
 #[utoipa::path(get, path = "/api/v1/agencies/{agency_id}/checklist", tag = "agencies",
     params(("agency_id" = String, Path, description = "agency id")),
-    responses((status = 200, body = AgencyChecklistOutput), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = AgencyChecklistOutput),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such agency in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+    ),
     security(("bearer" = [])))]
 pub async fn agency(
     State(state): State<AppState>,

@@ -20,7 +20,7 @@ use super::{check_account, path_id};
 use crate::auth::Auth;
 use crate::body::JsonBody;
 use crate::dto::{checked_consent_parts, consent_category};
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 
 const MAX_NOTICE_BYTES: usize = 16 * 1024;
@@ -42,8 +42,10 @@ pub struct SubjectInput {
 /// A consent event.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"subject": {"caller_number": "+442079460123"}, "category": "recording", "status": "granted", "method": "ivr_keypress"}))]
 pub struct ConsentInput {
     #[serde(deserialize_with = "crate::body::objects_only::object")]
+    #[schema(schema_with = crate::schemas::consent_subject)]
     pub subject: SubjectInput,
     /// caller_identity, caller_location, recording, transcript, visitor, interaction_content
     #[schema(schema_with = crate::schemas::consent_category)]
@@ -178,9 +180,9 @@ fn subject_of(input: SubjectInput, field: &str) -> ApiResult<ConsentSubject> {
     request_body = ConsentInput,
     responses(
         (status = 201, body = ConsentRecordedOutput),
-        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, description = "account or call not found", body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
-        (status = 422, description = "unknown_category, unknown_notice_version, invalid_phone_number, invalid_field", body = ErrorEnvelope),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope, or no such call", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 422, extensions(("x-error-codes" = json!([Code::UnknownCategory, Code::UnknownNoticeVersion, Code::InvalidPhoneNumber, Code::TooLong])))),
     ),
     security(("bearer" = [])))]
 pub async fn record(
@@ -257,8 +259,12 @@ struct ListQuery {
     params(("account_id" = String, Path, description = "account id"),
         ("subject" = Option<String>, Query, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$", max_length = 128, description = "a caller number (E.164) or a visitor id; `caller_number=` or `visitor_id=` (one of them, without `subject`) are accepted too"),
         ("cursor" = Option<String>, Query, pattern = "^(-?[0-9]{1,18})?$", description = "next_cursor of the previous page"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 100")),
-    responses((status = 200, body = ConsentList), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = ConsentList),
+        (status = 400, description = "a query parameter breaks its rule (a subject is answered as 400 with the field code it breaks)", extensions(("x-error-codes" = json!([Code::InvalidQuery, Code::InvalidCursor, Code::InvalidPhoneNumber, Code::InvalidField, Code::TooLong])))),
+        (status = 403, description = "the role may not read the ledger, or looks a subject up without access to personal data", extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+    ),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -379,6 +385,7 @@ impl From<NoticeRow> for NoticeOutput {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"category": "recording", "text": "Calls are recorded for training and quality. Press 1 to agree, 2 to continue without recording."}))]
 pub struct NoticeInput {
     #[schema(schema_with = crate::schemas::consent_category)]
     pub category: String,
@@ -388,8 +395,22 @@ pub struct NoticeInput {
     pub text: String,
 }
 
+/// A notice's category, in its path: a category consent can be asked for.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum NoticeCategory {
+    CallerIdentity,
+    CallerLocation,
+    Recording,
+    Transcript,
+    Visitor,
+    InteractionContent,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"text": "Calls are recorded for training and quality for up to 30 days. Press 1 to agree, 2 to continue without recording."}))]
 pub struct NoticeUpdate {
     #[schema(schema_with = crate::schemas::notice_text)]
     pub text: String,
@@ -421,8 +442,12 @@ fn notice_text(text: String) -> ApiResult<String> {
 #[utoipa::path(post, path = "/api/v1/accounts/{account_id}/notices", tag = "consent",
     params(("account_id" = String, Path, description = "account id")),
     request_body = NoticeInput,
-    responses((status = 201, body = NoticeOutput), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
+    responses(
+        (status = 201, body = NoticeOutput),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 422, extensions(("x-error-codes" = json!([Code::UnknownCategory, Code::TooLong])))),
+    ),
     security(("bearer" = [])))]
 pub async fn create_notice(
     State(state): State<AppState>,
@@ -459,10 +484,15 @@ pub async fn create_notice(
 /// Change the text of a notice version that no consent refers to yet (409 `notice_in_use`
 /// otherwise: create a new version).
 #[utoipa::path(put, path = "/api/v1/accounts/{account_id}/notices/{category}/{version}", tag = "consent",
-    params(("account_id" = String, Path, description = "account id"), ("category" = String, Path, description = "caller_identity, caller_location, recording, transcript, visitor or interaction_content"), ("version" = u32, Path, minimum = 1)),
+    params(("account_id" = String, Path, description = "account id"), ("category" = inline(NoticeCategory), Path), ("version" = u32, Path, minimum = 1)),
     request_body = NoticeUpdate,
-    responses((status = 200, body = NoticeOutput), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 409, description = "notice_in_use", body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = NoticeOutput),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account, category or notice version", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 409, extensions(("x-error-codes" = json!([Code::NoticeInUse])))),
+        (status = 422, extensions(("x-error-codes" = json!([Code::TooLong])))),
+    ),
     security(("bearer" = [])))]
 pub async fn update_notice(
     State(state): State<AppState>,
@@ -503,7 +533,11 @@ pub async fn update_notice(
 /// The account's notices, by category and version.
 #[utoipa::path(get, path = "/api/v1/accounts/{account_id}/notices", tag = "consent",
     params(("account_id" = String, Path, description = "account id")),
-    responses((status = 200, body = NoticeList), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = NoticeList),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+    ),
     security(("bearer" = [])))]
 pub async fn list_notices(
     State(state): State<AppState>,

@@ -12,7 +12,7 @@ use ringfence_core::phone::parse_e164;
 
 use super::{check_account, path_id};
 use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::export::write_export;
 use crate::state::AppState;
 
@@ -85,8 +85,9 @@ async fn export_filename(
     params(("account_id" = String, Path, description = "account id"), ("number" = String, Path, pattern = r"^\+[1-9][0-9]{6,14}$", description = "E.164, URL-encoded (%2B for +)")),
     responses(
         (status = 200, description = "the archive", content_type = "application/zip"),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-        (status = 422, description = "invalid_phone_number", body = ErrorEnvelope),
+        (status = 403, description = "the role may not export, or the token may not see personal data", extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 422, extensions(("x-error-codes" = json!([Code::InvalidPhoneNumber])))),
     ),
     security(("bearer" = [])))]
 pub async fn export_caller(

@@ -15,11 +15,12 @@ use super::redaction::checked_note;
 use crate::auth::Auth;
 use crate::body::JsonBody;
 use crate::dto::LegalHoldOutput;
-use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "case 2026-114 litigation hold"}))]
 pub struct LegalHoldInput {
     /// A reference for the record (case number, ticket): letters, digits, spaces and
     /// `_-.:#/`, at most 64; journaled, so no personal data.
@@ -57,7 +58,12 @@ async fn held_call(
 #[utoipa::path(put, path = "/api/v1/calls/{call_id}/legal-hold", tag = "redaction",
     params(("call_id" = String, Path, description = "call id")),
     request_body = LegalHoldInput,
-    responses((status = 200, body = LegalHoldOutput), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 410, description = "already redacted", body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = LegalHoldOutput),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such call in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 410, description = "the call was redacted: there is nothing left to hold", extensions(("x-error-codes" = json!([Code::Redacted])))),
+    ),
     security(("bearer" = [])))]
 pub async fn put_hold(
     State(state): State<AppState>,
@@ -110,7 +116,11 @@ pub async fn put_hold(
 /// Release a call's legal hold. Journaled.
 #[utoipa::path(delete, path = "/api/v1/calls/{call_id}/legal-hold", tag = "redaction",
     params(("call_id" = String, Path, description = "call id")),
-    responses((status = 204), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    responses(
+        (status = 204),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such call in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+    ),
     security(("bearer" = [])))]
 pub async fn delete_hold(
     State(state): State<AppState>,

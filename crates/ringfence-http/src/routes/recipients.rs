@@ -21,7 +21,7 @@ use ringfence_store::{AuditEvent, DeliveryQuery, DeliveryRow, RecipientRow};
 use super::{check_account, path_id};
 use crate::auth::Auth;
 use crate::body::JsonBody;
-use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 use ringfence_core::access::Tenant;
 
@@ -33,6 +33,7 @@ const MAX_SECRET: usize = 512;
 /// A recipient to register.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "CRM", "url": "https://crm.example.com/hooks/ringfence", "secret": "whsec-9f8e7d6c5b4a39281706", "events": ["call.created", "call.redacted", "caller.erased", "consent.withdrawn"], "personal_data": false}))]
 pub struct RecipientInput {
     #[schema(schema_with = crate::schemas::recipient_name)]
     pub name: String,
@@ -56,6 +57,7 @@ pub struct RecipientInput {
 /// Changes to a recipient; absent fields stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"events": ["call.redacted", "caller.erased"], "secret": "whsec-0a1b2c3d4e5f60718293"}))]
 pub struct RecipientUpdate {
     #[schema(schema_with = crate::schemas::recipient_name_optional)]
     pub name: Option<String>,
@@ -190,6 +192,11 @@ pub fn checked_url(text: &str, guard: AddressGuard) -> Result<String, FieldError
     if url.fragment().is_some() {
         return Err(invalid("a webhook URL has no fragment"));
     }
+    if !plain_url_text(text) {
+        return Err(invalid(
+            "https:// or http:// in lower case, a host name (letters, digits, hyphens; a top-level label of letters), localhost or an IP address, a port from 1 to 65535, then printable ASCII",
+        ));
+    }
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => is_loopback_address(ip.into()),
         Some(url::Host::Ipv6(ip)) => is_loopback_address(ip.into()),
@@ -210,6 +217,60 @@ pub fn checked_url(text: &str, guard: AddressGuard) -> Result<String, FieldError
         return Err(not_allowed());
     }
     Ok(url.to_string())
+}
+
+/// Whether a URL's text is written plainly, as the OpenAPI document's pattern says: the
+/// scheme in lower case, a host that is an LDH name with a top-level label of letters or an
+/// IP address in its usual notation (not `127.1` or `0x7f.1`, which URL parsers also take), a
+/// port without leading zeros, and the rest printable ASCII without `#`.
+fn plain_url_text(text: &str) -> bool {
+    let Some(rest) = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let Some((inside, after)) = v6.split_once(']') else {
+            return false;
+        };
+        if inside.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        // After the brackets only a port may follow.
+        let port = match after {
+            "" => None,
+            other => Some(other.strip_prefix(':').unwrap_or(other)),
+        };
+        (None, port)
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(authority), None),
+        }
+    };
+    let host_ok = host
+        .is_none_or(|h| h == "localhost" || h.parse::<std::net::Ipv4Addr>().is_ok() || ldh_name(h));
+    let port_ok = port.is_none_or(|p| !p.starts_with('0') && p.parse::<u16>().is_ok_and(|n| n > 0));
+    host_ok && port_ok && tail.bytes().all(|b| b.is_ascii_graphic() && b != b'#')
+}
+
+/// A host name of letters, digits and hyphens: labels of 1 to 63 that neither start nor end
+/// with a hyphen, the last one letters only.
+fn ldh_name(host: &str) -> bool {
+    let labels: Vec<&str> = host.split('.').collect();
+    let last = labels.last().copied().unwrap_or("");
+    labels.len() >= 2
+        && labels.iter().all(|l| {
+            (1..=63).contains(&l.len())
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && last.len() >= 2
+        && last.bytes().all(|b| b.is_ascii_alphabetic())
 }
 
 /// Resolves a checked URL's host name now and refuses it if any of its addresses is one the
@@ -312,8 +373,12 @@ fn journal(
 #[utoipa::path(post, path = "/api/v1/accounts/{account_id}/recipients", tag = "recipients",
     params(("account_id" = String, Path, description = "account id")),
     request_body = RecipientInput,
-    responses((status = 201, body = RecipientOutput), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
+    responses(
+        (status = 201, body = RecipientOutput),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 422, extensions(("x-error-codes" = json!([Code::TooLong, Code::AddressNotAllowed])))),
+    ),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -380,7 +445,11 @@ async fn found(state: &AppState, account: AccountId, id: &str) -> ApiResult<Reci
 /// The account's recipients, removed ones included.
 #[utoipa::path(get, path = "/api/v1/accounts/{account_id}/recipients", tag = "recipients",
     params(("account_id" = String, Path, description = "account id")),
-    responses((status = 200, body = RecipientList), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = RecipientList),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+    ),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -400,8 +469,13 @@ pub async fn list(
 #[utoipa::path(put, path = "/api/v1/accounts/{account_id}/recipients/{recipient_id}", tag = "recipients",
     params(("account_id" = String, Path, description = "account id"), ("recipient_id" = String, Path)),
     request_body = RecipientUpdate,
-    responses((status = 200, body = RecipientOutput), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 409, description = "removed", body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = RecipientOutput),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account or recipient", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 409, description = "the recipient was removed", extensions(("x-error-codes" = json!([Code::Conflict])))),
+        (status = 422, extensions(("x-error-codes" = json!([Code::TooLong, Code::AddressNotAllowed])))),
+    ),
     security(("bearer" = [])))]
 pub async fn update(
     State(state): State<AppState>,
@@ -480,7 +554,11 @@ pub async fn update(
 /// Its delivery history stays.
 #[utoipa::path(delete, path = "/api/v1/accounts/{account_id}/recipients/{recipient_id}", tag = "recipients",
     params(("account_id" = String, Path, description = "account id"), ("recipient_id" = String, Path)),
-    responses((status = 200, body = RecipientOutput), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = RecipientOutput),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account or recipient", extensions(("x-error-codes" = json!([Code::NotFound])))),
+    ),
     security(("bearer" = [])))]
 pub async fn remove(
     State(state): State<AppState>,
@@ -519,10 +597,14 @@ struct DeliveryParams {
 /// A recipient's deliveries, newest first.
 #[utoipa::path(get, path = "/api/v1/accounts/{account_id}/recipients/{recipient_id}/deliveries", tag = "recipients",
     params(("account_id" = String, Path, description = "account id"), ("recipient_id" = String, Path),
-        ("state" = Option<String>, Query, description = "queued, delivered, dead or cancelled"),
-        ("event" = Option<String>, Query, description = "call.created, call.redacted, caller.erased or consent.withdrawn"), ("cursor" = Option<String>, Query, pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 100")),
-    responses((status = 200, body = DeliveryList), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+        ("state" = Option<String>, Query, pattern = "^(queued|delivered|dead|cancelled)?$", description = "queued, delivered, dead or cancelled"),
+        ("event" = Option<String>, Query, pattern = "^(call\\.created|call\\.redacted|caller\\.erased|consent\\.withdrawn)?$", description = "call.created, call.redacted, caller.erased or consent.withdrawn"), ("cursor" = Option<String>, Query, pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 100")),
+    responses(
+        (status = 200, body = DeliveryList),
+        (status = 400, extensions(("x-error-codes" = json!([Code::InvalidQuery, Code::InvalidCursor])))),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account or recipient", extensions(("x-error-codes" = json!([Code::NotFound])))),
+    ),
     security(("bearer" = [])))]
 pub async fn deliveries(
     State(state): State<AppState>,
@@ -595,8 +677,12 @@ pub async fn deliveries(
 /// Put a dead-lettered delivery back in the queue for a fresh round of attempts.
 #[utoipa::path(post, path = "/api/v1/accounts/{account_id}/recipients/{recipient_id}/deliveries/{delivery_id}/retry", tag = "recipients",
     params(("account_id" = String, Path, description = "account id"), ("recipient_id" = String, Path), ("delivery_id" = String, Path)),
-    responses((status = 200, body = DeliveryOutput), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 409, description = "not dead-lettered", body = ErrorEnvelope)),
+    responses(
+        (status = 200, body = DeliveryOutput),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account, recipient or delivery", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 409, description = "the delivery is not dead-lettered, or its recipient was removed", extensions(("x-error-codes" = json!([Code::Conflict])))),
+    ),
     security(("bearer" = [])))]
 pub async fn retry(
     State(state): State<AppState>,
@@ -698,6 +784,15 @@ mod tests {
             "crm.example.com/hook",
             "",
             "javascript:alert(1)",
+            "https://x.p.f.vjq-w1k.s6.0.md*",
+            "https://crm.example.com./hook",
+            "HTTPS://crm.example.com/hook",
+            "http://127.1/hook",
+            "http://0x7f.0.0.1/hook",
+            "https://crm.example.com:0443/hook",
+            "https://crm.example.com:70000/hook",
+            "https://crm.example.com/caf\u{e9}",
+            "https://-crm.example.com/hook",
         ] {
             let err = checked_url(bad, relays).unwrap_err();
             assert_eq!(err.field, "url", "{bad}");

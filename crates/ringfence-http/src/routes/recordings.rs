@@ -13,7 +13,7 @@ use ringfence_store::{CallRow, RecordingConsent};
 use super::path_id;
 use crate::auth::Auth;
 use crate::dto::RecordingOutput;
-use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 
 async fn call_for(
@@ -36,15 +36,29 @@ async fn call_for(
     Ok(row)
 }
 
+/// A recording upload's body, for the OpenAPI document: the audio's bytes, at least one.
+pub struct AudioBody;
+
+impl utoipa::PartialSchema for AudioBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::schemas::audio().into()
+    }
+}
+
+impl utoipa::ToSchema for AudioBody {}
+
 /// Upload (or replace) a call's recording. The body is the audio itself.
 #[utoipa::path(put, path = "/api/v1/calls/{call_id}/recording", tag = "recordings",
     params(("call_id" = String, Path, description = "call id")),
-    request_body(content = String, content_type = "audio/wav", description = "the audio bytes: any audio/ media type (audio/wav, audio/mpeg, …)"),
+    request_body(content = inline(AudioBody), content_type = "audio/wav", description = "the audio bytes: any audio/ media type (audio/wav, audio/mpeg, …)"),
     responses(
-        (status = 201, body = RecordingOutput), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 410, description = "the call was redacted", body = ErrorEnvelope),
-        (status = 413, body = ErrorEnvelope), (status = 415, description = "Content-Type is not audio/*", body = ErrorEnvelope),
-        (status = 422, description = "empty recording", body = ErrorEnvelope),
+        (status = 201, body = RecordingOutput),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such call in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 410, extensions(("x-error-codes" = json!([Code::Redacted])))),
+        (status = 413, extensions(("x-error-codes" = json!([Code::PayloadTooLarge])))),
+        (status = 415, description = "Content-Type is not audio/*", extensions(("x-error-codes" = json!([Code::UnsupportedMediaType])))),
+        (status = 422, extensions(("x-error-codes" = json!([Code::EmptyRecording, Code::CollectionDisabled, Code::ConsentRequired, Code::InvalidField])))),
     ),
     security(("bearer" = [])))]
 pub async fn put_recording(
@@ -188,10 +202,10 @@ fn parse_range(value: Option<&str>, len: u64) -> RangeRequest {
     responses(
         (status = 200, description = "the whole recording", content_type = "audio/*"),
         (status = 206, description = "the requested range", content_type = "audio/*"),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, description = "no such call, or it has no recording", body = ErrorEnvelope),
-        (status = 410, description = "the call was redacted", body = ErrorEnvelope),
-        (status = 416, body = ErrorEnvelope),
+        (status = 403, description = "the role may not play recordings, or the token may not see personal data", extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such call, or it has no recording", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 410, extensions(("x-error-codes" = json!([Code::Redacted])))),
+        (status = 416, extensions(("x-error-codes" = json!([Code::RangeNotSatisfiable])))),
     ),
     security(("bearer" = [])))]
 pub async fn get_recording(

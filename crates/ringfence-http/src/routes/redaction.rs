@@ -14,7 +14,7 @@ use ringfence_store::{AuditEvent, RedactionReceipt};
 use super::{check_account, path_id};
 use crate::auth::Auth;
 use crate::body::{is_json, parse_json};
-use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 
 /// What a redaction did.
@@ -49,6 +49,7 @@ impl From<RedactionReceipt> for Receipt {
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "DSR-2026-114"}))]
 pub struct RedactCallInput {
     /// A short reference for the journal (a ticket id, "erasure request"): letters, digits,
     /// spaces and `_-.:#/`, at most 64, no long digit runs. It is journaled, so it must not
@@ -59,6 +60,7 @@ pub struct RedactCallInput {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"number": "+442079460123", "forget": false, "scope": "account", "reason": "erasure request DSR-2026-115"}))]
 pub struct RedactCallerInput {
     /// The caller's number, E.164.
     #[schema(schema_with = crate::schemas::e164)]
@@ -143,11 +145,13 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(
 /// (keys first, then ciphertext, then files); its facts and `utm` stay.
 #[utoipa::path(post, path = "/api/v1/calls/{call_id}/redact", tag = "redaction",
     params(("call_id" = String, Path, description = "call id")),
-    request_body(content = Option<RedactCallInput>, description = "optional: no body, null, or a JSON object"),
+    request_body(content = Option<RedactCallInput>, description = "optional: no body, null, or a JSON object",
+        example = json!({"reason": "DSR-2026-114"})),
     responses(
         (status = 200, description = "redacted (or already was: counts 0)", body = Receipt),
-        (status = 401, body = ErrorEnvelope), (status = 403, description = "forbidden or redaction_disabled", body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden, Code::RedactionDisabled])))),
+        (status = 404, description = "no such call in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 409, extensions(("x-error-codes" = json!([Code::LegalHold])))),
     ),
     security(("bearer" = [])))]
 pub async fn redact_call(
@@ -211,10 +215,9 @@ pub async fn redact_call(
     request_body = RedactCallerInput,
     responses(
         (status = 200, body = Receipt),
-        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
-        (status = 403, description = "forbidden or redaction_disabled", body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
-        (status = 422, description = "invalid_phone_number, invalid_field", body = ErrorEnvelope),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden, Code::RedactionDisabled])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 422, extensions(("x-error-codes" = json!([Code::InvalidPhoneNumber])))),
     ),
     security(("bearer" = [])))]
 pub async fn redact_caller(

@@ -9,7 +9,7 @@ use super::{check_account, path_id};
 use crate::auth::Auth;
 use crate::body::JsonBody;
 use crate::dto::{IdOutput, SessionInput};
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 
 /// Record a visitor session (a web visit), to be linked to calls by `session_id`.
@@ -17,9 +17,11 @@ use crate::state::AppState;
     params(("account_id" = String, Path, description = "account id")),
     request_body = SessionInput,
     responses(
-        (status = 201, body = IdOutput), (status = 200, description = "already stored under this external_id", body = IdOutput),
-        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 201, body = IdOutput),
+        (status = 200, description = "already stored under this external_id", body = IdOutput),
+        (status = 403, extensions(("x-error-codes" = json!([Code::Forbidden])))),
+        (status = 404, description = "no such account in the token's scope", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 422, extensions(("x-error-codes" = json!([Code::TooLong, Code::StartInFuture])))),
     ),
     security(("bearer" = [])))]
 pub async fn create_session(

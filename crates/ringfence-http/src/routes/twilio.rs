@@ -17,7 +17,7 @@ use ringfence_crypto::twilio::verify_twilio_signature;
 use ringfence_store::{AccountRecord, IngestPolicy};
 
 use super::path_id;
-use crate::error::{ApiError, ApiResult, Code, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::state::AppState;
 
 /// What Twilio expects back from a status callback: an empty TwiML document.
@@ -246,13 +246,15 @@ fn voice_call(form: &Form) -> Result<NewCall, Vec<FieldError>> {
 /// apply before anything is written. Answers an empty TwiML document.
 #[utoipa::path(post, path = "/webhooks/twilio/{account_id}/voice", tag = "telephony",
     params(("account_id" = String, Path, description = "account id")),
-    request_body(content = std::collections::BTreeMap<String, String>, content_type = "application/x-www-form-urlencoded", description = "Twilio's status callback parameters"),
+    request_body(content = std::collections::BTreeMap<String, String>, content_type = "application/x-www-form-urlencoded", description = "Twilio's status callback parameters",
+        example = json!({"AccountSid": "AC0123456789abcdef0123456789abcdef", "CallSid": "CA5f0c2e8b7d9a41c6b8e2f4a6c8d0e1f2", "From": "+442079460123", "To": "+14155550100", "Direction": "inbound", "CallStatus": "completed", "CallDuration": "95", "FromCity": "London", "FromCountry": "GB"})),
     responses(
         (status = 200, description = "stored; empty TwiML", content_type = "text/xml"),
-        (status = 400, description = "invalid_form", body = ErrorEnvelope),
-        (status = 403, description = "invalid_signature", body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
-        (status = 422, description = "CallSid or the tracking number missing or invalid", body = ErrorEnvelope),
+        (status = 400, extensions(("x-error-codes" = json!([Code::InvalidForm])))),
+        (status = 403, extensions(("x-error-codes" = json!([Code::InvalidSignature])))),
+        (status = 404, description = "no such account", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 415, description = "the body is not application/x-www-form-urlencoded", extensions(("x-error-codes" = json!([Code::UnsupportedMediaType])))),
+        (status = 422, description = "CallSid or the tracking number missing or invalid", extensions(("x-error-codes" = json!([Code::InvalidField, Code::MissingField, Code::InvalidPhoneNumber, Code::StartInFuture, Code::TooLong, Code::ConsentRequired])))),
     ))]
 pub async fn voice(
     State(state): State<AppState>,
@@ -282,13 +284,15 @@ pub async fn voice(
 /// Repeated deliveries of a `RecordingSid` queue it once.
 #[utoipa::path(post, path = "/webhooks/twilio/{account_id}/recording", tag = "telephony",
     params(("account_id" = String, Path, description = "account id")),
-    request_body(content = std::collections::BTreeMap<String, String>, content_type = "application/x-www-form-urlencoded", description = "Twilio's recording status callback parameters"),
+    request_body(content = std::collections::BTreeMap<String, String>, content_type = "application/x-www-form-urlencoded", description = "Twilio's recording status callback parameters",
+        example = json!({"AccountSid": "AC0123456789abcdef0123456789abcdef", "CallSid": "CA5f0c2e8b7d9a41c6b8e2f4a6c8d0e1f2", "RecordingSid": "RE0123456789abcdef0123456789abcdef", "RecordingUrl": "https://api.twilio.com/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Recordings/RE0123456789abcdef0123456789abcdef", "RecordingStatus": "completed", "RecordingDuration": "95", "RecordingChannels": "1"})),
     responses(
         (status = 200, description = "queued (or nothing to do); empty TwiML", content_type = "text/xml"),
-        (status = 400, description = "invalid_form", body = ErrorEnvelope),
-        (status = 403, description = "invalid_signature", body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
-        (status = 422, description = "RecordingSid, CallSid, AccountSid or RecordingUrl missing or invalid: the URL must be https on a configured Twilio media host, the AccountSid the account's own", body = ErrorEnvelope),
+        (status = 400, extensions(("x-error-codes" = json!([Code::InvalidForm])))),
+        (status = 403, extensions(("x-error-codes" = json!([Code::InvalidSignature])))),
+        (status = 404, description = "no such account", extensions(("x-error-codes" = json!([Code::NotFound])))),
+        (status = 415, description = "the body is not application/x-www-form-urlencoded", extensions(("x-error-codes" = json!([Code::UnsupportedMediaType])))),
+        (status = 422, description = "RecordingSid, CallSid, AccountSid or RecordingUrl missing or invalid: the URL must be https on a configured Twilio media host, the AccountSid the account's own", extensions(("x-error-codes" = json!([Code::InvalidField, Code::MissingField])))),
     ))]
 pub async fn recording(
     State(state): State<AppState>,

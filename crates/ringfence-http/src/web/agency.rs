@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::error::{PageError, PageResult};
 use super::pages::{Chrome, render};
+use super::present::filters;
 use super::session::{WebUser, field};
 use crate::auth::Auth;
 use crate::body::JsonBody;

@@ -14,6 +14,7 @@ use ringfence_core::{AccountId, CallId};
 
 use super::error::{PageError, PageResult};
 use super::pages::{CallRowView, Chrome};
+use super::present::filters;
 use super::session::WebUser;
 use crate::auth::Auth;
 use crate::error::{ApiError, Code};

@@ -10,9 +10,12 @@
 mod agency;
 mod assets;
 mod caller;
+mod checklist;
+mod csv;
 mod error;
 mod journal;
 mod pages;
+mod present;
 mod session;
 pub mod throttle;
 mod users;
@@ -32,12 +35,13 @@ use crate::state::AppState;
 const MAX_FORM_BYTES: usize = 16 << 10;
 
 /// The web interface's routes (merged into the application's router).
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(pages::home))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/ui/accounts/{account_id}/calls", get(pages::call_log))
+        .route("/ui/accounts/{account_id}/calls.csv", get(csv::download))
         .route("/ui/calls/{call_id}", get(pages::call_detail))
         .route("/ui/calls/{call_id}/recording", get(pages::recording))
         .route(
@@ -54,10 +58,13 @@ pub fn router() -> Router<AppState> {
             "/ui/calls/{call_id}/caller/export",
             post(caller::export_caller),
         )
-        .route("/ui/accounts/{account_id}/checklist", get(pages::checklist))
+        .route(
+            "/ui/accounts/{account_id}/checklist",
+            get(checklist::checklist),
+        )
         .route(
             "/ui/agencies/{agency_id}/checklist",
-            get(pages::agency_checklist),
+            get(checklist::agency_checklist),
         )
         .route("/ui/accounts/{account_id}/settings", get(pages::settings))
         .route("/ui/journal", get(journal::journal))
@@ -90,10 +97,22 @@ pub fn router() -> Router<AppState> {
             post(pages::create_notice),
         )
         .route(
+            "/ui/accounts/{account_id}/recipients",
+            post(pages::create_recipient),
+        )
+        .route(
+            "/ui/accounts/{account_id}/recipients/{recipient_id}",
+            post(pages::change_recipient),
+        )
+        .route(
             "/ui/accounts/{account_id}/recipients/{recipient_id}/deliveries/{delivery_id}/retry",
             post(pages::retry_delivery),
         )
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            error::with_navigation,
+        ))
         .layer(middleware::from_fn(security_headers))
         .route("/assets/{name}", get(assets::asset))
 }

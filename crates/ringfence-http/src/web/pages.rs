@@ -11,8 +11,9 @@ use bytes::Bytes;
 use ringfence_core::access::{Denied, Permission, Principal, Scope, Tenant};
 use ringfence_core::{AccountId, CallId};
 
-use super::assets::{CSS_NAME, HTMX_NAME};
+use super::assets::{CSS_NAME, HTMX_NAME, LOCAL_TIME_NAME};
 use super::error::{PageError, PageResult};
+use super::present::{People, filters, label};
 use super::session::{WebUser, field};
 use crate::auth::Auth;
 use crate::body::JsonBody;
@@ -24,20 +25,26 @@ use crate::routes::accounts::{
 use crate::routes::consents::{self, NoticeOutput};
 use crate::routes::recipients::{self as recipients_route, DeliveryOutput, RecipientOutput};
 use crate::routes::redaction::{Receipt, RedactCallerInput};
-use crate::routes::{
-    calls, checklist as checklist_route, legal_hold as legal_hold_route, path_id, recordings,
-    redaction,
-};
+use crate::routes::{calls, legal_hold as legal_hold_route, path_id, recordings, redaction};
 use crate::state::AppState;
 
-/// What every page's frame needs: the CSRF token for htmx and the sign-out form, the
-/// signed-in role, and the account the navigation points at.
+/// What every page's frame needs: the CSRF token for htmx and the sign-out form, who is
+/// signed in, and the account the navigation points at. The navigation offers only pages
+/// the role may open.
 pub struct Chrome {
     pub csrf: String,
     pub role: &'static str,
+    /// The signed-in user as the pages name them (their e-mail address).
+    pub who: String,
     pub account: Option<String>,
+    /// The role manages accounts (checklist, settings, users, journal); an analyst only
+    /// reads the call log.
+    pub manage: bool,
+    /// The user sees more than one account (the accounts list is worth a link).
+    pub many_accounts: bool,
     pub css: &'static str,
     pub htmx: &'static str,
+    pub local_time: &'static str,
 }
 
 impl Chrome {
@@ -45,23 +52,22 @@ impl Chrome {
         Chrome {
             csrf: user.csrf.clone(),
             role: user.principal.role.as_str(),
+            who: user.name.clone(),
             account: account.map(|a| a.to_string()),
+            manage: !matches!(
+                user.principal.role,
+                ringfence_core::access::Role::Analyst | ringfence_core::access::Role::Ingest
+            ),
+            many_accounts: !matches!(user.principal.scope, Scope::Account { .. }),
             css: CSS_NAME,
             htmx: HTMX_NAME,
+            local_time: LOCAL_TIME_NAME,
         }
     }
 }
 
 pub(super) fn render(template: &impl Template) -> PageResult<Response> {
     Ok(Html(template.render()?).into_response())
-}
-
-/// `2026-11-28T10:00:00Z` → `2026-11-28 10:00:00`.
-pub(super) fn when(rfc3339: &str) -> String {
-    rfc3339
-        .get(..19)
-        .map(|s| s.replace('T', " "))
-        .unwrap_or_else(|| rfc3339.to_owned())
 }
 
 fn duration(seconds: Option<u32>) -> String {
@@ -128,11 +134,11 @@ impl From<&CallOutput> for CallRowView {
     fn from(c: &CallOutput) -> Self {
         CallRowView {
             id: c.id.clone(),
-            time: when(&c.started_at),
-            source: c.source.clone().unwrap_or_else(|| "–".into()),
+            time: c.started_at.clone(),
+            source: c.source.clone().unwrap_or_default(),
             tracking_number: c.tracking_number.clone(),
             duration: duration(c.duration_s),
-            status: c.status.clone().unwrap_or_else(|| "–".into()),
+            status: c.status.clone().unwrap_or_default(),
             caller: c
                 .caller
                 .as_ref()
@@ -169,6 +175,12 @@ struct CallLogPage {
     account_id: String,
     account_name: String,
     filters: Filters,
+    /// Whether any filter is set.
+    filtered: bool,
+    /// How many calls match the filters (all pages).
+    total: u64,
+    /// The CSV download of the calls matching the filters.
+    csv: String,
     rows: Vec<CallRowView>,
     masked: bool,
     next: Option<String>,
@@ -187,22 +199,25 @@ const STATUSES: &[&str] = &[
     "canceled",
 ];
 
-/// The call log: the API's list with the form's filters; dates become whole days (UTC).
-pub async fn call_log(
-    State(state): State<AppState>,
-    user: WebUser,
-    Path(account): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> PageResult<Response> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+/// The call log's filters as the form sent them: what the form shows again, the API's
+/// query, and the filters a next page or a download keeps (without the cursor).
+pub(super) struct LogQuery {
+    filters: Filters,
+    pub(super) api: Vec<(String, String)>,
+    pub(super) kept: Vec<(String, String)>,
+}
+
+/// Reads the call log's query; dates become whole days (UTC).
+pub(super) fn log_query(raw: Option<&str>) -> PageResult<LogQuery> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
         .map_err(|_| PageError::new(Code::InvalidQuery, "the filters could not be read"))?;
     let mut filters = Filters::default();
     let mut api: Vec<(String, String)> = Vec::new();
-    let mut page_of: Vec<(String, String)> = Vec::new();
+    let mut kept: Vec<(String, String)> = Vec::new();
     for (key, value) in pairs {
         let value = value.trim().to_owned();
         if key != "cursor" && !value.is_empty() {
-            page_of.push((key.clone(), value.clone()));
+            kept.push((key.clone(), value.clone()));
         }
         let slot = match key.as_str() {
             "from" => Some(&mut filters.from),
@@ -225,9 +240,28 @@ pub async fn call_log(
         };
         api.push((key, value));
     }
+    Ok(LogQuery { filters, api, kept })
+}
+
+/// The call log: the API's list with the form's filters, how many calls match them, and
+/// a link to download them as CSV.
+pub async fn call_log(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(account): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> PageResult<Response> {
+    let LogQuery { filters, api, kept } = log_query(raw.as_deref())?;
     let query = serde_urlencoded::to_string(&api)
         .map_err(|_| PageError::new(Code::InvalidQuery, "the filters could not be read"))?;
     let Json(list) = calls::list_calls(
+        State(state.clone()),
+        Auth(user.principal.clone()),
+        Path(account.clone()),
+        RawQuery(Some(query.clone())),
+    )
+    .await?;
+    let total = calls::count_calls(
         State(state.clone()),
         Auth(user.principal.clone()),
         Path(account.clone()),
@@ -243,18 +277,25 @@ pub async fn call_log(
         .map(|a| a.name)
         .unwrap_or_default();
     let next = list.next_cursor.map(|cursor| {
-        let mut q = page_of.clone();
+        let mut q = kept.clone();
         q.push(("cursor".into(), cursor));
         format!(
             "/ui/accounts/{account}/calls?{}",
             serde_urlencoded::to_string(&q).unwrap_or_default()
         )
     });
+    let csv = format!(
+        "/ui/accounts/{account_id}/calls.csv?{}",
+        serde_urlencoded::to_string(&kept).unwrap_or_default()
+    );
     render(&CallLogPage {
         chrome: Chrome::new(&user, Some(account_id)),
         account_id: account_id.to_string(),
         account_name,
+        filtered: !kept.is_empty(),
         filters,
+        total,
+        csv,
         rows: list.items.iter().map(CallRowView::from).collect(),
         masked: !user.principal.personal_data,
         next,
@@ -300,6 +341,17 @@ fn fields(pairs: Vec<(&'static str, Option<String>)>) -> Vec<Field> {
         .collect()
 }
 
+impl CallPage {
+    /// A recording's size in words (`48 kB`, `1.2 MB`).
+    fn size(bytes: &u64) -> String {
+        match *bytes {
+            b if b < 1_000 => format!("{b} bytes"),
+            b if b < 1_000_000 => format!("{} kB", b / 1_000),
+            b => format!("{:.1} MB", b as f64 / 1e6),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "call.html")]
 struct CallPage {
@@ -315,6 +367,9 @@ struct CallPage {
     receipt: Option<Receipt>,
     /// The user may place and release legal holds (account admins and above).
     manage_hold: bool,
+    /// Who redacted the call and who placed its legal hold, as the viewer may see them.
+    redacted_by: Option<String>,
+    held_by: Option<String>,
 }
 
 async fn call_page(
@@ -339,10 +394,10 @@ async fn call_page(
     let facts = fields(vec![
         ("Call id", Some(c.id.clone())),
         ("External id", c.external_id.clone()),
-        ("Direction", c.direction.clone()),
-        ("Status", c.status.clone()),
+        ("Direction", c.direction.as_deref().map(label)),
+        ("Status", c.status.as_deref().map(label)),
         ("Tracking number", Some(c.tracking_number.clone())),
-        ("Source", c.source.clone()),
+        ("Source", c.source.as_deref().map(label)),
         ("Campaign", c.campaign.clone()),
         ("UTM source", c.utm.source.clone()),
         ("UTM medium", c.utm.medium.clone()),
@@ -384,9 +439,18 @@ async fn call_page(
         ("Notes", c.notes.clone()),
         ("Tags", (!c.tags.is_empty()).then(|| c.tags.join(", "))),
     ]);
+    let actors: Vec<&str> = c
+        .redaction
+        .iter()
+        .map(|r| r.by.as_str())
+        .chain(c.legal_hold.iter().map(|h| h.by.as_str()))
+        .collect();
+    let people = People::resolve(state, &user.principal, actors).await?;
     let page = CallPage {
         chrome: Chrome::new(user, Some(account)),
-        started: when(&c.started_at),
+        redacted_by: c.redaction.as_ref().map(|r| people.name(&r.by)),
+        held_by: c.legal_hold.as_ref().map(|h| people.name(&h.by)),
+        started: c.started_at.clone(),
         duration: duration(c.duration_s),
         call: c,
         facts,
@@ -624,32 +688,6 @@ pub async fn redact_caller(
         .map_err(IntoResponse::into_response)
 }
 
-#[derive(Template)]
-#[template(path = "checklist.html")]
-struct ChecklistPage {
-    chrome: Chrome,
-    checklist: checklist_route::AccountChecklist,
-}
-
-/// The account's compliance checklist, from the API's handler.
-pub async fn checklist(
-    State(state): State<AppState>,
-    user: WebUser,
-    Path(account): Path<String>,
-) -> PageResult<Response> {
-    let Json(checklist) = checklist_route::account(
-        State(state.clone()),
-        Auth(user.principal.clone()),
-        Path(account.clone()),
-    )
-    .await?;
-    let account: AccountId = path_id(&account, "account")?;
-    render(&ChecklistPage {
-        chrome: Chrome::new(&user, Some(account)),
-        checklist,
-    })
-}
-
 /// A proposed automatic-redaction policy as the settings form sends it.
 struct RetentionChoice {
     after: String,
@@ -748,6 +786,7 @@ struct SettingsPage {
     recipients: Vec<RecipientView>,
     /// Every notice version, by category then version.
     notices: Vec<NoticeOutput>,
+    events: &'static [&'static str],
 }
 
 /// What the settings page shows besides the settings document: the recipients and the
@@ -812,6 +851,7 @@ async fn show_settings(
         saved: view.saved,
         recipients,
         notices,
+        events: RECIPIENT_EVENTS,
     })
 }
 
@@ -1059,23 +1099,110 @@ pub async fn save_collection(
     run.await.map_err(IntoResponse::into_response)
 }
 
-#[derive(Template)]
-#[template(path = "agency_checklist.html")]
-struct AgencyChecklistPage {
-    chrome: Chrome,
-    rollup: checklist_route::AgencyChecklistOutput,
+/// The events a recipient can be sent, in the order the form lists them.
+const RECIPIENT_EVENTS: &[&str] = &[
+    "call.created",
+    "call.redacted",
+    "caller.erased",
+    "consent.withdrawn",
+];
+
+/// Every value of a repeated form field (checkboxes of one name).
+fn all(form: &[(String, String)], name: &str) -> Vec<String> {
+    form.iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .collect()
 }
 
-/// The checklists of an agency's accounts, worst first, from the API's handler.
-pub async fn agency_checklist(
+/// Registers a recipient through the API's handler (its checks: a public `https://` host,
+/// a secret of 16 to 512 bytes, known events), then shows the settings again.
+pub async fn create_recipient(
     State(state): State<AppState>,
     user: WebUser,
-    Path(agency): Path<String>,
-) -> PageResult<Response> {
-    let Json(rollup) =
-        checklist_route::agency(State(state), Auth(user.principal.clone()), Path(agency)).await?;
-    render(&AgencyChecklistPage {
-        chrome: Chrome::new(&user, None),
-        rollup,
-    })
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let form = user.form(&headers, &body)?;
+    let run = async {
+        let input = recipients_route::RecipientInput {
+            name: field(&form, "name").unwrap_or_default().to_owned(),
+            url: field(&form, "url").unwrap_or_default().trim().to_owned(),
+            secret: field(&form, "secret").unwrap_or_default().to_owned(),
+            events: all(&form, "events"),
+            personal_data: Some(field(&form, "personal_data") == Some("on")),
+        };
+        let (_, Json(_)) = recipients_route::create(
+            State(state.clone()),
+            Auth(user.principal.clone()),
+            Path(account.clone()),
+            JsonBody(input),
+        )
+        .await?;
+        show_settings(
+            &state,
+            &user,
+            &account,
+            SettingsView {
+                saved: Some("Recipient added: it is sent the events you chose from now on."),
+                ..Default::default()
+            },
+        )
+        .await
+    };
+    run.await.map_err(IntoResponse::into_response)
+}
+
+/// Changes (`action=update`; an empty secret keeps the current one) or removes
+/// (`action=remove`) a recipient through the API's handlers, then shows the settings again.
+pub async fn change_recipient(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path((account, recipient)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let form = user.form(&headers, &body)?;
+    let run = async {
+        let auth = Auth(user.principal.clone());
+        let path = Path((account.clone(), recipient.clone()));
+        let saved = match field(&form, "action") {
+            Some("update") => {
+                let secret = field(&form, "secret").unwrap_or_default();
+                let update = recipients_route::RecipientUpdate {
+                    name: Some(field(&form, "name").unwrap_or_default().to_owned()),
+                    url: Some(field(&form, "url").unwrap_or_default().trim().to_owned()),
+                    secret: (!secret.is_empty()).then(|| secret.to_owned()),
+                    events: Some(all(&form, "events")),
+                    personal_data: Some(field(&form, "personal_data") == Some("on")),
+                };
+                let Json(_) =
+                    recipients_route::update(State(state.clone()), auth, path, JsonBody(update))
+                        .await?;
+                "Recipient saved."
+            }
+            Some("remove") => {
+                let Json(_) = recipients_route::remove(State(state.clone()), auth, path).await?;
+                "Recipient removed: it is sent nothing more; its delivery history stays."
+            }
+            _ => {
+                return Err(PageError::new(
+                    Code::InvalidField,
+                    "action: update or remove",
+                ));
+            }
+        };
+        show_settings(
+            &state,
+            &user,
+            &account,
+            SettingsView {
+                saved: Some(saved),
+                ..Default::default()
+            },
+        )
+        .await
+    };
+    run.await.map_err(IntoResponse::into_response)
 }

@@ -115,6 +115,10 @@ pub struct WebUser {
     pub principal: Principal,
     pub csrf: String,
     pub user: UserRecord,
+    /// How the pages name the user to themselves: their e-mail address (opened for the
+    /// page, never logged), or their role and a short id for a user made before addresses
+    /// were kept.
+    pub name: String,
 }
 
 impl WebUser {
@@ -207,6 +211,57 @@ fn sign_in_first(parts: &Parts) -> Response {
     )
 }
 
+/// The live session of a request's cookie and its user, looked up without changing
+/// anything: `None` when there is no cookie, no such session, or it has ended (idle,
+/// absolute expiry, or its user disabled).
+async fn live_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<(WebSessionRecord, UserRecord)>, Response> {
+    let Some(value) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let found = state
+        .log
+        .store()
+        .web_session(session_hash(&value))
+        .await
+        .map_err(|e| super::error::PageError::from(e).into_response())?;
+    let now = Timestamp::now().millis();
+    Ok(found.filter(|(session, user)| {
+        // Disabling ends the user's sessions in the same transaction; this is the backstop.
+        user.disabled_at.is_none()
+            && now - session.last_seen_at.millis() <= IDLE_MS
+            && now - session.created_at.millis() <= ABSOLUTE_MS
+    }))
+}
+
+impl WebUser {
+    async fn of(
+        state: &AppState,
+        session: WebSessionRecord,
+        user: UserRecord,
+    ) -> Result<WebUser, Response> {
+        let principal = user.principal();
+        let name = super::present::user_name(state, &principal, &user)
+            .await
+            .map_err(|e| super::error::PageError::from(e).into_response())?;
+        Ok(WebUser {
+            principal,
+            csrf: session.csrf_token,
+            name,
+            user,
+        })
+    }
+
+    /// The signed-in user of a request, if any, without touching the session: for pages
+    /// that only need to know who is looking (an error page's navigation).
+    pub async fn peek(state: &AppState, headers: &HeaderMap) -> Option<WebUser> {
+        let (session, user) = live_session(state, headers).await.ok()??;
+        WebUser::of(state, session, user).await.ok()
+    }
+}
+
 impl FromRequestParts<AppState> for WebUser {
     type Rejection = Response;
 
@@ -250,11 +305,7 @@ impl FromRequestParts<AppState> for WebUser {
                 .touch_web_session(hash, Timestamp::from_millis(now))
                 .await;
         }
-        Ok(WebUser {
-            principal: user.principal(),
-            csrf: session.csrf_token,
-            user,
-        })
+        WebUser::of(state, session, user).await
     }
 }
 

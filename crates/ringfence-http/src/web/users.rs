@@ -1,7 +1,7 @@
 //! The users of an account: who may sign in to it, adding one, and taking access away
 //! (disable, enable, remove, a new password, another role — through the API's handlers).
-//! E-mail addresses are not stored in the clear (users are found by a keyed hash of theirs),
-//! so the list shows ids, roles and state; the address is typed once, when the user is created.
+//! Users are found by a keyed hash of their e-mail address; the address itself is kept sealed
+//! and opened only to name the users on this page, for the admins who manage them.
 
 use askama::Template;
 use axum::extract::{Path, RawQuery, State};
@@ -16,7 +16,8 @@ use ringfence_crypto::password::PasswordError;
 use ringfence_store::users::NewUserError;
 
 use super::error::{PageError, PageResult};
-use super::pages::{Chrome, render, when};
+use super::pages::{Chrome, render};
+use super::present::{self, filters};
 use super::session::{WebUser, field, redirect_to};
 use crate::auth::Auth;
 use crate::body::JsonBody;
@@ -26,6 +27,9 @@ use crate::state::AppState;
 
 struct UserRow {
     id: String,
+    /// The user's e-mail address (the viewer manages them), or role and short id for a user
+    /// made before addresses were kept.
+    name: String,
     role: String,
     personal_data: bool,
     created_at: String,
@@ -47,6 +51,8 @@ struct UsersPage {
     done: Option<&'static str>,
     /// The user whose removal is being confirmed.
     confirm_remove: Option<String>,
+    /// How the user being removed is named.
+    target_name: String,
 }
 
 /// The account, if this user may manage it.
@@ -73,20 +79,31 @@ async fn page(
     .await?
     .0;
     let me = user.user.id.to_string();
-    let users = list
-        .items
-        .into_iter()
-        .map(|u| UserRow {
+    let mut users = Vec::with_capacity(list.items.len());
+    for u in list.items {
+        let id: UserId = path_id(&u.id, "user")?;
+        let name = match state.log.store().user(id).await? {
+            Some(record) => present::user_name(state, &user.principal, &record).await?,
+            None => u.id.clone(),
+        };
+        users.push(UserRow {
             is_self: u.id == me,
-            created_at: when(&u.created_at),
-            disabled_at: u.disabled_at.as_deref().map(when),
-            last_sign_in_at: u.last_sign_in_at.as_deref().map(when),
+            name,
+            created_at: u.created_at,
+            disabled_at: u.disabled_at,
+            last_sign_in_at: u.last_sign_in_at,
             id: u.id,
             role: u.role,
             personal_data: u.personal_data,
-        })
-        .collect();
+        });
+    }
+    let target_name = confirm_remove
+        .as_ref()
+        .and_then(|t| users.iter().find(|u| &u.id == t))
+        .map(|u| u.name.clone())
+        .unwrap_or_default();
     render(&UsersPage {
+        target_name,
         chrome: Chrome::new(user, Some(tenant.account)),
         account_id: tenant.account.to_string(),
         users,

@@ -536,14 +536,31 @@ async fn each_role_may_list_and_change_only_the_tokens_and_users_its_scope_reach
         S::NOT_FOUND,
         "an account admin does not see its agency"
     );
+    // Both filters narrow together: the account's tokens, if it is one of the agency's.
     let (status, body) = app
         .get(
             &app.admin,
             &format!("/api/v1/tokens?account_id={account}&agency_id={agency}"),
         )
         .await;
-    assert_eq!(status, S::BAD_REQUEST, "{body}");
-    assert_eq!(body["error"]["code"], "invalid_query");
+    assert_eq!(status, S::OK, "{body}");
+    let items = body["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    assert!(
+        items
+            .iter()
+            .all(|i| i["account_id"] == account.to_string().as_str()),
+        "{body}"
+    );
+    let (other_agency, _) = app.tenant().await;
+    let (status, body) = app
+        .get(
+            &app.admin,
+            &format!("/api/v1/tokens?account_id={account}&agency_id={other_agency}"),
+        )
+        .await;
+    assert_eq!(status, S::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["code"], "not_found");
     app.stop().await;
 }
 

@@ -93,6 +93,7 @@ async fn the_document_has_every_item_with_a_status_explanation_and_fix() {
             "overdue_redactions",
             "worker_recent",
             "data_folder_permissions",
+            "master_key_rotated",
             "recipients",
             "tokens",
             "audit_chain"
@@ -544,7 +545,7 @@ async fn the_agency_roll_up_lists_its_accounts_worst_first() {
     assert!(!doc.to_string().contains(&elsewhere.to_string()));
     assert_eq!(doc["status"], "fail");
     // Each account's document is the account route's.
-    assert_eq!(accounts[1]["items"].as_array().unwrap().len(), 12);
+    assert_eq!(accounts[1]["items"].as_array().unwrap().len(), 13);
 }
 
 #[test]
@@ -556,7 +557,7 @@ fn the_cli_prints_the_same_document() {
     assert_eq!(code, 0, "{err}");
     let doc: Value = serde_json::from_str(out.trim()).expect("one JSON document");
     assert_eq!(doc["account_id"], account);
-    assert_eq!(doc["items"].as_array().unwrap().len(), 12);
+    assert_eq!(doc["items"].as_array().unwrap().len(), 13);
     assert_eq!(item(&doc, "ip_minimised")["status"], "fail");
     assert_eq!(item(&doc, "data_folder_permissions")["status"], "pass");
 
@@ -569,7 +570,7 @@ fn the_cli_prints_the_same_document() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         out.lines().count(),
-        13,
+        14,
         "a header and one line per item: {out}"
     );
     assert!(out.contains("fail ip_minimised"), "{out}");

@@ -76,7 +76,7 @@ impl TestApp {
     async fn spawn_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = Config::in_folder(&dir.path().join("data"));
         adjust(&mut config);
-        let resources = Resources::open(&config).expect("open resources");
+        let resources = Resources::open(&config).await.expect("open resources");
         let app = Application::build(&resources).await.expect("build app");
         let address = format!("http://{}", app.address());
         let (tx, rx) = oneshot::channel::<()>();

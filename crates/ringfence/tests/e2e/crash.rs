@@ -379,7 +379,9 @@ async fn a_sweep_killed_midway_finishes_on_the_next_run_redacting_each_overdue_c
     let account = setup(&data);
     let account_id: ringfence_core::AccountId = account.parse().unwrap();
     {
-        let resources = ringfence::Resources::open(&ringfence::Config::in_folder(&data)).unwrap();
+        let resources = ringfence::Resources::open(&ringfence::Config::in_folder(&data))
+            .await
+            .unwrap();
         bulk_ingest(&resources, account_id, OVERDUE, 40, 0).await;
         bulk_ingest(&resources, account_id, RECENT, 10, OVERDUE).await;
         resources.close();

@@ -32,4 +32,6 @@ mod redaction;
 mod retention;
 mod twilio;
 mod validation;
+mod vault;
 mod web;
+mod web_language;

@@ -611,6 +611,7 @@ async fn audit_verify_passes_on_a_real_history_and_fails_on_each_kind_of_tamperi
                     agency_id: None,
                     account_id: None,
                     after_seq: None,
+                    before_seq: None,
                     limit: 10_000,
                 })
                 .await
