@@ -176,7 +176,7 @@ pub(crate) async fn session(
     // One statement: a session and the user it belongs to, as of one snapshot.
     let row = sqlx::query(concat!(
         "SELECT s.hash AS session_hash, s.user_id AS session_user, s.csrf_token, s.created_at AS session_created_at, s.last_seen_at, u.",
-        "id, u.email_index, u.password_hash, u.role, u.agency_id, u.account_id, u.personal_data, u.failed_logins, u.locked_until, u.created_at, u.disabled_at, u.last_sign_in_at",
+        "id, u.email_index, u.password_hash, u.role, u.agency_id, u.account_id, u.personal_data, u.failed_logins, u.locked_until, u.created_at, u.disabled_at, u.last_sign_in_at, u.email_sealed",
         " FROM web_sessions s JOIN users u ON u.id = s.user_id WHERE s.hash = $1"
     ))
     .bind(hash.as_slice())

@@ -249,6 +249,7 @@ pub async fn a_token_is_found_by_its_hash_and_revoked_once_with_one_journal_entr
             agency_id: None,
             account_id: None,
             after_seq: Some(before),
+            before_seq: None,
             limit: 10,
         })
         .await
@@ -281,6 +282,7 @@ pub async fn a_token_is_found_by_its_hash_and_revoked_once_with_one_journal_entr
             agency_id: None,
             account_id: None,
             after_seq: Some(before),
+            before_seq: None,
             limit: 10,
         })
         .await
@@ -349,6 +351,7 @@ pub async fn concurrent_writers_extend_one_journal_chain(env: Env) {
             agency_id: None,
             account_id: Some(accounts[0].id),
             after_seq: None,
+            before_seq: None,
             limit: 1000,
         })
         .await
@@ -367,6 +370,7 @@ pub async fn concurrent_writers_extend_one_journal_chain(env: Env) {
             agency_id: None,
             account_id: None,
             after_seq: None,
+            before_seq: None,
             limit: 1000,
         })
         .await
@@ -387,6 +391,7 @@ fn user(scope: Scope, index: u8) -> UserRecord {
         created_at: at(1_700_000_000_000),
         disabled_at: None,
         last_sign_in_at: None,
+        email_sealed: None,
     }
 }
 
@@ -1859,6 +1864,7 @@ pub async fn a_notice_is_numbered_per_category_and_frozen_once_a_consent_refers_
             agency_id: None,
             account_id: Some(account),
             after_seq: None,
+            before_seq: None,
             limit: 100,
         })
         .await
