@@ -153,6 +153,29 @@ fn purpose_of(text: &str) -> Result<KeyPurpose, VaultError> {
     KeyPurpose::parse(text).ok_or_else(|| VaultError::Storage("data_keys.purpose: unknown".into()))
 }
 
+impl PgVault {
+    /// Runs or joins the VACUUM that serves `ticket`.
+    async fn vacuum_for(&self, ticket: u64) -> Result<(), VaultError> {
+        let _running = self.vacuum.running.lock().await;
+        if self.vacuum.served.load(Ordering::SeqCst) >= ticket {
+            return Ok(());
+        }
+        // Every call counted so far was made before this VACUUM begins.
+        let covers = self.vacuum.requested.load(Ordering::SeqCst);
+        // The heap only: pruning frees the dead tuple's bytes (its line pointer stays until
+        // autovacuum cleans the indexes, which hold ids, purposes and times, no key). On a
+        // million keys this takes milliseconds where a full VACUUM takes ~90 ms; no
+        // truncation, which would lock out readers for a moment.
+        sqlx::query("VACUUM (INDEX_CLEANUP OFF, TRUNCATE OFF) data_keys")
+            .execute(&self.pool)
+            .await
+            .map_err(storage)?;
+        self.vacuum.served.fetch_max(covers, Ordering::SeqCst);
+        self.vacuum.runs.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl VaultStore for PgVault {
     async fn insert(&self, records: Vec<KeyRecord>) -> Result<(), VaultError> {
@@ -285,25 +308,19 @@ impl VaultStore for PgVault {
     /// destruction keeps the tuple until it ends; the page's free space, WAL and backups
     /// keep the bytes until overwritten or aged out: unreadable once the master key that
     /// wrapped them is rotated away.)
-    async fn compact(&self) -> Result<(), VaultError> {
+    fn compact<'life0, 'async_trait>(
+        &'life0 self,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), VaultError>> + Send + 'async_trait>,
+    >
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        // The ticket is taken when compact is called, not when its future is first polled:
+        // a caller joins the next VACUUM from that moment, whoever polls first.
         let ticket = self.vacuum.requested.fetch_add(1, Ordering::SeqCst) + 1;
-        let _running = self.vacuum.running.lock().await;
-        if self.vacuum.served.load(Ordering::SeqCst) >= ticket {
-            return Ok(());
-        }
-        // Every call counted so far was made before this VACUUM begins.
-        let covers = self.vacuum.requested.load(Ordering::SeqCst);
-        // The heap only: pruning frees the dead tuple's bytes (its line pointer stays until
-        // autovacuum cleans the indexes, which hold ids, purposes and times, no key). On a
-        // million keys this takes milliseconds where a full VACUUM takes ~90 ms; no
-        // truncation, which would lock out readers for a moment.
-        sqlx::query("VACUUM (INDEX_CLEANUP OFF, TRUNCATE OFF) data_keys")
-            .execute(&self.pool)
-            .await
-            .map_err(storage)?;
-        self.vacuum.served.fetch_max(covers, Ordering::SeqCst);
-        self.vacuum.runs.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        Box::pin(async move { self.vacuum_for(ticket).await })
     }
 
     async fn master_key_status(&self) -> Result<MasterKeyStatus, VaultError> {
