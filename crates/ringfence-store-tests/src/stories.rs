@@ -2117,3 +2117,149 @@ pub async fn a_recording_is_attached_only_as_consent_allows_and_never_to_a_redac
         Err(StoreError::NotFound(_))
     ));
 }
+
+fn wrapped_key(id: &str, master: &str, byte: u8) -> ringfence_crypto::KeyRecord {
+    ringfence_crypto::KeyRecord {
+        id: id.into(),
+        account_id: "acc".into(),
+        purpose: KeyPurpose::Call,
+        wrapped: vec![byte; 60],
+        master: master.into(),
+    }
+}
+
+pub async fn a_master_key_rotation_rewraps_every_row_and_retires_the_old_key_only_when_none_is_left(
+    env: Env,
+) {
+    use ringfence_crypto::{MasterKeyState, Rewrap, VaultError};
+    let vault = &env.vault;
+    assert!(vault.master_key_status().await.unwrap().keys.is_empty());
+    // The first insert registers its key as the active one.
+    vault
+        .insert(vec![
+            wrapped_key("call:01", "fp-a", 1),
+            wrapped_key("call:02", "fp-a", 2),
+        ])
+        .await
+        .unwrap();
+    let status = vault.master_key_status().await.unwrap();
+    assert_eq!(status.active(), Some("fp-a"));
+    // Rows under another key are refused whole.
+    assert!(matches!(
+        vault.insert(vec![wrapped_key("call:03", "fp-b", 3)]).await,
+        Err(VaultError::StaleMasterKey { newest }) if newest == "fp-a"
+    ));
+    assert!(matches!(
+        vault.begin_rotation("fp-x".into(), "fp-b".into()).await,
+        Err(VaultError::Rotation(_))
+    ));
+    assert_eq!(
+        vault
+            .begin_rotation("fp-a".into(), "fp-b".into())
+            .await
+            .unwrap(),
+        2
+    );
+    // Resuming the same rotation is allowed; another target is not.
+    assert_eq!(
+        vault
+            .begin_rotation("fp-a".into(), "fp-b".into())
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(matches!(
+        vault.begin_rotation("fp-a".into(), "fp-c".into()).await,
+        Err(VaultError::Rotation(_))
+    ));
+    // New keys go under the pending key from now on.
+    assert!(matches!(
+        vault.insert(vec![wrapped_key("call:03", "fp-a", 3)]).await,
+        Err(VaultError::StaleMasterKey { newest }) if newest == "fp-b"
+    ));
+    vault
+        .insert(vec![wrapped_key("call:03", "fp-b", 3)])
+        .await
+        .unwrap();
+    assert_eq!(
+        vault
+            .finish_rotation("fp-a".into(), "fp-b".into(), 0)
+            .await
+            .unwrap(),
+        2,
+        "two rows are still under the old key"
+    );
+    let old = vault
+        .wrapped_by_other("fp-b".into(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        old.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec!["call:01", "call:02"]
+    );
+    // A row destroyed during the rotation is not brought back by its re-wrap.
+    assert_eq!(vault.destroy(vec!["call:02".into()]).await.unwrap(), 1);
+    let changes: Vec<Rewrap> = old
+        .iter()
+        .map(|r| Rewrap {
+            id: r.id.clone(),
+            old_wrapped: r.wrapped.clone(),
+            new_wrapped: vec![0xbb; 60],
+        })
+        .collect();
+    assert_eq!(
+        vault.rewrap("fp-b".into(), changes.clone()).await.unwrap(),
+        1
+    );
+    assert!(
+        vault
+            .fetch(vec!["call:02".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The compare-and-set: applied again, nothing matches.
+    assert_eq!(vault.rewrap("fp-b".into(), changes).await.unwrap(), 0);
+    let rewrapped = vault.fetch(vec!["call:01".into()]).await.unwrap();
+    assert_eq!(
+        (rewrapped[0].master.as_str(), rewrapped[0].wrapped.clone()),
+        ("fp-b", vec![0xbb; 60])
+    );
+    assert_eq!(
+        vault
+            .finish_rotation("fp-a".into(), "fp-b".into(), 1)
+            .await
+            .unwrap(),
+        0
+    );
+    let status = vault.master_key_status().await.unwrap();
+    assert_eq!(status.active(), Some("fp-b"));
+    assert!(
+        status
+            .keys
+            .iter()
+            .any(|k| k.fingerprint == "fp-a" && k.state == MasterKeyState::Retired)
+    );
+    let last = status.last_rotation.expect("the rotation is recorded");
+    assert_eq!(
+        (last.from.as_str(), last.to.as_str(), last.rewrapped),
+        ("fp-a", "fp-b", 1)
+    );
+    assert!(last.finished_at_millis.is_some());
+    // Finishing again changes nothing; a retired key never comes back.
+    assert_eq!(
+        vault
+            .finish_rotation("fp-a".into(), "fp-b".into(), 1)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(matches!(
+        vault.begin_rotation("fp-b".into(), "fp-a".into()).await,
+        Err(VaultError::Rotation(_))
+    ));
+    assert!(matches!(
+        vault.insert(vec![wrapped_key("call:04", "fp-a", 4)]).await,
+        Err(VaultError::StaleMasterKey { newest }) if newest == "fp-b"
+    ));
+}

@@ -22,4 +22,5 @@ ringfence_store_tests::store_stories!(
     eight_failed_sign_ins_at_once_each_count_and_the_fifth_locks_the_user,
     due_calls_are_the_old_live_unheld_ones_in_scope_oldest_first,
     a_recording_is_attached_only_as_consent_allows_and_never_to_a_redacted_call,
+    a_master_key_rotation_rewraps_every_row_and_retires_the_old_key_only_when_none_is_left,
 );
