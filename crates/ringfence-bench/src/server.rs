@@ -134,7 +134,7 @@ impl Server {
             .context("the server task failed")??;
         // As `ringfence serve` does on its way out.
         self.resources.log.key_pool().release().await;
-        self.resources.close();
+        self.resources.close().await;
         let conn = rusqlite::Connection::open(self.data.join("ringfence.db"))?;
         Ok(conn.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get::<_, i64>(0))? as u64)
     }

@@ -207,6 +207,21 @@ pub async fn migrate(url: &DatabaseUrl, schema: Schema) -> Result<(), StoreError
     closed
 }
 
+/// Whether the schema has been created in the database (by `serve` or any command that opens
+/// it): commands that only read or change stored data refuse an empty database, as they
+/// refuse a missing data folder.
+pub async fn is_initialised(url: &DatabaseUrl, schema: Schema) -> Result<bool, StoreError> {
+    let mut conn = url.connect().await?;
+    let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(schema.history_table())
+        .fetch_one(&mut conn)
+        .await
+        .map_err(backend)?;
+    let closed = conn.close().await.map_err(backend);
+    closed?;
+    Ok(found.is_some())
+}
+
 #[derive(Debug, thiserror::Error)]
 enum MigrationError {
     #[error("{0}")]

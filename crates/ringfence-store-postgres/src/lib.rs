@@ -16,7 +16,7 @@ mod store;
 mod users;
 mod vault;
 
-pub use connect::{DatabaseUrl, Schema, UrlError, migrate};
+pub use connect::{DatabaseUrl, Schema, UrlError, is_initialised, migrate};
 pub use store::PgStore;
 pub use vault::PgVault;
 

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use ringfence_crypto::VaultStore;
 use ringfence_crypto::{MasterKey, MasterKeySource, Vault, VaultError};
 use ringfence_http::{AppState, Limits};
 use ringfence_store::{Blobs, CallLog, Store};
+use ringfence_store_postgres::{PgStore, PgVault};
 use ringfence_store_sqlite::{SqliteStore, SqliteVault};
 
 use crate::config::{BlobLocation, Config, DatabaseLocation};
@@ -19,8 +21,73 @@ use crate::config::{BlobLocation, Config, DatabaseLocation};
 pub struct Resources {
     pub config: Config,
     pub log: Arc<CallLog>,
-    pub store: SqliteStore,
-    pub vault: SqliteVault,
+    call_log_db: CallLogDb,
+    vault_db: VaultDb,
+}
+
+/// The call log's database, whichever backend holds it.
+enum CallLogDb {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// The vault's database.
+enum VaultDb {
+    Sqlite(SqliteVault),
+    Postgres(PgVault),
+}
+
+/// Connections each process keeps to a PostgreSQL call log: enough for the concurrent
+/// requests of one instance (each write is one short transaction); an operator running
+/// several instances keeps their sum below the server's `max_connections`.
+const CALL_LOG_CONNECTIONS: u32 = 32;
+/// Connections to a PostgreSQL vault (key reads are cached; writes are rare and short).
+const VAULT_CONNECTIONS: u32 = 8;
+
+impl CallLogDb {
+    async fn open(location: &DatabaseLocation) -> anyhow::Result<CallLogDb> {
+        Ok(match location {
+            DatabaseLocation::Sqlite(path) => CallLogDb::Sqlite(
+                SqliteStore::open(path)
+                    .with_context(|| format!("cannot open the call log {}", path.display()))?,
+            ),
+            DatabaseLocation::Postgres(url) => CallLogDb::Postgres(
+                PgStore::open(url, CALL_LOG_CONNECTIONS)
+                    .await
+                    .with_context(|| format!("cannot open the call log {url}"))?,
+            ),
+        })
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        match self {
+            CallLogDb::Sqlite(s) => Arc::new(s.clone()),
+            CallLogDb::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+}
+
+impl VaultDb {
+    async fn open(location: &DatabaseLocation) -> anyhow::Result<VaultDb> {
+        Ok(match location {
+            DatabaseLocation::Sqlite(path) => VaultDb::Sqlite(
+                SqliteVault::open(path)
+                    .with_context(|| format!("cannot open the vault {}", path.display()))?,
+            ),
+            DatabaseLocation::Postgres(url) => VaultDb::Postgres(
+                PgVault::open(url, VAULT_CONNECTIONS)
+                    .await
+                    .with_context(|| format!("cannot open the vault {url}"))?,
+            ),
+        })
+    }
+
+    fn store(&self) -> Arc<dyn VaultStore> {
+        match self {
+            VaultDb::Sqlite(v) => Arc::new(v.clone()),
+            VaultDb::Postgres(v) => Arc::new(v.clone()),
+        }
+    }
 }
 
 /// Creates the folder 0700 if it is missing (a folder of the operator's that holds the key
@@ -154,19 +221,20 @@ impl Resources {
             ringfence_store::private::restrict_file(&config.master_key_file)
                 .with_context(|| format!("cannot restrict {}", config.master_key_file.display()))?;
         }
-        let DatabaseLocation::Sqlite(db_path) = &config.database;
-        let DatabaseLocation::Sqlite(vault_path) = &config.vault;
         // A redaction commits the call log's changes only after the vault has committed the
-        // keys' deletion; in one file the two writers would wait for each other.
-        anyhow::ensure!(
-            !same_file(db_path, vault_path),
-            "the vault must be a database of its own, not the call log's file ({})",
-            vault_path.display()
-        );
-        let store = SqliteStore::open(db_path)
-            .with_context(|| format!("cannot open the call log {}", db_path.display()))?;
-        let vault = SqliteVault::open(vault_path)
-            .with_context(|| format!("cannot open the vault {}", vault_path.display()))?;
+        // keys' deletion; in one file the two writers would wait for each other. (Two
+        // PostgreSQL URLs naming one database are refused by `Config::resolve`.)
+        if let (DatabaseLocation::Sqlite(db_path), DatabaseLocation::Sqlite(vault_path)) =
+            (&config.database, &config.vault)
+        {
+            anyhow::ensure!(
+                !same_file(db_path, vault_path),
+                "the vault must be a database of its own, not the call log's file ({})",
+                vault_path.display()
+            );
+        }
+        let call_log_db = CallLogDb::open(&config.database).await?;
+        let vault_db = VaultDb::open(&config.vault).await?;
         let BlobLocation::Folder(folder) = &config.blobs;
         let blobs = Blobs::local(folder)
             .with_context(|| format!("cannot open the recordings folder {}", folder.display()))?;
@@ -174,33 +242,35 @@ impl Resources {
             Arc::new(MasterKeyFiles {
                 master_key_file: config.master_key_file.clone(),
             }),
-            Arc::new(vault.clone()),
+            vault_db.store(),
         )
         .await
         .with_context(|| {
             format!(
                 "cannot open the vault {} with the master key file {}",
-                vault_path.display(),
+                config.vault.describe(),
                 config.master_key_file.display()
             )
         })?;
-        let log = Arc::new(CallLog::new(
-            Arc::new(store.clone()) as Arc<dyn Store>,
-            keys,
-            blobs,
-        ));
+        let log = Arc::new(CallLog::new(call_log_db.store(), keys, blobs));
         Ok(Resources {
             config: config.clone(),
             log,
-            store,
-            vault,
+            call_log_db,
+            vault_db,
         })
     }
 
     /// Waits for queued writes and closes the databases.
-    pub fn close(&self) {
-        self.store.db().close();
-        self.vault.db().close();
+    pub async fn close(&self) {
+        match &self.call_log_db {
+            CallLogDb::Sqlite(s) => s.db().close(),
+            CallLogDb::Postgres(s) => s.close().await,
+        }
+        match &self.vault_db {
+            VaultDb::Sqlite(v) => v.db().close(),
+            VaultDb::Postgres(v) => v.close().await,
+        }
     }
 }
 

@@ -56,11 +56,18 @@ struct Manifest {
     redo_records: u64,
 }
 
-fn paths(config: &Config) -> (PathBuf, PathBuf, PathBuf) {
-    let DatabaseLocation::Sqlite(db) = &config.database;
-    let DatabaseLocation::Sqlite(vault) = &config.vault;
+/// The files a backup copies. A PostgreSQL call log or vault is backed up with PostgreSQL's
+/// own tools, which copy it consistently while it serves (README, "Scaling out").
+fn paths(config: &Config) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    let (DatabaseLocation::Sqlite(db), DatabaseLocation::Sqlite(vault)) =
+        (&config.database, &config.vault)
+    else {
+        bail!(
+            "`ringfence backup` and `restore` copy SQLite files; back up a PostgreSQL call log and vault with pg_dump or pg_basebackup (README, \"Scaling out\")"
+        );
+    };
     let BlobLocation::Folder(folder) = &config.blobs;
-    (db.clone(), vault.clone(), folder.clone())
+    Ok((db.clone(), vault.clone(), folder.clone()))
 }
 
 fn is_empty_dir(dir: &Path) -> anyhow::Result<bool> {
@@ -121,7 +128,7 @@ pub async fn backup(resources: &Resources, out: &Path) -> anyhow::Result<serde_j
         );
     }
     private::create_dir(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let (db, vault, folder) = paths(&resources.config);
+    let (db, vault, folder) = paths(&resources.config)?;
     // Order matters: redo log, call log, then vault, then files (see the module's comment).
     let (audit_seq, redo_records) = {
         let out = out.to_owned();
@@ -331,7 +338,7 @@ pub async fn restore(
             manifest.format
         );
     }
-    let (db, vault, folder) = paths(config);
+    let (db, vault, folder) = paths(config)?;
     if db.exists() || vault.exists() {
         bail!(
             "{} already holds a call log: restore into an empty data folder",
@@ -451,7 +458,7 @@ pub async fn restore(
             ..Default::default()
         })
         .await?;
-    resources.close();
+    resources.close().await;
     Ok(
         json!({"restored_from": from.display().to_string(), "backup_audit_seq": manifest.audit_seq, "redactions_reapplied": reapplied, "journal_groups": entries}),
     )

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use ringfence_core::net::valid_host_pattern;
 use ringfence_jobs::outbound::MediaHosts;
+use ringfence_store_postgres::DatabaseUrl;
 use serde::Deserialize;
 
 /// Settings shared by every command (listed under their own heading in each command's help).
@@ -17,13 +18,15 @@ pub struct GlobalArgs {
     /// TOML file with any of the settings below (flags and environment override it).
     #[arg(long, global = true, env = "RINGFENCE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Data folder: SQLite call log, vault, recordings, master key. Default ./ringfence-data
+    /// Data folder: master key, recordings, and the SQLite call log and vault unless URLs name
+    /// other databases. Default ./ringfence-data
     #[arg(long, global = true, env = "RINGFENCE_DATA", value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Address the server listens on. Default 127.0.0.1:8080
     #[arg(long, global = true, env = "RINGFENCE_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
-    /// Call-log database. Default: SQLite file inside --data (sqlite://PATH also accepted)
+    /// Call-log database: postgres://user@host:5432/database, or sqlite://PATH. Default: the
+    /// SQLite file ringfence.db inside --data
     #[arg(
         long,
         global = true,
@@ -31,7 +34,8 @@ pub struct GlobalArgs {
         value_name = "URL"
     )]
     pub database_url: Option<String>,
-    /// Vault database. Default: its own SQLite file inside --data
+    /// Vault database, a database of its own (postgres://… or sqlite://PATH). Default: the
+    /// SQLite file vault.db inside --data
     #[arg(long, global = true, env = "RINGFENCE_VAULT_URL", value_name = "URL")]
     pub vault_url: Option<String>,
     /// Recordings store. Default: folder inside --data
@@ -125,9 +129,26 @@ struct FileConfig {
     allow_local_relays: Option<bool>,
 }
 
+/// Where a database is: a SQLite file, or a PostgreSQL database (whose URL never prints its
+/// credentials: see [`DatabaseUrl`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseLocation {
     Sqlite(PathBuf),
+    Postgres(DatabaseUrl),
+}
+
+impl DatabaseLocation {
+    /// How the location is named in messages: a file's path, or the URL without credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            DatabaseLocation::Sqlite(path) => path.display().to_string(),
+            DatabaseLocation::Postgres(url) => url.to_string(),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, DatabaseLocation::Postgres(_))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,7 +211,9 @@ fn default_geoip(data: &Path) -> Option<GeoIpLocation> {
     })
 }
 
-fn sqlite_location(url: &str, what: &str) -> anyhow::Result<DatabaseLocation> {
+/// A database URL: `sqlite://PATH` or `postgres://…`. Errors never repeat the URL, which
+/// may hold a password.
+fn database_location(url: &str, what: &str) -> anyhow::Result<DatabaseLocation> {
     if let Some(path) = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -201,9 +224,12 @@ fn sqlite_location(url: &str, what: &str) -> anyhow::Result<DatabaseLocation> {
         return Ok(DatabaseLocation::Sqlite(PathBuf::from(path)));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!("{what}: PostgreSQL is not supported by this version yet; use SQLite (the default)");
+        let url: DatabaseUrl = url.parse().map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+        return Ok(DatabaseLocation::Postgres(url));
     }
-    bail!("{what}: unsupported URL scheme (expected sqlite://PATH)")
+    bail!(
+        "{what}: unsupported URL scheme (expected sqlite://PATH or postgres://user@host/database)"
+    )
 }
 
 impl Config {
@@ -232,11 +258,11 @@ impl Config {
             .parse()
             .with_context(|| "--listen must be an address like 127.0.0.1:8080".to_owned())?;
         let database = match args.database_url.clone().or(file.database_url) {
-            Some(url) => sqlite_location(&url, "--database-url")?,
+            Some(url) => database_location(&url, "--database-url")?,
             None => DatabaseLocation::Sqlite(data.join("ringfence.db")),
         };
         let vault = match args.vault_url.clone().or(file.vault_url) {
-            Some(url) => sqlite_location(&url, "--vault-url")?,
+            Some(url) => database_location(&url, "--vault-url")?,
             None => DatabaseLocation::Sqlite(data.join("vault.db")),
         };
         if vault == database {

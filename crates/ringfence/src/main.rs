@@ -174,12 +174,23 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
             | Command::Backup { .. }
             | Command::Vault(_)
     );
-    let DatabaseLocation::Sqlite(call_log) = &config.database;
-    anyhow::ensure!(
-        !needs_data || call_log.exists(),
-        "no Ringfence data at {}: pass --data (or set RINGFENCE_DATA) to the folder `serve` uses",
-        config.data.display()
-    );
+    if needs_data {
+        match &config.database {
+            DatabaseLocation::Sqlite(call_log) => anyhow::ensure!(
+                call_log.exists(),
+                "no Ringfence data at {}: pass --data (or set RINGFENCE_DATA) to the folder `serve` uses",
+                config.data.display()
+            ),
+            DatabaseLocation::Postgres(url) => anyhow::ensure!(
+                ringfence_store_postgres::is_initialised(
+                    url,
+                    ringfence_store_postgres::Schema::CallLog
+                )
+                .await?,
+                "no Ringfence data in {url} (no call log was ever opened there): pass the --database-url that `serve` uses"
+            ),
+        }
+    }
     let resources = Resources::open(&config).await?;
     let result = match command {
         Command::Serve => serve(&resources).await,
@@ -217,7 +228,7 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
     }
     // Keys issued ahead of need open nothing once the process ends.
     resources.log.key_pool().release().await;
-    resources.close();
+    resources.close().await;
     result
 }
 

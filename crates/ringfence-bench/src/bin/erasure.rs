@@ -255,7 +255,7 @@ async fn redact_caller_bench(calls: usize, per_caller: usize, repeat: usize) -> 
             "NOT met"
         }
     );
-    resources.close();
+    resources.close().await;
     Ok(())
 }
 
@@ -303,7 +303,7 @@ async fn sweep_child(data: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let report = sweep(&resources.log, SweepOptions::now(), &mut |_| {}).await?;
     let seconds = started.elapsed().as_secs_f64();
-    resources.close();
+    resources.close().await;
     println!(
         "{}",
         serde_json::json!({"seconds": seconds, "calls": report.total_calls(), "peak_rss_mb": peak_rss_mb()})
@@ -434,7 +434,7 @@ async fn overdue_folder(data: &Path, calls: usize, recordings: bool) -> anyhow::
         .context("account")?;
     record.retention.after_days = Some(30);
     resources.log.store().update_account(record).await?;
-    resources.close();
+    resources.close().await;
     Ok(account)
 }
 

@@ -268,6 +268,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     drop(client);
     let _ = stop.send(());
     let _ = server.await;
-    resources.close();
+    resources.close().await;
     Ok(())
 }

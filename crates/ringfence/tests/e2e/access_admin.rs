@@ -626,7 +626,7 @@ fn json_line(stdout: &str) -> Value {
 
 #[test]
 fn the_cli_lists_revokes_and_changes_tokens_and_users_by_id_and_by_address() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Backing::new();
     let data = dir.path().join("data");
     let (_, account) = cli_tenant(&data, false);
     let first = dir.path().join("first");
@@ -717,8 +717,7 @@ fn the_cli_lists_revokes_and_changes_tokens_and_users_by_id_and_by_address() {
     assert!(err.contains("no user signs in with that address"), "{err}");
     assert!(!err.contains("dee@"), "the address is not echoed: {err}");
 
-    let journal: Vec<String> = ringfence_store_sqlite::read_journal(&data.join("ringfence.db"), 0)
-        .expect("journal")
+    let journal: Vec<String> = read_journal(&data)
         .into_iter()
         .map(|e| e.event.action)
         .collect();

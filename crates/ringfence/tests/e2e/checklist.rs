@@ -550,7 +550,7 @@ async fn the_agency_roll_up_lists_its_accounts_worst_first() {
 
 #[test]
 fn the_cli_prints_the_same_document() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Backing::new();
     let data = dir.path().join("data");
     let (agency, account) = cli_tenant(&data, true);
     let (code, out, err) = run_cli(&data, &["checklist", "--account", &account, "--json"]);

@@ -13,7 +13,7 @@ fn json_of(stdout: &str) -> Value {
 
 #[test]
 fn cli_commands_create_tenants_and_tokens_and_print_json() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Backing::new();
     let data = dir.path().join("data");
     let (code, out, err) = run_cli(
         &data,
@@ -118,6 +118,7 @@ fn cli_commands_create_tenants_and_tokens_and_print_json() {
 
 #[test]
 fn settings_come_from_a_file_overridden_by_environment_and_flags() {
+    // Where a setting comes from, shown with the default (SQLite) locations on either run.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ringfence.toml");
     std::fs::write(
@@ -170,7 +171,7 @@ fn settings_come_from_a_file_overridden_by_environment_and_flags() {
 
 #[tokio::test]
 async fn serve_prints_a_bootstrap_token_once_and_shuts_down_without_losing_acknowledged_calls() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Backing::new();
     let data = dir.path().join("data");
     let logs = dir.path().join("logs");
     let served = Served::start(&data, &logs, &[]);
@@ -249,7 +250,7 @@ async fn serve_prints_a_bootstrap_token_once_and_shuts_down_without_losing_ackno
 
 #[test]
 fn commands_on_stored_data_refuse_a_folder_without_any_and_create_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Backing::unmigrated();
     let data = dir.path().join("data");
     for args in [
         &["audit", "verify"][..],
@@ -258,7 +259,12 @@ fn commands_on_stored_data_refuse_a_folder_without_any_and_create_nothing() {
     ] {
         let (code, _, err) = run_cli(&data, args);
         assert_ne!(code, 0, "{args:?}");
-        assert!(err.contains("no Ringfence data at"), "{args:?}: {err}");
+        let refusal = if dir.is_postgres() {
+            "no Ringfence data in postgres://"
+        } else {
+            "no Ringfence data at"
+        };
+        assert!(err.contains(refusal), "{args:?}: {err}");
         assert!(!data.exists(), "{args:?} created the folder");
     }
     // Once `serve` (here: a command that creates) has made it, they run.
@@ -275,7 +281,7 @@ fn commands_on_stored_data_refuse_a_folder_without_any_and_create_nothing() {
 #[tokio::test]
 async fn the_cli_redacts_through_the_apis_rules_refusing_a_note_with_personal_data_and_a_held_call()
 {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Backing::new();
     let data = dir.path().join("data");
     let logs = dir.path().join("logs");
     let (_, account) = cli_tenant(&data, true);
@@ -332,7 +338,7 @@ async fn the_cli_redacts_through_the_apis_rules_refusing_a_note_with_personal_da
     let receipt = json_of(&out);
     assert_eq!(receipt["redacted_calls"], 1, "{receipt}");
     assert_eq!(receipt["call_ids"], json!([ids[0].clone()]));
-    let journal = ringfence_store_sqlite::read_journal(&data.join("ringfence.db"), 0).unwrap();
+    let journal = read_journal(&data);
     let redactions: Vec<_> = journal
         .iter()
         .filter(|e| e.event.action == "call.redacted")

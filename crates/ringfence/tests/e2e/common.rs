@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 use ringfence_core::collection::CollectionSettings;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -12,11 +14,166 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 
 use ringfence::commands::{TokenArgs, create_token};
+use ringfence::config::DatabaseLocation;
 use ringfence::{Application, Config, Resources};
 use ringfence_core::access::Role;
 use ringfence_core::timestamp::Timestamp;
 use ringfence_core::{AccountId, AgencyId};
 use ringfence_store::{AccountRecord, AgencyRecord};
+use ringfence_store_tests::harness::{TestDatabase, URL_VARIABLE, server_url};
+
+/// Whether this test binary runs the suite on PostgreSQL (`e2e_postgres`) rather than on
+/// SQLite (`e2e`). Both compile the same test files.
+pub fn on_postgres() -> bool {
+    crate::ON_POSTGRES
+}
+
+/// A test's storage: a temporary folder (master key and recordings; on SQLite the call log
+/// and the vault too) and, in the PostgreSQL run, two databases of its own on the server
+/// `RINGFENCE_TEST_DATABASE_URL` names (call log and vault), made from the migrated template
+/// and dropped with the `Backing`.
+///
+/// Without that variable the PostgreSQL run falls back to SQLite and says so, unless
+/// `RINGFENCE_POSTGRES_REQUIRED=1` (CI), where it fails.
+pub struct Backing {
+    dir: TempDir,
+    databases: Option<(TestDatabase, TestDatabase)>,
+}
+
+/// The PostgreSQL URLs (with credentials: for the child processes' environment only) of each
+/// live `Backing`'s data folder, so that `run_cli` and `Served::start` point the real binary
+/// at the same databases.
+static POSTGRES_URLS: LazyLock<Mutex<HashMap<PathBuf, (String, String)>>> =
+    LazyLock::new(Mutex::default);
+
+impl Backing {
+    /// A folder, and in the PostgreSQL run two migrated databases.
+    pub fn new() -> Backing {
+        Self::make(true)
+    }
+
+    /// As [`Backing::new`], but the PostgreSQL databases are empty, as a server's are before
+    /// Ringfence first opens them (the SQLite data folder is empty anyway).
+    pub fn unmigrated() -> Backing {
+        Self::make(false)
+    }
+
+    fn make(migrated: bool) -> Backing {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = if on_postgres() { server_url() } else { None };
+        let Some(server) = server else {
+            if on_postgres() {
+                println!("PostgreSQL run without {URL_VARIABLE}: this test ran on SQLite");
+            }
+            return Backing {
+                dir,
+                databases: None,
+            };
+        };
+        // A runtime of its own: callable from plain and from async tests alike.
+        let (log, vault) = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(async {
+                    if migrated {
+                        futures::join!(TestDatabase::create(&server), TestDatabase::create(&server))
+                    } else {
+                        futures::join!(
+                            TestDatabase::create_from(&server, None),
+                            TestDatabase::create_from(&server, None)
+                        )
+                    }
+                })
+        })
+        .join()
+        .expect("the test databases are made");
+        let text = |db: &TestDatabase| {
+            let mut url = url::Url::parse(&std::env::var(URL_VARIABLE).expect("the server's URL"))
+                .expect("a URL");
+            url.set_path(db.url.database());
+            url.to_string()
+        };
+        POSTGRES_URLS
+            .lock()
+            .expect("registry")
+            .insert(dir.path().join("data"), (text(&log), text(&vault)));
+        Backing {
+            dir,
+            databases: Some((log, vault)),
+        }
+    }
+
+    /// The temporary folder (the data folder is `data` inside it).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Whether this test's call log and vault are PostgreSQL databases.
+    pub fn is_postgres(&self) -> bool {
+        self.databases.is_some()
+    }
+
+    /// The configuration `serve` would resolve for this storage: everything in the data
+    /// folder, and the databases on PostgreSQL in the PostgreSQL run.
+    pub fn config(&self) -> Config {
+        let mut config = Config::in_folder(&self.data());
+        if let Some((log, vault)) = &self.databases {
+            config.database = DatabaseLocation::Postgres(log.url.clone());
+            config.vault = DatabaseLocation::Postgres(vault.url.clone());
+        }
+        config
+    }
+}
+
+impl Drop for Backing {
+    fn drop(&mut self) {
+        if self.databases.is_some() {
+            POSTGRES_URLS
+                .lock()
+                .map(|mut urls| urls.remove(&self.data()))
+                .ok();
+        }
+    }
+}
+
+/// The configuration of a data folder made by a [`Backing`] (its PostgreSQL databases in the
+/// PostgreSQL run).
+pub fn config_for(data: &Path) -> Config {
+    let mut config = Config::in_folder(data);
+    if let Some((log, vault)) = postgres_urls(data) {
+        config.database = DatabaseLocation::Postgres(log.parse().expect("a database URL"));
+        config.vault = DatabaseLocation::Postgres(vault.parse().expect("a database URL"));
+    }
+    config
+}
+
+/// The databases of a data folder in the PostgreSQL run. A data folder no `Backing` made
+/// would silently test SQLite there: that is a harness error.
+fn postgres_urls(data: &Path) -> Option<(String, String)> {
+    let urls = POSTGRES_URLS.lock().expect("registry").get(data).cloned();
+    if urls.is_none() && on_postgres() && server_url().is_some() {
+        panic!(
+            "{} was not made by common::Backing: in the PostgreSQL run it would use SQLite",
+            data.display()
+        );
+    }
+    urls
+}
+
+/// Points a command of the real binary at the data folder's databases.
+fn with_databases(command: &mut std::process::Command, data: &Path) {
+    if let Some((log, vault)) = postgres_urls(data) {
+        command
+            .env("RINGFENCE_DATABASE_URL", log)
+            .env("RINGFENCE_VAULT_URL", vault);
+    }
+}
 
 /// A UK number in Ofcom's drama range, valid to libphonenumber: +44 20 7946 0000..0999.
 pub fn uk_number(n: u16) -> String {
@@ -31,7 +188,7 @@ pub fn us_number(n: u16) -> String {
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    pub dir: TempDir,
+    pub dir: Backing,
     pub resources: Resources,
     pub admin: String,
     shutdown: Option<oneshot::Sender<()>>,
@@ -51,7 +208,7 @@ impl TestApp {
 
     /// A server whose configuration `adjust` changes first.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = Backing::new();
         let mut this = Self::spawn_in(dir, adjust).await;
         this.admin = this.token(Role::Admin, None, None, true).await;
         this
@@ -73,8 +230,8 @@ impl TestApp {
         this
     }
 
-    async fn spawn_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
-        let mut config = Config::in_folder(&dir.path().join("data"));
+    async fn spawn_in(dir: Backing, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = dir.config();
         adjust(&mut config);
         let resources = Resources::open(&config).await.expect("open resources");
         let app = Application::build(&resources).await.expect("build app");
@@ -99,18 +256,18 @@ impl TestApp {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.dir.data()
     }
 
     /// Stops the server, waiting for requests under way, and closes the databases.
-    pub async fn stop(mut self) -> TempDir {
+    pub async fn stop(mut self) -> Backing {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
-        self.resources.close();
+        self.resources.close().await;
         let TestApp { dir, .. } = self;
         dir
     }
@@ -332,13 +489,17 @@ pub fn binary() -> std::process::Command {
     command
         .env_remove("RINGFENCE_DATA")
         .env_remove("RINGFENCE_CONFIG")
-        .env_remove("RINGFENCE_LISTEN");
+        .env_remove("RINGFENCE_LISTEN")
+        .env_remove("RINGFENCE_DATABASE_URL")
+        .env_remove("RINGFENCE_VAULT_URL");
     command
 }
 
 /// Runs a CLI command on `data`; returns (exit code, stdout, stderr).
 pub fn run_cli(data: &Path, args: &[&str]) -> (i32, String, String) {
-    let output = binary()
+    let mut command = binary();
+    with_databases(&mut command, data);
+    let output = command
         .arg("--data")
         .arg(data)
         .args(args)
@@ -367,6 +528,7 @@ impl Served {
             std::fs::File::create(log_dir.join(format!("stderr-{}.log", uuid_like())))
                 .expect("stderr file");
         let mut command = binary();
+        with_databases(&mut command, data);
         command
             .arg("--data")
             .arg(data)
@@ -633,4 +795,103 @@ impl Trap {
 pub async fn closed_port() -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     listener.local_addr().unwrap().port()
+}
+
+/// The whole journal of a data folder's call log (made by a [`Backing`]), oldest first, read
+/// beside whatever process serves it: SQLite's file read-only, or PostgreSQL's table.
+pub fn read_journal(data: &Path) -> Vec<ringfence_store::AuditEntry> {
+    let Some((log, _)) = postgres_urls(data) else {
+        return ringfence_store_sqlite::read_journal(&data.join("ringfence.db"), 0)
+            .expect("the journal reads");
+    };
+    let url: ringfence_store_postgres::DatabaseUrl = log.parse().expect("a database URL");
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(async move {
+                use ringfence_store::Store;
+                let store = ringfence_store_postgres::PgStore::open(&url, 1)
+                    .await
+                    .expect("the call log opens");
+                let mut entries = Vec::new();
+                loop {
+                    let page = store
+                        .audit(ringfence_store::AuditQuery {
+                            agency_id: None,
+                            account_id: None,
+                            after_seq: entries.last().map(|e: &ringfence_store::AuditEntry| e.seq),
+                            before_seq: None,
+                            limit: 500,
+                        })
+                        .await
+                        .expect("the journal reads");
+                    if page.is_empty() {
+                        break;
+                    }
+                    entries.extend(page);
+                }
+                store.close().await;
+                entries
+            })
+    })
+    .join()
+    .expect("the journal is read")
+}
+
+/// Runs SQL on a data folder's PostgreSQL call log (tests that alter stored rows as an
+/// attacker with database access would). `None` on the SQLite run.
+pub fn postgres_call_log(data: &Path) -> Option<String> {
+    postgres_urls(data).map(|(log, _)| log)
+}
+
+/// Runs one statement on a PostgreSQL database given by URL text, from any test.
+pub fn postgres_execute(url: &str, sql: &str) -> u64 {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(async move {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&url)
+                    .await
+                    .expect("the database answers");
+                let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .expect("the statement runs");
+                conn.close().await.ok();
+                done.rows_affected()
+            })
+    })
+    .join()
+    .expect("the statement ran")
+}
+
+/// One number from a query on a PostgreSQL database given by URL text.
+pub fn postgres_count(url: &str, sql: &str) -> i64 {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(async move {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&url)
+                    .await
+                    .expect("the database answers");
+                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("the query runs");
+                conn.close().await.ok();
+                n
+            })
+    })
+    .join()
+    .expect("the query ran")
 }

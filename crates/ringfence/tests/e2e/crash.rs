@@ -384,7 +384,7 @@ async fn a_sweep_killed_midway_finishes_on_the_next_run_redacting_each_overdue_c
             .unwrap();
         bulk_ingest(&resources, account_id, OVERDUE, 40, 0).await;
         bulk_ingest(&resources, account_id, RECENT, 10, OVERDUE).await;
-        resources.close();
+        resources.close().await;
     }
     let (code, _, err) = run_cli(
         &data,

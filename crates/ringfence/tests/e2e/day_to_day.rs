@@ -8,7 +8,7 @@ use crate::common::*;
 
 #[tokio::test]
 async fn a_failing_command_under_json_prints_one_error_document_on_stdout() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Backing::unmigrated();
     let data = dir.path().join("data");
     let (code, out, err) = run_cli(&data, &["audit", "verify", "--json"]);
     assert_eq!(code, 1, "{out} {err}");
@@ -30,7 +30,7 @@ async fn a_failing_command_under_json_prints_one_error_document_on_stdout() {
 
 #[tokio::test]
 async fn subcommand_help_keeps_global_options_apart_and_every_flag_says_what_it_is() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Backing::new();
     let data = dir.path().join("data");
     for args in [
         &["agency", "create", "--help"][..],
@@ -61,7 +61,7 @@ async fn subcommand_help_keeps_global_options_apart_and_every_flag_says_what_it_
 
 #[tokio::test]
 async fn human_output_of_backup_and_demo_is_not_json() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Backing::new();
     let data = dir.path().join("data");
     let (code, out, err) = run_cli(&data, &["demo", "--calls", "20"]);
     assert_eq!(code, 0, "{err}");

@@ -7,6 +7,9 @@
 //! End-to-end tests: each test runs its own server (`Application::build` on port 0) over
 //! its own temporary data folder, or the real binary where the process matters.
 
+/// This binary runs the suite on SQLite; `e2e_postgres` runs the same files on PostgreSQL.
+const ON_POSTGRES: bool = false;
+
 mod common;
 
 mod access_admin;

@@ -546,7 +546,11 @@ async fn calls_redacted_by_hand_are_left_to_the_sweep_which_skips_them_and_retir
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     let db = app.data_dir().join("ringfence.db");
+    let postgres = postgres_call_log(&app.data_dir());
     let count = |sql: &str| -> i64 {
+        if let Some(url) = &postgres {
+            return postgres_count(url, &sql.replace("?1", &format!("'{account}'")));
+        }
         let conn =
             rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
                 .unwrap();

@@ -110,7 +110,7 @@ fn assert_live_calls_read_and_redacted_ones_stay_redacted(calls: &[Value], redac
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rotating_the_master_key_while_the_server_ingests_from_concurrent_clients_leaves_every_call_readable_and_the_old_key_destroyed()
  {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Backing::new();
     let data = dir.path().join("data");
     let logs = dir.path().join("logs");
     let (_, account) = cli_tenant(&data, true);
@@ -344,7 +344,7 @@ async fn rotating_the_master_key_while_the_server_ingests_from_concurrent_client
 #[tokio::test]
 async fn after_a_rotation_a_backed_up_copy_of_a_destroyed_key_opens_with_nothing_the_data_folder_holds()
  {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Backing::new();
     let data = dir.path().join("data");
     let logs = dir.path().join("logs");
     let (_, account) = cli_tenant(&data, true);
@@ -441,7 +441,7 @@ async fn after_a_rotation_a_backed_up_copy_of_a_destroyed_key_opens_with_nothing
 
 #[tokio::test]
 async fn a_rotation_refuses_the_master_key_file_itself_and_a_retired_key() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Backing::new();
     let data = dir.path().join("data");
     cli_tenant(&data, true);
     let master = data.join("master.key");
@@ -502,7 +502,7 @@ async fn a_rotation_refuses_the_master_key_file_itself_and_a_retired_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_rotation_is_finished_by_running_the_command_again() {
     use futures::FutureExt;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Backing::new();
     let data = dir.path().join("data");
     let logs = dir.path().join("logs");
     let (_, account) = cli_tenant(&data, true);
@@ -526,7 +526,7 @@ async fn an_interrupted_rotation_is_finished_by_running_the_command_again() {
     // 1. Interrupted after the first page of re-wraps (the process dies with its work half done).
     let first = dir.path().join("first.key");
     {
-        let resources = ringfence::Resources::open(&ringfence::Config::in_folder(&data))
+        let resources = ringfence::Resources::open(&config_for(&data))
             .await
             .unwrap();
         let mut pages = 0;
@@ -544,7 +544,7 @@ async fn an_interrupted_rotation_is_finished_by_running_the_command_again() {
         .catch_unwind()
         .await;
         assert!(interrupted.is_err());
-        resources.close();
+        resources.close().await;
     }
     let under_old: i64 = vault_db(&data)
         .query_row(
@@ -604,7 +604,7 @@ async fn an_interrupted_rotation_is_finished_by_running_the_command_again() {
     std::fs::write(&second, text.as_bytes()).unwrap();
     let first_text = std::fs::read(data.join("master.key")).unwrap();
     {
-        let resources = ringfence::Resources::open(&ringfence::Config::in_folder(&data))
+        let resources = ringfence::Resources::open(&config_for(&data))
             .await
             .unwrap();
         std::fs::write(data.join("master.key.next"), text.as_bytes()).unwrap();
@@ -624,7 +624,7 @@ async fn an_interrupted_rotation_is_finished_by_running_the_command_again() {
             0
         );
         std::fs::hard_link(data.join("master.key"), data.join("master.key.retired")).unwrap();
-        resources.close();
+        resources.close().await;
     }
     let (code, out, err) = run_cli(
         &data,

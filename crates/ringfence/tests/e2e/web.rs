@@ -884,7 +884,7 @@ async fn pages_answer_sign_in_first_without_a_session_and_assets_are_cached() {
 
 #[test]
 fn the_cli_creates_a_user_from_a_password_file_and_refuses_a_short_password() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Backing::new();
     let data = dir.path().join("data");
     let (code, out, err) = run_cli(
         &data,
