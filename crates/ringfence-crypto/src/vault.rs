@@ -23,6 +23,16 @@ pub enum KeyPurpose {
 }
 
 impl KeyPurpose {
+    /// Every purpose: a backend must store keys of each (its schema's checks included).
+    pub const ALL: [KeyPurpose; 6] = [
+        KeyPurpose::Call,
+        KeyPurpose::Session,
+        KeyPurpose::BlindIndex,
+        KeyPurpose::Subject,
+        KeyPurpose::AccountSecret,
+        KeyPurpose::UserEmail,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             KeyPurpose::Call => "call",
@@ -34,16 +44,7 @@ impl KeyPurpose {
         }
     }
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            KeyPurpose::Call,
-            KeyPurpose::Session,
-            KeyPurpose::BlindIndex,
-            KeyPurpose::Subject,
-            KeyPurpose::AccountSecret,
-            KeyPurpose::UserEmail,
-        ]
-        .into_iter()
-        .find(|p| p.as_str() == text)
+        Self::ALL.into_iter().find(|p| p.as_str() == text)
     }
 }
 

@@ -144,6 +144,11 @@ const VAULT: &[(i64, &str, &str)] = &[
         "master keys and rotations",
         include_str!("../migrations/vault/0002_master_keys.sql"),
     ),
+    (
+        3,
+        "keys of users' e-mail addresses",
+        include_str!("../migrations/vault/0003_user_email_keys.sql"),
+    ),
 ];
 
 /// Which schema a database holds; each keeps its own migration history, so the call log

@@ -738,6 +738,17 @@ pub async fn the_vault_keeps_each_key_until_it_is_destroyed(env: Env) {
     vault.anchor_journal(5, [5; 32]).await.unwrap();
     vault.anchor_journal(4, [4; 32]).await.unwrap();
     assert_eq!(vault.journal_anchor().await.unwrap(), Some((5, [5; 32])));
+    // A key of every purpose is kept (a backend whose schema refused one would lose, say,
+    // every user's e-mail address key).
+    for purpose in KeyPurpose::ALL {
+        let id = format!("purpose:{}", purpose.as_str());
+        let (key, record) = vault.issue(id.clone(), account.clone(), purpose);
+        vault.insert(vec![record]).await.unwrap();
+        assert!(
+            vault.open_key(&id).await.unwrap() == Some(key),
+            "{purpose:?}"
+        );
+    }
     vault.ping().await.unwrap();
 }
 

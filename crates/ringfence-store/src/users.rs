@@ -286,8 +286,9 @@ impl CallLog {
             return Ok(key);
         }
         let (_, record) = vault.issue(id.to_owned(), "installation".to_owned(), purpose);
-        // Two first users created at once: the first key to reach the vault wins.
-        let _ = vault.insert(vec![record]).await;
+        // Two first users created at once: the first key to reach the vault wins (an insert
+        // of an id already there keeps the first and succeeds; any other failure is one).
+        vault.insert(vec![record]).await?;
         vault.open_key(id).await?.ok_or(LogError::Corrupt(
             id.to_owned(),
             "a key just issued is not in the vault",
