@@ -64,7 +64,11 @@ impl DatabaseUrl {
 
     pub(crate) fn options(&self) -> Result<PgConnectOptions, sqlx::Error> {
         // sqlx logs statements' SQL text (placeholders, never bound values), not the URL.
-        Ok(PgConnectOptions::from_str(self.url.as_str())?.application_name("ringfence"))
+        // NOTICEs (e.g. "relation … already exists, skipping" from the migrations' history
+        // table on every start) are not for the operator's terminal.
+        Ok(PgConnectOptions::from_str(self.url.as_str())?
+            .application_name("ringfence")
+            .options([("client_min_messages", "warning")]))
     }
 
     /// Connects a pool of at most `max_connections`.

@@ -21,6 +21,20 @@ pub(crate) async fn record(
     row: &ConsentRow,
     job: Option<RedactionJob>,
 ) -> Result<ConsentRecorded, StoreError> {
+    // A consent recorded against a call names one of its own account's calls: another
+    // tenant's call is not found (its existence is not told either).
+    if let Some(call) = row.call_id {
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM calls WHERE account_id = $1 AND id = $2")
+                .bind(row.account_id.as_uuid())
+                .bind(call.as_uuid())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(backend)?;
+        if found.is_none() {
+            return Err(StoreError::NotFound("call"));
+        }
+    }
     let withdrawn = row.status == ConsentStatus::Withdrawn;
     if withdrawn {
         locks::exclusive(&mut *conn, [(row.account_id, row.subject_bidx)]).await?;

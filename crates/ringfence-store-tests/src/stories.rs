@@ -1153,6 +1153,54 @@ pub async fn an_ingested_batch_is_stored_once_whole_or_not_at_all_and_told_to_re
         .expect("the chain verifies");
 }
 
+/// A consent recorded against a call must name a call of its own account: another tenant's
+/// call is not found, and nothing is recorded.
+pub async fn a_consent_naming_another_accounts_call_is_not_found_and_records_nothing(env: Env) {
+    use ringfence_core::consent::{ConsentStatus, SubjectKind};
+    let agency = agency(&env, "Agency").await;
+    let mine = account(&env, agency.id, "Mine").await.id;
+    let theirs = account(&env, agency.id, "Theirs").await.id;
+    let their_call = new_call(theirs, "CA21", 1_000);
+    env.store
+        .insert_calls(vec![their_call.clone()])
+        .await
+        .unwrap();
+    for status in [ConsentStatus::Granted, ConsentStatus::Withdrawn] {
+        let mut row = consent(
+            mine,
+            SubjectKind::Caller,
+            CALLER,
+            DataCategory::Recording,
+            status,
+        );
+        row.call_id = Some(their_call.call.id);
+        assert!(
+            matches!(
+                env.store.record_consent(row, None).await,
+                Err(StoreError::NotFound("call"))
+            ),
+            "{status:?}"
+        );
+    }
+    assert!(
+        env.store
+            .consents(mine, Some(CALLER), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Against its own account's call it is recorded.
+    let mut row = consent(
+        theirs,
+        SubjectKind::Caller,
+        CALLER,
+        DataCategory::Recording,
+        ConsentStatus::Granted,
+    );
+    row.call_id = Some(their_call.call.id);
+    env.store.record_consent(row, None).await.unwrap();
+}
+
 pub async fn an_arriving_call_keeps_out_what_its_subjects_withdrew_and_records_the_consents_sent_with_it(
     env: Env,
 ) {

@@ -13,6 +13,7 @@ ringfence_store_tests::store_stories!(
     clients_inserting_one_key_id_at_once_all_succeed_and_the_first_key_stays,
     an_ingested_batch_is_stored_once_whole_or_not_at_all_and_told_to_recipients,
     an_arriving_call_keeps_out_what_its_subjects_withdrew_and_records_the_consents_sent_with_it,
+    a_consent_naming_another_accounts_call_is_not_found_and_records_nothing,
     eight_clients_delivering_one_batch_at_once_store_each_call_once,
     a_forgotten_callers_calls_are_cleared_once_their_keys_are_gone_and_later_calls_arrive_redacted,
     eight_clients_calling_from_one_number_during_its_forget_leave_no_call_unredacted,

@@ -10,6 +10,7 @@
 //! - `backup`: copies and restores SQLite files (PostgreSQL: pg_dump, and `ringfence replay` in postgres_ops).
 //! - `canary`: scans the data folder, where SQLite keeps the databases (PostgreSQL residue: postgres_ops).
 //! - `crash`: kills the server around SQLite's redo log and checkpoints (PostgreSQL crash tests: postgres_ops).
+//! - `sqlite_only`: the SQLite files' write-ahead log, and `ringfence backup`'s copies of them.
 //! - `readme`: follows the README's tour, which runs on the embedded defaults.
 
 /// This binary runs the suite on PostgreSQL.

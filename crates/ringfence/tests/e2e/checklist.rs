@@ -404,7 +404,9 @@ async fn tokens_without_expiry_are_counted_per_account() {
     );
 }
 
-#[tokio::test]
+// Multi-threaded: the test blocks its thread on SQL run beside the server, whose
+// background tasks (key refills on PostgreSQL) must go on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_modes_and_the_audit_chain_are_checked() {
     use std::os::unix::fs::PermissionsExt;
     let app = TestApp::spawn().await;
@@ -436,10 +438,10 @@ async fn file_modes_and_the_audit_chain_are_checked() {
     );
 
     // An altered journal entry breaks the chain.
-    let db = rusqlite::Connection::open(data.join("ringfence.db")).unwrap();
-    db.execute("UPDATE audit_log SET action = 'tampered' WHERE seq = 1", [])
-        .unwrap();
-    drop(db);
+    execute_on_call_log(
+        &data,
+        "UPDATE audit_log SET action = 'tampered' WHERE seq = 1",
+    );
     let (status, it) = status_of(&app, account, "audit_chain").await;
     assert_eq!(status, "fail", "{it}");
 }

@@ -131,6 +131,106 @@ impl Backing {
     }
 }
 
+impl Backing {
+    /// A copy of this storage (the server stopped): the folder's files, and on PostgreSQL
+    /// new databases made from these as templates. For tests that tamper with a copy.
+    pub fn copy(&self) -> Backing {
+        let copy = match &self.databases {
+            None => Backing {
+                dir: tempfile::tempdir().expect("temp dir"),
+                databases: None,
+            },
+            Some((log, vault)) => {
+                let server = server_url().expect("the server");
+                let (log, vault) = (
+                    log.url.database().to_owned(),
+                    vault.url.database().to_owned(),
+                );
+                let dir = tempfile::tempdir().expect("temp dir");
+                let databases = std::thread::spawn(move || {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime")
+                        .block_on(async {
+                            (
+                                TestDatabase::create_from(&server, Some(&log)).await,
+                                TestDatabase::create_from(&server, Some(&vault)).await,
+                            )
+                        })
+                })
+                .join()
+                .expect("the copies are made");
+                let text = |db: &TestDatabase| {
+                    let mut url =
+                        url::Url::parse(&std::env::var(URL_VARIABLE).expect("the server's URL"))
+                            .expect("a URL");
+                    url.set_path(db.url.database());
+                    url.to_string()
+                };
+                POSTGRES_URLS.lock().expect("registry").insert(
+                    dir.path().join("data"),
+                    (text(&databases.0), text(&databases.1)),
+                );
+                Backing {
+                    dir,
+                    databases: Some(databases),
+                }
+            }
+        };
+        copy_folder(&self.data(), &copy.data());
+        copy
+    }
+}
+
+fn copy_folder(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("a folder");
+    for entry in std::fs::read_dir(from).expect("the folder reads") {
+        let entry = entry.expect("an entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a type").is_dir() {
+            copy_folder(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("the file copies");
+        }
+    }
+}
+
+/// Runs statements on a data folder's call log as someone with access to the database
+/// would (tamper tests): SQLite's file, or the PostgreSQL call log.
+pub fn execute_on_call_log(data: &Path, sql: &str) {
+    if let Some(url) = postgres_call_log(data) {
+        postgres_execute(&url, sql);
+        return;
+    }
+    let conn = rusqlite::Connection::open(data.join("ringfence.db")).expect("the call log opens");
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .expect("a busy timeout");
+    conn.execute_batch(sql).expect("the statements run");
+}
+
+/// Runs statements on a data folder's vault (SQLite's file, or the PostgreSQL vault).
+pub fn execute_on_vault(data: &Path, sql: &str) {
+    if let Some(url) = postgres_vault(data) {
+        postgres_execute(&url, sql);
+        return;
+    }
+    let conn = rusqlite::Connection::open(data.join("vault.db")).expect("the vault opens");
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .expect("a busy timeout");
+    conn.execute_batch(sql).expect("the statements run");
+}
+
+/// Bytes written as an SQL literal of the data folder's backend.
+pub fn bytes_literal(data: &Path, bytes: &[u8]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if postgres_call_log(data).is_some() {
+        format!("decode('{hex}', 'hex')")
+    } else {
+        format!("X'{hex}'")
+    }
+}
+
 impl Drop for Backing {
     fn drop(&mut self) {
         if self.databases.is_some() {
@@ -844,6 +944,36 @@ pub fn read_journal(data: &Path) -> Vec<ringfence_store::AuditEntry> {
 /// attacker with database access would). `None` on the SQLite run.
 pub fn postgres_call_log(data: &Path) -> Option<String> {
     postgres_urls(data).map(|(log, _)| log)
+}
+
+/// A data folder's PostgreSQL vault (URL text). `None` on the SQLite run.
+pub fn postgres_vault(data: &Path) -> Option<String> {
+    postgres_urls(data).map(|(_, vault)| vault)
+}
+
+/// One text value from a query on a PostgreSQL database given by URL text.
+pub fn postgres_text(url: &str, sql: &str) -> String {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(async move {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&url)
+                    .await
+                    .expect("the database answers");
+                let text: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("the query runs");
+                conn.close().await.ok();
+                text
+            })
+    })
+    .join()
+    .expect("the query ran")
 }
 
 /// Runs one statement on a PostgreSQL database given by URL text, from any test.

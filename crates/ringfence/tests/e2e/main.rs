@@ -33,6 +33,7 @@ mod recipients;
 mod recordings;
 mod redaction;
 mod retention;
+mod sqlite_only;
 mod twilio;
 mod validation;
 mod vault;

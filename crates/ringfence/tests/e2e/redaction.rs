@@ -522,7 +522,9 @@ async fn the_audit_journal_records_redactions_without_personal_data_and_is_scope
     assert_eq!(seqs, expected);
 }
 
-#[tokio::test]
+// Multi-threaded: the test blocks its thread on SQL run beside the server, whose
+// background tasks (key refills on PostgreSQL) must go on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_verify_passes_on_a_real_history_and_fails_on_each_kind_of_tampering() {
     let app = TestApp::spawn().await;
     let (_, account) = app.tenant().await;
@@ -540,16 +542,10 @@ async fn audit_verify_passes_on_a_real_history_and_fails_on_each_kind_of_tamperi
     let entries = report["entries"].as_i64().unwrap();
     assert!(entries >= 7, "{report}");
 
-    let db = data.join("ringfence.db");
     let tamper = |sql: &str| {
-        let copy = tempfile::tempdir().unwrap();
-        for f in ["ringfence.db", "vault.db", "master.key"] {
-            std::fs::copy(data.join(f), copy.path().join(f)).unwrap();
-        }
-        let conn = rusqlite::Connection::open(copy.path().join("ringfence.db")).unwrap();
-        conn.execute_batch(sql).unwrap();
-        drop(conn);
-        let (code, _, err) = run_cli(copy.path(), &["audit", "verify"]);
+        let copy = dir.copy();
+        execute_on_call_log(&copy.data(), sql);
+        let (code, _, err) = run_cli(&copy.data(), &["audit", "verify"]);
         (code, err)
     };
     let cases = [
@@ -566,7 +562,7 @@ async fn audit_verify_passes_on_a_real_history_and_fails_on_each_kind_of_tamperi
         ("deleted", "DELETE FROM audit_log WHERE seq = 3", "entry 4"),
         (
             "reordered",
-            "UPDATE audit_log SET seq = -1 WHERE seq = 3; UPDATE audit_log SET seq = 3 WHERE seq = 4; UPDATE audit_log SET seq = 4 WHERE seq = -1",
+            "UPDATE audit_log SET seq = 1000000 WHERE seq = 3; UPDATE audit_log SET seq = 3 WHERE seq = 4; UPDATE audit_log SET seq = 4 WHERE seq = 1000000",
             "entry 3",
         ),
         (
@@ -590,53 +586,40 @@ async fn audit_verify_passes_on_a_real_history_and_fails_on_each_kind_of_tamperi
         assert_eq!(code, 1, "{name}: verify must fail");
         assert!(err.contains(names), "{name}: {err}");
     }
-    assert!(db.exists());
 
-    // A forger who rewrites the whole chain consistently is caught by the head kept in the vault.
-    let copy = tempfile::tempdir().unwrap();
-    for f in ["ringfence.db", "vault.db", "master.key"] {
-        std::fs::copy(data.join(f), copy.path().join(f)).unwrap();
-    }
-    {
-        let conn = rusqlite::Connection::open(copy.path().join("ringfence.db")).unwrap();
-        conn.execute("UPDATE audit_log SET count = 0 WHERE seq = 3", [])
-            .unwrap();
-        drop(conn);
-        let store =
-            ringfence_store_sqlite::SqliteStore::open(&copy.path().join("ringfence.db")).unwrap();
-        let entries = {
-            use ringfence_store::Store;
-            store
-                .audit(ringfence_store::AuditQuery {
-                    agency_id: None,
-                    account_id: None,
-                    after_seq: None,
-                    before_seq: None,
-                    limit: 10_000,
-                })
-                .await
-                .unwrap()
-        };
-        store.db().close();
-        let conn = rusqlite::Connection::open(copy.path().join("ringfence.db")).unwrap();
-        let mut prev = [0u8; 32];
-        for mut entry in entries {
-            entry.prev_hash = prev;
-            entry.hash = entry.expected_hash(&prev);
-            conn.execute(
-                "UPDATE audit_log SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
-                rusqlite::params![entry.seq, entry.prev_hash.as_slice(), entry.hash.as_slice()],
-            )
-            .unwrap();
-            prev = entry.hash;
+    // A forger who rewrites the whole chain consistently (its head row too, where the backend
+    // keeps one) is caught by the head kept in the vault.
+    let copy = dir.copy();
+    execute_on_call_log(&copy.data(), "UPDATE audit_log SET count = 0 WHERE seq = 3");
+    let mut prev = [0u8; 32];
+    let mut rewrite = String::new();
+    for mut entry in read_journal(&copy.data()) {
+        entry.prev_hash = prev;
+        entry.hash = entry.expected_hash(&prev);
+        rewrite.push_str(&format!(
+            "UPDATE audit_log SET prev_hash = {}, hash = {} WHERE seq = {};\n",
+            bytes_literal(&copy.data(), &entry.prev_hash),
+            bytes_literal(&copy.data(), &entry.hash),
+            entry.seq
+        ));
+        if copy.is_postgres() {
+            rewrite.push_str(&format!(
+                "UPDATE audit_head SET hash = {} WHERE seq = {};\n",
+                bytes_literal(&copy.data(), &entry.hash),
+                entry.seq
+            ));
         }
+        prev = entry.hash;
     }
-    let (code, _, err) = run_cli(copy.path(), &["audit", "verify"]);
+    execute_on_call_log(&copy.data(), &rewrite);
+    let (code, _, err) = run_cli(&copy.data(), &["audit", "verify"]);
     assert_eq!(code, 1, "a rewritten chain must not verify");
     assert!(err.contains("rewritten"), "{err}");
 }
 
-#[tokio::test]
+// Multi-threaded: the test blocks its thread on SQL run beside the server, whose
+// background tasks (key refills on PostgreSQL) must go on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn if_the_vault_cannot_destroy_the_keys_no_row_is_cleared_and_the_job_finishes_later() {
     let app = TestApp::spawn().await;
     let (_, account) = app.tenant().await;
@@ -645,17 +628,25 @@ async fn if_the_vault_cannot_destroy_the_keys_no_row_is_cleared_and_the_job_fini
         app.ingest(account, full_call(2)).await,
     ];
     // The vault refuses to delete keys (as a full or failing disk would).
-    let vault = app.data_dir().join("vault.db");
+    let data = app.data_dir();
+    let postgres = app.dir.is_postgres();
     let refuse = |on: bool| {
-        let conn = rusqlite::Connection::open(&vault).unwrap();
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .unwrap();
-        conn.execute_batch(if on {
-            "CREATE TRIGGER refuse_delete BEFORE DELETE ON data_keys BEGIN SELECT RAISE(ABORT, 'refused'); END;"
-        } else {
-            "DROP TRIGGER refuse_delete;"
-        })
-        .unwrap();
+        execute_on_vault(
+            &data,
+            match (on, postgres) {
+                (true, false) => {
+                    "CREATE TRIGGER refuse_delete BEFORE DELETE ON data_keys BEGIN SELECT RAISE(ABORT, 'refused'); END;"
+                }
+                (false, false) => "DROP TRIGGER refuse_delete;",
+                (true, true) => {
+                    "CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$;
+                     CREATE TRIGGER refuse_delete BEFORE DELETE ON data_keys FOR EACH ROW EXECUTE FUNCTION refuse_delete();"
+                }
+                (false, true) => {
+                    "DROP TRIGGER refuse_delete ON data_keys; DROP FUNCTION refuse_delete();"
+                }
+            },
+        )
     };
     refuse(true);
     let (status, body) = app

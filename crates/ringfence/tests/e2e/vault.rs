@@ -12,26 +12,54 @@ use ringfence_crypto::MasterKey;
 
 use crate::common::*;
 
-fn vault_db(data: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open_with_flags(
+/// The vault of a data folder, read beside the processes using it: SQLite's file read-only,
+/// or the PostgreSQL vault database. `?1` in `sql` stands for `param` (a test's own value).
+pub(crate) fn vault_value<T: rusqlite::types::FromSql>(
+    data: &Path,
+    sql: &str,
+    param: &str,
+    postgres: fn(&str, &str) -> T,
+) -> T {
+    if let Some(url) = postgres_vault(data) {
+        let sql = sql
+            .replace("IS NOT ?1", "IS DISTINCT FROM ?1")
+            .replace("?1", &format!("'{param}'"));
+        return postgres(&url, &sql);
+    }
+    let conn = rusqlite::Connection::open_with_flags(
         data.join("vault.db"),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
-    .unwrap()
+    .unwrap();
+    if sql.contains("?1") {
+        conn.query_row(sql, [param], |r| r.get(0)).unwrap()
+    } else {
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
 }
 
-fn active_fingerprint(data: &Path) -> String {
-    vault_db(data)
-        .query_row(
-            "SELECT fingerprint FROM master_keys WHERE state = 'active'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
+pub(crate) fn vault_count(data: &Path, sql: &str, param: &str) -> i64 {
+    vault_value(data, sql, param, postgres_count)
 }
 
-/// Every call of the account, page by page.
-async fn all_calls(client: &reqwest::Client, base: &str, admin: &str, account: &str) -> Vec<Value> {
+pub(crate) fn vault_text(data: &Path, sql: &str, param: &str) -> String {
+    vault_value(data, sql, param, postgres_text)
+}
+
+pub(crate) fn active_fingerprint(data: &Path) -> String {
+    vault_text(
+        data,
+        "SELECT fingerprint FROM master_keys WHERE state = 'active'",
+        "",
+    )
+}
+
+pub(crate) async fn all_calls(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    account: &str,
+) -> Vec<Value> {
     let mut out = Vec::new();
     let mut cursor = String::new();
     loop {
@@ -49,7 +77,7 @@ async fn all_calls(client: &reqwest::Client, base: &str, admin: &str, account: &
     }
 }
 
-async fn ingest_batch(
+pub(crate) async fn ingest_batch(
     client: &reqwest::Client,
     base: &str,
     admin: &str,
@@ -82,7 +110,7 @@ async fn ingest_batch(
 }
 
 /// Every call reads: its caller number and transcript open.
-fn assert_every_call_reads(calls: &[Value]) {
+pub(crate) fn assert_every_call_reads(calls: &[Value]) {
     for call in calls {
         assert!(call["redaction"].is_null(), "{call}");
         assert!(call["caller"]["number"].is_string(), "unreadable: {call}");
@@ -91,7 +119,10 @@ fn assert_every_call_reads(calls: &[Value]) {
 }
 
 /// Calls redacted during the rotation keep nothing personal; every other call reads.
-fn assert_live_calls_read_and_redacted_ones_stay_redacted(calls: &[Value], redacted: &[String]) {
+pub(crate) fn assert_live_calls_read_and_redacted_ones_stay_redacted(
+    calls: &[Value],
+    redacted: &[String],
+) {
     let (gone, live): (Vec<Value>, Vec<Value>) = calls
         .iter()
         .cloned()
@@ -278,35 +309,25 @@ async fn rotating_the_master_key_while_the_server_ingests_from_concurrent_client
     assert!(!data.join("master.key.next").exists());
     assert!(!data.join("master.key.retired").exists());
     assert!(files_containing(&data, old_key_text.trim_ascii()).is_empty());
-    let vault = vault_db(&data);
-    let under_other: i64 = vault
-        .query_row(
-            "SELECT COUNT(*) FROM data_keys WHERE master IS NOT ?1",
-            [new.fingerprint()],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let under_other = vault_count(
+        &data,
+        "SELECT COUNT(*) FROM data_keys WHERE master IS NOT ?1",
+        &new.fingerprint(),
+    );
     assert_eq!(under_other, 0, "no row is left under the old key");
-    let old_state: String = vault
-        .query_row(
-            "SELECT state FROM master_keys WHERE fingerprint = ?1",
-            [&old],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let old_state = vault_text(
+        &data,
+        "SELECT state FROM master_keys WHERE fingerprint = ?1",
+        &old,
+    );
     assert_eq!(old_state, "retired");
     for id in &redacted {
-        let left: i64 = vault
-            .query_row("SELECT COUNT(*) FROM data_keys WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let left = vault_count(&data, "SELECT COUNT(*) FROM data_keys WHERE id = ?1", id);
         assert_eq!(
             left, 0,
             "a key destroyed during the rotation stays destroyed"
         );
     }
-    drop(vault);
 
     // Every call opens through the server that served throughout.
     let calls = all_calls(&client, &base, &admin, &account).await;
@@ -338,104 +359,6 @@ async fn rotating_the_master_key_while_the_server_ingests_from_concurrent_client
     let calls = all_calls(&client, &served.address, &admin, &account).await;
     assert_eq!(calls.len(), expected);
     assert_live_calls_read_and_redacted_ones_stay_redacted(&calls, &redacted);
-    assert!(served.stop().success());
-}
-
-#[tokio::test]
-async fn after_a_rotation_a_backed_up_copy_of_a_destroyed_key_opens_with_nothing_the_data_folder_holds()
- {
-    let dir = Backing::new();
-    let data = dir.path().join("data");
-    let logs = dir.path().join("logs");
-    let (_, account) = cli_tenant(&data, true);
-    let served = Served::start(&data, &logs, &[]);
-    let admin = served.bootstrap_token.clone().unwrap();
-    let client = reqwest::Client::new();
-    let ids = ingest_batch(&client, &served.address, &admin, &account, "k", 20).await;
-    assert!(served.stop().success());
-
-    // A backup of the vault holds every key, the one about to be destroyed included.
-    let copy = dir.path().join("vault-copy.db");
-    let (code, _, err) = run_cli(
-        &data,
-        &[
-            "backup",
-            "--out",
-            dir.path().join("backup").to_str().unwrap(),
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
-    std::fs::copy(dir.path().join("backup").join("vault.db"), &copy).unwrap();
-    let destroyed = ids[0].clone();
-    let (code, _, err) = run_cli(&data, &["redact", "call", &destroyed]);
-    assert_eq!(code, 0, "{err}");
-    let stored: (Vec<u8>, String) = rusqlite::Connection::open(&copy)
-        .unwrap()
-        .query_row(
-            "SELECT wrapped, master FROM data_keys WHERE id = ?1",
-            [&destroyed],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    let folder_keys = || -> Vec<MasterKey> {
-        files_below(&data)
-            .into_iter()
-            .filter_map(|p| MasterKey::from_file_contents(&std::fs::read(p).ok()?).ok())
-            .collect()
-    };
-    // Before the rotation the data folder's key opens the copy: the check below can fail.
-    let before = folder_keys();
-    assert_eq!(before.len(), 1);
-    assert_eq!(before[0].fingerprint(), stored.1);
-    assert!(before[0].unwrap(&destroyed, &stored.0).is_ok());
-
-    let new_key_file = dir.path().join("new.key");
-    let (code, out, err) = run_cli(
-        &data,
-        &[
-            "vault",
-            "rotate",
-            "--new-master-key-file",
-            new_key_file.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(code, 0, "{out}{err}");
-    let (code, out, err) = run_cli(&data, &["checklist", "--account", &account, "--json"]);
-    assert_eq!(code, 0, "{err}");
-    let doc: Value = serde_json::from_str(out.trim()).unwrap();
-    let rotated = doc["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["id"] == "master_key_rotated")
-        .unwrap();
-    assert_eq!(rotated["status"], "pass", "{rotated}");
-    assert!(
-        rotated["explanation"]
-            .as_str()
-            .unwrap()
-            .contains("rotated 0 days ago"),
-        "{rotated}"
-    );
-    let after = folder_keys();
-    assert_eq!(after.len(), 1, "the data folder holds the new key alone");
-    assert!(
-        after
-            .iter()
-            .all(|k| k.unwrap(&destroyed, &stored.0).is_err()),
-        "the backed-up wrapped key of a destroyed call opens with nothing the data folder holds"
-    );
-
-    // Every live call still reads.
-    let served = Served::start(&data, &logs, &[]);
-    let calls = all_calls(&client, &served.address, &admin, &account).await;
-    assert_eq!(calls.len(), 20);
-    let live: Vec<Value> = calls
-        .into_iter()
-        .filter(|c| c["id"] != json!(destroyed))
-        .collect();
-    assert_eq!(live.len(), 19);
-    assert_every_call_reads(&live);
     assert!(served.stop().success());
 }
 
@@ -546,13 +469,11 @@ async fn an_interrupted_rotation_is_finished_by_running_the_command_again() {
         assert!(interrupted.is_err());
         resources.close().await;
     }
-    let under_old: i64 = vault_db(&data)
-        .query_row(
-            "SELECT COUNT(*) FROM data_keys WHERE master = ?1",
-            [&old],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let under_old = vault_count(
+        &data,
+        "SELECT COUNT(*) FROM data_keys WHERE master = ?1",
+        &old,
+    );
     assert!(under_old > 0, "the rotation stopped part-way");
     assert!(data.join("master.key.next").exists());
     // A server started meanwhile opens keys under either master key.
