@@ -37,22 +37,17 @@ enum VaultDb {
     Postgres(PgVault),
 }
 
-/// Connections each process keeps to a PostgreSQL call log: enough for the concurrent
-/// requests of one instance (each write is one short transaction); an operator running
-/// several instances keeps their sum below the server's `max_connections`.
-const CALL_LOG_CONNECTIONS: u32 = 32;
-/// Connections to a PostgreSQL vault (key reads are cached; writes are rare and short).
-const VAULT_CONNECTIONS: u32 = 8;
-
 impl CallLogDb {
-    async fn open(location: &DatabaseLocation) -> anyhow::Result<CallLogDb> {
+    /// `connections`: the pool's size on PostgreSQL (`--database-max-connections`): each
+    /// write is one short transaction, so a few serve many concurrent requests.
+    async fn open(location: &DatabaseLocation, connections: u32) -> anyhow::Result<CallLogDb> {
         Ok(match location {
             DatabaseLocation::Sqlite(path) => CallLogDb::Sqlite(
                 SqliteStore::open(path)
                     .with_context(|| format!("cannot open the call log {}", path.display()))?,
             ),
             DatabaseLocation::Postgres(url) => CallLogDb::Postgres(
-                PgStore::open(url, CALL_LOG_CONNECTIONS)
+                PgStore::open(url, connections)
                     .await
                     .with_context(|| format!("cannot open the call log {url}"))?,
             ),
@@ -68,14 +63,16 @@ impl CallLogDb {
 }
 
 impl VaultDb {
-    async fn open(location: &DatabaseLocation) -> anyhow::Result<VaultDb> {
+    /// `connections`: the pool's size on PostgreSQL (key reads are cached; writes are few and
+    /// short).
+    async fn open(location: &DatabaseLocation, connections: u32) -> anyhow::Result<VaultDb> {
         Ok(match location {
             DatabaseLocation::Sqlite(path) => VaultDb::Sqlite(
                 SqliteVault::open(path)
                     .with_context(|| format!("cannot open the vault {}", path.display()))?,
             ),
             DatabaseLocation::Postgres(url) => VaultDb::Postgres(
-                PgVault::open(url, VAULT_CONNECTIONS)
+                PgVault::open(url, connections)
                     .await
                     .with_context(|| format!("cannot open the vault {url}"))?,
             ),
@@ -233,8 +230,9 @@ impl Resources {
                 vault_path.display()
             );
         }
-        let call_log_db = CallLogDb::open(&config.database).await?;
-        let vault_db = VaultDb::open(&config.vault).await?;
+        let connections = config.database_max_connections;
+        let call_log_db = CallLogDb::open(&config.database, connections).await?;
+        let vault_db = VaultDb::open(&config.vault, (connections / 4).max(2)).await?;
         let BlobLocation::Folder(folder) = &config.blobs;
         let blobs = Blobs::local(folder)
             .with_context(|| format!("cannot open the recordings folder {}", folder.display()))?;

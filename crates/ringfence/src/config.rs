@@ -34,6 +34,16 @@ pub struct GlobalArgs {
         value_name = "URL"
     )]
     pub database_url: Option<String>,
+    /// Most connections this process keeps to a PostgreSQL call log (its vault gets a quarter,
+    /// at least 2). Several instances on one server keep their sum below its max_connections.
+    /// Default 16
+    #[arg(
+        long,
+        global = true,
+        env = "RINGFENCE_DATABASE_MAX_CONNECTIONS",
+        value_name = "N"
+    )]
+    pub database_max_connections: Option<u32>,
     /// Vault database, a database of its own (postgres://… or sqlite://PATH). Default: the
     /// SQLite file vault.db inside --data
     #[arg(long, global = true, env = "RINGFENCE_VAULT_URL", value_name = "URL")]
@@ -115,6 +125,7 @@ struct FileConfig {
     data: Option<PathBuf>,
     listen: Option<String>,
     database_url: Option<String>,
+    database_max_connections: Option<u32>,
     vault_url: Option<String>,
     blob_url: Option<String>,
     master_key_file: Option<PathBuf>,
@@ -169,6 +180,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub database: DatabaseLocation,
     pub vault: DatabaseLocation,
+    /// Connections to a PostgreSQL call log per process (the vault gets a quarter, at least 2).
+    pub database_max_connections: u32,
     pub blobs: BlobLocation,
     pub master_key_file: PathBuf,
     pub log: String,
@@ -270,6 +283,13 @@ impl Config {
                 "--vault-url must not be the call-log database: keys are kept apart from the data they open"
             );
         }
+        let database_max_connections = args
+            .database_max_connections
+            .or(file.database_max_connections)
+            .unwrap_or(16);
+        if database_max_connections < 2 {
+            bail!("--database-max-connections must be at least 2");
+        }
         let blobs = match args.blob_url.clone().or(file.blob_url) {
             Some(url) => match url.strip_prefix("file://") {
                 Some(path) if !path.is_empty() => BlobLocation::Folder(PathBuf::from(path)),
@@ -363,6 +383,7 @@ impl Config {
             listen,
             database,
             vault,
+            database_max_connections,
             blobs,
             master_key_file,
             log,
@@ -384,6 +405,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             database: DatabaseLocation::Sqlite(data.join("ringfence.db")),
             vault: DatabaseLocation::Sqlite(data.join("vault.db")),
+            database_max_connections: 16,
             blobs: BlobLocation::Folder(data.join("recordings")),
             master_key_file: data.join("master.key"),
             log: "info".to_owned(),
@@ -507,6 +529,53 @@ mod tests {
             cli.rest,
             ["serve"],
             "the flag does not take the command as its value"
+        );
+    }
+
+    #[test]
+    fn postgres_urls_name_databases_and_never_repeat_their_credentials() {
+        let c = Config::resolve(&GlobalArgs {
+            database_url: Some("postgres://rf:s3cret-pw@db.example.com:5432/calls".into()),
+            vault_url: Some("postgresql://rf:s3cret-pw@db.example.com/keys".into()),
+            database_max_connections: Some(40),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(c.database.is_postgres() && c.vault.is_postgres());
+        assert_eq!(
+            c.database.describe(),
+            "postgres://db.example.com:5432/calls"
+        );
+        assert_eq!(c.database_max_connections, 40);
+        assert!(!format!("{c:?}").contains("s3cret"), "{c:?}");
+        for (database_url, vault_url) in [
+            // The vault in the call log's own database.
+            (
+                "postgres://rf:s3cret-pw@db.example.com/calls",
+                "postgres://rf:s3cret-pw@db.example.com/calls",
+            ),
+            // No database named.
+            ("postgres://rf:s3cret-pw@db.example.com", "sqlite:///v.db"),
+            // Not a URL PostgreSQL takes.
+            (
+                "postgres://rf:s3cret-pw@db.example.com/calls?sslmode=sometimes",
+                "sqlite:///v.db",
+            ),
+        ] {
+            let error = Config::resolve(&GlobalArgs {
+                database_url: Some(database_url.into()),
+                vault_url: Some(vault_url.into()),
+                ..Default::default()
+            })
+            .expect_err(database_url);
+            assert!(!format!("{error:#}").contains("s3cret"), "{error:#}");
+        }
+        assert!(
+            Config::resolve(&GlobalArgs {
+                database_max_connections: Some(1),
+                ..Default::default()
+            })
+            .is_err()
         );
     }
 

@@ -40,6 +40,10 @@ pub struct Backing {
     databases: Option<(TestDatabase, TestDatabase)>,
 }
 
+/// Connections per test server to its PostgreSQL call log: tests run side by side, each
+/// with its processes, on a server with 100 connections.
+const TEST_CONNECTIONS: u32 = 6;
+
 /// The PostgreSQL URLs (with credentials: for the child processes' environment only) of each
 /// live `Backing`'s data folder, so that `run_cli` and `Served::start` point the real binary
 /// at the same databases.
@@ -126,6 +130,7 @@ impl Backing {
         if let Some((log, vault)) = &self.databases {
             config.database = DatabaseLocation::Postgres(log.url.clone());
             config.vault = DatabaseLocation::Postgres(vault.url.clone());
+            config.database_max_connections = TEST_CONNECTIONS;
         }
         config
     }
@@ -249,6 +254,7 @@ pub fn config_for(data: &Path) -> Config {
     if let Some((log, vault)) = postgres_urls(data) {
         config.database = DatabaseLocation::Postgres(log.parse().expect("a database URL"));
         config.vault = DatabaseLocation::Postgres(vault.parse().expect("a database URL"));
+        config.database_max_connections = TEST_CONNECTIONS;
     }
     config
 }
@@ -271,7 +277,11 @@ fn with_databases(command: &mut std::process::Command, data: &Path) {
     if let Some((log, vault)) = postgres_urls(data) {
         command
             .env("RINGFENCE_DATABASE_URL", log)
-            .env("RINGFENCE_VAULT_URL", vault);
+            .env("RINGFENCE_VAULT_URL", vault)
+            .env(
+                "RINGFENCE_DATABASE_MAX_CONNECTIONS",
+                TEST_CONNECTIONS.to_string(),
+            );
     }
 }
 
