@@ -253,6 +253,32 @@ impl AppState {
         }
     }
 
+    /// The call a path names, with its tenant, if `principal` may act on it with `permission`.
+    /// Every handler of one call goes through here, so none can forget the tenant check: a call
+    /// of another tenant answers exactly as a call that does not exist (404 `not_found`), and a
+    /// permission the role lacks within the tenant answers 403.
+    pub async fn call_for(
+        &self,
+        principal: &ringfence_core::access::Principal,
+        call: &str,
+        permission: ringfence_core::access::Permission,
+    ) -> ApiResult<(ringfence_store::CallRow, Tenant)> {
+        let id: ringfence_core::CallId = crate::routes::path_id(call, "call")?;
+        let row = self
+            .log
+            .call_row(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("call"))?;
+        let tenant = self.tenant(row.account_id).await?;
+        principal
+            .check(permission, &tenant)
+            .map_err(|denied| match denied {
+                ringfence_core::access::Denied::NotFound => ApiError::not_found("call"),
+                other => other.into(),
+            })?;
+        Ok((row, tenant))
+    }
+
     /// The tenant of an account, or 404 when it does not exist.
     pub async fn tenant(&self, account: AccountId) -> ApiResult<Tenant> {
         if let Some(agency) = self

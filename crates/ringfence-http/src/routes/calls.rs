@@ -387,22 +387,12 @@ pub async fn get_call(
     Auth(principal): Auth,
     Path(call): Path<String>,
 ) -> ApiResult<Json<CallOutput>> {
-    let id: CallId = path_id(&call, "call")?;
-    let row = state
-        .log
-        .call_row(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("call"))?;
-    let tenant = state.tenant(row.account_id).await?;
-    principal
-        .check(Permission::ReadCalls, &tenant)
-        .map_err(|d| match d {
-            ringfence_core::access::Denied::NotFound => ApiError::not_found("call"),
-            other => other.into(),
-        })?;
+    let (row, _) = state
+        .call_for(&principal, &call, Permission::ReadCalls)
+        .await?;
     let call = state
         .log
-        .call(id)
+        .call(row.id)
         .await?
         .ok_or_else(|| ApiError::not_found("call"))?;
     Ok(Json(CallOutput::from_call(&call, principal.personal_data)))

@@ -5,12 +5,11 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use ringfence_core::CallId;
-use ringfence_core::access::{Denied, Permission};
+use ringfence_core::access::Permission;
 use ringfence_core::call::{FieldError, LegalHold};
 use ringfence_core::timestamp::Timestamp;
 use ringfence_store::AuditEvent;
 
-use super::path_id;
 use super::redaction::checked_note;
 use crate::auth::Auth;
 use crate::body::JsonBody;
@@ -37,20 +36,10 @@ async fn held_call(
     ringfence_core::access::Tenant,
     ringfence_store::CallRow,
 )> {
-    let id: CallId = path_id(call, "call")?;
-    let row = state
-        .log
-        .call_row(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("call"))?;
-    let tenant = state.tenant(row.account_id).await?;
-    principal
-        .check(Permission::ManageAccount, &tenant)
-        .map_err(|d| match d {
-            Denied::NotFound => ApiError::not_found("call"),
-            other => other.into(),
-        })?;
-    Ok((id, tenant, row))
+    let (row, tenant) = state
+        .call_for(principal, call, Permission::ManageAccount)
+        .await?;
+    Ok((row.id, tenant, row))
 }
 
 /// Put a call on legal hold: automatic redaction and redaction requests leave it alone until

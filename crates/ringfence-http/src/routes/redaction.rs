@@ -5,10 +5,10 @@ use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use ringfence_core::access::{Denied, Permission, Role, Scope, Tenant};
+use ringfence_core::AccountId;
+use ringfence_core::access::{Permission, Role, Scope, Tenant};
 use ringfence_core::call::{FieldError, RedactionReason};
 use ringfence_core::phone::parse_e164;
-use ringfence_core::{AccountId, CallId};
 use ringfence_store::{AuditEvent, RedactionReceipt};
 
 use super::{check_account, path_id};
@@ -161,19 +161,10 @@ pub async fn redact_call(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Receipt>> {
-    let id: CallId = path_id(&call, "call")?;
-    let row = state
-        .log
-        .call_row(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("call"))?;
-    let tenant = state.tenant(row.account_id).await?;
-    principal
-        .check(Permission::Redact, &tenant)
-        .map_err(|d| match d {
-            Denied::NotFound => ApiError::not_found("call"),
-            other => other.into(),
-        })?;
+    let (row, tenant) = state
+        .call_for(&principal, &call, Permission::Redact)
+        .await?;
+    let id = row.id;
     check_redaction_enabled(&state, &tenant).await?;
     if let Some(hold) = &row.legal_hold {
         return Err(ApiError::new(

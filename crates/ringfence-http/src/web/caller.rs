@@ -9,8 +9,8 @@ use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use bytes::Bytes;
 
+use ringfence_core::AccountId;
 use ringfence_core::access::Permission;
-use ringfence_core::{AccountId, CallId};
 
 use super::error::{PageError, PageResult};
 use super::pages::{CallRowView, Chrome};
@@ -19,7 +19,7 @@ use super::session::WebUser;
 use crate::auth::Auth;
 use crate::error::{ApiError, Code};
 use crate::routes::consents::{self, ConsentOutput};
-use crate::routes::{calls, check_account, export, path_id};
+use crate::routes::{calls, export};
 use crate::state::AppState;
 
 /// The call's account and caller number, for a user who may see personal data there.
@@ -28,15 +28,10 @@ async fn caller_of_call(
     user: &WebUser,
     call: &str,
 ) -> PageResult<(AccountId, String)> {
-    let id: CallId = path_id(call, "call")?;
-    let row = state
-        .log
-        .call_row(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("call"))?;
-    let tenant = state.tenant(row.account_id).await?;
-    check_account(&user.principal, Permission::ReadCalls, &tenant)
-        .map_err(|_| ApiError::not_found("call"))?;
+    let (row, tenant) = state
+        .call_for(&user.principal, call, Permission::ReadCalls)
+        .await?;
+    let id = row.id;
     if !user.principal.personal_data {
         return Err(PageError::new(
             Code::Forbidden,

@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use bytes::Bytes;
 
-use ringfence_core::access::{Denied, Permission, Principal, Scope, Tenant};
+use ringfence_core::access::{Permission, Principal, Scope, Tenant};
 use ringfence_core::{AccountId, CallId};
 
 use super::assets::{CSS_NAME, HTMX_NAME, LOCAL_TIME_NAME};
@@ -528,19 +528,10 @@ struct ConfirmCallPage {
 
 /// Checks that the user may redact this call's data; answers its tenant.
 async fn redactable(state: &AppState, user: &WebUser, call: &str) -> PageResult<(CallId, Tenant)> {
-    let id: CallId = path_id(call, "call")?;
-    let row = state
-        .log
-        .call_row(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("call"))?;
-    let tenant = state.tenant(row.account_id).await?;
-    user.principal
-        .check(Permission::Redact, &tenant)
-        .map_err(|d| match d {
-            Denied::NotFound => ApiError::not_found("call"),
-            other => other.into(),
-        })?;
+    let (row, tenant) = state
+        .call_for(&user.principal, call, Permission::Redact)
+        .await?;
+    let id = row.id;
     if let Err(why) = redaction_allowed(state, &user.principal, &tenant).await? {
         return Err(PageError::new(Code::RedactionDisabled, why));
     }
