@@ -379,6 +379,12 @@ pub async fn replay(resources: &Resources, source_text: &str) -> anyhow::Result<
         );
     }
     let entries = source.read().await?;
+    if entries.is_empty() {
+        bail!(
+            "the journal of {} is empty: not a live call log (give the one `serve` uses)",
+            source.describe()
+        );
+    }
     let mut walk = ChainWalk::default();
     for entry in &entries {
         walk.step(entry, None).map_err(|broken| {

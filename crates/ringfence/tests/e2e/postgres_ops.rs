@@ -1,0 +1,371 @@
+//! Operating Ringfence on PostgreSQL (issue 20), through the real binary on the server
+//! `RINGFENCE_TEST_DATABASE_URL` names: SIGKILL of `serve` during ingest and during a large
+//! caller redaction, what a redaction leaves in PostgreSQL's data directory, and
+//! `ringfence replay` after a restore by `pg_dump`/`pg_restore`. Compiled into `e2e_postgres`
+//! only.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// A backing on PostgreSQL, or `None` (and a line saying so) when the run has no server and
+/// does not require one (`server_url` fails the test when `RINGFENCE_POSTGRES_REQUIRED=1`).
+fn postgres_backing() -> Option<Backing> {
+    let backing = Backing::new();
+    if !backing.is_postgres() {
+        println!("skipped: PostgreSQL operations need {URL_VARIABLE}");
+        return None;
+    }
+    Some(backing)
+}
+
+const URL_VARIABLE: &str = "RINGFENCE_TEST_DATABASE_URL";
+
+/// The URLs (with credentials) of a data folder's call log and vault.
+fn database_urls(data: &Path) -> (String, String) {
+    let log = postgres_call_log(data).expect("a PostgreSQL call log");
+    let ringfence::config::DatabaseLocation::Postgres(vault) = config_for(data).vault else {
+        panic!("the vault is not on PostgreSQL");
+    };
+    let mut url = url::Url::parse(&log).expect("a URL");
+    url.set_path(vault.database());
+    (log, url.to_string())
+}
+
+/// The database name in a URL.
+fn database_name(url: &str) -> String {
+    url::Url::parse(url)
+        .expect("a URL")
+        .path()
+        .trim_start_matches('/')
+        .to_owned()
+}
+
+/// Runs a PostgreSQL client program; panics with its stderr when it fails.
+fn pg_tool(program: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs (postgresql-client is installed): {e}"));
+    assert!(
+        output.status.success(),
+        "{program} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Every call of an account, page by page.
+async fn all_calls(client: &reqwest::Client, base: &str, admin: &str, account: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page: Value = get_json(
+            client,
+            &format!("{base}/api/v1/accounts/{account}/calls?limit=500{cursor}"),
+            admin,
+        )
+        .await;
+        out.extend(page["items"].as_array().expect("items").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return out,
+        }
+    }
+}
+
+/// Posts `calls` calls of `caller` as one batch (external ids `prefix-i`); their ids.
+async fn batch(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    account: &str,
+    prefix: &str,
+    caller: &str,
+    calls: usize,
+) -> Vec<String> {
+    let calls: Vec<Value> = (0..calls)
+        .map(|i| {
+            let mut c = full_call(i as u16);
+            c["external_id"] = json!(format!("{prefix}-{i}"));
+            c["caller_number"] = json!(caller);
+            c
+        })
+        .collect();
+    let response = client
+        .post(format!("{base}/api/v1/accounts/{account}/calls/batch"))
+        .bearer_auth(admin)
+        .json(&json!({ "calls": calls }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.expect("JSON");
+    body["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|id| id.as_str().expect("id").to_owned())
+        .collect()
+}
+
+fn cli_json(data: &Path, args: &[&str]) -> Value {
+    let (code, out, err) = run_cli(data, args);
+    assert_eq!(code, 0, "ringfence {args:?} failed: {err}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|_| panic!("JSON from {args:?}: {out}"))
+}
+
+#[tokio::test]
+async fn a_replay_after_pg_restore_brings_back_every_redaction_and_forget_made_since_the_dump() {
+    let Some(live) = postgres_backing() else {
+        return;
+    };
+    let data = live.data();
+    let logs = live.path().join("logs");
+    let (_, account) = cli_tenant(&data, true);
+    let client = reqwest::Client::new();
+    let served = Served::start(&data, &logs, &[]);
+    let admin = served.bootstrap_token.clone().expect("bootstrap token");
+    let forgotten = uk_number(601);
+    let (a, b, c) = (
+        batch(
+            &client,
+            &served.address,
+            &admin,
+            &account,
+            "a",
+            &forgotten,
+            3,
+        )
+        .await,
+        batch(
+            &client,
+            &served.address,
+            &admin,
+            &account,
+            "b",
+            &uk_number(602),
+            2,
+        )
+        .await,
+        batch(
+            &client,
+            &served.address,
+            &admin,
+            &account,
+            "c",
+            &uk_number(603),
+            2,
+        )
+        .await,
+    );
+    assert!(served.stop().success());
+
+    // The operator's backup: the call log, then the vault (keys without rows, never rows
+    // without keys), each with pg_dump.
+    let (log_url, vault_url) = database_urls(&data);
+    let dumps = live.path().join("dumps");
+    std::fs::create_dir_all(&dumps).unwrap();
+    let (log_dump, vault_dump) = (dumps.join("calls.dump"), dumps.join("vault.dump"));
+    for (url, file) in [(&log_url, &log_dump), (&vault_url, &vault_dump)] {
+        pg_tool(
+            "pg_dump",
+            &[
+                "--format=custom",
+                "--dbname",
+                url,
+                "--file",
+                file.to_str().unwrap(),
+            ],
+        );
+    }
+
+    // After the dump: one call redacted, one caller redacted and forgotten.
+    cli_json(&data, &["redact", "call", &c[0], "--json"]);
+    let receipt = cli_json(
+        &data,
+        &[
+            "redact",
+            "caller",
+            "--account",
+            &account,
+            &forgotten,
+            "--forget",
+            "--json",
+        ],
+    );
+    assert_eq!(receipt["redacted_calls"], 3, "{receipt}");
+
+    // The restore, with PostgreSQL's own tool, into two new databases.
+    let restored = Backing::unmigrated();
+    let restored_data = restored.data();
+    let (restored_log, restored_vault) = database_urls(&restored_data);
+    for (url, file) in [(&restored_log, &log_dump), (&restored_vault, &vault_dump)] {
+        pg_tool(
+            "pg_restore",
+            &[
+                "--no-owner",
+                "--exit-on-error",
+                "--dbname",
+                url,
+                file.to_str().unwrap(),
+            ],
+        );
+    }
+    // The master key is the operator's to bring: dumps never hold it.
+    ringfence_store::private::create_dir(&restored_data).unwrap();
+    ringfence_store::private::copy_file(
+        &data.join("master.key"),
+        &restored_data.join("master.key"),
+    )
+    .unwrap();
+    let redacted_in = |url: &str| {
+        postgres_count(
+            url,
+            "SELECT COUNT(*) FROM calls WHERE redacted_at IS NOT NULL",
+        )
+    };
+    assert_eq!(
+        redacted_in(&restored_log),
+        0,
+        "the dump predates the redactions"
+    );
+    assert_eq!(redacted_in(&log_url), 4);
+
+    // A replay onto itself, or from a source that is not a call log, changes nothing.
+    let (code, _, err) = run_cli(&restored_data, &["replay", "--journal-from", &restored_log]);
+    assert_ne!(code, 0);
+    assert!(err.contains("database being replayed onto"), "{err}");
+    assert!(
+        !err.contains("postgres@"),
+        "credentials in URLs never reach messages: {err}"
+    );
+    let (code, _, err) = run_cli(&restored_data, &["replay", "--journal-from", &vault_url]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("holds no Ringfence call log") || err.contains("is empty"),
+        "{err}"
+    );
+    assert_eq!(redacted_in(&restored_log), 0);
+
+    let journal_before = read_journal(&restored_data).len();
+    let replayed = cli_json(
+        &restored_data,
+        &["replay", "--journal-from", &log_url, "--json"],
+    );
+    assert_eq!(replayed["redactions_reapplied"], 4, "{replayed}");
+    assert_eq!(replayed["up_to_date"], false, "{replayed}");
+    assert_eq!(
+        replayed["replayed_after"].as_i64().unwrap(),
+        journal_before as i64,
+        "{replayed}"
+    );
+
+    // The calls are redacted again, their keys destroyed again in the restored vault, the
+    // caller is on the forget list again; the third caller is untouched.
+    let redacted_ids = |url: &str| -> Vec<String> {
+        let mut ids: Vec<String> = Vec::new();
+        for id in a.iter().chain(&b).chain(&c) {
+            if postgres_count(
+                url,
+                &format!(
+                    "SELECT COUNT(*) FROM calls WHERE id = '{id}' AND redacted_at IS NOT NULL AND caller_identity IS NULL AND transcript IS NULL"
+                ),
+            ) == 1
+            {
+                ids.push(id.clone());
+            }
+        }
+        ids
+    };
+    let mut expected: Vec<String> = a.iter().chain([&c[0]]).cloned().collect();
+    expected.sort();
+    let mut got = redacted_ids(&restored_log);
+    got.sort();
+    assert_eq!(got, expected);
+    assert_eq!(redacted_ids(&log_url).len(), 4);
+    for id in &expected {
+        assert_eq!(
+            postgres_count(
+                &restored_vault,
+                &format!("SELECT COUNT(*) FROM data_keys WHERE id = '{id}'")
+            ),
+            0,
+            "the key of redacted call {id} is destroyed again"
+        );
+    }
+    for id in b.iter().chain([&c[1]]) {
+        assert_eq!(
+            postgres_count(
+                &restored_vault,
+                &format!("SELECT COUNT(*) FROM data_keys WHERE id = '{id}'")
+            ),
+            1,
+            "the key of live call {id} stays"
+        );
+    }
+    assert_eq!(
+        postgres_count(&restored_log, "SELECT COUNT(*) FROM forget_list"),
+        1
+    );
+    let journal_after = read_journal(&restored_data);
+    let last = journal_after.last().unwrap();
+    assert_eq!(last.event.action, "replay.completed");
+    assert_eq!(last.event.count, Some(4));
+
+    // Idempotent: a second replay finds nothing new and changes nothing.
+    let again = cli_json(
+        &restored_data,
+        &["replay", "--journal-from", &log_url, "--json"],
+    );
+    assert_eq!(again["up_to_date"], true, "{again}");
+    assert_eq!(again["redactions_reapplied"], 0, "{again}");
+    assert_eq!(read_journal(&restored_data).len(), journal_after.len());
+
+    // The restored installation journals verify, and the forgotten caller's next call arrives
+    // redacted; the others read as before.
+    let (code, out, err) = run_cli(&restored_data, &["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let served = Served::start(&restored_data, &restored.path().join("logs"), &[]);
+    let after = batch(
+        &client,
+        &served.address,
+        &admin,
+        &account,
+        "a-late",
+        &forgotten,
+        1,
+    )
+    .await;
+    let call: Value = get_json(
+        &client,
+        &format!("{}/api/v1/calls/{}", served.address, after[0]),
+        &admin,
+    )
+    .await;
+    assert!(!call["redaction"].is_null(), "forgotten on arrival: {call}");
+    let calls = all_calls(&client, &served.address, &admin, &account).await;
+    assert_eq!(calls.len(), 8);
+    for call in &calls {
+        let id = call["id"].as_str().unwrap();
+        if b.iter().any(|x| x == id) || id == c[1] {
+            assert!(call["caller"]["number"].is_string(), "{call}");
+        } else {
+            assert!(call["caller"].is_null(), "{call}");
+        }
+    }
+    assert!(served.stop().success());
+
+    // A journal that does not verify is never replayed.
+    postgres_execute(
+        &log_url,
+        "UPDATE audit_log SET actor = 'someone else' WHERE seq = 2",
+    );
+    let (code, _, err) = run_cli(&restored_data, &["replay", "--journal-from", &log_url]);
+    assert_ne!(code, 0);
+    assert!(err.contains("is broken"), "{err}");
+}
