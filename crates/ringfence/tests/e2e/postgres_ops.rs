@@ -369,3 +369,347 @@ async fn a_replay_after_pg_restore_brings_back_every_redaction_and_forget_made_s
     assert_ne!(code, 0);
     assert!(err.contains("is broken"), "{err}");
 }
+
+/// A batch of calls posted by a client: its external ids, and the ids it was answered with
+/// (`None`: no answer, the server was killed first).
+struct Posted {
+    externals: Vec<String>,
+    callers: Vec<String>,
+    ids: Option<Vec<String>>,
+}
+
+#[tokio::test]
+async fn serve_killed_during_batch_ingest_from_several_clients_loses_no_acknowledged_call() {
+    let Some(backing) = postgres_backing() else {
+        return;
+    };
+    let data = backing.data();
+    let logs = backing.path().join("logs");
+    let (_, account) = cli_tenant(&data, true);
+    let client = reqwest::Client::new();
+    let mut admin = String::new();
+    let mut posted: Vec<Posted> = Vec::new();
+    const CLIENTS: usize = 6;
+    const KILLS: usize = 3;
+    for round in 0..KILLS {
+        let served = Served::start(&data, &logs, &[]);
+        if let Some(t) = served.bootstrap_token.clone() {
+            admin = t;
+        }
+        // Each client posts batches of 40 calls until its requests fail; the kill comes once
+        // the clients have had 4 answers each on average, while every client has one in flight.
+        let acknowledged = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+        let mut tasks = Vec::new();
+        for c in 0..CLIENTS {
+            let (client, base, admin, account, acknowledged) = (
+                client.clone(),
+                served.address.clone(),
+                admin.clone(),
+                account.clone(),
+                acknowledged.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                for b in 0.. {
+                    let calls: Vec<Value> = (0..40u16)
+                        .map(|i| {
+                            let mut call = full_call(c as u16 * 40 + i);
+                            call["external_id"] = json!(format!("k{round}-{c}-{b}-{i}"));
+                            call
+                        })
+                        .collect();
+                    let externals = calls
+                        .iter()
+                        .map(|x| x["external_id"].as_str().unwrap().to_owned())
+                        .collect();
+                    let callers = calls
+                        .iter()
+                        .map(|x| x["caller_number"].as_str().unwrap().to_owned())
+                        .collect();
+                    let answer = client
+                        .post(format!("{base}/api/v1/accounts/{account}/calls/batch"))
+                        .bearer_auth(&admin)
+                        .json(&json!({ "calls": calls }))
+                        .send()
+                        .await;
+                    let ids = match answer {
+                        Ok(r) if r.status() == StatusCode::CREATED => match r.json::<Value>().await
+                        {
+                            Ok(body) => Some(
+                                body["ids"]
+                                    .as_array()
+                                    .unwrap()
+                                    .iter()
+                                    .map(|x| x.as_str().unwrap().to_owned())
+                                    .collect::<Vec<_>>(),
+                            ),
+                            Err(_) => None,
+                        },
+                        Ok(r) => panic!("a batch was refused: {}", r.status()),
+                        Err(_) => None,
+                    };
+                    let answered = ids.is_some();
+                    mine.push(Posted {
+                        externals,
+                        callers,
+                        ids,
+                    });
+                    if !answered {
+                        return mine;
+                    }
+                    acknowledged.add_permits(1);
+                }
+                mine
+            }));
+        }
+        let _ = acknowledged
+            .acquire_many(4 * CLIENTS as u32)
+            .await
+            .expect("the clients are answered");
+        tokio::task::spawn_blocking(move || served.kill())
+            .await
+            .unwrap();
+        for t in tasks {
+            posted.extend(t.await.unwrap());
+        }
+    }
+
+    let served = Served::start(&data, &logs, &[]);
+    let log_url = postgres_call_log(&data).unwrap();
+    let stored = |external: &str| {
+        postgres_count(
+            &log_url,
+            &format!("SELECT COUNT(*) FROM calls WHERE external_id = '{external}'"),
+        )
+    };
+    let mut acknowledged = 0;
+    let mut unanswered_stored = 0;
+    for batch in &posted {
+        match &batch.ids {
+            Some(ids) => {
+                for ((id, external), caller) in ids.iter().zip(&batch.externals).zip(&batch.callers)
+                {
+                    let call: Value = get_json(
+                        &client,
+                        &format!("{}/api/v1/calls/{id}", served.address),
+                        &admin,
+                    )
+                    .await;
+                    assert_eq!(
+                        call["external_id"],
+                        json!(external),
+                        "acknowledged call {id} is lost: {call}"
+                    );
+                    assert_eq!(call["caller"]["number"], json!(caller), "{call}");
+                    assert!(call["transcript"].is_string(), "intact: {call}");
+                    acknowledged += 1;
+                }
+            }
+            None => {
+                // Never answered: all of the batch is stored, or none of it.
+                let found: i64 = batch.externals.iter().map(|e| stored(e)).sum();
+                assert!(
+                    found == 0 || found == batch.externals.len() as i64,
+                    "a batch is atomic: {found} of {} stored",
+                    batch.externals.len()
+                );
+                unanswered_stored += found;
+            }
+        }
+    }
+    assert!(acknowledged >= KILLS * 4 * CLIENTS * 40);
+    let calls = all_calls(&client, &served.address, &admin, &account).await;
+    assert_eq!(
+        calls.len() as i64,
+        acknowledged as i64 + unanswered_stored,
+        "nothing stored twice, nothing but what was posted"
+    );
+    assert!(
+        calls.iter().all(|c| c["caller"]["number"].is_string()),
+        "every call intact"
+    );
+    assert!(served.stop().success());
+    let (code, out, err) = run_cli(&data, &["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+/// Where a kill of a caller redaction comes: as soon as its job is recorded, once the
+/// vault has destroyed its keys, once the call log has committed its rows.
+#[derive(Debug, Clone, Copy)]
+enum KillPoint {
+    JobRecorded,
+    KeysDestroyed,
+    RowsCleared,
+}
+
+#[tokio::test]
+async fn serve_killed_during_a_large_caller_redaction_finishes_it_on_restart() {
+    let Some(backing) = postgres_backing() else {
+        return;
+    };
+    let data = backing.data();
+    let logs = backing.path().join("logs");
+    let (_, account) = cli_tenant(&data, true);
+    let client = reqwest::Client::new();
+    let (log_url, vault_url) = database_urls(&data);
+    const CALLS: usize = 3000;
+    let points = [
+        KillPoint::JobRecorded,
+        KillPoint::KeysDestroyed,
+        KillPoint::RowsCleared,
+    ];
+    let served = Served::start(&data, &logs, &[]);
+    let admin = served.bootstrap_token.clone().unwrap();
+    // One caller per kill, thousands of calls each, a recording on a few; and a bystander.
+    let mut ids_of: Vec<Vec<String>> = Vec::new();
+    for k in 0..=points.len() {
+        let mut ids = Vec::new();
+        for part in 0..CALLS / 1000 {
+            ids.extend(
+                batch(
+                    &client,
+                    &served.address,
+                    &admin,
+                    &account,
+                    &format!("r{k}-{part}"),
+                    &uk_number(700 + k as u16),
+                    1000,
+                )
+                .await,
+            );
+        }
+        for id in ids.iter().step_by(1000) {
+            let status = put_audio(
+                &client,
+                &format!("{}/api/v1/calls/{id}/recording", served.address),
+                &admin,
+                vec![7u8; 20_000],
+            )
+            .await;
+            assert_eq!(status, StatusCode::CREATED);
+        }
+        ids_of.push(ids);
+    }
+    assert!(served.stop().success());
+    let keys = || postgres_count(&vault_url, "SELECT COUNT(*) FROM data_keys");
+    let jobs = || postgres_count(&log_url, "SELECT COUNT(*) FROM redaction_jobs");
+    let redacted = || {
+        postgres_count(
+            &log_url,
+            "SELECT COUNT(*) FROM calls WHERE redacted_at IS NOT NULL",
+        )
+    };
+
+    let mut interrupted = 0;
+    for (k, point) in points.iter().enumerate() {
+        let served = Served::start(&data, &logs, &[]);
+        let keys_before = keys();
+        let redacted_before = redacted();
+        let request = {
+            let (client, url, admin, number) = (
+                client.clone(),
+                format!(
+                    "{}/api/v1/accounts/{account}/callers/redact",
+                    served.address
+                ),
+                admin.clone(),
+                uk_number(700 + k as u16),
+            );
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .bearer_auth(admin)
+                    .json(&json!({"number": number}))
+                    .send()
+                    .await
+                    .map(|r| r.status())
+            })
+        };
+        // Watch the databases (each look is one short query) and kill at the chosen step, or
+        // when the answer came first.
+        loop {
+            let reached = match point {
+                KillPoint::JobRecorded => jobs() > 0,
+                KillPoint::KeysDestroyed => keys() < keys_before,
+                KillPoint::RowsCleared => redacted() > redacted_before,
+            };
+            if reached || request.is_finished() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        tokio::task::spawn_blocking(move || served.kill())
+            .await
+            .unwrap();
+        let _ = request.await;
+        if jobs() > 0 {
+            interrupted += 1;
+        }
+    }
+    assert!(
+        interrupted > 0,
+        "no kill came while a redaction was under way: the test did not test a crash"
+    );
+
+    // On restart the server finishes every interrupted redaction before it listens.
+    let served = Served::start(&data, &logs, &[]);
+    assert_eq!(
+        jobs(),
+        0,
+        "every interrupted redaction was finished on start"
+    );
+    let calls = all_calls(&client, &served.address, &admin, &account).await;
+    assert_eq!(calls.len(), CALLS * (points.len() + 1), "no call lost");
+    for (k, ids) in ids_of.iter().enumerate() {
+        let states: std::collections::BTreeSet<bool> = calls
+            .iter()
+            .filter(|c| ids.iter().any(|id| c["id"] == json!(id)))
+            .map(|c| c["redaction"].is_null())
+            .collect();
+        assert_eq!(states.len(), 1, "caller {k}: some calls redacted, some not");
+    }
+    let recordings = data.join("recordings");
+    for call in &calls {
+        let id = call["id"].as_str().unwrap();
+        let files = files_below(&recordings)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains(id))
+            .count();
+        if call["redaction"].is_null() {
+            assert!(call["caller"]["number"].is_string(), "intact: {call}");
+            assert!(call["transcript"].is_string(), "intact: {call}");
+        } else {
+            for gone in ["caller", "transcript", "visitor", "recording", "notes"] {
+                assert!(call[gone].is_null(), "fully redacted: {call}");
+            }
+            assert_eq!(files, 0, "no recording file of redacted call {id}");
+        }
+    }
+    // On disk too: no redacted row keeps ciphertext, no live row lost it.
+    assert_eq!(
+        postgres_count(
+            &log_url,
+            "SELECT COUNT(*) FROM calls WHERE redacted_at IS NOT NULL AND (caller_identity IS NOT NULL OR transcript IS NOT NULL OR interaction IS NOT NULL OR recording_object IS NOT NULL)"
+        ),
+        0
+    );
+    assert_eq!(
+        postgres_count(
+            &log_url,
+            "SELECT COUNT(*) FROM calls WHERE redacted_at IS NULL AND caller_identity IS NULL"
+        ),
+        0
+    );
+    // The bystander's calls stay intact, and so do their keys.
+    let bystander = &ids_of[points.len()];
+    assert!(
+        calls
+            .iter()
+            .filter(|c| bystander.iter().any(|id| c["id"] == json!(id)))
+            .all(|c| c["redaction"].is_null())
+    );
+    assert!(redacted() >= (interrupted * CALLS) as i64);
+    assert!(served.stop().success());
+    let (code, out, err) = run_cli(&data, &["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
