@@ -5,7 +5,6 @@
 //! only.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -34,15 +33,6 @@ fn database_urls(data: &Path) -> (String, String) {
     let mut url = url::Url::parse(&log).expect("a URL");
     url.set_path(vault.database());
     (log, url.to_string())
-}
-
-/// The database name in a URL.
-fn database_name(url: &str) -> String {
-    url::Url::parse(url)
-        .expect("a URL")
-        .path()
-        .trim_start_matches('/')
-        .to_owned()
 }
 
 /// Runs a PostgreSQL client program; panics with its stderr when it fails.
@@ -517,6 +507,10 @@ async fn serve_killed_during_batch_ingest_from_several_clients_loses_no_acknowle
             }
         }
     }
+    println!(
+        "{} batches posted, {acknowledged} calls acknowledged, {unanswered_stored} calls of unanswered batches stored",
+        posted.len()
+    );
     assert!(acknowledged >= KILLS * 4 * CLIENTS * 40);
     let calls = all_calls(&client, &served.address, &admin, &account).await;
     assert_eq!(
@@ -641,8 +635,14 @@ async fn serve_killed_during_a_large_caller_redaction_finishes_it_on_restart() {
         tokio::task::spawn_blocking(move || served.kill())
             .await
             .unwrap();
-        let _ = request.await;
-        if jobs() > 0 {
+        let answered = matches!(request.await, Ok(Ok(_)));
+        let pending = jobs();
+        println!(
+            "kill {k} ({point:?}): answered {answered}, jobs pending {pending}, keys {} of {keys_before}, calls redacted {}",
+            keys(),
+            redacted()
+        );
+        if pending > 0 {
             interrupted += 1;
         }
     }
@@ -710,6 +710,307 @@ async fn serve_killed_during_a_large_caller_redaction_finishes_it_on_restart() {
     );
     assert!(redacted() >= (interrupted * CALLS) as i64);
     assert!(served.stop().success());
+    let (code, out, err) = run_cli(&data, &["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+/// One value printed by `psql` (`-At`: unaligned, tuples only).
+fn psql(url: &str, sql: &str) -> String {
+    pg_tool("psql", &["--no-psqlrc", "-At", "-d", url, "-c", sql])
+        .trim()
+        .to_owned()
+}
+
+/// The files PostgreSQL keeps the test's two databases in (`base/<oid>/`), and its WAL
+/// (`pg_wal/`, shared by the whole server). Reading them needs the server's user or root.
+struct OnDisk {
+    bases: Vec<PathBuf>,
+    wal: PathBuf,
+}
+
+impl OnDisk {
+    fn of(urls: &[&str]) -> OnDisk {
+        let root = PathBuf::from(psql(urls[0], "SHOW data_directory"));
+        let bases = urls
+            .iter()
+            .map(|url| {
+                let oid = psql(
+                    url,
+                    "SELECT oid FROM pg_database WHERE datname = current_database()",
+                );
+                root.join("base").join(oid)
+            })
+            .collect::<Vec<_>>();
+        let wal = root.join("pg_wal");
+        for dir in bases.iter().chain([&wal]) {
+            assert!(
+                !files_below(dir).is_empty(),
+                "{} is not readable here: the residue scan needs PostgreSQL's data directory (run as root or as postgres)",
+                dir.display()
+            );
+        }
+        OnDisk { bases, wal }
+    }
+
+    /// Makes every change so far reach the heap files (and the WAL its records).
+    fn checkpoint(url: &str) {
+        postgres_execute(url, "CHECKPOINT");
+    }
+
+    /// For each needle, the files (heap of the two databases, WAL) holding its bytes.
+    fn find(&self, needles: &[Vec<u8>]) -> Vec<Vec<PathBuf>> {
+        let finders: Vec<_> = needles.iter().map(memchr::memmem::Finder::new).collect();
+        let mut hits = vec![Vec::new(); needles.len()];
+        for file in self
+            .bases
+            .iter()
+            .chain([&self.wal])
+            .flat_map(|d| files_below(d))
+        {
+            let Ok(bytes) = std::fs::read(&file) else {
+                continue;
+            };
+            for (i, finder) in finders.iter().enumerate() {
+                if finder.find(&bytes).is_some() {
+                    hits[i].push(file.clone());
+                }
+            }
+        }
+        hits
+    }
+}
+
+/// Tuples of the vault's key table (live or dead, not yet pruned) whose bytes hold `wrapped`.
+fn key_tuples_holding(vault_url: &str, wrapped: &[u8]) -> i64 {
+    let hex: String = wrapped.iter().map(|b| format!("{b:02x}")).collect();
+    postgres_count(
+        vault_url,
+        &format!(
+            "SELECT COUNT(*) FROM generate_series(0, (pg_relation_size('data_keys') / 8192)::int - 1) AS b,
+             heap_page_items(get_raw_page('data_keys', b)) AS i
+             WHERE i.lp_flags = 1 AND position(decode('{hex}', 'hex') IN i.t_data) > 0"
+        ),
+    )
+}
+
+#[tokio::test]
+async fn on_postgres_a_redaction_leaves_no_plaintext_and_after_rotation_nothing_readable() {
+    let Some(backing) = postgres_backing() else {
+        return;
+    };
+    let data = backing.data();
+    let logs = backing.path().join("logs");
+    let (log_url, vault_url) = database_urls(&data);
+    postgres_execute(&vault_url, "CREATE EXTENSION IF NOT EXISTS pageinspect");
+    let (_, account) = cli_tenant(&data, true);
+    let served = Served::start(&data, &logs, &[("RINGFENCE_LOG", "debug")]);
+    let admin = served.bootstrap_token.clone().unwrap();
+    let client = reqwest::Client::new();
+    let base = served.address.clone();
+
+    // Canaries in every personal field, a recording and a consent of the caller.
+    let tag = ringfence_core::CallId::generate()
+        .to_string()
+        .replace('-', "");
+    let marker = |what: &str| format!("PGCANARY{what}{tag}");
+    let seed = u16::from_str_radix(&tag[tag.len() - 3..], 16).unwrap() % 1000;
+    let number = uk_number(seed);
+    let forwarded = uk_number((seed + 500) % 1000);
+    let ip = format!("198.51.100.{}", 1 + seed % 250);
+    let call = json!({
+        "external_id": "pg-canary", "started_at": "2026-11-28T10:00:00Z", "tracking_number": us_number(0),
+        "caller_number": number, "forwarded_from": forwarded, "caller_name": marker("NAME"),
+        "caller_city": marker("CITY"), "caller_region": marker("REGION"), "caller_postal_code": marker("POSTAL"), "caller_country": "GB",
+        "transcript": marker("TRANSCRIPT"), "notes": marker("NOTES"), "tags": [marker("TAG")],
+        "visitor": {"ip": ip, "user_agent": marker("UA"), "referrer": format!("https://ref.example/{}", marker("REF")),
+                    "landing_url": format!("https://land.example/{}", marker("LAND")), "gclid": marker("GCLID"), "fbclid": marker("FBCLID"),
+                    "msclkid": marker("MSCLKID"), "visitor_id": marker("VISITORID")}
+    });
+    let created = post_json(
+        &client,
+        &format!("{base}/api/v1/accounts/{account}/calls"),
+        &admin,
+        &call,
+    )
+    .await;
+    let id = created["id"].as_str().expect("created").to_owned();
+    let mut audio = b"RIFF".to_vec();
+    for _ in 0..2000 {
+        audio.extend_from_slice(marker("AUDIO").as_bytes());
+    }
+    let status = put_audio(
+        &client,
+        &format!("{base}/api/v1/calls/{id}/recording"),
+        &admin,
+        audio,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let consent = post_json(
+        &client,
+        &format!("{base}/api/v1/accounts/{account}/consents"),
+        &admin,
+        &json!({"subject": {"caller_number": number}, "category": "transcript", "status": "granted", "method": "ivr_keypress", "call_id": id}),
+    )
+    .await;
+    assert!(consent["id"].is_string(), "{consent}");
+    let read: Value = get_json(&client, &format!("{base}/api/v1/calls/{id}"), &admin).await;
+    assert_eq!(
+        read["caller"]["name"],
+        marker("NAME"),
+        "stored and readable"
+    );
+
+    // The plaintext every field held: the markers, the numbers (as sent and as digits), the IP.
+    let plaintext: Vec<Vec<u8>> = [
+        "NAME",
+        "CITY",
+        "REGION",
+        "POSTAL",
+        "TRANSCRIPT",
+        "NOTES",
+        "TAG",
+        "UA",
+        "REF",
+        "LAND",
+        "GCLID",
+        "FBCLID",
+        "MSCLKID",
+        "VISITORID",
+        "AUDIO",
+    ]
+    .iter()
+    .map(|w| marker(w).into_bytes())
+    .chain([
+        number.clone().into_bytes(),
+        number.trim_start_matches('+').as_bytes().to_vec(),
+        forwarded.clone().into_bytes(),
+        ip.clone().into_bytes(),
+    ])
+    .collect();
+    // The wrapped keys of the call, its visit and the caller's consent subject, as the vault
+    // holds them now.
+    let destroyed: Vec<(String, Vec<u8>)> = psql(
+        &vault_url,
+        "SELECT id || ' ' || encode(wrapped, 'hex') FROM data_keys WHERE purpose IN ('call', 'session', 'subject') ORDER BY id",
+    )
+    .lines()
+    .map(|line| {
+        let (id, hex) = line.rsplit_once(' ').unwrap();
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        (id.to_owned(), bytes)
+    })
+    .collect();
+    assert_eq!(destroyed.len(), 3, "call, session and subject keys");
+    let wrapped: Vec<Vec<u8>> = destroyed.iter().map(|(_, w)| w.clone()).collect();
+
+    let disk = OnDisk::of(&[&log_url, &vault_url]);
+    let scan = |when: &str| -> Vec<Vec<PathBuf>> {
+        OnDisk::checkpoint(&log_url);
+        for (needle, hits) in plaintext.iter().zip(disk.find(&plaintext)) {
+            assert!(
+                hits.is_empty(),
+                "{when}: plaintext {} found in {hits:?}",
+                String::from_utf8_lossy(needle)
+            );
+        }
+        let hits = disk.find(&wrapped);
+        let (in_heap, in_wal) = hits.iter().fold((0, 0), |(h, w), files| {
+            (
+                h + usize::from(files.iter().any(|f| !f.starts_with(&disk.wal))),
+                w + usize::from(files.iter().any(|f| f.starts_with(&disk.wal))),
+            )
+        });
+        let tuples: i64 = wrapped
+            .iter()
+            .map(|w| key_tuples_holding(&vault_url, w))
+            .sum();
+        println!(
+            "{when}: 0 plaintext values; of {} wrapped keys, {in_heap} in the vault's heap files, {in_wal} in pg_wal, {tuples} tuples holding one",
+            wrapped.len()
+        );
+        hits
+    };
+    let before = scan("before redaction");
+    assert!(
+        before.iter().all(|files| files
+            .iter()
+            .any(|f| disk.bases.iter().any(|b| f.starts_with(b)))),
+        "the scan sees each key in the vault's heap while it exists: {before:?}"
+    );
+
+    let receipt = post_json(
+        &client,
+        &format!("{base}/api/v1/accounts/{account}/callers/redact"),
+        &admin,
+        &json!({"number": number, "forget": true}),
+    )
+    .await;
+    assert_eq!(receipt["redacted_calls"], 1, "{receipt}");
+    // `CallLog::finish_redaction` awaits `PgVault::compact` (the heap-only VACUUM) before the
+    // receipt is answered: no tuple holds a destroyed key any more.
+    scan("after redaction (its VACUUM included)");
+    for (id, w) in &destroyed {
+        assert_eq!(
+            key_tuples_holding(&vault_url, w),
+            0,
+            "no tuple of the vault holds destroyed key {id} once the redaction answered"
+        );
+        assert_eq!(
+            postgres_count(
+                &vault_url,
+                &format!("SELECT COUNT(*) FROM data_keys WHERE id = '{id}'")
+            ),
+            0
+        );
+    }
+    // What autovacuum does later (index cleanup too) removes nothing more of the keys' bytes.
+    postgres_execute(&vault_url, "VACUUM data_keys");
+    scan("after a full VACUUM of the key table");
+    assert!(served.stop().success());
+
+    // A master-key rotation: the live keys re-wrapped, the old master key file destroyed.
+    let old_key_file = std::fs::read(data.join("master.key")).unwrap();
+    let old = ringfence_crypto::MasterKey::from_file_contents(&old_key_file).unwrap();
+    let new_key_file = backing.path().join("new-master.key");
+    let (code, out, err) = run_cli(
+        &data,
+        &[
+            "vault",
+            "rotate",
+            "--new-master-key-file",
+            new_key_file.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let new =
+        ringfence_crypto::MasterKey::from_file_contents(&std::fs::read(&new_key_file).unwrap())
+            .unwrap();
+    assert_ne!(old.fingerprint(), new.fingerprint());
+    assert!(
+        files_containing(&data, &old_key_file).is_empty(),
+        "no file of the data folder holds the old master key"
+    );
+    let after = scan("after a master-key rotation");
+    // Whatever copy of a destroyed key is left (WAL, free space in a page) opens with nothing
+    // the installation keeps: the new master key does not unwrap it, only the old one, gone.
+    for ((id, w), files) in destroyed.iter().zip(&after) {
+        if files.is_empty() {
+            continue;
+        }
+        assert!(
+            new.unwrap(id, w).is_err(),
+            "a copy of destroyed key {id} opens with the new master key"
+        );
+        assert!(
+            old.unwrap(id, w).is_ok(),
+            "the copy found of {id} is a wrapped key (it opens with the destroyed old master key)"
+        );
+    }
     let (code, out, err) = run_cli(&data, &["audit", "verify"]);
     assert_eq!(code, 0, "{out}{err}");
 }
