@@ -528,7 +528,9 @@ async fn serve_killed_during_batch_ingest_from_several_clients_loses_no_acknowle
 }
 
 /// Where a kill of a caller redaction comes: as soon as its job is recorded, once the
-/// vault has destroyed its keys, once the call log has committed its rows.
+/// vault has destroyed its keys, once the call log has committed its rows (the job ends a
+/// few milliseconds later, after the vault's VACUUM and the files: this kill usually lands
+/// just after it, and tests a restart after a finished redaction).
 #[derive(Debug, Clone, Copy)]
 enum KillPoint {
     JobRecorded,
@@ -619,23 +621,36 @@ async fn serve_killed_during_a_large_caller_redaction_finishes_it_on_restart() {
                     .map(|r| r.status())
             })
         };
-        // Watch the databases (each look is one short query) and kill at the chosen step, or
-        // when the answer came first.
+        // Watch the databases on connections of their own (each look is one short query) and
+        // kill at the chosen step, or when the answer came first.
+        use sqlx::Connection;
+        let mut log_conn = sqlx::PgConnection::connect(&log_url).await.unwrap();
+        let mut vault_conn = sqlx::PgConnection::connect(&vault_url).await.unwrap();
         loop {
-            let reached = match point {
-                KillPoint::JobRecorded => jobs() > 0,
-                KillPoint::KeysDestroyed => keys() < keys_before,
-                KillPoint::RowsCleared => redacted() > redacted_before,
+            let (conn, sql, threshold) = match point {
+                KillPoint::JobRecorded => (&mut log_conn, "SELECT COUNT(*) FROM redaction_jobs", 0),
+                KillPoint::KeysDestroyed => (
+                    &mut vault_conn,
+                    "SELECT -COUNT(*) FROM data_keys",
+                    -keys_before,
+                ),
+                KillPoint::RowsCleared => (
+                    &mut log_conn,
+                    "SELECT COUNT(*) FROM calls WHERE redacted_at IS NOT NULL",
+                    redacted_before,
+                ),
             };
-            if reached || request.is_finished() {
+            let now: i64 = sqlx::query_scalar(sql).fetch_one(conn).await.unwrap();
+            if now > threshold || request.is_finished() {
                 break;
             }
-            tokio::task::yield_now().await;
         }
         tokio::task::spawn_blocking(move || served.kill())
             .await
             .unwrap();
         let answered = matches!(request.await, Ok(Ok(_)));
+        log_conn.close().await.ok();
+        vault_conn.close().await.ok();
         let pending = jobs();
         println!(
             "kill {k} ({point:?}): answered {answered}, jobs pending {pending}, keys {} of {keys_before}, calls redacted {}",
