@@ -401,6 +401,20 @@ pub async fn replay(resources: &Resources, source_text: &str) -> anyhow::Result<
     let restored = read_whole_journal(store.as_ref()).await?;
     let start = replay_start(&restored, &entries)?;
     let restored_last = restored.last().map_or(0, |e| e.seq);
+    // The vault's anchor only moves forward: one past the restored journal stays there, and
+    // `audit verify` will say so (ARCHITECTURE.md, `replay`: the known gap).
+    let anchor = resources.log.vault().journal_anchor().await?;
+    let anchor_ahead = anchor.is_some_and(|(seq, hash)| {
+        usize::try_from(seq - 1)
+            .ok()
+            .and_then(|i| restored.get(i))
+            .is_none_or(|e| e.hash != hash)
+    });
+    let warning = anchor_ahead.then(|| {
+        let message = "the vault's journal anchor is past the restored call log's journal (a vault newer than the call log's dump): `audit verify` will report the journal truncated or rewritten; restore the vault's dump taken with the call log's";
+        tracing::warn!("{message}");
+        message
+    });
     if head.last_seq <= start {
         return Ok(json!({
             "journal_from": source.describe(),
@@ -410,6 +424,7 @@ pub async fn replay(resources: &Resources, source_text: &str) -> anyhow::Result<
             "redactions_reapplied": 0,
             "journal_groups": 0,
             "restored_last_seq": restored_last,
+            "warning": warning,
         }));
     }
     let since = removals_since(&entries, start)?;
@@ -439,5 +454,6 @@ pub async fn replay(resources: &Resources, source_text: &str) -> anyhow::Result<
         "journal_groups": done.groups,
         "restored_last_seq": restored_last,
         "audit_seq": completed,
+        "warning": warning,
     }))
 }

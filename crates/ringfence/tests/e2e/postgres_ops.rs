@@ -249,6 +249,7 @@ async fn a_replay_after_pg_restore_brings_back_every_redaction_and_forget_made_s
     );
     assert_eq!(replayed["redactions_reapplied"], 4, "{replayed}");
     assert_eq!(replayed["up_to_date"], false, "{replayed}");
+    assert!(replayed["warning"].is_null(), "the dumps pair: {replayed}");
     assert_eq!(
         replayed["replayed_after"].as_i64().unwrap(),
         journal_before as i64,
@@ -349,6 +350,46 @@ async fn a_replay_after_pg_restore_brings_back_every_redaction_and_forget_made_s
         }
     }
     assert!(served.stop().success());
+
+    // Paired with the live vault instead, whose journal anchor is past the dump, the replay
+    // re-applies all the same but warns that `audit verify` will not pass (the known gap).
+    let third = Backing::unmigrated();
+    let (third_log, _) = database_urls(&third.data());
+    pg_tool(
+        "pg_restore",
+        &[
+            "--no-owner",
+            "--exit-on-error",
+            "--dbname",
+            &third_log,
+            log_dump.to_str().unwrap(),
+        ],
+    );
+    ringfence_store::private::create_dir(&third.data()).unwrap();
+    ringfence_store::private::copy_file(&data.join("master.key"), &third.data().join("master.key"))
+        .unwrap();
+    let output = binary()
+        .arg("--data")
+        .arg(third.data())
+        .env("RINGFENCE_DATABASE_URL", &third_log)
+        .env("RINGFENCE_VAULT_URL", &vault_url)
+        .args(["replay", "--journal-from", &log_url, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let warned: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(warned["redactions_reapplied"], 4, "{warned}");
+    assert!(
+        warned["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("journal anchor")),
+        "{warned}"
+    );
+    assert_eq!(redacted_in(&third_log), 4);
 
     // A journal that does not verify is never replayed.
     postgres_execute(
