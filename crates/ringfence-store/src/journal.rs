@@ -2,7 +2,7 @@
 
 use ringfence_crypto::audit::GENESIS;
 
-use crate::records::AuditQuery;
+use crate::records::{AuditEntry, AuditQuery};
 use crate::{Store, StoreError};
 
 /// The first place where the chain does not hold.
@@ -34,20 +34,86 @@ pub struct Verification {
     pub head: [u8; 32],
 }
 
+/// The chain walked entry by entry, from the first: what `verify_journal` does over a store,
+/// usable over entries read some other way (a replay reads another installation's journal).
+#[derive(Debug, Clone)]
+pub struct ChainWalk {
+    prev: [u8; 32],
+    prev_seq: i64,
+    entries: u64,
+}
+
+impl Default for ChainWalk {
+    fn default() -> Self {
+        ChainWalk {
+            prev: GENESIS,
+            prev_seq: 0,
+            entries: 0,
+        }
+    }
+}
+
+impl ChainWalk {
+    /// Checks the next entry against the one before it (and the anchor, if any).
+    pub fn step(
+        &mut self,
+        entry: &AuditEntry,
+        anchor: Option<(i64, [u8; 32])>,
+    ) -> Result<(), ChainBreak> {
+        if self.prev_seq == 0 && entry.seq != 1 {
+            return Err(ChainBreak::BadStart { seq: entry.seq });
+        }
+        if entry.seq != self.prev_seq + 1 || entry.prev_hash != self.prev {
+            return Err(ChainBreak::Broken {
+                seq: entry.seq,
+                previous: self.prev_seq,
+            });
+        }
+        if entry.expected_hash(&self.prev) != entry.hash {
+            return Err(ChainBreak::Altered { seq: entry.seq });
+        }
+        if let Some((seq, hash)) = anchor
+            && seq == entry.seq
+            && hash != entry.hash
+        {
+            return Err(ChainBreak::Rewritten { seq });
+        }
+        self.prev = entry.hash;
+        self.prev_seq = entry.seq;
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// Ends the walk: an anchor past the last entry means entries at the end were deleted.
+    pub fn finish(self, anchor: Option<(i64, [u8; 32])>) -> Result<Verification, ChainBreak> {
+        if let Some((seq, _)) = anchor
+            && seq > self.prev_seq
+        {
+            return Err(ChainBreak::Truncated {
+                last: self.prev_seq,
+                anchor: seq,
+            });
+        }
+        Ok(Verification {
+            entries: self.entries,
+            last_seq: self.prev_seq,
+            head: self.prev,
+        })
+    }
+}
+
 /// Walks the whole chain from the first entry. `Ok(Err(_))` names the first break.
 pub async fn verify_journal(
     store: &dyn Store,
     anchor: Option<(i64, [u8; 32])>,
 ) -> Result<Result<Verification, ChainBreak>, StoreError> {
-    let mut prev = GENESIS;
-    let mut prev_seq = 0i64;
-    let mut entries = 0u64;
+    let mut walk = ChainWalk::default();
     loop {
         let page = store
             .audit(AuditQuery {
                 agency_id: None,
                 account_id: None,
-                after_seq: Some(prev_seq),
+                after_seq: Some(walk.prev_seq),
                 before_seq: None,
                 limit: 1000,
             })
@@ -56,40 +122,10 @@ pub async fn verify_journal(
             break;
         }
         for entry in page {
-            if prev_seq == 0 && entry.seq != 1 {
-                return Ok(Err(ChainBreak::BadStart { seq: entry.seq }));
+            if let Err(broken) = walk.step(&entry, anchor) {
+                return Ok(Err(broken));
             }
-            if entry.seq != prev_seq + 1 || entry.prev_hash != prev {
-                return Ok(Err(ChainBreak::Broken {
-                    seq: entry.seq,
-                    previous: prev_seq,
-                }));
-            }
-            if entry.expected_hash(&prev) != entry.hash {
-                return Ok(Err(ChainBreak::Altered { seq: entry.seq }));
-            }
-            if let Some((seq, hash)) = anchor
-                && seq == entry.seq
-                && hash != entry.hash
-            {
-                return Ok(Err(ChainBreak::Rewritten { seq }));
-            }
-            prev = entry.hash;
-            prev_seq = entry.seq;
-            entries += 1;
         }
     }
-    if let Some((seq, _)) = anchor
-        && seq > prev_seq
-    {
-        return Ok(Err(ChainBreak::Truncated {
-            last: prev_seq,
-            anchor: seq,
-        }));
-    }
-    Ok(Ok(Verification {
-        entries,
-        last_seq: prev_seq,
-        head: prev,
-    }))
+    Ok(walk.finish(anchor))
 }

@@ -13,7 +13,8 @@
 //! that opening it applies the acknowledged calls the snapshot lacks; then, before anything
 //! can be served, it re-applies every redaction journaled after that position in the journal
 //! of the live system (`--journal-from`): the calls are redacted again, their keys destroyed,
-//! their files deleted, their callers put back on forget lists.
+//! their files deleted, their callers put back on forget lists (`crate::replay`, which
+//! `ringfence replay` shares for databases restored by PostgreSQL's own tools).
 
 use std::path::{Path, PathBuf};
 
@@ -21,12 +22,8 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use ringfence_core::call::RedactionReason;
 use ringfence_core::timestamp::Timestamp;
-use ringfence_core::{AccountId, CallId};
-use ringfence_core::{DataCategory, SessionId};
 use ringfence_store::AuditEvent;
-use ringfence_store::effects::RedactionDetails;
 use ringfence_store::private;
 use ringfence_store_sqlite::{
     copy_redo_log, last_journal_seq, read_journal, redo_log_path, snapshot,
@@ -34,6 +31,7 @@ use ringfence_store_sqlite::{
 
 use crate::app::{Resources, load_existing_master_key};
 use crate::config::{BlobLocation, Config, DatabaseLocation};
+use crate::replay::{JournalSince, reapply, removals_since};
 
 /// Written last: a backup without it is incomplete.
 const MANIFEST: &str = "manifest.json";
@@ -209,103 +207,11 @@ async fn journal_backup(resources: &Resources, event: AuditEvent) -> anyhow::Res
     }
 }
 
-/// A removal of some categories: reason, categories, calls, sessions.
-type PartialRemoval = (
-    RedactionReason,
-    Vec<DataCategory>,
-    Vec<CallId>,
-    Vec<SessionId>,
-);
-
-/// What was removed after a backup, as its journal tells it (ids and blind indexes only).
-#[derive(Debug, Default)]
-struct JournalSince {
-    /// Whole redactions: call ids grouped by reason.
-    whole: Vec<(RedactionReason, Vec<CallId>)>,
-    /// Removals of some categories (retention by category, consent withdrawn), in order.
-    partial: Vec<PartialRemoval>,
-    forget: Vec<(AccountId, [u8; 16])>,
-    /// Consent subjects whose records went with a caller's redaction.
-    subjects: Vec<(AccountId, [u8; 16])>,
-    last: i64,
-}
-
-impl JournalSince {
-    fn add_whole(&mut self, reason: RedactionReason, ids: Vec<CallId>) {
-        match self.whole.iter_mut().find(|(r, _)| *r == reason) {
-            Some((_, list)) => list.extend(ids),
-            None => self.whole.push((reason, ids)),
-        }
-    }
-}
-
-/// Redactions and removals journaled after the backup.
+/// Redactions and removals journaled after the backup, read from a SQLite call log.
 fn redactions_since(journal: &Path, after_seq: i64) -> anyhow::Result<JournalSince> {
     let entries = read_journal(journal, after_seq)
         .with_context(|| format!("cannot read the journal in {}", journal.display()))?;
-    let mut since = JournalSince {
-        last: after_seq,
-        ..Default::default()
-    };
-    for entry in entries {
-        since.last = entry.seq;
-        let Some(reason) = entry
-            .event
-            .reason
-            .as_deref()
-            .and_then(RedactionReason::parse)
-        else {
-            continue;
-        };
-        let ids = entry
-            .event
-            .subject
-            .as_deref()
-            .unwrap_or("")
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse::<CallId>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "journal entry {} ({}) names a call id that is not one: it cannot be re-applied",
-                    entry.seq,
-                    entry.event.action
-                )
-            })?;
-        // A call stored redacted on arrival names its ids; nothing else to re-apply.
-        if entry.event.action == "call.redacted_on_arrival" {
-            if !ids.is_empty() {
-                since.add_whole(reason, ids);
-            }
-            continue;
-        }
-        // Every other entry with a redaction reason was written by a redaction: its details
-        // must read as one, or the restore stops (a removal it cannot read is not skipped).
-        let details = RedactionDetails::parse(&entry.event.details).with_context(|| {
-            format!(
-                "journal entry {} ({}) cannot be re-applied",
-                entry.seq, entry.event.action
-            )
-        })?;
-        match details {
-            RedactionDetails::Categories {
-                categories,
-                session_ids,
-                ..
-            } => since.partial.push((reason, categories, ids, session_ids)),
-            RedactionDetails::Whole {
-                forget, subjects, ..
-            } => {
-                if !ids.is_empty() {
-                    since.add_whole(reason, ids);
-                }
-                since.forget.extend(forget);
-                since.subjects.extend(subjects);
-            }
-        }
-    }
-    Ok(since)
+    removals_since(&entries, after_seq)
 }
 
 /// `ringfence restore --from DIR --journal-from LIVE` into the (empty) `--data` folder.
@@ -380,72 +286,11 @@ pub async fn restore(
     let mut reapplied = 0u64;
     let mut entries = 0usize;
     if let Some(since) = journal {
-        let last = since.last;
         let details =
-            json!({"journal_after": manifest.audit_seq, "journal_until": last}).to_string();
-        // Removals of categories first, in journal order; then whole redactions, which
-        // supersede them.
-        for (reason, categories, ids, sessions) in since.partial {
-            entries += 1;
-            resources
-                .log
-                .remove_categories_by_ids(
-                    ids,
-                    sessions,
-                    categories,
-                    reason,
-                    AuditEvent {
-                        actor: "restore".into(),
-                        action: "restore.removal_reapplied".into(),
-                        reason: Some(reason.as_str().into()),
-                        details: details.clone(),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-        }
-        let mut forget = Some(since.forget);
-        let mut subjects = Some(since.subjects);
-        for (reason, ids) in since.whole {
-            entries += 1;
-            let receipt = resources
-                .log
-                .redact_by_ids(
-                    ids,
-                    forget.take().unwrap_or_default(),
-                    subjects.take().unwrap_or_default(),
-                    reason,
-                    AuditEvent {
-                        actor: "restore".into(),
-                        action: "restore.redaction_reapplied".into(),
-                        reason: Some(reason.as_str().into()),
-                        details: details.clone(),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            reapplied += receipt.redacted_calls;
-        }
-        let forget = forget.unwrap_or_default();
-        let subjects = subjects.unwrap_or_default();
-        if !forget.is_empty() || !subjects.is_empty() {
-            resources
-                .log
-                .redact_by_ids(
-                    Vec::new(),
-                    forget,
-                    subjects,
-                    RedactionReason::ForgetList,
-                    AuditEvent {
-                        actor: "restore".into(),
-                        action: "restore.forget_list_reapplied".into(),
-                        reason: Some(RedactionReason::ForgetList.as_str().into()),
-                        details: "{}".into(),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-        }
+            json!({"journal_after": manifest.audit_seq, "journal_until": since.last}).to_string();
+        let done = reapply(&resources.log, since, "restore", &details).await?;
+        reapplied = done.calls;
+        entries = done.groups;
     }
     resources
         .log

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod replay;
 pub mod rotate;
 pub mod telemetry;
 

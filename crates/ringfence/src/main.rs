@@ -99,6 +99,19 @@ enum Command {
         #[arg(long)]
         no_journal: bool,
     },
+    /// On a call log restored by PostgreSQL's own tools (pg_restore, pg_basebackup) or copied
+    /// back, re-apply every redaction, removal and forget the live journal recorded after the
+    /// restored one ends; run it before serving. It verifies the live journal's hash chain
+    /// first, journals what it did, and running it again applies only what is new.
+    #[command(
+        after_help = "Example, after restoring last night's dumps into new databases:\n  ringfence replay --database-url postgres://ringfence@db/calls_restored \\\n    --vault-url postgres://ringfence@db/vault_restored --journal-from postgres://ringfence@db/calls"
+    )]
+    Replay {
+        /// The live call log whose journal runs past the restored one: a postgres:// URL, a
+        /// SQLite data folder or its ringfence.db. Only read.
+        #[arg(long, value_name = "SOURCE")]
+        journal_from: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,6 +186,7 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
             | Command::Sweep { .. }
             | Command::Backup { .. }
             | Command::Vault(_)
+            | Command::Replay { .. }
     );
     if needs_data {
         match &config.database {
@@ -220,6 +234,9 @@ async fn run(command: Command, config: Config, json: bool) -> anyhow::Result<()>
         Command::Vault(VaultCommand::Rotate {
             new_master_key_file,
         }) => commands::rotate_master_key(&resources, &new_master_key_file, json).await,
+        Command::Replay { journal_from } => ringfence::replay::replay(&resources, &journal_from)
+            .await
+            .map(|summary| commands::print(json, summary.clone(), &commands::human(&summary))),
         Command::Restore { .. } => unreachable!("handled above"),
     };
     // Whatever the command journaled, the journal's head is recorded apart from it.

@@ -42,6 +42,8 @@ mod export;
 mod ingest_rules;
 #[path = "e2e/matrix.rs"]
 mod matrix;
+#[path = "e2e/postgres_ops.rs"]
+mod postgres_ops;
 #[path = "e2e/races.rs"]
 mod races;
 #[path = "e2e/recipients.rs"]
