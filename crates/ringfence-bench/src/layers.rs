@@ -43,6 +43,9 @@ pub struct LayersArgs {
     /// Folder for the databases (default: the system's temporary folder).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Run on PostgreSQL: fresh databases on the server this URL names, dropped after.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<ringfence_store_postgres::DatabaseUrl>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -95,6 +98,7 @@ pub fn run(args: LayersArgs) -> anyhow::Result<()> {
                 templates.clone(),
                 calls.clone(),
                 &args.what_if,
+                args.database_url.as_ref(),
                 args.clients,
                 Duration::from_secs_f64(args.seconds),
             ))?;
@@ -126,10 +130,11 @@ async fn run_layer(
     templates: Arc<Vec<NewCall>>,
     starts: Arc<Calls>,
     what_if: &crate::whatif::WhatIf,
+    postgres: Option<&ringfence_store_postgres::DatabaseUrl>,
     clients: usize,
     run_for: Duration,
 ) -> anyhow::Result<(u64, Duration, Vec<u32>)> {
-    let server = Server::start(dir, what_if).await?;
+    let server = Server::start(dir, what_if, postgres).await?;
     let log = server.log().clone();
     let account = server.account;
     // The account's blind-index key, made once as the first call would.
