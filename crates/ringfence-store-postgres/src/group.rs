@@ -188,4 +188,182 @@ mod tests {
         assert_eq!(parts[2].forgotten, vec![ids[4]]);
         assert_eq!(parts[2].withheld.len(), 2);
     }
+
+    mod on_postgres {
+        //! Against a real server, when `RINGFENCE_TEST_DATABASE_URL` names one (as the store
+        //! stories): each test in a database of its own, dropped after.
+
+        use std::sync::Arc;
+
+        use ringfence_core::timestamp::Timestamp;
+        use ringfence_core::{AccountId, AgencyId, CallId, SessionId};
+        use ringfence_store::records::{
+            AccountRecord, AgencyRecord, CallRow, Inserted, NewCallRow,
+        };
+        use ringfence_store::{Store, StoreError};
+        use sqlx::{AssertSqlSafe, Connection};
+
+        use crate::{DatabaseUrl, PgStore};
+
+        async fn database(label: &str) -> Option<(DatabaseUrl, DatabaseUrl)> {
+            let server: DatabaseUrl = std::env::var("RINGFENCE_TEST_DATABASE_URL")
+                .ok()?
+                .parse()
+                .expect("RINGFENCE_TEST_DATABASE_URL is a postgres:// URL");
+            let name = format!("ringfence_group_{label}_{}", std::process::id());
+            let mut conn = server.connect().await.expect("server");
+            for sql in [
+                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                format!("CREATE DATABASE {name}"),
+            ] {
+                sqlx::raw_sql(AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create the test database");
+            }
+            let _ = conn.close().await;
+            Some((server.clone(), server.with_database(&name)))
+        }
+
+        async fn drop_database(server: &DatabaseUrl, db: &DatabaseUrl) {
+            let mut conn = server.connect().await.expect("server");
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                db.database()
+            )))
+            .execute(&mut conn)
+            .await
+            .expect("drop the test database");
+            let _ = conn.close().await;
+        }
+
+        async fn tenant(store: &PgStore) -> AccountId {
+            let agency = AgencyRecord {
+                id: AgencyId::generate(),
+                name: "Agency".into(),
+                redaction_enabled: true,
+                max_retention_days: None,
+                created_at: Timestamp::now(),
+            };
+            store.create_agency(agency.clone()).await.expect("agency");
+            let account = AccountRecord {
+                id: AccountId::generate(),
+                agency_id: agency.id,
+                name: "Account".into(),
+                collection: ringfence_core::collection::CollectionSettings::collect_all(),
+                twilio_auth_token: None,
+                twilio_delete_recordings: false,
+                twilio_account_sid: None,
+                created_at: Timestamp::now(),
+                retention: Default::default(),
+            };
+            store.create_account(account.clone()).await.expect("account");
+            account.id
+        }
+
+        /// A call of `account` from caller `n` (a blind index standing for +44 20 7946 0nnn).
+        fn call(account: AccountId, external: &str, n: u8) -> NewCallRow {
+            NewCallRow {
+                call: CallRow {
+                    id: CallId::generate(),
+                    account_id: account,
+                    external_id: Some(external.to_owned()),
+                    started_at: Timestamp::now(),
+                    created_at: Timestamp::now(),
+                    duration_s: Some(30),
+                    direction: None,
+                    status: None,
+                    tracking_number: "+14155550100".into(),
+                    source: None,
+                    campaign: None,
+                    utm_source: None,
+                    utm_medium: None,
+                    utm_campaign: None,
+                    gdpr_scope: Some(true),
+                    caller_bidx: Some([n; 16]),
+                    session_id: None,
+                    caller_identity: Some(vec![n; 48]),
+                    caller_location: None,
+                    transcript: None,
+                    interaction: None,
+                    recording: None,
+                    redacted_at: None,
+                    redaction_reason: None,
+                    redacted_by: None,
+                    legal_hold: None,
+                },
+                inline_session: None,
+                consents: Vec::new(),
+                transcript_needs_consent: false,
+            }
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn forty_eight_concurrent_small_ingests_each_get_their_own_outcome_when_some_share_a_group_with_a_bad_one()
+         {
+            let Some((server, db)) = database("outcomes").await else {
+                return;
+            };
+            let store = Arc::new(PgStore::open(&db, 8).await.expect("open"));
+            let account = tenant(&store).await;
+            // 48 requests at once: most store a new call; every eighth links its call to a
+            // visit that does not exist (refused: `SessionNotFound`); pairs send one external
+            // id twice (one is stored, the other finds it).
+            let mut tasks = Vec::new();
+            for i in 0..48u8 {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    let external = match i % 8 {
+                        6 | 7 => format!("CA-pair-{}", i / 8),
+                        _ => format!("CA-{i}"),
+                    };
+                    let mut new = call(account, &external, i);
+                    if i % 8 == 5 {
+                        new.call.session_id = Some(SessionId::generate());
+                    }
+                    let id = new.call.id;
+                    (i, id, store.insert_calls(vec![new]).await)
+                }));
+            }
+            let mut pairs: std::collections::BTreeMap<u8, Vec<Inserted<CallId>>> =
+                Default::default();
+            for task in tasks {
+                let (i, id, result) = task.await.expect("task");
+                match i % 8 {
+                    5 => assert!(
+                        matches!(result, Err(StoreError::SessionNotFound { index: 0 })),
+                        "request {i}: {result:?}"
+                    ),
+                    6 | 7 => {
+                        let report = result.expect("a re-delivery is no error");
+                        assert_eq!(report.outcomes.len(), 1);
+                        pairs.entry(i / 8).or_default().push(report.outcomes[0]);
+                    }
+                    _ => {
+                        let report = result.expect("stored");
+                        assert_eq!(report.outcomes, vec![Inserted::Created(id)], "request {i}");
+                        assert_eq!(report.withheld, vec![Vec::new()]);
+                    }
+                }
+            }
+            for (pair, outcomes) in &pairs {
+                let created: Vec<_> = outcomes.iter().filter(|o| o.is_created()).collect();
+                assert_eq!(created.len(), 1, "pair {pair}: {outcomes:?}");
+                assert!(
+                    outcomes.iter().all(|o| o.id() == created[0].id()),
+                    "pair {pair}: both answers name the stored call"
+                );
+            }
+            // 30 new calls and 6 of the pairs: nothing of a refused request is stored.
+            let mut conn = db.connect().await.expect("connect");
+            let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM calls")
+                .fetch_one(&mut conn)
+                .await
+                .expect("count");
+            assert_eq!(stored, 36);
+            let _ = conn.close().await;
+            store.close().await;
+            drop_database(&server, &db).await;
+        }
+    }
 }
