@@ -257,7 +257,10 @@ mod tests {
                 created_at: Timestamp::now(),
                 retention: Default::default(),
             };
-            store.create_account(account.clone()).await.expect("account");
+            store
+                .create_account(account.clone())
+                .await
+                .expect("account");
             account.id
         }
 
