@@ -97,10 +97,7 @@ pub fn run(args: LayersArgs) -> anyhow::Result<()> {
                 &dir,
                 templates.clone(),
                 calls.clone(),
-                &args.what_if,
-                args.database_url.as_ref(),
-                args.clients,
-                Duration::from_secs_f64(args.seconds),
+                &args,
             ))?;
             let sample = Sample::new(stored, stored, elapsed.as_secs_f64(), &mut latencies);
             eprintln!(
@@ -129,11 +126,10 @@ async fn run_layer(
     dir: &std::path::Path,
     templates: Arc<Vec<NewCall>>,
     starts: Arc<Calls>,
-    what_if: &crate::whatif::WhatIf,
-    postgres: Option<&ringfence_store_postgres::DatabaseUrl>,
-    clients: usize,
-    run_for: Duration,
+    args: &LayersArgs,
 ) -> anyhow::Result<(u64, Duration, Vec<u32>)> {
+    let (what_if, postgres, clients) = (&args.what_if, args.database_url.as_ref(), args.clients);
+    let run_for = Duration::from_secs_f64(args.seconds);
     let server = Server::start(dir, what_if, postgres).await?;
     let log = server.log().clone();
     let account = server.account;
