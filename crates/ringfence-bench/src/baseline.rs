@@ -27,7 +27,7 @@ use crate::synthetic::Calls;
 use crate::whatif::WhatIf;
 
 /// The bytes of a wrapped data key as the vault stores it: a 32-byte key, sealed.
-const WRAPPED_KEY_LEN: usize = 32 + SEAL_OVERHEAD;
+pub(crate) const WRAPPED_KEY_LEN: usize = 32 + SEAL_OVERHEAD;
 
 const INSERT_SESSION: &str = "INSERT INTO sessions (id, account_id, external_id, started_at, created_at, utm_source, utm_medium, utm_campaign, visitor, redacted_at, redaction_reason)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL) ON CONFLICT (account_id, external_id) DO NOTHING";
@@ -36,23 +36,23 @@ const INSERT_CALL: &str = "INSERT INTO calls (id, account_id, external_id, start
 const INSERT_KEY: &str = "INSERT INTO data_keys (id, account_id, purpose, wrapped, created_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING";
 
 /// One template's column values; only the ids and the external id differ between calls.
-struct RowTemplate {
-    started_at: i64,
-    duration_s: Option<u32>,
-    direction: Option<&'static str>,
-    status: Option<&'static str>,
-    tracking_number: String,
-    source: Option<String>,
-    campaign: Option<String>,
-    utm: [Option<String>; 3],
-    gdpr_scope: Option<bool>,
-    caller_bidx: Option<[u8; 16]>,
-    caller_identity: Option<Vec<u8>>,
-    caller_location: Option<Vec<u8>>,
-    transcript: Option<Vec<u8>>,
-    interaction: Option<Vec<u8>>,
+pub(crate) struct RowTemplate {
+    pub(crate) started_at: i64,
+    pub(crate) duration_s: Option<u32>,
+    pub(crate) direction: Option<&'static str>,
+    pub(crate) status: Option<&'static str>,
+    pub(crate) tracking_number: String,
+    pub(crate) source: Option<String>,
+    pub(crate) campaign: Option<String>,
+    pub(crate) utm: [Option<String>; 3],
+    pub(crate) gdpr_scope: Option<bool>,
+    pub(crate) caller_bidx: Option<[u8; 16]>,
+    pub(crate) caller_identity: Option<Vec<u8>>,
+    pub(crate) caller_location: Option<Vec<u8>>,
+    pub(crate) transcript: Option<Vec<u8>>,
+    pub(crate) interaction: Option<Vec<u8>>,
     /// The inline visitor's blob, if the call has one.
-    visitor: Option<Option<Vec<u8>>>,
+    pub(crate) visitor: Option<Option<Vec<u8>>>,
 }
 
 /// A plaintext blob the size of its sealed form.
@@ -110,6 +110,13 @@ impl RowTemplate {
     }
 }
 
+/// The rows of every template, in the templates' order.
+pub(crate) fn row_templates(templates: &Calls) -> anyhow::Result<Vec<RowTemplate>> {
+    (0..templates.len())
+        .map(|i| RowTemplate::from_body(&templates.body(i as u64)))
+        .collect()
+}
+
 /// Applies Ringfence's pragmas (`ringfence_store_sqlite::db::configure`).
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
@@ -162,9 +169,7 @@ impl CallLogDb {
         let now = Timestamp::now().millis();
         conn.execute("INSERT INTO agencies (id, name, redaction_enabled, max_retention_days, created_at) VALUES (?1, 'Bench Agency', 1, NULL, ?2)", params![agency, now])?;
         conn.execute("INSERT INTO accounts (id, agency_id, name, settings, created_at) VALUES (?1, ?2, 'Bench Account', '{}', ?3)", params![account, agency, now])?;
-        let rows = (0..templates.len())
-            .map(|i| RowTemplate::from_body(&templates.body(i as u64)))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let rows = row_templates(templates)?;
         Ok(CallLogDb {
             conn,
             checkpointer,

@@ -43,6 +43,9 @@ pub struct LayersArgs {
     /// Folder for the databases (default: the system's temporary folder).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Run on PostgreSQL: fresh databases on the server this URL names, dropped after.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<ringfence_store_postgres::DatabaseUrl>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -94,9 +97,7 @@ pub fn run(args: LayersArgs) -> anyhow::Result<()> {
                 &dir,
                 templates.clone(),
                 calls.clone(),
-                &args.what_if,
-                args.clients,
-                Duration::from_secs_f64(args.seconds),
+                &args,
             ))?;
             let sample = Sample::new(stored, stored, elapsed.as_secs_f64(), &mut latencies);
             eprintln!(
@@ -125,11 +126,11 @@ async fn run_layer(
     dir: &std::path::Path,
     templates: Arc<Vec<NewCall>>,
     starts: Arc<Calls>,
-    what_if: &crate::whatif::WhatIf,
-    clients: usize,
-    run_for: Duration,
+    args: &LayersArgs,
 ) -> anyhow::Result<(u64, Duration, Vec<u32>)> {
-    let server = Server::start(dir, what_if).await?;
+    let (what_if, postgres, clients) = (&args.what_if, args.database_url.as_ref(), args.clients);
+    let run_for = Duration::from_secs_f64(args.seconds);
+    let server = Server::start(dir, what_if, postgres).await?;
     let log = server.log().clone();
     let account = server.account;
     // The account's blind-index key, made once as the first call would.

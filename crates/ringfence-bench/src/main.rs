@@ -1,6 +1,7 @@
 //! Ringfence's benchmarks: ingest over HTTP measured in one run against a raw-SQLite baseline
 //! (the same rows, schema, indexes and pragmas, with no encryption and no HTTP) and against
-//! one commit per request; the same single-call load on the layers below HTTP; micro-
+//! one commit per request — or, with `--database-url`, the same on PostgreSQL against raw SQL
+//! on the same server, in databases the run makes and drops; the same single-call load on the layers below HTTP; micro-
 //! measurements of the per-call CPU work; and opt-in experiments on SQLite settings that
 //! Ringfence does not ship (`--what-if-*`), which a run then announces. BENCHMARKS.md at the
 //! repository's root has the figures and how to read them.
@@ -13,6 +14,8 @@ mod client;
 mod cpu;
 mod layers;
 mod micro;
+mod pg;
+mod pg_baseline;
 mod report;
 mod server;
 mod synthetic;
@@ -25,6 +28,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
+
+use ringfence_store_postgres::DatabaseUrl;
 
 use report::{RateTarget, RatioSpec, Results, Sample};
 use server::Server;
@@ -52,7 +57,7 @@ enum Command {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
 enum Figure {
-    /// Plain rusqlite: call and session rows in transactions of --baseline-transaction calls.
+    /// Plain SQL: call and session rows in transactions of --baseline-transaction calls.
     BaselineBatch,
     /// The same, also writing the data-key rows into a second (vault) database.
     BaselineBatchVault,
@@ -60,22 +65,27 @@ enum Figure {
     HttpBatch,
     /// Ringfence over HTTP, single calls from --clients connections.
     HttpSingle,
-    /// Plain rusqlite, --clients threads, every call's keys and rows each committed in a
-    /// transaction of their own (vault then call log), one writer thread per database.
-    SqliteOneCommitVault,
+    /// Plain SQL, --clients threads (on PostgreSQL, connections), every call's keys and rows
+    /// each committed in a transaction of their own (vault then call log); on SQLite one
+    /// writer thread per database.
+    #[value(alias = "sqlite-one-commit-vault")]
+    OneCommitVault,
     /// The same with the call log only.
-    SqliteOneCommit,
+    #[value(alias = "sqlite-one-commit")]
+    OneCommit,
 }
 
 impl Figure {
-    fn name(self) -> &'static str {
-        match self {
-            Figure::BaselineBatch => "baseline-batch",
-            Figure::BaselineBatchVault => "baseline-batch+vault",
-            Figure::HttpBatch => "http-batch",
-            Figure::HttpSingle => "http-single",
-            Figure::SqliteOneCommitVault => "sqlite-one-commit+vault",
-            Figure::SqliteOneCommit => "sqlite-one-commit",
+    fn name(self, postgres: bool) -> &'static str {
+        match (self, postgres) {
+            (Figure::BaselineBatch, _) => "baseline-batch",
+            (Figure::BaselineBatchVault, _) => "baseline-batch+vault",
+            (Figure::HttpBatch, _) => "http-batch",
+            (Figure::HttpSingle, _) => "http-single",
+            (Figure::OneCommitVault, false) => "sqlite-one-commit+vault",
+            (Figure::OneCommit, false) => "sqlite-one-commit",
+            (Figure::OneCommitVault, true) => "pg-one-commit+vault",
+            (Figure::OneCommit, true) => "pg-one-commit",
         }
     }
 
@@ -84,8 +94,8 @@ impl Figure {
         Figure::BaselineBatchVault,
         Figure::HttpBatch,
         Figure::HttpSingle,
-        Figure::SqliteOneCommitVault,
-        Figure::SqliteOneCommit,
+        Figure::OneCommitVault,
+        Figure::OneCommit,
     ];
 }
 
@@ -127,6 +137,10 @@ struct IngestArgs {
     /// Run only these figures (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Figure>,
+    /// Run on PostgreSQL: the server this URL names (its database is only used to create and
+    /// drop the run's own databases, two for each figure, vault included). Without it, SQLite.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<DatabaseUrl>,
     /// Folder for the databases (default: the system's temporary folder); must be on the disk measured.
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -178,6 +192,35 @@ const TARGETS: &[RateTarget] = &[
     },
 ];
 
+/// On PostgreSQL (issue 20): against raw SQL on the same server.
+const PG_RATIOS: &[RatioSpec] = &[
+    RatioSpec {
+        name: "http-batch / baseline-batch",
+        numerator: "http-batch",
+        denominator: "baseline-batch",
+        at_least: Some(0.5),
+    },
+    RatioSpec {
+        name: "http-batch / baseline-batch+vault",
+        numerator: "http-batch",
+        denominator: "baseline-batch+vault",
+        at_least: None,
+    },
+    // Issue 20's baseline: each call inserted in its own transaction from 64 connections.
+    RatioSpec {
+        name: "http-single / pg-one-commit",
+        numerator: "http-single",
+        denominator: "pg-one-commit",
+        at_least: Some(2.0),
+    },
+    RatioSpec {
+        name: "http-single / pg-one-commit+vault",
+        numerator: "http-single",
+        denominator: "pg-one-commit+vault",
+        at_least: None,
+    },
+];
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ingest(args) => ingest(args),
@@ -211,6 +254,15 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         args.repeat > 0 && args.clients > 0 && args.batch_clients > 0,
         "--repeat, --clients and --batch-clients must be positive"
     );
+    anyhow::ensure!(
+        args.database_url.is_none() || !args.what_if.is_active(),
+        "the --what-if-* settings are SQLite's: not with --database-url"
+    );
+    let postgres = args.database_url.is_some();
+    let (ratios, targets) = match postgres {
+        true => (PG_RATIOS, &[][..]),
+        false => (RATIOS, TARGETS),
+    };
     let figures: Vec<Figure> = if args.only.is_empty() {
         Figure::ALL.to_vec()
     } else {
@@ -246,6 +298,14 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         server: runtime("server", args.server_threads)?,
         client: runtime("client", args.client_threads)?,
     };
+    let server_settings = match &args.database_url {
+        Some(url) => {
+            let settings = rt.server.block_on(pg::describe_server(url))?;
+            eprintln!("  PostgreSQL at {url}: {settings}");
+            Some(settings)
+        }
+        None => None,
+    };
     let mut results = Results::default();
     // Figures interleave within each repetition so that a noisy spell hits all of them.
     for rep in 1..=args.repeat {
@@ -266,12 +326,20 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         );
         results.add("disk: 4 KiB write+fsync", probe);
         for &figure in &figures {
-            let sample = run_figure(figure, &args, &rt, &calls, &dir)
-                .with_context(|| format!("{} (repetition {rep})", figure.name()))?;
+            let sample = match run_figure(figure, &args, &rt, &calls, &dir) {
+                Ok(sample) => sample,
+                Err(e) => {
+                    // Whatever databases the failed figure left on the server.
+                    if let Some(url) = &args.database_url {
+                        rt.server.block_on(pg::drop_all_of_this_process(url));
+                    }
+                    return Err(e.context(format!("{} (repetition {rep})", figure.name(postgres))));
+                }
+            };
             eprintln!(
                 "  [{rep}/{}] {:<24} {:>9.0} calls/s  ({} calls in {:.2} s{})",
                 args.repeat,
-                figure.name(),
+                figure.name(postgres),
                 sample.rate(),
                 sample.calls,
                 sample.seconds,
@@ -280,16 +348,18 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                     _ => String::new(),
                 }
             );
-            results.add(figure.name(), sample);
+            results.add(figure.name(postgres), sample);
         }
     }
-    let mut out = results.to_json(RATIOS, TARGETS);
+    let mut out = results.to_json(ratios, targets);
     out["settings"] = json!({
         "calls": args.calls, "batch": args.batch, "batch_clients": args.batch_clients, "clients": args.clients,
         "seconds": args.seconds, "baseline_transaction": args.baseline_transaction, "repeat": args.repeat,
         "visitor_share": share, "mean_call_json_bytes": mean_bytes, "client_threads": args.client_threads,
         "server_threads": args.server_threads, "start_times": format!("{:?}", args.start_times),
         "what_if": args.what_if.is_active().then(|| args.what_if.describe()),
+        "database": match &args.database_url { Some(url) => url.to_string(), None => "sqlite".to_owned() },
+        "postgres_settings": server_settings,
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "date": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
     });
@@ -306,7 +376,10 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                 args.what_if.describe()
             );
         }
-        print!("{}", results.table(RATIOS, TARGETS));
+        if let (Some(url), Some(settings)) = (&args.database_url, &server_settings) {
+            println!("PostgreSQL at {url}: {settings}");
+        }
+        print!("{}", results.table(ratios, targets));
     }
     Ok(())
 }
@@ -348,6 +421,9 @@ fn run_figure(
     dir: &std::path::Path,
 ) -> anyhow::Result<Sample> {
     settle();
+    if let Some(url) = &args.database_url {
+        return run_pg_figure(figure, url, args, rt, calls, dir);
+    }
     match figure {
         Figure::BaselineBatch | Figure::BaselineBatchVault => {
             let folder = tempfile::Builder::new()
@@ -383,12 +459,12 @@ fn run_figure(
                 &mut [],
             ))
         }
-        Figure::SqliteOneCommit | Figure::SqliteOneCommitVault => {
+        Figure::OneCommit | Figure::OneCommitVault => {
             let folder = tempfile::Builder::new()
                 .prefix("ringfence-baseline-")
                 .tempdir_in(dir)?;
             let log = baseline::CallLogDb::create(folder.path(), calls, &args.what_if)?;
-            let vault = if figure == Figure::SqliteOneCommitVault {
+            let vault = if figure == Figure::OneCommitVault {
                 Some(baseline::VaultDb::create(
                     folder.path(),
                     &log,
@@ -406,62 +482,142 @@ fn run_figure(
                 &mut m.latencies_us,
             ))
         }
-        Figure::HttpBatch | Figure::HttpSingle => {
-            let server = rt.server.block_on(Server::start(dir, &args.what_if))?;
-            let target =
-                client::Target::new(server.address, &server.token, &server.account.to_string());
-            // Call numbers start above the warm-up call's.
-            let mut cpu_before = None;
-            let load = rt.client.block_on(async {
-                client::warm_up(&target, calls, 0).await?;
-                cpu_before = Some(cpu::snapshot());
-                match figure {
-                    Figure::HttpBatch => {
-                        client::batches(
-                            &target,
-                            calls.clone(),
-                            args.batch_clients,
-                            args.calls,
-                            args.batch,
-                            1,
-                        )
-                        .await
-                    }
-                    _ => {
-                        client::single_calls(
-                            &target,
-                            calls.clone(),
-                            args.clients,
-                            Duration::from_secs_f64(args.seconds),
-                            1,
-                        )
-                        .await
-                    }
-                }
-            });
-            let cpu_after = cpu::snapshot();
-            let stored = rt.server.block_on(server.stop())?;
-            let mut load = load?;
-            if let Some(before) = &cpu_before {
-                eprintln!(
-                    "      {}: {} (the load generator's threads included)",
-                    figure.name(),
-                    cpu::per_call(before, &cpu_after, load.calls)
-                );
-            }
-            // Every 201 must be a call in the file after shutdown.
-            anyhow::ensure!(
-                stored == load.calls + 1,
-                "the server answered 201 for {} calls but its file holds {}",
-                load.calls + 1,
-                stored
-            );
-            Ok(Sample::new(
-                load.calls,
-                load.requests,
-                load.elapsed.as_secs_f64(),
-                &mut load.latencies_us,
-            ))
-        }
+        Figure::HttpBatch | Figure::HttpSingle => http_figure(figure, None, args, rt, calls, dir),
     }
+}
+
+/// A figure on PostgreSQL: the baselines write into fresh databases of the server the URL
+/// names, as the server measured does.
+fn run_pg_figure(
+    figure: Figure,
+    url: &DatabaseUrl,
+    args: &IngestArgs,
+    rt: &Runtimes,
+    calls: &Arc<Calls>,
+    dir: &std::path::Path,
+) -> anyhow::Result<Sample> {
+    let baseline = match figure {
+        Figure::HttpBatch | Figure::HttpSingle => {
+            return http_figure(figure, Some(url), args, rt, calls, dir);
+        }
+        _ => rt
+            .server
+            .block_on(pg_baseline::PgBaseline::create(url, calls))?,
+    };
+    let measured = rt.server.block_on(async {
+        match figure {
+            Figure::BaselineBatch | Figure::BaselineBatchVault => {
+                let elapsed = baseline
+                    .insert_batches(
+                        calls,
+                        args.calls,
+                        args.baseline_transaction,
+                        figure == Figure::BaselineBatchVault,
+                    )
+                    .await?;
+                let stored = baseline.count_calls().await?;
+                anyhow::ensure!(
+                    stored == args.calls,
+                    "the baseline stored {stored} of {} calls",
+                    args.calls
+                );
+                Ok(Sample::new(
+                    args.calls,
+                    args.calls.div_ceil(args.baseline_transaction),
+                    elapsed.as_secs_f64(),
+                    &mut [],
+                ))
+            }
+            _ => {
+                let mut m = baseline
+                    .commit_per_call(
+                        calls.clone(),
+                        args.clients,
+                        args.seconds,
+                        figure == Figure::OneCommitVault,
+                    )
+                    .await?;
+                Ok(Sample::new(
+                    m.calls,
+                    m.calls,
+                    m.elapsed.as_secs_f64(),
+                    &mut m.latencies_us,
+                ))
+            }
+        }
+    });
+    rt.server.block_on(baseline.drop());
+    measured
+}
+
+/// Ringfence over HTTP, on SQLite files in `dir` or on fresh databases of `postgres`.
+fn http_figure(
+    figure: Figure,
+    postgres: Option<&DatabaseUrl>,
+    args: &IngestArgs,
+    rt: &Runtimes,
+    calls: &Arc<Calls>,
+    dir: &std::path::Path,
+) -> anyhow::Result<Sample> {
+    let name = figure.name(postgres.is_some());
+    let server = rt
+        .server
+        .block_on(Server::start(dir, &args.what_if, postgres))?;
+    let target = client::Target::new(server.address, &server.token, &server.account.to_string());
+    // Call numbers start above the warm-up call's.
+    let mut cpu_before = None;
+    let load = rt.client.block_on(async {
+        client::warm_up(&target, calls, 0).await?;
+        cpu_before = Some(cpu::snapshot());
+        match figure {
+            Figure::HttpBatch => {
+                client::batches(
+                    &target,
+                    calls.clone(),
+                    args.batch_clients,
+                    args.calls,
+                    args.batch,
+                    1,
+                )
+                .await
+            }
+            _ => {
+                client::single_calls(
+                    &target,
+                    calls.clone(),
+                    args.clients,
+                    Duration::from_secs_f64(args.seconds),
+                    1,
+                )
+                .await
+            }
+        }
+    });
+    let cpu_after = cpu::snapshot();
+    let stored = rt.server.block_on(server.stop())?;
+    let mut load = load?;
+    if let Some(before) = &cpu_before {
+        eprintln!(
+            "      {name}: {} (the load generator's threads included{})",
+            cpu::per_call(before, &cpu_after, load.calls),
+            if postgres.is_some() {
+                "; PostgreSQL's own processes are not counted"
+            } else {
+                ""
+            }
+        );
+    }
+    // Every 201 must be a call in the database after shutdown.
+    anyhow::ensure!(
+        stored == load.calls + 1,
+        "the server answered 201 for {} calls but its database holds {}",
+        load.calls + 1,
+        stored
+    );
+    Ok(Sample::new(
+        load.calls,
+        load.requests,
+        load.elapsed.as_secs_f64(),
+        &mut load.latencies_us,
+    ))
 }

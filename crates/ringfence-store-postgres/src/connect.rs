@@ -134,6 +134,11 @@ const CALL_LOG: &[(i64, &str, &str)] = &[
         "users' sealed e-mail address",
         include_str!("../migrations/call_log/0002_user_email_sealed.sql"),
     ),
+    (
+        3,
+        "calls_live in the sweep's order",
+        include_str!("../migrations/call_log/0003_calls_live_in_sweep_order.sql"),
+    ),
 ];
 
 /// The vault's migrations.

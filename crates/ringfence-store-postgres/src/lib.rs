@@ -9,6 +9,7 @@
 mod audit;
 mod connect;
 mod consent;
+mod group;
 mod ingest;
 mod locks;
 mod redaction;

@@ -48,14 +48,7 @@ pub(crate) async fn share(
     conn: &mut PgConnection,
     subjects: impl IntoIterator<Item = (AccountId, BlindIndex)>,
 ) -> Result<(), StoreError> {
-    for k in keys(subjects) {
-        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-            .bind(k)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend)?;
-    }
-    Ok(())
+    take(conn, "pg_advisory_xact_lock_shared", keys(subjects)).await
 }
 
 /// Holds the subjects' locks alone until the transaction ends (a caller's redaction, a
@@ -64,12 +57,22 @@ pub(crate) async fn exclusive(
     conn: &mut PgConnection,
     subjects: impl IntoIterator<Item = (AccountId, BlindIndex)>,
 ) -> Result<(), StoreError> {
-    for k in keys(subjects) {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(k)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend)?;
+    take(conn, "pg_advisory_xact_lock", keys(subjects)).await
+}
+
+/// Takes the sorted `keys` with `function`, in one statement whatever their number: a scan of
+/// the array yields its elements in order, and each row's lock is taken before the next row
+/// is read, so the keys are still taken in ascending order.
+async fn take(conn: &mut PgConnection, function: &str, keys: Vec<i64>) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
     }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {function}(k) FROM unnest($1::bigint[]) WITH ORDINALITY AS t (k, n) ORDER BY n"
+    )))
+    .bind(&keys)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
     Ok(())
 }

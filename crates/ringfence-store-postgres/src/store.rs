@@ -24,10 +24,12 @@ use crate::{audit, backend, consent, ingest, is_unique_violation, redaction, use
 /// How many entries of `calls_live` one transaction of `retire_redacted` passes.
 const RETIRE_WINDOW: i64 = 2000;
 
-/// The call log in PostgreSQL: a pool of connections, each write one transaction.
+/// The call log in PostgreSQL: a pool of connections, each write one transaction (small
+/// ingests share theirs: [`crate::group`]).
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    groups: crate::group::Groups,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -41,8 +43,10 @@ impl PgStore {
     /// database's migration lock: see [`migrate`]).
     pub async fn open(url: &DatabaseUrl, max_connections: u32) -> Result<Self, StoreError> {
         migrate(url, Schema::CallLog).await?;
+        let pool = url.pool(max_connections).await?;
         Ok(Self {
-            pool: url.pool(max_connections).await?,
+            groups: crate::group::Groups::start(pool.clone()),
+            pool,
         })
     }
 
@@ -915,11 +919,11 @@ impl Store for PgStore {
     }
 
     async fn insert_calls(&self, calls: Vec<NewCallRow>) -> Result<InsertReport, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        // Any error rolls the whole batch back with the transaction.
-        let report = ingest::insert_calls(&mut tx, &calls).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(report)
+        if calls.len() <= crate::group::GROUPED_MAX {
+            self.groups.insert(calls).await
+        } else {
+            crate::group::insert_alone(&self.pool, &calls).await
+        }
     }
 
     async fn insert_session(

@@ -259,6 +259,15 @@ impl Resources {
         })
     }
 
+    /// The SQLite call log and vault, when both are SQLite files: the benchmarks read and
+    /// set their writers' settings through them.
+    pub fn sqlite(&self) -> Option<(&SqliteStore, &SqliteVault)> {
+        match (&self.call_log_db, &self.vault_db) {
+            (CallLogDb::Sqlite(store), VaultDb::Sqlite(vault)) => Some((store, vault)),
+            _ => None,
+        }
+    }
+
     /// Waits for queued writes and closes the databases.
     pub async fn close(&self) {
         match &self.call_log_db {

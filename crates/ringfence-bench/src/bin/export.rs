@@ -158,6 +158,6 @@ fn main() -> anyhow::Result<()> {
         rss_before as f64 / 1024.0,
         peak as f64 / 1024.0
     );
-    resources.close().await;
+    runtime.block_on(resources.close());
     Ok(())
 }
