@@ -18,6 +18,7 @@ mod ceiling;
 mod checklist;
 mod cli;
 mod consent;
+mod contention;
 mod crash;
 mod day_to_day;
 mod demo;
