@@ -10,7 +10,8 @@ use crate::personal::Personal;
 use crate::phone::E164;
 use crate::timestamp::Timestamp;
 
-/// Longest accepted lengths, in bytes, of free-text fields.
+/// Longest accepted lengths, in characters, of free-text fields (the OpenAPI document's
+/// `maxLength`s).
 pub mod limits {
     pub const EXTERNAL_ID: usize = 128;
     pub const LABEL: usize = 128;
@@ -354,8 +355,9 @@ impl FieldError {
     }
 }
 
-/// Checks a free-text field: length in bytes, no control characters except (when
-/// `multiline`) newlines and tabs. Empty strings count as absent.
+/// Checks a free-text field: length in characters (Unicode scalar values, as JSON Schema's
+/// `maxLength` counts them, so the OpenAPI document's limits are the server's), no control
+/// characters except (when `multiline`) newlines and tabs. Empty strings count as absent.
 pub fn checked_text(
     field: &str,
     value: Option<String>,
@@ -363,11 +365,11 @@ pub fn checked_text(
     multiline: bool,
 ) -> Result<Option<String>, FieldError> {
     let Some(value) = value else { return Ok(None) };
-    if value.len() > max {
+    if value.len() > max && value.chars().count() > max {
         return Err(FieldError::new(
             field,
             "too_long",
-            format!("longer than {max} bytes"),
+            format!("longer than {max} characters"),
         ));
     }
     let bad = |c: char| c.is_control() && !(multiline && (c == '\n' || c == '\t' || c == '\r'));

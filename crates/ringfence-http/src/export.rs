@@ -304,8 +304,11 @@ pub fn write_export<W: Write>(
             continue;
         };
         let bytes = rec.meta.bytes;
+        let Some(stream) = handle.block_on(log.read_recording(rec, 0, bytes))? else {
+            continue;
+        };
         zip.start_file(file.as_str(), stored)?;
-        let mut stream = Box::pin(log.read_recording(rec, 0, bytes));
+        let mut stream = Box::pin(stream);
         while let Some(piece) = handle.block_on(stream.next()) {
             zip.write_all(&piece?)?;
         }

@@ -11,6 +11,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 use super::checkpoint::Checkpointer;
 use super::redo::{self, RedoLog};
+use super::turnstile::Turnstile;
 use crate::db_error;
 use ringfence_store::StoreError;
 
@@ -99,6 +100,8 @@ pub struct SqliteDb {
     readers: Arc<Mutex<Vec<Connection>>>,
     reader_slots: Arc<Semaphore>,
     checkpointer: Arc<Checkpointer>,
+    /// Shared with the writer thread (see `turnstile`).
+    turnstile: Arc<Turnstile>,
     progress: Arc<Progress>,
     /// Whether logged writes go through a redo log (else they commit like any write).
     logged: bool,
@@ -117,7 +120,11 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 
 /// What a failed statement of the writer tells its jobs (a busy database names the bound).
 fn describe(e: rusqlite::Error) -> String {
-    match crate::db_error(e) {
+    store_message(crate::db_error(e))
+}
+
+fn store_message(e: StoreError) -> String {
+    match e {
         StoreError::Backend(message) => message,
         other => other.to_string(),
     }
@@ -138,7 +145,7 @@ fn restrict_files(path: &Path) -> Result<(), StoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(failed(e)),
     }
-    for suffix in ["", "-wal", "-shm", "-redo"] {
+    for suffix in ["", "-wal", "-shm", "-redo", "-turn"] {
         let mut name = path.as_os_str().to_owned();
         name.push(suffix);
         match ringfence_store::private::restrict_file(Path::new(&name)) {
@@ -177,21 +184,21 @@ impl SqliteDb {
         redo_log: Option<(RedoLimits, Replay)>,
     ) -> Result<Arc<Self>, StoreError> {
         restrict_files(path)?;
-        let mut writer = Connection::open(path).map_err(db_error)?;
+        // Every write transaction of this database, in any process, begins through it.
+        let turnstile = Arc::new(Turnstile::open(path)?);
+        let writer = Connection::open(path).map_err(db_error)?;
         configure(&writer).map_err(db_error)?;
         // The writer's page cache keeps the B-trees' inner pages of a large log in memory,
         // so a redaction's scattered rows cost one leaf read each, not a walk from the root.
         writer
             .pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
             .map_err(db_error)?;
-        migrate(&mut writer, migrations)?;
+        migrate(&writer, migrations, &turnstile)?;
         let progress = Arc::new(Progress::default());
         let redo = match redo_log {
             Some((limits, replay)) => {
-                writer
-                    .execute_batch(redo::APPLIED_TABLE)
-                    .map_err(db_error)?;
-                RedoLog::open(&redo::path_for(path), &writer, replay)?.map(|log| {
+                create_if_missing(&writer, &turnstile, "redo_applied", redo::APPLIED_TABLE)?;
+                RedoLog::open(&redo::path_for(path), &writer, replay, &turnstile)?.map(|log| {
                     progress.acked.store(log.last_seq(), Ordering::SeqCst);
                     progress.committed.store(log.last_seq(), Ordering::SeqCst);
                     (log, limits)
@@ -221,9 +228,11 @@ impl SqliteDb {
         let thread = {
             let checkpointer = checkpointer.clone();
             let progress = progress.clone();
+            let turnstile = turnstile.clone();
             spawn_for(path, "writer", move || {
                 Writer {
                     conn: writer,
+                    turnstile,
                     checkpointer,
                     progress,
                     redo,
@@ -240,6 +249,7 @@ impl SqliteDb {
             readers: Arc::new(Mutex::new(readers)),
             reader_slots: Arc::new(Semaphore::new(READERS)),
             checkpointer,
+            turnstile,
             progress,
             logged,
         }))
@@ -417,9 +427,11 @@ impl SqliteDb {
     /// Copies the whole WAL back into the database and truncates it to nothing, once the
     /// jobs queued before are committed (and after a background checkpoint that is
     /// running). Afterwards no page the WAL held, overwritten data included, is left in it.
+    /// The checkpoint takes the database's write lock like a transaction, so it goes through
+    /// the turnstile too: beside a busy server it gets the next turn instead of polling.
     pub async fn truncate_wal(&self) -> Result<(), StoreError> {
-        let checkpointer = self.checkpointer.clone();
-        self.maintenance(move |conn| checkpointer.truncate(conn))
+        let (checkpointer, turnstile) = (self.checkpointer.clone(), self.turnstile.clone());
+        self.maintenance(move |conn| turnstile.in_turn(|| checkpointer.truncate(conn)))
             .await
     }
 
@@ -497,6 +509,8 @@ fn run_in_savepoint<T>(
 /// logged writes that are acknowledged (in the redo log) and not committed yet.
 struct Writer {
     conn: Connection,
+    /// Every transaction of this writer begins through it (see `turnstile`).
+    turnstile: Arc<Turnstile>,
     checkpointer: Arc<Checkpointer>,
     progress: Arc<Progress>,
     redo: Option<(RedoLog, RedoLimits)>,
@@ -564,12 +578,12 @@ impl Writer {
             if self.open {
                 return None;
             }
-            match self.conn.execute_batch("BEGIN IMMEDIATE") {
+            match self.turnstile.begin_immediate(&self.conn) {
                 Ok(()) => {
                     self.open = true;
                     None
                 }
-                Err(e) => Some(describe(e)),
+                Err(e) => Some(store_message(e)),
             }
         });
         if let Some(message) = message {
@@ -638,7 +652,12 @@ impl Writer {
                     .redo
                     .as_ref()
                     .is_some_and(|(log, limits)| log.bytes() >= limits.max_bytes);
-                if full || self.deadline().is_some_and(|at| Instant::now() >= at) {
+                // Another writer (another process) waiting at the turnstile gets the write
+                // lock after this group, not after the deadline.
+                if full
+                    || self.deadline().is_some_and(|at| Instant::now() >= at)
+                    || (self.open && self.turnstile.someone_waits())
+                {
                     self.commit_quietly();
                 }
             }
@@ -717,7 +736,7 @@ impl Writer {
     fn recover(&mut self, last: u64, why: &str) {
         tracing::error!(reason = %why, "acknowledged writes rolled back; applying the redo log again");
         let replayed = match self.redo.as_mut() {
-            Some((log, _)) => log.replay(&self.conn).and_then(|applied| {
+            Some((log, _)) => log.replay(&self.conn, &self.turnstile).and_then(|applied| {
                 if applied < last {
                     Err(StoreError::Backend(format!(
                         "the redo log holds writes up to {applied}, not {last}"
@@ -746,39 +765,95 @@ impl Writer {
     }
 }
 
-fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError> {
-    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)").map_err(db_error)?;
-    let applied: i64 = conn
-        .query_row(
+fn table_exists(conn: &Connection, table: &str) -> Result<bool, StoreError> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1)",
+        [table],
+        |r| r.get::<_, bool>(0),
+    )
+    .map_err(db_error)
+}
+
+/// Creates `table` with `ddl` (a `CREATE TABLE IF NOT EXISTS`) in a transaction begun in
+/// turn, if it is missing.
+fn create_if_missing(
+    conn: &Connection,
+    turnstile: &Turnstile,
+    table: &str,
+    ddl: &str,
+) -> Result<(), StoreError> {
+    if table_exists(conn, table)? {
+        return Ok(());
+    }
+    turnstile.begin_immediate(conn)?;
+    match conn.execute_batch(ddl) {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(db_error),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(db_error(e))
+        }
+    }
+}
+
+fn migrate(
+    conn: &Connection,
+    migrations: &[&str],
+    turnstile: &Turnstile,
+) -> Result<(), StoreError> {
+    let applied_version = |conn: &Connection| -> Result<i64, StoreError> {
+        conn.query_row(
             "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
             [],
             |r| r.get(0),
         )
-        .map_err(db_error)?;
-    for (i, sql) in migrations.iter().enumerate() {
-        let version = i as i64 + 1;
-        if version <= applied {
-            continue;
-        }
-        let tx = conn.transaction().map_err(db_error)?;
-        tx.execute_batch(sql).map_err(db_error)?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-            rusqlite::params![
-                version,
-                ringfence_core::timestamp::Timestamp::now().millis()
-            ],
-        )
-        .map_err(db_error)?;
-        tx.commit().map_err(db_error)?;
-    }
+        .map_err(db_error)
+    };
+    let has_history = table_exists(conn, "schema_migrations")?;
+    // Nothing to apply takes no write lock: opening beside a busy writer does not wait.
+    let applied = if has_history {
+        applied_version(conn)?
+    } else {
+        0
+    };
     if applied > migrations.len() as i64 {
         return Err(StoreError::Backend(format!(
             "the database has schema version {applied}, newer than this binary knows ({}); upgrade ringfence",
             migrations.len()
         )));
     }
-    Ok(())
+    if has_history && applied == migrations.len() as i64 {
+        return Ok(());
+    }
+    // One transaction, begun in turn; the history is read again inside it, so two
+    // processes opening a new database at once apply each migration once.
+    turnstile.begin_immediate(conn)?;
+    let result = (|| {
+        conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)").map_err(db_error)?;
+        let applied = applied_version(conn)?;
+        for (i, sql) in migrations.iter().enumerate() {
+            let version = i as i64 + 1;
+            if version <= applied {
+                continue;
+            }
+            conn.execute_batch(sql).map_err(db_error)?;
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                rusqlite::params![
+                    version,
+                    ringfence_core::timestamp::Timestamp::now().millis()
+                ],
+            )
+            .map_err(db_error)?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(db_error),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1088,6 +1163,75 @@ mod tests {
         insert_logged(&first, 2).await.unwrap();
         assert_eq!(committed_keys(&path), vec![1]);
         assert_eq!(keys(&first).await, vec![1, 2]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_second_writer_gets_its_turn_beside_a_logged_writer_that_never_pauses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        // Its open transaction would wait an hour to commit: only the turnstile ends it.
+        let serving = open_logged(&path);
+        let beside = open_logged(&path);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = (0..4i64)
+            .map(|w| {
+                let (db, stop) = (serving.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut k = 1_000_000 * (w + 1);
+                    let mut written = 0u32;
+                    while !stop.load(Ordering::Relaxed) {
+                        insert_logged(&db, k).await.unwrap();
+                        k += 1;
+                        written += 1;
+                    }
+                    written
+                })
+            })
+            .collect();
+        for k in 1..=5 {
+            // Ingest is under way each time the second writer asks.
+            let floor = serving.progress.acked.load(Ordering::SeqCst) + 20;
+            while serving.progress.acked.load(Ordering::SeqCst) < floor {
+                tokio::task::yield_now().await;
+            }
+            beside
+                .write(move |conn| insert(conn, k))
+                .await
+                .unwrap_or_else(|e| panic!("write {k} beside the logged writer: {e}"));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut written = 0;
+        for w in writers {
+            written += w.await.unwrap();
+        }
+        assert!(written >= 100, "the logged writer kept writing: {written}");
+        assert_eq!(
+            committed_keys(&path)
+                .into_iter()
+                .filter(|k| *k <= 5)
+                .collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5]
+        );
+    }
+
+    #[test]
+    fn a_writer_waiting_at_the_turnstile_is_seen_and_a_dead_holder_releases_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let first = Turnstile::open(&path).unwrap();
+        let second = Turnstile::open(&path).unwrap();
+        assert!(!first.someone_waits());
+        {
+            let holder = std::fs::File::options()
+                .read(true)
+                .write(true)
+                .open(crate::turnstile::path_for(&path))
+                .unwrap();
+            holder.lock().unwrap();
+            assert!(first.someone_waits() && second.someone_waits());
+            // The holder's descriptor closes (as a process's do when it dies).
+        }
+        assert!(!first.someone_waits());
     }
 
     #[tokio::test]

@@ -19,6 +19,7 @@ mod redo;
 mod redo_record;
 mod schema;
 mod store;
+mod turnstile;
 mod users;
 mod vault;
 

@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension};
 
 use super::db::Replay;
+use super::turnstile::Turnstile;
 use crate::db_error;
 use ringfence_store::StoreError;
 
@@ -163,6 +164,7 @@ impl RedoLog {
         path: &Path,
         conn: &Connection,
         replay: Replay,
+        turnstile: &Turnstile,
     ) -> Result<Option<Self>, StoreError> {
         let mut options = OpenOptions::new();
         options.create(true).read(true).write(true).truncate(false);
@@ -183,13 +185,17 @@ impl RedoLog {
             next_seq: 1,
             bytes: 0,
         };
-        log.replay(conn)?;
+        log.replay(conn, turnstile)?;
         Ok(Some(log))
     }
 
     /// Runs again, in one transaction, the records the database does not hold yet, then
     /// empties the log. Returns the last sequence number the database holds.
-    pub(super) fn replay(&mut self, conn: &Connection) -> Result<u64, StoreError> {
+    pub(super) fn replay(
+        &mut self,
+        conn: &Connection,
+        turnstile: &Turnstile,
+    ) -> Result<u64, StoreError> {
         let mut bytes = Vec::new();
         self.file
             .seek(SeekFrom::Start(0))
@@ -204,7 +210,7 @@ impl RedoLog {
             self.clear()?;
             return Ok(applied);
         }
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(db_error)?;
+        turnstile.begin_immediate(conn)?;
         let result = (|| {
             let applied = applied_seq(conn)?;
             let mut last = applied;

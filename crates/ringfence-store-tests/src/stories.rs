@@ -2322,3 +2322,359 @@ pub async fn a_master_key_rotation_rewraps_every_row_and_retires_the_old_key_onl
         Err(VaultError::StaleMasterKey { newest }) if newest == "fp-b"
     ));
 }
+
+/// A call from `number` with the caller's consent to recording and transcript sent inline.
+fn call_with_consent(
+    number: &ringfence_core::E164,
+    external_id: String,
+) -> ringfence_core::call::NewCall {
+    use ringfence_core::Personal;
+    use ringfence_core::call::{CallerIdentity, CallerLocation, InteractionContent, NewCall};
+    use ringfence_core::consent::{ConsentMethod, ConsentStatus, InlineConsent};
+    let consent = |category| InlineConsent {
+        category,
+        status: ConsentStatus::Granted,
+        method: ConsentMethod::IvrKeypress,
+        notice_version: None,
+    };
+    NewCall {
+        external_id: Some(external_id),
+        started_at: Timestamp::now(),
+        duration_s: Some(60),
+        direction: None,
+        status: None,
+        tracking_number: ringfence_core::phone::parse_e164("+14155550100").unwrap(),
+        source: Some("google_ads".into()),
+        campaign: None,
+        utm: Default::default(),
+        caller: CallerIdentity {
+            number: Some(number.clone()),
+            name: Some(Personal::new("Erika Mustermann".into())),
+            forwarded_from: None,
+        },
+        location: CallerLocation {
+            city: Some(Personal::new("London".into())),
+            region: None,
+            postal_code: None,
+            country: None,
+        },
+        transcript: Some(Personal::new("Hello, I would like a quote.".into())),
+        interaction: InteractionContent {
+            notes: None,
+            tags: Personal::new(Vec::new()),
+        },
+        session_id: None,
+        visitor: None,
+        consents: vec![
+            consent(DataCategory::Recording),
+            consent(DataCategory::Transcript),
+        ],
+    }
+}
+
+/// Issue 18: a caller's erasure destroys their consent subject's key; a call arriving with
+/// consents issues it again, and an erasure landing between that issue and its read used to
+/// fail the ingest ("a key just issued is not in the vault"). Eight clients ingest with
+/// consent from one number while it is erased and forgotten ten times a round.
+pub async fn ingest_with_consent_while_its_caller_is_erased_never_fails_and_keeps_nothing_of_them(
+    env: Env,
+) {
+    use ringfence_store::{CallLog, ConsentSubject, IngestPolicy};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let (master, _) = MasterKey::generate();
+    let log = Arc::new(CallLog::new(
+        env.store.clone(),
+        Vault::new(master, env.vault.clone()),
+        ringfence_store::Blobs::local(&dir.path().join("recordings")).unwrap(),
+    ));
+    let agency = agency(&env, "Agency").await;
+    let number = ringfence_core::phone::parse_e164("+442079460601").unwrap();
+    for round in 0..3u32 {
+        let account = account(&env, agency.id, "Business").await.id;
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged = Arc::new(AtomicU32::new(0));
+        let clients: Vec<_> = (0..8u32)
+            .map(|client| {
+                let (log, number) = (log.clone(), number.clone());
+                let (stop, acknowledged) = (stop.clone(), acknowledged.clone());
+                tokio::spawn(async move {
+                    let policy = IngestPolicy {
+                        collection: CollectionSettings::collect_all(),
+                        actor: format!("client-{client}"),
+                    };
+                    let mut n = 0u32;
+                    let mut failures = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let call = call_with_consent(&number, format!("r{round}-c{client}-{n}"));
+                        if let Err(e) = log.ingest_calls(account, vec![call], &policy).await {
+                            failures.push(e.to_string());
+                        }
+                        acknowledged.fetch_add(1, Ordering::Relaxed);
+                    }
+                    failures
+                })
+            })
+            .collect();
+        for _ in 0..10 {
+            let floor = acknowledged.load(Ordering::Relaxed) + 16;
+            while acknowledged.load(Ordering::Relaxed) < floor {
+                tokio::task::yield_now().await;
+            }
+            log.redact_caller(
+                &[account],
+                &number,
+                true,
+                event("caller.redacted", Some(account)),
+            )
+            .await
+            .expect("the erasure succeeds");
+        }
+        stop.store(true, Ordering::Relaxed);
+        for client in clients {
+            let failures = client.await.unwrap();
+            assert!(
+                failures.is_empty(),
+                "{}, round {round}: {} ingests failed, the first: {}",
+                env.backend,
+                failures.len(),
+                failures[0]
+            );
+        }
+        let count = |redacted| {
+            env.store.count_calls(CallQuery {
+                account_id: account,
+                redacted,
+                from: None,
+                to: None,
+                tracking_number: None,
+                source: None,
+                status: None,
+                caller_bidx: None,
+                after: None,
+                limit: 1,
+            })
+        };
+        let all = count(None).await.unwrap();
+        assert!(all >= 160, "{}, round {round}: {all} calls", env.backend);
+        let kept = count(Some(false)).await.unwrap();
+        assert_eq!(
+            kept, 0,
+            "{}, round {round}: calls of an erased caller kept their data",
+            env.backend
+        );
+        let consents = log
+            .consents(
+                account,
+                Some(&ConsentSubject::Caller(number.clone())),
+                None,
+                1_000,
+            )
+            .await
+            .unwrap();
+        assert!(
+            consents.is_empty(),
+            "{}, round {round}: {} consents of an erased caller kept",
+            env.backend,
+            consents.len()
+        );
+    }
+}
+
+/// The env's vault store, through which an erasure of one caller runs right after a consent
+/// subject's key is inserted, before the call log reads the key back: the moment the race
+/// of issue 18 needs, made certain.
+struct ErasureAfterSubjectKeyInsert {
+    inner: std::sync::Arc<dyn ringfence_crypto::VaultStore>,
+    /// The call log to erase through (set once it is built over this store).
+    log: std::sync::OnceLock<std::sync::Weak<ringfence_store::CallLog>>,
+    caller: (AccountId, ringfence_core::E164),
+    /// Erasures left to run.
+    armed: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl ringfence_crypto::VaultStore for ErasureAfterSubjectKeyInsert {
+    async fn insert(
+        &self,
+        records: Vec<ringfence_crypto::KeyRecord>,
+    ) -> Result<(), ringfence_crypto::VaultError> {
+        use std::sync::atomic::Ordering;
+        let subject = records.iter().any(|r| r.purpose == KeyPurpose::Subject);
+        self.inner.insert(records).await?;
+        let armed = self
+            .armed
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if subject && armed {
+            let log = self
+                .log
+                .get()
+                .and_then(|l| l.upgrade())
+                .expect("the call log");
+            let (account, number) = &self.caller;
+            log.redact_caller(
+                &[*account],
+                number,
+                true,
+                event("caller.redacted", Some(*account)),
+            )
+            .await
+            .expect("the erasure succeeds");
+        }
+        Ok(())
+    }
+    async fn fetch(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<Vec<ringfence_crypto::KeyRecord>, ringfence_crypto::VaultError> {
+        self.inner.fetch(ids).await
+    }
+    async fn destroy(&self, ids: Vec<String>) -> Result<u64, ringfence_crypto::VaultError> {
+        self.inner.destroy(ids).await
+    }
+    async fn list(
+        &self,
+        purpose: KeyPurpose,
+        created_before_millis: i64,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<String>, ringfence_crypto::VaultError> {
+        self.inner
+            .list(purpose, created_before_millis, after, limit)
+            .await
+    }
+    async fn anchor_journal(
+        &self,
+        seq: i64,
+        hash: [u8; 32],
+    ) -> Result<(), ringfence_crypto::VaultError> {
+        self.inner.anchor_journal(seq, hash).await
+    }
+    async fn journal_anchor(
+        &self,
+    ) -> Result<Option<(i64, [u8; 32])>, ringfence_crypto::VaultError> {
+        self.inner.journal_anchor().await
+    }
+    async fn compact(&self) -> Result<(), ringfence_crypto::VaultError> {
+        self.inner.compact().await
+    }
+    async fn ping(&self) -> Result<(), ringfence_crypto::VaultError> {
+        self.inner.ping().await
+    }
+    async fn master_key_status(
+        &self,
+    ) -> Result<ringfence_crypto::MasterKeyStatus, ringfence_crypto::VaultError> {
+        self.inner.master_key_status().await
+    }
+    async fn adopt_master_key(
+        &self,
+        fingerprint: String,
+    ) -> Result<(), ringfence_crypto::VaultError> {
+        self.inner.adopt_master_key(fingerprint).await
+    }
+    async fn begin_rotation(
+        &self,
+        from: String,
+        to: String,
+    ) -> Result<u64, ringfence_crypto::VaultError> {
+        self.inner.begin_rotation(from, to).await
+    }
+    async fn wrapped_by_other(
+        &self,
+        to: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<ringfence_crypto::KeyRecord>, ringfence_crypto::VaultError> {
+        self.inner.wrapped_by_other(to, after, limit).await
+    }
+    async fn rewrap(
+        &self,
+        to: String,
+        changes: Vec<ringfence_crypto::Rewrap>,
+    ) -> Result<u64, ringfence_crypto::VaultError> {
+        self.inner.rewrap(to, changes).await
+    }
+    async fn finish_rotation(
+        &self,
+        from: String,
+        to: String,
+        rewrapped: u64,
+    ) -> Result<u64, ringfence_crypto::VaultError> {
+        self.inner.finish_rotation(from, to, rewrapped).await
+    }
+}
+
+/// Issue 18, made certain: a caller's erasure runs between the insert of their consent
+/// subject's key (issued by a call arriving with consents) and the call log's read of it.
+/// The ingest succeeds, and the call is stored redacted without its consents.
+pub async fn an_erasure_between_a_subject_keys_issue_and_its_read_fails_no_ingest_and_keeps_nothing(
+    env: Env,
+) {
+    use ringfence_store::{CallLog, ConsentSubject, IngestPolicy};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let agency = agency(&env, "Agency").await;
+    let account = account(&env, agency.id, "Business").await.id;
+    let number = ringfence_core::phone::parse_e164("+442079460602").unwrap();
+    let vault = Arc::new(ErasureAfterSubjectKeyInsert {
+        inner: env.vault.clone(),
+        log: std::sync::OnceLock::new(),
+        caller: (account, number.clone()),
+        armed: std::sync::atomic::AtomicU32::new(3),
+    });
+    let (master, _) = MasterKey::generate();
+    let log = Arc::new(CallLog::new(
+        env.store.clone(),
+        Vault::new(master, vault.clone()),
+        ringfence_store::Blobs::local(&dir.path().join("recordings")).unwrap(),
+    ));
+    assert!(vault.log.set(Arc::downgrade(&log)).is_ok());
+    let policy = IngestPolicy {
+        collection: CollectionSettings::collect_all(),
+        actor: "client".into(),
+    };
+    // Each ingest issues the key again (the erasure before destroyed it) and meets an
+    // erasure between its issue and its read.
+    for n in 0..3 {
+        let call = call_with_consent(&number, format!("erased-{n}"));
+        let ingested = log
+            .ingest_calls(account, vec![call], &policy)
+            .await
+            .unwrap_or_else(|e| panic!("{}, call {n}: {e}", env.backend));
+        assert_eq!(ingested.len(), 1);
+    }
+    assert_eq!(
+        vault.armed.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "every ingest met an erasure"
+    );
+    let calls = env
+        .store
+        .count_calls(CallQuery {
+            account_id: account,
+            redacted: Some(false),
+            from: None,
+            to: None,
+            tracking_number: None,
+            source: None,
+            status: None,
+            caller_bidx: None,
+            after: None,
+            limit: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        calls, 0,
+        "{}: a call of the erased caller kept their data",
+        env.backend
+    );
+    let consents = log
+        .consents(account, Some(&ConsentSubject::Caller(number)), None, 100)
+        .await
+        .unwrap();
+    assert!(consents.is_empty(), "{}: consents kept", env.backend);
+}

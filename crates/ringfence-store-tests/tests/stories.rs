@@ -24,4 +24,6 @@ ringfence_store_tests::store_stories!(
     due_calls_are_the_old_live_unheld_ones_in_scope_oldest_first,
     a_recording_is_attached_only_as_consent_allows_and_never_to_a_redacted_call,
     a_master_key_rotation_rewraps_every_row_and_retires_the_old_key_only_when_none_is_left,
+    ingest_with_consent_while_its_caller_is_erased_never_fails_and_keeps_nothing_of_them,
+    an_erasure_between_a_subject_keys_issue_and_its_read_fails_no_ingest_and_keeps_nothing,
 );

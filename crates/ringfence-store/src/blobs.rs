@@ -6,9 +6,11 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::{GetOptions, GetResultPayload, ObjectStore, ObjectStoreExt, WriteMultipart};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -67,9 +69,47 @@ impl Blobs {
         })
     }
 
-    pub async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, BlobError> {
+    /// Opens the bytes `range` of an object for reading, once: what the returned reader
+    /// reads is the object as it was when this returned, whatever happens to its path
+    /// afterwards. A missing object is `NotFound` here, never halfway through.
+    ///
+    /// A local folder opens the file: on Unix an open file stays readable after it is
+    /// unlinked (its data lives until the last descriptor closes). Any other store starts one
+    /// GET of the whole range here and reads its body: whether a deletion can cut a body in
+    /// flight is that store's; S3-compatible stores serve a GET that has started to its end.
+    pub async fn open_range(&self, path: &str, range: Range<u64>) -> Result<BlobRange, BlobError> {
         let location = Path::parse(path).map_err(|e| BlobError::Backend(e.to_string()))?;
-        Ok(self.store.get_range(&location, range).await?)
+        let len = range.end.saturating_sub(range.start);
+        let got = self
+            .store
+            .get_opts(
+                &location,
+                GetOptions {
+                    range: Some(range.clone().into()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if got.range != range {
+            return Err(BlobError::Backend(format!(
+                "the object holds {} bytes, fewer than the range asked for",
+                got.meta.size
+            )));
+        }
+        let source = match got.payload {
+            GetResultPayload::File(file, _) => RangeSource::File {
+                file: Arc::new(file),
+                at: range.start,
+            },
+            GetResultPayload::Stream(body) => RangeSource::Stream {
+                body,
+                buffered: Vec::new(),
+            },
+        };
+        Ok(BlobRange {
+            source,
+            remaining: len,
+        })
     }
 
     /// Deletes an object; deleting a missing one succeeds.
@@ -100,6 +140,61 @@ impl Blobs {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// A byte range of one object, opened by [`Blobs::open_range`]; read front to back.
+pub struct BlobRange {
+    source: RangeSource,
+    /// Bytes of the range not read yet.
+    remaining: u64,
+}
+
+enum RangeSource {
+    /// The open file and the offset of the next byte to read.
+    File { file: Arc<std::fs::File>, at: u64 },
+    /// The body of the one GET, and what arrived of it beyond the last read.
+    Stream {
+        body: BoxStream<'static, object_store::Result<Bytes>>,
+        buffered: Vec<u8>,
+    },
+}
+
+impl BlobRange {
+    /// The next `n` bytes of the range (fewer only at its end).
+    pub async fn read(&mut self, n: usize) -> Result<Bytes, BlobError> {
+        let n = n.min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let bytes = match &mut self.source {
+            RangeSource::File { file, at } => {
+                let (file, from) = (file.clone(), *at);
+                let bytes = tokio::task::spawn_blocking(move || {
+                    use std::os::unix::fs::FileExt;
+                    let mut out = vec![0u8; n];
+                    file.read_exact_at(&mut out, from).map(|()| out)
+                })
+                .await
+                .map_err(|e| BlobError::Backend(e.to_string()))?
+                .map_err(|e| BlobError::Backend(format!("cannot read the object: {e}")))?;
+                *at += n as u64;
+                Bytes::from(bytes)
+            }
+            RangeSource::Stream { body, buffered } => {
+                while buffered.len() < n {
+                    match body.next().await {
+                        Some(part) => buffered.extend_from_slice(&part?),
+                        None => {
+                            return Err(BlobError::Backend(
+                                "the object's body ended before the range".into(),
+                            ));
+                        }
+                    }
+                }
+                let rest = buffered.split_off(n);
+                Bytes::from(std::mem::replace(buffered, rest))
+            }
+        };
+        self.remaining -= n as u64;
+        Ok(bytes)
     }
 }
 

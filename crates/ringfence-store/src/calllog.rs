@@ -185,9 +185,19 @@ pub struct RedactionReceipt {
     pub skipped_legal_hold: u64,
 }
 
+/// What the vault holds under a key id that was just issued if missing.
+enum Issued {
+    /// The key under the id: one that was there, ours, or a concurrent creator's.
+    Held(DataKey),
+    /// The key issued here: some key reached the vault under the id (ours or a concurrent
+    /// creator's) and was destroyed before it could be read back.
+    DestroyedSince(DataKey),
+}
+
 /// A recording opened for reading.
 pub struct RecordingRead {
     pub meta: RecordingMeta,
+    call: CallId,
     object: String,
     key: DataKey,
 }
@@ -313,7 +323,11 @@ impl CallLog {
             return Ok(k);
         }
         let key = self
-            .key_or_issue(blind_key_id(account), account, KeyPurpose::BlindIndex)
+            .key_or_issue(
+                blind_key_id(account),
+                account.to_string(),
+                KeyPurpose::BlindIndex,
+            )
             .await?;
         let key = BlindIndexKey::from_data_key(&key);
         if let Ok(mut m) = self.blind_keys.lock() {
@@ -496,29 +510,49 @@ impl CallLog {
     }
 
     /// The vault's key `id`, issued on first use. Concurrent creators converge on the key
-    /// that reached the vault first.
-    async fn key_or_issue(
+    /// that reached the vault first. For keys no erasure destroys (blind-index, secrets and
+    /// installation keys): one missing right after its issue is corruption.
+    pub(crate) async fn key_or_issue(
         &self,
         id: String,
-        account: AccountId,
+        owner: String,
         purpose: KeyPurpose,
     ) -> Result<DataKey, LogError> {
-        if let Some(k) = self.vault.open_key(&id).await? {
-            return Ok(k);
+        match self.open_or_issue(id.clone(), owner, purpose).await? {
+            Issued::Held(key) => Ok(key),
+            Issued::DestroyedSince(_) => Err(LogError::Corrupt(
+                id,
+                "a key just issued was destroyed, and no erasure destroys keys of its kind",
+            )),
         }
-        let (_, record) = self.vault.issue(id.clone(), account.to_string(), purpose);
+    }
+
+    /// The vault's key `id` if it holds one, else a fresh key issued under `id`; what the
+    /// vault answers once the insert is done. A concurrent creator's insert may have reached
+    /// the vault first (ids are unique: the first key stays, and both converge on it), and
+    /// an erasure may destroy the key between the insert and the read that follows it.
+    async fn open_or_issue(
+        &self,
+        id: String,
+        owner: String,
+        purpose: KeyPurpose,
+    ) -> Result<Issued, LogError> {
+        if let Some(k) = self.vault.open_key(&id).await? {
+            return Ok(Issued::Held(k));
+        }
+        let (issued, record) = self.vault.issue(id.clone(), owner, purpose);
         self.vault.insert(vec![record]).await?;
-        self.vault.open_key(&id).await?.ok_or(LogError::Corrupt(
-            id,
-            "a key just issued is not in the vault",
-        ))
+        Ok(match self.vault.open_key(&id).await? {
+            Some(k) => Issued::Held(k),
+            None => Issued::DestroyedSince(issued),
+        })
     }
 
     /// The key sealing an account's secrets, created on first use.
     pub(crate) async fn secrets_key(&self, account: AccountId) -> Result<DataKey, LogError> {
         self.key_or_issue(
             format!("account-secrets:{account}"),
-            account,
+            account.to_string(),
             KeyPurpose::AccountSecret,
         )
         .await
@@ -664,13 +698,29 @@ impl CallLog {
 
     /// The key that seals a consent subject's events, created on first use; destroyed when
     /// the subject is redacted.
+    ///
+    /// A caller's erasure can destroy it between its issue and the read that follows
+    /// (`Issued::DestroyedSince`). What is sealed with the key just issued is then born
+    /// unreadable — the vault holds no key under that id that opens it, or none at all —,
+    /// which is what the erasure wants; and the store decides in its own transaction what
+    /// arrives: the erasure's forget-list entry is committed before it destroys the key, so
+    /// an arriving call of the forgotten caller is stored redacted and its consents are not
+    /// stored. Either way this is not an error of the request.
     async fn subject_key(
         &self,
         account: AccountId,
         bidx: &BlindIndex,
     ) -> Result<DataKey, LogError> {
-        self.key_or_issue(subject_key_id(account, bidx), account, KeyPurpose::Subject)
-            .await
+        match self
+            .open_or_issue(
+                subject_key_id(account, bidx),
+                account.to_string(),
+                KeyPurpose::Subject,
+            )
+            .await?
+        {
+            Issued::Held(key) | Issued::DestroyedSince(key) => Ok(key),
+        }
     }
 
     /// Stores calls atomically: all or none. Idempotent per `(account, external_id)`.
@@ -1102,66 +1152,99 @@ impl CallLog {
                 content_type: rec.content_type.clone(),
                 bytes: rec.bytes,
             },
+            call: call.id,
             object: rec.object.clone(),
             key,
         }))
     }
 
-    /// Plaintext bytes `start..end` of a recording, as a stream of pieces.
-    pub fn read_recording(
+    /// Plaintext bytes `start..end` of a recording, as a stream of pieces, opened before
+    /// anything is sent. The recording's object is opened here, once, with the key
+    /// [`recording`](Self::recording) opened: the stream reads that object to its end
+    /// whatever happens meanwhile (a redaction deletes the file: the open file stays
+    /// readable; see [`Blobs::open_range`]), so it delivers the whole range or fails only
+    /// as storage can fail. An object gone before it could be opened means the call was
+    /// redacted (`Redacted`) or its recording replaced or removed (`None`: ask again).
+    pub async fn read_recording(
         &self,
         rec: RecordingRead,
         start: u64,
         end: u64,
-    ) -> impl Stream<Item = Result<Bytes, LogError>> + Send + 'static {
-        let blobs = self.blobs.clone();
+    ) -> Result<Option<impl Stream<Item = Result<Bytes, LogError>> + Send + 'static>, LogError>
+    {
         let layout = RecordingLayout {
             plaintext_len: rec.meta.bytes,
         };
         let end = end.min(rec.meta.bytes);
         let (first, last, _) = layout.chunks_for(start, end.max(start + 1));
-        // Fetch up to 16 chunks (1 MiB) per request to the blob store.
-        const GROUP: u64 = 16;
-        futures::stream::unfold(first, move |index| {
-            let blobs = blobs.clone();
-            let object = rec.object.clone();
-            let key = rec.key.clone();
-            async move {
-                if index > last || start >= end {
-                    return None;
-                }
-                let group_last = (index + GROUP - 1).min(last);
-                let from = layout.sealed_offset(index);
-                let to = layout.sealed_offset(group_last) + layout.sealed_chunk_len(group_last);
-                let result = async {
-                    let sealed = blobs.read_range(&object, from..to).await?;
-                    let mut out =
-                        Vec::with_capacity(((group_last - index + 1) as usize) * RECORDING_CHUNK);
-                    let mut at = 0usize;
-                    for i in index..=group_last {
-                        let n = layout.sealed_chunk_len(i) as usize;
-                        let piece = sealed
-                            .get(at..at + n)
-                            .ok_or_else(|| LogError::Corrupt("a recording".into(), "truncated"))?;
-                        let plain =
-                            open_recording_chunk(&key, &object, i, layout.is_last(i), piece)
-                                .map_err(|_| {
-                                    LogError::Corrupt("a recording".into(), "chunk does not open")
-                                })?;
-                        let chunk_start = i * RECORDING_CHUNK as u64;
-                        let lo = start.saturating_sub(chunk_start).min(plain.len() as u64) as usize;
-                        let hi = (end - chunk_start).min(plain.len() as u64) as usize;
-                        if lo < hi {
-                            out.extend_from_slice(&plain[lo..hi]);
-                        }
-                        at += n;
-                    }
-                    Ok::<Bytes, LogError>(Bytes::from(out))
-                }
-                .await;
-                Some((result, group_last + 1))
+        let from = layout.sealed_offset(first);
+        let to = layout.sealed_offset(last) + layout.sealed_chunk_len(last);
+        let blob = match self.blobs.open_range(&rec.object, from..to).await {
+            Ok(blob) => blob,
+            Err(BlobError::NotFound) => {
+                return match self.store.call(rec.call).await? {
+                    Some(row) if row.redacted_at.is_some() => Err(LogError::Redacted),
+                    _ => Ok(None),
+                };
             }
-        })
+            Err(e) => return Err(e.into()),
+        };
+        let RecordingRead { object, key, .. } = rec;
+        // Up to 16 chunks (1 MiB) per read.
+        const GROUP: u64 = 16;
+        Ok(Some(futures::stream::unfold(
+            (blob, first),
+            move |(mut blob, index)| {
+                let object = object.clone();
+                let key = key.clone();
+                async move {
+                    if index > last || start >= end {
+                        return None;
+                    }
+                    let group_last = (index + GROUP - 1).min(last);
+                    let n = layout.sealed_offset(group_last) + layout.sealed_chunk_len(group_last)
+                        - layout.sealed_offset(index);
+                    let result = async {
+                        let sealed = blob.read(n as usize).await?;
+                        let mut out = Vec::with_capacity(
+                            ((group_last - index + 1) as usize) * RECORDING_CHUNK,
+                        );
+                        let mut at = 0usize;
+                        for i in index..=group_last {
+                            let n = layout.sealed_chunk_len(i) as usize;
+                            let piece = sealed.get(at..at + n).ok_or_else(|| {
+                                LogError::Corrupt("a recording".into(), "truncated")
+                            })?;
+                            let plain =
+                                open_recording_chunk(&key, &object, i, layout.is_last(i), piece)
+                                    .map_err(|_| {
+                                        LogError::Corrupt(
+                                            "a recording".into(),
+                                            "chunk does not open",
+                                        )
+                                    })?;
+                            let chunk_start = i * RECORDING_CHUNK as u64;
+                            let lo =
+                                start.saturating_sub(chunk_start).min(plain.len() as u64) as usize;
+                            let hi = (end - chunk_start).min(plain.len() as u64) as usize;
+                            if lo < hi {
+                                out.extend_from_slice(&plain[lo..hi]);
+                            }
+                            at += n;
+                        }
+                        Ok::<Bytes, LogError>(Bytes::from(out))
+                    }
+                    .await;
+                    // After a failure the stream ends: the body is cut, never shifted.
+                    let next = if result.is_ok() {
+                        group_last + 1
+                    } else {
+                        last + 1
+                    };
+                    Some((result, (blob, next)))
+                }
+            },
+        )))
     }
 
     /// Redacts these calls (and the visitor sessions linked to them): the keys are destroyed

@@ -279,20 +279,11 @@ impl CallLog {
         Ok(BlindIndexKey::from_data_key(&key).index(&normalise_email(email)))
     }
 
-    /// An installation-wide key of the vault, created on first use.
+    /// An installation-wide key of the vault, created on first use (two first users created
+    /// at once converge on the key that reached the vault first).
     async fn installation_key(&self, id: &str, purpose: KeyPurpose) -> Result<DataKey, LogError> {
-        let vault = self.vault();
-        if let Some(key) = vault.open_key(id).await? {
-            return Ok(key);
-        }
-        let (_, record) = vault.issue(id.to_owned(), "installation".to_owned(), purpose);
-        // Two first users created at once: the first key to reach the vault wins (an insert
-        // of an id already there keeps the first and succeeds; any other failure is one).
-        vault.insert(vec![record]).await?;
-        vault.open_key(id).await?.ok_or(LogError::Corrupt(
-            id.to_owned(),
-            "a key just issued is not in the vault",
-        ))
+        self.key_or_issue(id.to_owned(), "installation".to_owned(), purpose)
+            .await
     }
 
     /// Seals a user's e-mail address (as typed, trimmed) for [`UserRecord::email_sealed`],

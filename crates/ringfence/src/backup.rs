@@ -154,57 +154,28 @@ pub async fn backup(resources: &Resources, out: &Path) -> anyhow::Result<serde_j
         redo_records,
     };
     // Journaled before the manifest: a backup that could not be journaled is not complete.
-    journal_backup(
-        resources,
-        AuditEvent {
+    // Beside a serving process this write takes the next turn at the call log's write lock
+    // (the store's turnstile: after at most one of the server's groups); the busy timeout
+    // bounds a wait for a lock held otherwise, and the error names it.
+    resources
+        .log
+        .store()
+        .append_audit(AuditEvent {
             actor: "cli".into(),
             action: "backup.taken".into(),
             count: Some(recordings),
             details: json!({"audit_seq": audit_seq, "recordings": recordings}).to_string(),
             ..Default::default()
-        },
-    )
-    .await
-    .context(
-        "the backup could not be journaled in the live call log, so it is not marked complete",
-    )?;
+        })
+        .await
+        .context(
+            "the backup could not be journaled in the live call log, so it is not marked complete",
+        )?;
     write_manifest(out, &manifest)
         .with_context(|| format!("cannot write the backup's manifest in {}", out.display()))?;
     Ok(
         json!({"out": out.display().to_string(), "audit_seq": audit_seq, "recordings": recordings, "redo_records": redo_records, "taken_at": manifest.taken_at}),
     )
-}
-
-/// How long a backup waits for a busy live call log before it gives up (issue 18: a backup
-/// beside a serving process must not give up under load, but wait with a bound).
-const JOURNAL_WAIT: std::time::Duration = std::time::Duration::from_secs(180);
-
-/// Journals the backup in the live call log. Beside a serving process under sustained ingest
-/// (whose writer keeps a transaction open across ingest groups, committing every 200 ms), the
-/// entry's commit can find the database busy; nothing was written then (the transaction is
-/// rolled back), so it is appended again, up to `JOURNAL_WAIT`, and the error names the bound.
-async fn journal_backup(resources: &Resources, event: AuditEvent) -> anyhow::Result<i64> {
-    let deadline = std::time::Instant::now() + JOURNAL_WAIT;
-    loop {
-        match resources.log.store().append_audit(event.clone()).await {
-            Ok(seq) => return Ok(seq),
-            Err(ringfence_store::StoreError::Backend(message))
-                if message.contains("database is locked")
-                    && std::time::Instant::now() < deadline =>
-            {
-                tracing::debug!("the live call log is busy; journaling the backup again");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!(
-                        "the live call log stayed busy or failed for up to {} s",
-                        JOURNAL_WAIT.as_secs()
-                    )
-                });
-            }
-        }
-    }
 }
 
 /// Redactions and removals journaled after the backup, read from a SQLite call log.

@@ -245,9 +245,14 @@ pub async fn get_recording(
             return Err(err);
         }
     };
+    // The key and the recording's object are opened before the answer starts: the body is
+    // then the whole range, whatever a redaction does meanwhile; one that came first is a
+    // 410 (or a 404 for a recording replaced meanwhile), never a body cut short.
     let stream = state
         .log
         .read_recording(rec, start, end)
+        .await?
+        .ok_or_else(|| ApiError::not_found("recording"))?
         .map(|r| r.map_err(std::io::Error::other));
     let mut response = Body::from_stream(stream).into_response();
     *response.status_mut() = status;

@@ -21,6 +21,7 @@ mod ceiling;
 mod checklist;
 mod cli;
 mod consent;
+mod contention;
 mod crash;
 mod day_to_day;
 mod demo;
