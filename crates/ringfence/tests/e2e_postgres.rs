@@ -32,6 +32,8 @@ mod cli;
 mod common;
 #[path = "e2e/consent.rs"]
 mod consent;
+#[path = "e2e/contention.rs"]
+mod contention;
 #[path = "e2e/day_to_day.rs"]
 mod day_to_day;
 #[path = "e2e/demo.rs"]

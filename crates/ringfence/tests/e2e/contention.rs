@@ -67,8 +67,8 @@ const CLIENTS: u32 = 24;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cli_writes_beside_a_server_under_sustained_ingest_each_get_their_turn_within_seconds() {
-    let dir = tempfile::tempdir().unwrap();
-    let live = dir.path().join("live");
+    let dir = Backing::new();
+    let live = dir.data();
     let logs = dir.path().join("logs");
     let (_, account) = cli_tenant(&live, true);
     let served = Served::start(&live, &logs, &[]);
@@ -93,7 +93,13 @@ async fn cli_writes_beside_a_server_under_sustained_ingest_each_get_their_turn_w
         let commands: Vec<Vec<String>> = vec![
             vec!["token", "create", "--role", "admin", "--json"],
             vec!["redact", "call", "<a call>", "--json"],
-            vec!["backup", "--out", out.to_str().unwrap(), "--json"],
+            // PostgreSQL is backed up with its own tools: a check of the whole journal, read
+            // beside the writer, stands in.
+            if dir.is_postgres() {
+                vec!["audit", "verify", "--json"]
+            } else {
+                vec!["backup", "--out", out.to_str().unwrap(), "--json"]
+            },
         ]
         .into_iter()
         .map(|c| c.into_iter().map(str::to_owned).collect())
