@@ -700,6 +700,17 @@ impl Served {
     }
 }
 
+impl Drop for Served {
+    /// A test that fails before it stops its server must not leave it running: the process is
+    /// killed with the test (a server stopped or killed already has exited; this is then a no-op).
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn uuid_like() -> String {
     format!("{}", ringfence_core::CallId::generate())
 }
