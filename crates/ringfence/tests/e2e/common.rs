@@ -74,25 +74,21 @@ impl Backing {
                 databases: None,
             };
         };
-        // A runtime of its own: callable from plain and from async tests alike.
-        let (log, vault) = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime")
-                .block_on(async {
-                    if migrated {
-                        futures::join!(TestDatabase::create(&server), TestDatabase::create(&server))
-                    } else {
-                        futures::join!(
-                            TestDatabase::create_from(&server, None),
-                            TestDatabase::create_from(&server, None)
-                        )
-                    }
-                })
-        })
-        .join()
-        .expect("the test databases are made");
+        let (log, vault) = on_own_runtime(async move {
+            if migrated {
+                futures::join!(TestDatabase::create(&server), TestDatabase::create(&server))
+            } else {
+                futures::join!(
+                    TestDatabase::create_from(&server, None),
+                    TestDatabase::create_from(&server, None)
+                )
+            }
+        });
+        Self::registered(dir, log, vault)
+    }
+
+    /// A folder and its two databases, registered for `run_cli` and `Served::start`.
+    fn registered(dir: TempDir, log: TestDatabase, vault: TestDatabase) -> Backing {
         let text = |db: &TestDatabase| {
             let mut url = url::Url::parse(&std::env::var(URL_VARIABLE).expect("the server's URL"))
                 .expect("a URL");
@@ -151,36 +147,13 @@ impl Backing {
                     log.url.database().to_owned(),
                     vault.url.database().to_owned(),
                 );
-                let dir = tempfile::tempdir().expect("temp dir");
-                let databases = std::thread::spawn(move || {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("a runtime")
-                        .block_on(async {
-                            (
-                                TestDatabase::create_from(&server, Some(&log)).await,
-                                TestDatabase::create_from(&server, Some(&vault)).await,
-                            )
-                        })
-                })
-                .join()
-                .expect("the copies are made");
-                let text = |db: &TestDatabase| {
-                    let mut url =
-                        url::Url::parse(&std::env::var(URL_VARIABLE).expect("the server's URL"))
-                            .expect("a URL");
-                    url.set_path(db.url.database());
-                    url.to_string()
-                };
-                POSTGRES_URLS.lock().expect("registry").insert(
-                    dir.path().join("data"),
-                    (text(&databases.0), text(&databases.1)),
-                );
-                Backing {
-                    dir,
-                    databases: Some(databases),
-                }
+                let (log, vault) = on_own_runtime(async move {
+                    (
+                        TestDatabase::create_from(&server, Some(&log)).await,
+                        TestDatabase::create_from(&server, Some(&vault)).await,
+                    )
+                });
+                Backing::registered(tempfile::tempdir().expect("temp dir"), log, vault)
             }
         };
         copy_folder(&self.data(), &copy.data());
@@ -926,43 +899,51 @@ pub fn read_journal(data: &Path) -> Vec<ringfence_store::AuditEntry> {
             .expect("the journal reads");
     };
     let url: ringfence_store_postgres::DatabaseUrl = log.parse().expect("a database URL");
+    on_own_runtime(async move {
+        use ringfence_store::Store;
+        let store = ringfence_store_postgres::PgStore::open(&url, 1)
+            .await
+            .expect("the call log opens");
+        let mut entries = Vec::new();
+        loop {
+            let page = store
+                .audit(ringfence_store::AuditQuery {
+                    agency_id: None,
+                    account_id: None,
+                    after_seq: entries.last().map(|e: &ringfence_store::AuditEntry| e.seq),
+                    before_seq: None,
+                    limit: 500,
+                })
+                .await
+                .expect("the journal reads");
+            if page.is_empty() {
+                break;
+            }
+            entries.extend(page);
+        }
+        store.close().await;
+        entries
+    })
+}
+
+/// Runs a future to its end on a runtime of its own, on a thread of its own: callable from
+/// plain and from async tests alike (a multi-threaded test keeps its server's tasks going).
+fn on_own_runtime<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a runtime")
-            .block_on(async move {
-                use ringfence_store::Store;
-                let store = ringfence_store_postgres::PgStore::open(&url, 1)
-                    .await
-                    .expect("the call log opens");
-                let mut entries = Vec::new();
-                loop {
-                    let page = store
-                        .audit(ringfence_store::AuditQuery {
-                            agency_id: None,
-                            account_id: None,
-                            after_seq: entries.last().map(|e: &ringfence_store::AuditEntry| e.seq),
-                            before_seq: None,
-                            limit: 500,
-                        })
-                        .await
-                        .expect("the journal reads");
-                    if page.is_empty() {
-                        break;
-                    }
-                    entries.extend(page);
-                }
-                store.close().await;
-                entries
-            })
+            .block_on(work)
     })
     .join()
-    .expect("the journal is read")
+    .expect("the work finished")
 }
 
-/// Runs SQL on a data folder's PostgreSQL call log (tests that alter stored rows as an
-/// attacker with database access would). `None` on the SQLite run.
+/// A data folder's PostgreSQL call log (URL text), for tests that read or alter stored rows
+/// as someone with database access would. `None` on the SQLite run.
 pub fn postgres_call_log(data: &Path) -> Option<String> {
     postgres_urls(data).map(|(log, _)| log)
 }
@@ -974,75 +955,50 @@ pub fn postgres_vault(data: &Path) -> Option<String> {
 
 /// One text value from a query on a PostgreSQL database given by URL text.
 pub fn postgres_text(url: &str, sql: &str) -> String {
+    postgres_scalar(url, sql)
+}
+
+/// One number from a query on a PostgreSQL database given by URL text.
+pub fn postgres_count(url: &str, sql: &str) -> i64 {
+    postgres_scalar(url, sql)
+}
+
+fn postgres_scalar<T>(url: &str, sql: &str) -> T
+where
+    T: Send
+        + Unpin
+        + 'static
+        + for<'r> sqlx::Decode<'r, sqlx::Postgres>
+        + sqlx::Type<sqlx::Postgres>,
+{
     let (url, sql) = (url.to_owned(), sql.to_owned());
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime")
-            .block_on(async move {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&url)
-                    .await
-                    .expect("the database answers");
-                let text: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                    .fetch_one(&mut conn)
-                    .await
-                    .expect("the query runs");
-                conn.close().await.ok();
-                text
-            })
+    on_own_runtime(async move {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&url)
+            .await
+            .expect("the database answers");
+        let value: T = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut conn)
+            .await
+            .expect("the query runs");
+        conn.close().await.ok();
+        value
     })
-    .join()
-    .expect("the query ran")
 }
 
 /// Runs one statement on a PostgreSQL database given by URL text, from any test.
 pub fn postgres_execute(url: &str, sql: &str) -> u64 {
     let (url, sql) = (url.to_owned(), sql.to_owned());
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime")
-            .block_on(async move {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&url)
-                    .await
-                    .expect("the database answers");
-                let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut conn)
-                    .await
-                    .expect("the statement runs");
-                conn.close().await.ok();
-                done.rows_affected()
-            })
+    on_own_runtime(async move {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&url)
+            .await
+            .expect("the database answers");
+        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .expect("the statement runs");
+        conn.close().await.ok();
+        done.rows_affected()
     })
-    .join()
-    .expect("the statement ran")
-}
-
-/// One number from a query on a PostgreSQL database given by URL text.
-pub fn postgres_count(url: &str, sql: &str) -> i64 {
-    let (url, sql) = (url.to_owned(), sql.to_owned());
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime")
-            .block_on(async move {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&url)
-                    .await
-                    .expect("the database answers");
-                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                    .fetch_one(&mut conn)
-                    .await
-                    .expect("the query runs");
-                conn.close().await.ok();
-                n
-            })
-    })
-    .join()
-    .expect("the query ran")
 }
